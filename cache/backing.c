@@ -1,0 +1,53 @@
+#include "cache/backing.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+/* pread() until @len bytes are in, riding out EINTR and short reads. */
+static int pread_full(int fd, void *dst, size_t len, uint64_t off, const struct deadline *dl)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)dst + got, len - got, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ESTALE; /* the file shrank under us */
+		got += (size_t)n;
+		if (deadline_passed(dl))
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
+			 const struct deadline *dl)
+{
+	struct stat st;
+	uint64_t chunk_size = cache_chunk_size(ctx);
+	int rc = pread_full(cache_file_fd(f), dst, len, chunk * chunk_size, dl);
+	if (rc == 0 && fstat(cache_file_fd(f), &st) < 0)
+		rc = -errno;
+	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,
+					(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec))
+		rc = -ESTALE;
+	if (rc == -ESTALE)
+		log_warn("%s changed while being read; this open of it gets EIO, reopen it",
+			 cache_file_relpath(f));
+	else if (rc)
+		log_err("backing read of %s chunk %" PRIu64 " failed: %s", cache_file_relpath(f),
+			chunk, strerror(-rc));
+	return rc;
+}
+
+const struct cache_source_ops cache_backing_source = {
+	.name = "backing",
+	.fetch = backing_fetch,
+};

@@ -1,0 +1,14 @@
+/*
+ * The backing directory as a fill source: pread() of the version's own descriptor, then a
+ * check that the file is still that version (same inode, size and mtime), so bytes of a
+ * rewritten file never land in an older version's chunk.
+ */
+#ifndef MOWS_CACHE_BACKING_H
+#define MOWS_CACHE_BACKING_H
+
+#include "cache/cache.h"
+
+/* Register with cache_add_source(c, &cache_backing_source, c). */
+extern const struct cache_source_ops cache_backing_source;
+
+#endif

@@ -1,0 +1,1062 @@
+#include "cache/cache.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/slab.h"
+#include "common/crc.h"
+#include "common/log.h"
+
+#define MAX_SOURCES 4
+#define FILE_BUCKETS 4096
+#define NIL (-1)
+
+enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_FAILED };
+enum prio { PRIO_HIGH, PRIO_LOW };
+
+/* A doubly linked list of slots threaded through slot.prev/next. */
+struct slot_list {
+	int32_t head, tail;
+	uint32_t n;
+};
+
+/*
+ * A slot is on at most one list: free (FREE), a fill queue (FILLING, not yet picked up),
+ * the LRU (READY and unpinned). Everything here is protected by cache->lock.
+ */
+struct slot {
+	struct cache_file *file;  /* holds a reference unless FREE */
+	uint64_t chunk;
+	uint64_t gen;             /* file->gen when the fill started */
+	uint32_t len;
+	uint32_t crc;
+	uint32_t pins;
+	int err;
+	uint8_t state;
+	bool indexed;             /* findable in the hash; cleared when dropped */
+	struct slot_list *on;     /* the list it is on, or NULL */
+	int32_t prev, next;
+	int32_t hnext;
+};
+
+struct cache_file {
+	/* Constant for the version's lifetime. */
+	char *relpath;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t id, nchunks;
+	bool has_crc;
+	uint32_t expected;
+	/* Protected by cache->lock. */
+	uint64_t cookie;
+	uint32_t refs;
+	bool current;             /* in the file table */
+	bool strict_checked;
+	enum cache_file_state state;
+	uint64_t gen;             /* bumped when chunks are dropped for a re-read */
+	uint32_t *crc;            /* per chunk, valid where crc_known */
+	uint8_t *crc_known;
+	uint64_t ncrc_known;
+	uint32_t computed;
+	uint64_t cached_chunks, cached_bytes;
+	struct cache_file *tnext;
+};
+
+struct source {
+	const struct cache_source_ops *ops;
+	void *ctx;
+	uint64_t bytes, fills, errors; /* protected by cache->lock */
+};
+
+struct cache {
+	struct cache_slab slab;
+	uint64_t chunk_size;
+	unsigned fill_threads, readahead_chunks, fill_timeout_ms;
+	enum config_verify verify;
+	struct source sources[MAX_SOURCES];
+	unsigned nsources;
+	struct cache_events events;
+
+	pthread_mutex_t lock;
+	pthread_cond_t fill_cond;  /* a slot left FILLING */
+	pthread_cond_t slot_cond;  /* a slot may be free or evictable */
+	pthread_cond_t work_cond;  /* a fill was queued, or stop */
+	struct slot *slots;        /* protected by lock, as is everything below */
+	int32_t *buckets;
+	uint32_t nbuckets;
+	struct slot_list free, lru, queue[2];
+	struct cache_file *files[FILE_BUCKETS];
+	uint64_t next_file_id;
+	bool stop;
+	struct cache_stats st;
+
+	pthread_t *threads;
+	unsigned nthreads;
+};
+
+/* ---- slot lists and index (lock held) ---- */
+
+static void list_init(struct slot_list *l)
+{
+	l->head = l->tail = NIL;
+	l->n = 0;
+}
+
+static void do_list_push(struct cache *c, struct slot_list *l, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	s->on = l;
+	s->next = NIL;
+	s->prev = l->tail;
+	if (l->tail != NIL)
+		c->slots[l->tail].next = i;
+	else
+		l->head = i;
+	l->tail = i;
+	l->n++;
+}
+
+static void do_list_del(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	struct slot_list *l = s->on;
+	if (!l)
+		return;
+	if (s->prev != NIL)
+		c->slots[s->prev].next = s->next;
+	else
+		l->head = s->next;
+	if (s->next != NIL)
+		c->slots[s->next].prev = s->prev;
+	else
+		l->tail = s->prev;
+	l->n--;
+	s->on = NULL;
+}
+
+static int32_t do_list_pop(struct cache *c, struct slot_list *l)
+{
+	int32_t i = l->head;
+	if (i != NIL)
+		do_list_del(c, i);
+	return i;
+}
+
+static uint32_t hash_key(uint64_t file_id, uint64_t chunk, uint32_t nbuckets)
+{
+	uint64_t h = file_id * 0x9e3779b97f4a7c15ull ^ (chunk + 0x632be59bd9b4e019ull);
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return (uint32_t)h & (nbuckets - 1);
+}
+
+static int32_t do_lookup(struct cache *c, struct cache_file *f, uint64_t chunk)
+{
+	int32_t i = c->buckets[hash_key(f->id, chunk, c->nbuckets)];
+	for (; i != NIL; i = c->slots[i].hnext)
+		if (c->slots[i].file == f && c->slots[i].chunk == chunk)
+			return i;
+	return NIL;
+}
+
+static void do_index_add(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	uint32_t b = hash_key(s->file->id, s->chunk, c->nbuckets);
+	s->hnext = c->buckets[b];
+	c->buckets[b] = i;
+	s->indexed = true;
+}
+
+static void do_index_del(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	if (!s->indexed)
+		return;
+	int32_t *p = &c->buckets[hash_key(s->file->id, s->chunk, c->nbuckets)];
+	while (*p != i)
+		p = &c->slots[*p].hnext;
+	*p = s->hnext;
+	s->indexed = false;
+}
+
+/* ---- files (lock held) ---- */
+
+static uint32_t path_bucket(const char *relpath)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)relpath; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % FILE_BUCKETS;
+}
+
+static void file_free(struct cache_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->relpath);
+	free(f->crc);
+	free(f->crc_known);
+	free(f);
+}
+
+static void do_file_put(struct cache_file *f)
+{
+	if (--f->refs == 0)
+		file_free(f);
+}
+
+static void do_table_del(struct cache *c, struct cache_file *f)
+{
+	struct cache_file **p = &c->files[path_bucket(f->relpath)];
+	while (*p && *p != f)
+		p = &(*p)->tnext;
+	if (*p)
+		*p = f->tnext;
+	f->current = false;
+}
+
+static struct cache_file *do_table_find(struct cache *c, const char *relpath)
+{
+	struct cache_file *f = c->files[path_bucket(relpath)];
+	while (f && strcmp(f->relpath, relpath) != 0)
+		f = f->tnext;
+	return f;
+}
+
+/* ---- slot lifecycle (lock held) ---- */
+
+static void do_slot_free(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	do_index_del(c, i);
+	do_list_del(c, i);
+	if (s->state == SLOT_READY) {
+		s->file->cached_chunks--;
+		s->file->cached_bytes -= s->len;
+	}
+	do_file_put(s->file);
+	s->file = NULL;
+	s->state = SLOT_FREE;
+	do_list_push(c, &c->free, i);
+	pthread_cond_broadcast(&c->slot_cond);
+}
+
+/* Makes a slot unfindable; it is freed now, or when its last pin or its fill ends. */
+static void do_slot_drop(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	if (s->state == SLOT_FILLING) {
+		do_index_del(c, i);
+		return;
+	}
+	if (s->pins)
+		do_index_del(c, i);
+	else
+		do_slot_free(c, i);
+}
+
+static void do_file_drop_chunks(struct cache *c, struct cache_file *f)
+{
+	for (uint32_t i = 0; i < c->slab.nslots; i++)
+		if (c->slots[i].state != SLOT_FREE && c->slots[i].file == f && c->slots[i].indexed)
+			do_slot_drop(c, (int32_t)i);
+}
+
+static void do_unpin(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	if (--s->pins)
+		return;
+	if (!s->indexed || s->state == SLOT_FAILED) {
+		do_slot_free(c, i);
+		return;
+	}
+	if (s->state == SLOT_READY) {
+		do_list_push(c, &c->lru, i);
+		pthread_cond_broadcast(&c->slot_cond);
+	}
+}
+
+/* Returns a free slot, evicting the least recently used chunk if need be, or -errno. */
+static int32_t do_alloc_slot(struct cache *c, bool may_wait, const struct deadline *dl)
+{
+	for (;;) {
+		if (c->free.n)
+			return do_list_pop(c, &c->free);
+		if (c->lru.n) {
+			c->st.evictions++;
+			do_slot_free(c, c->lru.head);
+			continue;
+		}
+		if (!may_wait)
+			return -EAGAIN;
+		if (deadline_cond_wait(&c->slot_cond, &c->lock, dl) == -ETIMEDOUT) {
+			log_warn("cache: every slot is pinned or filling for fill_timeout; "
+				 "raise max_memory");
+			return -EIO;
+		}
+	}
+}
+
+static size_t chunk_len(const struct cache *c, const struct cache_file *f, uint64_t chunk)
+{
+	uint64_t off = chunk * c->chunk_size;
+	uint64_t left = f->size - off;
+	return left < c->chunk_size ? (size_t)left : (size_t)c->chunk_size;
+}
+
+static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint64_t chunk,
+			  enum prio prio)
+{
+	struct slot *s = &c->slots[i];
+	s->file = f;
+	f->refs++;
+	s->chunk = chunk;
+	s->gen = f->gen;
+	s->len = (uint32_t)chunk_len(c, f, chunk);
+	s->pins = 0;
+	s->err = 0;
+	s->state = SLOT_FILLING;
+	do_index_add(c, i);
+	do_list_push(c, &c->queue[prio], i);
+	pthread_cond_signal(&c->work_cond);
+}
+
+/*
+ * Finds or starts the fill of @chunk. With @wait, pins the slot, waits until @dl for it to
+ * be filled and returns its index (pinned) or -errno; without, returns 0 or -EAGAIN.
+ */
+static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chunk,
+			    enum prio prio, bool wait, const struct deadline *dl, bool *hit)
+{
+	int32_t i = do_lookup(c, f, chunk);
+	if (i == NIL) {
+		i = do_alloc_slot(c, wait, dl);
+		if (i < 0)
+			return wait ? i : -EAGAIN;
+		do_start_fill(c, i, f, chunk, prio);
+	} else if (hit && c->slots[i].state == SLOT_READY) {
+		*hit = true;
+	}
+	struct slot *s = &c->slots[i];
+	if (!wait) {
+		if (s->state == SLOT_READY && !s->pins) { /* refresh its LRU position */
+			do_list_del(c, i);
+			do_list_push(c, &c->lru, i);
+		}
+		return 0;
+	}
+	if (s->on == &c->queue[PRIO_LOW] && prio == PRIO_HIGH) {
+		do_list_del(c, i);
+		do_list_push(c, &c->queue[PRIO_HIGH], i);
+	}
+	if (s->state == SLOT_READY && !s->pins)
+		do_list_del(c, i);
+	s->pins++;
+	while (s->state == SLOT_FILLING) {
+		if (deadline_cond_wait(&c->fill_cond, &c->lock, dl) == -ETIMEDOUT &&
+		    s->state == SLOT_FILLING) {
+			log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout",
+				 chunk, f->relpath);
+			do_unpin(c, i);
+			return -EIO;
+		}
+	}
+	if (s->state == SLOT_FAILED) {
+		int err = s->err;
+		do_unpin(c, i);
+		return err;
+	}
+	return i;
+}
+
+/* ---- verification (lock held) ---- */
+
+static uint32_t do_combined_crc(struct cache *c, struct cache_file *f)
+{
+	uint32_t crc = 0;
+	for (uint64_t k = 0; k < f->nchunks; k++)
+		crc = mows_crc32_combine(crc, f->crc[k], chunk_len(c, f, k));
+	return crc;
+}
+
+static void do_reset_crcs(struct cache_file *f)
+{
+	memset(f->crc_known, 0, f->nchunks);
+	f->ncrc_known = 0;
+	f->gen++;
+}
+
+/* Checks a version whose chunk CRCs are all known. Returns true when the kernel's copy
+ * must be invalidated. */
+static bool do_file_check(struct cache *c, struct cache_file *f)
+{
+	f->computed = do_combined_crc(c, f);
+	if (f->computed == f->expected) {
+		f->state = CACHE_FILE_VERIFIED;
+		log_debug("verified %s (crc32 %08x)", f->relpath, f->computed);
+		return false;
+	}
+	if (f->state == CACHE_FILE_OK) {
+		log_warn("crc32 mismatch: %s: manifest %08x, computed %08x; reading it again",
+			 f->relpath, f->expected, f->computed);
+		f->state = CACHE_FILE_RETRYING;
+	} else {
+		log_err("crc32 mismatch: %s: manifest %08x, computed %08x; its reads fail with "
+			"EIO until the backing file changes",
+			f->relpath, f->expected, f->computed);
+		f->state = CACHE_FILE_BAD;
+	}
+	do_file_drop_chunks(c, f);
+	do_reset_crcs(f);
+	return true;
+}
+
+/* Records a filled chunk's CRC. Returns 0, or -EIO when it contradicts an earlier fill. */
+static int do_record_crc(struct cache_file *f, struct slot *s)
+{
+	if (s->gen != f->gen)
+		return 0;
+	if (f->crc_known[s->chunk]) {
+		if (f->crc[s->chunk] == s->crc)
+			return 0;
+		log_err("chunk %" PRIu64 " of %s read back different bytes (crc32 %08x, "
+			"before %08x)", s->chunk, f->relpath, s->crc, f->crc[s->chunk]);
+		return -EIO;
+	}
+	f->crc[s->chunk] = s->crc;
+	f->crc_known[s->chunk] = 1;
+	f->ncrc_known++;
+	return 0;
+}
+
+/* ---- fill threads ---- */
+
+static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsigned *used)
+{
+	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
+	int rc = -EIO;
+	for (unsigned k = 0; k < c->nsources; k++) {
+		rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len,
+					      &dl);
+		*used = k;
+		if (rc == 0)
+			break;
+	}
+	return rc;
+}
+
+/* Publishes a finished fill. Returns the file to invalidate in the kernel, if any. */
+static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsigned src)
+{
+	struct slot *s = &c->slots[i];
+	struct cache_file *f = s->file, *inval = NULL;
+	struct source *so = &c->sources[src];
+
+	c->st.fills++;
+	if (rc == 0 && c->verify != VERIFY_OFF)
+		rc = do_record_crc(f, s);
+	if (rc) {
+		c->st.fill_errors++;
+		so->errors++;
+		s->state = SLOT_FAILED;
+		s->err = rc == -ENOMEM ? rc : -EIO;
+		do_index_del(c, i);
+		if (!s->pins)
+			do_slot_free(c, i);
+		pthread_cond_broadcast(&c->fill_cond);
+		return NULL;
+	}
+	so->bytes += s->len;
+	so->fills++;
+	s->state = SLOT_READY;
+	f->cached_chunks++;
+	f->cached_bytes += s->len;
+	if (!s->indexed && !s->pins)
+		do_slot_free(c, i);
+	else if (!s->pins)
+		do_list_push(c, &c->lru, i);
+	pthread_cond_broadcast(&c->fill_cond);
+	if (c->verify >= VERIFY_FILE && f->has_crc && f->ncrc_known == f->nchunks &&
+	    (f->state == CACHE_FILE_OK || f->state == CACHE_FILE_RETRYING) &&
+	    do_file_check(c, f)) {
+		f->refs++;
+		inval = f;
+	}
+	return inval;
+}
+
+static void invalidate_and_put(struct cache *c, struct cache_file *f)
+{
+	pthread_mutex_lock(&c->lock);
+	uint64_t cookie = f->cookie;
+	pthread_mutex_unlock(&c->lock);
+	if (c->events.invalidate)
+		c->events.invalidate(c->events.ctx, cookie);
+	cache_file_put(c, f);
+}
+
+static void *fill_main(void *arg)
+{
+	struct cache *c = arg;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		int32_t i = do_list_pop(c, &c->queue[PRIO_HIGH]);
+		if (i == NIL)
+			i = do_list_pop(c, &c->queue[PRIO_LOW]);
+		if (i == NIL) {
+			struct deadline dl = deadline_in_ms(1000);
+			deadline_cond_wait(&c->work_cond, &c->lock, &dl);
+			continue;
+		}
+		struct slot *s = &c->slots[i];
+		void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+		pthread_mutex_unlock(&c->lock);
+
+		unsigned src = 0;
+		int rc = fetch_from_sources(c, s, dst, &src);
+		if (rc == 0 && c->verify != VERIFY_OFF)
+			s->crc = mows_crc32(0, dst, s->len);
+
+		pthread_mutex_lock(&c->lock);
+		struct cache_file *inval = do_fill_done(c, i, rc, src);
+		if (inval) {
+			pthread_mutex_unlock(&c->lock);
+			invalidate_and_put(c, inval);
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ---- construction ---- */
+
+struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	int rc = cache_slab_init(&c->slab, cfg->max_memory, cfg->chunk_size, cfg->hugepages,
+				 err, errlen);
+	if (rc)
+		goto out_free;
+	c->chunk_size = cfg->chunk_size;
+	c->fill_threads = cfg->fill_threads;
+	c->readahead_chunks = cfg->readahead_chunks;
+	c->fill_timeout_ms = cfg->fill_timeout_ms;
+	c->verify = cfg->verify;
+	c->nbuckets = 1;
+	while (c->nbuckets < 2 * c->slab.nslots)
+		c->nbuckets <<= 1;
+	c->slots = calloc(c->slab.nslots, sizeof(*c->slots));
+	c->buckets = malloc(c->nbuckets * sizeof(*c->buckets));
+	if (!c->slots || !c->buckets) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory for %u cache slots", c->slab.nslots);
+		goto out_release;
+	}
+	for (uint32_t b = 0; b < c->nbuckets; b++)
+		c->buckets[b] = NIL;
+	list_init(&c->free);
+	list_init(&c->lru);
+	list_init(&c->queue[0]);
+	list_init(&c->queue[1]);
+	for (uint32_t i = 0; i < c->slab.nslots; i++)
+		do_list_push(c, &c->free, (int32_t)i);
+	pthread_mutex_init(&c->lock, NULL);
+	if ((rc = deadline_cond_init(&c->fill_cond)) || (rc = deadline_cond_init(&c->slot_cond)) ||
+	    (rc = deadline_cond_init(&c->work_cond))) {
+		snprintf(err, errlen, "cannot create condition variables: %s", strerror(-rc));
+		goto out_release;
+	}
+	c->st.max_memory = (uint64_t)c->slab.nslots * c->chunk_size;
+	c->st.chunk_size = c->chunk_size;
+	c->st.slots = c->slab.nslots;
+	c->st.slab_kind = cache_slab_kind_name(c->slab.kind);
+	return c;
+
+out_release:
+	free(c->slots);
+	free(c->buckets);
+	cache_slab_release(&c->slab);
+out_free:
+	free(c);
+	errno = -rc;
+	return NULL;
+}
+
+int cache_add_source(struct cache *c, const struct cache_source_ops *ops, void *ctx)
+{
+	if (c->nsources == MAX_SOURCES)
+		return -ENOSPC;
+	c->sources[c->nsources].ops = ops;
+	c->sources[c->nsources].ctx = ctx;
+	c->nsources++;
+	return 0;
+}
+
+void cache_set_events(struct cache *c, const struct cache_events *ev)
+{
+	c->events = *ev;
+}
+
+int cache_start(struct cache *c)
+{
+	c->threads = calloc(c->fill_threads, sizeof(*c->threads));
+	if (!c->threads)
+		return -ENOMEM;
+	for (; c->nthreads < c->fill_threads; c->nthreads++) {
+		int rc = pthread_create(&c->threads[c->nthreads], NULL, fill_main, c);
+		if (rc)
+			return -rc;
+	}
+	return 0;
+}
+
+static bool stop_threads(struct cache *c)
+{
+	bool all = true;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->work_cond);
+	pthread_mutex_unlock(&c->lock);
+	struct deadline dl = deadline_in_ms(3000);
+	for (unsigned t = 0; t < c->nthreads; t++) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += deadline_left_ms(&dl) / 1000 + 1;
+		if (pthread_timedjoin_np(c->threads[t], NULL, &until)) {
+			log_warn("cache: a fill thread is stuck in its source; leaving it");
+			all = false;
+		}
+	}
+	return all;
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	if (!stop_threads(c))
+		return; /* a stuck thread still uses the slab: let process exit reclaim it */
+	for (uint32_t i = 0; i < c->slab.nslots; i++)
+		if (c->slots[i].state != SLOT_FREE)
+			do_slot_free(c, (int32_t)i);
+	for (unsigned b = 0; b < FILE_BUCKETS; b++)
+		while (c->files[b]) {
+			struct cache_file *f = c->files[b];
+			do_table_del(c, f);
+			do_file_put(f);
+		}
+	free(c->threads);
+	free(c->slots);
+	free(c->buckets);
+	cache_slab_release(&c->slab);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* ---- files ---- */
+
+static struct cache_file *file_new(struct cache *c, const struct cache_file_info *info)
+{
+	struct cache_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->nchunks = (info->size + c->chunk_size - 1) / c->chunk_size;
+	f->relpath = strdup(info->relpath);
+	f->crc = calloc(f->nchunks ? f->nchunks : 1, sizeof(*f->crc));
+	f->crc_known = calloc(f->nchunks ? f->nchunks : 1, 1);
+	if (!f->relpath || !f->crc || !f->crc_known) {
+		f->fd = -1;
+		file_free(f);
+		errno = ENOMEM;
+		return NULL;
+	}
+	f->fd = info->fd;
+	f->dev = info->dev;
+	f->ino = info->ino;
+	f->size = info->size;
+	f->mtime_ns = info->mtime_ns;
+	f->has_crc = info->has_crc;
+	f->expected = info->crc;
+	f->cookie = info->cookie;
+	f->state = CACHE_FILE_OK;
+	if (f->nchunks == 0 && f->has_crc)
+		f->state = f->expected == 0 ? CACHE_FILE_VERIFIED : CACHE_FILE_BAD;
+	if (f->state == CACHE_FILE_BAD)
+		log_err("crc32 mismatch: %s: manifest %08x, computed 00000000 (empty file)",
+			f->relpath, f->expected);
+	return f;
+}
+
+struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info *info,
+				   bool *replaced)
+{
+	*replaced = false;
+	pthread_mutex_lock(&c->lock);
+	struct cache_file *cur = do_table_find(c, info->relpath);
+	if (cur && cache_file_same(cur, info->dev, info->ino, info->size, info->mtime_ns)) {
+		cur->refs++;
+		if (info->cookie && !cur->cookie) /* opened by mowsctl before the kernel */
+			cur->cookie = info->cookie;
+		pthread_mutex_unlock(&c->lock);
+		close(info->fd);
+		return cur;
+	}
+	struct cache_file *f = file_new(c, info);
+	if (!f) {
+		pthread_mutex_unlock(&c->lock);
+		close(info->fd);
+		return NULL;
+	}
+	f->id = ++c->next_file_id;
+	f->refs = 2; /* the table's and the caller's */
+	f->current = true;
+	if (cur) {
+		log_info("%s changed in the backing directory; dropping its cached chunks",
+			 cur->relpath);
+		do_table_del(c, cur);
+		if (cur->state != CACHE_FILE_BAD)
+			cur->state = CACHE_FILE_STALE;
+		do_file_drop_chunks(c, cur);
+		do_file_put(cur);
+		*replaced = true;
+	}
+	uint32_t b = path_bucket(f->relpath);
+	f->tnext = c->files[b];
+	c->files[b] = f;
+	pthread_mutex_unlock(&c->lock);
+	return f;
+}
+
+void cache_file_get(struct cache *c, struct cache_file *f)
+{
+	pthread_mutex_lock(&c->lock);
+	f->refs++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_file_put(struct cache *c, struct cache_file *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&c->lock);
+	do_file_put(f);
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct cache_file *cache_file_find(struct cache *c, const char *relpath)
+{
+	pthread_mutex_lock(&c->lock);
+	struct cache_file *f = do_table_find(c, relpath);
+	if (f)
+		f->refs++;
+	pthread_mutex_unlock(&c->lock);
+	if (!f)
+		errno = ENOENT;
+	return f;
+}
+
+uint64_t cache_chunk_size(const struct cache *c)
+{
+	return c->chunk_size;
+}
+
+uint64_t cache_file_size(const struct cache_file *f)
+{
+	return f->size;
+}
+
+int cache_file_fd(const struct cache_file *f)
+{
+	return f->fd;
+}
+
+const char *cache_file_relpath(const struct cache_file *f)
+{
+	return f->relpath;
+}
+
+bool cache_file_same(const struct cache_file *f, dev_t dev, ino_t ino, uint64_t size,
+		     int64_t mtime_ns)
+{
+	return f->dev == dev && f->ino == ino && f->size == size && f->mtime_ns == mtime_ns;
+}
+
+/* ---- reads ---- */
+
+static void do_readahead(struct cache *c, struct cache_file *f, uint64_t after)
+{
+	for (uint64_t k = after + 1; k <= after + c->readahead_chunks && k < f->nchunks; k++)
+		if (do_lookup(c, f, k) == NIL && do_get_chunk(c, f, k, PRIO_LOW, false, NULL,
+							      NULL) < 0)
+			break;
+}
+
+static int strict_check(struct cache *c, struct cache_file *f)
+{
+	uint32_t crc;
+	int rc = cache_file_verify(c, f, &crc);
+	if (rc == -ENODATA) {
+		log_warn("verify = strict: %s has no manifest entry; serving it unchecked",
+			 f->relpath);
+		rc = 0;
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&c->lock);
+		f->strict_checked = true;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return rc == -EBADMSG ? -EIO : rc;
+}
+
+ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t len,
+		   bool sequential, struct cache_span *spans, unsigned max, unsigned *nspans)
+{
+	*nspans = 0;
+	if (off >= f->size || len == 0)
+		return 0;
+	if (c->verify == VERIFY_STRICT && !f->strict_checked) {
+		int rc = strict_check(c, f);
+		if (rc)
+			return rc;
+	}
+	uint64_t end = off + len < f->size ? off + len : f->size;
+	uint64_t first = off / c->chunk_size, last = (end - 1) / c->chunk_size;
+	if (last - first + 1 > max)
+		return -EINVAL;
+	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
+	unsigned n = 0;
+	ssize_t rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (uint64_t k = first; k <= last; k++) {
+		bool hit = false;
+		int32_t i = f->state == CACHE_FILE_BAD ? -EIO :
+			    do_get_chunk(c, f, k, PRIO_HIGH, true, &dl, &hit);
+		if (i < 0) {
+			rc = i;
+			break;
+		}
+		hit ? c->st.hits++ : c->st.misses++;
+		uint64_t cstart = k * c->chunk_size;
+		uint64_t from = off > cstart ? off - cstart : 0;
+		uint64_t to = end - cstart < c->slots[i].len ? end - cstart : c->slots[i].len;
+		spans[n].data = (char *)cache_slab_slot(&c->slab, (uint32_t)i) + from;
+		spans[n].len = (size_t)(to - from);
+		spans[n].slot = (uint32_t)i;
+		n++;
+	}
+	if (rc == 0 && f->state == CACHE_FILE_BAD)
+		rc = -EIO;
+	if (rc) {
+		for (unsigned k = 0; k < n; k++)
+			do_unpin(c, (int32_t)spans[k].slot);
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	if (sequential)
+		do_readahead(c, f, last);
+	c->st.bytes_read += end - off;
+	pthread_mutex_unlock(&c->lock);
+	*nspans = n;
+	return (ssize_t)(end - off);
+}
+
+void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n)
+{
+	pthread_mutex_lock(&c->lock);
+	for (unsigned k = 0; k < n; k++)
+		do_unpin(c, (int32_t)spans[k].slot);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- whole-file operations ---- */
+
+/* Whether chunk @k still needs a fill: not cached (prefetch) or no CRC yet (verify). */
+static bool do_needs_fill(struct cache *c, struct cache_file *f, uint64_t k, bool for_crc)
+{
+	if (for_crc)
+		return !f->crc_known[k];
+	int32_t i = do_lookup(c, f, k);
+	return i == NIL || c->slots[i].state != SLOT_READY;
+}
+
+static int fill_all(struct cache *c, struct cache_file *f, bool for_crc,
+		    bool (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
+	uint64_t window = 2ull * c->fill_threads, next = 0, done = 0;
+	int rc = 0;
+	pthread_mutex_lock(&c->lock);
+	for (uint64_t k = 0; k < f->nchunks && rc == 0; k++) {
+		for (; next < f->nchunks && next < k + window; next++)
+			if (do_needs_fill(c, f, next, for_crc) &&
+			    do_get_chunk(c, f, next, PRIO_LOW, false, NULL, NULL) < 0)
+				break;
+		if (do_needs_fill(c, f, k, for_crc)) {
+			struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
+			int32_t i = do_get_chunk(c, f, k, PRIO_LOW, true, &dl, NULL);
+			if (i < 0) {
+				rc = i;
+				break;
+			}
+			do_unpin(c, i);
+		}
+		if (f->state == CACHE_FILE_BAD)
+			rc = -EIO;
+		done += chunk_len(c, f, k);
+		if (progress && rc == 0) {
+			pthread_mutex_unlock(&c->lock);
+			if (!progress(arg, done, f->size))
+				rc = -ECANCELED;
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_file_prefetch(struct cache *c, struct cache_file *f,
+			bool (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
+	return fill_all(c, f, false, progress, arg);
+}
+
+int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed)
+{
+	if (c->verify == VERIFY_OFF)
+		return -ENOTSUP;
+	for (int pass = 0; pass < 3; pass++) {
+		int rc = fill_all(c, f, true, NULL, NULL);
+		if (rc && rc != -EIO)
+			return rc;
+		pthread_mutex_lock(&c->lock);
+		enum cache_file_state st = f->state;
+		bool all = f->ncrc_known == f->nchunks;
+		if (all)
+			*computed = do_combined_crc(c, f);
+		else if (st == CACHE_FILE_BAD)
+			*computed = f->computed;
+		struct cache_file *inval = NULL;
+		if (all && f->has_crc && st != CACHE_FILE_VERIFIED && st != CACHE_FILE_BAD &&
+		    do_file_check(c, f)) {
+			f->refs++;
+			inval = f;
+		}
+		st = f->state;
+		pthread_mutex_unlock(&c->lock);
+		if (inval)
+			invalidate_and_put(c, inval);
+		if (st == CACHE_FILE_BAD)
+			return -EBADMSG;
+		if (st == CACHE_FILE_VERIFIED)
+			return 0;
+		if (all && !f->has_crc)
+			return -ENODATA;
+		if (rc)
+			return rc;
+	}
+	return -EIO;
+}
+
+void cache_file_evict(struct cache *c, struct cache_file *f)
+{
+	pthread_mutex_lock(&c->lock);
+	do_file_drop_chunks(c, f);
+	f->refs++;
+	pthread_mutex_unlock(&c->lock);
+	invalidate_and_put(c, f);
+}
+
+/* ---- status ---- */
+
+void cache_get_stats(struct cache *c, struct cache_stats *st)
+{
+	pthread_mutex_lock(&c->lock);
+	*st = c->st;
+	st->used_memory = (uint64_t)(c->slab.nslots - c->free.n) * c->chunk_size;
+	st->slots_ready = c->lru.n;
+	for (uint32_t i = 0; i < c->slab.nslots; i++)
+		if (c->slots[i].state == SLOT_READY && c->slots[i].pins)
+			st->slots_ready++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_file_status *st)
+{
+	pthread_mutex_lock(&c->lock);
+	st->relpath = f->relpath;
+	st->size = f->size;
+	st->cached_bytes = f->cached_bytes;
+	st->state = f->state;
+	st->has_crc = f->has_crc;
+	st->expected_crc = f->expected;
+	st->chunks_total = f->nchunks;
+	st->chunks_cached = f->cached_chunks;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_foreach_file(struct cache *c, void (*fn)(void *arg, struct cache_file *f), void *arg)
+{
+	size_t n = 0, cap = 64;
+	struct cache_file **all = malloc(cap * sizeof(*all));
+	if (!all)
+		return;
+	pthread_mutex_lock(&c->lock);
+	for (unsigned b = 0; b < FILE_BUCKETS; b++)
+		for (struct cache_file *f = c->files[b]; f; f = f->tnext) {
+			if (n == cap) {
+				struct cache_file **more = realloc(all, 2 * cap * sizeof(*all));
+				if (!more)
+					goto out_unlock;
+				all = more;
+				cap *= 2;
+			}
+			f->refs++;
+			all[n++] = f;
+		}
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	for (size_t k = 0; k < n; k++) {
+		fn(arg, all[k]);
+		cache_file_put(c, all[k]);
+	}
+	free(all);
+}
+
+const char *cache_file_state_name(enum cache_file_state s)
+{
+	switch (s) {
+	case CACHE_FILE_OK: return "ok";
+	case CACHE_FILE_VERIFIED: return "verified";
+	case CACHE_FILE_RETRYING: return "retrying";
+	case CACHE_FILE_BAD: return "mismatch";
+	default: return "stale";
+	}
+}
+
+unsigned cache_source_stats(struct cache *c, unsigned k, const char **name, uint64_t *bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	unsigned n = c->nsources;
+	if (k < n) {
+		*name = c->sources[k].ops->name;
+		*bytes = c->sources[k].bytes;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}

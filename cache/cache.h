@@ -1,0 +1,208 @@
+/*
+ * The chunk cache: slab slots indexed by (file version, chunk number), filled by a pool of
+ * threads from fill sources, verified with CRC32, evicted least-recently-used.
+ *
+ * Files. Each version of a backing file is a struct cache_file: its identity (device, inode,
+ * size, mtime) never changes. When the backing file changes, the caller opens a new version
+ * under the same relpath; the old one becomes stale: its unpinned chunks are dropped at once
+ * and it lives on only while handles or pinned chunks still refer to it, so old and new bytes
+ * never meet in one version.
+ *
+ * Reads. cache_read() pins the chunks covering a range and returns pointers into the slab;
+ * the caller replies straight from them and unpins with cache_read_done(). A pinned chunk is
+ * never evicted or reused. Concurrent misses on one chunk wait for one fill (single flight);
+ * every wait has a deadline (fill_timeout), after which the reader gets -EIO.
+ *
+ * Verification (verify = chunk|file|strict): each fill computes the chunk's CRC32 and records
+ * it per version; a refill that disagrees fails. Once every chunk of a version has a CRC, the
+ * chunk CRCs are combined and compared with the manifest's (file|strict). On mismatch the
+ * chunks are dropped, the kernel's copy invalidated (events.invalidate) and the file is read
+ * again once; a second mismatch makes every read of that version fail with -EIO and logs
+ * "crc32 mismatch: RELPATH: manifest X, computed Y". strict fills and checks a whole file
+ * before its first read returns.
+ *
+ * Threads and locks: one mutex (cache->lock) protects the index, the slots' metadata, the
+ * queues, the file table and every cache_file's mutable fields. It is never held across a
+ * fill, a callback or a reply. Fill threads are owned by the cache; all public functions may
+ * be called from any thread once cache_start() returned, except cache_free().
+ */
+#ifndef MOWS_CACHE_CACHE_H
+#define MOWS_CACHE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/config.h"
+#include "common/deadline.h"
+
+struct cache;
+struct cache_file;
+
+/*
+ * A fill source: something that can produce the bytes of a chunk. The backing directory is
+ * one (cache/backing.h); peers register as others. Sources are tried in registration order
+ * until one returns 0.
+ */
+struct cache_source_ops {
+	const char *name;
+	/*
+	 * Writes bytes [chunk * chunk_size, + @len) of @f into @dst. Returns 0 or -errno.
+	 * Called on a fill thread, without locks; should give up by @dl where it can.
+	 */
+	int (*fetch)(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
+		     const struct deadline *dl);
+};
+
+/* Calls up to the layer that owns the cache, made without any cache lock held. */
+struct cache_events {
+	/* The kernel's cached pages for the file with this cookie are wrong: drop them. */
+	void (*invalidate)(void *ctx, uint64_t cookie);
+	void *ctx;
+};
+
+/* What the caller knows of a backing file when it opens a version. */
+struct cache_file_info {
+	const char *relpath;  /* relative to the backing root; copied */
+	int fd;               /* open O_RDONLY; the cache takes ownership in every case */
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	bool has_crc;         /* the manifest lists this file */
+	uint32_t crc;
+	uint64_t cookie;      /* handed back in events.invalidate */
+};
+
+/* A pinned piece of a read: @len bytes at @data, valid until cache_read_done(). */
+struct cache_span {
+	const void *data;
+	size_t len;
+	uint32_t slot;
+};
+
+enum cache_file_state {
+	CACHE_FILE_OK,        /* nothing wrong known */
+	CACHE_FILE_VERIFIED,  /* whole-file CRC matched the manifest */
+	CACHE_FILE_RETRYING,  /* mismatched once; being read again */
+	CACHE_FILE_BAD,       /* mismatched twice: reads fail */
+	CACHE_FILE_STALE,     /* a newer version replaced this one */
+};
+
+struct cache_file_status {
+	const char *relpath;
+	uint64_t size;
+	uint64_t cached_bytes;
+	enum cache_file_state state;
+	bool has_crc;
+	uint32_t expected_crc;
+	uint64_t chunks_total;
+	uint64_t chunks_cached;
+};
+
+struct cache_stats {
+	uint64_t max_memory;      /* slab bytes */
+	uint64_t used_memory;     /* bytes in slots that hold or are filling a chunk */
+	uint64_t chunk_size;
+	uint32_t slots;
+	uint32_t slots_ready;
+	uint64_t hits, misses;    /* chunk lookups by readers */
+	uint64_t fills, fill_errors, evictions;
+	uint64_t bytes_read;      /* bytes handed to readers */
+	const char *slab_kind;
+};
+
+/*
+ * Creates a cache from @cfg (max_memory, chunk_size, hugepages, fill_threads, fill_timeout,
+ * readahead_chunks, verify). Returns NULL with errno set and a message in @err.
+ */
+struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen);
+
+/* Registers a fill source and the event sink; call before cache_start(). */
+int cache_add_source(struct cache *c, const struct cache_source_ops *ops, void *ctx);
+void cache_set_events(struct cache *c, const struct cache_events *ev);
+
+/* Starts the fill threads. Returns 0 or -errno. */
+int cache_start(struct cache *c);
+
+/*
+ * Stops the fill threads (waiting a bounded time for fills stuck in a source) and frees
+ * everything. Call once, after every other caller has stopped.
+ */
+void cache_free(struct cache *c);
+
+/*
+ * Returns a referenced version for @info: the current version of info->relpath when its
+ * identity matches, else a new version that replaces it (*@replaced set true then, when
+ * there was an older one). NULL with errno set on allocation failure.
+ */
+struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info *info,
+				   bool *replaced);
+
+/* Takes another reference. */
+void cache_file_get(struct cache *c, struct cache_file *f);
+
+/* Drops a reference from cache_file_open(), cache_file_get() or cache_file_find(). */
+void cache_file_put(struct cache *c, struct cache_file *f);
+
+/* Returns a reference to the current version of @relpath, or NULL (errno ENOENT). */
+struct cache_file *cache_file_find(struct cache *c, const char *relpath);
+
+/* The chunk size in bytes. */
+uint64_t cache_chunk_size(const struct cache *c);
+
+/* Identity and backing descriptor of a version (constant for its lifetime). */
+uint64_t cache_file_size(const struct cache_file *f);
+int cache_file_fd(const struct cache_file *f);
+bool cache_file_same(const struct cache_file *f, dev_t dev, ino_t ino, uint64_t size,
+		     int64_t mtime_ns);
+const char *cache_file_relpath(const struct cache_file *f);
+
+/*
+ * Pins the chunks covering [@off, @off + @len) of @f (clamped to the file's size), filling
+ * missing ones, and stores up to @max spans in @spans. @sequential asks for the next
+ * readahead_chunks chunks to be filled in the background. Returns the number of bytes
+ * covered (0 at or past EOF) with *@nspans set, or -errno (-EIO on fill failure, deadline
+ * or a bad file). On success the caller must call cache_read_done().
+ */
+ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t len,
+		   bool sequential, struct cache_span *spans, unsigned max, unsigned *nspans);
+
+/* Unpins spans from cache_read(). */
+void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n);
+
+/*
+ * Fills every chunk of @f at low priority, keeping fill_threads chunks in flight, and calls
+ * @progress (may be NULL) after each chunk with the bytes done. Stops early when @progress
+ * returns false (-ECANCELED). Returns 0 or -errno.
+ */
+int cache_file_prefetch(struct cache *c, struct cache_file *f,
+			bool (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+
+/*
+ * Reads the whole file (from cache where it is) and checks it against the manifest.
+ * Returns 0 when it matches, -ENODATA when the manifest has no entry (*@computed still
+ * set), -EBADMSG on mismatch, or another -errno when it cannot be read.
+ */
+int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed);
+
+/* Drops every unpinned chunk of @f and invalidates the kernel's copy. */
+void cache_file_evict(struct cache *c, struct cache_file *f);
+
+void cache_get_stats(struct cache *c, struct cache_stats *st);
+void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_file_status *st);
+
+/* Calls @fn for the current version of every file, under no lock (with a reference). */
+void cache_foreach_file(struct cache *c, void (*fn)(void *arg, struct cache_file *f),
+			void *arg);
+
+const char *cache_file_state_name(enum cache_file_state s);
+
+/*
+ * Source @k's name and the bytes it has filled. Returns the number of sources (so k = 0,
+ * 1, ... until k reaches it); *@name and *@bytes are set only when @k is below it.
+ */
+unsigned cache_source_stats(struct cache *c, unsigned k, const char **name, uint64_t *bytes);
+
+#endif

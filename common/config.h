@@ -1,0 +1,86 @@
+/*
+ * mows.conf: every setting the daemon has, its default and its parser, in one table.
+ *
+ * The file is INI (read with inih). Keys may stand before any section or in a [mows]
+ * section; any other section is an error. Command-line options (--key=value or --key value,
+ * with '-' and '_' interchangeable) go through the same table after the file, so they
+ * override it. Every error names where it happened (file:line, or "command line"), the key,
+ * the value and what is expected, e.g.
+ *   mows.conf:12: max_memory '200Q': expected a size such as 512M or 200G
+ * Sizes take K/M/G/T (powers of 1024, optional trailing 'B' or 'iB'); durations take ms/s/m/h
+ * (a bare number is seconds); booleans take true/false/yes/no/on/off/1/0.
+ *
+ * Not thread-safe: configuration is loaded once at start-up before any thread starts.
+ */
+#ifndef MOWS_COMMON_CONFIG_H
+#define MOWS_COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum config_hugepages { HUGEPAGES_AUTO, HUGEPAGES_ON, HUGEPAGES_OFF };
+enum config_verify { VERIFY_OFF, VERIFY_CHUNK, VERIFY_FILE, VERIFY_STRICT };
+
+#define CONFIG_PATH_MAX 4096
+
+struct mows_config {
+	char backing[CONFIG_PATH_MAX];        /* "" = the mountpoint itself (overmount) */
+	char crc32_file[CONFIG_PATH_MAX];     /* manifest, relative to the backing root */
+	char control_socket[CONFIG_PATH_MAX]; /* "" = /run/mows/<escaped mountpoint>.sock */
+	uint64_t max_memory;                  /* bytes of chunk data, default 2G */
+	uint64_t chunk_size;                  /* power of two, 64K..256M, default 4M */
+	enum config_hugepages hugepages;      /* default auto */
+	unsigned readahead_kb;                /* kernel readahead of the mount, default 1024 */
+	unsigned readahead_chunks;            /* chunks filled ahead of a sequential reader, 4 */
+	unsigned fill_threads;                /* 1..256, default 4 */
+	unsigned fill_timeout_ms;             /* a fill past this gives EIO, default 60s */
+	unsigned attr_timeout_ms;             /* kernel attribute/entry cache, default 1s */
+	enum config_verify verify;            /* default file */
+	int log_level;                        /* syslog level, default LOG_INFO ("info") */
+};
+
+/* Fills @cfg with every default. */
+void config_defaults(struct mows_config *cfg);
+
+/*
+ * Sets @key to @value. @where names the source for messages ("mows.conf:12" or
+ * "command line"). Returns 0, or -EINVAL with a complete one-line message in @err.
+ */
+int config_set(struct mows_config *cfg, const char *key, const char *value, const char *where,
+	       char *err, size_t errlen);
+
+/*
+ * Reads @path into @cfg. Returns 0, or -errno with a message in @err naming the file (and
+ * line): missing or unreadable file, unknown section or key, bad value, a line that inih
+ * could not parse or truncated (any nonzero ini_parse() result is fatal).
+ */
+int config_load(struct mows_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Checks settings against each other once everything is set, e.g. max_memory must hold at
+ * least config_min_chunks() chunks. Returns 0 or -EINVAL with a message in @err that says
+ * which value to change.
+ */
+int config_validate(const struct mows_config *cfg, char *err, size_t errlen);
+
+/* The fewest chunks the cache can work with for these fill/readahead settings. */
+uint64_t config_min_chunks(const struct mows_config *cfg);
+
+/* Parses a size ("4M", "2G", "4096"). Returns 0 or -EINVAL. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* Parses a duration into milliseconds ("500ms", "30s", "2m", "30"). Returns 0 or -EINVAL. */
+int config_parse_duration_ms(const char *s, uint64_t *out);
+
+/* Writes @bytes as a short size ("4M", "1.5G") into @buf. Returns @buf. */
+char *config_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Names for enums, as written in mows.conf. */
+const char *config_hugepages_name(enum config_hugepages h);
+const char *config_verify_name(enum config_verify v);
+
+/* Whether @key (with '-' or '_') is a configuration key. */
+bool config_is_key(const char *key);
+
+#endif

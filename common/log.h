@@ -1,0 +1,33 @@
+/*
+ * Logging for every mows program.
+ *
+ * Messages go to stderr until log_use_syslog() switches them to syslog (the daemon does so
+ * when it detaches). The level is the one piece of process-wide state besides signal flags.
+ * All functions are safe to call from any thread.
+ */
+#ifndef MOWS_COMMON_LOG_H
+#define MOWS_COMMON_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <syslog.h>
+
+/* Levels use syslog's numbers: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+void log_set_level(int level);
+int log_get_level(void);
+
+/* Parses "error", "warn", "info" or "debug"; returns the level or -1. */
+int log_level_parse(const char *name);
+
+/* Sends messages to syslog under @ident from now on. */
+void log_use_syslog(const char *ident);
+
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+#define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,594 @@
+/*
+ * The control socket that mowsctl talks to (unix stream socket, mode 0600, peers must be
+ * root or the daemon's user).
+ *
+ * Protocol: the client sends one line "COMMAND FORMAT\tARG\tARG...\n" (FORMAT is "json" or
+ * "text"); the daemon answers with lines, each starting with a tag:
+ *   ". TEXT"                 a line for the client's stdout
+ *   "% DONE TOTAL PATH"      progress in bytes (prefetch, verify)
+ *   "! TEXT"                 a message for the client's stderr
+ *   "= N"                    the end; N is the client's exit status
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fs/mows.h"
+
+#define MAX_CLIENTS 16
+#define MAX_REQUEST 65536
+#define IO_TIMEOUT_S 10
+
+struct control {
+	struct mows *m;
+	char path[PATH_MAX];
+	int listen_fd, stop_fd;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;   /* nclients dropped */
+	unsigned nclients;     /* protected by lock */
+	bool stopping;         /* protected by lock */
+};
+
+struct client {
+	struct control *ctl;
+	int fd;
+	FILE *out;
+	bool json;
+	uint64_t last_progress_ns;
+	const char *current;   /* relpath being worked on, for progress */
+};
+
+/* ---- socket setup ---- */
+
+static int make_parent_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Removes a socket left by a daemon that died; refuses to take one that is alive. */
+static int claim_path(const struct sockaddr_un *sa, char *err, size_t errlen)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen,
+			 "control socket %s is in use by another mows-fuse; unmount that one or "
+			 "set control_socket", sa->sun_path);
+		return -EADDRINUSE;
+	}
+	if (errno == ECONNREFUSED)
+		unlink(sa->sun_path);
+	return 0;
+}
+
+struct control *control_new(struct mows *m, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "control_socket '%s': longer than %zu bytes; choose a shorter "
+			 "path", path, sizeof(sa.sun_path) - 1);
+		return NULL;
+	}
+	strcpy(sa.sun_path, path);
+	struct control *ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return NULL;
+	ctl->m = m;
+	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+	ctl->stop_fd = -1;
+	int rc = make_parent_dir(path);
+	if (rc == 0)
+		rc = claim_path(&sa, err, errlen);
+	if (rc == -EADDRINUSE)
+		goto out_free;
+	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	mode_t old = umask(0177); /* the socket is born 0600 */
+	rc = ctl->listen_fd < 0 || bind(ctl->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	     listen(ctl->listen_fd, 16) < 0 ? -errno : 0;
+	umask(old);
+	ctl->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (rc == 0 && ctl->stop_fd < 0)
+		rc = -errno;
+	if (rc) {
+		snprintf(err, errlen, "control_socket '%s': %s; set control_socket to a writable "
+			 "path", path, strerror(-rc));
+		goto out_close;
+	}
+	pthread_mutex_init(&ctl->lock, NULL);
+	deadline_cond_init(&ctl->idle);
+	return ctl;
+out_close:
+	if (ctl->listen_fd >= 0)
+		close(ctl->listen_fd);
+	if (ctl->stop_fd >= 0)
+		close(ctl->stop_fd);
+out_free:
+	free(ctl);
+	return NULL;
+}
+
+/* ---- output ---- */
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static bool progress_cb(void *arg, uint64_t done, uint64_t total)
+{
+	struct client *cl = arg;
+	uint64_t now = mono_ns();
+	if (done == total || now - cl->last_progress_ns > 200000000) {
+		cl->last_progress_ns = now;
+		fprintf(cl->out, "%% %llu %llu %s\n", (unsigned long long)done,
+			(unsigned long long)total, cl->current);
+		fflush(cl->out);
+	}
+	pthread_mutex_lock(&cl->ctl->lock);
+	bool go_on = !cl->ctl->stopping && !ferror(cl->out);
+	pthread_mutex_unlock(&cl->ctl->lock);
+	return go_on;
+}
+
+/* ---- status ---- */
+
+static const char *file_state(const struct cache_file_status *fs)
+{
+	if (fs->state != CACHE_FILE_OK)
+		return cache_file_state_name(fs->state);
+	if (fs->cached_bytes == 0 && fs->size)
+		return "cold";
+	return fs->cached_bytes == fs->size ? "cached" : "partial";
+}
+
+struct status_walk {
+	struct client *cl;
+	bool first;
+};
+
+static void status_file(void *arg, struct cache_file *f)
+{
+	struct status_walk *w = arg;
+	struct cache_file_status fs;
+	cache_file_get_status(w->cl->ctl->m->cache, f, &fs);
+	FILE *out = w->cl->out;
+	if (w->cl->json) {
+		fprintf(out, "%s{\"path\":", w->first ? "" : ",");
+		json_str(out, fs.relpath);
+		fprintf(out, ",\"size\":%llu,\"cached_bytes\":%llu,\"state\":\"%s\"}",
+			(unsigned long long)fs.size, (unsigned long long)fs.cached_bytes,
+			file_state(&fs));
+	} else {
+		char a[32], b[32];
+		fprintf(out, ". %-9s %8s %8s  %s\n", file_state(&fs),
+			config_format_size(fs.cached_bytes, a, sizeof(a)),
+			config_format_size(fs.size, b, sizeof(b)), fs.relpath);
+	}
+	w->first = false;
+}
+
+static double hit_ratio(const struct cache_stats *st)
+{
+	uint64_t all = st->hits + st->misses;
+	return all ? (double)st->hits / (double)all : 0.0;
+}
+
+static void status_json(struct client *cl, const struct cache_stats *st)
+{
+	struct mows *m = cl->ctl->m;
+	FILE *out = cl->out;
+	fputs(". {\"mountpoint\":", out);
+	json_str(out, m->mountpoint);
+	fputs(",\"backing\":", out);
+	json_str(out, m->backing);
+	fprintf(out, ",\"memory\":{\"max\":%llu,\"used\":%llu,\"hugepages\":\"%s\"}",
+		(unsigned long long)st->max_memory, (unsigned long long)st->used_memory,
+		st->slab_kind);
+	fprintf(out, ",\"chunks\":{\"size\":%llu,\"slots\":%u,\"cached\":%u}",
+		(unsigned long long)st->chunk_size, st->slots, st->slots_ready);
+	fprintf(out, ",\"hits\":%llu,\"misses\":%llu,\"hit_ratio\":%.4f,\"bytes_read\":%llu",
+		(unsigned long long)st->hits, (unsigned long long)st->misses, hit_ratio(st),
+		(unsigned long long)st->bytes_read);
+	fprintf(out, ",\"fills\":%llu,\"fill_errors\":%llu,\"evictions\":%llu,\"sources\":{",
+		(unsigned long long)st->fills, (unsigned long long)st->fill_errors,
+		(unsigned long long)st->evictions);
+	const char *name;
+	uint64_t bytes, backing = 0;
+	for (unsigned k = 0; k < cache_source_stats(m->cache, k, &name, &bytes); k++) {
+		fprintf(out, "%s\"%s\":%llu", k ? "," : "", name, (unsigned long long)bytes);
+		if (!strcmp(name, "backing"))
+			backing = bytes;
+	}
+	fprintf(out, "},\"bytes_from_backing\":%llu,\"files\":[", (unsigned long long)backing);
+	struct status_walk w = { cl, true };
+	cache_foreach_file(m->cache, status_file, &w);
+	fputs("]}\n", out);
+}
+
+static void status_text(struct client *cl, const struct cache_stats *st)
+{
+	struct mows *m = cl->ctl->m;
+	FILE *out = cl->out;
+	char a[32], b[32], c[32];
+	fprintf(out, ". mows on %s, backing %s\n", m->mountpoint, m->backing);
+	fprintf(out, ". memory   %s of %s (%s pages), %u of %u chunks of %s cached\n",
+		config_format_size(st->used_memory, a, sizeof(a)),
+		config_format_size(st->max_memory, b, sizeof(b)), st->slab_kind, st->slots_ready,
+		st->slots, config_format_size(st->chunk_size, c, sizeof(c)));
+	fprintf(out, ". reads    %s served, chunk hits %llu, misses %llu, hit ratio %.1f%%\n",
+		config_format_size(st->bytes_read, a, sizeof(a)), (unsigned long long)st->hits,
+		(unsigned long long)st->misses, 100.0 * hit_ratio(st));
+	const char *name;
+	uint64_t bytes;
+	for (unsigned k = 0; k < cache_source_stats(m->cache, k, &name, &bytes); k++)
+		fprintf(out, ". from     %-8s %s\n", name, config_format_size(bytes, a, sizeof(a)));
+	fprintf(out, ". fills    %llu, errors %llu, evictions %llu\n",
+		(unsigned long long)st->fills, (unsigned long long)st->fill_errors,
+		(unsigned long long)st->evictions);
+	fprintf(out, ". %-9s %8s %8s  %s\n", "STATE", "CACHED", "SIZE", "PATH");
+	struct status_walk w = { cl, true };
+	cache_foreach_file(m->cache, status_file, &w);
+}
+
+static int cmd_status(struct client *cl)
+{
+	struct cache_stats st;
+	cache_get_stats(cl->ctl->m->cache, &st);
+	if (cl->json)
+		status_json(cl, &st);
+	else
+		status_text(cl, &st);
+	return 0;
+}
+
+/* ---- commands on paths ---- */
+
+static int open_beneath(int dirfd, const char *relpath, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, dirfd, *relpath ? relpath : ".", &how, sizeof(how));
+	return fd < 0 ? -errno : fd;
+}
+
+/* Maps a path from mowsctl (absolute under the mount, or relative) to a relpath. */
+static const char *to_relpath(struct mows *m, const char *path)
+{
+	size_t n = strlen(m->mountpoint);
+	if (path[0] != '/')
+		return path;
+	if (strncmp(path, m->mountpoint, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+		return path[n] ? path + n + 1 : "";
+	return NULL;
+}
+
+typedef int (*file_cmd)(struct client *cl, const char *relpath, struct cache_file *f);
+
+static int run_on_file(struct client *cl, const char *relpath, int fd, file_cmd fn)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	struct cache_file *f = mows_open_version(cl->ctl->m, relpath, fd, 0, &st);
+	if (!f)
+		return -errno;
+	cl->current = relpath;
+	int rc = fn(cl, relpath, f);
+	cache_file_put(cl->ctl->m->cache, f);
+	return rc;
+}
+
+/* Runs @fn on the regular file @relpath, or on every regular file beneath a directory. */
+static int run_on_tree(struct client *cl, const char *relpath, file_cmd fn)
+{
+	int fd = open_beneath(cl->ctl->m->root_fd, relpath, O_RDONLY);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int err = fd < 0 ? fd : -errno;
+		fprintf(cl->out, "! %s: %s\n", *relpath ? relpath : ".", strerror(-err));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	if (S_ISREG(st.st_mode)) {
+		int rc = run_on_file(cl, relpath, fd, fn);
+		if (rc < 0)
+			fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
+		return rc ? 1 : 0;
+	}
+	DIR *dp = S_ISDIR(st.st_mode) ? fdopendir(fd) : NULL;
+	if (!dp) {
+		close(fd);
+		fprintf(cl->out, "! %s: not a regular file or directory; skipped\n", relpath);
+		return 0;
+	}
+	int status = 0;
+	struct dirent *de;
+	while ((de = readdir(dp))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || de->d_type == DT_LNK)
+			continue;
+		char *child;
+		if (asprintf(&child, "%s%s%s", relpath, *relpath ? "/" : "", de->d_name) < 0)
+			break;
+		status |= run_on_tree(cl, child, fn);
+		free(child);
+	}
+	closedir(dp);
+	return status;
+}
+
+static int do_prefetch(struct client *cl, const char *relpath, struct cache_file *f)
+{
+	int rc = cache_file_prefetch(cl->ctl->m->cache, f, progress_cb, cl);
+	if (rc == 0 && cache_file_size(f) == 0)
+		progress_cb(cl, 0, 0);
+	if (rc)
+		fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
+	return rc ? 1 : 0;
+}
+
+static int do_evict(struct client *cl, const char *relpath, struct cache_file *f)
+{
+	cache_file_evict(cl->ctl->m->cache, f);
+	fprintf(cl->out, ". evicted %s\n", relpath);
+	return 0;
+}
+
+static int do_verify(struct client *cl, const char *relpath, struct cache_file *f)
+{
+	uint32_t crc = 0;
+	int rc = cache_file_verify(cl->ctl->m->cache, f, &crc);
+	struct cache_file_status fs;
+	cache_file_get_status(cl->ctl->m->cache, f, &fs);
+	const char *verdict = rc == 0 ? "ok" : rc == -ENODATA ? "unlisted" :
+			      rc == -EBADMSG ? "mismatch" : "error";
+	if (cl->json) {
+		fputs(". {\"path\":", cl->out);
+		json_str(cl->out, relpath);
+		fprintf(cl->out, ",\"result\":\"%s\",\"computed\":\"%08x\"", verdict, crc);
+		if (fs.has_crc)
+			fprintf(cl->out, ",\"manifest\":\"%08x\"", fs.expected_crc);
+		fputs("}\n", cl->out);
+	} else if (rc == 0) {
+		fprintf(cl->out, ". ok        %s (crc32 %08x)\n", relpath, crc);
+	} else if (rc == -ENODATA) {
+		fprintf(cl->out, ". unlisted  %s (crc32 %08x; not in %s)\n", relpath, crc,
+			cl->ctl->m->cfg.crc32_file);
+	} else if (rc == -EBADMSG) {
+		fprintf(cl->out, ". mismatch  %s: manifest %08x, computed %08x\n", relpath,
+			fs.expected_crc, crc);
+	} else {
+		fprintf(cl->out, "! %s: %s%s\n", relpath, strerror(-rc),
+			rc == -ENOTSUP ? " (verify = off)" : "");
+	}
+	return rc == 0 || rc == -ENODATA ? 0 : 1;
+}
+
+static int cmd_paths(struct client *cl, char **paths, unsigned n, file_cmd fn)
+{
+	int status = 0;
+	if (n == 0) {
+		fputs("! give one or more paths under the mount\n", cl->out);
+		return 2;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const char *rel = to_relpath(cl->ctl->m, paths[i]);
+		if (!rel || (*rel && !cache_manifest_path_ok(rel))) {
+			fprintf(cl->out, "! %s: not under the mows mount %s\n", paths[i],
+				cl->ctl->m->mountpoint);
+			status = 1;
+			continue;
+		}
+		status |= run_on_tree(cl, rel, fn);
+	}
+	return status;
+}
+
+/* ---- clients ---- */
+
+/* Splits the request in place. Returns the number of words (command first). */
+static unsigned split_request(char *req, char **words, unsigned max)
+{
+	unsigned n = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(req, "\t\n", &save); w && n < max; w = strtok_r(NULL, "\t\n", &save))
+		words[n++] = w;
+	return n;
+}
+
+static int dispatch(struct client *cl, char *req)
+{
+	char *words[1024];
+	unsigned n = split_request(req, words, 1024);
+	if (n == 0)
+		return 2;
+	char *fmt = strchr(words[0], ' ');
+	if (fmt) {
+		*fmt++ = '\0';
+		cl->json = strcmp(fmt, "json") == 0;
+	}
+	if (!strcmp(words[0], "status"))
+		return cmd_status(cl);
+	if (!strcmp(words[0], "prefetch"))
+		return cmd_paths(cl, words + 1, n - 1, do_prefetch);
+	if (!strcmp(words[0], "evict"))
+		return cmd_paths(cl, words + 1, n - 1, do_evict);
+	if (!strcmp(words[0], "verify"))
+		return cmd_paths(cl, words + 1, n - 1, do_verify);
+	fprintf(cl->out, "! unknown command '%s'\n", words[0]);
+	return 2;
+}
+
+static bool peer_allowed(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static ssize_t read_request(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n < cap - 1) {
+		ssize_t r = read(fd, buf + n, cap - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EPROTO;
+		n += (size_t)r;
+		if (memchr(buf, '\n', n))
+			break;
+	}
+	buf[n] = '\0';
+	return memchr(buf, '\n', n) ? (ssize_t)n : -E2BIG;
+}
+
+static void *client_main(void *arg)
+{
+	struct client *cl = arg;
+	struct control *ctl = cl->ctl;
+	char *req = malloc(MAX_REQUEST);
+	cl->out = fdopen(cl->fd, "w");
+	if (req && cl->out && peer_allowed(cl->fd) && read_request(cl->fd, req, MAX_REQUEST) > 0) {
+		int status = dispatch(cl, req);
+		fprintf(cl->out, "= %d\n", status);
+	}
+	if (cl->out)
+		fclose(cl->out);
+	else
+		close(cl->fd);
+	free(req);
+	free(cl);
+	pthread_mutex_lock(&ctl->lock);
+	ctl->nclients--;
+	pthread_cond_broadcast(&ctl->idle);
+	pthread_mutex_unlock(&ctl->lock);
+	return NULL;
+}
+
+static void spawn_client(struct control *ctl, int fd)
+{
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct client *cl = calloc(1, sizeof(*cl));
+	pthread_mutex_lock(&ctl->lock);
+	bool room = ctl->nclients < MAX_CLIENTS && cl;
+	if (room)
+		ctl->nclients++;
+	pthread_mutex_unlock(&ctl->lock);
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (room) {
+		cl->ctl = ctl;
+		cl->fd = fd;
+		if (pthread_create(&t, &attr, client_main, cl) == 0)
+			cl = NULL, fd = -1;
+		else
+			room = false;
+	}
+	pthread_attr_destroy(&attr);
+	if (!room) {
+		if (fd >= 0) {
+			dprintf(fd, "! mows-fuse is busy (%d clients); try again\n= 1\n", MAX_CLIENTS);
+			close(fd);
+		}
+		if (cl && cl->ctl) {
+			pthread_mutex_lock(&ctl->lock);
+			ctl->nclients--;
+			pthread_mutex_unlock(&ctl->lock);
+		}
+		free(cl);
+	}
+}
+
+static void *control_main(void *arg)
+{
+	struct control *ctl = arg;
+	struct pollfd p[2] = { { .fd = ctl->listen_fd, .events = POLLIN },
+			       { .fd = ctl->stop_fd, .events = POLLIN } };
+	for (;;) {
+		if (poll(p, 2, 1000) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			spawn_client(ctl, fd);
+	}
+	return NULL;
+}
+
+int control_start(struct control *ctl)
+{
+	int rc = pthread_create(&ctl->thread, NULL, control_main, ctl);
+	ctl->started = rc == 0;
+	return -rc;
+}
+
+void control_free(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	uint64_t one = 1;
+	if (write(ctl->stop_fd, &one, sizeof(one)) < 0)
+		log_warn("cannot stop the control thread: %s", strerror(errno));
+	if (ctl->started)
+		pthread_join(ctl->thread, NULL);
+	struct deadline dl = deadline_in_ms(5000);
+	pthread_mutex_lock(&ctl->lock);
+	ctl->stopping = true;
+	while (ctl->nclients && deadline_cond_wait(&ctl->idle, &ctl->lock, &dl) == 0)
+		;
+	bool idle = ctl->nclients == 0;
+	pthread_mutex_unlock(&ctl->lock);
+	unlink(ctl->path);
+	close(ctl->listen_fd);
+	close(ctl->stop_fd);
+	if (idle) /* a client still stuck in a fill keeps the struct; process exit frees it */
+		free(ctl);
+}

@@ -1,0 +1,295 @@
+/*
+ * mows-fuse: mounts a read-only, cached mirror of a model directory.
+ *
+ *   mows-fuse [-c FILE] [--backing DIR] [-f] [-o FUSE_OPTS] [--KEY=VALUE...] MOUNTPOINT
+ *
+ * Without --backing it mounts over MOUNTPOINT itself: the directory is opened before the
+ * mount hides it and every backing access goes through that descriptor.
+ * Exit status: 0 after a clean unmount or SIGTERM, 1 when mounting or running fails, 2 for
+ * bad usage or configuration.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "cache/backing.h"
+#include "common/log.h"
+#include "fs/mows.h"
+
+#define EXIT_USAGE 2
+#define MAX_OVERRIDES 64
+
+struct options {
+	const char *config_file;
+	const char *mountpoint;
+	const char *keys[MAX_OVERRIDES], *values[MAX_OVERRIDES];
+	unsigned n;
+	char fuse_opts[1024];
+	bool foreground;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: mows-fuse [-c FILE] [--backing DIR] [-f] [-o FUSE_OPTIONS] [--KEY=VALUE...] "
+		"MOUNTPOINT\n"
+		"  -c, --config FILE   read settings from FILE (see mows.conf.example)\n"
+		"  --backing DIR       mirror DIR (default: MOUNTPOINT itself, mounted over)\n"
+		"  -f, --foreground    stay in the foreground and log to stderr\n"
+		"  -o OPTIONS          extra FUSE mount options\n"
+		"  --KEY=VALUE         any mows.conf key, overriding the file "
+		"(e.g. --max-memory=8G)\n");
+}
+
+static int add_fuse_opts(struct options *o, const char *opts)
+{
+	size_t used = strlen(o->fuse_opts);
+	int n = snprintf(o->fuse_opts + used, sizeof(o->fuse_opts) - used, ",%s", opts);
+	return n < 0 || (size_t)n >= sizeof(o->fuse_opts) - used ? -E2BIG : 0;
+}
+
+/* Returns 0, or EXIT_USAGE after printing what is wrong. */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "-f") || !strcmp(a, "--foreground")) {
+			o->foreground = true;
+		} else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && next) {
+			o->config_file = argv[++i];
+		} else if (!strcmp(a, "-o") && next) {
+			if (add_fuse_opts(o, argv[++i]))
+				goto too_long;
+		} else if (!strncmp(a, "--", 2) && a[2]) {
+			if (o->n == MAX_OVERRIDES)
+				goto too_long;
+			const char *eq = strchr(a, '=');
+			char *key = strndup(a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+			if (!config_is_key(key) || (!eq && !next)) {
+				fprintf(stderr, "mows-fuse: unknown option '%s'%s; see --help\n", a,
+					config_is_key(key) ? " without a value" : "");
+				return EXIT_USAGE;
+			}
+			o->keys[o->n] = key;
+			o->values[o->n++] = eq ? eq + 1 : argv[++i];
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "mows-fuse: unknown or incomplete option '%s'; see --help\n",
+				a);
+			return EXIT_USAGE;
+		} else if (!o->mountpoint) {
+			o->mountpoint = a;
+		} else {
+			fprintf(stderr, "mows-fuse: one mountpoint expected, got '%s' and '%s'\n",
+				o->mountpoint, a);
+			return EXIT_USAGE;
+		}
+	}
+	if (!o->mountpoint) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return 0;
+too_long:
+	fprintf(stderr, "mows-fuse: too many or too long options\n");
+	return EXIT_USAGE;
+}
+
+static int fail(const char *msg)
+{
+	fprintf(stderr, "mows-fuse: %s\n", msg);
+	return EXIT_USAGE;
+}
+
+static void default_socket_path(const char *mountpoint, char *buf, size_t len)
+{
+	size_t k = snprintf(buf, len, "/run/mows/");
+	for (const char *p = mountpoint + 1; *p && k + 6 < len; p++)
+		buf[k++] = *p == '/' ? '-' : *p;
+	snprintf(buf + k, len - k, ".sock");
+}
+
+/* Settings from the file, then the command line, then the paths they imply. */
+static int configure(struct mows *m, const struct options *o)
+{
+	char err[PATH_MAX + 512];
+	config_defaults(&m->cfg);
+	if (o->config_file && config_load(&m->cfg, o->config_file, err, sizeof(err)))
+		return fail(err);
+	for (unsigned i = 0; i < o->n; i++)
+		if (config_set(&m->cfg, o->keys[i], o->values[i], "command line", err, sizeof(err)))
+			return fail(err);
+	if (!realpath(o->mountpoint, m->mountpoint)) {
+		snprintf(err, sizeof(err), "mountpoint '%s': %s (create the directory first)",
+			 o->mountpoint, strerror(errno));
+		return fail(err);
+	}
+	if (config_validate(&m->cfg, err, sizeof(err)))
+		return fail(err);
+	const char *b = m->cfg.backing[0] ? m->cfg.backing : m->mountpoint;
+	if (!realpath(b, m->backing)) {
+		snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model directory", b,
+			 strerror(errno));
+		return fail(err);
+	}
+	if (m->cfg.control_socket[0])
+		snprintf(m->socket_path, sizeof(m->socket_path), "%s", m->cfg.control_socket);
+	else
+		default_socket_path(m->mountpoint, m->socket_path, sizeof(m->socket_path));
+	log_set_level(m->cfg.log_level);
+	m->foreground = o->foreground;
+	return 0;
+}
+
+static void fuse_log_to_mows(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	size_t n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	log_msg((int)level <= LOG_ERR ? LOG_ERR : (int)level, "fuse: %s", line);
+}
+
+/* Raises the mount's readahead so mmap readers fetch 1 MiB at a time, not 128 KiB. */
+static void *readahead_main(void *arg)
+{
+	struct mows *m = arg;
+	struct stat st;
+	/* stat() through the mount returns only once the kernel has our INIT reply, which
+	 * would otherwise lower the readahead again. */
+	if (stat(m->mountpoint, &st) < 0) {
+		log_warn("cannot stat %s to set its readahead: %s", m->mountpoint,
+			 strerror(errno));
+		return NULL;
+	}
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+		 minor(st.st_dev));
+	FILE *fp = fopen(path, "w");
+	if (!fp || fprintf(fp, "%u\n", m->cfg.readahead_kb) < 0 || fclose(fp) != 0) {
+		log_warn("%s: cannot set readahead to %u KiB: %s; mmap reads will be slower", path,
+			 m->cfg.readahead_kb, strerror(errno));
+		return NULL;
+	}
+	log_info("readahead of %s set to %u KiB", m->mountpoint, m->cfg.readahead_kb);
+	return NULL;
+}
+
+static void start_readahead(struct mows *m)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	if (!m->cfg.readahead_kb)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, readahead_main, m))
+		log_warn("cannot start the readahead thread; mmap reads will be slower");
+	pthread_attr_destroy(&attr);
+}
+
+/* Everything that can fail for a reason the user should fix, before mounting. */
+static int prepare(struct mows *m)
+{
+	char err[PATH_MAX + 512];
+	m->root_fd = open(m->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (m->root_fd < 0) {
+		snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model directory",
+			 m->backing, strerror(errno));
+		return fail(err);
+	}
+	m->cache = cache_new(&m->cfg, err, sizeof(err));
+	if (!m->cache)
+		return fail(err);
+	cache_add_source(m->cache, &cache_backing_source, m->cache);
+	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
+							   .ctx = m });
+	pthread_mutex_init(&m->manifest_lock, NULL);
+	if (mows_inodes_init(m))
+		return fail("out of memory");
+	if (m->cfg.verify >= VERIFY_FILE)
+		mows_manifest_refresh(m);
+	m->control = control_new(m, m->socket_path, err, sizeof(err));
+	if (!m->control)
+		return fail(err);
+	return 0;
+}
+
+static struct fuse_session *new_session(struct mows *m, const struct options *o)
+{
+	char opts[PATH_MAX + 2048];
+	snprintf(opts, sizeof(opts), "ro,default_permissions,subtype=mows,fsname=%s%s%s",
+		 m->backing, geteuid() == 0 ? ",allow_other" : "", o->fuse_opts);
+	char *argv[] = { "mows-fuse", "-o", opts, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+	struct fuse_session *se = fuse_session_new(&args, &mows_ops, sizeof(mows_ops), m);
+	fuse_opt_free_args(&args);
+	return se;
+}
+
+static int serve(struct mows *m)
+{
+	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control)) {
+		log_err("cannot start threads: %s", strerror(errno));
+		return 1;
+	}
+	start_readahead(m);
+	log_info("serving %s from %s (max_memory %llu MiB, chunk %llu KiB, verify %s)",
+		 m->mountpoint, m->backing, (unsigned long long)(m->cfg.max_memory >> 20),
+		 (unsigned long long)(m->cfg.chunk_size >> 10),
+		 config_verify_name(m->cfg.verify));
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	if (!lc)
+		return 1;
+	fuse_loop_cfg_set_max_threads(lc, 16);
+	fuse_loop_cfg_set_idle_threads(lc, 4);
+	int rc = fuse_session_loop_mt(m->se, lc);
+	fuse_loop_cfg_destroy(lc);
+	if (rc)
+		log_err("FUSE session ended with an error: %s", strerror(rc < 0 ? -rc : rc));
+	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct mows m;
+	struct options o = { 0 };
+	int rc = parse_args(argc, argv, &o);
+	if (rc || (rc = configure(&m, &o)) || (rc = prepare(&m)))
+		return rc;
+	fuse_set_log_func(fuse_log_to_mows);
+	m.se = new_session(&m, &o);
+	if (!m.se)
+		return fail("bad FUSE options (see the messages above)");
+	if (fuse_set_signal_handlers(m.se) || fuse_session_mount(m.se, m.mountpoint)) {
+		fprintf(stderr, "mows-fuse: cannot mount on %s (see the messages above)\n",
+			m.mountpoint);
+		return 1;
+	}
+	if (!m.foreground)
+		log_use_syslog("mows-fuse");
+	fuse_daemonize(m.foreground);
+	rc = serve(&m);
+	log_info("unmounting %s", m.mountpoint);
+	fuse_session_unmount(m.se);
+	fuse_remove_signal_handlers(m.se);
+	control_free(m.control);
+	mows_inval_stop(&m);
+	fuse_session_destroy(m.se);
+	mows_inodes_release(&m);
+	cache_free(m.cache);
+	cache_manifest_free(m.manifest);
+	close(m.root_fd);
+	return rc;
+}

@@ -1,0 +1,487 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fs/mows.h"
+
+/* A read never needs more: the kernel asks for at most 1 MiB, chunks are at least 64 KiB. */
+#define MAX_SPANS 32
+
+struct mows_fh {
+	struct cache_file *file;
+	_Atomic uint64_t next_off;   /* where a sequential reader reads next */
+};
+
+struct dir_handle {
+	DIR *dp;
+	off_t offset;
+	pthread_mutex_t lock;        /* readdir on one handle may come from several threads */
+};
+
+static struct mows *ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static double timeout_s(const struct mows *m)
+{
+	return m->cfg.attr_timeout_ms / 1000.0;
+}
+
+/* ---- lookup and attributes ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct mows *m = userdata;
+	conn->max_readahead = m->cfg.readahead_kb * 1024u;
+	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mows *m = ctx(req);
+	struct mows_inode *in = mows_inode_lookup(m, mows_inode_get(m, parent), name);
+	if (!in) {
+		int err = errno;
+		if (err == ENOENT) { /* cache the miss in the kernel like any entry */
+			struct fuse_entry_param neg = { .entry_timeout = timeout_s(m) };
+			fuse_reply_entry(req, &neg);
+			return;
+		}
+		fuse_reply_err(req, err);
+		return;
+	}
+	struct fuse_entry_param e = {
+		.ino = (uintptr_t)in,
+		.attr = in->st,
+		.attr_timeout = timeout_s(m),
+		.entry_timeout = timeout_s(m),
+	};
+	if (fuse_reply_entry(req, &e) == -ENOENT)
+		mows_inode_forget(m, in, 1); /* the lookup was interrupted */
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	mows_inode_forget(ctx(req), mows_inode_get(ctx(req), ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		mows_inode_forget(ctx(req), mows_inode_get(ctx(req), forgets[i].ino),
+				  forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct mows *m = ctx(req);
+	struct mows_inode *in = mows_inode_get(m, ino);
+	struct stat st;
+	if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	/* A rewritten file is a new inode: this one keeps describing the version it was. */
+	if (S_ISREG(st.st_mode) &&
+	    ((uint64_t)st.st_size != in->size || mows_mtime_ns(&st) != in->mtime_ns)) {
+		fuse_reply_attr(req, &in->st, 0);
+		return;
+	}
+	fuse_reply_attr(req, &st, timeout_s(m));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	ssize_t n = readlinkat(mows_inode_get(ctx(req), ino)->fd, "", buf, sizeof(buf) - 1);
+	if (n < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	buf[n] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct statvfs sv;
+	if (fstatvfs(ctx(req)->root_fd, &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* ---- files ---- */
+
+/* Opens @in's backing file for reading and checks it is still the version @in names. */
+static int open_backing(struct mows_inode *in, struct stat *st)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", in->fd);
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0 || (uint64_t)st->st_size != in->size ||
+	    mows_mtime_ns(st) != in->mtime_ns) {
+		close(fd);
+		return -ESTALE; /* the kernel looks the name up again and opens the new inode */
+	}
+	return fd;
+}
+
+/* Returns @in's cache version (referenced), creating it from @fd, which it consumes. */
+static struct cache_file *inode_version(struct mows *m, struct mows_inode *in, int fd,
+					const struct stat *st)
+{
+	pthread_mutex_lock(&m->ino_lock);
+	struct cache_file *f = in->file;
+	if (f)
+		cache_file_get(m->cache, f);
+	pthread_mutex_unlock(&m->ino_lock);
+	if (f) {
+		close(fd);
+		return f;
+	}
+	f = mows_open_version(m, in->relpath, fd, (uintptr_t)in, st);
+	if (!f)
+		return NULL;
+	pthread_mutex_lock(&m->ino_lock);
+	if (!in->file) {
+		in->file = f;
+		cache_file_get(m->cache, f);
+	}
+	pthread_mutex_unlock(&m->ino_lock);
+	return f;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mows *m = ctx(req);
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	struct mows_inode *in = mows_inode_get(m, ino);
+	struct stat st;
+	int fd = open_backing(in, &st);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	struct mows_fh *h = calloc(1, sizeof(*h));
+	if (!h) {
+		close(fd);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->file = inode_version(m, in, fd, &st);
+	if (!h->file) {
+		int err = errno;
+		free(h);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		cache_file_put(m->cache, h->file);
+		free(h);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct mows *m = ctx(req);
+	struct mows_fh *h = (struct mows_fh *)(uintptr_t)fi->fh;
+	struct cache_span spans[MAX_SPANS];
+	struct iovec iov[MAX_SPANS];
+	unsigned n = 0;
+	uint64_t expect = atomic_load(&h->next_off);
+	bool seq = (uint64_t)off == expect ||
+		   (uint64_t)off / m->cfg.chunk_size == expect / m->cfg.chunk_size;
+	ssize_t got = cache_read(m->cache, h->file, (uint64_t)off, size, seq, spans, MAX_SPANS,
+				 &n);
+	if (got < 0) {
+		fuse_reply_err(req, (int)-got);
+		return;
+	}
+	atomic_store(&h->next_off, (uint64_t)off + (uint64_t)got);
+	for (unsigned k = 0; k < n; k++) {
+		iov[k].iov_base = (void *)spans[k].data;
+		iov[k].iov_len = spans[k].len;
+	}
+	/* writev() straight from the slab: no copy in the daemon. */
+	fuse_reply_iov(req, iov, (int)n);
+	cache_read_done(m->cache, spans, n);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct mows_fh *h = (struct mows_fh *)(uintptr_t)fi->fh;
+	cache_file_put(ctx(req)->cache, h->file);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- directories ---- */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mows_inode *in = mows_inode_get(ctx(req), ino);
+	struct dir_handle *d = calloc(1, sizeof(*d));
+	int fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!d || fd < 0 || !(d->dp = fdopendir(fd))) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		free(d);
+		fuse_reply_err(req, err);
+		return;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		closedir(d->dp);
+		free(d);
+	}
+}
+
+/* Fills @buf with entries from @d starting at @off. Returns bytes used or -errno. */
+static ssize_t do_fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t size,
+			   off_t off)
+{
+	if (off != d->offset) {
+		seekdir(d->dp, off);
+		d->offset = off;
+	}
+	size_t used = 0;
+	for (;;) {
+		errno = 0;
+		long pos = telldir(d->dp);
+		struct dirent *de = readdir(d->dp);
+		if (!de)
+			return errno ? -errno : (ssize_t)used;
+		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)de->d_type << 12 };
+		size_t len = fuse_add_direntry(req, buf + used, size - used, de->d_name, &st,
+					       telldir(d->dp));
+		if (len > size - used) {
+			seekdir(d->dp, pos);
+			return (ssize_t)used;
+		}
+		used += len;
+		d->offset = telldir(d->dp);
+	}
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	ssize_t n = do_fill_dir(req, d, buf, size, off);
+	pthread_mutex_unlock(&d->lock);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	closedir(d->dp);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- everything that would write: a read-only mirror says EROFS ---- */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops mows_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.statfs = op_statfs,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.write = op_write,
+	.create = op_create,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+};
+
+/* ---- kernel cache invalidation, off the request path ---- */
+
+void mows_invalidate(void *arg, uint64_t cookie)
+{
+	struct mows *m = arg;
+	if (!cookie)
+		return;
+	pthread_mutex_lock(&m->inval_lock);
+	if (m->inval_n == m->inval_cap) {
+		unsigned cap = m->inval_cap ? 2 * m->inval_cap : 64;
+		uint64_t *q = realloc(m->inval_queue, cap * sizeof(*q));
+		if (!q) {
+			pthread_mutex_unlock(&m->inval_lock);
+			log_err("out of memory queueing a kernel cache invalidation");
+			return;
+		}
+		m->inval_queue = q;
+		m->inval_cap = cap;
+	}
+	m->inval_queue[m->inval_n++] = cookie;
+	pthread_cond_signal(&m->inval_cond);
+	pthread_mutex_unlock(&m->inval_lock);
+}
+
+static void *inval_main(void *arg)
+{
+	struct mows *m = arg;
+	pthread_mutex_lock(&m->inval_lock);
+	while (!m->inval_stop) {
+		if (!m->inval_n) {
+			struct deadline dl = deadline_in_ms(1000);
+			deadline_cond_wait(&m->inval_cond, &m->inval_lock, &dl);
+			continue;
+		}
+		uint64_t nodeid = m->inval_queue[--m->inval_n];
+		pthread_mutex_unlock(&m->inval_lock);
+		int rc = fuse_lowlevel_notify_inval_inode(m->se, nodeid, 0, 0);
+		if (rc && rc != -ENOENT)
+			log_warn("kernel cache invalidation failed: %s", strerror(-rc));
+		pthread_mutex_lock(&m->inval_lock);
+	}
+	pthread_mutex_unlock(&m->inval_lock);
+	return NULL;
+}
+
+int mows_inval_start(struct mows *m)
+{
+	pthread_mutex_init(&m->inval_lock, NULL);
+	int rc = deadline_cond_init(&m->inval_cond);
+	if (rc)
+		return rc;
+	return -pthread_create(&m->inval_thread, NULL, inval_main, m);
+}
+
+void mows_inval_stop(struct mows *m)
+{
+	pthread_mutex_lock(&m->inval_lock);
+	m->inval_stop = true;
+	pthread_cond_signal(&m->inval_cond);
+	pthread_mutex_unlock(&m->inval_lock);
+	pthread_join(m->inval_thread, NULL);
+	free(m->inval_queue);
+}
