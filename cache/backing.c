@@ -38,10 +38,7 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,
 					(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec))
 		rc = -ESTALE;
-	if (rc == -ESTALE)
-		log_warn("%s changed while being read; this open of it gets EIO, reopen it",
-			 cache_file_relpath(f));
-	else if (rc)
+	if (rc && rc != -ESTALE) /* the cache reports a changed file, once per version */
 		log_err("backing read of %s chunk %" PRIu64 " failed: %s", cache_file_relpath(f),
 			chunk, strerror(-rc));
 	return rc;

@@ -466,6 +466,11 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	c->st.fills++;
 	if (rc == 0 && c->verify != VERIFY_OFF)
 		rc = do_record_crc(f, s);
+	if (rc == -ESTALE && f->state != CACHE_FILE_STALE) {
+		log_warn("%s changed in the backing directory while open; reads of the old "
+			 "version that miss the cache get EIO, new opens see the new file", f->relpath);
+		f->state = CACHE_FILE_STALE;
+	}
 	if (rc) {
 		c->st.fill_errors++;
 		so->errors++;

@@ -50,6 +50,7 @@ struct cache_source_ops {
 	/*
 	 * Writes bytes [chunk * chunk_size, + @len) of @f into @dst. Returns 0 or -errno.
 	 * Called on a fill thread, without locks; should give up by @dl where it can.
+	 * -ESTALE means the file is no longer the version @f describes.
 	 */
 	int (*fetch)(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 		     const struct deadline *dl);

@@ -256,9 +256,12 @@ static int serve(struct mows *m)
 	fuse_loop_cfg_set_idle_threads(lc, 4);
 	int rc = fuse_session_loop_mt(m->se, lc);
 	fuse_loop_cfg_destroy(lc);
-	if (rc)
-		log_err("FUSE session ended with an error: %s", strerror(rc < 0 ? -rc : rc));
-	return rc ? 1 : 0;
+	/* libfuse reports the signal that ended the loop as a positive number: a clean stop. */
+	if (rc > 0)
+		log_info("stopping on signal %d", rc);
+	else if (rc < 0)
+		log_err("FUSE session ended with an error: %s", strerror(-rc));
+	return rc < 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv)
