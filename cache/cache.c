@@ -38,6 +38,7 @@ struct slot {
 	uint32_t pins;
 	int err;
 	uint8_t state;
+	bool local_only;          /* fill from non-remote sources only */
 	bool indexed;             /* findable in the hash; cleared when dropped */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
@@ -52,7 +53,7 @@ struct cache_file {
 	ino_t ino;
 	uint64_t size;
 	int64_t mtime_ns;
-	uint64_t id, nchunks;
+	uint64_t id, nchunks, key;
 	bool has_crc;
 	uint32_t expected;
 	/* Protected by cache->lock. */
@@ -326,6 +327,7 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->len = (uint32_t)chunk_len(c, f, chunk);
 	s->pins = 0;
 	s->err = 0;
+	s->local_only = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 	do_list_push(c, &c->queue[prio], i);
@@ -442,16 +444,23 @@ static int do_record_crc(struct cache_file *f, struct slot *s)
 
 /* ---- fill threads ---- */
 
+/* Fills slot @s from the first source that can; sets its CRC. Runs without the lock. */
 static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsigned *used)
 {
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	int rc = -EIO;
 	for (unsigned k = 0; k < c->nsources; k++) {
+		struct cache_fetch out = { 0 };
+		if (s->local_only && c->sources[k].ops->remote)
+			continue;
 		rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len,
-					      &dl);
+					      &dl, &out);
 		*used = k;
-		if (rc == 0)
+		if (rc == 0) {
+			/* Always computed: peers need it even when verify = off. */
+			s->crc = out.crc_known ? out.crc : mows_crc32(0, dst, s->len);
 			break;
+		}
 	}
 	return rc;
 }
@@ -530,8 +539,6 @@ static void *fill_main(void *arg)
 
 		unsigned src = 0;
 		int rc = fetch_from_sources(c, s, dst, &src);
-		if (rc == 0 && c->verify != VERIFY_OFF)
-			s->crc = mows_crc32(0, dst, s->len);
 
 		pthread_mutex_lock(&c->lock);
 		struct cache_file *inval = do_fill_done(c, i, rc, src);
@@ -699,6 +706,7 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 	f->has_crc = info->has_crc;
 	f->expected = info->crc;
 	f->cookie = info->cookie;
+	f->key = info->key;
 	f->state = CACHE_FILE_OK;
 	if (f->nchunks == 0 && f->has_crc)
 		f->state = f->expected == 0 ? CACHE_FILE_VERIFIED : CACHE_FILE_BAD;
@@ -774,6 +782,33 @@ struct cache_file *cache_file_find(struct cache *c, const char *relpath)
 	if (!f)
 		errno = ENOENT;
 	return f;
+}
+
+uint64_t cache_file_key(const struct cache_file *f)
+{
+	return f->key;
+}
+
+int64_t cache_file_mtime_ns(const struct cache_file *f)
+{
+	return f->mtime_ns;
+}
+
+struct cache_file *cache_file_by_key(struct cache *c, uint64_t key)
+{
+	struct cache_file *found = NULL;
+	pthread_mutex_lock(&c->lock);
+	for (unsigned b = 0; b < FILE_BUCKETS && !found; b++)
+		for (struct cache_file *f = c->files[b]; f; f = f->tnext)
+			if (f->key == key) {
+				found = f;
+				f->refs++;
+				break;
+			}
+	pthread_mutex_unlock(&c->lock);
+	if (!found)
+		errno = ENOENT;
+	return found;
 }
 
 uint64_t cache_chunk_size(const struct cache *c)
@@ -880,6 +915,41 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	pthread_mutex_unlock(&c->lock);
 	*nspans = n;
 	return (ssize_t)(end - off);
+}
+
+int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
+		      const struct deadline *dl, struct cache_span *span, uint32_t *crc)
+{
+	if (chunk >= f->nchunks)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	int32_t i = do_lookup(c, f, chunk);
+	int rc = 0;
+	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE)
+		rc = -EIO;
+	else if (i == NIL && !fill)
+		rc = -ENOENT;
+	else if (i != NIL && !fill && c->slots[i].state != SLOT_READY)
+		rc = -ENOENT;
+	if (rc == 0 && i == NIL) {
+		i = do_alloc_slot(c, true, dl);
+		if (i >= 0) {
+			do_start_fill(c, i, f, chunk, PRIO_HIGH);
+			c->slots[i].local_only = true;
+		}
+	}
+	if (rc == 0 && i >= 0)
+		i = do_get_chunk(c, f, chunk, PRIO_HIGH, true, dl, NULL);
+	if (rc == 0 && i < 0)
+		rc = i;
+	if (rc == 0) {
+		span->data = cache_slab_slot(&c->slab, (uint32_t)i);
+		span->len = c->slots[i].len;
+		span->slot = (uint32_t)i;
+		*crc = c->slots[i].crc;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n)

@@ -45,15 +45,21 @@ struct cache_file;
  * one (cache/backing.h); peers register as others. Sources are tried in registration order
  * until one returns 0.
  */
+struct cache_fetch {
+	uint32_t crc;         /* CRC-32 of the bytes written, when crc_known */
+	bool crc_known;       /* the source checked the bytes against this CRC itself */
+};
+
 struct cache_source_ops {
 	const char *name;
+	bool remote;          /* skipped by fills that must stay local (cache_serve_chunk) */
 	/*
 	 * Writes bytes [chunk * chunk_size, + @len) of @f into @dst. Returns 0 or -errno.
 	 * Called on a fill thread, without locks; should give up by @dl where it can.
 	 * -ESTALE means the file is no longer the version @f describes.
 	 */
 	int (*fetch)(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
-		     const struct deadline *dl);
+		     const struct deadline *dl, struct cache_fetch *out);
 };
 
 /* Calls up to the layer that owns the cache, made without any cache lock held. */
@@ -74,6 +80,7 @@ struct cache_file_info {
 	bool has_crc;         /* the manifest lists this file */
 	uint32_t crc;
 	uint64_t cookie;      /* handed back in events.invalidate */
+	uint64_t key;         /* identity every node derives alike (net/proto.h) */
 };
 
 /* A pinned piece of a read: @len bytes at @data, valid until cache_read_done(). */
@@ -147,6 +154,9 @@ void cache_file_get(struct cache *c, struct cache_file *f);
 /* Drops a reference from cache_file_open(), cache_file_get() or cache_file_find(). */
 void cache_file_put(struct cache *c, struct cache_file *f);
 
+/* Returns a reference to the current version with this key, or NULL (errno ENOENT). */
+struct cache_file *cache_file_by_key(struct cache *c, uint64_t key);
+
 /* Returns a reference to the current version of @relpath, or NULL (errno ENOENT). */
 struct cache_file *cache_file_find(struct cache *c, const char *relpath);
 
@@ -159,6 +169,8 @@ int cache_file_fd(const struct cache_file *f);
 bool cache_file_same(const struct cache_file *f, dev_t dev, ino_t ino, uint64_t size,
 		     int64_t mtime_ns);
 const char *cache_file_relpath(const struct cache_file *f);
+uint64_t cache_file_key(const struct cache_file *f);
+int64_t cache_file_mtime_ns(const struct cache_file *f);
 
 /*
  * Pins the chunks covering [@off, @off + @len) of @f (clamped to the file's size), filling
@@ -170,7 +182,15 @@ const char *cache_file_relpath(const struct cache_file *f);
 ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t len,
 		   bool sequential, struct cache_span *spans, unsigned max, unsigned *nspans);
 
-/* Unpins spans from cache_read(). */
+/*
+ * For a peer: pins chunk @chunk of @f and stores it in @span with its CRC in *@crc. When the
+ * chunk is not cached, fills it from local (non-remote) sources if @fill, else returns
+ * -ENOENT. Returns 0 (the caller unpins with cache_read_done(c, span, 1)) or -errno.
+ */
+int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
+		      const struct deadline *dl, struct cache_span *span, uint32_t *crc);
+
+/* Unpins spans from cache_read() or cache_serve_chunk(). */
 void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n);
 
 /*

@@ -5,6 +5,7 @@
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -60,9 +61,19 @@ static const char *const verify_names[] = {
 	[VERIFY_STRICT] = "strict",
 };
 
+static const char *const prefetch_names[] = {
+	[PREFETCH_OFF] = "off", [PREFETCH_ON_MOUNT] = "on-mount", [PREFETCH_IDLE] = "idle",
+};
+
+static const char *const transport_names[] = {
+	[TRANSPORT_AUTO] = "auto", [TRANSPORT_RDMA] = "rdma", [TRANSPORT_TCP] = "tcp",
+};
+
 /* Enum fields are stored through an int; these make sure that is the same thing. */
 _Static_assert(sizeof(enum config_hugepages) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_verify) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_prefetch) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_transport) == sizeof(int), "enum size");
 
 static int name_index(const char *const *names, size_t n, const char *s)
 {
@@ -80,6 +91,25 @@ static int parse_hugepages(const char *s)
 static int parse_verify(const char *s)
 {
 	return name_index(verify_names, ARRAY_SIZE(verify_names), s);
+}
+
+static int parse_prefetch(const char *s)
+{
+	return name_index(prefetch_names, ARRAY_SIZE(prefetch_names), s);
+}
+
+static int parse_transport(const char *s)
+{
+	return name_index(transport_names, ARRAY_SIZE(transport_names), s);
+}
+
+static int parse_bool(const char *s)
+{
+	static const char *const no[] = { "false", "no", "off", "0" };
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	if (name_index(no, ARRAY_SIZE(no), s) >= 0)
+		return 0;
+	return name_index(yes, ARRAY_SIZE(yes), s) >= 0 ? 1 : -1;
 }
 
 #define FIELD(f) offsetof(struct mows_config, f)
@@ -125,6 +155,44 @@ static const struct config_key config_keys[] = {
 	{ .name = "log_level", .type = KEY_ENUM, .offset = FIELD(log_level), .def = "info",
 	  .parse_enum = log_level_parse, .choices = "error, warn, info or debug",
 	  .desc = "least important messages logged" },
+	{ .name = "listen", .type = KEY_PATH, .offset = FIELD(listen), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "ADDR:PORT to share chunks with peers on" },
+	{ .name = "peers", .type = KEY_PATH, .offset = FIELD(peers), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "HOST:PORT of peers, separated by commas" },
+	{ .name = "node_id", .type = KEY_PATH, .offset = FIELD(node_id), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "this node's name among peers (empty: host name)" },
+	{ .name = "secret_file", .type = KEY_PATH, .offset = FIELD(secret_file), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "file with the secret shared by all peers, mode 0600" },
+	{ .name = "insecure", .type = KEY_ENUM, .offset = FIELD(insecure), .def = "false",
+	  .parse_enum = parse_bool, .choices = "true or false",
+	  .desc = "share chunks without authentication" },
+	{ .name = "replicas", .type = KEY_UINT, .offset = FIELD(replicas), .def = "1",
+	  .min = 1, .max = 8, .desc = "nodes that own each chunk" },
+	{ .name = "heartbeat", .type = KEY_MS, .offset = FIELD(heartbeat_ms), .def = "1s",
+	  .min = 50, .max = MS_PER_M, .desc = "interval of heartbeats to peers" },
+	{ .name = "peer_timeout", .type = KEY_MS, .offset = FIELD(peer_timeout_ms),
+	  .def = "5s", .min = 100, .max = MS_PER_H,
+	  .desc = "a peer silent this long is dropped" },
+	{ .name = "request_timeout", .type = KEY_MS, .offset = FIELD(request_timeout_ms),
+	  .def = "10s", .min = 50, .max = MS_PER_H,
+	  .desc = "a chunk request to a peer gives up after this" },
+	{ .name = "resolve_interval", .type = KEY_MS, .offset = FIELD(resolve_interval_ms),
+	  .def = "30s", .min = 100, .max = MS_PER_H,
+	  .desc = "how often peer names are resolved again" },
+	{ .name = "peer_inflight", .type = KEY_UINT, .offset = FIELD(peer_inflight),
+	  .def = "8", .min = 1, .max = 256, .desc = "chunk requests in flight per peer" },
+	{ .name = "max_connections", .type = KEY_UINT, .offset = FIELD(max_connections),
+	  .def = "64", .min = 1, .max = 4096, .desc = "inbound peer connections" },
+	{ .name = "prefetch", .type = KEY_ENUM, .offset = FIELD(prefetch), .def = "off",
+	  .parse_enum = parse_prefetch, .choices = "on-mount, idle or off",
+	  .desc = "load the whole mount into the cache in the background" },
+	{ .name = "transport", .type = KEY_ENUM, .offset = FIELD(transport), .def = "auto",
+	  .parse_enum = parse_transport, .choices = "auto, rdma or tcp",
+	  .desc = "how chunks travel between peers" },
+	{ .name = "rdma_device", .type = KEY_PATH, .offset = FIELD(rdma_device), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "RDMA device to use (empty: the first active one)" },
+	{ .name = "rdma_port", .type = KEY_UINT, .offset = FIELD(rdma_port), .def = "1",
+	  .min = 1, .max = 255, .desc = "port of the RDMA device" },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -453,6 +521,20 @@ const char *config_verify_name(enum config_verify v)
 	return verify_names[v];
 }
 
+const char *config_prefetch_name(enum config_prefetch p)
+{
+	if ((unsigned)p >= ARRAY_SIZE(prefetch_names))
+		return "?";
+	return prefetch_names[p];
+}
+
+const char *config_transport_name(enum config_transport t)
+{
+	if ((unsigned)t >= ARRAY_SIZE(transport_names))
+		return "?";
+	return transport_names[t];
+}
+
 static bool is_pow2(uint64_t v)
 {
 	return v && !(v & (v - 1));
@@ -560,12 +642,12 @@ int config_set(struct mows_config *cfg, const char *key, const char *value, cons
 		hint = key_suggest(key);
 		if (hint)
 			set_err(err, errlen,
-				"%s: unknown key '%s' (did you mean '%s'? see mows.conf.example)",
-				where, key, hint);
+				"%s: unknown key '%s' (value '%s'; did you mean '%s'? see "
+				"mows.conf.example)", where, key, value ? value : "", hint);
 		else
 			set_err(err, errlen,
-				"%s: unknown key '%s' (see mows.conf.example for every key)",
-				where, key);
+				"%s: unknown key '%s' (value '%s'; see mows.conf.example for every "
+				"key)", where, key, value ? value : "");
 		return -EINVAL;
 	}
 	if (!value)
@@ -662,11 +744,15 @@ static char *load_read_line(char *str, int num, void *stream)
 		;
 	if (*p == '[')
 		ctx->section_line = ctx->lineno;
-	if (line_cut(ctx->fp, str, num) && load_first_error(ctx, ctx->lineno))
+	if (line_cut(ctx->fp, str, num) && load_first_error(ctx, ctx->lineno)) {
+		/* Name the key the line sets, so the user knows which setting it is. */
+		int keylen = (int)strcspn(p, " \t=");
 		set_err(ctx->err, ctx->errlen,
-			"%s:%d: line is longer than %d characters; shorten it, or give the "
-			"setting on the command line (--key=value)",
-			ctx->path, ctx->lineno, num - 1);
+			"%s:%d: line is longer than %d characters (key '%.*s'); shorten it, or "
+			"give the setting on the command line (--%.*s=value)",
+			ctx->path, ctx->lineno, num - 1, keylen > 64 ? 64 : keylen, p,
+			keylen > 64 ? 64 : keylen, p);
+	}
 	return str;
 }
 
@@ -820,9 +906,59 @@ static int validate_memory(const struct mows_config *cfg, char *err, size_t errl
 	return 0;
 }
 
+/* Whether @s (@len bytes) is HOST:PORT with a port from 1 to 65535 ("[v6]:PORT" too). */
+static bool host_port_ok(const char *s, size_t len)
+{
+	const char *colon = NULL;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == ':')
+			colon = s + i;
+	if (!colon || colon == s)
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	return !errno && end == s + len && end > colon + 1 && port >= 1 && port <= 65535;
+}
+
+static int validate_peers(const struct mows_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->listen[0] && !host_port_ok(cfg->listen, strlen(cfg->listen))) {
+		set_err(err, errlen, "listen '%s': expected ADDR:PORT such as 0.0.0.0:7070",
+			cfg->listen);
+		return -EINVAL;
+	}
+	for (const char *p = cfg->peers; *p;) {
+		size_t n = strcspn(p, ", \t");
+		if (n && !host_port_ok(p, n)) {
+			set_err(err, errlen, "peers: '%.*s': expected HOST:PORT such as node2:7070",
+				(int)n, p);
+			return -EINVAL;
+		}
+		p += n;
+		p += strspn(p, ", \t");
+	}
+	if (cfg->peers[0] && !cfg->listen[0]) {
+		set_err(err, errlen, "peers is set but listen is not; set listen = ADDR:PORT so "
+			"peers can reach this node");
+		return -EINVAL;
+	}
+	if (cfg->listen[0] && !cfg->secret_file[0] && !cfg->insecure) {
+		set_err(err, errlen, "listen is set but secret_file is not; set secret_file to a "
+			"file only its owner can read (chmod 600), or insecure = true to share without "
+			"authentication");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int config_validate(const struct mows_config *cfg, char *err, size_t errlen)
 {
 	int rc;
+
+	rc = validate_peers(cfg, err, errlen);
+	if (rc)
+		return rc;
 
 	rc = validate_backing(cfg, err, errlen);
 	if (rc)

@@ -21,6 +21,8 @@
 
 enum config_hugepages { HUGEPAGES_AUTO, HUGEPAGES_ON, HUGEPAGES_OFF };
 enum config_verify { VERIFY_OFF, VERIFY_CHUNK, VERIFY_FILE, VERIFY_STRICT };
+enum config_prefetch { PREFETCH_OFF, PREFETCH_ON_MOUNT, PREFETCH_IDLE };
+enum config_transport { TRANSPORT_AUTO, TRANSPORT_RDMA, TRANSPORT_TCP };
 
 #define CONFIG_PATH_MAX 4096
 
@@ -38,6 +40,24 @@ struct mows_config {
 	unsigned attr_timeout_ms;             /* kernel attribute/entry cache, default 1s */
 	enum config_verify verify;            /* default file */
 	int log_level;                        /* syslog level, default LOG_INFO ("info") */
+
+	/* Peers. Sharing is on when listen is set. */
+	char listen[CONFIG_PATH_MAX];         /* ADDR:PORT to serve peers on, "" = alone */
+	char peers[CONFIG_PATH_MAX];          /* "HOST:PORT, HOST:PORT, ..." */
+	char node_id[CONFIG_PATH_MAX];        /* "" = the host name */
+	char secret_file[CONFIG_PATH_MAX];    /* shared secret, mode 0600 */
+	int insecure;                         /* run without a secret (explicit), default 0 */
+	unsigned replicas;                    /* owners per chunk, 1..8, default 1 */
+	unsigned heartbeat_ms;                /* default 1s */
+	unsigned peer_timeout_ms;             /* silent this long: dropped, default 5s */
+	unsigned request_timeout_ms;          /* one chunk request, default 10s */
+	unsigned resolve_interval_ms;         /* peer names re-resolved, default 30s */
+	unsigned peer_inflight;               /* requests in flight per peer, default 8 */
+	unsigned max_connections;             /* inbound peer connections, default 64 */
+	enum config_prefetch prefetch;        /* default off */
+	enum config_transport transport;      /* default auto */
+	char rdma_device[CONFIG_PATH_MAX];    /* "" = the first RDMA device with an active port */
+	unsigned rdma_port;                   /* 1.. default 1 */
 };
 
 /* Fills @cfg with every default. */
@@ -79,6 +99,8 @@ char *config_format_size(uint64_t bytes, char *buf, size_t len);
 /* Names for enums, as written in mows.conf. */
 const char *config_hugepages_name(enum config_hugepages h);
 const char *config_verify_name(enum config_verify v);
+const char *config_prefetch_name(enum config_prefetch p);
+const char *config_transport_name(enum config_transport t);
 
 /* Whether @key (with '-' or '_') is a configuration key. */
 bool config_is_key(const char *key);

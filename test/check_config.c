@@ -405,12 +405,12 @@ START_TEST(test_command_line)
 	ck_assert_uint_eq(cfg.max_memory, 8ull << 30);
 	ck_assert_int_eq(config_set(&cfg, "max-memroy", "8G", "command line", err, sizeof(err)),
 			 -EINVAL);
-	ck_err_eq(err, want, "command line: unknown key 'max-memroy' (did you mean 'max_memory'? "
-		  "see mows.conf.example)");
+	ck_err_eq(err, want, "command line: unknown key 'max-memroy' (value '8G'; did you mean "
+		  "'max_memory'? see mows.conf.example)");
 	ck_assert_int_eq(config_set(&cfg, "colour", "red", "command line", err, sizeof(err)),
 			 -EINVAL);
-	ck_err_eq(err, want, "command line: unknown key 'colour' (see mows.conf.example for "
-		  "every key)");
+	ck_err_eq(err, want, "command line: unknown key 'colour' (value 'red'; see "
+		  "mows.conf.example for every key)");
 	/* No message buffer is allowed too. */
 	ck_assert_int_eq(config_set(&cfg, "colour", "red", "command line", NULL, 0), -EINVAL);
 
@@ -473,8 +473,8 @@ START_TEST(test_err_unknown_key)
 	ck_assert_int_eq(load_text(&cfg, path, sizeof(path), "unknown.conf",
 				   "fill_threads = 8\n\nmax_memroy = 4G\n", err, sizeof(err)),
 			 -EINVAL);
-	ck_err_eq(err, want, "%s:3: unknown key 'max_memroy' (did you mean 'max_memory'? see "
-		  "mows.conf.example)", path);
+	ck_err_eq(err, want, "%s:3: unknown key 'max_memroy' (value '4G'; did you mean "
+		  "'max_memory'? see mows.conf.example)", path);
 	ck_assert_uint_eq(cfg.fill_threads, 4);
 
 	ck_assert_int_eq(load_text(&cfg, path, sizeof(path), "dash.conf",
@@ -539,8 +539,8 @@ START_TEST(test_err_long_line)
 		 longval);
 	ck_assert_int_eq(load_text(&cfg, path, sizeof(path), "long.conf", text, err, sizeof(err)),
 			 -EINVAL);
-	ck_err_eq(err, want, "%s:2: line is longer than 199 characters; shorten it, or give the "
-		  "setting on the command line (--key=value)", path);
+	ck_err_eq(err, want, "%s:2: line is longer than 199 characters (key 'backing'); shorten "
+		  "it, or give the setting on the command line (--backing=value)", path);
 
 	/* Even a comment: its tail would otherwise be read as a line of its own. */
 	snprintf(text, sizeof(text), "# %.*s fill_threads = 7\nfill_threads = 9\n", 250, longval);
