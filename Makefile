@@ -1,6 +1,6 @@
 # mows: model weight service. Plain make; every dependency through pkg-config.
 CC       ?= cc
-PKGS     := fuse3 libisal inih
+PKGS     := fuse3 libisal inih libcrypto
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla \
             -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -20,7 +20,7 @@ FS_OBJS  := $(FS_SRCS:.c=.o)
 BINS     := mows-fuse mowsctl mows-crc32
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit integration bench clean
+.PHONY: all deps demo check unit fuzz integration bench clean
 all: $(BINS)
 
 libmows.a: $(LIB_OBJS)
@@ -54,9 +54,15 @@ unit: $(CHECKS)
 integration: all
 	./test/integration/run.sh
 
+# libFuzzer on the peer frame parser; FUZZ_SECS=600 for a longer run.
+FUZZ_SECS ?= 20
+fuzz:
+	./test/fuzz_proto.sh $(FUZZ_SECS)
+
 check: deps
 	$(MAKE) all $(CHECKS)
 	$(MAKE) unit
+	$(MAKE) fuzz
 	$(MAKE) integration
 
 bench: deps all

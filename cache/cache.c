@@ -278,6 +278,8 @@ static void do_unpin(struct cache *c, int32_t i)
 	struct slot *s = &c->slots[i];
 	if (--s->pins)
 		return;
+	if (s->state == SLOT_FILLING)
+		return; /* its fill thread still writes into it; do_fill_done() frees it */
 	if (!s->indexed || s->state == SLOT_FAILED) {
 		do_slot_free(c, i);
 		return;
@@ -346,8 +348,16 @@ static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chun
 		i = do_alloc_slot(c, wait, dl);
 		if (i < 0)
 			return wait ? i : -EAGAIN;
-		do_start_fill(c, i, f, chunk, prio);
-	} else if (hit && c->slots[i].state == SLOT_READY) {
+		/* do_alloc_slot() may have waited: another reader may have started it since. */
+		int32_t other = do_lookup(c, f, chunk);
+		if (other != NIL) {
+			do_list_push(c, &c->free, i);
+			i = other;
+		} else {
+			do_start_fill(c, i, f, chunk, prio);
+		}
+	}
+	if (hit && c->slots[i].state == SLOT_READY) {
 		*hit = true;
 	}
 	struct slot *s = &c->slots[i];
@@ -870,12 +880,18 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	*nspans = 0;
 	if (off >= f->size || len == 0)
 		return 0;
-	if (c->verify == VERIFY_STRICT && !f->strict_checked) {
+	pthread_mutex_lock(&c->lock);
+	bool bad = f->state == CACHE_FILE_BAD;
+	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
+	pthread_mutex_unlock(&c->lock);
+	if (bad)
+		return -EIO;
+	if (check) {
 		int rc = strict_check(c, f);
 		if (rc)
 			return rc;
 	}
-	uint64_t end = off + len < f->size ? off + len : f->size;
+	uint64_t end = len > f->size - off ? f->size : off + len;
 	uint64_t first = off / c->chunk_size, last = (end - 1) / c->chunk_size;
 	if (last - first + 1 > max)
 		return -EINVAL;
@@ -933,7 +949,9 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 		rc = -ENOENT;
 	if (rc == 0 && i == NIL) {
 		i = do_alloc_slot(c, true, dl);
-		if (i >= 0) {
+		if (i >= 0 && do_lookup(c, f, chunk) != NIL) { /* started while we waited */
+			do_list_push(c, &c->free, i);
+		} else if (i >= 0) {
 			do_start_fill(c, i, f, chunk, PRIO_HIGH);
 			c->slots[i].local_only = true;
 		}

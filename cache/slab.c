@@ -11,6 +11,21 @@
 
 #define HUGE_2M (2u << 20)
 
+/* A counter of the 2 MiB hugepage pool, 0 when unreadable. */
+static unsigned long pool_pages(const char *name)
+{
+	char path[128];
+	unsigned long v = 0;
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-2048kB/%s", name);
+	FILE *fp = fopen(path, "r");
+	if (fp) {
+		if (fscanf(fp, "%lu", &v) != 1)
+			v = 0;
+		fclose(fp);
+	}
+	return v;
+}
+
 static size_t round_up(size_t v, size_t to)
 {
 	return (v + to - 1) / to * to;
@@ -73,10 +88,14 @@ int cache_slab_init(struct cache_slab *s, uint64_t size, uint64_t slot_size,
 			return 0;
 		}
 		if (mode == HUGEPAGES_ON) {
+			unsigned long total = pool_pages("nr_hugepages");
+			unsigned long avail = pool_pages("free_hugepages") -
+					      pool_pages("resv_hugepages");
 			snprintf(err, errlen,
-				 "hugepages = on: cannot get %zu MiB of 2 MiB hugetlb pages (%s); "
-				 "grow the pool (sysctl vm.nr_hugepages=%zu) or set hugepages = auto",
-				 len >> 20, strerror(-rc), len / HUGE_2M);
+				 "hugepages = on: cannot get %zu MiB of 2 MiB hugetlb pages (%s; %lu "
+				 "pages free); grow the pool (sysctl vm.nr_hugepages=%lu) or set "
+				 "hugepages = auto", len >> 20, strerror(-rc), avail,
+				 total + len / HUGE_2M - (avail < len / HUGE_2M ? avail : 0));
 			return rc;
 		}
 	}
@@ -96,8 +115,9 @@ int cache_slab_init(struct cache_slab *s, uint64_t size, uint64_t slot_size,
 
 void cache_slab_release(struct cache_slab *s)
 {
-	if (s->base)
-		munmap(s->base, s->map_len);
+	if (!s->base)
+		return; /* zeroed or already released: nothing of ours to close */
+	munmap(s->base, s->map_len);
 	if (s->fd >= 0)
 		close(s->fd);
 	s->base = NULL;

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +19,12 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "fs/mows.h"
+#include "net/peer.h"
 
 #define MAX_CLIENTS 16
 #define MAX_REQUEST 65536
@@ -148,6 +147,15 @@ static void json_str(FILE *out, const char *s)
 	fputc('"', out);
 }
 
+/* Whether the client went away or the daemon is stopping. */
+static bool client_cancelled(struct client *cl)
+{
+	pthread_mutex_lock(&cl->ctl->lock);
+	bool stop = cl->ctl->stopping || ferror(cl->out);
+	pthread_mutex_unlock(&cl->ctl->lock);
+	return stop;
+}
+
 static bool progress_cb(void *arg, uint64_t done, uint64_t total)
 {
 	struct client *cl = arg;
@@ -158,10 +166,7 @@ static bool progress_cb(void *arg, uint64_t done, uint64_t total)
 			(unsigned long long)total, cl->current);
 		fflush(cl->out);
 	}
-	pthread_mutex_lock(&cl->ctl->lock);
-	bool go_on = !cl->ctl->stopping && !ferror(cl->out);
-	pthread_mutex_unlock(&cl->ctl->lock);
-	return go_on;
+	return !client_cancelled(cl);
 }
 
 /* ---- status ---- */
@@ -277,16 +282,6 @@ static int cmd_status(struct client *cl)
 
 /* ---- commands on paths ---- */
 
-static int open_beneath(int dirfd, const char *relpath, int flags)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-	};
-	int fd = (int)syscall(SYS_openat2, dirfd, *relpath ? relpath : ".", &how, sizeof(how));
-	return fd < 0 ? -errno : fd;
-}
-
 /* Maps a path from mowsctl (absolute under the mount, or relative) to a relpath. */
 static const char *to_relpath(struct mows *m, const char *path)
 {
@@ -300,66 +295,55 @@ static const char *to_relpath(struct mows *m, const char *path)
 
 typedef int (*file_cmd)(struct client *cl, const char *relpath, struct cache_file *f);
 
-static int run_on_file(struct client *cl, const char *relpath, int fd, file_cmd fn)
+struct tree_cmd {
+	struct client *cl;
+	file_cmd fn;
+	int status;
+};
+
+static int run_on_file(void *arg, const char *relpath, const struct stat *st)
 {
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return -errno;
+	(void)st;
+	struct tree_cmd *t = arg;
+	struct client *cl = t->cl;
+	struct stat now;
+	struct cache_file *f = NULL;
+	int fd = mows_open_beneath(cl->ctl->m, relpath);
+	int rc = fd < 0 ? fd : fstat(fd, &now) < 0 ? -errno : 0;
+	if (rc == 0) {
+		f = mows_open_version(cl->ctl->m, relpath, fd, 0, &now);
+		fd = -1;
+		rc = f ? 0 : -errno;
 	}
-	struct cache_file *f = mows_open_version(cl->ctl->m, relpath, fd, 0, &st);
-	if (!f)
-		return -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc) {
+		fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
+		t->status = 1;
+		return 0;
+	}
 	cl->current = relpath;
-	int rc = fn(cl, relpath, f);
+	t->status |= t->fn(cl, relpath, f);
 	cache_file_put(cl->ctl->m->cache, f);
-	return rc;
+	return client_cancelled(cl) ? -ECANCELED : 0;
 }
 
 /* Runs @fn on the regular file @relpath, or on every regular file beneath a directory. */
 static int run_on_tree(struct client *cl, const char *relpath, file_cmd fn)
 {
-	int fd = open_beneath(cl->ctl->m->root_fd, relpath, O_RDONLY);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		int err = fd < 0 ? fd : -errno;
-		fprintf(cl->out, "! %s: %s\n", *relpath ? relpath : ".", strerror(-err));
-		if (fd >= 0)
-			close(fd);
+	struct tree_cmd t = { cl, fn, 0 };
+	int rc = mows_walk(cl->ctl->m, relpath, run_on_file, &t);
+	if (rc && rc != -ECANCELED) {
+		fprintf(cl->out, "! %s: %s\n", *relpath ? relpath : ".",
+			rc == -EINVAL ? "not a regular file or directory" : strerror(-rc));
 		return 1;
 	}
-	if (S_ISREG(st.st_mode)) {
-		int rc = run_on_file(cl, relpath, fd, fn);
-		if (rc < 0)
-			fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
-		return rc ? 1 : 0;
-	}
-	DIR *dp = S_ISDIR(st.st_mode) ? fdopendir(fd) : NULL;
-	if (!dp) {
-		close(fd);
-		fprintf(cl->out, "! %s: not a regular file or directory; skipped\n", relpath);
-		return 0;
-	}
-	int status = 0;
-	struct dirent *de;
-	while ((de = readdir(dp))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || de->d_type == DT_LNK)
-			continue;
-		char *child;
-		if (asprintf(&child, "%s%s%s", relpath, *relpath ? "/" : "", de->d_name) < 0)
-			break;
-		status |= run_on_tree(cl, child, fn);
-		free(child);
-	}
-	closedir(dp);
-	return status;
+	return t.status;
 }
 
 static int do_prefetch(struct client *cl, const char *relpath, struct cache_file *f)
 {
 	int rc = cache_file_prefetch(cl->ctl->m->cache, f, progress_cb, cl);
-	if (rc == 0 && cache_file_size(f) == 0)
-		progress_cb(cl, 0, 0);
 	if (rc)
 		fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
 	return rc ? 1 : 0;
@@ -422,6 +406,16 @@ static int cmd_paths(struct client *cl, char **paths, unsigned n, file_cmd fn)
 	return status;
 }
 
+static int cmd_peers(struct client *cl)
+{
+	if (!cl->ctl->m->peers) {
+		fputs("! this node does not share chunks (listen is not set)\n", cl->out);
+		return 1;
+	}
+	peers_report(cl->ctl->m->peers, cl->out, cl->json);
+	return 0;
+}
+
 /* ---- clients ---- */
 
 /* Splits the request in place. Returns the number of words (command first). */
@@ -453,6 +447,8 @@ static int dispatch(struct client *cl, char *req)
 		return cmd_paths(cl, words + 1, n - 1, do_evict);
 	if (!strcmp(words[0], "verify"))
 		return cmd_paths(cl, words + 1, n - 1, do_verify);
+	if (!strcmp(words[0], "peers"))
+		return cmd_peers(cl);
 	fprintf(cl->out, "! unknown command '%s'\n", words[0]);
 	return 2;
 }

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "fs/mows.h"
+#include "net/proto.h"
 
 int64_t mows_mtime_ns(const struct stat *st)
 {
@@ -197,6 +198,7 @@ struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd
 		.size = (uint64_t)st->st_size,
 		.mtime_ns = mows_mtime_ns(st),
 		.cookie = cookie,
+		.key = proto_file_key(relpath, (uint64_t)st->st_size, mows_mtime_ns(st)),
 	};
 	if (m->cfg.verify >= VERIFY_FILE) {
 		mows_manifest_refresh(m);

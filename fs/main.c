@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "cache/backing.h"
 #include "common/log.h"
 #include "fs/mows.h"
+#include "net/peer.h"
 
 #define EXIT_USAGE 2
 #define MAX_OVERRIDES 64
@@ -199,6 +201,86 @@ static void start_readahead(struct mows *m)
 	pthread_attr_destroy(&attr);
 }
 
+/* ---- background prefetch (prefetch = on-mount | idle) ---- */
+
+static bool prefetch_go_on(void *arg, uint64_t done, uint64_t total)
+{
+	(void)done, (void)total;
+	return !atomic_load(&((struct mows *)arg)->prefetch_stopping);
+}
+
+/* For prefetch = idle: returns once no reader has read for a second (false on stop). */
+static bool wait_idle(struct mows *m)
+{
+	struct cache_stats a, b;
+	cache_get_stats(m->cache, &a);
+	for (;;) {
+		for (int i = 0; i < 10; i++) {
+			if (atomic_load(&m->prefetch_stopping))
+				return false;
+			usleep(100000);
+		}
+		cache_get_stats(m->cache, &b);
+		if (b.bytes_read == a.bytes_read)
+			return true;
+		a = b;
+	}
+}
+
+static int prefetch_one(void *arg, const char *relpath, const struct stat *st)
+{
+	struct mows *m = arg;
+	if (m->prefetched + (uint64_t)st->st_size > m->cfg.max_memory) {
+		log_info("prefetch: stopping before %s: the rest would not fit in max_memory",
+			 relpath);
+		return -ENOSPC;
+	}
+	if (m->cfg.prefetch == PREFETCH_IDLE && !wait_idle(m))
+		return -ECANCELED;
+	int fd = mows_open_beneath(m, relpath);
+	struct stat now;
+	if (fd < 0 || fstat(fd, &now) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	struct cache_file *f = mows_open_version(m, relpath, fd, 0, &now);
+	if (!f)
+		return 0;
+	int rc = cache_file_prefetch(m->cache, f, prefetch_go_on, m);
+	cache_file_put(m->cache, f);
+	m->prefetched += (uint64_t)now.st_size;
+	return rc == -ECANCELED ? rc : 0;
+}
+
+static void *prefetch_main(void *arg)
+{
+	struct mows *m = arg;
+	uint64_t t0 = mono_ns();
+	int rc = mows_walk(m, "", prefetch_one, m);
+	if (rc != -ECANCELED)
+		log_info("prefetch: %llu MiB of the mount loaded in %.1f s",
+			 (unsigned long long)(m->prefetched >> 20), (double)(mono_ns() - t0) / 1e9);
+	return NULL;
+}
+
+static int prefetch_start(struct mows *m)
+{
+	if (m->cfg.prefetch == PREFETCH_OFF)
+		return 0;
+	int rc = pthread_create(&m->prefetch_thread, NULL, prefetch_main, m);
+	m->prefetching = rc == 0;
+	return -rc;
+}
+
+static void prefetch_stop(struct mows *m)
+{
+	if (!m->prefetching)
+		return;
+	atomic_store(&m->prefetch_stopping, true);
+	pthread_join(m->prefetch_thread, NULL);
+}
+
 /* Everything that can fail for a reason the user should fix, before mounting. */
 static int prepare(struct mows *m)
 {
@@ -212,6 +294,14 @@ static int prepare(struct mows *m)
 	m->cache = cache_new(&m->cfg, err, sizeof(err));
 	if (!m->cache)
 		return fail(err);
+	if (m->cfg.listen[0]) {
+		struct peer_host_ops host = { .open_key = mows_open_key, .ctx = m };
+		pthread_mutex_init(&m->keys_lock, NULL);
+		m->peers = peers_new(&m->cfg, m->cache, &host, err, sizeof(err));
+		if (!m->peers)
+			return fail(err);
+		cache_add_source(m->cache, &peers_source, m->peers); /* before the backing */
+	}
 	cache_add_source(m->cache, &cache_backing_source, m->cache);
 	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
 							   .ctx = m });
@@ -240,7 +330,8 @@ static struct fuse_session *new_session(struct mows *m, const struct options *o)
 
 static int serve(struct mows *m)
 {
-	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control)) {
+	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control) ||
+	    (m->peers && peers_start(m->peers)) || prefetch_start(m)) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
 	}
@@ -287,12 +378,15 @@ int main(int argc, char **argv)
 	log_info("unmounting %s", m.mountpoint);
 	fuse_session_unmount(m.se);
 	fuse_remove_signal_handlers(m.se);
+	prefetch_stop(&m);
 	control_free(m.control);
+	peers_free(m.peers);
 	mows_inval_stop(&m);
 	fuse_session_destroy(m.se);
 	mows_inodes_release(&m);
 	cache_free(m.cache);
 	cache_manifest_free(m.manifest);
+	mows_keys_release(&m);
 	close(m.root_fd);
 	return rc;
 }

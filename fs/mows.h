@@ -15,6 +15,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@
 
 struct fuse_session;
 struct control;
+struct peers;
 
 /*
  * One FUSE inode. A regular file's identity includes its size and mtime, so a rewritten
@@ -57,6 +59,16 @@ struct mows {
 	struct cache *cache;
 	struct fuse_session *se;
 	struct control *control;
+	struct peers *peers;          /* NULL when listen is not set */
+	pthread_t prefetch_thread;
+	bool prefetching;
+	_Atomic bool prefetch_stopping;
+	uint64_t prefetched;          /* bytes; the prefetch thread's own */
+
+	pthread_mutex_t keys_lock;
+	struct key_entry *keys;       /* file key -> relpath, protected by keys_lock */
+	size_t nkeys;                 /* protected by keys_lock */
+	uint64_t keys_scanned_ns;     /* protected by keys_lock */
 
 	pthread_mutex_t ino_lock;
 	struct mows_inode root;
@@ -100,6 +112,22 @@ struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd
 /* Loads or reloads crc32_file when it changed. Returns 0 or -errno for a fatal problem. */
 int mows_manifest_refresh(struct mows *m);
 int64_t mows_mtime_ns(const struct stat *st);
+
+/*
+ * Peer host op: a referenced version of the backing file with this key, size and mtime,
+ * found by walking the backing tree (never by a path a peer names). NULL if none.
+ */
+struct cache_file *mows_open_key(void *ctx, uint64_t key, uint64_t size, int64_t mtime_ns);
+void mows_keys_release(struct mows *m);
+
+/*
+ * Calls @fn for every regular file beneath @relpath ("" = the root), not following links.
+ * Stops and returns the first nonzero value @fn returns; -errno if @relpath cannot be read.
+ */
+int mows_walk(struct mows *m, const char *relpath,
+	      int (*fn)(void *arg, const char *relpath, const struct stat *st), void *arg);
+/* Opens the regular file @relpath beneath the backing root. Returns an fd or -errno. */
+int mows_open_beneath(struct mows *m, const char *relpath);
 
 /* control.c */
 /* Binds the control socket (mode 0600). Returns NULL with a message in @err. */

@@ -37,7 +37,8 @@ static void usage(FILE *out)
 		     "  status          memory, chunks, hit ratio, bytes by source, per-file state\n"
 		     "  prefetch PATH.. fill files (or whole directories) into the cache\n"
 		     "  evict PATH...   drop files from the cache\n"
-		     "  verify PATH...  read files and check them against the CRC manifest\n");
+		     "  verify PATH...  read files and check them against the CRC manifest\n"
+		     "  peers           every peer: state, transport, bytes in and out, errors\n");
 }
 
 /* Same naming as the daemon's default control_socket. */
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
 			argc--, k--;
 		}
 	if (strcmp(cmd, "status") && strcmp(cmd, "prefetch") && strcmp(cmd, "evict") &&
-	    strcmp(cmd, "verify")) {
+	    strcmp(cmd, "verify") && strcmp(cmd, "peers")) {
 		fprintf(stderr, "mowsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return EXIT_USAGE;

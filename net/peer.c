@@ -1,0 +1,990 @@
+#include "net/peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/crc.h"
+#include "common/log.h"
+#include "net/auth.h"
+#include "net/place.h"
+#include "net/proto.h"
+#include "net/tcp.h"
+
+#define MAX_PEERS 256
+#define MAX_IDLE 16
+#define HANDSHAKE_MS 5000
+#define QUARANTINE_MS 60000
+
+struct peer {
+	/* Set once when the entry is made. */
+	char addr[INET6_ADDRSTRLEN + 16];
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	bool configured;          /* from `peers`; false: met only as an inbound client */
+	/* Protected by peers->lock. */
+	bool resolved;            /* in the latest resolution of `peers` */
+	bool self, up;
+	bool merged;              /* an inbound entry folded into a configured one */
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	uint64_t node_hash;
+	uint64_t last_seen_ns, quarantine_until_ns;
+	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
+	struct transport_conn *idle[MAX_IDLE];
+	unsigned nidle, busy;
+	/* Owned by the heartbeat thread. */
+	int hb_fd;
+	uint32_t hb_id;
+};
+
+struct peers {
+	const struct mows_config *cfg;
+	struct cache *cache;
+	struct peer_host_ops host;
+	uint8_t *secret;
+	size_t secret_len;
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	uint64_t node_hash;
+	uint16_t listen_port;
+	uint32_t max_payload;     /* largest frame we accept once authenticated */
+	bool corrupt_sends;       /* test-only fault: MOWS_TEST_CORRUPT_SENDS=1 */
+	int listen_fd, stop_fd;
+	pthread_t listener, heartbeat;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t conn_cond;  /* a pooled connection came back, or stop */
+	pthread_cond_t stop_cond;  /* stop, or a serving thread ended */
+	struct peer peers[MAX_PEERS]; /* entries are never removed, only marked */
+	unsigned npeers;              /* protected by lock */
+	unsigned nserving;            /* protected by lock */
+	bool stopping;                /* protected by lock */
+};
+
+/* ---- frames ---- */
+
+static int send_frame(int fd, uint8_t type, uint32_t id, const void *payload, uint32_t len,
+		      const struct deadline *dl)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+	proto_hdr_encode(hdr, type, 0, len, id);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
+	return tcp_send_all(fd, iov, len ? 2 : 1, dl);
+}
+
+/* Receives one frame of at most @cap payload bytes into @buf. */
+static int recv_frame(int fd, struct proto_hdr *hdr, void *buf, uint32_t cap,
+		      const struct deadline *dl)
+{
+	uint8_t h[PROTO_HDR_LEN];
+	int rc = tcp_recv_all(fd, h, sizeof(h), dl);
+	if (rc == 0)
+		rc = proto_hdr_decode(h, sizeof(h), hdr, cap);
+	if (rc == 0 && hdr->len)
+		rc = tcp_recv_all(fd, buf, hdr->len, dl);
+	return rc;
+}
+
+/* ---- authentication ---- */
+
+static int send_hello(struct peers *p, int fd, uint8_t nonce[PROTO_NONCE_LEN],
+		      const struct deadline *dl)
+{
+	struct proto_hello h = { .version = PROTO_VERSION, .listen_port = p->listen_port };
+	uint8_t buf[PROTO_HELLO_MAX_LEN];
+	int rc = auth_nonce(nonce);
+	if (rc)
+		return rc;
+	memcpy(h.nonce, nonce, PROTO_NONCE_LEN);
+	snprintf(h.node_id, sizeof(h.node_id), "%s", p->node_id);
+	ssize_t n = proto_hello_encode(buf, sizeof(buf), &h);
+	if (n < 0)
+		return (int)n;
+	return send_frame(fd, PROTO_HELLO, 0, buf, (uint32_t)n, dl);
+}
+
+/* Checks the peer's AUTH: a MAC over our nonce, or both sides explicitly insecure. */
+static bool auth_ok(struct peers *p, const struct proto_auth *a, char their_role,
+		    const uint8_t my_nonce[PROTO_NONCE_LEN], const struct proto_hello *them)
+{
+	if (p->cfg->insecure || a->insecure)
+		return p->cfg->insecure && a->insecure;
+	return auth_check(p->secret, p->secret_len, their_role, my_nonce, them->nonce,
+			  them->node_id, p->node_id, a->mac);
+}
+
+/*
+ * Runs the mutual handshake on @fd as @role; fills *@them with the peer's HELLO. Returns 0,
+ * -EACCES when authentication failed, or another -errno.
+ */
+static int handshake(struct peers *p, int fd, char role, struct proto_hello *them)
+{
+	struct deadline dl = deadline_in_ms(HANDSHAKE_MS);
+	uint8_t nonce[PROTO_NONCE_LEN], buf[PROTO_HELLO_MAX_LEN];
+	struct proto_hdr hdr;
+	struct proto_auth mine = { .insecure = p->cfg->insecure }, theirs;
+	int rc = send_hello(p, fd, nonce, &dl);
+	if (rc == 0)
+		rc = recv_frame(fd, &hdr, buf, PROTO_PREAUTH_MAX_PAYLOAD, &dl);
+	if (rc == 0 && hdr.type != PROTO_HELLO)
+		rc = -EPROTO;
+	if (rc == 0)
+		rc = proto_hello_decode(buf, hdr.len, them);
+	if (rc)
+		return rc;
+	if (!p->cfg->insecure)
+		auth_mac(p->secret, p->secret_len, role, them->nonce, nonce, p->node_id,
+			 them->node_id, mine.mac);
+	proto_auth_encode(buf, &mine);
+	rc = send_frame(fd, PROTO_AUTH, 0, buf, PROTO_AUTH_LEN, &dl);
+	if (rc == 0)
+		rc = recv_frame(fd, &hdr, buf, PROTO_PREAUTH_MAX_PAYLOAD, &dl);
+	if (rc == 0 && (hdr.type != PROTO_AUTH || proto_auth_decode(buf, hdr.len, &theirs)))
+		rc = -EPROTO;
+	if (rc)
+		return rc;
+	char their_role = role == AUTH_ROLE_CLIENT ? AUTH_ROLE_SERVER : AUTH_ROLE_CLIENT;
+	bool ok = auth_ok(p, &theirs, their_role, nonce, them);
+	rc = send_frame(fd, ok ? PROTO_AUTH_OK : PROTO_AUTH_FAIL, 0, NULL, 0, &dl);
+	if (!ok)
+		return -EACCES;
+	if (rc == 0)
+		rc = recv_frame(fd, &hdr, buf, PROTO_PREAUTH_MAX_PAYLOAD, &dl);
+	if (rc == 0 && hdr.type != PROTO_AUTH_OK)
+		rc = hdr.type == PROTO_AUTH_FAIL ? -EACCES : -EPROTO;
+	return rc;
+}
+
+/* ---- peer table (lock held) ---- */
+
+/* The entry for @node_id, preferring a configured one over an inbound one. */
+static struct peer *do_find_id(struct peers *p, const char *node_id)
+{
+	struct peer *inbound = NULL;
+	for (unsigned i = 0; i < p->npeers; i++) {
+		struct peer *pe = &p->peers[i];
+		if (strcmp(pe->node_id, node_id) || pe->merged)
+			continue;
+		if (pe->configured)
+			return pe;
+		inbound = pe;
+	}
+	return inbound;
+}
+
+/* A configured peer learnt its id: fold an inbound entry of the same node into it. */
+static void do_merge_inbound(struct peers *p, struct peer *into)
+{
+	for (unsigned i = 0; i < p->npeers; i++) {
+		struct peer *pe = &p->peers[i];
+		if (pe == into || pe->configured || pe->merged || strcmp(pe->node_id, into->node_id))
+			continue;
+		into->bytes_out += pe->bytes_out;
+		into->served += pe->served;
+		pe->merged = true;
+	}
+}
+
+static struct peer *do_add_peer(struct peers *p, const struct sockaddr *sa, socklen_t salen,
+				bool configured)
+{
+	if (p->npeers == MAX_PEERS)
+		return NULL;
+	struct peer *pe = &p->peers[p->npeers++];
+	memset(pe, 0, sizeof(*pe));
+	pe->hb_fd = -1;
+	pe->configured = configured;
+	pe->resolved = configured;
+	if (sa) {
+		memcpy(&pe->sa, sa, salen);
+		pe->salen = salen;
+		char host[INET6_ADDRSTRLEN], port[8];
+		getnameinfo(sa, salen, host, sizeof(host), port, sizeof(port),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(pe->addr, sizeof(pe->addr), "%s%s%s:%.7s", sa->sa_family == AF_INET6 ?
+			 "[" : "", host, sa->sa_family == AF_INET6 ? "]" : "", port);
+	} else {
+		snprintf(pe->addr, sizeof(pe->addr), "inbound");
+	}
+	return pe;
+}
+
+static bool do_usable(struct peers *p, const struct peer *pe, uint64_t now)
+{
+	(void)p;
+	return pe->configured && pe->resolved && pe->up && !pe->self && pe->node_id[0] &&
+	       pe->quarantine_until_ns <= now;
+}
+
+/* Closes pooled connections of a peer that went away. */
+static unsigned do_take_idle(struct peer *pe, struct transport_conn **out)
+{
+	unsigned n = pe->nidle;
+	memcpy(out, pe->idle, n * sizeof(*out));
+	pe->nidle = 0;
+	return n;
+}
+
+static void close_conns(struct transport_conn **conns, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		tcp_transport.close(conns[i]);
+}
+
+/* ---- resolution ---- */
+
+static void resolve_entry(struct peers *p, const char *entry, size_t len, bool *seen)
+{
+	char host[256], port[16];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
+	if (tcp_split_hostport(entry, len, host, sizeof(host), port, sizeof(port)))
+		return;
+	int rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		log_warn("peers: cannot resolve '%s': %s; trying again in %u ms", host,
+			 gai_strerror(rc), p->cfg->resolve_interval_ms);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (a = ai; a; a = a->ai_next) {
+		unsigned i;
+		for (i = 0; i < p->npeers; i++)
+			if (p->peers[i].configured && p->peers[i].salen == a->ai_addrlen &&
+			    !memcmp(&p->peers[i].sa, a->ai_addr, a->ai_addrlen))
+				break;
+		if (i == p->npeers && !do_add_peer(p, a->ai_addr, a->ai_addrlen, true))
+			continue;
+		p->peers[i].resolved = true;
+		seen[i] = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	freeaddrinfo(ai);
+}
+
+static void resolve_all(struct peers *p)
+{
+	bool seen[MAX_PEERS] = { 0 };
+	for (const char *s = p->cfg->peers; *s;) {
+		size_t n = strcspn(s, ", \t");
+		if (n)
+			resolve_entry(p, s, n, seen);
+		s += n;
+		s += strspn(s, ", \t");
+	}
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->npeers; i++)
+		if (p->peers[i].configured && !seen[i] && p->peers[i].resolved) {
+			log_info("peer %s no longer resolves from peers; dropping it",
+				 p->peers[i].addr);
+			p->peers[i].resolved = false;
+		}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- heartbeats ---- */
+
+static void mark_down(struct peers *p, struct peer *pe, const char *why)
+{
+	struct transport_conn *conns[MAX_IDLE];
+	pthread_mutex_lock(&p->lock);
+	unsigned n = 0;
+	if (pe->up) {
+		pe->up = false;
+		log_warn("peer %s (%s) is down: %s", pe->node_id, pe->addr, why);
+		n = do_take_idle(pe, conns);
+	}
+	pthread_mutex_unlock(&p->lock);
+	close_conns(conns, n);
+}
+
+/* Connects the heartbeat connection of @pe. Returns 0 or -errno. */
+static int hb_connect(struct peers *p, struct peer *pe)
+{
+	struct deadline dl = deadline_in_ms(p->cfg->heartbeat_ms < 2000 ? 2000 :
+					    p->cfg->heartbeat_ms);
+	struct proto_hello them;
+	int fd = tcp_connect((struct sockaddr *)&pe->sa, pe->salen, &dl);
+	if (fd < 0)
+		return fd;
+	int rc = handshake(p, fd, AUTH_ROLE_CLIENT, &them);
+	if (rc) {
+		close(fd);
+		if (rc == -EACCES)
+			log_warn("peer %s refused our authentication or failed its own; check that "
+				 "both use the same secret_file", pe->addr);
+		return rc;
+	}
+	pthread_mutex_lock(&p->lock);
+	if (strcmp(them.node_id, pe->node_id)) {
+		snprintf(pe->node_id, sizeof(pe->node_id), "%s", them.node_id);
+		pe->node_hash = place_node_hash(them.node_id);
+		do_merge_inbound(p, pe);
+	}
+	if (!strcmp(them.node_id, p->node_id)) {
+		pe->self = true;
+		log_debug("peer %s is this node", pe->addr);
+	}
+	bool self = pe->self;
+	pthread_mutex_unlock(&p->lock);
+	if (self) {
+		close(fd);
+		return -EALREADY;
+	}
+	pe->hb_fd = fd;
+	return 0;
+}
+
+static int hb_ping(struct peers *p, struct peer *pe)
+{
+	uint32_t timeout = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
+	struct deadline dl = deadline_in_ms(timeout);
+	uint8_t buf[PROTO_PING_LEN];
+	struct proto_ping ping = { .mono_ms = mono_ns() / 1000000 }, pong;
+	struct proto_hdr hdr;
+	uint32_t id = ++pe->hb_id;
+	proto_ping_encode(buf, &ping);
+	int rc = send_frame(pe->hb_fd, PROTO_PING, id, buf, sizeof(buf), &dl);
+	if (rc == 0)
+		rc = recv_frame(pe->hb_fd, &hdr, buf, sizeof(buf), &dl);
+	if (rc == 0 && (hdr.type != PROTO_PONG || hdr.req_id != id ||
+			proto_ping_decode(buf, hdr.len, &pong) || pong.mono_ms != ping.mono_ms))
+		rc = -EPROTO;
+	return rc;
+}
+
+static void heartbeat_one(struct peers *p, struct peer *pe)
+{
+	int rc = pe->hb_fd >= 0 ? 0 : hb_connect(p, pe);
+	if (rc == -EALREADY)
+		return;
+	if (rc == 0)
+		rc = hb_ping(p, pe);
+	uint64_t now = mono_ns();
+	if (rc == 0) {
+		pthread_mutex_lock(&p->lock);
+		pe->last_seen_ns = now;
+		bool was_up = pe->up;
+		pe->up = true;
+		pthread_mutex_unlock(&p->lock);
+		if (!was_up)
+			log_info("peer %s (%s) is up", pe->node_id, pe->addr);
+		return;
+	}
+	if (pe->hb_fd >= 0) {
+		close(pe->hb_fd);
+		pe->hb_fd = -1;
+	}
+	if (now - pe->last_seen_ns > (uint64_t)p->cfg->peer_timeout_ms * 1000000)
+		mark_down(p, pe, rc == -EACCES ? "authentication failed" : strerror(-rc));
+}
+
+static bool wait_stop(struct peers *p, unsigned ms)
+{
+	struct deadline dl = deadline_in_ms(ms);
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping && deadline_cond_wait(&p->stop_cond, &p->lock, &dl) == 0)
+		;
+	bool stop = p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	return stop;
+}
+
+static void *heartbeat_main(void *arg)
+{
+	struct peers *p = arg;
+	uint64_t next_resolve = 0;
+	do {
+		if (mono_ns() >= next_resolve) {
+			resolve_all(p);
+			next_resolve = mono_ns() + (uint64_t)p->cfg->resolve_interval_ms * 1000000;
+		}
+		pthread_mutex_lock(&p->lock);
+		unsigned n = p->npeers;
+		pthread_mutex_unlock(&p->lock);
+		for (unsigned i = 0; i < n; i++) {
+			struct peer *pe = &p->peers[i];
+			pthread_mutex_lock(&p->lock);
+			bool ping = pe->configured && pe->resolved && !pe->self && !p->stopping;
+			pthread_mutex_unlock(&p->lock);
+			if (ping)
+				heartbeat_one(p, pe);
+		}
+	} while (!wait_stop(p, p->cfg->heartbeat_ms));
+	for (unsigned i = 0; i < p->npeers; i++)
+		if (p->peers[i].hb_fd >= 0)
+			close(p->peers[i].hb_fd);
+	return NULL;
+}
+
+/* ---- fetching (a cache fill source) ---- */
+
+static struct transport_conn *conn_get(struct peers *p, struct peer *pe,
+				       const struct deadline *dl)
+{
+	pthread_mutex_lock(&p->lock);
+	while (!pe->nidle && pe->busy >= p->cfg->peer_inflight && !p->stopping)
+		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
+			break;
+	struct transport_conn *c = NULL;
+	bool connect_new = false;
+	if (!p->stopping && pe->nidle) {
+		c = pe->idle[--pe->nidle];
+		pe->busy++;
+	} else if (!p->stopping && pe->busy < p->cfg->peer_inflight) {
+		pe->busy++;
+		connect_new = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!connect_new)
+		return c;
+	struct proto_hello them;
+	int fd = tcp_connect((struct sockaddr *)&pe->sa, pe->salen, dl);
+	int rc = fd < 0 ? fd : handshake(p, fd, AUTH_ROLE_CLIENT, &them);
+	if (rc == 0 && strcmp(them.node_id, pe->node_id))
+		rc = -ESTALE; /* another node answers at that address now */
+	if (rc == 0)
+		c = tcp_conn_new(fd, p->max_payload);
+	if (!c) {
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_lock(&p->lock);
+		pe->busy--;
+		pe->errors++;
+		pthread_cond_broadcast(&p->conn_cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return c;
+}
+
+static void conn_put(struct peers *p, struct peer *pe, struct transport_conn *c, bool reuse)
+{
+	pthread_mutex_lock(&p->lock);
+	pe->busy--;
+	if (reuse && pe->up && pe->nidle < MAX_IDLE) {
+		pe->idle[pe->nidle++] = c;
+		c = NULL;
+	}
+	pthread_cond_broadcast(&p->conn_cond);
+	pthread_mutex_unlock(&p->lock);
+	if (c)
+		tcp_transport.close(c);
+}
+
+static void charge_bad_crc(struct peers *p, struct peer *pe, uint32_t got, uint32_t sent)
+{
+	pthread_mutex_lock(&p->lock);
+	pe->bad_crc++;
+	bool quarantine = pe->bad_crc % PEER_BAD_LIMIT == 0;
+	if (quarantine)
+		pe->quarantine_until_ns = mono_ns() + (uint64_t)QUARANTINE_MS * 1000000;
+	pthread_mutex_unlock(&p->lock);
+	log_warn("peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
+		 pe->node_id, pe->addr, sent, got,
+		 quarantine ? "; quarantining the peer for 60 s" : "");
+}
+
+/* Fetches one chunk from @pe into @dst and checks its CRC. Returns 0 or -errno. */
+static int fetch_one(struct peers *p, struct peer *pe, const struct transport_chunk_req *req,
+		     void *dst, size_t len, const struct deadline *outer, struct cache_fetch *out)
+{
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (deadline_left_ms(outer) < deadline_left_ms(&dl))
+		dl = *outer;
+	struct transport_conn *c = conn_get(p, pe, &dl);
+	if (!c)
+		return -EHOSTUNREACH;
+	uint32_t sent = 0;
+	int rc = tcp_transport.fetch(c, req, dst, len, &sent, &dl);
+	conn_put(p, pe, c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	if (rc == 0) {
+		uint32_t got = mows_crc32(0, dst, len);
+		if (got != sent) {
+			charge_bad_crc(p, pe, got, sent);
+			return -EBADMSG;
+		}
+		out->crc = got;
+		out->crc_known = true;
+	}
+	pthread_mutex_lock(&p->lock);
+	if (rc == 0) {
+		pe->bytes_in += len;
+		pe->fetches++;
+	} else if (rc != -ENOENT) {
+		pe->errors++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc && rc != -ENOENT)
+		log_debug("peer %s: chunk %" PRIu64 ": %s", pe->node_id, req->chunk, strerror(-rc));
+	return rc;
+}
+
+/* Live members for placement: usable peers plus ourselves (index -1), one per node id. */
+static unsigned members(struct peers *p, uint64_t *hashes, int *idx)
+{
+	uint64_t now = mono_ns();
+	unsigned n = 0;
+	hashes[n] = p->node_hash;
+	idx[n++] = -1;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->npeers && n < MAX_PEERS; i++) {
+		struct peer *pe = &p->peers[i];
+		bool dup = false;
+		if (!do_usable(p, pe, now))
+			continue;
+		for (unsigned k = 0; k < n && !dup; k++)
+			dup = hashes[k] == pe->node_hash;
+		if (dup)
+			continue;
+		hashes[n] = pe->node_hash;
+		idx[n++] = (int)i;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
+		       const struct deadline *dl, struct cache_fetch *out)
+{
+	struct peers *p = ctx;
+	uint64_t hashes[MAX_PEERS];
+	int idx[MAX_PEERS];
+	unsigned order[MAX_PEERS];
+	unsigned n = members(p, hashes, idx);
+	if (n < 2)
+		return -ENOENT;
+	struct transport_chunk_req req = {
+		.file_key = cache_file_key(f),
+		.file_size = cache_file_size(f),
+		.mtime_ns = cache_file_mtime_ns(f),
+		.chunk = chunk,
+		.chunk_size = (uint32_t)cache_chunk_size(p->cache),
+	};
+	place_rank(req.file_key, chunk, hashes, n, order);
+	unsigned owners = p->cfg->replicas, failed = 0;
+	for (unsigned pos = 0; pos < n && !deadline_passed(dl); pos++) {
+		int i = idx[order[pos]];
+		if (i < 0) {
+			if (pos < owners + failed) {
+				/* Ours: the next in rank held it before we joined, if anyone. */
+				for (unsigned k = pos + 1; k < n; k++) {
+					req.fill = false;
+					int j = idx[order[k]];
+					if (j >= 0)
+						return fetch_one(p, &p->peers[j], &req, dst, len, dl,
+								 out) ? -ENOENT : 0;
+				}
+				return -ENOENT;
+			}
+			continue;
+		}
+		req.fill = pos < owners + failed;
+		int rc = fetch_one(p, &p->peers[i], &req, dst, len, dl, out);
+		if (rc == 0)
+			return 0;
+		failed++;
+		if (failed > owners + 2)
+			break;
+	}
+	return -ENOENT; /* nobody could help in time: the backing it is */
+}
+
+const struct cache_source_ops peers_source = {
+	.name = "peers",
+	.remote = true,
+	.fetch = peers_fetch,
+};
+
+/* ---- serving ---- */
+
+struct serve_arg {
+	struct peers *p;
+	int fd;
+	char addr[INET6_ADDRSTRLEN + 8];
+};
+
+static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
+{
+	struct cache_file *f = cache_file_by_key(p->cache, g->file_key);
+	if (f && (cache_file_size(f) != g->file_size || cache_file_mtime_ns(f) != g->mtime_ns)) {
+		cache_file_put(p->cache, f);
+		f = NULL;
+	}
+	if (!f)
+		f = p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
+	return f;
+}
+
+static int send_data(struct peers *p, int fd, uint32_t id, int status, uint32_t crc,
+		     const void *data, uint32_t len, const struct deadline *dl)
+{
+	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
+	struct proto_data d = { .status = status, .crc32 = status ? 0 : crc,
+				.length = status ? 0 : len };
+	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, id);
+	proto_data_encode(head + PROTO_HDR_LEN, &d);
+	void *bad = NULL;
+	if (d.length && p->corrupt_sends && (bad = malloc(len))) {
+		memcpy(bad, data, len);
+		((uint8_t *)bad)[len / 2] ^= 0x5a;
+		data = bad;
+	}
+	/* The chunk goes from the pinned slab straight to the socket. */
+	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
+	int rc = tcp_send_all(fd, iov, d.length ? 2 : 1, dl);
+	free(bad);
+	return rc;
+}
+
+static int serve_get(struct peers *p, struct peer *pe, int fd, const struct proto_hdr *hdr,
+		     const uint8_t *payload)
+{
+	struct proto_get g;
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	int rc = proto_get_decode(payload, hdr->len, &g);
+	if (rc)
+		return rc;
+	if (g.chunk_size != cache_chunk_size(p->cache))
+		return send_data(p, fd, hdr->req_id, EINVAL, 0, NULL, 0, &dl);
+	struct cache_file *f = file_for(p, &g);
+	if (!f)
+		return send_data(p, fd, hdr->req_id, ENOENT, 0, NULL, 0, &dl);
+	struct cache_span span;
+	uint32_t crc;
+	rc = cache_serve_chunk(p->cache, f, g.chunk, g.flags & PROTO_GET_FILL, &dl, &span, &crc);
+	if (rc) {
+		cache_file_put(p->cache, f);
+		return send_data(p, fd, hdr->req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0,
+				 &dl);
+	}
+	rc = send_data(p, fd, hdr->req_id, 0, crc, span.data, (uint32_t)span.len, &dl);
+	cache_read_done(p->cache, &span, 1);
+	cache_file_put(p->cache, f);
+	if (rc == 0 && pe) {
+		pthread_mutex_lock(&p->lock);
+		struct peer *best = do_find_id(p, pe->node_id);
+		pe = best ? best : pe;
+		pe->bytes_out += span.len;
+		pe->served++;
+		pthread_mutex_unlock(&p->lock);
+	}
+	return rc;
+}
+
+/* Waits until @fd is readable; false on stop. */
+static bool wait_request(struct peers *p, int fd)
+{
+	struct pollfd pf[2] = { { .fd = fd, .events = POLLIN }, { .fd = p->stop_fd, .events = POLLIN } };
+	for (;;) {
+		int n = poll(pf, 2, 1000);
+		if (n < 0 && errno != EINTR)
+			return false;
+		if (pf[1].revents)
+			return false;
+		if (pf[0].revents)
+			return true;
+	}
+}
+
+static struct peer *inbound_peer(struct peers *p, const char *node_id)
+{
+	if (!strcmp(node_id, p->node_id))
+		return NULL; /* ourselves, through our own address in `peers` */
+	pthread_mutex_lock(&p->lock);
+	struct peer *pe = do_find_id(p, node_id);
+	if (!pe && (pe = do_add_peer(p, NULL, 0, false))) {
+		snprintf(pe->node_id, sizeof(pe->node_id), "%s", node_id);
+		pe->node_hash = place_node_hash(node_id);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return pe;
+}
+
+static void serve_loop(struct peers *p, struct peer *pe, int fd)
+{
+	uint8_t buf[PROTO_GET_LEN];
+	struct proto_hdr hdr;
+	while (wait_request(p, fd)) {
+		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+		int rc = recv_frame(fd, &hdr, buf, sizeof(buf), &dl);
+		if (rc == 0 && (hdr.type == PROTO_PING || hdr.type == PROTO_PONG)) {
+			rc = hdr.type == PROTO_PING ? send_frame(fd, PROTO_PONG, hdr.req_id, buf,
+								 hdr.len, &dl) : -EPROTO;
+		} else if (rc == 0 && hdr.type == PROTO_GET) {
+			rc = serve_get(p, pe, fd, &hdr, buf);
+		} else if (rc == 0) {
+			rc = -EPROTO;
+		}
+		if (rc) {
+			if (rc != -ECONNRESET)
+				log_debug("peer connection closed: %s", strerror(-rc));
+			return;
+		}
+	}
+}
+
+static void *serve_main(void *arg)
+{
+	struct serve_arg *sa = arg;
+	struct peers *p = sa->p;
+	struct proto_hello them;
+	int rc = handshake(p, sa->fd, AUTH_ROLE_SERVER, &them);
+	if (rc == -EACCES)
+		log_warn("peer connection from %s failed authentication; it got nothing", sa->addr);
+	else if (rc)
+		log_debug("peer connection from %s: handshake: %s", sa->addr, strerror(-rc));
+	else
+		serve_loop(p, inbound_peer(p, them.node_id), sa->fd);
+	close(sa->fd);
+	free(sa);
+	pthread_mutex_lock(&p->lock);
+	p->nserving--;
+	pthread_cond_broadcast(&p->stop_cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void spawn_server(struct peers *p, int fd, const struct sockaddr_storage *ss,
+			 socklen_t sslen)
+{
+	struct serve_arg *sa = calloc(1, sizeof(*sa));
+	pthread_mutex_lock(&p->lock);
+	bool room = sa && p->nserving < p->cfg->max_connections && !p->stopping;
+	if (room)
+		p->nserving++;
+	pthread_mutex_unlock(&p->lock);
+	if (!room || tcp_setup(fd)) {
+		if (sa)
+			log_warn("peers: refusing a connection: %u connections already "
+				 "(max_connections)", p->cfg->max_connections);
+		goto out_undo;
+	}
+	sa->p = p;
+	sa->fd = fd;
+	char host[INET6_ADDRSTRLEN] = "?";
+	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
+		    NI_NUMERICHOST);
+	snprintf(sa->addr, sizeof(sa->addr), "%s", host);
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&t, &attr, serve_main, sa);
+	pthread_attr_destroy(&attr);
+	if (rc == 0)
+		return;
+out_undo:
+	close(fd);
+	free(sa);
+	if (room) {
+		pthread_mutex_lock(&p->lock);
+		p->nserving--;
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
+static void *listener_main(void *arg)
+{
+	struct peers *p = arg;
+	struct pollfd pf[2] = { { .fd = p->listen_fd, .events = POLLIN },
+				{ .fd = p->stop_fd, .events = POLLIN } };
+	for (;;) {
+		if (poll(pf, 2, 1000) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents)
+			break;
+		if (!(pf[0].revents & POLLIN))
+			continue;
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(p->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (fd >= 0)
+			spawn_server(p, fd, &ss, len);
+	}
+	return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static int default_node_id(char *buf, size_t len)
+{
+	if (gethostname(buf, len) < 0)
+		return -errno;
+	buf[len - 1] = '\0';
+	return 0;
+}
+
+static uint16_t port_of(const char *hostport)
+{
+	const char *colon = strrchr(hostport, ':');
+	return colon ? (uint16_t)atoi(colon + 1) : 0;
+}
+
+struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
+			const struct peer_host_ops *host, char *err, size_t errlen)
+{
+	struct peers *p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->cfg = cfg;
+	p->cache = c;
+	p->host = *host;
+	p->listen_fd = p->stop_fd = -1;
+	p->max_payload = PROTO_DATA_FIXED_LEN + (uint32_t)cache_chunk_size(c);
+	p->corrupt_sends = getenv("MOWS_TEST_CORRUPT_SENDS") &&
+			   !strcmp(getenv("MOWS_TEST_CORRUPT_SENDS"), "1");
+	if (cfg->node_id[0])
+		snprintf(p->node_id, sizeof(p->node_id), "%.*s", PROTO_NODE_ID_MAX, cfg->node_id);
+	else
+		default_node_id(p->node_id, sizeof(p->node_id));
+	if (!proto_node_id_ok(p->node_id) || strlen(cfg->node_id) > PROTO_NODE_ID_MAX) {
+		snprintf(err, errlen, "node_id '%s': expected 1 to %d printable characters without "
+			 "spaces; set node_id", p->node_id, PROTO_NODE_ID_MAX);
+		goto out_free;
+	}
+	p->node_hash = place_node_hash(p->node_id);
+	if (!cfg->insecure &&
+	    auth_load_secret(cfg->secret_file, &p->secret, &p->secret_len, err, errlen))
+		goto out_free;
+	if (cfg->insecure)
+		log_warn("insecure = true: peers are not authenticated; anyone who reaches %s can "
+			 "read cached data", cfg->listen);
+	p->listen_fd = tcp_listen(cfg->listen, err, errlen);
+	if (p->listen_fd < 0)
+		goto out_free;
+	p->listen_port = port_of(cfg->listen);
+	p->stop_fd = eventfd(0, EFD_CLOEXEC);
+	pthread_mutex_init(&p->lock, NULL);
+	if (p->stop_fd < 0 || deadline_cond_init(&p->conn_cond) ||
+	    deadline_cond_init(&p->stop_cond)) {
+		snprintf(err, errlen, "peers: cannot create an eventfd or condition: %s",
+			 strerror(errno));
+		goto out_free;
+	}
+	if (p->corrupt_sends)
+		log_warn("MOWS_TEST_CORRUPT_SENDS=1: this node corrupts every chunk it sends "
+			 "(test fault)");
+	return p;
+out_free:
+	if (p->listen_fd >= 0)
+		close(p->listen_fd);
+	if (p->stop_fd >= 0)
+		close(p->stop_fd);
+	if (p->secret)
+		auth_secret_free(p->secret, p->secret_len);
+	free(p);
+	return NULL;
+}
+
+int peers_start(struct peers *p)
+{
+	int rc = pthread_create(&p->listener, NULL, listener_main, p);
+	if (rc)
+		return -rc;
+	rc = pthread_create(&p->heartbeat, NULL, heartbeat_main, p);
+	if (rc) {
+		uint64_t one = 1;
+		if (write(p->stop_fd, &one, sizeof(one)) < 0)
+			log_warn("peers: cannot stop the listener: %s", strerror(errno));
+		pthread_join(p->listener, NULL);
+		return -rc;
+	}
+	p->started = true;
+	log_info("peers: node %s listening on %s", p->node_id, p->cfg->listen);
+	return 0;
+}
+
+void peers_free(struct peers *p)
+{
+	if (!p)
+		return;
+	uint64_t one = 1;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->stop_cond);
+	pthread_cond_broadcast(&p->conn_cond);
+	pthread_mutex_unlock(&p->lock);
+	if (write(p->stop_fd, &one, sizeof(one)) < 0)
+		log_warn("peers: cannot signal stop: %s", strerror(errno));
+	if (p->started) {
+		pthread_join(p->listener, NULL);
+		pthread_join(p->heartbeat, NULL);
+	}
+	struct deadline dl = deadline_in_ms(5000);
+	pthread_mutex_lock(&p->lock);
+	while (p->nserving && deadline_cond_wait(&p->stop_cond, &p->lock, &dl) == 0)
+		;
+	bool idle = p->nserving == 0;
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->npeers; i++)
+		close_conns(p->peers[i].idle, p->peers[i].nidle);
+	close(p->listen_fd);
+	if (!idle) /* a serving thread is stuck in a send: leave it the struct */
+		return;
+	close(p->stop_fd);
+	auth_secret_free(p->secret, p->secret_len);
+	free(p);
+}
+
+const char *peers_node_id(const struct peers *p)
+{
+	return p->node_id;
+}
+
+/* ---- status ---- */
+
+static const char *peer_state(const struct peer *pe, uint64_t now)
+{
+	if (pe->self)
+		return "self";
+	if (!pe->configured)
+		return "inbound";
+	if (!pe->resolved)
+		return "gone";
+	if (pe->quarantine_until_ns > now)
+		return "quarantined";
+	return pe->up ? "up" : "down";
+}
+
+void peers_report(struct peers *p, FILE *out, bool json)
+{
+	uint64_t now = mono_ns();
+	pthread_mutex_lock(&p->lock);
+	if (json)
+		fprintf(out, ". {\"node_id\":\"%s\",\"listen\":\"%s\",\"peers\":[", p->node_id,
+			p->cfg->listen);
+	else
+		fprintf(out, ". node %s on %s\n. %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n",
+			p->node_id, p->cfg->listen, "NODE", "ADDRESS", "STATE", "TRANSPORT",
+			"BYTES_IN", "BYTES_OUT", "FETCHES", "ERRORS", "BADCRC");
+	for (unsigned i = 0, shown = 0; i < p->npeers; i++) {
+		const struct peer *pe = &p->peers[i];
+		const char *st = peer_state(pe, now);
+		if (pe->merged || pe->self)
+			continue;
+		if (json)
+			fprintf(out, "%s{\"node_id\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
+				"\"transport\":\"tcp\",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
+				PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
+				",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
+				shown++ ? "," : "", pe->node_id, pe->addr, st, pe->bytes_in, pe->bytes_out,
+				pe->fetches, pe->served, pe->errors, pe->bad_crc,
+				pe->quarantine_until_ns > now ? "true" : "false");
+		else
+			fprintf(out, ". %-16s %-22s %-11s %-9s %10" PRIu64 " %10" PRIu64 " %8" PRIu64
+				" %6" PRIu64 " %6" PRIu64 "\n", pe->node_id[0] ? pe->node_id : "?",
+				pe->addr, st, "tcp", pe->bytes_in, pe->bytes_out, pe->fetches,
+				pe->errors, pe->bad_crc);
+	}
+	if (json)
+		fputs("]}\n", out);
+	pthread_mutex_unlock(&p->lock);
+}

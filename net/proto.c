@@ -1,0 +1,302 @@
+/* The mows peer wire protocol: see proto.h. */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+
+#include "net/proto.h"
+
+/* errno values are below 4096 (the kernel's MAX_ERRNO); anything else is not a status. */
+#define PROTO_STATUS_MAX 4095
+
+struct type_info {
+	const char *name;
+	uint32_t min_len;
+	uint32_t max_len;
+};
+
+static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
+	[PROTO_HELLO] = { "HELLO", PROTO_HELLO_FIXED_LEN + 1, PROTO_HELLO_MAX_LEN },
+	[PROTO_AUTH] = { "AUTH", PROTO_AUTH_LEN, PROTO_AUTH_LEN },
+	[PROTO_AUTH_OK] = { "AUTH_OK", 0, 0 },
+	[PROTO_AUTH_FAIL] = { "AUTH_FAIL", 0, 0 },
+	[PROTO_PING] = { "PING", PROTO_PING_LEN, PROTO_PING_LEN },
+	[PROTO_PONG] = { "PONG", PROTO_PING_LEN, PROTO_PING_LEN },
+	[PROTO_GET] = { "GET", PROTO_GET_LEN, PROTO_GET_LEN },
+	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_LEN, UINT32_MAX },
+	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, UINT32_MAX },
+};
+
+const char *proto_type_name(uint8_t type)
+{
+	if (type > PROTO_TYPE_MAX || !type_info[type].name)
+		return "?";
+	return type_info[type].name;
+}
+
+static bool node_id_char_ok(unsigned char c)
+{
+	return c >= 0x21 && c <= 0x7e;
+}
+
+static bool node_id_bytes_ok(const uint8_t *p, size_t len)
+{
+	if (len < 1 || len > PROTO_NODE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!node_id_char_ok(p[i]))
+			return false;
+	return true;
+}
+
+bool proto_node_id_ok(const char *id)
+{
+	if (!id)
+		return false;
+	return node_id_bytes_ok((const uint8_t *)id, strnlen(id, PROTO_NODE_ID_MAX + 1));
+}
+
+void proto_hdr_encode(void *buf, uint8_t type, uint16_t flags, uint32_t len, uint32_t req_id)
+{
+	struct proto_wire_hdr w = {
+		.magic = htobe32(PROTO_MAGIC),
+		.version = PROTO_VERSION,
+		.type = type,
+		.flags = htobe16(flags),
+		.len = htobe32(len),
+		.req_id = htobe32(req_id),
+	};
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_hdr_decode(const void *buf, size_t len, struct proto_hdr *out, uint32_t max_payload)
+{
+	struct proto_wire_hdr w;
+
+	if (len < sizeof(w))
+		return -EAGAIN;
+	memcpy(&w, buf, sizeof(w));
+	if (be32toh(w.magic) != PROTO_MAGIC || w.version != PROTO_VERSION)
+		return -EPROTO;
+	if (w.type == 0 || w.type > PROTO_TYPE_MAX || w.flags != 0)
+		return -EPROTO;
+	out->version = w.version;
+	out->type = w.type;
+	out->flags = be16toh(w.flags);
+	out->len = be32toh(w.len);
+	out->req_id = be32toh(w.req_id);
+	if (out->len > max_payload)
+		return -EMSGSIZE;
+	if (out->len < type_info[w.type].min_len || out->len > type_info[w.type].max_len)
+		return -EPROTO;
+	return 0;
+}
+
+ssize_t proto_hello_encode(void *buf, size_t buflen, const struct proto_hello *in)
+{
+	struct proto_wire_hello w;
+	size_t idlen;
+
+	if (in->version == 0 || !proto_node_id_ok(in->node_id))
+		return -EINVAL;
+	idlen = strlen(in->node_id);
+	if (buflen < sizeof(w) + idlen)
+		return -ENOSPC;
+	w.version = htobe16(in->version);
+	w.caps = htobe16(in->caps);
+	memcpy(w.nonce, in->nonce, sizeof(w.nonce));
+	w.listen_port = htobe16(in->listen_port);
+	w.node_id_len = (uint8_t)idlen;
+	memcpy(buf, &w, sizeof(w));
+	memcpy((uint8_t *)buf + sizeof(w), in->node_id, idlen);
+	return (ssize_t)(sizeof(w) + idlen);
+}
+
+int proto_hello_decode(const void *payload, size_t len, struct proto_hello *out)
+{
+	struct proto_wire_hello w;
+	const uint8_t *id;
+
+	if (len < sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	id = (const uint8_t *)payload + sizeof(w);
+	if (len != sizeof(w) + w.node_id_len || !node_id_bytes_ok(id, w.node_id_len))
+		return -EPROTO;
+	if (be16toh(w.version) == 0)
+		return -EPROTO;
+	out->version = be16toh(w.version);
+	out->caps = be16toh(w.caps);
+	memcpy(out->nonce, w.nonce, sizeof(out->nonce));
+	out->listen_port = be16toh(w.listen_port);
+	memcpy(out->node_id, id, w.node_id_len);
+	out->node_id[w.node_id_len] = '\0';
+	return 0;
+}
+
+void proto_auth_encode(void *buf, const struct proto_auth *in)
+{
+	struct proto_wire_auth w;
+
+	memcpy(w.mac, in->mac, sizeof(w.mac));
+	w.insecure = in->insecure ? 1 : 0;
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_auth_decode(const void *payload, size_t len, struct proto_auth *out)
+{
+	struct proto_wire_auth w;
+
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	if (w.insecure > 1)
+		return -EPROTO;
+	memcpy(out->mac, w.mac, sizeof(out->mac));
+	out->insecure = w.insecure;
+	return 0;
+}
+
+int proto_empty_decode(const void *payload, size_t len)
+{
+	(void)payload;
+	return len == 0 ? 0 : -EPROTO;
+}
+
+void proto_ping_encode(void *buf, const struct proto_ping *in)
+{
+	struct proto_wire_ping w = { .mono_ms = htobe64(in->mono_ms) };
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_ping_decode(const void *payload, size_t len, struct proto_ping *out)
+{
+	struct proto_wire_ping w;
+
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	out->mono_ms = be64toh(w.mono_ms);
+	return 0;
+}
+
+void proto_get_encode(void *buf, const struct proto_get *in)
+{
+	struct proto_wire_get w = {
+		.file_key = htobe64(in->file_key),
+		.file_size = htobe64(in->file_size),
+		.mtime_ns = (int64_t)htobe64((uint64_t)in->mtime_ns),
+		.chunk = htobe64(in->chunk),
+		.chunk_size = htobe32(in->chunk_size),
+		.flags = htobe32(in->flags),
+	};
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_get_decode(const void *payload, size_t len, struct proto_get *out)
+{
+	struct proto_wire_get w;
+	struct proto_get g;
+
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	g.file_key = be64toh(w.file_key);
+	g.file_size = be64toh(w.file_size);
+	g.mtime_ns = (int64_t)be64toh((uint64_t)w.mtime_ns);
+	g.chunk = be64toh(w.chunk);
+	g.chunk_size = be32toh(w.chunk_size);
+	g.flags = be32toh(w.flags);
+	if (g.chunk_size == 0 || (g.flags & ~(uint32_t)PROTO_GET_FLAGS_KNOWN))
+		return -EPROTO;
+	/* The chunk must start before EOF; written so that chunk * chunk_size cannot overflow. */
+	if (g.file_size == 0 || g.chunk > (g.file_size - 1) / g.chunk_size)
+		return -EPROTO;
+	*out = g;
+	return 0;
+}
+
+void proto_data_encode(void *buf, const struct proto_data *in)
+{
+	struct proto_wire_data w = {
+		.status = (int32_t)htobe32((uint32_t)in->status),
+		.crc32 = htobe32(in->crc32),
+		.length = htobe32(in->length),
+	};
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_data_decode_fixed(const void *fixed, uint32_t payload_len, struct proto_data *out)
+{
+	struct proto_wire_data w;
+	struct proto_data d;
+
+	memcpy(&w, fixed, sizeof(w));
+	d.status = (int32_t)be32toh((uint32_t)w.status);
+	d.crc32 = be32toh(w.crc32);
+	d.length = be32toh(w.length);
+	d.data = NULL;
+	if (payload_len < sizeof(w) || payload_len - sizeof(w) != d.length)
+		return -EPROTO;
+	if (d.status < 0 || d.status > PROTO_STATUS_MAX)
+		return -EPROTO;
+	if (d.status != 0 && (d.length != 0 || d.crc32 != 0))
+		return -EPROTO;
+	*out = d;
+	return 0;
+}
+
+int proto_data_decode(const void *payload, size_t len, struct proto_data *out)
+{
+	int rc;
+
+	if (len < PROTO_DATA_FIXED_LEN || len > UINT32_MAX)
+		return -EPROTO;
+	rc = proto_data_decode_fixed(payload, (uint32_t)len, out);
+	if (rc)
+		return rc;
+	if (out->length)
+		out->data = (const uint8_t *)payload + PROTO_DATA_FIXED_LEN;
+	return 0;
+}
+
+#define FNV64_BASIS	0xcbf29ce484222325ull
+#define FNV64_PRIME	0x100000001b3ull
+
+static uint64_t fnv1a64(uint64_t h, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= FNV64_PRIME;
+	}
+	return h;
+}
+
+static uint64_t fmix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb93e1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+uint64_t proto_file_key(const char *relpath, uint64_t size, int64_t mtime_ns)
+{
+	uint64_t be_size = htobe64(size);
+	uint64_t be_mtime = htobe64((uint64_t)mtime_ns);
+	uint8_t sep = 0;
+	uint64_t h = FNV64_BASIS;
+
+	h = fnv1a64(h, relpath, strlen(relpath));
+	h = fnv1a64(h, &sep, 1);
+	h = fnv1a64(h, &be_size, sizeof(be_size));
+	h = fnv1a64(h, &be_mtime, sizeof(be_mtime));
+	return fmix64(h);
+}

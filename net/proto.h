@@ -1,0 +1,275 @@
+/*
+ * The mows peer wire protocol, version 1.
+ *
+ * A connection carries frames. Every frame is a 16-byte header followed by `len` bytes of
+ * payload. All multi-byte integers on the wire are big-endian; signed ones are two's
+ * complement. The `struct proto_wire_*` types below are the wire layout, packed, with their
+ * sizes pinned by _Static_assert; only proto.c touches them. Everything else uses the
+ * host-order `struct proto_*` types and the encode/decode functions.
+ *
+ *   header:    u32 magic 0x4d4f5753 ("MOWS") | u8 version (1) | u8 type | u16 flags (0)
+ *              | u32 payload length | u32 request id
+ *
+ * Request ids: the sender of a request (PING, GET) picks any id; the reply (PONG, DATA)
+ * echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
+ * No header flags are defined in version 1: senders send 0 and receivers reject anything
+ * else, so a later meaning can never be silently ignored by an old peer.
+ *
+ * Connection setup (see net/auth.h for the MACs): both sides send HELLO at once; each checks
+ * the other's HELLO and sends AUTH; each checks the other's AUTH and answers AUTH_OK, or
+ * AUTH_FAIL and closes. Only then may PING/PONG and GET/DATA flow.
+ *
+ * Receiving: read PROTO_HDR_LEN bytes, proto_hdr_decode() them with a payload limit that
+ * suits the connection's state (PROTO_PREAUTH_MAX_PAYLOAD until authenticated, so that an
+ * unauthenticated peer cannot make us allocate or read a chunk-sized buffer), then read
+ * exactly hdr.len bytes and call the type's decoder. Every decoder checks every length and
+ * field before use and rejects short payloads, trailing bytes and out-of-range values with
+ * -EPROTO; a decoder never reads outside [payload, payload + len).
+ *
+ * All functions here are pure: no allocation, no global state; any thread may call them.
+ */
+#ifndef MOWS_NET_PROTO_H
+#define MOWS_NET_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PROTO_MAGIC		0x4d4f5753u	/* "MOWS" */
+#define PROTO_VERSION		1
+#define PROTO_HDR_LEN		16
+#define PROTO_NONCE_LEN		32
+#define PROTO_MAC_LEN		32
+#define PROTO_NODE_ID_MAX	64
+
+/* Frame types. 0 is never valid. */
+enum proto_type {
+	PROTO_HELLO = 1,	/* struct proto_hello */
+	PROTO_AUTH = 2,		/* struct proto_auth */
+	PROTO_AUTH_OK = 3,	/* empty */
+	PROTO_AUTH_FAIL = 4,	/* empty; the sender then closes */
+	PROTO_PING = 5,		/* struct proto_ping */
+	PROTO_PONG = 6,		/* struct proto_ping, the PING's timestamp echoed */
+	PROTO_GET = 7,		/* struct proto_get */
+	PROTO_DATA = 8,		/* struct proto_data, then the chunk bytes */
+	PROTO_RDMA_DESC = 9,	/* reserved for RDMA: payload defined by the RDMA transport */
+	PROTO_TYPE_MAX = PROTO_RDMA_DESC,
+};
+
+/* HELLO capability bits. Receivers ignore bits they do not know. */
+#define PROTO_CAP_RDMA		(1u << 0)
+
+/*
+ * GET flags; receivers reject bits they do not know. FILL: the receiver is the chunk's owner
+ * and fills it from its backing if it does not hold it.
+ */
+#define PROTO_GET_FILL		(1u << 0)
+#define PROTO_GET_FLAGS_KNOWN	PROTO_GET_FILL
+
+/* ---- wire layout (big-endian; proto.c only) ---- */
+
+struct proto_wire_hdr {
+	uint32_t magic;
+	uint8_t version;
+	uint8_t type;
+	uint16_t flags;
+	uint32_t len;
+	uint32_t req_id;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_hdr) == PROTO_HDR_LEN, "header is 16 bytes");
+
+/* Followed by node_id_len bytes of node id, no terminator. */
+struct proto_wire_hello {
+	uint16_t version;
+	uint16_t caps;
+	uint8_t nonce[PROTO_NONCE_LEN];
+	uint16_t listen_port;
+	uint8_t node_id_len;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_hello) == 39, "HELLO fixed part is 39 bytes");
+
+struct proto_wire_auth {
+	uint8_t mac[PROTO_MAC_LEN];
+	uint8_t insecure;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_auth) == 33, "AUTH is 33 bytes");
+
+struct proto_wire_ping {
+	uint64_t mono_ms;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_ping) == 8, "PING is 8 bytes");
+
+struct proto_wire_get {
+	uint64_t file_key;
+	uint64_t file_size;
+	int64_t mtime_ns;
+	uint64_t chunk;
+	uint32_t chunk_size;
+	uint32_t flags;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_get) == 40, "GET is 40 bytes");
+
+/* Followed by `length` bytes of chunk data in the same frame. */
+struct proto_wire_data {
+	int32_t status;
+	uint32_t crc32;
+	uint32_t length;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_data) == 12, "DATA fixed part is 12 bytes");
+
+#define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
+#define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX)
+#define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
+#define PROTO_PING_LEN		((uint32_t)sizeof(struct proto_wire_ping))
+#define PROTO_GET_LEN		((uint32_t)sizeof(struct proto_wire_get))
+#define PROTO_DATA_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_data))
+
+/* The largest payload any frame legitimately has before authentication (a HELLO). */
+#define PROTO_PREAUTH_MAX_PAYLOAD	PROTO_HELLO_MAX_LEN
+
+/* ---- host-order messages ---- */
+
+struct proto_hdr {
+	uint8_t version;
+	uint8_t type;		/* enum proto_type */
+	uint16_t flags;
+	uint32_t len;		/* payload bytes that follow the header */
+	uint32_t req_id;
+};
+
+struct proto_hello {
+	uint16_t version;	/* highest protocol version the sender speaks, >= 1 */
+	uint16_t caps;		/* PROTO_CAP_* */
+	uint8_t nonce[PROTO_NONCE_LEN];	/* fresh random per connection (auth_nonce()) */
+	uint16_t listen_port;	/* where the sender accepts peers; 0 when it does not listen */
+	char node_id[PROTO_NODE_ID_MAX + 1];	/* NUL-terminated; see proto_node_id_ok() */
+};
+
+struct proto_auth {
+	uint8_t mac[PROTO_MAC_LEN];	/* net/auth.h auth_mac() */
+	bool insecure;		/* sender runs without a secret; mac is then all zeros */
+};
+
+/* PING and PONG: the PING sender's CLOCK_MONOTONIC in ms, echoed unchanged in the PONG. */
+struct proto_ping {
+	uint64_t mono_ms;
+};
+
+/*
+ * GET asks for one chunk of one version of a file. The receiver must check that file_key,
+ * file_size and mtime_ns match what it holds (a different version is ENOENT, never stale
+ * bytes). Decoding rejects chunk_size 0, unknown flags, and a chunk that starts at or past
+ * file_size (so an empty file has no chunks).
+ */
+struct proto_get {
+	uint64_t file_key;	/* proto_file_key() */
+	uint64_t file_size;
+	int64_t mtime_ns;
+	uint64_t chunk;		/* index: byte offset is chunk * chunk_size */
+	uint32_t chunk_size;
+	uint32_t flags;		/* PROTO_GET_* */
+};
+
+/*
+ * DATA answers a GET. status is 0 or a positive errno (ENOENT: not held; EIO: fill failed;
+ * ...), below 4096. A reply with status != 0 has length 0 and crc32 0. Otherwise length is
+ * the chunk's byte count (chunk_size, or less for a file's last chunk) and crc32 the zlib
+ * CRC-32 (common/crc.h) of those bytes, which follow the 12-byte fixed part in the frame.
+ */
+struct proto_data {
+	int32_t status;
+	uint32_t crc32;
+	uint32_t length;
+	const uint8_t *data;	/* set by decoders (into the payload, or NULL); not encoded */
+};
+
+/* ---- functions ---- */
+
+/* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
+const char *proto_type_name(uint8_t type);
+
+/*
+ * Whether @id is a valid node id: 1..PROTO_NODE_ID_MAX bytes, each printable ASCII other
+ * than space (0x21..0x7e). Config parsing should use this too, so that a node never
+ * announces an id its peers reject.
+ */
+bool proto_node_id_ok(const char *id);
+
+/* Writes a PROTO_HDR_LEN-byte header for a version-1 frame to @buf. */
+void proto_hdr_encode(void *buf, uint8_t type, uint16_t flags, uint32_t len, uint32_t req_id);
+
+/*
+ * Decodes the header at the start of @buf (@len bytes available). Returns:
+ *   0          *@out is filled.
+ *   -EAGAIN    fewer than PROTO_HDR_LEN bytes: read more.
+ *   -EPROTO    bad magic, version, type, non-zero flags, or a payload length that the type
+ *              can never have (e.g. a PING whose payload is not 8 bytes).
+ *   -EMSGSIZE  payload longer than @max_payload (*@out is filled, for the log).
+ * Any error but -EAGAIN means the peer is broken or hostile: close the connection.
+ */
+int proto_hdr_decode(const void *buf, size_t len, struct proto_hdr *out, uint32_t max_payload);
+
+/*
+ * Encodes a HELLO payload into @buf (@buflen bytes; PROTO_HELLO_MAX_LEN is always enough).
+ * Returns the payload length, -EINVAL if the node id is invalid or version is 0, or -ENOSPC.
+ */
+ssize_t proto_hello_encode(void *buf, size_t buflen, const struct proto_hello *in);
+int proto_hello_decode(const void *payload, size_t len, struct proto_hello *out);
+
+/* Writes PROTO_AUTH_LEN bytes. */
+void proto_auth_encode(void *buf, const struct proto_auth *in);
+int proto_auth_decode(const void *payload, size_t len, struct proto_auth *out);
+
+/* AUTH_OK and AUTH_FAIL have no payload: returns 0 when @len is 0, else -EPROTO. */
+int proto_empty_decode(const void *payload, size_t len);
+
+/* PING and PONG payloads. Writes PROTO_PING_LEN bytes. */
+void proto_ping_encode(void *buf, const struct proto_ping *in);
+int proto_ping_decode(const void *payload, size_t len, struct proto_ping *out);
+
+/* Writes PROTO_GET_LEN bytes. */
+void proto_get_encode(void *buf, const struct proto_get *in);
+int proto_get_decode(const void *payload, size_t len, struct proto_get *out);
+
+/*
+ * Writes the PROTO_DATA_FIXED_LEN-byte fixed part of a DATA payload (status, crc32, length;
+ * in->data is ignored). The sender follows it with in->length data bytes and sets the
+ * header's len to PROTO_DATA_FIXED_LEN + in->length; this lets a zero-copy sender write
+ * header and fixed part from one small buffer and the chunk straight from the cache.
+ */
+void proto_data_encode(void *buf, const struct proto_data *in);
+
+/*
+ * Decodes a whole DATA payload of @len bytes. Returns -EPROTO unless
+ * len == PROTO_DATA_FIXED_LEN + length and the status rules above hold. out->data points
+ * into @payload (NULL when length is 0): it lives as long as the caller's buffer.
+ */
+int proto_data_decode(const void *payload, size_t len, struct proto_data *out);
+
+/*
+ * For a receiver that reads the data straight into its destination: decodes only the
+ * PROTO_DATA_FIXED_LEN bytes at @fixed, checking them against @payload_len, the header's
+ * payload length, exactly as proto_data_decode() does. out->data is set to NULL; the caller
+ * then reads out->length bytes, which it must still check against out->crc32.
+ */
+int proto_data_decode_fixed(const void *fixed, uint32_t payload_len, struct proto_data *out);
+
+/*
+ * The identity of one version of a file, shared by every node; all nodes must compute the
+ * same value, so this definition is part of the protocol and never changes within a version:
+ *
+ *   h = FNV-1a-64 (offset basis 0xcbf29ce484222325, prime 0x100000001b3) over the bytes
+ *       relpath || 0x00 || be64(size) || be64(mtime_ns)
+ *   key = fmix64(h), MurmurHash3's 64-bit finalizer:
+ *       h ^= h >> 33; h *= 0xff51afd7ed558ccd; h ^= h >> 33; h *= 0xc4ceb93e1a85ec53;
+ *       h ^= h >> 33
+ *
+ * The 0x00 separator cannot occur in a path, so path and size never run into each other.
+ * @relpath is relative to the backing root without a leading "/" or "./" ("llama/x.bin"),
+ * exactly as cache/manifest.h spells paths. Known answer (pinned in test/check_proto.c):
+ * proto_file_key("model/weights.bin", 1048576, 1700000000123456789) == 0x1ed7c03f21faae50.
+ */
+uint64_t proto_file_key(const char *relpath, uint64_t size, int64_t mtime_ns);
+
+#endif

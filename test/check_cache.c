@@ -1,0 +1,1733 @@
+/*
+ * The chunk cache against a fake fill source whose bytes are a pure function of (file
+ * identity, offset), so every byte a reader gets can be checked. The source counts fetches
+ * per (file, chunk) and can sleep, fail, block until released, or return different bytes.
+ *
+ * Each test runs in its own forked child (CK_FORK), so the fake's globals start clean and a
+ * crash in a fill thread fails only that test.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "common/config.h"
+#include "common/crc.h"
+#include "common/deadline.h"
+#include "common/log.h"
+
+#define CHUNK (64u * 1024)
+#define SLOTS 16u
+#define MAX_FILES 8
+#define MAX_CHUNKS 320
+#define MAX_SPANS 64
+
+/* ---- deterministic bytes ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Byte @off of the file with @seed is byte (off % 8) of a word keyed by seed and off / 8. */
+static void gen_bytes(uint64_t seed, uint64_t off, void *dst, size_t len)
+{
+	unsigned char *p = dst;
+	size_t k = 0;
+
+	while (k < len) {
+		uint64_t o = off + k;
+		uint64_t w = mix64(seed ^ mix64(o >> 3));
+
+		for (unsigned b = o & 7; b < 8 && k < len; b++, k++)
+			p[k] = (unsigned char)(w >> (8 * b));
+	}
+}
+
+/* ---- the fake fill source ---- */
+
+struct fake_file {
+	char relpath[64];
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint64_t seed;
+};
+
+struct fake {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;                       /* a block was lifted */
+	struct fake_file files[MAX_FILES];         /* protected by lock */
+	int nfiles;                                /* protected by lock */
+	atomic_uint fetches[MAX_FILES][MAX_CHUNKS];
+	atomic_uint done[MAX_FILES][MAX_CHUNKS];   /* fetches that returned */
+	atomic_bool fail[MAX_FILES][MAX_CHUNKS];
+	atomic_bool block[MAX_FILES][MAX_CHUNKS];  /* written under lock when lifted */
+	atomic_bool corrupt[MAX_FILES][MAX_CHUNKS];
+	atomic_bool stale[MAX_FILES][MAX_CHUNKS];  /* answer -ESTALE: the file changed */
+	atomic_uint total;
+	atomic_uint unknown;                       /* fetches for a file we never added */
+	atomic_int nblocked;
+	atomic_uint sleep_us;
+	atomic_uint invalidates;
+	atomic_uint remote_calls;
+	atomic_bool remote_ok;
+	atomic_ullong last_cookie;
+};
+
+static struct fake fk;
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Adds an identity the fake can serve; returns its index. */
+static int fake_add(const char *relpath, ino_t ino, uint64_t size, int64_t mtime_ns)
+{
+	pthread_mutex_lock(&fk.lock);
+	int i = fk.nfiles++;
+	ck_assert_int_lt(i, MAX_FILES);
+	struct fake_file *ff = &fk.files[i];
+	snprintf(ff->relpath, sizeof(ff->relpath), "%s", relpath);
+	ff->dev = 7;
+	ff->ino = ino;
+	ff->size = size;
+	ff->mtime_ns = mtime_ns;
+	ff->seed = mix64(str_hash(relpath) ^ mix64((uint64_t)ino) ^ mix64((uint64_t)mtime_ns));
+	pthread_mutex_unlock(&fk.lock);
+	return i;
+}
+
+static struct fake_file fake_file(int i)
+{
+	pthread_mutex_lock(&fk.lock);
+	struct fake_file ff = fk.files[i];
+	pthread_mutex_unlock(&fk.lock);
+	return ff;
+}
+
+static int fake_find(struct cache_file *f)
+{
+	int found = -1;
+
+	pthread_mutex_lock(&fk.lock);
+	for (int i = 0; i < fk.nfiles && found < 0; i++) {
+		struct fake_file *ff = &fk.files[i];
+		if (cache_file_same(f, ff->dev, ff->ino, ff->size, ff->mtime_ns) &&
+		    strcmp(cache_file_relpath(f), ff->relpath) == 0)
+			found = i;
+	}
+	pthread_mutex_unlock(&fk.lock);
+	return found;
+}
+
+static void fake_release(int i, uint64_t chunk)
+{
+	pthread_mutex_lock(&fk.lock);
+	atomic_store(&fk.block[i][chunk], false);
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.lock);
+}
+
+static void fake_release_all(void)
+{
+	pthread_mutex_lock(&fk.lock);
+	for (int i = 0; i < MAX_FILES; i++)
+		for (int k = 0; k < MAX_CHUNKS; k++)
+			atomic_store(&fk.block[i][k], false);
+	pthread_cond_broadcast(&fk.cond);
+	pthread_mutex_unlock(&fk.lock);
+}
+
+static int fake_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
+		      const struct deadline *dl, struct cache_fetch *out)
+{
+	(void)ctx;
+	(void)dl; /* a blocked fetch ignores its deadline on purpose: the cache must not */
+	(void)out;
+	int i = fake_find(f);
+
+	atomic_fetch_add(&fk.total, 1);
+	if (i < 0 || chunk >= MAX_CHUNKS) {
+		atomic_fetch_add(&fk.unknown, 1);
+		return -ENOENT;
+	}
+	struct fake_file ff = fake_file(i);
+	atomic_fetch_add(&fk.fetches[i][chunk], 1);
+	if (chunk * CHUNK + len > ff.size || (len != CHUNK && chunk * CHUNK + len != ff.size))
+		atomic_fetch_add(&fk.unknown, 1); /* a length the cache should never ask for */
+	unsigned us = atomic_load(&fk.sleep_us);
+	if (us)
+		usleep(us);
+	if (atomic_load(&fk.block[i][chunk])) {
+		pthread_mutex_lock(&fk.lock);
+		atomic_fetch_add(&fk.nblocked, 1);
+		while (atomic_load(&fk.block[i][chunk]))
+			pthread_cond_wait(&fk.cond, &fk.lock);
+		atomic_fetch_sub(&fk.nblocked, 1);
+		pthread_mutex_unlock(&fk.lock);
+	}
+	int rc = 0;
+	if (atomic_load(&fk.fail[i][chunk])) {
+		rc = -EIO;
+	} else if (atomic_load(&fk.stale[i][chunk])) {
+		rc = -ESTALE;
+	} else {
+		gen_bytes(ff.seed, chunk * CHUNK, dst, len);
+		if (atomic_load(&fk.corrupt[i][chunk]))
+			((unsigned char *)dst)[len / 2] ^= 0x40;
+	}
+	atomic_fetch_add(&fk.done[i][chunk], 1);
+	return rc;
+}
+
+static const struct cache_source_ops fake_ops = {
+	.name = "fake",
+	.fetch = fake_fetch,
+};
+
+/* A peer: fails unless remote_ok, then serves the same bytes and vouches for their CRC. */
+static int remote_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
+			const struct deadline *dl, struct cache_fetch *out)
+{
+	atomic_fetch_add(&fk.remote_calls, 1);
+	if (!atomic_load(&fk.remote_ok))
+		return -EHOSTUNREACH;
+	int rc = fake_fetch(ctx, f, chunk, dst, len, dl, out);
+	if (rc == 0) {
+		out->crc = mows_crc32(0, dst, len);
+		out->crc_known = true;
+	}
+	return rc;
+}
+
+static const struct cache_source_ops remote_ops = {
+	.name = "remote",
+	.remote = true,
+	.fetch = remote_fetch,
+};
+
+static void on_invalidate(void *ctx, uint64_t cookie)
+{
+	(void)ctx;
+	atomic_store(&fk.last_cookie, cookie);
+	atomic_fetch_add(&fk.invalidates, 1);
+}
+
+static void setup(void)
+{
+	memset(&fk, 0, sizeof(fk));
+	pthread_mutex_init(&fk.lock, NULL);
+	pthread_cond_init(&fk.cond, NULL);
+	log_set_level(getenv("MOWS_TEST_LOG") ? LOG_DEBUG : LOG_CRIT);
+}
+
+static void teardown(void)
+{
+	fake_release_all();
+}
+
+/* ---- helpers ---- */
+
+struct opts {
+	unsigned slots;
+	enum config_verify verify;
+	unsigned timeout_ms;
+	unsigned readahead;
+	bool remote_first;  /* register the remote source before the local one */
+};
+
+static struct cache *cache_make(struct opts o)
+{
+	struct mows_config cfg;
+	char err[512];
+
+	config_defaults(&cfg);
+	cfg.chunk_size = CHUNK;
+	cfg.max_memory = (uint64_t)(o.slots ? o.slots : SLOTS) * CHUNK;
+	cfg.hugepages = HUGEPAGES_OFF;
+	cfg.fill_threads = 4;
+	cfg.fill_timeout_ms = o.timeout_ms ? o.timeout_ms : 5000;
+	cfg.readahead_chunks = o.readahead;
+	cfg.verify = o.verify;
+	struct cache *c = cache_new(&cfg, err, sizeof(err));
+	ck_assert_msg(c != NULL, "cache_new: %s", err);
+	if (o.remote_first)
+		ck_assert_int_eq(cache_add_source(c, &remote_ops, &fk), 0);
+	ck_assert_int_eq(cache_add_source(c, &fake_ops, &fk), 0);
+	struct cache_events ev = { .invalidate = on_invalidate, .ctx = &fk };
+	cache_set_events(c, &ev);
+	ck_assert_int_eq(cache_start(c), 0);
+	return c;
+}
+
+static struct cache_file *open_ver(struct cache *c, int i, bool has_crc, uint32_t crc,
+				   uint64_t cookie, bool *replaced)
+{
+	struct fake_file ff = fake_file(i);
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	struct cache_file_info info = {
+		.relpath = ff.relpath, .fd = fd, .dev = ff.dev, .ino = ff.ino, .size = ff.size,
+		.mtime_ns = ff.mtime_ns, .has_crc = has_crc, .crc = crc, .cookie = cookie,
+		.key = ff.seed,
+	};
+	bool dummy;
+	struct cache_file *f = cache_file_open(c, &info, replaced ? replaced : &dummy);
+	ck_assert_ptr_nonnull(f);
+	return f;
+}
+
+static struct cache_file *open_plain(struct cache *c, int i)
+{
+	return open_ver(c, i, false, 0, 100 + (uint64_t)i, NULL);
+}
+
+static uint32_t file_crc(int i)
+{
+	struct fake_file ff = fake_file(i);
+	unsigned char *buf = malloc(CHUNK);
+	uint32_t crc = 0;
+
+	ck_assert_ptr_nonnull(buf);
+	for (uint64_t off = 0; off < ff.size; off += CHUNK) {
+		size_t n = ff.size - off < CHUNK ? (size_t)(ff.size - off) : CHUNK;
+		gen_bytes(ff.seed, off, buf, n);
+		crc = mows_crc32(crc, buf, n);
+	}
+	free(buf);
+	return crc;
+}
+
+/*
+ * Checks that @n spans are exactly bytes [@off, @off + @total) of fake file @i and cover one
+ * chunk each. Returns 0, or a description of the first difference in @why.
+ */
+static int spans_check(int i, uint64_t off, ssize_t total, const struct cache_span *spans,
+		       unsigned n, char *why, size_t whylen)
+{
+	struct fake_file ff = fake_file(i);
+	uint64_t pos = off;
+	unsigned char *want = malloc(CHUNK);
+
+	if (!want)
+		return -ENOMEM;
+	for (unsigned k = 0; k < n; k++) {
+		uint64_t chunk_end = (pos / CHUNK + 1) * CHUNK;
+		if (spans[k].len == 0 || pos + spans[k].len > chunk_end) {
+			snprintf(why, whylen, "span %u at %llu has length %zu (chunk ends at %llu)",
+				 k, (unsigned long long)pos, spans[k].len,
+				 (unsigned long long)chunk_end);
+			free(want);
+			return -1;
+		}
+		gen_bytes(ff.seed, pos, want, spans[k].len);
+		if (memcmp(spans[k].data, want, spans[k].len) != 0) {
+			size_t b = 0;
+			while (((const unsigned char *)spans[k].data)[b] == want[b])
+				b++;
+			snprintf(why, whylen, "%s: wrong byte at offset %llu (span %u)",
+				 ff.relpath, (unsigned long long)(pos + b), k);
+			free(want);
+			return -1;
+		}
+		pos += spans[k].len;
+	}
+	free(want);
+	if (pos - off != (uint64_t)total) {
+		snprintf(why, whylen, "spans cover %llu bytes, cache_read returned %zd",
+			 (unsigned long long)(pos - off), total);
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t expect_len(int i, uint64_t off, size_t len)
+{
+	uint64_t size = fake_file(i).size;
+
+	if (off >= size)
+		return 0;
+	return size - off < len ? size - off : len;
+}
+
+/* Reads, checks every byte against the generator and unpins. Returns cache_read's result. */
+static ssize_t read_check(struct cache *c, struct cache_file *f, int i, uint64_t off,
+			  size_t len)
+{
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 99;
+	char why[256];
+	ssize_t got = cache_read(c, f, off, len, false, spans, MAX_SPANS, &n);
+
+	if (got < 0) {
+		ck_assert_msg(n == 0, "read(%llu, %zu) returned %zd but set %u spans",
+			      (unsigned long long)off, len, got, n);
+		return got;
+	}
+	ck_assert_msg((uint64_t)got == expect_len(i, off, len),
+		      "read(%llu, %zu) of size %llu returned %zd",
+		      (unsigned long long)off, len, (unsigned long long)fake_file(i).size, got);
+	ck_assert_msg(spans_check(i, off, got, spans, n, why, sizeof(why)) == 0,
+		      "read(%llu, %zu): %s", (unsigned long long)off, len, why);
+	if (got == 0)
+		ck_assert_uint_eq(n, 0);
+	cache_read_done(c, spans, n);
+	return got;
+}
+
+static void read_all_ok(struct cache *c, struct cache_file *f, int i)
+{
+	uint64_t size = fake_file(i).size;
+
+	for (uint64_t off = 0; off < size; off += CHUNK)
+		ck_assert_int_eq(read_check(c, f, i, off, CHUNK), (ssize_t)expect_len(i, off, CHUNK));
+}
+
+static enum cache_file_state state_of(struct cache *c, struct cache_file *f)
+{
+	struct cache_file_status st;
+
+	cache_file_get_status(c, f, &st);
+	return st.state;
+}
+
+/* Plain reads of the fake's counters, for readable assertion messages. */
+static unsigned ld(atomic_uint *v)
+{
+	return atomic_load(v);
+}
+
+static unsigned long long ld64(atomic_ullong *v)
+{
+	return atomic_load(v);
+}
+
+static int64_t ms_since(uint64_t t0)
+{
+	return (int64_t)((mono_ns() - t0) / 1000000);
+}
+
+/* Waits up to @ms for *@v to reach at least @want. */
+static bool wait_uint(atomic_uint *v, unsigned want, int ms)
+{
+	uint64_t t0 = mono_ns();
+
+	while (atomic_load(v) < want) {
+		if (ms_since(t0) > ms)
+			return false;
+		usleep(1000);
+	}
+	return true;
+}
+
+static bool wait_blocked(int want, int ms)
+{
+	uint64_t t0 = mono_ns();
+
+	while (atomic_load(&fk.nblocked) < want) {
+		if (ms_since(t0) > ms)
+			return false;
+		usleep(1000);
+	}
+	return true;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s = mix64(*s);
+	return *s;
+}
+
+/* A reader on its own thread, for reads that block. */
+struct bg_read {
+	pthread_t t;
+	struct cache *c;
+	struct cache_file *f;
+	int i;
+	uint64_t off;
+	size_t len;
+	ssize_t rc;
+	int64_t ms;
+	bool bad_bytes;
+	char why[256];
+};
+
+static void *bg_read_main(void *arg)
+{
+	struct bg_read *r = arg;
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 0;
+	uint64_t t0 = mono_ns();
+
+	r->rc = cache_read(r->c, r->f, r->off, r->len, false, spans, MAX_SPANS, &n);
+	r->ms = ms_since(t0);
+	if (r->rc >= 0) {
+		r->bad_bytes = spans_check(r->i, r->off, r->rc, spans, n, r->why,
+					   sizeof(r->why)) != 0;
+		cache_read_done(r->c, spans, n);
+	}
+	return NULL;
+}
+
+static void bg_start(struct bg_read *r, struct cache *c, struct cache_file *f, int i,
+		     uint64_t off, size_t len)
+{
+	memset(r, 0, sizeof(*r));
+	r->c = c;
+	r->f = f;
+	r->i = i;
+	r->off = off;
+	r->len = len;
+	ck_assert_int_eq(pthread_create(&r->t, NULL, bg_read_main, r), 0);
+}
+
+/* ---- chunk index ---- */
+
+START_TEST(test_index_offsets)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("a.bin", 11, 5 * CHUNK + 123, 1000);
+	int b = fake_add("dir/b.bin", 12, CHUNK, 1000);
+	int d = fake_add("tiny", 13, 1000, 1000);
+	struct cache_file *fa = open_plain(c, a), *fb = open_plain(c, b), *fd = open_plain(c, d);
+	struct { struct cache_file *f; int i; } files[] = { { fa, a }, { fb, b }, { fd, d } };
+	const uint64_t offs[] = { 0, 1, 7, 8, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK - 7,
+				  3 * CHUNK + 5, 5 * CHUNK - 1, 5 * CHUNK, 5 * CHUNK + 122,
+				  5 * CHUNK + 123, 5 * CHUNK + 124, 999, 1000, 6 * CHUNK, 1ull << 40 };
+	const size_t lens[] = { 0, 1, 2, 9, 4096, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK,
+				3 * CHUNK + 5, 5 * CHUNK + 123, 64 * CHUNK };
+
+	for (size_t o = 0; o < sizeof(offs) / sizeof(offs[0]); o++)
+		for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++)
+			for (size_t k = 0; k < 3; k++)
+				read_check(c, files[k].f, files[k].i, offs[o], lens[l]);
+
+	uint64_t s = 42;
+	for (int r = 0; r < 2000; r++) {
+		size_t k = rnd(&s) % 3;
+		uint64_t size = fake_file(files[k].i).size;
+		uint64_t off = rnd(&s) % (size + 10);
+		size_t len = (size_t)(rnd(&s) % (3 * CHUNK));
+		ck_assert_int_ge(read_check(c, files[k].f, files[k].i, off, len), 0);
+	}
+	/* Each chunk was filled once: everything fits, so nothing was evicted. */
+	for (size_t k = 0; k < 3; k++) {
+		uint64_t nch = (fake_file(files[k].i).size + CHUNK - 1) / CHUNK;
+		for (uint64_t ch = 0; ch < nch; ch++)
+			ck_assert_uint_eq(ld(&fk.fetches[files[k].i][ch]), 1);
+	}
+	ck_assert_uint_eq(ld(&fk.unknown), 0);
+
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_eq(st.evictions, 0);
+	ck_assert_uint_eq(st.fills, 6 + 1 + 1);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	cache_file_put(c, fa);
+	cache_file_put(c, fb);
+	cache_file_put(c, fd);
+	cache_free(c);
+}
+END_TEST
+
+/* A range wider than @max spans is refused, and the refusal pins nothing. */
+START_TEST(test_index_span_limit)
+{
+	struct cache *c = cache_make((struct opts){ .timeout_ms = 300 });
+	int a = fake_add("a", 1, 40 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 99;
+
+	ck_assert_int_eq(cache_read(c, f, CHUNK / 2, 2 * CHUNK, false, spans, 2, &n), -EINVAL);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(cache_read(c, f, CHUNK / 2, CHUNK, false, spans, 2, &n), CHUNK);
+	ck_assert_uint_eq(n, 2);
+	cache_read_done(c, spans, n);
+	/* Many single-chunk reads of distinct chunks: leaked pins would starve them. */
+	for (int round = 0; round < 3; round++)
+		for (uint64_t k = 0; k < 40; k++)
+			ck_assert_int_eq(read_check(c, f, a, k * CHUNK + 3, 100), 100);
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_le(st.used_memory, st.max_memory);
+	ck_assert_uint_eq(st.max_memory, (uint64_t)SLOTS * CHUNK);
+	ck_assert_uint_gt(st.evictions, 0);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* "clamped to the file's size": a length that overflows off + len is still clamped. */
+START_TEST(test_index_huge_length)
+{
+	struct cache *c = cache_make((struct opts){ 0 });
+	int a = fake_add("a", 1, 3 * CHUNK + 10, 1);
+	struct cache_file *f = open_plain(c, a);
+
+	ck_assert_int_eq(read_check(c, f, a, 0, SIZE_MAX / 2), 3 * CHUNK + 10);
+	ck_assert_int_eq(read_check(c, f, a, 10, SIZE_MAX), 3 * CHUNK);
+	ck_assert_int_eq(read_check(c, f, a, UINT64_MAX - 1, 16), 0);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_empty_file)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
+	int a = fake_add("empty", 1, 0, 1);
+	int b = fake_add("empty2", 2, 0, 1);
+	struct cache_file *f = open_ver(c, a, true, 0, 1, NULL);
+	struct cache_file *g = open_ver(c, b, true, 0x1234, 2, NULL);
+	struct cache_file_status st;
+	uint32_t crc = 7;
+
+	ck_assert_int_eq(read_check(c, f, a, 0, 100), 0);
+	cache_file_get_status(c, f, &st);
+	ck_assert_uint_eq(st.chunks_total, 0);
+	ck_assert_int_eq(st.state, CACHE_FILE_VERIFIED);
+	ck_assert_int_eq(cache_file_verify(c, f, &crc), 0);
+	ck_assert_uint_eq(crc, 0);
+	ck_assert_int_eq(cache_file_prefetch(c, f, NULL, NULL), 0);
+	cache_file_get_status(c, g, &st);
+	ck_assert_int_eq(st.state, CACHE_FILE_BAD);
+	ck_assert_int_eq(cache_file_verify(c, g, &crc), -EBADMSG);
+	ck_assert_uint_eq(ld(&fk.total), 0);
+	cache_file_put(c, f);
+	cache_file_put(c, g);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_stats_counters)
+{
+	struct cache *c = cache_make((struct opts){ 0 });
+	int a = fake_add("a", 1, 4 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct cache_stats st;
+	const char *name = NULL;
+	uint64_t bytes = 0;
+
+	read_check(c, f, a, 10, 100);
+	read_check(c, f, a, 20, 100);
+	read_check(c, f, a, CHUNK - 50, 100);
+	cache_get_stats(c, &st);
+	ck_assert_uint_eq(st.misses, 2);
+	ck_assert_uint_eq(st.hits, 2);
+	ck_assert_uint_eq(st.bytes_read, 300);
+	ck_assert_uint_eq(st.fills, 2);
+	ck_assert_uint_eq(st.chunk_size, CHUNK);
+	ck_assert_uint_eq(st.slots, SLOTS);
+	ck_assert_uint_eq(st.slots_ready, 2);
+	ck_assert_uint_eq(st.used_memory, 2 * CHUNK);
+	ck_assert_str_eq(st.slab_kind, "off");
+	ck_assert_uint_eq(cache_source_stats(c, 0, &name, &bytes), 1);
+	ck_assert_str_eq(name, "fake");
+	ck_assert_uint_eq(bytes, 2 * CHUNK);
+	ck_assert_uint_eq(cache_chunk_size(c), CHUNK);
+	ck_assert_uint_eq(cache_file_size(f), 4 * CHUNK);
+	ck_assert_str_eq(cache_file_relpath(f), "a");
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- single flight ---- */
+
+struct herd {
+	struct cache *c;
+	struct cache_file *f;
+	int i;
+	uint64_t nchunks;
+	pthread_barrier_t *bar;
+	atomic_uint *errors;
+	atomic_uint *reads;
+	uint64_t seed;
+	char why[256];
+};
+
+/* Records the first failure of a reader thread; the main thread asserts. */
+static void herd_fail(struct herd *h, const char *why)
+{
+	if (atomic_fetch_add(h->errors, 1) == 0)
+		snprintf(h->why, sizeof(h->why), "%s", why);
+}
+
+static void *herd_one_main(void *arg)
+{
+	struct herd *h = arg;
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 0;
+	char why[256];
+
+	pthread_barrier_wait(h->bar);
+	ssize_t got = cache_read(h->c, h->f, 3 * CHUNK + 100, 5000, false, spans, MAX_SPANS, &n);
+	if (got != 5000) {
+		snprintf(why, sizeof(why), "cache_read returned %zd", got);
+		herd_fail(h, why);
+		return NULL;
+	}
+	if (spans_check(h->i, 3 * CHUNK + 100, got, spans, n, why, sizeof(why)))
+		herd_fail(h, why);
+	cache_read_done(h->c, spans, n);
+	return NULL;
+}
+
+START_TEST(test_single_flight_one_chunk)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("w", 1, 8 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	pthread_barrier_t bar;
+	atomic_uint errors = 0;
+	struct herd h[16];
+	pthread_t th[16];
+
+	atomic_store(&fk.sleep_us, 50000);
+	pthread_barrier_init(&bar, NULL, 16);
+	for (int t = 0; t < 16; t++) {
+		h[t] = (struct herd){ .c = c, .f = f, .i = a, .bar = &bar, .errors = &errors };
+		ck_assert_int_eq(pthread_create(&th[t], NULL, herd_one_main, &h[t]), 0);
+	}
+	for (int t = 0; t < 16; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < 16; t++)
+		ck_assert_msg(h[t].why[0] == 0, "reader %d: %s", t, h[t].why);
+	ck_assert_uint_eq(ld(&errors), 0);
+	ck_assert_uint_eq(ld(&fk.fetches[a][3]), 1);
+	ck_assert_uint_eq(ld(&fk.total), 1);
+	pthread_barrier_destroy(&bar);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* Readers in lockstep over a file four times the cache: each chunk is fetched exactly once. */
+static void *herd_lockstep_main(void *arg)
+{
+	struct herd *h = arg;
+	struct cache_span spans[MAX_SPANS];
+	char why[256];
+
+	for (uint64_t k = 0; k < h->nchunks; k++) {
+		pthread_barrier_wait(h->bar);
+		uint64_t off = k * CHUNK + rnd(&h->seed) % (CHUNK / 2);
+		size_t len = 1 + (size_t)(rnd(&h->seed) % (CHUNK / 2));
+		unsigned n = 0;
+		ssize_t got = cache_read(h->c, h->f, off, len, false, spans, MAX_SPANS, &n);
+		atomic_fetch_add(h->reads, 1);
+		if (got < 0 || (uint64_t)got != expect_len(h->i, off, len)) {
+			snprintf(why, sizeof(why), "read(%llu, %zu) returned %zd",
+				 (unsigned long long)off, len, got);
+			herd_fail(h, why);
+			continue;
+		}
+		if (spans_check(h->i, off, got, spans, n, why, sizeof(why)))
+			herd_fail(h, why);
+		cache_read_done(h->c, spans, n);
+	}
+	return NULL;
+}
+
+/* Free-running readers, each over every chunk in its own random order. */
+static void *herd_random_main(void *arg)
+{
+	struct herd *h = arg;
+	char why[256];
+	uint64_t *order = malloc(h->nchunks * sizeof(*order));
+
+	if (!order)
+		return NULL;
+	for (uint64_t k = 0; k < h->nchunks; k++)
+		order[k] = k;
+	for (uint64_t k = h->nchunks - 1; k > 0; k--) {
+		uint64_t j = rnd(&h->seed) % (k + 1), t = order[k];
+		order[k] = order[j];
+		order[j] = t;
+	}
+	pthread_barrier_wait(h->bar);
+	for (uint64_t k = 0; k < h->nchunks; k++) {
+		struct cache_span spans[MAX_SPANS];
+		uint64_t off = order[k] * CHUNK;
+		unsigned n = 0;
+		ssize_t got = cache_read(h->c, h->f, off, CHUNK, false, spans, MAX_SPANS, &n);
+		atomic_fetch_add(h->reads, 1);
+		if (got < 0 || (uint64_t)got != expect_len(h->i, off, CHUNK)) {
+			snprintf(why, sizeof(why), "read(%llu) returned %zd",
+				 (unsigned long long)off, got);
+			herd_fail(h, why);
+			continue;
+		}
+		if (spans_check(h->i, off, got, spans, n, why, sizeof(why)))
+			herd_fail(h, why);
+		cache_read_done(h->c, spans, n);
+	}
+	free(order);
+	return NULL;
+}
+
+static void run_herd(struct cache *c, struct cache_file *f, int i, uint64_t nchunks,
+		     void *(*fn)(void *), unsigned nthreads, unsigned *reads)
+{
+	pthread_barrier_t bar;
+	atomic_uint errors = 0, nreads = 0;
+	struct herd h[8];
+	pthread_t t[8];
+
+	pthread_barrier_init(&bar, NULL, nthreads);
+	for (unsigned k = 0; k < nthreads; k++) {
+		h[k] = (struct herd){ .c = c, .f = f, .i = i, .nchunks = nchunks, .bar = &bar,
+				      .errors = &errors, .reads = &nreads, .seed = 77 + k };
+		ck_assert_int_eq(pthread_create(&t[k], NULL, fn, &h[k]), 0);
+	}
+	for (unsigned k = 0; k < nthreads; k++)
+		pthread_join(t[k], NULL);
+	pthread_barrier_destroy(&bar);
+	for (unsigned k = 0; k < nthreads; k++)
+		ck_assert_msg(h[k].why[0] == 0, "reader %u: %s", k, h[k].why);
+	ck_assert_uint_eq(ld(&errors), 0);
+	*reads = atomic_load(&nreads);
+}
+
+START_TEST(test_single_flight_many_chunks)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	const uint64_t nchunks = 4 * SLOTS;
+	int a = fake_add("big", 1, nchunks * CHUNK - 1000, 1);
+	struct cache_file *f = open_plain(c, a);
+	unsigned reads = 0;
+
+	atomic_store(&fk.sleep_us, 2000);
+	run_herd(c, f, a, nchunks, herd_lockstep_main, 8, &reads);
+	ck_assert_uint_eq(reads, 8 * nchunks);
+	for (uint64_t k = 0; k < nchunks; k++)
+		ck_assert_msg(atomic_load(&fk.fetches[a][k]) == 1, "chunk %llu fetched %u times",
+			      (unsigned long long)k, atomic_load(&fk.fetches[a][k]));
+
+	/* Free-running: every read correct; a fetch per chunk read at most, one per chunk at
+	 * least, and with the cache a quarter of the file, no more than one per reader and chunk. */
+	unsigned before = atomic_load(&fk.total);
+	atomic_store(&fk.sleep_us, 500);
+	run_herd(c, f, a, nchunks, herd_random_main, 8, &reads);
+	unsigned fetched = atomic_load(&fk.total) - before;
+	ck_assert_uint_eq(reads, 8 * nchunks);
+	ck_assert_uint_le(fetched, reads);
+	ck_assert_uint_ge(fetched, nchunks - SLOTS);
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_eq(st.fills, atomic_load(&fk.total));
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_uint_eq(ld(&fk.unknown), 0);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/*
+ * Readers of one chunk that all had to wait for a free slot: when slots come free at once,
+ * still one fill.
+ */
+START_TEST(test_single_flight_under_pressure)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 3000 });
+	int a = fake_add("pressure", 1, 40 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct cache_span held[SLOTS];
+	struct bg_read r[4];
+	unsigned n;
+
+	for (unsigned k = 0; k < SLOTS; k++)
+		ck_assert_int_eq(cache_read(c, f, k * CHUNK, 10, false, &held[k], 1, &n), 10);
+	for (int k = 0; k < 4; k++)
+		bg_start(&r[k], c, f, a, 30 * CHUNK + 100 * (uint64_t)k, 50);
+	usleep(200 * 1000);
+	ck_assert_uint_eq(ld(&fk.fetches[a][30]), 0);
+	cache_read_done(c, held, 4);
+	for (int k = 0; k < 4; k++) {
+		pthread_join(r[k].t, NULL);
+		ck_assert_msg(r[k].rc == 50 && !r[k].bad_bytes, "reader %d: %zd %s", k, r[k].rc,
+			      r[k].why);
+	}
+	ck_assert_msg(atomic_load(&fk.fetches[a][30]) == 1,
+		      "chunk 30 fetched %u times by 4 readers that waited for a slot",
+		      atomic_load(&fk.fetches[a][30]));
+	cache_read_done(c, held + 4, SLOTS - 4);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- eviction under many threads ---- */
+
+struct churn {
+	struct cache *c;
+	struct cache_file *f[2];
+	int i[2];
+	atomic_bool *stop;
+	atomic_uint *errors;
+	uint64_t seed;
+	unsigned reads;
+	char why[256];
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *w = arg;
+	char why[256];
+
+	while (!atomic_load(w->stop)) {
+		struct cache_span spans[MAX_SPANS];
+		unsigned n = 0, which = rnd(&w->seed) & 1;
+		uint64_t size = fake_file(w->i[which]).size;
+		uint64_t off = rnd(&w->seed) % size;
+		/* At most two chunks per read: 8 readers x 2 pins can never pin all 16 slots
+		 * while every reader still waits for a slot. */
+		size_t len = 1 + (size_t)(rnd(&w->seed) % (CHUNK + CHUNK / 2));
+		if (off % CHUNK + len > 2 * CHUNK)
+			len = 2 * CHUNK - off % CHUNK;
+		ssize_t got = cache_read(w->c, w->f[which], off, len, rnd(&w->seed) % 4 == 0,
+					 spans, MAX_SPANS, &n);
+		w->reads++;
+		if (got < 0 || (uint64_t)got != expect_len(w->i[which], off, len)) {
+			if (atomic_fetch_add(w->errors, 1) == 0)
+				snprintf(w->why, sizeof(w->why), "read(%llu, %zu) returned %zd",
+					 (unsigned long long)off, len, got);
+			continue;
+		}
+		bool bad = spans_check(w->i[which], off, got, spans, n, why, sizeof(why)) != 0;
+		if (!bad) {
+			/* Hold the pin while others evict, then look again. */
+			usleep((useconds_t)(rnd(&w->seed) % 300));
+			bad = spans_check(w->i[which], off, got, spans, n, why, sizeof(why)) != 0;
+		}
+		if (bad && atomic_fetch_add(w->errors, 1) == 0)
+			snprintf(w->why, sizeof(w->why), "%s", why);
+		cache_read_done(w->c, spans, n);
+	}
+	return NULL;
+}
+
+struct watch {
+	struct cache *c;
+	atomic_bool *stop;
+	unsigned samples, over, ready_over;
+	uint64_t worst;
+};
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+
+	while (!atomic_load(w->stop)) {
+		struct cache_stats st;
+		cache_get_stats(w->c, &st);
+		w->samples++;
+		if (st.used_memory > st.max_memory) {
+			w->over++;
+			w->worst = st.used_memory;
+		}
+		if (st.slots_ready > st.slots)
+			w->ready_over++;
+		usleep(200);
+	}
+	return NULL;
+}
+
+START_TEST(test_eviction_many_threads)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .readahead = 2 });
+	int a = fake_add("big-a", 1, 200 * CHUNK + 777, 1);
+	int b = fake_add("big-b", 2, 100 * CHUNK, 1);
+	struct cache_file *fa = open_plain(c, a), *fb = open_plain(c, b);
+	atomic_bool stop = false;
+	atomic_uint errors = 0;
+	struct churn w[8];
+	pthread_t t[8], wt;
+	struct watch wa = { .c = c, .stop = &stop };
+
+	atomic_store(&fk.sleep_us, 100);
+	ck_assert_int_eq(pthread_create(&wt, NULL, watch_main, &wa), 0);
+	for (int k = 0; k < 8; k++) {
+		w[k] = (struct churn){ .c = c, .f = { fa, fb }, .i = { a, b }, .stop = &stop,
+				       .errors = &errors, .seed = 1234 + (uint64_t)k };
+		ck_assert_int_eq(pthread_create(&t[k], NULL, churn_main, &w[k]), 0);
+	}
+	usleep(1500 * 1000);
+	atomic_store(&stop, true);
+	unsigned reads = 0;
+	for (int k = 0; k < 8; k++) {
+		pthread_join(t[k], NULL);
+		reads += w[k].reads;
+	}
+	pthread_join(wt, NULL);
+	for (int k = 0; k < 8; k++)
+		ck_assert_msg(w[k].why[0] == 0, "reader %d: %s", k, w[k].why);
+	ck_assert_uint_eq(ld(&errors), 0);
+	ck_assert_msg(wa.over == 0, "used_memory %llu > max_memory in %u of %u samples",
+		      (unsigned long long)wa.worst, wa.over, wa.samples);
+	ck_assert_uint_eq(wa.ready_over, 0);
+	ck_assert_uint_gt(reads, 100);
+
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_gt(st.evictions, 0);
+	ck_assert_uint_le(st.used_memory, st.max_memory);
+	ck_assert_uint_eq(st.fill_errors, 0);
+	ck_assert_uint_eq(ld(&fk.unknown), 0);
+	/* Quiet now: every slot not free is ready and unpinned; status agrees with the stats. */
+	usleep(100 * 1000);
+	cache_get_stats(c, &st);
+	struct cache_file_status sa, sb;
+	cache_file_get_status(c, fa, &sa);
+	cache_file_get_status(c, fb, &sb);
+	ck_assert_uint_eq(st.used_memory, (uint64_t)st.slots_ready * CHUNK);
+	ck_assert_uint_eq(sa.chunks_cached + sb.chunks_cached, st.slots_ready);
+	ck_assert_uint_le(sa.cached_bytes, sa.chunks_cached * CHUNK);
+	cache_file_put(c, fa);
+	cache_file_put(c, fb);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- pins ---- */
+
+START_TEST(test_pinned_not_evicted)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 300 });
+	int a = fake_add("p", 1, 40 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct cache_span held[SLOTS][2];
+	unsigned nheld[SLOTS];
+	char why[256];
+
+	for (unsigned k = 0; k < SLOTS; k++) {
+		ck_assert_int_eq(cache_read(c, f, k * CHUNK + 1, 10, false, held[k], 2, &nheld[k]),
+				 10);
+		ck_assert_uint_eq(nheld[k], 1);
+	}
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, f, a, 20 * CHUNK, 10), -EIO);
+	int64_t ms = ms_since(t0);
+	ck_assert_msg(ms >= 250 && ms < 3000, "gave up after %lld ms (fill_timeout 300)",
+		      (long long)ms);
+	ck_assert_uint_eq(ld(&fk.fetches[a][20]), 0);
+	for (unsigned k = 0; k < SLOTS; k++)
+		ck_assert_msg(spans_check(a, k * CHUNK + 1, 10, held[k], 1, why, sizeof(why)) == 0,
+			      "pinned chunk %u: %s", k, why);
+	/* A hit on a pinned chunk still works with every slot pinned. */
+	ck_assert_int_eq(read_check(c, f, a, 5 * CHUNK, 100), 100);
+
+	/* A reader waiting for a slot gets the first one unpinned. */
+	struct bg_read r;
+	bg_start(&r, c, f, a, 21 * CHUNK, 50);
+	usleep(100 * 1000);
+	cache_read_done(c, held[0], nheld[0]);
+	pthread_join(r.t, NULL);
+	ck_assert_msg(r.rc == 50, "waiting reader got %zd after %lld ms", r.rc, (long long)r.ms);
+	ck_assert_msg(!r.bad_bytes, "%s", r.why);
+
+	for (unsigned k = 1; k < SLOTS; k++)
+		cache_read_done(c, held[k], nheld[k]);
+	ck_assert_int_eq(read_check(c, f, a, 20 * CHUNK, 10), 10);
+	read_all_ok(c, f, a);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- fill errors and deadlines ---- */
+
+START_TEST(test_fill_error_not_cached)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 300 });
+	int a = fake_add("e", 1, 40 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+
+	atomic_store(&fk.fail[a][2], true);
+	ck_assert_int_eq(read_check(c, f, a, 2 * CHUNK + 5, 10), -EIO);
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 5, 2 * CHUNK), -EIO);
+	ck_assert_int_eq(read_check(c, f, a, 2 * CHUNK, 3 * CHUNK), -EIO);
+	ck_assert_uint_eq(ld(&fk.fetches[a][2]), 3);
+	/* Failing multi-chunk reads must not leak pins on the chunks that did fill first. */
+	for (int k = 0; k < 5; k++)
+		ck_assert_int_eq(read_check(c, f, a, 0, 3 * CHUNK), -EIO);
+	ck_assert_uint_eq(ld(&fk.fetches[a][2]), 8);
+	struct cache_span held[SLOTS];
+	unsigned n;
+	for (unsigned k = 0; k < SLOTS; k++) {
+		ck_assert_msg(cache_read(c, f, (20 + k) * CHUNK, 1, false, &held[k], 1, &n) == 1,
+			      "pin %u of %u failed: pins leaked by failed reads?", k, SLOTS);
+	}
+	for (unsigned k = 0; k < SLOTS; k++)
+		cache_read_done(c, &held[k], 1);
+
+	atomic_store(&fk.fail[a][2], false);
+	unsigned before = atomic_load(&fk.fetches[a][2]);
+	ck_assert_int_eq(read_check(c, f, a, 2 * CHUNK + 5, 10), 10);
+	ck_assert_uint_eq(ld(&fk.fetches[a][2]), before + 1);
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 5, 2 * CHUNK), 2 * CHUNK);
+
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_eq(st.fill_errors, 8);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* A source saying the file changed under it (-ESTALE) makes the version stale. */
+START_TEST(test_fill_stale)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("st", 1, 4 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+
+	ck_assert_int_eq(read_check(c, f, a, 0, 10), 10);
+	atomic_store(&fk.stale[a][2], true);
+	ck_assert_int_eq(read_check(c, f, a, 2 * CHUNK, 10), -EIO);
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_STALE);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_fill_deadline)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 300 });
+	int a = fake_add("d", 1, 10 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct bg_read r;
+
+	atomic_store(&fk.block[a][1], true);
+	bg_start(&r, c, f, a, CHUNK + 10, 20);
+	ck_assert(wait_blocked(1, 2000));
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, f, a, CHUNK, 5), -EIO);
+	int64_t ms = ms_since(t0);
+	ck_assert_msg(ms >= 250 && ms < 2500, "second reader gave up after %lld ms", (long long)ms);
+	pthread_join(r.t, NULL);
+	ck_assert_msg(r.rc == -EIO, "blocked read returned %zd", r.rc);
+	ck_assert_msg(r.ms >= 250 && r.ms < 2500, "first reader gave up after %lld ms",
+		      (long long)r.ms);
+	/* Other chunks still fill while one fill thread is stuck. */
+	ck_assert_int_eq(read_check(c, f, a, 0, CHUNK - 1), CHUNK - 1);
+	ck_assert_int_eq(read_check(c, f, a, 5 * CHUNK, 100), 100);
+
+	fake_release(a, 1);
+	ck_assert(wait_uint(&fk.done[a][1], 1, 2000));
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 10, 20), 20);
+	ck_assert_uint_le(ld(&fk.fetches[a][1]), 2);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/*
+ * A fill whose waiter gave up (deadline) after its chunk was dropped (evicted, or the file
+ * replaced) is still running in a fill thread: its slot must not be freed or handed out
+ * until that fill returns.
+ */
+static void abandoned_fill(bool by_new_version, bool reuse)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 300 });
+	int a = fake_add("x", 1, 40 * CHUNK, 1);
+	int a2 = fake_add("x", 1, 40 * CHUNK, 2);
+	int b = fake_add("other", 2, 40 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a), *g = open_plain(c, b), *f2 = NULL;
+	struct bg_read r;
+	struct cache_span held[SLOTS];
+	unsigned nheld = 0, n;
+
+	atomic_store(&fk.block[a][0], true);
+	bg_start(&r, c, f, a, 0, 100);
+	ck_assert(wait_blocked(1, 2000));
+	if (by_new_version) {
+		bool replaced = false;
+		f2 = open_ver(c, a2, false, 0, 5, &replaced);
+		ck_assert(replaced);
+	} else {
+		cache_file_evict(c, f);
+	}
+	pthread_join(r.t, NULL);
+	ck_assert_int_eq(r.rc, -EIO);
+	if (reuse) {
+		/* Pin every slot the cache will give out: none may be the one still filling. */
+		for (unsigned k = 0; k < SLOTS; k++) {
+			if (cache_read(c, g, k * CHUNK, CHUNK, false, &held[nheld], 1, &n) != CHUNK)
+				break;
+			nheld++;
+		}
+	}
+	fake_release(a, 0);
+	ck_assert(wait_uint(&fk.done[a][0], 1, 2000));
+	usleep(50 * 1000);
+	char why[256];
+	for (unsigned k = 0; k < nheld; k++)
+		ck_assert_msg(spans_check(b, k * CHUNK, CHUNK, &held[k], 1, why, sizeof(why)) == 0,
+			      "pinned chunk %u overwritten by an abandoned fill: %s", k, why);
+	ck_assert_msg(!reuse || nheld >= SLOTS - 1, "only %u slots could be pinned", nheld);
+	cache_read_done(c, held, nheld);
+	read_all_ok(c, g, b);
+	if (f2)
+		read_all_ok(c, f2, a2);
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_le(st.used_memory, st.max_memory);
+	ck_assert_uint_eq(st.used_memory, (uint64_t)st.slots_ready * CHUNK);
+	cache_file_put(c, f);
+	cache_file_put(c, f2);
+	cache_file_put(c, g);
+	cache_free(c);
+}
+
+START_TEST(test_abandoned_fill_after_evict)
+{
+	abandoned_fill(false, false);
+}
+END_TEST
+
+START_TEST(test_abandoned_fill_after_replace)
+{
+	abandoned_fill(true, false);
+}
+END_TEST
+
+START_TEST(test_abandoned_fill_slot_reuse)
+{
+	abandoned_fill(false, true);
+}
+END_TEST
+
+/* ---- versions ---- */
+
+START_TEST(test_versions)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 2000 });
+	int va = fake_add("f", 5, 6 * CHUNK + 9, 1000);
+	int vb = fake_add("f", 5, 6 * CHUNK + 9, 2000);  /* rewritten in place */
+	int vc = fake_add("f", 5, 3 * CHUNK, 2000);      /* then truncated */
+	bool replaced = true;
+	struct cache_file *fa = open_ver(c, va, false, 0, 1, &replaced);
+	struct cache_span held[2];
+	unsigned nheld;
+	char why[256];
+
+	ck_assert(!replaced);
+	read_all_ok(c, fa, va);
+	ck_assert_int_eq(cache_read(c, fa, 10, 100, false, held, 2, &nheld), 100);
+	/* A fill of the old version still running when the new one arrives. */
+	atomic_store(&fk.block[va][4], true);
+	struct cache_file *tmp = open_ver(c, va, false, 0, 1, &replaced);
+	ck_assert(!replaced);
+	ck_assert_ptr_eq(tmp, fa);
+	cache_file_put(c, tmp);
+	cache_file_evict(c, fa);
+	struct bg_read r;
+	bg_start(&r, c, fa, va, 4 * CHUNK + 1, 10);
+	ck_assert(wait_blocked(1, 2000));
+
+	struct cache_file *fb = open_ver(c, vb, false, 0, 1, &replaced);
+	ck_assert(replaced);
+	ck_assert_ptr_ne(fb, fa);
+	struct cache_file *found = cache_file_find(c, "f");
+	ck_assert_ptr_eq(found, fb);
+	cache_file_put(c, found);
+	struct cache_file_status st;
+	cache_file_get_status(c, fa, &st);
+	ck_assert_int_eq(st.state, CACHE_FILE_STALE);
+
+	read_all_ok(c, fb, vb);
+	fake_release(va, 4);
+	pthread_join(r.t, NULL);
+	ck_assert_msg(r.rc == -EIO || (r.rc == 10 && !r.bad_bytes),
+		      "old-version read during the switch: rc %zd %s", r.rc, r.why);
+	ck_assert_int_eq(read_check(c, fb, vb, 4 * CHUNK + 1, 10), 10);
+	/* The old handle: old bytes or EIO, never the new ones. */
+	for (uint64_t off = 0; off < 6 * CHUNK + 9; off += CHUNK / 2) {
+		struct cache_span spans[MAX_SPANS];
+		unsigned n;
+		ssize_t got = cache_read(c, fa, off, 1000, false, spans, MAX_SPANS, &n);
+		if (got < 0) {
+			ck_assert_int_eq(got, -EIO);
+			continue;
+		}
+		ck_assert_msg(spans_check(va, off, got, spans, n, why, sizeof(why)) == 0,
+			      "old handle at %llu: %s", (unsigned long long)off, why);
+		cache_read_done(c, spans, n);
+	}
+	ck_assert_msg(spans_check(va, 10, 100, held, nheld, why, sizeof(why)) == 0,
+		      "chunk pinned across the switch: %s", why);
+	cache_read_done(c, held, nheld);
+
+	struct cache_file *fc = open_ver(c, vc, false, 0, 1, &replaced);
+	ck_assert(replaced);
+	read_all_ok(c, fc, vc);
+	ck_assert_int_eq(read_check(c, fc, vc, 3 * CHUNK, 10), 0);
+	ssize_t old = read_check(c, fb, vb, 3 * CHUNK, 10);
+	ck_assert_msg(old == 10 || old == -EIO, "replaced version read returned %zd", old);
+	found = cache_file_find(c, "f");
+	ck_assert_ptr_eq(found, fc);
+	ck_assert(cache_file_same(found, 7, 5, 3 * CHUNK, 2000));
+	cache_file_put(c, found);
+	ck_assert_ptr_null(cache_file_find(c, "nope"));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_uint_eq(ld(&fk.unknown), 0);
+	cache_file_put(c, fa);
+	cache_file_put(c, fb);
+	cache_file_put(c, fc);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- verification ---- */
+
+static void read_all_any(struct cache *c, struct cache_file *f, int i, unsigned *eio)
+{
+	uint64_t size = fake_file(i).size;
+
+	*eio = 0;
+	for (uint64_t off = 0; off < size; off += CHUNK) {
+		ssize_t got = read_check(c, f, i, off, CHUNK);
+		if (got == -EIO)
+			(*eio)++;
+		else
+			ck_assert_int_eq(got, (ssize_t)expect_len(i, off, CHUNK));
+	}
+}
+
+START_TEST(test_verify_file_good)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
+	int a = fake_add("good", 1, 7 * CHUNK + 4321, 1);
+	uint32_t crc = file_crc(a), computed = 0;
+	struct cache_file *f = open_ver(c, a, true, crc, 55, NULL);
+	struct cache_file_status st;
+
+	read_all_ok(c, f, a);
+	cache_file_get_status(c, f, &st);
+	ck_assert_int_eq(st.state, CACHE_FILE_VERIFIED);
+	ck_assert(st.has_crc);
+	ck_assert_uint_eq(st.expected_crc, crc);
+	ck_assert_int_eq(cache_file_verify(c, f, &computed), 0);
+	ck_assert_uint_eq(computed, crc);
+	ck_assert_uint_eq(ld(&fk.invalidates), 0);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_verify_file_bad)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
+	int a = fake_add("bad", 1, 5 * CHUNK + 100, 1);
+	uint32_t crc = file_crc(a), computed = 0;
+	struct cache_file *f = open_ver(c, a, true, crc ^ 1, 0xc00c1e, NULL);
+	unsigned eio;
+
+	read_all_any(c, f, a, &eio);
+	ck_assert_uint_eq(eio, 0);
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_RETRYING);
+	ck_assert(wait_uint(&fk.invalidates, 1, 2000));
+	ck_assert_uint_eq(ld64(&fk.last_cookie), 0xc00c1e);
+	/* Every chunk is read again from the source. */
+	read_all_any(c, f, a, &eio);
+	ck_assert_uint_le(eio, 1); /* the read that completes the second pass may see it */
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_BAD);
+	for (uint64_t k = 0; k < 6; k++)
+		ck_assert_uint_eq(ld(&fk.fetches[a][k]), 2);
+	ck_assert(wait_uint(&fk.invalidates, 2, 2000));
+	ck_assert_int_eq(read_check(c, f, a, 0, 10), -EIO);
+	ck_assert_int_eq(read_check(c, f, a, 3 * CHUNK, 10), -EIO);
+	ck_assert_int_eq(cache_file_verify(c, f, &computed), -EBADMSG);
+	ck_assert_uint_eq(computed, crc);
+	ck_assert_int_eq(cache_file_prefetch(c, f, NULL, NULL), -EIO);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_verify_api)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("a", 1, 3 * CHUNK + 1, 1);
+	int b = fake_add("b", 2, 2 * CHUNK, 1);
+	int d = fake_add("d", 3, 4 * CHUNK - 3, 1);
+	uint32_t crc_a = file_crc(a), crc_b = file_crc(b), crc_d = file_crc(d), computed = 0;
+	struct cache_file *fa = open_ver(c, a, true, crc_a, 1, NULL);
+	struct cache_file *fb = open_ver(c, b, true, crc_b + 1, 2, NULL);
+	struct cache_file *fd = open_ver(c, d, false, 0, 3, NULL);
+
+	read_check(c, fa, a, CHUNK, 10); /* partly cached already */
+	ck_assert_int_eq(cache_file_verify(c, fa, &computed), 0);
+	ck_assert_uint_eq(computed, crc_a);
+	ck_assert_int_eq(state_of(c, fa), CACHE_FILE_VERIFIED);
+	computed = 0;
+	ck_assert_int_eq(cache_file_verify(c, fb, &computed), -EBADMSG);
+	ck_assert_uint_eq(computed, crc_b);
+	ck_assert_int_eq(state_of(c, fb), CACHE_FILE_BAD);
+	ck_assert_uint_ge(ld(&fk.invalidates), 1);
+	computed = 0;
+	ck_assert_int_eq(cache_file_verify(c, fd, &computed), -ENODATA);
+	ck_assert_uint_eq(computed, crc_d);
+	ck_assert_int_eq(state_of(c, fd), CACHE_FILE_OK);
+	/* verify = chunk does not fail reads on a file mismatch: only file and strict do. */
+	ck_assert_int_eq(read_check(c, fa, a, 0, 10), 10);
+	cache_file_put(c, fa);
+	cache_file_put(c, fb);
+	cache_file_put(c, fd);
+	cache_free(c);
+}
+END_TEST
+
+/* "a refill that disagrees fails": an evicted chunk that comes back different is an EIO. */
+START_TEST(test_verify_chunk_refill_differs)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("flaky", 1, 4 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+
+	read_all_ok(c, f, a);
+	cache_file_evict(c, f);
+	atomic_store(&fk.corrupt[a][1], true);
+	ck_assert_int_eq(read_check(c, f, a, 0, 10), 10);
+	ck_assert_int_eq(read_check(c, f, a, CHUNK, 10), -EIO);
+	atomic_store(&fk.corrupt[a][1], false);
+	ck_assert_int_eq(read_check(c, f, a, CHUNK, 10), 10);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_verify_strict)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_STRICT });
+	int a = fake_add("bad", 1, 4 * CHUNK + 17, 1);
+	int b = fake_add("good", 2, 5 * CHUNK + 3, 1);
+	int d = fake_add("unlisted", 3, 2 * CHUNK, 1);
+	struct cache_file *fa = open_ver(c, a, true, file_crc(a) ^ 0x80000000u, 1, NULL);
+	struct cache_file *fb = open_ver(c, b, true, file_crc(b), 2, NULL);
+	struct cache_file *fd = open_ver(c, d, false, 0, 3, NULL);
+
+	ck_assert_int_eq(read_check(c, fa, a, 100, 10), -EIO);
+	ck_assert_int_eq(state_of(c, fa), CACHE_FILE_BAD);
+	ck_assert_int_eq(read_check(c, fa, a, 100, 10), -EIO);
+
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), 10);
+	for (uint64_t k = 0; k < 6; k++)
+		ck_assert_msg(atomic_load(&fk.fetches[b][k]) >= 1,
+			      "strict: chunk %llu not filled before the first read returned",
+			      (unsigned long long)k);
+	ck_assert_int_eq(state_of(c, fb), CACHE_FILE_VERIFIED);
+	read_all_ok(c, fb, b);
+	ck_assert_int_eq(read_check(c, fd, d, 100, 10), 10);
+	cache_file_put(c, fa);
+	cache_file_put(c, fb);
+	cache_file_put(c, fd);
+	cache_free(c);
+}
+END_TEST
+
+/* First reads of a strict file from many threads at once: all wait for the check. */
+START_TEST(test_verify_strict_concurrent)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_STRICT });
+	int b = fake_add("good", 2, 6 * CHUNK + 3, 1);
+	struct cache_file *fb = open_ver(c, b, true, file_crc(b), 2, NULL);
+	struct bg_read r[6];
+
+	atomic_store(&fk.sleep_us, 2000);
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < 6; k++) {
+			bg_start(&r[k], c, fb, b, (uint64_t)k * CHUNK + 7, 100);
+			usleep(3000); /* some arrive during the check, some after it */
+		}
+		for (int k = 0; k < 6; k++) {
+			pthread_join(r[k].t, NULL);
+			ck_assert_msg(r[k].rc == 100 && !r[k].bad_bytes, "round %d reader %d: %zd %s",
+				      round, k, r[k].rc, r[k].why);
+		}
+	}
+	ck_assert_int_eq(state_of(c, fb), CACHE_FILE_VERIFIED);
+	cache_file_put(c, fb);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- prefetch, evict, readahead ---- */
+
+struct progress {
+	unsigned calls, stop_at;
+	uint64_t last, total;
+	bool backwards;
+};
+
+static bool on_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct progress *p = arg;
+
+	p->calls++;
+	if (done <= p->last)
+		p->backwards = true;
+	p->last = done;
+	p->total = total;
+	return !(p->stop_at && p->calls == p->stop_at);
+}
+
+START_TEST(test_prefetch)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("pf", 1, 10 * CHUNK + 500, 1);
+	int b = fake_add("pf-big", 2, 3 * SLOTS * CHUNK, 1);
+	int d = fake_add("pf-cancel", 3, 12 * CHUNK, 1);
+	struct cache_file *f = open_ver(c, a, false, 0, 0xabc, NULL);
+	struct progress p = { 0 };
+	struct cache_file_status st;
+
+	atomic_store(&fk.sleep_us, 1000);
+	ck_assert_int_eq(cache_file_prefetch(c, f, on_progress, &p), 0);
+	ck_assert(!p.backwards);
+	ck_assert_uint_eq(p.last, 10 * CHUNK + 500);
+	ck_assert_uint_eq(p.total, 10 * CHUNK + 500);
+	ck_assert_uint_ge(p.calls, 1);
+	cache_file_get_status(c, f, &st);
+	ck_assert_uint_eq(st.cached_bytes, 10 * CHUNK + 500);
+	ck_assert_uint_eq(st.chunks_cached, 11);
+	ck_assert_uint_eq(st.chunks_total, 11);
+	for (uint64_t k = 0; k < 11; k++)
+		ck_assert_uint_eq(ld(&fk.fetches[a][k]), 1);
+	read_all_ok(c, f, a);
+	ck_assert_uint_eq(ld(&fk.total), 11);
+	/* Prefetching again costs nothing. */
+	ck_assert_int_eq(cache_file_prefetch(c, f, NULL, NULL), 0);
+	ck_assert_uint_eq(ld(&fk.total), 11);
+
+	cache_file_evict(c, f);
+	cache_file_get_status(c, f, &st);
+	ck_assert_uint_eq(st.cached_bytes, 0);
+	ck_assert_uint_eq(st.chunks_cached, 0);
+	ck_assert(wait_uint(&fk.invalidates, 1, 2000));
+	ck_assert_uint_eq(ld64(&fk.last_cookie), 0xabc);
+	read_all_ok(c, f, a);
+	ck_assert_uint_eq(ld(&fk.fetches[a][0]), 2);
+
+	/* Larger than the cache: completes, and the cache holds what fits. */
+	struct cache_file *g = open_plain(c, b);
+	ck_assert_int_eq(cache_file_prefetch(c, g, NULL, NULL), 0);
+	cache_file_get_status(c, g, &st);
+	ck_assert_uint_le(st.cached_bytes, (uint64_t)SLOTS * CHUNK);
+	ck_assert_uint_gt(st.cached_bytes, 0);
+	for (uint64_t k = 0; k < 3 * SLOTS; k++)
+		ck_assert_uint_ge(ld(&fk.fetches[b][k]), 1);
+	read_all_ok(c, g, b);
+
+	/* Cancelled by the callback. */
+	struct cache_file *h = open_plain(c, d);
+	struct progress q = { .stop_at = 3 };
+	ck_assert_int_eq(cache_file_prefetch(c, h, on_progress, &q), -ECANCELED);
+	ck_assert_uint_eq(q.calls, 3);
+	ck_assert(!q.backwards);
+	ck_assert_uint_lt(q.last, 12 * CHUNK);
+	read_all_ok(c, h, d);
+	cache_file_put(c, f);
+	cache_file_put(c, g);
+	cache_file_put(c, h);
+	cache_free(c);
+}
+END_TEST
+
+START_TEST(test_readahead)
+{
+	struct cache *c = cache_make((struct opts){ .readahead = 4 });
+	int a = fake_add("seq", 1, 30 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct cache_span spans[MAX_SPANS];
+	unsigned n;
+
+	ck_assert_int_eq(cache_read(c, f, 100, 10, true, spans, MAX_SPANS, &n), 10);
+	cache_read_done(c, spans, n);
+	for (uint64_t k = 1; k <= 4; k++)
+		ck_assert_msg(wait_uint(&fk.done[a][k], 1, 2000), "chunk %llu not read ahead",
+			      (unsigned long long)k);
+	ck_assert_int_eq(read_check(c, f, a, 20 * CHUNK, 10), 10);
+	usleep(100 * 1000);
+	ck_assert_uint_eq(ld(&fk.fetches[a][5]), 0);
+	ck_assert_uint_eq(ld(&fk.fetches[a][21]), 0);
+	unsigned before = atomic_load(&fk.total);
+	for (uint64_t k = 0; k <= 4; k++) /* hits */
+		ck_assert_int_eq(read_check(c, f, a, k * CHUNK, CHUNK), CHUNK);
+	ck_assert_int_eq(read_check(c, f, a, 20 * CHUNK, CHUNK), CHUNK);
+	ck_assert_uint_eq(ld(&fk.total), before);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* ---- peers: sources in order, local-only fills, serving chunks ---- */
+
+START_TEST(test_sources_and_serve)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .remote_first = true });
+	int a = fake_add("s", 1, 3 * CHUNK + 5, 1);
+	int a2 = fake_add("s", 1, 3 * CHUNK + 5, 2);
+	struct cache_file *f = open_plain(c, a);
+	struct deadline dl = deadline_in_ms(2000);
+	struct cache_span span;
+	uint32_t crc = 0;
+	char why[256];
+	const char *name;
+	uint64_t bytes;
+
+	/* Sources in registration order: the peer fails, the backing one fills. */
+	ck_assert_int_eq(read_check(c, f, a, 10, 10), 10);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 1);
+	ck_assert_uint_eq(cache_source_stats(c, 0, &name, &bytes), 2);
+	ck_assert_str_eq(name, "remote");
+	ck_assert_uint_eq(bytes, 0);
+	cache_source_stats(c, 1, &name, &bytes);
+	ck_assert_str_eq(name, "fake");
+	ck_assert_uint_eq(bytes, CHUNK);
+
+	/* Not cached and no fill wanted. */
+	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), -ENOENT);
+	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 0);
+	ck_assert_int_eq(cache_serve_chunk(c, f, 4, true, &dl, &span, &crc), -EINVAL);
+	/* A fill for a peer never asks a peer, even one that would answer. */
+	atomic_store(&fk.remote_ok, true);
+	ck_assert_int_eq(cache_serve_chunk(c, f, 3, true, &dl, &span, &crc), 0);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 1);
+	ck_assert_uint_eq(span.len, 5);
+	ck_assert_int_eq(spans_check(a, 3 * CHUNK, 5, &span, 1, why, sizeof(why)), 0);
+	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
+	cache_read_done(c, &span, 1);
+	/* Cached: served without a fill, with the CRC the fill recorded. */
+	ck_assert_int_eq(cache_serve_chunk(c, f, 0, false, &dl, &span, &crc), 0);
+	ck_assert_uint_eq(span.len, CHUNK);
+	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
+	ck_assert_int_eq(spans_check(a, 0, CHUNK, &span, 1, why, sizeof(why)), 0);
+	cache_read_done(c, &span, 1);
+	ck_assert_uint_eq(ld(&fk.fetches[a][0]), 1);
+
+	/* A reader's fill may use the peer, which now answers. */
+	ck_assert_int_eq(read_check(c, f, a, CHUNK, 10), 10);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 2);
+	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), 0);
+	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
+	cache_read_done(c, &span, 1);
+
+	struct cache_file *k = cache_file_by_key(c, fake_file(a).seed);
+	ck_assert_ptr_eq(k, f);
+	ck_assert_uint_eq(cache_file_key(f), fake_file(a).seed);
+	ck_assert_int_eq(cache_file_mtime_ns(f), 1);
+	cache_file_put(c, k);
+	ck_assert_ptr_null(cache_file_by_key(c, 12345));
+	ck_assert_int_eq(errno, ENOENT);
+
+	/* A replaced version is not served to peers. */
+	struct cache_file *f2 = open_plain(c, a2);
+	ck_assert_int_eq(cache_serve_chunk(c, f, 0, true, &dl, &span, &crc), -EIO);
+	ck_assert_ptr_null(cache_file_by_key(c, fake_file(a).seed));
+	k = cache_file_by_key(c, fake_file(a2).seed);
+	ck_assert_ptr_eq(k, f2);
+	cache_file_put(c, k);
+	cache_file_put(c, f);
+	cache_file_put(c, f2);
+	cache_free(c);
+}
+END_TEST
+
+static void foreach_count(void *arg, struct cache_file *f)
+{
+	(void)f;
+	(*(unsigned *)arg)++;
+}
+
+START_TEST(test_foreach_current_only)
+{
+	struct cache *c = cache_make((struct opts){ 0 });
+	int a = fake_add("one", 1, CHUNK, 1);
+	int a2 = fake_add("one", 1, CHUNK, 2);
+	int b = fake_add("two", 2, CHUNK, 1);
+	struct cache_file *f = open_plain(c, a), *g = open_plain(c, b), *f2 = open_plain(c, a2);
+	unsigned count = 0;
+
+	cache_foreach_file(c, foreach_count, &count);
+	ck_assert_uint_eq(count, 2);
+	ck_assert_str_eq(cache_file_state_name(CACHE_FILE_STALE), "stale");
+	cache_file_put(c, f);
+	cache_file_put(c, f2);
+	cache_file_put(c, g);
+	cache_free(c);
+}
+END_TEST
+
+static Suite *cache_suite(void)
+{
+	Suite *s = suite_create("cache");
+	struct { const char *name; const TTest *t; } tests[] = {
+		{ "index_offsets", test_index_offsets },
+		{ "index_span_limit", test_index_span_limit },
+		{ "index_huge_length", test_index_huge_length },
+		{ "empty_file", test_empty_file },
+		{ "stats_counters", test_stats_counters },
+		{ "single_flight_one_chunk", test_single_flight_one_chunk },
+		{ "single_flight_many_chunks", test_single_flight_many_chunks },
+		{ "single_flight_under_pressure", test_single_flight_under_pressure },
+		{ "eviction_many_threads", test_eviction_many_threads },
+		{ "pinned_not_evicted", test_pinned_not_evicted },
+		{ "fill_error_not_cached", test_fill_error_not_cached },
+		{ "fill_stale", test_fill_stale },
+		{ "fill_deadline", test_fill_deadline },
+		{ "abandoned_fill_after_evict", test_abandoned_fill_after_evict },
+		{ "abandoned_fill_after_replace", test_abandoned_fill_after_replace },
+		{ "abandoned_fill_slot_reuse", test_abandoned_fill_slot_reuse },
+		{ "versions", test_versions },
+		{ "verify_file_good", test_verify_file_good },
+		{ "verify_file_bad", test_verify_file_bad },
+		{ "verify_api", test_verify_api },
+		{ "verify_chunk_refill_differs", test_verify_chunk_refill_differs },
+		{ "verify_strict", test_verify_strict },
+		{ "verify_strict_concurrent", test_verify_strict_concurrent },
+		{ "prefetch", test_prefetch },
+		{ "readahead", test_readahead },
+		{ "foreach_current_only", test_foreach_current_only },
+		{ "sources_and_serve", test_sources_and_serve },
+	};
+
+	for (size_t k = 0; k < sizeof(tests) / sizeof(tests[0]); k++) {
+		TCase *tc = tcase_create(tests[k].name);
+		tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, 60);
+		tcase_add_test(tc, tests[k].t);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(cache_suite());
+
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
