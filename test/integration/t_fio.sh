@@ -8,7 +8,7 @@ need_cmd fio
 B=$SCRATCH/backing
 M=$SCRATCH/mnt
 mkdir -p "$B"
-common=(--bs=16k --size=32M --verify=crc32c --norandommap=0 --randrepeat=1)
+common=(--verify_state_save=0 --bs=16k --size=32M --verify=crc32c --norandommap=0 --randrepeat=1)
 
 out=$(fio --name=fill --filename="$B/fio.dat" --rw=write --ioengine=psync "${common[@]}" \
 	--do_verify=0 2>&1) || fail "fio could not write $B/fio.dat: $out"
