@@ -1,6 +1,6 @@
 # mows: model weight service. Plain make; every dependency through pkg-config.
 CC       ?= cc
-PKGS     := fuse3 libisal inih libcrypto
+PKGS     := fuse3 libisal inih libcrypto libibverbs librdmacm
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla \
             -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -64,11 +64,14 @@ check: deps
 	$(MAKE) unit
 	$(MAKE) fuzz
 	$(MAKE) integration
+	$(MAKE) check-rdma
 
 bench: deps all
 	./test/bench/run.sh
 
-clean:
+include test/rdma/rdma.mk
+
+clean: clean-rdma
 	rm -f $(BINS) libmows.a */*.o */*.d test/*.o test/*.d tools/*.o tools/*.d
 	rm -rf test/bin
 

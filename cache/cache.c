@@ -821,6 +821,12 @@ struct cache_file *cache_file_by_key(struct cache *c, uint64_t key)
 	return found;
 }
 
+void cache_slab_region(struct cache *c, void **base, size_t *len)
+{
+	*base = c->slab.base;
+	*len = c->slab.map_len;
+}
+
 uint64_t cache_chunk_size(const struct cache *c)
 {
 	return c->chunk_size;

@@ -160,6 +160,9 @@ struct cache_file *cache_file_by_key(struct cache *c, uint64_t key);
 /* Returns a reference to the current version of @relpath, or NULL (errno ENOENT). */
 struct cache_file *cache_file_find(struct cache *c, const char *relpath);
 
+/* The slab: every chunk lives in [*base, *base + *len). For registering it with a NIC. */
+void cache_slab_region(struct cache *c, void **base, size_t *len);
+
 /* The chunk size in bytes. */
 uint64_t cache_chunk_size(const struct cache *c);
 

@@ -11,17 +11,33 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/crc.h"
 #include "common/log.h"
 #include "net/auth.h"
 #include "net/place.h"
 #include "net/proto.h"
+#include "net/rdma.h"
 #include "net/tcp.h"
 
 #define MAX_PEERS 256
 #define MAX_IDLE 16
 #define HANDSHAKE_MS 5000
 #define QUARANTINE_MS 60000
+#define MAX_TICKETS 64
+#define TICKET_MS 10000
+
+/* A pooled connection and the transport it speaks. */
+struct pconn {
+	struct transport_conn *c;
+	const struct transport_ops *ops;
+};
+
+struct ticket {
+	uint8_t bytes[RDMA_TICKET_LEN];
+	uint64_t expires_ns;      /* 0: free */
+};
 
 struct peer {
 	/* Set once when the entry is made. */
@@ -37,7 +53,10 @@ struct peer {
 	uint64_t node_hash;
 	uint64_t last_seen_ns, quarantine_until_ns;
 	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
-	struct transport_conn *idle[MAX_IDLE];
+	uint16_t caps;            /* from its HELLO */
+	const char *transport;    /* of its last new connection: "tcp" or "rdma" */
+	bool rdma_failed;         /* logged that RDMA to it failed */
+	struct pconn idle[MAX_IDLE];
 	unsigned nidle, busy;
 	/* Owned by the heartbeat thread. */
 	int hb_fd;
@@ -56,6 +75,7 @@ struct peers {
 	uint32_t max_payload;     /* largest frame we accept once authenticated */
 	bool corrupt_sends;       /* test-only fault: MOWS_TEST_CORRUPT_SENDS=1 */
 	int listen_fd, stop_fd;
+	struct rdma_ctx *rdma;     /* NULL: TCP only */
 	pthread_t listener, heartbeat;
 	bool started;
 
@@ -65,6 +85,7 @@ struct peers {
 	struct peer peers[MAX_PEERS]; /* entries are never removed, only marked */
 	unsigned npeers;              /* protected by lock */
 	unsigned nserving;            /* protected by lock */
+	struct ticket tickets[MAX_TICKETS]; /* RDMA connect tickets, protected by lock */
 	bool stopping;                /* protected by lock */
 };
 
@@ -97,7 +118,8 @@ static int recv_frame(int fd, struct proto_hdr *hdr, void *buf, uint32_t cap,
 static int send_hello(struct peers *p, int fd, uint8_t nonce[PROTO_NONCE_LEN],
 		      const struct deadline *dl)
 {
-	struct proto_hello h = { .version = PROTO_VERSION, .listen_port = p->listen_port };
+	struct proto_hello h = { .version = PROTO_VERSION, .listen_port = p->listen_port,
+				 .caps = p->rdma ? PROTO_CAP_RDMA : 0 };
 	uint8_t buf[PROTO_HELLO_MAX_LEN];
 	int rc = auth_nonce(nonce);
 	if (rc)
@@ -223,8 +245,8 @@ static bool do_usable(struct peers *p, const struct peer *pe, uint64_t now)
 	       pe->quarantine_until_ns <= now;
 }
 
-/* Closes pooled connections of a peer that went away. */
-static unsigned do_take_idle(struct peer *pe, struct transport_conn **out)
+/* Takes the pooled connections of a peer that went away, to close without the lock. */
+static unsigned do_take_idle(struct peer *pe, struct pconn *out)
 {
 	unsigned n = pe->nidle;
 	memcpy(out, pe->idle, n * sizeof(*out));
@@ -232,10 +254,10 @@ static unsigned do_take_idle(struct peer *pe, struct transport_conn **out)
 	return n;
 }
 
-static void close_conns(struct transport_conn **conns, unsigned n)
+static void close_conns(struct pconn *conns, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		tcp_transport.close(conns[i]);
+		conns[i].ops->close(conns[i].c);
 }
 
 /* ---- resolution ---- */
@@ -292,7 +314,7 @@ static void resolve_all(struct peers *p)
 
 static void mark_down(struct peers *p, struct peer *pe, const char *why)
 {
-	struct transport_conn *conns[MAX_IDLE];
+	struct pconn conns[MAX_IDLE];
 	pthread_mutex_lock(&p->lock);
 	unsigned n = 0;
 	if (pe->up) {
@@ -322,6 +344,7 @@ static int hb_connect(struct peers *p, struct peer *pe)
 		return rc;
 	}
 	pthread_mutex_lock(&p->lock);
+	pe->caps = them.caps;
 	if (strcmp(them.node_id, pe->node_id)) {
 		snprintf(pe->node_id, sizeof(pe->node_id), "%s", them.node_id);
 		pe->node_hash = place_node_hash(them.node_id);
@@ -425,56 +448,131 @@ static void *heartbeat_main(void *arg)
 
 /* ---- fetching (a cache fill source) ---- */
 
-static struct transport_conn *conn_get(struct peers *p, struct peer *pe,
-				       const struct deadline *dl)
+/* Asks an authenticated TCP connection for an RDMA ticket. Returns 0 or -errno. */
+static int ask_ticket(int fd, struct proto_rdma_ticket *t, const struct deadline *dl)
+{
+	uint8_t buf[PROTO_RDMA_TICKET_LEN];
+	struct proto_hdr hdr;
+	int rc = send_frame(fd, PROTO_RDMA_DESC, 1, NULL, 0, dl);
+	if (rc == 0)
+		rc = recv_frame(fd, &hdr, buf, sizeof(buf), dl);
+	if (rc == 0 && (hdr.type != PROTO_RDMA_DESC || proto_rdma_ticket_decode(buf, hdr.len, t)))
+		rc = -EPROTO;
+	if (rc == 0 && t->port == 0)
+		rc = -EOPNOTSUPP;
+	return rc;
+}
+
+/* Opens an RDMA connection to @pe over the authenticated TCP connection @fd. */
+static struct transport_conn *rdma_open(struct peers *p, struct peer *pe, int fd,
+					const struct deadline *dl)
+{
+	struct proto_rdma_ticket t;
+	int rc = ask_ticket(fd, &t, dl);
+	struct transport_conn *c = NULL;
+	if (rc == 0) {
+		struct sockaddr_storage sa = pe->sa;
+		if (sa.ss_family == AF_INET)
+			((struct sockaddr_in *)&sa)->sin_port = htons(t.port);
+		else
+			((struct sockaddr_in6 *)&sa)->sin6_port = htons(t.port);
+		c = rdma_ctx_connect(p->rdma, (struct sockaddr *)&sa, pe->salen, t.ticket, dl);
+		rc = c ? 0 : -errno;
+	}
+	pthread_mutex_lock(&p->lock);
+	bool log = rc && !pe->rdma_failed;
+	pe->rdma_failed = pe->rdma_failed || rc;
+	pthread_mutex_unlock(&p->lock);
+	if (log)
+		log_warn("peer %s (%s): no RDMA connection (%s); %s", pe->node_id, pe->addr,
+			 strerror(-rc), p->cfg->transport == TRANSPORT_RDMA ?
+			 "transport = rdma, so chunks come from the backing" : "using TCP");
+	return c;
+}
+
+/* Connects and authenticates a new connection to @pe, RDMA when both ends can. */
+static int conn_open(struct peers *p, struct peer *pe, const struct deadline *dl,
+		     struct pconn *out)
+{
+	struct proto_hello them;
+	int fd = tcp_connect((struct sockaddr *)&pe->sa, pe->salen, dl);
+	int rc = fd < 0 ? fd : handshake(p, fd, AUTH_ROLE_CLIENT, &them);
+	if (rc == 0 && strcmp(them.node_id, pe->node_id))
+		rc = -ESTALE; /* another node answers at that address now */
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	bool want_rdma = p->rdma && (them.caps & PROTO_CAP_RDMA) &&
+			 p->cfg->transport != TRANSPORT_TCP;
+	out->c = want_rdma ? rdma_open(p, pe, fd, dl) : NULL;
+	if (out->c) {
+		close(fd); /* the RDMA connection stands on its own */
+		out->ops = &rdma_transport;
+	} else if (p->cfg->transport == TRANSPORT_RDMA) {
+		close(fd);
+		return -EOPNOTSUPP;
+	} else {
+		out->c = tcp_conn_new(fd, p->max_payload);
+		out->ops = &tcp_transport;
+		if (!out->c) {
+			close(fd);
+			return -ENOMEM;
+		}
+	}
+	pthread_mutex_lock(&p->lock);
+	if (pe->transport != out->ops->name)
+		log_info("peer %s (%s): chunks travel by %s", pe->node_id, pe->addr,
+			 out->ops->name);
+	pe->transport = out->ops->name;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static bool conn_get(struct peers *p, struct peer *pe, const struct deadline *dl,
+		     struct pconn *out)
 {
 	pthread_mutex_lock(&p->lock);
 	while (!pe->nidle && pe->busy >= p->cfg->peer_inflight && !p->stopping)
 		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
 			break;
-	struct transport_conn *c = NULL;
-	bool connect_new = false;
+	bool got = false, connect_new = false;
 	if (!p->stopping && pe->nidle) {
-		c = pe->idle[--pe->nidle];
+		*out = pe->idle[--pe->nidle];
 		pe->busy++;
+		got = true;
 	} else if (!p->stopping && pe->busy < p->cfg->peer_inflight) {
 		pe->busy++;
 		connect_new = true;
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (!connect_new)
-		return c;
-	struct proto_hello them;
-	int fd = tcp_connect((struct sockaddr *)&pe->sa, pe->salen, dl);
-	int rc = fd < 0 ? fd : handshake(p, fd, AUTH_ROLE_CLIENT, &them);
-	if (rc == 0 && strcmp(them.node_id, pe->node_id))
-		rc = -ESTALE; /* another node answers at that address now */
-	if (rc == 0)
-		c = tcp_conn_new(fd, p->max_payload);
-	if (!c) {
-		if (fd >= 0)
-			close(fd);
-		pthread_mutex_lock(&p->lock);
-		pe->busy--;
-		pe->errors++;
-		pthread_cond_broadcast(&p->conn_cond);
-		pthread_mutex_unlock(&p->lock);
-	}
-	return c;
+		return got;
+	if (conn_open(p, pe, dl, out) == 0)
+		return true;
+	pthread_mutex_lock(&p->lock);
+	pe->busy--;
+	pe->errors++;
+	pthread_cond_broadcast(&p->conn_cond);
+	pthread_mutex_unlock(&p->lock);
+	return false;
 }
 
-static void conn_put(struct peers *p, struct peer *pe, struct transport_conn *c, bool reuse)
+static void conn_put(struct peers *p, struct peer *pe, struct pconn *c, bool reuse)
 {
 	pthread_mutex_lock(&p->lock);
 	pe->busy--;
 	if (reuse && pe->up && pe->nidle < MAX_IDLE) {
-		pe->idle[pe->nidle++] = c;
-		c = NULL;
+		pe->idle[pe->nidle++] = *c;
+		reuse = true;
+	} else {
+		reuse = false;
 	}
 	pthread_cond_broadcast(&p->conn_cond);
 	pthread_mutex_unlock(&p->lock);
-	if (c)
-		tcp_transport.close(c);
+	if (!reuse)
+		c->ops->close(c->c);
 }
 
 static void charge_bad_crc(struct peers *p, struct peer *pe, uint32_t got, uint32_t sent)
@@ -497,12 +595,12 @@ static int fetch_one(struct peers *p, struct peer *pe, const struct transport_ch
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	if (deadline_left_ms(outer) < deadline_left_ms(&dl))
 		dl = *outer;
-	struct transport_conn *c = conn_get(p, pe, &dl);
-	if (!c)
+	struct pconn c;
+	if (!conn_get(p, pe, &dl, &c))
 		return -EHOSTUNREACH;
 	uint32_t sent = 0;
-	int rc = tcp_transport.fetch(c, req, dst, len, &sent, &dl);
-	conn_put(p, pe, c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	int rc = c.ops->fetch(c.c, req, dst, len, &sent, &dl);
+	conn_put(p, pe, &c, rc == 0 || rc == -ENOENT || rc == -EIO);
 	if (rc == 0) {
 		uint32_t got = mows_crc32(0, dst, len);
 		if (got != sent) {
@@ -677,6 +775,68 @@ static int serve_get(struct peers *p, struct peer *pe, int fd, const struct prot
 	return rc;
 }
 
+/* Answers RDMA_DESC: a fresh one-use ticket for an RDMA connect, or port 0 without RDMA. */
+static int send_ticket(struct peers *p, int fd, uint32_t id, const struct deadline *dl)
+{
+	struct proto_rdma_ticket t = { 0 };
+	uint8_t buf[PROTO_RDMA_TICKET_LEN];
+	uint64_t now = mono_ns();
+	if (p->rdma && auth_nonce(t.ticket) == 0) {
+		pthread_mutex_lock(&p->lock);
+		for (unsigned i = 0; i < MAX_TICKETS; i++)
+			if (p->tickets[i].expires_ns <= now) {
+				memcpy(p->tickets[i].bytes, t.ticket, RDMA_TICKET_LEN);
+				p->tickets[i].expires_ns = now + (uint64_t)TICKET_MS * 1000000;
+				t.port = p->listen_port;
+				break;
+			}
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (!t.port)
+		memset(t.ticket, 0, sizeof(t.ticket));
+	proto_rdma_ticket_encode(buf, &t);
+	return send_frame(fd, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
+}
+
+/* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
+
+static bool rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN])
+{
+	struct peers *p = ctx;
+	uint64_t now = mono_ns();
+	bool ok = false;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < MAX_TICKETS && !ok; i++)
+		if (p->tickets[i].expires_ns > now &&
+		    CRYPTO_memcmp(p->tickets[i].bytes, ticket, RDMA_TICKET_LEN) == 0) {
+			p->tickets[i].expires_ns = 0; /* one use */
+			ok = true;
+		}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+static int rdma_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc)
+{
+	struct peers *p = ctx;
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (g->chunk_size != cache_chunk_size(p->cache))
+		return -EINVAL;
+	struct cache_file *f = file_for(p, g);
+	if (!f)
+		return -ENOENT;
+	int rc = cache_serve_chunk(p->cache, f, g->chunk, g->flags & PROTO_GET_FILL, &dl, span,
+				   crc);
+	cache_file_put(p->cache, f);
+	return rc == -ENOENT ? rc : rc ? -EIO : 0;
+}
+
+static void rdma_unpin(void *ctx, struct cache_span *span)
+{
+	struct peers *p = ctx;
+	cache_read_done(p->cache, span, 1);
+}
+
 /* Waits until @fd is readable; false on stop. */
 static bool wait_request(struct peers *p, int fd)
 {
@@ -718,6 +878,8 @@ static void serve_loop(struct peers *p, struct peer *pe, int fd)
 								 hdr.len, &dl) : -EPROTO;
 		} else if (rc == 0 && hdr.type == PROTO_GET) {
 			rc = serve_get(p, pe, fd, &hdr, buf);
+		} else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0) {
+			rc = send_ticket(p, fd, hdr.req_id, &dl);
 		} else if (rc == 0) {
 			rc = -EPROTO;
 		}
@@ -884,9 +1046,42 @@ out_free:
 	return NULL;
 }
 
+/* RDMA, when configured and a device works; after daemonizing (verbs and fork do not mix). */
+static int rdma_start(struct peers *p)
+{
+	char err[512], host[256], port[16];
+	if (p->cfg->transport == TRANSPORT_TCP)
+		return 0;
+	void *base;
+	size_t len;
+	cache_slab_region(p->cache, &base, &len);
+	struct rdma_host h = { .pin = rdma_pin, .unpin = rdma_unpin,
+			       .ticket_ok = rdma_ticket_ok, .ctx = p };
+	p->rdma = rdma_ctx_new(p->cfg, base, len, &h, err, sizeof(err));
+	if (p->rdma && (tcp_split_hostport(p->cfg->listen, strlen(p->cfg->listen), host,
+					   sizeof(host), port, sizeof(port)) ||
+			rdma_ctx_listen(p->rdma, host, p->listen_port, err, sizeof(err)))) {
+		rdma_ctx_free(p->rdma);
+		p->rdma = NULL;
+	}
+	if (p->rdma) {
+		log_info("peers: RDMA on %s, port %u", rdma_ctx_device(p->rdma), p->listen_port);
+		return 0;
+	}
+	if (p->cfg->transport == TRANSPORT_RDMA) {
+		log_err("transport = rdma: %s", err);
+		return -ENODEV;
+	}
+	log_info("peers: %s", err);
+	return 0;
+}
+
 int peers_start(struct peers *p)
 {
-	int rc = pthread_create(&p->listener, NULL, listener_main, p);
+	int rc = rdma_start(p);
+	if (rc)
+		return rc;
+	rc = pthread_create(&p->listener, NULL, listener_main, p);
 	if (rc)
 		return -rc;
 	rc = pthread_create(&p->heartbeat, NULL, heartbeat_main, p);
@@ -926,6 +1121,7 @@ void peers_free(struct peers *p)
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->npeers; i++)
 		close_conns(p->peers[i].idle, p->peers[i].nidle);
+	rdma_ctx_free(p->rdma);
 	close(p->listen_fd);
 	if (!idle) /* a serving thread is stuck in a send: leave it the struct */
 		return;
@@ -954,13 +1150,37 @@ static const char *peer_state(const struct peer *pe, uint64_t now)
 	return pe->up ? "up" : "down";
 }
 
+/* The RDMA counters as one flat JSON member (mowsctl peers --json). */
+static void report_rdma(struct peers *p, FILE *out)
+{
+	if (!p->rdma) {
+		fputs("\"rdma\":null,", out);
+		return;
+	}
+	struct rdma_counters rc;
+	rdma_stats(p->rdma, &rc);
+	fprintf(out, "\"rdma\":{\"device\":\"%s\",\"reads_posted\":%" PRIu64
+		",\"bytes_read\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"fetch_errors\":%" PRIu64
+		",\"completion_errors\":%" PRIu64 ",\"conns_out\":%" PRIu64 ",\"conns_in\":%"
+		PRIu64 ",\"conns_refused\":%" PRIu64 ",\"leases_active\":%" PRIu64
+		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64 "},",
+		rdma_ctx_device(p->rdma), (uint64_t)rc.reads_posted, (uint64_t)rc.bytes_read,
+		(uint64_t)rc.fetches, (uint64_t)rc.fetch_errors, (uint64_t)rc.completion_errors,
+		(uint64_t)rc.conns_out, (uint64_t)rc.conns_in, (uint64_t)rc.conns_refused,
+		(uint64_t)rc.leases_active, (uint64_t)rc.leases_granted,
+		(uint64_t)rc.leases_expired);
+}
+
 void peers_report(struct peers *p, FILE *out, bool json)
 {
 	uint64_t now = mono_ns();
 	pthread_mutex_lock(&p->lock);
-	if (json)
-		fprintf(out, ". {\"node_id\":\"%s\",\"listen\":\"%s\",\"peers\":[", p->node_id,
+	if (json) {
+		fprintf(out, ". {\"node_id\":\"%s\",\"listen\":\"%s\",", p->node_id,
 			p->cfg->listen);
+		report_rdma(p, out);
+		fputs("\"peers\":[", out);
+	}
 	else
 		fprintf(out, ". node %s on %s\n. %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n",
 			p->node_id, p->cfg->listen, "NODE", "ADDRESS", "STATE", "TRANSPORT",
@@ -972,16 +1192,18 @@ void peers_report(struct peers *p, FILE *out, bool json)
 			continue;
 		if (json)
 			fprintf(out, "%s{\"node_id\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
-				"\"transport\":\"tcp\",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
+				"\"transport\":\"%s\",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
 				PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
 				",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
-				shown++ ? "," : "", pe->node_id, pe->addr, st, pe->bytes_in, pe->bytes_out,
+				shown++ ? "," : "", pe->node_id, pe->addr, st,
+				pe->transport ? pe->transport : "-", pe->bytes_in, pe->bytes_out,
 				pe->fetches, pe->served, pe->errors, pe->bad_crc,
 				pe->quarantine_until_ns > now ? "true" : "false");
 		else
 			fprintf(out, ". %-16s %-22s %-11s %-9s %10" PRIu64 " %10" PRIu64 " %8" PRIu64
 				" %6" PRIu64 " %6" PRIu64 "\n", pe->node_id[0] ? pe->node_id : "?",
-				pe->addr, st, "tcp", pe->bytes_in, pe->bytes_out, pe->fetches,
+				pe->addr, st, pe->transport ? pe->transport : "-", pe->bytes_in,
+				pe->bytes_out, pe->fetches,
 				pe->errors, pe->bad_crc);
 	}
 	if (json)

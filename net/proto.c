@@ -23,7 +23,7 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_PONG] = { "PONG", PROTO_PING_LEN, PROTO_PING_LEN },
 	[PROTO_GET] = { "GET", PROTO_GET_LEN, PROTO_GET_LEN },
 	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_LEN, UINT32_MAX },
-	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, UINT32_MAX },
+	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, PROTO_RDMA_TICKET_LEN },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -299,4 +299,24 @@ uint64_t proto_file_key(const char *relpath, uint64_t size, int64_t mtime_ns)
 	h = fnv1a64(h, &be_size, sizeof(be_size));
 	h = fnv1a64(h, &be_mtime, sizeof(be_mtime));
 	return fmix64(h);
+}
+
+void proto_rdma_ticket_encode(void *buf, const struct proto_rdma_ticket *in)
+{
+	struct proto_wire_rdma_ticket w = { .port = htobe16(in->port) };
+
+	memcpy(w.ticket, in->ticket, sizeof(w.ticket));
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_rdma_ticket_decode(const void *payload, size_t len, struct proto_rdma_ticket *out)
+{
+	struct proto_wire_rdma_ticket w;
+
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	out->port = be16toh(w.port);
+	memcpy(out->ticket, w.ticket, sizeof(out->ticket));
+	return 0;
 }

@@ -53,7 +53,7 @@ enum proto_type {
 	PROTO_PONG = 6,		/* struct proto_ping, the PING's timestamp echoed */
 	PROTO_GET = 7,		/* struct proto_get */
 	PROTO_DATA = 8,		/* struct proto_data, then the chunk bytes */
-	PROTO_RDMA_DESC = 9,	/* reserved for RDMA: payload defined by the RDMA transport */
+	PROTO_RDMA_DESC = 9,	/* request: empty; answer: struct proto_rdma_ticket */
 	PROTO_TYPE_MAX = PROTO_RDMA_DESC,
 };
 
@@ -118,12 +118,24 @@ struct proto_wire_data {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_data) == 12, "DATA fixed part is 12 bytes");
 
+/*
+ * RDMA_DESC answer: where and how to open an RDMA connection to the sender. port 0 means
+ * the sender has no RDMA; otherwise ticket is a one-use secret, valid for seconds, that the
+ * RDMA connect must carry (so only an authenticated peer reaches the slab's keys).
+ */
+struct proto_wire_rdma_ticket {
+	uint16_t port;
+	uint8_t ticket[32];
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_rdma_ticket) == 34, "RDMA ticket is 34 bytes");
+
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
 #define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
 #define PROTO_PING_LEN		((uint32_t)sizeof(struct proto_wire_ping))
 #define PROTO_GET_LEN		((uint32_t)sizeof(struct proto_wire_get))
 #define PROTO_DATA_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_data))
+#define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
 
 /* The largest payload any frame legitimately has before authentication (a HELLO). */
 #define PROTO_PREAUTH_MAX_PAYLOAD	PROTO_HELLO_MAX_LEN
@@ -182,6 +194,11 @@ struct proto_data {
 	uint32_t crc32;
 	uint32_t length;
 	const uint8_t *data;	/* set by decoders (into the payload, or NULL); not encoded */
+};
+
+struct proto_rdma_ticket {
+	uint16_t port;
+	uint8_t ticket[32];
 };
 
 /* ---- functions ---- */
@@ -254,6 +271,10 @@ int proto_data_decode(const void *payload, size_t len, struct proto_data *out);
  * then reads out->length bytes, which it must still check against out->crc32.
  */
 int proto_data_decode_fixed(const void *fixed, uint32_t payload_len, struct proto_data *out);
+
+/* RDMA_DESC answer payload. Writes PROTO_RDMA_TICKET_LEN bytes. */
+void proto_rdma_ticket_encode(void *buf, const struct proto_rdma_ticket *in);
+int proto_rdma_ticket_decode(const void *payload, size_t len, struct proto_rdma_ticket *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

@@ -1,0 +1,1038 @@
+/*
+ * rdma_pair: net/rdma.c against a real RDMA device (soft-RoCE in the test VM), with a fake
+ * host: a fake slab of chunk-sized slots that pin() fills with a pattern the reader can
+ * check, reusing unpinned slots as a cache would, so a chunk unpinned too early shows up
+ * as wrong bytes or a wrong CRC.
+ *
+ *   rdma_pair self ADDR PORT               the in-process suite (server and client context)
+ *   rdma_pair serve ADDR PORT CHUNK        a server; prints "ready", runs until killed
+ *   rdma_pair fetch ADDR PORT CHUNK N      fetches N chunks from a server and checks them
+ *   rdma_pair survive ADDR PORT CHUNK      fetches until the server is killed; checks that
+ *                                          the failure is fast and clean, then that
+ *                                          reconnecting fails without leaking
+ *   rdma_pair hold ADDR PORT CHUNK         fetches 2 chunks keeping their leases, prints
+ *                                          "holding" and waits to be killed
+ *
+ * CHUNK takes K/M suffixes. Output: one "ok NAME ..." or "FAIL NAME: ..." line per check,
+ * then "rdma_pair: N passed, M failed". Exit status 0 only when nothing failed.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/crc.h"
+#include "common/deadline.h"
+#include "common/log.h"
+#include "net/rdma.h"
+
+#define MAX_SLOTS 8
+#define KEY_ENOENT 0xe0e0e0e0ull   /* pin() says -ENOENT */
+#define KEY_EIO 0xe1e1e1e1ull      /* pin() says -EIO */
+#define KEY_SLOW 0x51515151ull     /* pin() takes 2 s */
+#define FETCH_MS 20000
+
+static unsigned passed, failed;
+
+static void ok(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void ok(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	printf("ok %s", name);
+	if (fmt) {
+		va_start(ap, fmt);
+		putchar(' ');
+		vprintf(fmt, ap);
+		va_end(ap);
+	}
+	putchar('\n');
+	passed++;
+}
+
+static void fail(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	printf("FAIL %s: ", name);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	failed++;
+}
+
+static const uint8_t good_ticket[RDMA_TICKET_LEN] = {
+	0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+	0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x01,
+};
+
+/* ---- the pattern a chunk holds: 8-byte words of a hash of (file key, word index) ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb93e1a85ec53ull;
+	return x ^ (x >> 33);
+}
+
+static void pattern_fill(uint8_t *dst, uint64_t key, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		uint64_t w = mix64(key * 0x9e3779b97f4a7c15ull + (off + i) / 8);
+		size_t k = (off + i) % 8, n = 8 - k < len - i ? 8 - k : len - i;
+		memcpy(dst + i, (uint8_t *)&w + k, n);
+		i += n;
+	}
+}
+
+/* Returns the offset of the first wrong byte, or -1. */
+static long pattern_check(const uint8_t *p, uint64_t key, uint64_t off, size_t len)
+{
+	uint8_t buf[4096];
+	for (size_t i = 0; i < len; i += sizeof(buf)) {
+		size_t n = len - i < sizeof(buf) ? len - i : sizeof(buf);
+		pattern_fill(buf, key, off + i, n);
+		if (memcmp(buf, p + i, n))
+			for (size_t k = 0; k < n; k++)
+				if (buf[k] != p[i + k])
+					return (long)(i + k);
+	}
+	return -1;
+}
+
+/* ---- the fake host ---- */
+
+struct fake {
+	pthread_mutex_t lock;
+	uint8_t *slab;
+	size_t slot_size;
+	unsigned nslots, next;
+	bool valid[MAX_SLOTS];
+	uint64_t key[MAX_SLOTS], chunk[MAX_SLOTS];
+	size_t len[MAX_SLOTS];
+	uint32_t crc[MAX_SLOTS];
+	unsigned pins[MAX_SLOTS];
+	uint64_t pinned, unpinned, fills, tickets_checked; /* protected by lock */
+};
+
+static int fake_init(struct fake *f, size_t slot_size, unsigned nslots)
+{
+	memset(f, 0, sizeof(*f));
+	pthread_mutex_init(&f->lock, NULL);
+	f->slot_size = slot_size;
+	f->nslots = nslots;
+	f->slab = aligned_alloc(4096, slot_size * nslots);
+	if (!f->slab)
+		return -ENOMEM;
+	memset(f->slab, 0, slot_size * nslots);
+	return 0;
+}
+
+static void fake_release(struct fake *f)
+{
+	free(f->slab);
+	pthread_mutex_destroy(&f->lock);
+}
+
+static int fake_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc)
+{
+	struct fake *f = ctx;
+	if (g->file_key == KEY_ENOENT)
+		return -ENOENT;
+	if (g->file_key == KEY_EIO)
+		return -EIO;
+	if (g->file_key == KEY_SLOW)
+		usleep(2000000);
+	if (g->chunk_size != f->slot_size)
+		return -EINVAL;
+	uint64_t off = g->chunk * g->chunk_size;
+	size_t len = g->file_size - off < g->chunk_size ? g->file_size - off : g->chunk_size;
+	pthread_mutex_lock(&f->lock);
+	unsigned s;
+	for (s = 0; s < f->nslots; s++)
+		if (f->valid[s] && f->key[s] == g->file_key && f->chunk[s] == g->chunk)
+			break;
+	if (s == f->nslots) {
+		/* A miss: reuse an unpinned slot, as the cache evicts. */
+		for (unsigned k = 0; k < f->nslots && s == f->nslots; k++) {
+			unsigned c = (f->next + k) % f->nslots;
+			if (!f->pins[c])
+				s = c;
+		}
+		if (s == f->nslots) {
+			pthread_mutex_unlock(&f->lock);
+			return -EBUSY;
+		}
+		f->next = (s + 1) % f->nslots;
+		uint8_t *p = f->slab + s * f->slot_size;
+		pattern_fill(p, g->file_key, off, len);
+		f->crc[s] = mows_crc32(0, p, len);
+		f->valid[s] = true;
+		f->key[s] = g->file_key;
+		f->chunk[s] = g->chunk;
+		f->len[s] = len;
+		f->fills++;
+	}
+	f->pins[s]++;
+	f->pinned++;
+	*span = (struct cache_span){ .data = f->slab + s * f->slot_size, .len = f->len[s],
+				     .slot = s };
+	*crc = f->crc[s];
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static void fake_unpin(void *ctx, struct cache_span *span)
+{
+	struct fake *f = ctx;
+	pthread_mutex_lock(&f->lock);
+	if (span->slot < f->nslots && f->pins[span->slot])
+		f->pins[span->slot]--;
+	else
+		fprintf(stderr, "rdma_pair: unpin of slot %u that is not pinned\n", span->slot);
+	f->unpinned++;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static bool fake_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN])
+{
+	struct fake *f = ctx;
+	pthread_mutex_lock(&f->lock);
+	f->tickets_checked++;
+	pthread_mutex_unlock(&f->lock);
+	return !memcmp(ticket, good_ticket, RDMA_TICKET_LEN);
+}
+
+static void fake_counts(struct fake *f, uint64_t *pinned, uint64_t *unpinned)
+{
+	pthread_mutex_lock(&f->lock);
+	*pinned = f->pinned;
+	*unpinned = f->unpinned;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* ---- plumbing ---- */
+
+struct side {
+	struct mows_config cfg;
+	struct fake fake;
+	struct rdma_ctx *r;
+};
+
+static int side_init(struct side *s, size_t chunk, unsigned slots)
+{
+	char err[512];
+	config_defaults(&s->cfg);
+	if (fake_init(&s->fake, chunk, slots))
+		return -ENOMEM;
+	struct rdma_host host = { .pin = fake_pin, .unpin = fake_unpin,
+				  .ticket_ok = fake_ticket_ok, .ctx = &s->fake };
+	s->r = rdma_ctx_new(&s->cfg, s->fake.slab, chunk * slots, &host, err, sizeof(err));
+	if (!s->r) {
+		fprintf(stderr, "rdma_pair: rdma_ctx_new: %s\n", err);
+		return -errno;
+	}
+	return 0;
+}
+
+static struct sockaddr_in addr_of(const char *ip, unsigned port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, ip, &sa.sin_addr);
+	return sa;
+}
+
+static struct transport_conn *dial(struct side *cl, const char *ip, unsigned port,
+				   const uint8_t *ticket, int ms)
+{
+	struct sockaddr_in sa = addr_of(ip, port);
+	struct deadline dl = deadline_in_ms(ms);
+	return rdma_ctx_connect(cl->r, (struct sockaddr *)&sa, sizeof(sa),
+				ticket ? ticket : good_ticket, &dl);
+}
+
+static size_t chunk_len(uint64_t file_size, uint64_t chunk, size_t chunk_size)
+{
+	uint64_t off = chunk * chunk_size;
+	return file_size - off < chunk_size ? file_size - off : chunk_size;
+}
+
+/* Fetches one chunk into client slot @slot and checks bytes and CRC. Returns 0 or -errno;
+ * a wrong byte or CRC is -EBADMSG with the detail in @why. */
+static int fetch_check(struct side *cl, struct transport_conn *c, uint64_t key,
+		       uint64_t file_size, uint64_t chunk, unsigned slot, int ms, char *why,
+		       size_t whylen)
+{
+	size_t cs = cl->fake.slot_size, len = chunk_len(file_size, chunk, cs);
+	uint8_t *dst = cl->fake.slab + slot * cs;
+	struct transport_chunk_req req = { .file_key = key, .file_size = file_size,
+					   .mtime_ns = 1, .chunk = chunk,
+					   .chunk_size = (uint32_t)cs, .fill = true };
+	struct deadline dl = deadline_in_ms(ms);
+	uint32_t crc = 0;
+	memset(dst, 0xee, len);
+	int rc = rdma_transport.fetch(c, &req, dst, len, &crc, &dl);
+	if (rc) {
+		snprintf(why, whylen, "fetch of chunk %llu: %s", (unsigned long long)chunk,
+			 strerror(-rc));
+		return rc;
+	}
+	long bad = pattern_check(dst, key, chunk * cs, len);
+	uint32_t got = mows_crc32(0, dst, len);
+	if (bad >= 0 || got != crc) {
+		snprintf(why, whylen, "chunk %llu: first wrong byte at %ld, crc %08x, sent %08x",
+			 (unsigned long long)chunk, bad, got, crc);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* The open fd count once it has stopped changing (connections of this process's own
+ * server may still be going away). */
+static unsigned stable_fds(void)
+{
+	unsigned n = open_fds(), same = 0;
+	for (int i = 0; i < 60 && same < 4; i++) {
+		usleep(50000);
+		unsigned m = open_fds();
+		same = m == n ? same + 1 : 0;
+		n = m;
+	}
+	return n;
+}
+
+/* Waits up to 3 s for the open fd count to come back to @want (a serving thread of this
+ * process may still be tearing a connection down); returns the last count. */
+static unsigned fds_back_to(unsigned want)
+{
+	unsigned n = open_fds();
+	for (int i = 0; i < 60 && n != want; i++) {
+		usleep(50000);
+		n = open_fds();
+	}
+	return n;
+}
+
+/* Waits up to @ms for the server's leases to drop to 0 and pins to match unpins. */
+static bool settled(struct side *sv, int ms, struct rdma_counters *st)
+{
+	struct deadline dl = deadline_in_ms(ms);
+	uint64_t pinned, unpinned;
+	do {
+		rdma_stats(sv->r, st);
+		fake_counts(&sv->fake, &pinned, &unpinned);
+		if (!st->leases_active && pinned == unpinned)
+			return true;
+		usleep(50000);
+	} while (!deadline_passed(&dl));
+	return false;
+}
+
+static size_t parse_size(const char *s)
+{
+	uint64_t v = 0;
+	if (config_parse_size(s, &v) || !v) {
+		fprintf(stderr, "rdma_pair: bad size '%s'\n", s);
+		exit(2);
+	}
+	return (size_t)v;
+}
+
+/* ---- the in-process suite ---- */
+
+struct worker {
+	struct side *cl;
+	const char *ip;
+	unsigned port, slot;
+	uint64_t key;
+	int rc;
+	char why[256];
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct transport_conn *c = dial(w->cl, w->ip, w->port, NULL, 10000);
+	if (!c) {
+		w->rc = -errno;
+		snprintf(w->why, sizeof(w->why), "connect: %s", strerror(errno));
+		return NULL;
+	}
+	for (uint64_t k = 0; k < 12 && !w->rc; k++)
+		w->rc = fetch_check(w->cl, c, w->key, 6 * w->cl->fake.slot_size, k % 6, w->slot,
+				    FETCH_MS, w->why, sizeof(w->why));
+	rdma_transport.close(c);
+	return NULL;
+}
+
+static void self_basic(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	size_t cs = cl->fake.slot_size;
+	char why[256];
+	struct rdma_counters before, after, st;
+	int rc = 0;
+
+	rdma_stats(cl->r, &before);
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("connect", "%s", strerror(errno));
+		return;
+	}
+	ok("connect", "device %s", rdma_ctx_device(cl->r));
+
+	/* A file of 3.5 chunks: the last chunk is short. */
+	uint64_t size = 3 * cs + cs / 2 + 13;
+	for (uint64_t k = 0; k < 4 && !rc; k++)
+		rc = fetch_check(cl, c, 0x1234, size, k, (unsigned)(k % 2), FETCH_MS, why,
+				 sizeof(why));
+	rdma_stats(cl->r, &after);
+	uint64_t reads = after.reads_posted - before.reads_posted;
+	uint64_t bytes = after.bytes_read - before.bytes_read;
+	if (rc)
+		fail("fetch_file", "%s", why);
+	else if (bytes != size || reads < (size + (1u << 20) - 1) >> 20)
+		fail("fetch_file", "%llu bytes in %llu READs for a %llu-byte file",
+		     (unsigned long long)bytes, (unsigned long long)reads, (unsigned long long)size);
+	else
+		ok("fetch_file", "%llu bytes in 4 chunks, %llu RDMA READs",
+		   (unsigned long long)bytes, (unsigned long long)reads);
+
+	/* More chunks than the server has slots: its slots are reused between leases. */
+	rc = 0;
+	for (uint64_t k = 0; k < 24 && !rc; k++)
+		rc = fetch_check(cl, c, 0x777 + k % 3, 5 * cs, (k * 7) % 5, 0, FETCH_MS, why,
+				 sizeof(why));
+	if (rc)
+		fail("slot_reuse", "%s", why);
+	else
+		ok("slot_reuse", "24 chunks of 15 through %u server slots", sv->fake.nslots);
+
+	/* The server's status comes back, and the connection stays usable. */
+	struct transport_chunk_req req = { .file_key = KEY_ENOENT, .file_size = cs,
+					   .chunk_size = (uint32_t)cs };
+	struct deadline dl = deadline_in_ms(FETCH_MS);
+	uint32_t crc;
+	int r1 = rdma_transport.fetch(c, &req, cl->fake.slab, cs, &crc, &dl);
+	req.file_key = KEY_EIO;
+	int r2 = rdma_transport.fetch(c, &req, cl->fake.slab, cs, &crc, &dl);
+	rc = fetch_check(cl, c, 0x99, cs, 0, 1, FETCH_MS, why, sizeof(why));
+	if (r1 != -ENOENT || r2 != -EIO || rc)
+		fail("status", "ENOENT key: %d, EIO key: %d, then %s", r1, r2, rc ? why : "ok");
+	else
+		ok("status", "-ENOENT and -EIO passed through; connection still works");
+
+	/* A destination outside the registered slab is refused before anything is sent. */
+	uint8_t *outside = malloc(cs);
+	req.file_key = 0x99;
+	r1 = outside ? rdma_transport.fetch(c, &req, outside, cs, &crc, &dl) : -ENOMEM;
+	r2 = rdma_transport.fetch(c, &req, cl->fake.slab + cl->fake.nslots * cs - 8, 16, &crc, &dl);
+	free(outside);
+	rc = fetch_check(cl, c, 0x99, cs, 0, 0, FETCH_MS, why, sizeof(why));
+	if (r1 != -EINVAL || r2 != -EINVAL || rc)
+		fail("dst_outside_mr", "outside: %d, straddling: %d, then %s", r1, r2,
+		     rc ? why : "ok");
+	else
+		ok("dst_outside_mr", "-EINVAL; connection still works");
+
+	if (!settled(sv, 3000, &st))
+		fail("leases_released", "%llu leases still active after RELEASE",
+		     (unsigned long long)st.leases_active);
+	else
+		ok("leases_released", "%llu granted, 0 active, pins == unpins",
+		   (unsigned long long)st.leases_granted);
+
+	/* A length that disagrees with the server's: protocol error, connection broken,
+	 * lease still released. */
+	req.file_key = 0x99;
+	req.file_size = cs;
+	r1 = rdma_transport.fetch(c, &req, cl->fake.slab, cs - 1, &crc, &dl);
+	r2 = rdma_transport.fetch(c, &req, cl->fake.slab, cs, &crc, &dl);
+	bool clean = settled(sv, 5000, &st);
+	if (r1 != -EPROTO || r2 == 0 || !clean)
+		fail("length_mismatch", "first %d, then %d, leases active %llu", r1, r2,
+		     (unsigned long long)st.leases_active);
+	else
+		ok("length_mismatch", "-EPROTO, connection broken (%s), no lease left",
+		   strerror(-r2));
+	rdma_transport.close(c);
+}
+
+static void self_refusals(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	uint8_t bad[RDMA_TICKET_LEN];
+	struct rdma_counters st0, st;
+	memcpy(bad, good_ticket, sizeof(bad));
+	bad[0] ^= 1;
+
+	rdma_stats(sv->r, &st0);
+	struct transport_conn *c = dial(cl, ip, port, bad, 10000);
+	int e = errno;
+	rdma_stats(sv->r, &st);
+	if (c || e != EACCES || st.conns_refused != st0.conns_refused + 1 ||
+	    st.leases_granted != st0.leases_granted)
+		fail("bad_ticket", "connect %s (%s), refused %llu", c ? "succeeded" : "failed",
+		     strerror(e), (unsigned long long)(st.conns_refused - st0.conns_refused));
+	else
+		ok("bad_ticket", "refused with EACCES; no lease, no key");
+	if (c)
+		rdma_transport.close(c);
+
+	uint64_t t0 = mono_ns();
+	c = dial(cl, ip, port + 1, NULL, 10000);
+	e = errno;
+	uint64_t ms = (mono_ns() - t0) / 1000000;
+	if (c || ms > 5000)
+		fail("no_listener", "connect %s (%s) after %llu ms", c ? "succeeded" : "failed",
+		     strerror(e), (unsigned long long)ms);
+	else
+		ok("no_listener", "%s after %llu ms", strerror(e), (unsigned long long)ms);
+	if (c)
+		rdma_transport.close(c);
+
+	/* Failed connections leave nothing behind. */
+	unsigned fds0 = stable_fds();
+	for (int i = 0; i < 20; i++) {
+		c = dial(cl, ip, i % 2 ? port + 1 : port, bad, 5000);
+		if (c)
+			rdma_transport.close(c);
+	}
+	unsigned fds1 = fds_back_to(fds0);
+	if (fds1 != fds0)
+		fail("failed_connects_no_leak", "%u open fds before, %u after 20", fds0, fds1);
+	else
+		ok("failed_connects_no_leak", "%u fds before and after 20 refused connects", fds0);
+}
+
+static void self_leases(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256];
+	struct rdma_counters st0, st;
+	int rc = 0;
+
+	/* A requester that never releases: its leases expire and are unpinned. */
+	rdma_ctx_test_lease_ms(sv->r, 400);
+	rdma_stats(sv->r, &st0);
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("lease_expiry", "connect: %s", strerror(errno));
+		return;
+	}
+	rdma_conn_test_keep_leases(c);
+	for (uint64_t k = 0; k < 2 && !rc; k++)
+		rc = fetch_check(cl, c, 0x4242, 2 * cl->fake.slot_size, k, (unsigned)k, FETCH_MS,
+				 why, sizeof(why));
+	bool clean = settled(sv, 4000, &st);
+	if (rc || !clean || st.leases_expired - st0.leases_expired < 2)
+		fail("lease_expiry", "%s; active %llu, expired %llu", rc ? why : "fetched",
+		     (unsigned long long)st.leases_active,
+		     (unsigned long long)(st.leases_expired - st0.leases_expired));
+	else
+		ok("lease_expiry", "2 unreleased leases expired and were unpinned");
+	rdma_transport.close(c);
+
+	/* A requester may hold only a few leases at once; the rest are refused (EBUSY ->
+	 * -EIO) and a disconnect ends the ones it holds. */
+	rdma_ctx_test_lease_ms(sv->r, 60000);
+	c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("lease_limit", "connect: %s", strerror(errno));
+		return;
+	}
+	rdma_conn_test_keep_leases(c);
+	unsigned got = 0;
+	for (uint64_t k = 0; k < 5; k++) {
+		rc = fetch_check(cl, c, 0x5151 + k, cl->fake.slot_size, 0, 0, FETCH_MS, why,
+				 sizeof(why));
+		if (rc)
+			break;
+		got++;
+	}
+	rdma_stats(sv->r, &st);
+	uint64_t active = st.leases_active;
+	rdma_transport.close(c);
+	clean = settled(sv, 4000, &st);
+	if (got != 4 || rc != -EIO || active != 4 || !clean)
+		fail("lease_limit", "%u granted then %d, %llu active; after close %llu active", got,
+		     rc, (unsigned long long)active, (unsigned long long)st.leases_active);
+	else
+		ok("lease_limit", "4 leases, the 5th refused; the disconnect released all 4");
+	rdma_ctx_test_lease_ms(sv->r, 10000);
+}
+
+static void self_timeout(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256];
+	struct rdma_counters st;
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("deadline", "connect: %s", strerror(errno));
+		return;
+	}
+	uint64_t t0 = mono_ns();
+	int rc = fetch_check(cl, c, KEY_SLOW, cl->fake.slot_size, 0, 0, 500, why, sizeof(why));
+	uint64_t ms = (mono_ns() - t0) / 1000000;
+	int rc2 = fetch_check(cl, c, 0x99, cl->fake.slot_size, 0, 0, 500, why, sizeof(why));
+	rdma_transport.close(c);
+	bool clean = settled(sv, 8000, &st);
+	if (rc != -ETIMEDOUT || ms > 1500 || rc2 == 0 || !clean)
+		fail("deadline", "slow pin gave %d after %llu ms, then %d; leases %llu", rc,
+		     (unsigned long long)ms, rc2, (unsigned long long)st.leases_active);
+	else
+		ok("deadline", "-ETIMEDOUT after %llu ms (deadline 500), connection broken, the "
+		   "late lease released", (unsigned long long)ms);
+}
+
+/*
+ * A deadline that passes while READs are in flight: fetch() returns -ETIMEDOUT, and once it
+ * has returned nothing writes into the destination any more (the slot may be reused at
+ * once). The deadlines are stepped in 1 ms from a quarter of a measured fetch's time until
+ * three land in the middle of the READs.
+ */
+static void self_deadline_mid_read(struct side *sv, struct side *cl, const char *ip,
+				   unsigned port)
+{
+	size_t cs = cl->fake.slot_size;
+	uint8_t *dst = cl->fake.slab + 3 * cs, *snap = malloc(cs);
+	struct rdma_counters a, b, st;
+	struct transport_chunk_req req = { .file_key = 0xabc, .file_size = cs,
+					   .chunk_size = (uint32_t)cs };
+	uint32_t crc;
+	int hits = 0, late_writes = 0, tries = 0, early = 0, done = 0, other = 0;
+
+	/* Warm the server's slot so that the time goes into the READs, and time a fetch. */
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	struct deadline dl = deadline_in_ms(FETCH_MS);
+	int rc = c && snap ? rdma_transport.fetch(c, &req, dst, cs, &crc, &dl) : -ENOMEM;
+	uint64_t t0 = mono_ns();
+	if (rc == 0)
+		rc = rdma_transport.fetch(c, &req, dst, cs, &crc, &dl);
+	if (rc) {
+		fail("deadline_mid_read", "setup failed: %s", strerror(-rc));
+		if (c)
+			rdma_transport.close(c);
+		free(snap);
+		return;
+	}
+	int full_ms = (int)((mono_ns() - t0) / 1000000) + 1;
+	for (int ms = 1; ms <= 2 * full_ms + 20 && hits < 3; ms++, tries++) {
+		dl = deadline_in_ms(ms);
+		memset(dst, 0xee, cs);
+		rdma_stats(cl->r, &a);
+		rc = rdma_transport.fetch(c, &req, dst, cs, &crc, &dl);
+		rdma_stats(cl->r, &b);
+		memcpy(snap, dst, cs);
+		if (rc == -ETIMEDOUT && b.reads_posted > a.reads_posted &&
+		    b.bytes_read - a.bytes_read < cs) {
+			usleep(300000);
+			late_writes += memcmp(snap, dst, cs) != 0;
+			hits++;
+		} else if (rc == -ETIMEDOUT) {
+			early++;
+		} else if (rc == 0) {
+			done++;
+			continue;
+		} else {
+			other++;
+		}
+		rdma_transport.close(c);
+		c = dial(cl, ip, port, NULL, 10000);
+		if (!c)
+			break;
+	}
+	if (c)
+		rdma_transport.close(c);
+	free(snap);
+	bool clean = settled(sv, 5000, &st);
+	if (late_writes || !hits || !clean)
+		fail("deadline_mid_read", "a warm fetch takes %d ms; %d tries: %d timed out during "
+		     "READs (%d of them with writes after fetch() returned), %d before, %d "
+		     "completed, %d other errors; leases %llu", full_ms, tries, hits, late_writes,
+		     early, done, other, (unsigned long long)st.leases_active);
+	else
+		ok("deadline_mid_read", "a warm fetch takes %d ms; %d of %d deadlines passed during "
+		   "the READs, and no byte changed after fetch() returned", full_ms, hits, tries);
+}
+
+static void self_churn(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256] = "";
+	struct rdma_counters st;
+	unsigned fds0 = stable_fds(), n = 0;
+	int rc = 0;
+	for (; n < 30 && !rc; n++) {
+		struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+		if (!c) {
+			rc = -errno;
+			snprintf(why, sizeof(why), "connect %u: %s", n, strerror(errno));
+			break;
+		}
+		rc = fetch_check(cl, c, 0x600 + n, cl->fake.slot_size, 0, 0, FETCH_MS, why,
+				 sizeof(why));
+		rdma_transport.close(c);
+	}
+	unsigned fds1 = fds_back_to(fds0);
+	bool clean = settled(sv, 3000, &st);
+	if (rc || fds1 != fds0 || !clean)
+		fail("churn", "%s; fds %u -> %u; leases %llu", rc ? why : "fetched", fds0, fds1,
+		     (unsigned long long)st.leases_active);
+	else
+		ok("churn", "30 x connect/fetch/close, %u fds before and after", fds0);
+}
+
+static void self_parallel(struct side *cl, const char *ip, unsigned port)
+{
+	struct worker w[4];
+	pthread_t t[4];
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct worker){ .cl = cl, .ip = ip, .port = port, .slot = i,
+					.key = 0xa000 + i };
+		pthread_create(&t[i], NULL, worker_main, &w[i]);
+	}
+	int bad = -1;
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		if (w[i].rc && bad < 0)
+			bad = (int)i;
+	}
+	if (bad >= 0)
+		fail("parallel", "worker %d: %s", bad, w[bad].why);
+	else
+		ok("parallel", "4 connections x 12 chunks at once");
+}
+
+/* A registration over the memlock limit says what to change. Root has CAP_IPC_LOCK, which
+ * ignores the limit, so the child becomes nobody first. */
+static void self_memlock(void)
+{
+	int pfd[2];
+	char msg[600] = "";
+	if (pipe(pfd)) {
+		fail("memlock_message", "pipe: %s", strerror(errno));
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { 64 << 10, 64 << 10 };
+		struct mows_config cfg;
+		struct rdma_host host = { 0 };
+		char err[512] = "";
+		int e = 0;
+		config_defaults(&cfg);
+		size_t len = 8u << 20;
+		void *slab = aligned_alloc(4096, len);
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) || setgid(65534) || setuid(65534)) {
+			snprintf(err, sizeof(err), "setup: %s", strerror(errno));
+		} else {
+			memset(slab, 1, len);
+			struct rdma_ctx *r = rdma_ctx_new(&cfg, slab, len, &host, err, sizeof(err));
+			e = r ? 0 : errno;
+			if (r)
+				snprintf(err, sizeof(err), "registered 8 MiB over a 64 KiB limit");
+			rdma_ctx_free(r);
+		}
+		dprintf(pfd[1], "%d %s", e, err);
+		_exit(0);
+	}
+	close(pfd[1]);
+	ssize_t n = read(pfd[0], msg, sizeof(msg) - 1);
+	close(pfd[0]);
+	waitpid(pid, NULL, 0);
+	msg[n > 0 ? n : 0] = '\0';
+	int e = atoi(msg);
+	if ((e == ENOMEM || e == EPERM) && strstr(msg, "memlock") && strstr(msg, "unlimited"))
+		ok("memlock_message", "%s", strchr(msg, ' ') + 1);
+	else if (e == EACCES && strstr(msg, "rdma"))
+		ok("memlock_message", "(nobody may not open the device here: %s)", msg);
+	else
+		fail("memlock_message", "errno %d: %s", e, msg);
+}
+
+/* rdma_ctx_free() with a connected, idle requester: bounded, and the requester then fails
+ * fast instead of waiting for its deadline. */
+static void self_free_server(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256];
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("free_server", "connect: %s", strerror(errno));
+		return;
+	}
+	int rc = fetch_check(cl, c, 0x31, cl->fake.slot_size, 0, 0, FETCH_MS, why, sizeof(why));
+	uint64_t t0 = mono_ns();
+	rdma_ctx_free(sv->r);
+	sv->r = NULL;
+	uint64_t free_ms = (mono_ns() - t0) / 1000000;
+	uint64_t pinned, unpinned;
+	fake_counts(&sv->fake, &pinned, &unpinned);
+	usleep(200000);
+	t0 = mono_ns();
+	int rc2 = fetch_check(cl, c, 0x31, cl->fake.slot_size, 0, 0, FETCH_MS, why, sizeof(why));
+	uint64_t fail_ms = (mono_ns() - t0) / 1000000;
+	rdma_transport.close(c);
+	if (rc || free_ms > 5000 || pinned != unpinned || rc2 == 0 || fail_ms > 5000)
+		fail("free_server", "fetch %d; free took %llu ms; pins %llu/%llu; next fetch %d "
+		     "after %llu ms", rc, (unsigned long long)free_ms, (unsigned long long)pinned,
+		     (unsigned long long)unpinned, rc2, (unsigned long long)fail_ms);
+	else
+		ok("free_server", "freed in %llu ms with a peer connected; its next fetch: %s "
+		   "after %llu ms", (unsigned long long)free_ms, strerror(-rc2),
+		   (unsigned long long)fail_ms);
+}
+
+static int run_self(const char *ip, unsigned port)
+{
+	struct side sv, cl;
+	char err[512];
+	size_t cs = 4u << 20;
+
+	if (side_init(&sv, cs, 6) || side_init(&cl, cs, 4)) {
+		fail("setup", "no usable RDMA device");
+		return 1;
+	}
+	/* The RDMA listener and a TCP listener share the port number: rdma_cm has its own
+	 * port space. */
+	struct sockaddr_in sa = addr_of(ip, port);
+	int one = 1, tcp = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(tcp, (struct sockaddr *)&sa, sizeof(sa)) || listen(tcp, 1))
+		fail("tcp_same_port", "TCP bind %s:%u: %s", ip, port, strerror(errno));
+	if (rdma_ctx_listen(sv.r, ip, (uint16_t)port, err, sizeof(err))) {
+		fail("listen", "%s", err);
+		return 1;
+	}
+	ok("listen", "RDMA and TCP both on %s:%u", ip, port);
+	self_refusals(&sv, &cl, ip, port);
+	self_basic(&sv, &cl, ip, port);
+	self_leases(&sv, &cl, ip, port);
+	self_timeout(&sv, &cl, ip, port);
+	self_deadline_mid_read(&sv, &cl, ip, port);
+	self_churn(&sv, &cl, ip, port);
+	self_parallel(&cl, ip, port);
+	self_memlock();
+	self_free_server(&sv, &cl, ip, port);
+	close(tcp);
+	struct rdma_counters st;
+	rdma_stats(cl.r, &st);
+	printf("rdma_pair: client counters: reads_posted %llu, bytes_read %llu, fetches %llu, "
+	       "fetch_errors %llu, completion_errors %llu, conns_out %llu\n",
+	       (unsigned long long)st.reads_posted, (unsigned long long)st.bytes_read,
+	       (unsigned long long)st.fetches, (unsigned long long)st.fetch_errors,
+	       (unsigned long long)st.completion_errors, (unsigned long long)st.conns_out);
+	rdma_ctx_free(cl.r);
+	fake_release(&sv.fake);
+	fake_release(&cl.fake);
+	return 0;
+}
+
+/* ---- the two-process modes ---- */
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	quit = 1;
+}
+
+static int run_serve(const char *ip, unsigned port, size_t cs)
+{
+	struct side sv;
+	char err[512];
+	if (side_init(&sv, cs, 3))
+		return 1;
+	if (rdma_ctx_listen(sv.r, ip, (uint16_t)port, err, sizeof(err))) {
+		fprintf(stderr, "rdma_pair: %s\n", err);
+		return 1;
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	printf("ready\n");
+	fflush(stdout);
+	while (!quit)
+		pause();
+	struct rdma_counters st;
+	uint64_t pinned, unpinned;
+	rdma_stats(sv.r, &st);
+	fake_counts(&sv.fake, &pinned, &unpinned);
+	printf("rdma_pair: server: %llu connections, %llu leases granted, %llu active, "
+	       "%llu expired; %llu pins, %llu unpins\n", (unsigned long long)st.conns_in,
+	       (unsigned long long)st.leases_granted, (unsigned long long)st.leases_active,
+	       (unsigned long long)st.leases_expired, (unsigned long long)pinned,
+	       (unsigned long long)unpinned);
+	rdma_ctx_free(sv.r);
+	fake_release(&sv.fake);
+	return 0;
+}
+
+static int run_fetch(const char *ip, unsigned port, size_t cs, unsigned count)
+{
+	struct side cl;
+	char why[256];
+	int rc = 0;
+	if (side_init(&cl, cs, 2))
+		return 1;
+	struct transport_conn *c = dial(&cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("fetch", "connect: %s", strerror(errno));
+		return 1;
+	}
+	uint64_t t0 = mono_ns();
+	for (unsigned k = 0; k < count && !rc; k++)
+		rc = fetch_check(&cl, c, 0xf00d, (uint64_t)count * cs - 1, k, k % 2, FETCH_MS, why,
+				 sizeof(why));
+	uint64_t ms = (mono_ns() - t0) / 1000000;
+	struct rdma_counters st;
+	rdma_stats(cl.r, &st);
+	if (rc)
+		fail("fetch", "%s", why);
+	else
+		ok("fetch", "%u chunks of %zu bytes (the last one short) in %llu ms, %llu READs, "
+		   "%llu bytes, completion errors %llu", count, cs, (unsigned long long)ms,
+		   (unsigned long long)st.reads_posted, (unsigned long long)st.bytes_read,
+		   (unsigned long long)st.completion_errors);
+	rdma_transport.close(c);
+	rdma_ctx_free(cl.r);
+	fake_release(&cl.fake);
+	return 0;
+}
+
+static int run_survive(const char *ip, unsigned port, size_t cs)
+{
+	struct side cl;
+	char why[256] = "";
+	int rc = 0;
+	unsigned done = 0;
+	uint64_t t0 = 0;
+	if (side_init(&cl, cs, 2))
+		return 1;
+	struct transport_conn *c = dial(&cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("survive", "connect: %s", strerror(errno));
+		return 1;
+	}
+	printf("fetching\n");
+	fflush(stdout);
+	/* Kept going until the server dies; each fetch has a 60 s deadline, so a hang would
+	 * show as a slow failure rather than a fast one. */
+	for (uint64_t k = 0; !rc && done < 10000; k++) {
+		t0 = mono_ns();
+		rc = fetch_check(&cl, c, 0xdead, 1000 * (uint64_t)cs, k % 1000, (unsigned)(k % 2),
+				 60000, why, sizeof(why));
+		done += rc == 0;
+	}
+	uint64_t ms = (mono_ns() - t0) / 1000000;
+	struct rdma_counters st;
+	rdma_stats(cl.r, &st);
+	rdma_transport.close(c);
+	if (rc == -EBADMSG)
+		fail("server_killed", "wrong bytes: %s", why);
+	else if (rc != -ECONNRESET && rc != -EIO)
+		fail("server_killed", "after %u chunks: %s after %llu ms", done, strerror(-rc),
+		     (unsigned long long)ms);
+	else if (ms > 10000)
+		fail("server_killed", "%s only after %llu ms", strerror(-rc), (unsigned long long)ms);
+	else
+		ok("server_killed", "%u chunks good, then %s after %llu ms in the interrupted "
+		   "fetch (%llu READs posted, %llu completion errors)", done, strerror(-rc),
+		   (unsigned long long)ms, (unsigned long long)st.reads_posted,
+		   (unsigned long long)st.completion_errors);
+	/* The server is gone: connecting fails within its deadline and leaks nothing. */
+	unsigned fds0 = open_fds(), refused = 0;
+	uint64_t worst = 0;
+	for (int i = 0; i < 10; i++) {
+		uint64_t t = mono_ns();
+		c = dial(&cl, ip, port, NULL, 3000);
+		uint64_t took = (mono_ns() - t) / 1000000;
+		worst = took > worst ? took : worst;
+		if (c)
+			rdma_transport.close(c);
+		else
+			refused++;
+	}
+	unsigned fds1 = open_fds();
+	if (refused != 10 || fds1 != fds0 || worst > 4000)
+		fail("reconnect_dead_server", "%u of 10 refused, fds %u -> %u, slowest %llu ms",
+		     refused, fds0, fds1, (unsigned long long)worst);
+	else
+		ok("reconnect_dead_server", "10 refused (slowest %llu ms), %u fds before and after",
+		   (unsigned long long)worst, fds0);
+	rdma_ctx_free(cl.r);
+	fake_release(&cl.fake);
+	return 0;
+}
+
+static int run_hold(const char *ip, unsigned port, size_t cs)
+{
+	struct side cl;
+	char why[256];
+	int rc = 0;
+	if (side_init(&cl, cs, 2))
+		return 1;
+	struct transport_conn *c = dial(&cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("hold", "connect: %s", strerror(errno));
+		return 1;
+	}
+	rdma_conn_test_keep_leases(c);
+	for (unsigned k = 0; k < 2 && !rc; k++)
+		rc = fetch_check(&cl, c, 0x401d, 2 * cs, k, k, FETCH_MS, why, sizeof(why));
+	if (rc) {
+		fail("hold", "%s", why);
+		return 1;
+	}
+	printf("holding\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	log_set_level(getenv("RDMA_PAIR_DEBUG") ? LOG_DEBUG : LOG_WARNING);
+	if (argc == 4 && !strcmp(argv[1], "self"))
+		run_self(argv[2], (unsigned)atoi(argv[3]));
+	else if (argc == 5 && !strcmp(argv[1], "serve"))
+		return run_serve(argv[2], (unsigned)atoi(argv[3]), parse_size(argv[4]));
+	else if (argc == 6 && !strcmp(argv[1], "fetch"))
+		run_fetch(argv[2], (unsigned)atoi(argv[3]), parse_size(argv[4]),
+			  (unsigned)atoi(argv[5]));
+	else if (argc == 5 && !strcmp(argv[1], "hold"))
+		return run_hold(argv[2], (unsigned)atoi(argv[3]), parse_size(argv[4]));
+	else if (argc == 5 && !strcmp(argv[1], "survive"))
+		run_survive(argv[2], (unsigned)atoi(argv[3]), parse_size(argv[4]));
+	else {
+		fprintf(stderr, "usage: rdma_pair self ADDR PORT | serve ADDR PORT CHUNK | "
+			"fetch ADDR PORT CHUNK N | survive ADDR PORT CHUNK | hold ADDR PORT CHUNK\n");
+		return 2;
+	}
+	printf("rdma_pair: %u passed, %u failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
