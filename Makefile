@@ -17,7 +17,7 @@ LIB_SRCS := $(wildcard common/*.c cache/*.c net/*.c)
 LIB_OBJS := $(LIB_SRCS:.c=.o)
 FS_SRCS  := $(wildcard fs/*.c)
 FS_OBJS  := $(FS_SRCS:.c=.o)
-BINS     := mows-fuse mowsctl mows-crc32
+BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
 .PHONY: all deps demo check unit fuzz integration bench clean
@@ -33,6 +33,9 @@ mowsctl: tools/mowsctl.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 mows-crc32: tools/mows-crc32.o libmows.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+mows-peerbench: tools/mows-peerbench.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 test/bin/%: test/%.o libmows.a

@@ -693,6 +693,38 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	return -ENOENT; /* nobody could help in time: the backing it is */
 }
 
+static struct peer *first_up(struct peers *p)
+{
+	uint64_t now = mono_ns();
+	struct peer *found = NULL;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->npeers && !found; i++)
+		if (do_usable(p, &p->peers[i], now))
+			found = &p->peers[i];
+	pthread_mutex_unlock(&p->lock);
+	return found;
+}
+
+bool peers_any_up(struct peers *p)
+{
+	return first_up(p) != NULL;
+}
+
+int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, void *dst,
+		       size_t len, const char **transport)
+{
+	struct peer *pe = first_up(p);
+	struct cache_fetch out;
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (!pe)
+		return -EHOSTUNREACH;
+	int rc = fetch_one(p, pe, req, dst, len, &dl, &out);
+	pthread_mutex_lock(&p->lock);
+	*transport = pe->transport ? pe->transport : "?";
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
 const struct cache_source_ops peers_source = {
 	.name = "peers",
 	.remote = true,

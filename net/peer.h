@@ -81,6 +81,19 @@ extern const struct cache_source_ops peers_source;
  */
 void peers_report(struct peers *p, FILE *out, bool json);
 
+/*
+ * For tools/mows-peerbench: fetches one chunk from the first peer that is up, exactly as a
+ * fill would (transport choice, CRC check), into @dst, which must lie in the cache's slab.
+ * Sets *@transport to the name of the transport that carried it. Returns 0 or -errno
+ * (-EHOSTUNREACH when no peer is up).
+ */
+struct transport_chunk_req;
+int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, void *dst,
+		       size_t len, const char **transport);
+
+/* Whether some peer is up. */
+bool peers_any_up(struct peers *p);
+
 /* This node's id. */
 const char *peers_node_id(const struct peers *p);
 

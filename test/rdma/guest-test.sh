@@ -301,6 +301,25 @@ daemon_tests() {
 		fail "wrong_secret: node 3 did not start"
 	fi
 
+	# tools/mows-peerbench against n1, over each transport: the tool users run on real NICs.
+	# The VM's GB/s mean nothing; that it works and says which transport carried the data does.
+	if command -v mows-peerbench >/dev/null; then
+		local tr out
+		for tr in rdma tcp; do
+			out=$(timeout 60 mows-peerbench --peer "$IP:7071" --secret-file /tmp/secret \
+				--backing "$B" --file model/small.bin --chunk-size 1M --transport "$tr" \
+				--seconds 3 --inflight 2 2>&1)
+			echo "peerbench $tr: $out"
+			if [[ $out == "transport $tr: "* ]] && ! [[ $out == *" 0 chunks"* ]]; then
+				ok "peerbench_$tr $out"
+			else
+				fail "peerbench_$tr: $out"
+			fi
+		done
+	else
+		skip "peerbench: mows-peerbench is not in this image"
+	fi
+
 	# n1 dies in the middle of big.bin: n2's reads go on from the backing (or TCP) and
 	# every byte is still right.
 	rm -f /tmp/big.out

@@ -12,14 +12,14 @@ RDMA_LIBS := $(shell pkg-config --libs libibverbs librdmacm 2>/dev/null || echo 
 
 # Whatever links net/rdma.o needs libibverbs and librdmacm. (Once they are in PKGS this
 # only repeats them, which is harmless.)
-mows-fuse test/bin/check_rdma test/bin/rdma_pair: LDLIBS += $(RDMA_LIBS)
+mows-fuse mows-peerbench test/bin/check_rdma test/bin/rdma_pair: LDLIBS += $(RDMA_LIBS)
 
 test/bin/rdma_pair: test/rdma/rdma_pair.o libmows.a
 	@mkdir -p test/bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 .PHONY: check-rdma clean-rdma
-check-rdma: mows-fuse mowsctl test/bin/check_rdma test/bin/rdma_pair
+check-rdma: mows-fuse mowsctl mows-peerbench test/bin/check_rdma test/bin/rdma_pair
 	test/bin/check_rdma
 	test/rdma/vm.sh
 

@@ -218,10 +218,14 @@ build_tests() {
 	done
 	add_elf "$r" "$REPO/mows-fuse" usr/bin/mows-fuse
 	add_elf "$r" "$REPO/mowsctl" usr/bin/mowsctl
+	[ -x "$REPO/mows-peerbench" ] && add_elf "$r" "$REPO/mows-peerbench" usr/bin/mows-peerbench
 	add_elf "$r" "${MOWS_RDMA_PAIR:-$REPO/test/bin/rdma_pair}" usr/bin/rdma_pair
 	# Whether the daemon has the RDMA transport (peer.c wired to net/rdma.c) decides if the
 	# two-daemon tests can demand RDMA traffic.
-	if nm "$REPO/mows-fuse" 2>/dev/null | grep -q ' T rdma_ctx_new$'; then
+	# (grep -q would close the pipe early: with pipefail nm's SIGPIPE would read as "no".)
+	local syms
+	syms=$(nm "$REPO/mows-fuse" 2>/dev/null || true)
+	if grep -q ' T rdma_ctx_new$' <<<"$syms"; then
 		echo yes >"$r/etc/mows-daemon-rdma"
 	else
 		echo no >"$r/etc/mows-daemon-rdma"

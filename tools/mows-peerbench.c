@@ -1,0 +1,206 @@
+/*
+ * mows-peerbench: how fast chunks move from a running mows-fuse peer to this node, over a
+ * chosen transport, and what that costs this node's CPU.
+ *
+ *   mows-peerbench --peer HOST:PORT --secret-file FILE --backing DIR --file RELPATH
+ *                  [--transport tcp|rdma|auto] [--seconds 10] [--inflight 4]
+ *                  [--chunk-size 4M] [--listen ADDR:PORT]
+ *
+ * It joins as a peer (authenticating with the shared secret), asks the peer for the chunks
+ * of RELPATH (a file of the backing directory both nodes see; the peer loads chunks it does
+ * not hold from its backing first, so run it twice for warm numbers), reading each into its
+ * own registered memory and checking its CRC exactly as mows-fuse does, for SECONDS with
+ * INFLIGHT requests at once. It prints GB/s and this process's CPU seconds per GB.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "net/peer.h"
+#include "net/proto.h"
+#include "net/transport.h"
+
+struct bench {
+	struct peers *peers;
+	struct transport_chunk_req req;
+	uint64_t nchunks, file_size, chunk_size;
+	unsigned inflight;
+	struct deadline end;
+	char *slab;
+	_Atomic uint64_t next, bytes, chunks, errors;
+	const char *transport;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: mows-peerbench --peer HOST:PORT --secret-file FILE --backing DIR "
+		     "--file RELPATH\n"
+		     "         [--transport tcp|rdma|auto] [--seconds 10] [--inflight 4] "
+		     "[--chunk-size 4M] [--listen ADDR:PORT] [--insecure]\n");
+}
+
+static void *worker(void *arg)
+{
+	struct bench *b = arg;
+	uint64_t me = atomic_fetch_add(&b->next, 1);
+	void *dst = b->slab + me * b->chunk_size; /* this worker's own slot */
+	for (uint64_t k = me; !deadline_passed(&b->end); k += b->inflight) {
+		struct transport_chunk_req req = b->req;
+		req.chunk = k % b->nchunks;
+		uint64_t off = req.chunk * b->chunk_size;
+		size_t len = b->file_size - off < b->chunk_size ? b->file_size - off : b->chunk_size;
+		const char *t;
+		int rc = peers_fetch_direct(b->peers, &req, dst, len, &t);
+		if (rc) {
+			atomic_fetch_add(&b->errors, 1);
+			usleep(10000);
+			continue;
+		}
+		b->transport = t;
+		atomic_fetch_add(&b->bytes, len);
+		atomic_fetch_add(&b->chunks, 1);
+	}
+	return NULL;
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int set(struct mows_config *cfg, const char *key, const char *value)
+{
+	char err[512];
+	if (config_set(cfg, key, value, "command line", err, sizeof(err)) == 0)
+		return 0;
+	fprintf(stderr, "mows-peerbench: %s\n", err);
+	return -1;
+}
+
+/* Parses the options into @cfg and @b. Returns 0, or 2 after printing what is wrong. */
+static int parse(int argc, char **argv, struct mows_config *cfg, struct bench *b,
+		 const char **backing, const char **file, unsigned *seconds)
+{
+	static const struct option opts[] = {
+		{ "peer", 1, 0, 'p' }, { "secret-file", 1, 0, 's' }, { "backing", 1, 0, 'b' },
+		{ "file", 1, 0, 'f' }, { "transport", 1, 0, 't' }, { "seconds", 1, 0, 'S' },
+		{ "inflight", 1, 0, 'i' }, { "chunk-size", 1, 0, 'c' }, { "listen", 1, 0, 'l' },
+		{ "insecure", 0, 0, 'I' }, { "help", 0, 0, 'h' }, { 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		int rc = 0;
+		switch (c) {
+		case 'p': rc = set(cfg, "peers", optarg); break;
+		case 's': rc = set(cfg, "secret_file", optarg); break;
+		case 't': rc = set(cfg, "transport", optarg); break;
+		case 'c': rc = set(cfg, "chunk_size", optarg); break;
+		case 'l': rc = set(cfg, "listen", optarg); break;
+		case 'I': rc = set(cfg, "insecure", "true"); break;
+		case 'b': *backing = optarg; break;
+		case 'f': *file = optarg; break;
+		case 'S': *seconds = (unsigned)atoi(optarg); break;
+		case 'i': b->inflight = (unsigned)atoi(optarg); break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+		if (rc)
+			return 2;
+	}
+	if (!cfg->peers[0] || !*backing || !*file || !*seconds || !b->inflight ||
+	    b->inflight > 64 || (!cfg->secret_file[0] && !cfg->insecure)) {
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+static struct cache_file *no_files(void *ctx, uint64_t key, uint64_t size, int64_t mtime_ns)
+{
+	(void)ctx, (void)key, (void)size, (void)mtime_ns;
+	return NULL; /* this node serves nothing */
+}
+
+int main(int argc, char **argv)
+{
+	static struct mows_config cfg;
+	struct bench b = { .inflight = 4 };
+	const char *backing = NULL, *file = NULL;
+	unsigned seconds = 10;
+	char err[1024], path[8192];
+	config_defaults(&cfg);
+	set(&cfg, "listen", "0.0.0.0:0");
+	set(&cfg, "node_id", "peerbench");
+	set(&cfg, "heartbeat", "200ms");
+	if (parse(argc, argv, &cfg, &b, &backing, &file, &seconds))
+		return 2;
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", backing, file);
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		fprintf(stderr, "mows-peerbench: %s: %s\n", path,
+			errno ? strerror(errno) : "not a non-empty regular file");
+		return 2;
+	}
+	b.chunk_size = cfg.chunk_size;
+	b.file_size = (uint64_t)st.st_size;
+	b.nchunks = (b.file_size + b.chunk_size - 1) / b.chunk_size;
+	b.req = (struct transport_chunk_req){
+		.file_key = proto_file_key(file, b.file_size,
+					   (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec),
+		.file_size = b.file_size,
+		.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+		.chunk_size = (uint32_t)b.chunk_size,
+		.fill = true,
+	};
+	cfg.max_memory = (uint64_t)(b.inflight > 4 ? b.inflight : 4) * 2 * cfg.chunk_size;
+	cfg.fill_threads = 1;
+	log_set_level(LOG_WARNING);
+	struct cache *c = cache_new(&cfg, err, sizeof(err));
+	struct peer_host_ops host = { .open_key = no_files };
+	b.peers = c ? peers_new(&cfg, c, &host, err, sizeof(err)) : NULL;
+	if (!b.peers || peers_start(b.peers)) {
+		fprintf(stderr, "mows-peerbench: %s\n", err);
+		return 1;
+	}
+	size_t slab_len;
+	cache_slab_region(c, (void **)&b.slab, &slab_len);
+	struct deadline up = deadline_in_ms(10000);
+	while (!peers_any_up(b.peers) && !deadline_passed(&up))
+		usleep(50000);
+	if (!peers_any_up(b.peers)) {
+		fprintf(stderr, "mows-peerbench: %s did not come up in 10 s (address, secret?)\n",
+			cfg.peers);
+		return 1;
+	}
+	pthread_t t[64];
+	double cpu0 = cpu_seconds();
+	uint64_t t0 = mono_ns();
+	b.end = deadline_in_ms((int64_t)seconds * 1000);
+	for (unsigned i = 0; i < b.inflight; i++)
+		pthread_create(&t[i], NULL, worker, &b);
+	for (unsigned i = 0; i < b.inflight; i++)
+		pthread_join(t[i], NULL);
+	double secs = (double)(mono_ns() - t0) / 1e9, cpu = cpu_seconds() - cpu0;
+	double gb = (double)atomic_load(&b.bytes) / 1e9;
+	printf("transport %s: %.3f GB in %.1f s = %.3f GB/s; %llu chunks, %llu errors; "
+	       "CPU %.2f s = %.2f CPU-s per GB (this node)\n",
+	       b.transport ? b.transport : "-", gb, secs, gb / secs,
+	       (unsigned long long)atomic_load(&b.chunks), (unsigned long long)atomic_load(&b.errors),
+	       cpu, gb > 0 ? cpu / gb : 0.0);
+	peers_free(b.peers);
+	cache_free(c);
+	return atomic_load(&b.chunks) ? 0 : 1;
+}
