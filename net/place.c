@@ -3,32 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "net/place.h"
 
-#define FNV64_BASIS	0xcbf29ce484222325ull
-#define FNV64_PRIME	0x100000001b3ull
 #define GOLDEN64	0x9e3779b97f4a7c15ull
-
-static uint64_t fnv1a64(uint64_t h, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= FNV64_PRIME;
-	}
-	return h;
-}
-
-static uint64_t fmix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb93e1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
 
 uint64_t place_node_hash(const char *node_id)
 {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "net/proto.h"
 
 /* errno values are below 4096 (the kernel's MAX_ERRNO); anything else is not a status. */
@@ -263,29 +264,6 @@ int proto_data_decode(const void *payload, size_t len, struct proto_data *out)
 	return 0;
 }
 
-#define FNV64_BASIS	0xcbf29ce484222325ull
-#define FNV64_PRIME	0x100000001b3ull
-
-static uint64_t fnv1a64(uint64_t h, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= FNV64_PRIME;
-	}
-	return h;
-}
-
-static uint64_t fmix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb93e1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
 
 uint64_t proto_file_key(const char *relpath, uint64_t size, int64_t mtime_ns)
 {
