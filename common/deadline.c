@@ -1,6 +1,7 @@
 #include "common/deadline.h"
 
 #include <errno.h>
+#include <poll.h>
 
 uint64_t mono_ns(void)
 {
@@ -34,6 +35,20 @@ int64_t deadline_left_ms(const struct deadline *dl)
 bool deadline_passed(const struct deadline *dl)
 {
 	return deadline_left_ms(dl) == 0;
+}
+
+int wait_readable_or_stop(int fd, int stop_fd)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN } };
+	for (;;) {
+		int n = poll(p, 2, -1);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (p[1].revents)
+			return 0;
+		if (p[0].revents)
+			return 1;
+	}
 }
 
 int deadline_cond_init(pthread_cond_t *cond)

@@ -35,4 +35,10 @@ int deadline_cond_init(pthread_cond_t *cond);
  */
 int deadline_cond_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct deadline *dl);
 
+/*
+ * Waits until @fd is readable (returns 1) or @stop_fd is (returns 0: stop), whichever comes
+ * first; -errno if poll() fails. Used by threads that must notice a stop while idle.
+ */
+int wait_readable_or_stop(int fd, int stop_fd);
+
 #endif

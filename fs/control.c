@@ -543,15 +543,7 @@ static void spawn_client(struct control *ctl, int fd)
 static void *control_main(void *arg)
 {
 	struct control *ctl = arg;
-	struct pollfd p[2] = { { .fd = ctl->listen_fd, .events = POLLIN },
-			       { .fd = ctl->stop_fd, .events = POLLIN } };
-	for (;;) {
-		if (poll(p, 2, 1000) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents)
-			break;
-		if (!(p[0].revents & POLLIN))
-			continue;
+	while (wait_readable_or_stop(ctl->listen_fd, ctl->stop_fd) > 0) {
 		int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0)
 			spawn_client(ctl, fd);

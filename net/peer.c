@@ -869,21 +869,6 @@ static void rdma_unpin(void *ctx, struct cache_span *span)
 	cache_read_done(p->cache, span, 1);
 }
 
-/* Waits until @fd is readable; false on stop. */
-static bool wait_request(struct peers *p, int fd)
-{
-	struct pollfd pf[2] = { { .fd = fd, .events = POLLIN }, { .fd = p->stop_fd, .events = POLLIN } };
-	for (;;) {
-		int n = poll(pf, 2, 1000);
-		if (n < 0 && errno != EINTR)
-			return false;
-		if (pf[1].revents)
-			return false;
-		if (pf[0].revents)
-			return true;
-	}
-}
-
 static struct peer *inbound_peer(struct peers *p, const char *node_id)
 {
 	if (!strcmp(node_id, p->node_id))
@@ -902,7 +887,7 @@ static void serve_loop(struct peers *p, struct peer *pe, int fd)
 {
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_hdr hdr;
-	while (wait_request(p, fd)) {
+	while (wait_readable_or_stop(fd, p->stop_fd) > 0) {
 		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 		int rc = recv_frame(fd, &hdr, buf, sizeof(buf), &dl);
 		if (rc == 0 && (hdr.type == PROTO_PING || hdr.type == PROTO_PONG)) {
@@ -986,15 +971,7 @@ out_undo:
 static void *listener_main(void *arg)
 {
 	struct peers *p = arg;
-	struct pollfd pf[2] = { { .fd = p->listen_fd, .events = POLLIN },
-				{ .fd = p->stop_fd, .events = POLLIN } };
-	for (;;) {
-		if (poll(pf, 2, 1000) < 0 && errno != EINTR)
-			break;
-		if (pf[1].revents)
-			break;
-		if (!(pf[0].revents & POLLIN))
-			continue;
+	while (wait_readable_or_stop(p->listen_fd, p->stop_fd) > 0) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		int fd = accept4(p->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
