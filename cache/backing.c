@@ -1,6 +1,7 @@
 #include "cache/backing.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <string.h>
@@ -34,6 +35,10 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 	struct stat st;
 	uint64_t chunk_size = cache_chunk_size(ctx);
 	int rc = pread_full(cache_file_fd(f), dst, len, chunk * chunk_size, dl);
+	/* The chunk now lives in the slab: keep no second copy in the backing's page cache. */
+	if (rc == 0)
+		posix_fadvise(cache_file_fd(f), (off_t)(chunk * chunk_size), (off_t)len,
+			      POSIX_FADV_DONTNEED);
 	if (rc == 0 && fstat(cache_file_fd(f), &st) < 0)
 		rc = -errno;
 	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,
