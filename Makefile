@@ -20,7 +20,7 @@ FS_OBJS  := $(FS_SRCS:.c=.o)
 BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit fuzz integration bench clean
+.PHONY: all deps demo check unit fuzz integration bench bench-cluster clean
 all: $(BINS)
 
 libmows.a: $(LIB_OBJS)
@@ -71,6 +71,10 @@ check: deps
 
 bench: deps all
 	./test/bench/run.sh
+
+# 8 simulated nodes cold-starting at once, then a ninth joining (tools/mows-cluster).
+bench-cluster: deps all
+	./test/bench/cluster.sh
 
 include test/rdma/rdma.mk
 
