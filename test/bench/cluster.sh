@@ -23,7 +23,7 @@
 #   MOWS_BENCH_CLUSTER_STORAGE_RATE [400mbit] tc rate of the storage host's link
 #   MOWS_BENCH_CLUSTER_NODE_RATE [2gbit]    tc rate of every node's link
 #   MOWS_BENCH_CLUSTER_SHARDS [4]           safetensors shards
-#   MOWS_BENCH_CLUSTER_MOWS_ARGS []         more mows-fuse options (--fill-threads=8 ...)
+#   MOWS_BENCH_CLUSTER_MOWS_ARGS [--readahead-chunks=16 --fill-threads=8] mows-fuse options
 #   MOWS_BENCH_CLUSTER_LOG_LEVEL [info]     mows-fuse --log-level (debug to investigate)
 #   MOWS_BENCH_CLUSTER_HUGEPAGES [auto]     mows-fuse --hugepages; auto becomes off when the
 #                                           machine has a hugetlb pool (someone else's); for
@@ -43,7 +43,7 @@ NODES=${MOWS_BENCH_CLUSTER_NODES:-8}
 STOR_RATE=${MOWS_BENCH_CLUSTER_STORAGE_RATE:-400mbit}
 NODE_RATE=${MOWS_BENCH_CLUSTER_NODE_RATE:-2gbit}
 SHARDS=${MOWS_BENCH_CLUSTER_SHARDS:-4}
-EXTRA_ARGS=${MOWS_BENCH_CLUSTER_MOWS_ARGS:-}
+EXTRA_ARGS=${MOWS_BENCH_CLUSTER_MOWS_ARGS:---readahead-chunks=16 --fill-threads=8}
 LOG_LEVEL=${MOWS_BENCH_CLUSTER_LOG_LEVEL:-info}
 HUGEPAGES=${MOWS_BENCH_CLUSTER_HUGEPAGES:-auto}
 TIMEOUT=${MOWS_BENCH_CLUSTER_TIMEOUT:-900}
