@@ -207,6 +207,9 @@ struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd
 			info.has_crc = cache_manifest_lookup(m->manifest, relpath, &info.crc);
 		pthread_mutex_unlock(&m->manifest_lock);
 	}
+	/* Chunks are read whole, and with peers only the ones this node owns: readahead past
+	 * them would fetch bytes nobody asked for over the storage link. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	bool replaced;
 	return cache_file_open(m->cache, &info, &replaced);
 }

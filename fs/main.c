@@ -297,6 +297,7 @@ static int prepare(struct mows *m)
 	if (m->cfg.listen[0]) {
 		struct peer_host_ops host = { .open_key = mows_open_key, .ctx = m };
 		pthread_mutex_init(&m->keys_lock, NULL);
+		deadline_cond_init(&m->keys_cond);
 		m->peers = peers_new(&m->cfg, m->cache, &host, err, sizeof(err));
 		if (!m->peers)
 			return fail(err);

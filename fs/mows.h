@@ -69,6 +69,8 @@ struct mows {
 	struct key_entry *keys;       /* file key -> relpath, protected by keys_lock */
 	size_t nkeys;                 /* protected by keys_lock */
 	uint64_t keys_scanned_ns;     /* protected by keys_lock */
+	bool keys_walking;            /* a thread walks the tree; protected by keys_lock */
+	pthread_cond_t keys_cond;     /* the walk ended */
 
 	pthread_mutex_t ino_lock;
 	struct mows_inode root;

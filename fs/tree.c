@@ -14,6 +14,7 @@
 #include "net/proto.h"
 
 #define RESCAN_MIN_NS 1000000000ull /* a key miss walks the tree at most once a second */
+#define KEYS_WAIT_MS 10000           /* a miss waits this long at most for a walk underway */
 
 struct key_entry {
 	uint64_t key;
@@ -126,35 +127,54 @@ void mows_keys_release(struct mows *m)
 	m->nkeys = 0;
 }
 
-/* Returns a copy of the relpath with @key, walking the tree again if it is not known. */
+/* keys_lock held. */
+static char *do_find_key(struct mows *m, uint64_t key)
+{
+	for (size_t i = 0; i < m->nkeys; i++)
+		if (m->keys[i].key == key)
+			return strdup(m->keys[i].relpath);
+	return NULL;
+}
+
+/*
+ * Returns a copy of the relpath with @key, walking the tree again if it is not known. A miss
+ * while another thread walks waits for that walk (bounded), so that a burst of requests for a
+ * new file does not answer "not here" and send readers to the storage a second time.
+ */
 static char *relpath_of(struct mows *m, uint64_t key)
 {
+	struct deadline dl = deadline_in_ms(KEYS_WAIT_MS);
 	for (int pass = 0; pass < 2; pass++) {
 		pthread_mutex_lock(&m->keys_lock);
-		for (size_t i = 0; i < m->nkeys; i++)
-			if (m->keys[i].key == key) {
-				char *r = strdup(m->keys[i].relpath);
-				pthread_mutex_unlock(&m->keys_lock);
-				return r;
-			}
-		bool rescan = pass == 0 && mono_ns() - m->keys_scanned_ns > RESCAN_MIN_NS;
+		char *found = do_find_key(m, key);
+		while (!found && m->keys_walking &&
+		       deadline_cond_wait(&m->keys_cond, &m->keys_lock, &dl) == 0)
+			found = do_find_key(m, key);
+		bool rescan = !found && !m->keys_walking && pass == 0 &&
+			      mono_ns() - m->keys_scanned_ns > RESCAN_MIN_NS;
 		if (rescan)
-			m->keys_scanned_ns = mono_ns();
+			m->keys_walking = true;
 		pthread_mutex_unlock(&m->keys_lock);
-		if (!rescan)
-			return NULL;
+		if (found || !rescan)
+			return found;
 		struct key_scan ks = { 0 };
-		if (mows_walk(m, "", add_key, &ks)) {
-			free_keys(ks.v, ks.n);
-			return NULL;
-		}
+		int rc = mows_walk(m, "", add_key, &ks);
 		pthread_mutex_lock(&m->keys_lock);
-		struct key_entry *old = m->keys;
-		size_t nold = m->nkeys;
-		m->keys = ks.v;
-		m->nkeys = ks.n;
+		struct key_entry *old = NULL;
+		size_t nold = 0;
+		if (rc == 0) {
+			old = m->keys;
+			nold = m->nkeys;
+			m->keys = ks.v;
+			m->nkeys = ks.n;
+		}
+		m->keys_walking = false;
+		m->keys_scanned_ns = mono_ns();
+		pthread_cond_broadcast(&m->keys_cond);
 		pthread_mutex_unlock(&m->keys_lock);
-		free_keys(old, nold);
+		free_keys(rc ? ks.v : old, rc ? ks.n : nold);
+		if (rc)
+			return NULL;
 	}
 	return NULL;
 }

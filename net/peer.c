@@ -401,8 +401,14 @@ static void heartbeat_one(struct peers *p, struct peer *pe)
 		return;
 	}
 	if (pe->hb_fd >= 0) {
+		/* The peer may have restarted: its pooled connections lead to the old process. */
+		struct pconn conns[MAX_IDLE];
 		close(pe->hb_fd);
 		pe->hb_fd = -1;
+		pthread_mutex_lock(&p->lock);
+		unsigned n = do_take_idle(pe, conns);
+		pthread_mutex_unlock(&p->lock);
+		close_conns(conns, n);
 	}
 	if (now - pe->last_seen_ns > (uint64_t)p->cfg->peer_timeout_ms * 1000000)
 		mark_down(p, pe, rc == -EACCES ? "authentication failed" : strerror(-rc));
