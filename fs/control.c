@@ -306,19 +306,9 @@ static int run_on_file(void *arg, const char *relpath, const struct stat *st)
 	(void)st;
 	struct tree_cmd *t = arg;
 	struct client *cl = t->cl;
-	struct stat now;
-	struct cache_file *f = NULL;
-	int fd = mows_open_beneath(cl->ctl->m, relpath);
-	int rc = fd < 0 ? fd : fstat(fd, &now) < 0 ? -errno : 0;
-	if (rc == 0) {
-		f = mows_open_version(cl->ctl->m, relpath, fd, 0, &now);
-		fd = -1;
-		rc = f ? 0 : -errno;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (rc) {
-		fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
+	struct cache_file *f = mows_version_at(cl->ctl->m, relpath);
+	if (!f) {
+		fprintf(cl->out, "! %s: %s\n", relpath, strerror(errno));
 		t->status = 1;
 		return 0;
 	}

@@ -237,19 +237,12 @@ static int prefetch_one(void *arg, const char *relpath, const struct stat *st)
 	}
 	if (m->cfg.prefetch == PREFETCH_IDLE && !wait_idle(m))
 		return -ECANCELED;
-	int fd = mows_open_beneath(m, relpath);
-	struct stat now;
-	if (fd < 0 || fstat(fd, &now) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return 0;
-	}
-	struct cache_file *f = mows_open_version(m, relpath, fd, 0, &now);
+	struct cache_file *f = mows_version_at(m, relpath);
 	if (!f)
-		return 0;
+		return 0; /* gone or changed since the walk saw it: the next file */
 	int rc = cache_file_prefetch(m->cache, f, prefetch_go_on, m);
+	m->prefetched += cache_file_size(f);
 	cache_file_put(m->cache, f);
-	m->prefetched += (uint64_t)now.st_size;
 	return rc == -ECANCELED ? rc : 0;
 }
 

@@ -128,8 +128,11 @@ void mows_keys_release(struct mows *m);
  */
 int mows_walk(struct mows *m, const char *relpath,
 	      int (*fn)(void *arg, const char *relpath, const struct stat *st), void *arg);
-/* Opens the regular file @relpath beneath the backing root. Returns an fd or -errno. */
-int mows_open_beneath(struct mows *m, const char *relpath);
+/*
+ * Opens the regular file @relpath beneath the backing root (never following a link out of
+ * it) and returns a referenced cache version of it, or NULL with errno set.
+ */
+struct cache_file *mows_version_at(struct mows *m, const char *relpath);
 
 /* control.c */
 /* Binds the control socket (mode 0600). Returns NULL with a message in @err. */

@@ -31,9 +31,18 @@ static int open_how_beneath(int dirfd, const char *relpath, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
-int mows_open_beneath(struct mows *m, const char *relpath)
+struct cache_file *mows_version_at(struct mows *m, const char *relpath)
 {
-	return open_how_beneath(m->root_fd, relpath, O_RDONLY);
+	struct stat st;
+	int fd = open_how_beneath(m->root_fd, relpath, O_RDONLY);
+	int rc = fd < 0 ? fd : fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EINVAL : 0;
+	if (rc) {
+		if (fd >= 0)
+			close(fd);
+		errno = -rc;
+		return NULL;
+	}
+	return mows_open_version(m, relpath, fd, 0, &st); /* consumes fd */
 }
 
 static int walk_dir(struct mows *m, const char *relpath, int dfd,
@@ -185,16 +194,11 @@ struct cache_file *mows_open_key(void *ctx, uint64_t key, uint64_t size, int64_t
 	char *relpath = relpath_of(m, key);
 	if (!relpath)
 		return NULL;
-	struct cache_file *f = NULL;
-	struct stat st;
-	int fd = mows_open_beneath(m, relpath);
-	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size == size && mows_mtime_ns(&st) == mtime_ns) {
-		f = mows_open_version(m, relpath, fd, 0, &st);
-		fd = -1; /* consumed */
-	}
-	if (fd >= 0)
-		close(fd);
+	struct cache_file *f = mows_version_at(m, relpath);
 	free(relpath);
+	if (f && (cache_file_size(f) != size || cache_file_mtime_ns(f) != mtime_ns)) {
+		cache_file_put(m->cache, f); /* the file changed since the peer saw it */
+		f = NULL;
+	}
 	return f;
 }
