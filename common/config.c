@@ -521,6 +521,14 @@ const char *config_verify_name(enum config_verify v)
 	return verify_names[v];
 }
 
+void config_default_socket(const char *mountpoint, char *buf, size_t len)
+{
+	size_t k = (size_t)snprintf(buf, len, "/run/mows/");
+	for (const char *p = mountpoint + 1; *p && k + 6 < len; p++)
+		buf[k++] = *p == '/' ? '-' : *p;
+	snprintf(buf + k, len - k, ".sock");
+}
+
 const char *config_prefetch_name(enum config_prefetch p)
 {
 	if ((unsigned)p >= ARRAY_SIZE(prefetch_names))

@@ -96,6 +96,13 @@ int config_parse_duration_ms(const char *s, uint64_t *out);
 /* Writes @bytes as a short size ("4M", "1.5G") into @buf. Returns @buf. */
 char *config_format_size(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * The control socket a daemon on @mountpoint (absolute, resolved) uses when control_socket
+ * is empty: /run/mows/<mountpoint without its leading '/', '/' written as '-'>.sock.
+ * mowsctl finds daemons by the same name.
+ */
+void config_default_socket(const char *mountpoint, char *buf, size_t len);
+
 /* Names for enums, as written in mows.conf. */
 const char *config_hugepages_name(enum config_hugepages h);
 const char *config_verify_name(enum config_verify v);

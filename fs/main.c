@@ -113,14 +113,6 @@ static int fail(const char *msg)
 	return EXIT_USAGE;
 }
 
-static void default_socket_path(const char *mountpoint, char *buf, size_t len)
-{
-	size_t k = snprintf(buf, len, "/run/mows/");
-	for (const char *p = mountpoint + 1; *p && k + 6 < len; p++)
-		buf[k++] = *p == '/' ? '-' : *p;
-	snprintf(buf + k, len - k, ".sock");
-}
-
 /* Settings from the file, then the command line, then the paths they imply. */
 static int configure(struct mows *m, const struct options *o)
 {
@@ -147,7 +139,7 @@ static int configure(struct mows *m, const struct options *o)
 	if (m->cfg.control_socket[0])
 		snprintf(m->socket_path, sizeof(m->socket_path), "%s", m->cfg.control_socket);
 	else
-		default_socket_path(m->mountpoint, m->socket_path, sizeof(m->socket_path));
+		config_default_socket(m->mountpoint, m->socket_path, sizeof(m->socket_path));
 	log_set_level(m->cfg.log_level);
 	m->foreground = o->foreground;
 	return 0;

@@ -41,15 +41,6 @@ static void usage(FILE *out)
 		     "  peers           every peer: state, transport, bytes in and out, errors\n");
 }
 
-/* Same naming as the daemon's default control_socket. */
-static void socket_for_mount(const char *mnt, char *buf, size_t len)
-{
-	size_t k = snprintf(buf, len, RUN_DIR "/");
-	for (const char *p = mnt + 1; *p && k + 6 < len; p++)
-		buf[k++] = *p == '/' ? '-' : *p;
-	snprintf(buf + k, len - k, ".sock");
-}
-
 /* The mows mount point holding @path (longest match in /proc/self/mountinfo). */
 static bool mount_of(const char *path, char *mnt, size_t len)
 {
@@ -231,10 +222,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "mowsctl: %s: %s\n", mnt, strerror(errno));
 			return 1;
 		}
-		socket_for_mount(mntreal, sockbuf, sizeof(sockbuf));
+		config_default_socket(mntreal, sockbuf, sizeof(sockbuf));
 		sock = sockbuf;
 	} else if (!sock && i < argc && mount_of(abs[i], mntbuf, sizeof(mntbuf))) {
-		socket_for_mount(mntbuf, sockbuf, sizeof(sockbuf));
+		config_default_socket(mntbuf, sockbuf, sizeof(sockbuf));
 		sock = sockbuf;
 	} else if (!sock && only_socket(sockbuf, sizeof(sockbuf))) {
 		sock = sockbuf;
