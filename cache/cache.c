@@ -95,6 +95,7 @@ struct cache {
 	int32_t *buckets;
 	uint32_t nbuckets;
 	struct slot_list free, lru, queue[2];
+	uint32_t pristine;         /* slots [pristine, nslots) never held a chunk: on no list */
 	struct cache_file *files[FILE_BUCKETS];
 	uint64_t next_file_id;
 	bool stop;
@@ -102,8 +103,9 @@ struct cache {
 
 	pthread_t *threads;
 	unsigned nthreads;
-	pthread_t populate;        /* faults the slab in ahead of the first fills */
+	pthread_t populate;        /* faults the slab in just ahead of the slots in use */
 	bool populating;
+	pthread_cond_t populate_cond; /* pristine advanced, or stop */
 };
 
 /* ---- slot lists and index (lock held) ---- */
@@ -299,6 +301,10 @@ static int32_t do_alloc_slot(struct cache *c, bool may_wait, const struct deadli
 	for (;;) {
 		if (c->free.n)
 			return do_list_pop(c, &c->free);
+		if (c->pristine < c->slab.nslots) {
+			pthread_cond_signal(&c->populate_cond);
+			return (int32_t)c->pristine++;
+		}
 		if (c->lru.n) {
 			c->st.evictions++;
 			do_slot_free(c, c->lru.head);
@@ -599,11 +605,9 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 	list_init(&c->lru);
 	list_init(&c->queue[0]);
 	list_init(&c->queue[1]);
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
-		do_list_push(c, &c->free, (int32_t)i);
 	pthread_mutex_init(&c->lock, NULL);
 	if ((rc = deadline_cond_init(&c->fill_cond)) || (rc = deadline_cond_init(&c->slot_cond)) ||
-	    (rc = deadline_cond_init(&c->work_cond))) {
+	    (rc = deadline_cond_init(&c->work_cond)) || (rc = deadline_cond_init(&c->populate_cond))) {
 		snprintf(err, errlen, "cannot create condition variables: %s", strerror(-rc));
 		goto out_release;
 	}
@@ -639,29 +643,42 @@ void cache_set_events(struct cache *c, const struct cache_events *ev)
 }
 
 /*
- * Anonymous slab memory is zeroed by the kernel on first touch, which in a cold start would
- * land on the fill path (half the daemon's CPU in an 8-node burst). Fault it in ahead, a
- * piece at a time; MADV_POPULATE_WRITE leaves pages a fill already wrote as they are.
+ * Slab memory is zeroed by the kernel on first touch, which in a cold start would land on the
+ * fill path (half the daemon's CPU in an 8-node burst). Fault it in ahead of the slots in
+ * use, a piece at a time, but only POPULATE_LEAD ahead: the daemon takes memory as chunks
+ * fill, not all of max_memory at start. MADV_POPULATE_WRITE leaves pages a fill already
+ * wrote as they are; kernels without it fault pages in as fills touch them.
  */
+#define POPULATE_STEP (64u << 20)
+#define POPULATE_LEAD (256u << 20)
+
 static void *populate_main(void *arg)
 {
 	struct cache *c = arg;
-	const size_t step = 64u << 20;
-	for (size_t off = 0; off < c->slab.map_len; off += step) {
-		pthread_mutex_lock(&c->lock);
-		bool stop = c->stop;
+	size_t done = 0;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop && done < c->slab.map_len) {
+		size_t want = (size_t)c->pristine * c->slab.slot_size + POPULATE_LEAD;
+		if (done >= want) {
+			pthread_cond_wait(&c->populate_cond, &c->lock);
+			continue;
+		}
 		pthread_mutex_unlock(&c->lock);
-		size_t len = c->slab.map_len - off < step ? c->slab.map_len - off : step;
-		if (stop || madvise(c->slab.base + off, len, MADV_POPULATE_WRITE) < 0)
-			break; /* older kernels lack it: pages then fault in as fills touch them */
+		size_t len = c->slab.map_len - done < POPULATE_STEP ? c->slab.map_len - done
+								    : POPULATE_STEP;
+		int rc = madvise(c->slab.base + done, len, MADV_POPULATE_WRITE);
+		done += len;
+		pthread_mutex_lock(&c->lock);
+		if (rc < 0)
+			break;
 	}
+	pthread_mutex_unlock(&c->lock);
 	return NULL;
 }
 
 int cache_start(struct cache *c)
 {
-	if (c->slab.kind != SLAB_HUGETLB)
-		c->populating = pthread_create(&c->populate, NULL, populate_main, c) == 0;
+	c->populating = pthread_create(&c->populate, NULL, populate_main, c) == 0;
 	c->threads = calloc(c->fill_threads, sizeof(*c->threads));
 	if (!c->threads)
 		return -ENOMEM;
@@ -679,6 +696,7 @@ static bool stop_threads(struct cache *c)
 	pthread_mutex_lock(&c->lock);
 	c->stop = true;
 	pthread_cond_broadcast(&c->work_cond);
+	pthread_cond_broadcast(&c->populate_cond);
 	pthread_mutex_unlock(&c->lock);
 	if (c->populating)
 		pthread_join(c->populate, NULL); /* at most one 64 MiB step */
@@ -1114,7 +1132,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 {
 	pthread_mutex_lock(&c->lock);
 	*st = c->st;
-	st->used_memory = (uint64_t)(c->slab.nslots - c->free.n) * c->chunk_size;
+	st->used_memory = (uint64_t)(c->pristine - c->free.n) * c->chunk_size;
 	st->slots_ready = c->lru.n;
 	for (uint32_t i = 0; i < c->slab.nslots; i++)
 		if (c->slots[i].state == SLOT_READY && c->slots[i].pins)

@@ -31,7 +31,10 @@ static size_t round_up(size_t v, size_t to)
 	return (v + to - 1) / to * to;
 }
 
-/* hugetlb pages are reserved at mmap time, so a pool too small fails here, not at a fault. */
+/*
+ * hugetlb pages are reserved at mmap time, so a pool too small fails here, not at a fault;
+ * they are zeroed and taken from the pool only as the cache touches them.
+ */
 static int map_hugetlb(struct cache_slab *s, size_t len)
 {
 	int fd = memfd_create("mows-slab", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
@@ -39,7 +42,7 @@ static int map_hugetlb(struct cache_slab *s, size_t len)
 		return -errno;
 	if (ftruncate(fd, (off_t)len) < 0)
 		goto out_close;
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		goto out_close;
 	s->base = p;

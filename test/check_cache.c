@@ -651,6 +651,39 @@ START_TEST(test_stats_counters)
 }
 END_TEST
 
+/* Resident bytes of this process, from /proc/self/statm. */
+static uint64_t rss_bytes(void)
+{
+	unsigned long size = 0, resident = 0;
+	FILE *fp = fopen("/proc/self/statm", "r");
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_int_eq(fscanf(fp, "%lu %lu", &size, &resident), 2);
+	fclose(fp);
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The slab is faulted in only a bounded lead ahead of the slots in use, not all at start. */
+START_TEST(test_memory_taken_as_filled)
+{
+	const unsigned slots = (1536u << 20) / CHUNK; /* a 1.5 GiB cache */
+	uint64_t before = rss_bytes();
+	struct cache *c = cache_make((struct opts){ .slots = slots });
+	int a = fake_add("a", 1, 8 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+
+	usleep(1500 * 1000); /* ample time for a populate thread that ran ahead unbounded */
+	uint64_t idle = rss_bytes() - before;
+	ck_assert_msg(idle <= (512u << 20), "an idle 1.5 GiB cache holds %llu MiB",
+		      (unsigned long long)(idle >> 20));
+	read_check(c, f, a, 0, 8 * CHUNK);
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	ck_assert_uint_eq(st.used_memory, 8 * CHUNK);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 /* ---- single flight ---- */
 
 struct herd {
@@ -1688,6 +1721,7 @@ static Suite *cache_suite(void)
 		{ "index_huge_length", test_index_huge_length },
 		{ "empty_file", test_empty_file },
 		{ "stats_counters", test_stats_counters },
+		{ "memory_taken_as_filled", test_memory_taken_as_filled },
 		{ "single_flight_one_chunk", test_single_flight_one_chunk },
 		{ "single_flight_many_chunks", test_single_flight_many_chunks },
 		{ "single_flight_under_pressure", test_single_flight_under_pressure },
