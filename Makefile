@@ -20,7 +20,7 @@ FS_OBJS  := $(FS_SRCS:.c=.o)
 BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit fuzz integration bench bench-cluster clean
+.PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-fleet clean
 all: $(BINS)
 
 libmows.a: $(LIB_OBJS)
@@ -72,9 +72,14 @@ check: deps
 bench: deps all
 	./test/bench/run.sh
 
-# 8 simulated nodes cold-starting at once, then a ninth joining (tools/mows-cluster).
+# 8 simulated nodes cold-starting at once, then a ninth joining (tools/mows-cluster); then the
+# fleet shapes: K nodes joining a warm cluster at once, 16 and 32 nodes cold at once.
 bench-cluster: deps all
 	./test/bench/cluster.sh
+	./test/bench/fleet.sh
+
+bench-fleet: deps all
+	./test/bench/fleet.sh
 
 include test/rdma/rdma.mk
 

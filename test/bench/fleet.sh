@@ -1,0 +1,172 @@
+#!/bin/bash
+# mows fleet benchmark (part of make bench-cluster): the burst shapes of an elastic fleet on a
+# cluster simulated by tools/mows-cluster, with node links rate-limited so that links, not this
+# machine's two cores, are the limit (the CPU left idle is reported for every phase):
+#
+#   1. join: W nodes read the model cold, then K more nodes join the warm cluster at the same
+#      moment and each reads the whole model. Goal: storage sends <= 0.05x the model for the
+#      joiners, the slowest joiner <= 1.3x (model / node link).
+#   2. cold N: N nodes (16, then 32) start at once and each reads the whole model. Goal for 16:
+#      storage sends <= 1.1x the model, the slowest node <= 1.2x the storage-bound ideal
+#      (model / storage link); 32 is reported.
+#
+# Prints a markdown table and saves it to test/bench/fleet-results.md. Run as root; every
+# cluster is removed on any exit.
+#
+# Environment (defaults in brackets):
+#   MOWS_BENCH_FLEET_SIZE [104M]          model size
+#   MOWS_BENCH_FLEET_STORAGE_RATE [200mbit] tc rate of the storage host's link
+#   MOWS_BENCH_FLEET_NODE_RATE [300mbit]  tc rate of every node's link
+#   MOWS_BENCH_FLEET_WARM [2]             warm nodes before the join
+#   MOWS_BENCH_FLEET_JOIN [6]             nodes that join at once
+#   MOWS_BENCH_FLEET_COLD ["16 32"]       cluster sizes of the cold bursts
+#   MOWS_BENCH_FLEET_MOWS_ARGS [--readahead-chunks=16 --fill-threads=8]
+#   MOWS_BENCH_FLEET_TIMEOUT [600]        seconds one phase's readers may take
+#   MOWS_BENCH_DIR [/var/tmp]             where the work dir is made
+set -euo pipefail
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TOOL=$ROOT/tools/mows-cluster
+RESULTS=$ROOT/test/bench/fleet-results.md
+SIZE=${MOWS_BENCH_FLEET_SIZE:-104M}
+STOR_RATE=${MOWS_BENCH_FLEET_STORAGE_RATE:-200mbit}
+NODE_RATE=${MOWS_BENCH_FLEET_NODE_RATE:-300mbit}
+WARM=${MOWS_BENCH_FLEET_WARM:-2}
+JOIN=${MOWS_BENCH_FLEET_JOIN:-6}
+COLD_SIZES=${MOWS_BENCH_FLEET_COLD:-16 32}
+EXTRA_ARGS=${MOWS_BENCH_FLEET_MOWS_ARGS:---readahead-chunks=16 --fill-threads=8}
+TIMEOUT=${MOWS_BENCH_FLEET_TIMEOUT:-600}
+BENCH_DIR=${MOWS_BENCH_DIR:-/var/tmp}
+CLUSTER=bf$$
+STATE=/run/mows-cluster/$CLUSTER
+READER='cd /mnt/model && find . -type f -print0 | sort -z | xargs -0 cat >/dev/null'
+
+log() { echo "[bench-fleet +${SECONDS}s] $*" >&2; }
+die() { echo "[bench-fleet] error: $*" >&2; exit 1; }
+PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3
+
+WORK=""
+CLUSTER_MADE=0
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM HUP
+	set +e
+	if [ "$CLUSTER_MADE" = 1 ]; then
+		"$TOOL" -n "$CLUSTER" down >/dev/null 2>&1 ||
+			{ log "mows-cluster -n $CLUSTER down failed; run it again by hand"; rc=1; }
+	fi
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		if [ "$rc" -ne 0 ]; then log "work directory kept: $WORK"; else rm -rf --one-file-system "$WORK"; fi
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# shellcheck source=test/bench/lib_cluster_bench.sh
+. "$ROOT/test/bench/lib_cluster_bench.sh"
+
+[ "$(id -u)" -eq 0 ] || die "needs root (network and mount namespaces, FUSE)"
+for b in mows-fuse mowsctl mows-crc32; do
+	[ -x "$ROOT/$b" ] || die "$ROOT/$b is not built; run make"
+done
+SIZE_B=$(size_bytes "$SIZE")
+STOR_BITS=$(rate_bits "$STOR_RATE")
+NODE_BITS=$(rate_bits "$NODE_RATE")
+MAXMEM_MIB=$((SIZE_B / 1048576 + SIZE_B / 1048576 / 8 + 64))
+HUGEPAGES=off # dozens of daemons: small pages, no hugetlb pool to share out
+
+WORK=$(mktemp -d "$BENCH_DIR/mows-bench-fleet.XXXXXX")
+M=$WORK/model
+mib=$((SIZE_B / 1048576))
+shard_mib=$(((mib - 6) / 4))
+[ "$shard_mib" -ge 1 ] || die "MOWS_BENCH_FLEET_SIZE '$SIZE' is too small"
+"$PY" "$ROOT/tools/genmodel.py" "$M" --shards 4 --shard-mib "$shard_mib" >/dev/null
+"$ROOT/mows-crc32" "$M" >/dev/null
+MODEL_B=$(find "$M" -type f -printf '%s\n' | awk '{ n += $1 } END { print n }')
+IDEAL_STOR=$(calc "printf \"%.2f\", $MODEL_B * 8 / $STOR_BITS")
+IDEAL_NODE=$(calc "printf \"%.2f\", $MODEL_B * 8 / $NODE_BITS")
+UP_ARGS=(--model "$M" --storage-rate "$STOR_RATE" --node-rate "$NODE_RATE")
+MOWS_ARGS="--max-memory=${MAXMEM_MIB}M --hugepages=$HUGEPAGES${EXTRA_ARGS:+ $EXTRA_ARGS}"
+f2() { calc "printf \"%.2f\", $1"; }
+yes_no() { calc "print (($1) ? \"yes\" : \"**no**\")"; }
+ROWS=()
+
+# mesh_up N: waits until each of nodes 1..N sees all the others up.
+mesh_up() {
+	local n=$1 i k
+	for ((i = 1; i <= n; i++)); do
+		local -a others=()
+		for ((k = 1; k <= n; k++)); do [ $k -ne $i ] && others+=("$k"); done
+		wait_up 120 "$i" "${others[@]}"
+	done
+}
+
+# slowest JSON: the slowest node's seconds in a run report.
+slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
+
+# ---- 1. join ------------------------------------------------------------------------------
+
+log "1. join: $WARM nodes read cold, then $JOIN join at once (ideal per joiner: $IDEAL_NODE s)"
+CLUSTER_MADE=1
+mc up --nodes "$WARM" "${UP_ARGS[@]}" --mows-args "$MOWS_ARGS" >/dev/null
+mesh_up "$WARM"
+timed_run "$WORK/warm.json"
+mc add-node --count "$JOIN" >/dev/null
+LAST=$((WARM + JOIN))
+for ((i = WARM + 1; i <= LAST; i++)); do # every joiner sees every node up
+	others=()
+	for ((k = 1; k <= LAST; k++)); do [ $k -ne $i ] && others+=("$k"); done
+	wait_up 120 "$i" "${others[@]}"
+done
+b0=$(mc storage-bytes)
+snap=$(cpu_snap)
+timed_run "$WORK/join.json" --nodes "$((WARM + 1))-$LAST"
+idle=$(cpu_idle_since "$snap")
+b1=$(mc storage-bytes)
+jb=$((b1 - b0))
+js=$(slowest "$WORK/join.json")
+ROWS+=("| 1. $JOIN nodes join a warm $WARM-node cluster at once | slowest joiner $(f2 "$js") s = $(f2 "$js / $IDEAL_NODE")x model / node link ($IDEAL_NODE s) | storage $(f2 "$jb / $MODEL_B")x model | <= 1.3x and <= 0.05x | $(yes_no "$js <= 1.3 * $IDEAL_NODE && $jb <= 0.05 * $MODEL_B") | $idle% |")
+mc down >/dev/null
+CLUSTER_MADE=0
+
+# ---- 2. cold bursts -----------------------------------------------------------------------
+
+for n in $COLD_SIZES; do
+	log "2. cold: $n nodes at once (storage-bound ideal: $IDEAL_STOR s)"
+	CLUSTER_MADE=1
+	mc up --nodes "$n" "${UP_ARGS[@]}" --mows-args "$MOWS_ARGS" >/dev/null
+	mesh_up "$n"
+	b0=$(mc storage-bytes)
+	snap=$(cpu_snap)
+	timed_run "$WORK/cold$n.json"
+	idle=$(cpu_idle_since "$snap")
+	b1=$(mc storage-bytes)
+	cb=$((b1 - b0))
+	cs=$(slowest "$WORK/cold$n.json")
+	if [ "$n" -le 16 ]; then
+		goal="<= 1.2x and <= 1.1x"
+		met=$(yes_no "$cs <= 1.2 * $IDEAL_STOR && $cb <= 1.1 * $MODEL_B")
+	else
+		goal="reported"
+		met=-
+	fi
+	ROWS+=("| 2. $n nodes cold at once | slowest $(f2 "$cs") s = $(f2 "$cs / $IDEAL_STOR")x model / storage link ($IDEAL_STOR s) | storage $(f2 "$cb / $MODEL_B")x model | $goal | $met | $idle% |")
+	mc down >/dev/null
+	CLUSTER_MADE=0
+done
+
+{
+	echo "## mows fleet benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo
+	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in 4 shards with crc32.txt; storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
+	echo
+	echo "| scenario | time | storage bytes | goal | met? | CPU idle |"
+	echo "|---|---|---|---|---|---|"
+	printf '%s\n' "${ROWS[@]}"
+} >"$RESULTS.tmp"
+mv "$RESULTS.tmp" "$RESULTS"
+cat "$RESULTS"
