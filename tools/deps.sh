@@ -4,17 +4,28 @@
 set -eu
 pkgs="build-essential pkg-config libfuse3-dev fuse3 libisal-dev libinih-dev check \
       libibverbs-dev librdmacm-dev fio sshfs openssh-server openssh-client rclone iproute2 \
-      psmisc kmod procps python3 libssl-dev clang"
+      psmisc kmod procps python3 libssl-dev clang s3fs nodejs"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-	echo "deps: missing packages:$missing; run 'make deps' as root" >&2
-	exit 1
+# npm ships inside some nodejs builds (NodeSource's); Debian's own nodejs needs the npm package.
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing packages:$missing; run 'make deps' as root" >&2
+		exit 1
+	fi
+	echo "deps: installing$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $missing
 fi
-echo "deps: installing$missing"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing
+
+# The object-store tests' local S3 server (Debian has none): s3rver from npm, pinned.
+npm_dir=${MOWS_NPM_DIR:-/var/cache/mows-npm}
+if [ ! -f "$npm_dir/node_modules/s3rver/package.json" ]; then
+	echo "deps: installing the npm package s3rver@3.7.1 into $npm_dir"
+	mkdir -p "$npm_dir"
+	(cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error s3rver@3.7.1 >/dev/null)
+fi
