@@ -71,8 +71,11 @@ done
 keys=$("$MOWS_FUSE" --list-keys | cut -f1 | sort)
 [ "$(echo "$keys" | wc -l)" -ge 20 ] || soft_fail "--list-keys printed $(echo "$keys" | wc -l) keys"
 assert_eq "$keys" "$(grep -v '^#' "$OUT" | sed 's/ = .*//' | sort)" "keys printed by --check-config"
-check -c "$OUT" "$M"
+FIRST=$OUT
+check -c "$FIRST" "$M"
 [ $RC -eq 0 ] || soft_fail "the printed settings as a file: exit $RC: $(cat "$ERR")"
+# ... and read back they give the same values (every value prints as mows.conf reads it).
+assert_eq "$(grep -v '^#' "$FIRST")" "$(grep -v '^#' "$OUT")" "settings printed, read back and printed again"
 # Nothing was created, bound or mounted.
 [ -e "$SOCK" ] && soft_fail "--check-config created the control socket $SOCK"
 grep -q ":$(printf '%04X' $PORT) " /proc/net/tcp && soft_fail "port $PORT is bound after --check-config"
@@ -93,7 +96,7 @@ check --max-memory=64M --backing "$B"
 # ---- bad configurations: exit 2, the same message as start-up ----
 conf badkey.conf "max_memory = 64M" "max_memroy = 1G"
 same_as_start "unknown key" -c "$CONF" "$M"
-grep -q 'badkey.conf:2' "$ERR" && grep -q max_memory "$ERR" || soft_fail "unknown key: $(cat "$ERR")"
+{ grep -q 'badkey.conf:2' "$ERR" && grep -q max_memory "$ERR"; } || soft_fail "unknown key: $(cat "$ERR")"
 same_as_start "bad size" --max-memory=200Q "$M"
 grep -q "200Q" "$ERR" || soft_fail "bad size: $(cat "$ERR")"
 same_as_start "secret mode" --max-memory=64M --chunk-size=1M --listen "127.0.0.1:$PORT" \
