@@ -38,7 +38,7 @@ out=$(kpy check 2>&1) || fail "the manifests: $out"
 n=$(ls "$K"/*.yaml | wc -l)
 note "a: $n YAML files parse; DaemonSet, Service, Secret, ConfigMap, Deployment checked"
 MP=$(kpy get mountpoint) HOSTDIR=$(kpy get mnt_path) BACK=$(kpy get backing_path)
-CONFP=$(kpy get config_path) SECRETP=$(kpy get secret_path) OVERHEAD=$(kpy get overhead_bytes)
+CONFP=$(kpy get config_path) OVERHEAD=$(kpy get overhead_bytes)
 
 # ---- b. keys and flags exist: --check-config with the exact args ----
 mkdir -p "$SCRATCH/k8s/secret" "$SCRATCH/backing"
