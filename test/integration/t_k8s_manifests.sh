@@ -37,6 +37,16 @@ kpy() { python3 "$MOWS_IT/k8s_manifests.py" "$K" "$@"; }
 out=$(kpy check 2>&1) || fail "the manifests: $out"
 n=$(ls "$K"/*.yaml | wc -l)
 note "a: $n YAML files parse; DaemonSet, Service, Secret, ConfigMap, Deployment checked"
+# The checker can fail: a copy with the propagation, the probe and the memory limit broken.
+mkdir "$SCRATCH/broken"
+cp "$K"/*.yaml "$SCRATCH/broken/"
+sed -i -e 's/mountPropagation: Bidirectional/mountPropagation: HostToContainer/' \
+	-e 's/memory: 25088Mi/memory: 24Gi/' -e 's/"status"\]/"peers"]/' "$SCRATCH/broken/daemonset.yaml"
+out=$(python3 "$MOWS_IT/k8s_manifests.py" "$SCRATCH/broken" check 2>&1) &&
+	soft_fail "a: a broken DaemonSet passed the check"
+for want in "not under a Bidirectional" "expected + 256Mi" "readiness probe"; do
+	grep -qF "$want" <<<"$out" || soft_fail "a: the broken copy's report lacks '$want': $out"
+done
 MP=$(kpy get mountpoint) HOSTDIR=$(kpy get mnt_path) BACK=$(kpy get backing_path)
 CONFP=$(kpy get config_path) OVERHEAD=$(kpy get overhead_bytes)
 
