@@ -83,8 +83,36 @@ bench-fleet: deps all
 
 include test/rdma/rdma.mk
 
+# ---- install and package ----
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: programs, man pages, the systemd unit
+# (its ExecStart pointed at BINDIR) and mows.conf.example. mows-peerbench is a benchmark for
+# developers and is not installed.
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/mows
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+INSTALL_BINS := mows-fuse mowsctl mows-crc32
+MANPAGES := $(wildcard man/*.[1-8])
+
+.PHONY: install deb
+install: $(INSTALL_BINS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(INSTALL_BINS) $(DESTDIR)$(BINDIR)/
+	for p in $(MANPAGES); do \
+		install -d $(DESTDIR)$(MANDIR)/man$${p##*.} && \
+		install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/ || exit 1; \
+	done
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' tools/mows-fuse@.service >$(DESTDIR)$(UNITDIR)/mows-fuse@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mows-fuse@.service
+	install -m 0644 mows.conf.example $(DESTDIR)$(DOCDIR)/
+
+# A .deb built with dpkg-deb from `make install` into a staging tree (packaging/deb/build.sh).
+deb:
+	./packaging/deb/build.sh
+
 clean: clean-rdma
 	rm -f $(BINS) libmows.a */*.o */*.d test/*.o test/*.d tools/*.o tools/*.d
-	rm -rf test/bin
+	rm -rf test/bin build/deb
 
 -include $(wildcard */*.d test/*.d)

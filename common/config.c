@@ -976,3 +976,67 @@ int config_validate(const struct mows_config *cfg, char *err, size_t errlen)
 		return rc;
 	return validate_memory(cfg, err, errlen);
 }
+
+bool config_key_at(size_t i, struct config_key_info *out)
+{
+	if (i >= ARRAY_SIZE(config_keys))
+		return false;
+	*out = (struct config_key_info){ .name = config_keys[i].name, .def = config_keys[i].def,
+					 .desc = config_keys[i].desc };
+	return true;
+}
+
+/* The word of @k->choices ("auto, on or off") that parses to @v, or "?" if none does. */
+static const char *enum_word(const struct config_key *k, int v, char *buf, size_t len)
+{
+	for (const char *p = k->choices; p && *p;) {
+		size_t n = strcspn(p, ", ");
+		if (n && n < len) {
+			memcpy(buf, p, n);
+			buf[n] = '\0';
+			if (strcmp(buf, "or") && k->parse_enum(buf) == v)
+				return buf;
+		}
+		p += n;
+		p += strspn(p, ", ");
+	}
+	return "?";
+}
+
+int config_format_value(const struct mows_config *cfg, const char *key, char *buf, size_t len)
+{
+	const struct config_key *k = key_find(key);
+	const char *field;
+	char word[32];
+	unsigned ms;
+
+	if (!k)
+		return -ENOENT;
+	field = (const char *)cfg + k->offset;
+	switch (k->type) {
+	case KEY_PATH:
+		snprintf(buf, len, "%s", field);
+		break;
+	case KEY_SIZE:
+		config_format_size(*(const uint64_t *)(const void *)field, buf, len);
+		break;
+	case KEY_UINT:
+		snprintf(buf, len, "%u", *(const unsigned *)(const void *)field);
+		break;
+	case KEY_MS:
+		ms = *(const unsigned *)(const void *)field;
+		if (ms % MS_PER_S)
+			snprintf(buf, len, "%ums", ms);
+		else
+			snprintf(buf, len, "%us", (unsigned)(ms / MS_PER_S));
+		break;
+	case KEY_ENUM:
+		snprintf(buf, len, "%s",
+			 enum_word(k, *(const int *)(const void *)field, word, sizeof(word)));
+		break;
+	default:
+		snprintf(buf, len, "?");
+		break;
+	}
+	return 0;
+}

@@ -112,4 +112,20 @@ const char *config_transport_name(enum config_transport t);
 /* Whether @key (with '-' or '_') is a configuration key. */
 bool config_is_key(const char *key);
 
+/*
+ * The table, for tools that list or document it (mows-fuse --list-keys, the man page
+ * check): the @i-th key (0-based) in table order, or false past the last. The strings are
+ * static. @def is the default as written in mows.conf; @desc is one line.
+ */
+struct config_key_info {
+	const char *name, *def, *desc;
+};
+bool config_key_at(size_t i, struct config_key_info *out);
+
+/*
+ * Writes the value of @key in @cfg as mows.conf would take it ("4M", "30s", "auto", a
+ * path). Returns 0, or -ENOENT for an unknown key.
+ */
+int config_format_value(const struct mows_config *cfg, const char *key, char *buf, size_t len);
+
 #endif

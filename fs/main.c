@@ -2,6 +2,8 @@
  * mows-fuse: mounts a read-only, cached mirror of a model directory.
  *
  *   mows-fuse [-c FILE] [--backing DIR] [-f] [-o FUSE_OPTS] [--KEY=VALUE...] MOUNTPOINT
+ *   mows-fuse --check-config [-c FILE] [--KEY=VALUE...] [MOUNTPOINT]
+ *   mows-fuse --list-keys
  *
  * Without --backing it mounts over MOUNTPOINT itself: the directory is opened before the
  * mount hides it and every backing access goes through that descriptor.
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@
 #include "cache/backing.h"
 #include "common/log.h"
 #include "fs/mows.h"
+#include "net/auth.h"
 #include "net/peer.h"
 
 #define EXIT_USAGE 2
@@ -35,6 +39,7 @@ struct options {
 	unsigned n;
 	char fuse_opts[1024];
 	bool foreground;
+	bool check_only; /* --check-config: validate, print, exit; never mount */
 };
 
 static void usage(FILE *out)
@@ -47,7 +52,19 @@ static void usage(FILE *out)
 		"  -f, --foreground    stay in the foreground and log to stderr\n"
 		"  -o OPTIONS          extra FUSE mount options\n"
 		"  --KEY=VALUE         any mows.conf key, overriding the file "
-		"(e.g. --max-memory=8G)\n");
+		"(e.g. --max-memory=8G)\n"
+		"  --check-config      check the settings as start-up would, print them, exit 0 "
+		"(OK) or 2;\n"
+		"                      never mounts (MOUNTPOINT optional)\n"
+		"  --list-keys         print every mows.conf key with its default, tab-separated\n"
+		"  -h, --help          this help\n");
+}
+
+static void list_keys(FILE *out)
+{
+	struct config_key_info k;
+	for (size_t i = 0; config_key_at(i, &k); i++)
+		fprintf(out, "%s\t%s\t%s\n", k.name, k.def, k.desc);
 }
 
 static int add_fuse_opts(struct options *o, const char *opts)
@@ -68,6 +85,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 			exit(0);
 		} else if (!strcmp(a, "-f") || !strcmp(a, "--foreground")) {
 			o->foreground = true;
+		} else if (!strcmp(a, "--check-config")) {
+			o->check_only = true;
+		} else if (!strcmp(a, "--list-keys")) {
+			list_keys(stdout);
+			exit(0);
 		} else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && next) {
 			o->config_file = argv[++i];
 		} else if (!strcmp(a, "-o") && next) {
@@ -97,7 +119,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return EXIT_USAGE;
 		}
 	}
-	if (!o->mountpoint) {
+	if (!o->mountpoint && !o->check_only) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -123,7 +145,7 @@ static int configure(struct mows *m, const struct options *o)
 	for (unsigned i = 0; i < o->n; i++)
 		if (config_set(&m->cfg, o->keys[i], o->values[i], "command line", err, sizeof(err)))
 			return fail(err);
-	if (!realpath(o->mountpoint, m->mountpoint)) {
+	if (o->mountpoint && !realpath(o->mountpoint, m->mountpoint)) {
 		snprintf(err, sizeof(err), "mountpoint '%s': %s (create the directory first)",
 			 o->mountpoint, strerror(errno));
 		return fail(err);
@@ -131,14 +153,14 @@ static int configure(struct mows *m, const struct options *o)
 	if (config_validate(&m->cfg, err, sizeof(err)))
 		return fail(err);
 	const char *b = m->cfg.backing[0] ? m->cfg.backing : m->mountpoint;
-	if (!realpath(b, m->backing)) {
+	if (b[0] && !realpath(b, m->backing)) {
 		snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model directory", b,
 			 strerror(errno));
 		return fail(err);
 	}
 	if (m->cfg.control_socket[0])
 		snprintf(m->socket_path, sizeof(m->socket_path), "%s", m->cfg.control_socket);
-	else
+	else if (m->mountpoint[0])
 		config_default_socket(m->mountpoint, m->socket_path, sizeof(m->socket_path));
 	log_set_level(m->cfg.log_level);
 	m->foreground = o->foreground;
@@ -266,10 +288,64 @@ static void prefetch_stop(struct mows *m)
 	pthread_join(m->prefetch_thread, NULL);
 }
 
+/*
+ * The checks of files named by the settings that need no resources: start-up runs them
+ * first, --check-config runs them alone. Returns 0 or EXIT_USAGE after printing why.
+ */
+static int preflight(const struct mows *m)
+{
+	char err[PATH_MAX + 512];
+	if (m->backing[0]) {
+		int fd = open(m->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model "
+				 "directory", m->backing, strerror(errno));
+			return fail(err);
+		}
+		close(fd);
+	}
+	if (m->cfg.listen[0] && !m->cfg.insecure) {
+		uint8_t *secret;
+		size_t len;
+		if (auth_load_secret(m->cfg.secret_file, &secret, &len, err, sizeof(err)))
+			return fail(err);
+		auth_secret_free(secret, len);
+	}
+	return 0;
+}
+
+/* --check-config: the start-up checks, then the effective settings on stdout. */
+static int check_config(const struct mows *m)
+{
+	struct config_key_info k;
+	char val[CONFIG_PATH_MAX];
+	struct rlimit rl;
+	int rc = preflight(m);
+	if (rc)
+		return rc;
+	printf("# mows-fuse: configuration OK\n");
+	printf("# mountpoint: %s\n", m->mountpoint[0] ? m->mountpoint : "(not given)");
+	printf("# backing directory: %s\n", m->backing[0] ? m->backing : "(the mountpoint)");
+	printf("# control socket: %s\n", m->socket_path[0] ? m->socket_path : "(from mountpoint)");
+	for (size_t i = 0; config_key_at(i, &k); i++)
+		if (!config_format_value(&m->cfg, k.name, val, sizeof(val)))
+			printf("%s = %s\n", k.name, val);
+	/* Not an error: without it RDMA falls back to TCP, which still works. */
+	if (m->cfg.listen[0] && m->cfg.transport != TRANSPORT_TCP &&
+	    getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < m->cfg.max_memory)
+		printf("# note: memlock limit %llu KiB is below max_memory: RDMA would fall back to "
+		       "TCP; run with ulimit -l unlimited (LimitMEMLOCK=infinity)\n",
+		       (unsigned long long)(rl.rlim_cur >> 10));
+	return 0;
+}
+
 /* Everything that can fail for a reason the user should fix, before mounting. */
 static int prepare(struct mows *m)
 {
 	char err[PATH_MAX + 512];
+	if (preflight(m))
+		return EXIT_USAGE;
 	m->root_fd = open(m->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (m->root_fd < 0) {
 		snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model directory",
@@ -346,7 +422,11 @@ int main(int argc, char **argv)
 	static struct mows m;
 	struct options o = { 0 };
 	int rc = parse_args(argc, argv, &o);
-	if (rc || (rc = configure(&m, &o)) || (rc = prepare(&m)))
+	if (rc || (rc = configure(&m, &o)))
+		return rc;
+	if (o.check_only)
+		return check_config(&m);
+	if ((rc = prepare(&m)))
 		return rc;
 	fuse_set_log_func(fuse_log_to_mows);
 	m.se = new_session(&m, &o);
