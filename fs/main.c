@@ -22,6 +22,7 @@
 
 #include "cache/backing.h"
 #include "common/log.h"
+#include "fs/metrics.h"
 #include "fs/mows.h"
 #include "net/peer.h"
 
@@ -299,6 +300,9 @@ static int prepare(struct mows *m)
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);
+	if (m->cfg.metrics_listen[0] &&
+	    !(m->metrics = metrics_new(m, m->cfg.metrics_listen, err, sizeof(err))))
+		return fail(err);
 	return 0;
 }
 
@@ -317,7 +321,8 @@ static struct fuse_session *new_session(struct mows *m, const struct options *o)
 static int serve(struct mows *m)
 {
 	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control) ||
-	    (m->peers && peers_start(m->peers)) || prefetch_start(m)) {
+	    (m->peers && peers_start(m->peers)) || prefetch_start(m) ||
+	    (m->metrics && metrics_start(m->metrics))) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
 	}
@@ -365,6 +370,7 @@ int main(int argc, char **argv)
 	fuse_session_unmount(m.se);
 	fuse_remove_signal_handlers(m.se);
 	prefetch_stop(&m);
+	metrics_free(m.metrics);
 	control_free(m.control);
 	peers_free(m.peers);
 	mows_inval_stop(&m);

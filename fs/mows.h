@@ -27,6 +27,8 @@
 struct fuse_session;
 struct control;
 struct peers;
+struct metrics;
+struct notify;
 
 /*
  * One FUSE inode. A regular file's identity includes its size and mtime, so a rewritten
@@ -88,6 +90,10 @@ struct mows {
 	unsigned inval_n, inval_cap;      /* protected by inval_lock */
 	bool inval_stop;                  /* protected by inval_lock */
 	pthread_t inval_thread;
+
+	struct hist read_latency;         /* FUSE reads, request to reply; atomic */
+	struct metrics *metrics;          /* NULL when metrics_listen is not set */
+	struct notify *notify;            /* NULL when not started by systemd */
 };
 
 /* ops.c */
