@@ -427,13 +427,14 @@ static bool do_file_check(struct cache *c, struct cache_file *f)
 	}
 	c->st.crc_mismatches++;
 	if (f->state == CACHE_FILE_OK) {
-		log_warn("crc32 mismatch: %s: manifest %08x, computed %08x; reading it again",
-			 f->relpath, f->expected, f->computed);
+		log_file_msg(LOG_WARNING, f->relpath,
+			     "crc32 mismatch: %s: manifest %08x, computed %08x; reading it again",
+			     f->relpath, f->expected, f->computed);
 		f->state = CACHE_FILE_RETRYING;
 	} else {
-		log_err("crc32 mismatch: %s: manifest %08x, computed %08x; its reads fail with "
-			"EIO until the backing file changes",
-			f->relpath, f->expected, f->computed);
+		log_file_msg(LOG_ERR, f->relpath, "crc32 mismatch: %s: manifest %08x, computed "
+			     "%08x; its reads fail with EIO until the backing file changes",
+			     f->relpath, f->expected, f->computed);
 		f->state = CACHE_FILE_BAD;
 	}
 	do_file_drop_chunks(c, f);

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "fs/metrics.h"
 #include "fs/mows.h"
+#include "fs/notify.h"
 #include "net/peer.h"
 
 #define EXIT_USAGE 2
@@ -322,7 +323,7 @@ static int serve(struct mows *m)
 {
 	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control) ||
 	    (m->peers && peers_start(m->peers)) || prefetch_start(m) ||
-	    (m->metrics && metrics_start(m->metrics))) {
+	    (m->metrics && metrics_start(m->metrics)) || notify_start(m)) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
 	}
@@ -350,6 +351,7 @@ int main(int argc, char **argv)
 {
 	static struct mows m;
 	struct options o = { 0 };
+	bool journal = log_use_journal("mows-fuse"); /* systemd made stderr the journal */
 	int rc = parse_args(argc, argv, &o);
 	if (rc || (rc = configure(&m, &o)) || (rc = prepare(&m)))
 		return rc;
@@ -362,12 +364,13 @@ int main(int argc, char **argv)
 			m.mountpoint);
 		return 1;
 	}
-	if (!m.foreground)
+	if (!journal && !m.foreground)
 		log_use_syslog("mows-fuse");
 	fuse_daemonize(m.foreground);
 	rc = serve(&m);
 	log_info("unmounting %s", m.mountpoint);
 	fuse_session_unmount(m.se);
+	notify_stop(&m);
 	fuse_remove_signal_handlers(m.se);
 	prefetch_stop(&m);
 	metrics_free(m.metrics);
