@@ -38,6 +38,25 @@ rand_file "$B/model-00002.safetensors" $((9 * MiB))
 rand_file "$B/config.json" 513
 model_bytes=$(du -cb "$B"/* | tail -n 1 | cut -f1)
 
+# Bad metrics_listen values stop start-up with status 2 and say what to fix.
+mkdir -p "$SCRATCH/never"
+mows_track_mount "$SCRATCH/never"
+assert_fails_with "metrics_listen 'localhost': expected HOST:PORT" "metrics_listen without a port" -- \
+	"$MOWS_FUSE" -f --backing "$B" --metrics-listen=localhost "$SCRATCH/never"
+"$PYTHON" -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(30)' >"$SCRATCH/busy.port" &
+busy_pid=$!
+retry_until 10 test -s "$SCRATCH/busy.port" || fail "cannot hold a port for the busy-port case"
+busy=$(cat "$SCRATCH/busy.port")
+out=$("$MOWS_FUSE" -f --backing "$B" --max-memory=64M --metrics-listen="127.0.0.1:$busy" "$SCRATCH/never" 2>&1)
+rc=$?
+kill "$busy_pid" 2>/dev/null
+assert_eq 2 "$rc" "exit status with metrics_listen on a port in use (output: $out)"
+[[ $out == *"metrics_listen '127.0.0.1:$busy': Address already in use"* ]] ||
+	fail "metrics_listen on a port in use: message does not say so: $out"
+assert_not_mounted "$SCRATCH/never"
+
 mport=$(free_port)
 mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M --metrics-listen="127.0.0.1:$mport"
 
