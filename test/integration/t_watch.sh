@@ -31,7 +31,7 @@ with open(sys.argv[1], "rb", buffering=0) as f:
         time.sleep(0.03)' "$M/model.bin" &
 READER=$!
 
-tmux new-session -d -s "$TS" -x 100 -y 20 "env -i PATH=$PATH TERM=xterm bash --norc --noprofile" ||
+tmux new-session -d -s "$TS" -x 100 -y 20 "env -i PATH=$PATH TERM=xterm ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} bash --norc --noprofile" ||
 	fail "tmux cannot start a session"
 tmux send-keys -t "$TS" "$MOWS_CTL -s $MOWS_SOCK status --watch --interval 0.5; echo watch-exit=\$?" Enter
 
