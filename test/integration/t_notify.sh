@@ -5,7 +5,9 @@
 # READY=1 arrives only once the mount serves (the listener reads a file through the mount the
 # moment READY=1 arrives), WATCHDOG=1 keeps coming every half WATCHDOG_USEC, STATUS= says
 # what is served, STOPPING=1 comes at the end, and log lines reach the journal with PRIORITY=,
-# SYSLOG_IDENTIFIER= and MOWS_FILE= on a CRC mismatch.
+# SYSLOG_IDENTIFIER= and MOWS_FILE= on a CRC mismatch. The pings prove the FUSE loop answers:
+# the daemon's backing is a second mows mount, and while that one is stopped (SIGSTOP) the
+# first cannot answer statfs and the pings stop; they come back with SIGCONT.
 # timeout: 120
 if [ -z "${MOWS_NOTIFY_NS:-}" ]; then
 	exec env MOWS_NOTIFY_NS=1 unshare -m --propagation private bash "$0" "$@"
@@ -20,9 +22,11 @@ B=$SCRATCH/backing
 M=$SCRATCH/mnt
 EV=$SCRATCH/events.jsonl
 LISTENER_PID=
+LOWER_PID=
 
 _notify_cleanup() {
 	local rc=$?
+	[ -n "$LOWER_PID" ] && kill -CONT "$LOWER_PID" 2>/dev/null
 	if [ -n "$LISTENER_PID" ]; then
 		kill -TERM "$LISTENER_PID" 2>/dev/null
 		wait_pid_gone "$LISTENER_PID" 5 || kill -KILL "$LISTENER_PID" 2>/dev/null
@@ -40,6 +44,10 @@ rand_file "$B/model.bin" $((5 * MiB + 3))
 rand_file "$B/bad.bin" $((2 * MiB))
 mows_make_manifest "$B"
 py flipbyte "$B/bad.bin" 4242
+# The lower mount, which the daemon under test uses as its backing directory.
+L=$SCRATCH/lower
+mows_mount "$B" "$L" --chunk-size=1M --max-memory=32M --verify=off
+LOWER_PID=$MOWS_PID
 
 # The listener: every datagram as one JSON line {t, sock, fields}; on READY=1 it reads
 # model.bin through the mount at once and records whether that worked.
@@ -119,11 +127,11 @@ else:
 
 # Started the way systemd starts a Type=notify service with WatchdogSec=0.4 whose stderr
 # is the journal stream. The daemon log file is that stream.
-touch "$SCRATCH/daemon1.log"
+touch "$SCRATCH/daemon2.log"
 export NOTIFY_SOCKET=$SCRATCH/notify.sock WATCHDOG_USEC=400000
-JOURNAL_STREAM=$(stat -c %d:%i "$SCRATCH/daemon1.log")
+JOURNAL_STREAM=$(stat -c %d:%i "$SCRATCH/daemon2.log")
 export JOURNAL_STREAM
-mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M --verify=file
+mows_mount "$L" "$M" --chunk-size=1M --max-memory=64M --verify=file
 unset NOTIFY_SOCKET WATCHDOG_USEC JOURNAL_STREAM
 
 ready() { [ "$(count 'f.get("READY") == "1"')" -ge 1 ]; }
@@ -151,10 +159,24 @@ assert_eq 0 "$n" "journal entries whose CODE_FILE names the logger, not the call
 cat "$M/bad.bin" >/dev/null 2>&1
 mismatch() { [ "$(count 'ev["sock"] == "journal" and f.get("MOWS_FILE") == "bad.bin" and f.get("PRIORITY") in ("3", "4") and "crc32 mismatch" in f.get("MESSAGE", "")')" -ge 1 ]; }
 retry_until 10 mismatch || fail "no journal entry 'crc32 mismatch' with MOWS_FILE=bad.bin and PRIORITY 3 or 4"
-[ "$(grep -vc '^+ ' "$SCRATCH/daemon1.log")" -eq 0 ] ||
-	fail "the daemon wrote to stderr although it is the journal stream: $(grep -v '^+ ' "$SCRATCH/daemon1.log" | head -n 3)"
+[ "$(grep -vc '^+ ' "$SCRATCH/daemon2.log")" -eq 0 ] ||
+	fail "the daemon wrote to stderr although it is the journal stream: $(grep -v '^+ ' "$SCRATCH/daemon2.log" | head -n 3)"
+
+# A daemon that cannot answer sends no pings: stop its backing (the lower mount's daemon),
+# so its statfs handler blocks, and the pings must stop within a watchdog interval.
+kill -STOP "$LOWER_PID"
+sleep 0.6
+w0=$(count 'f.get("WATCHDOG") == "1"')
+sleep 1.5
+w1=$(count 'f.get("WATCHDOG") == "1"')
+kill -CONT "$LOWER_PID"
+assert_eq 0 $((w1 - w0)) "WATCHDOG=1 sent in 1.5 s while the mount could not answer statfs"
+resumed() { [ "$(count 'f.get("WATCHDOG") == "1"')" -gt "$w1" ]; }
+retry_until 5 resumed || fail "no WATCHDOG=1 within 5 s of the mount answering again"
+note "no WATCHDOG=1 while the FUSE loop could not answer, pings again once it could"
 
 mows_umount "$M"
 assert_eq 0 "$MOWS_EXIT" "mows-fuse exit status"
+mows_umount "$L" "$LOWER_PID"
 stopping() { [ "$(count 'f.get("STOPPING") == "1"')" -ge 1 ]; }
 retry_until 5 stopping || fail "no STOPPING=1 when the daemon stopped"
