@@ -1,6 +1,7 @@
 # mows: model weight service. Plain make; every dependency through pkg-config.
 CC       ?= cc
 PKGS     := fuse3 libisal inih libcrypto libibverbs librdmacm
+PKGS     += libmicrohttpd libsystemd
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla \
             -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -43,6 +44,9 @@ test/bin/%: test/%.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
 
 test/%.o: override CFLAGS += $(shell pkg-config --cflags check)
+
+# mows_build_info{version=...} in the metrics.
+fs/metrics.o: override CFLAGS += -DMOWS_VERSION='"$(or $(VERSION),$(shell git describe --always --dirty 2>/dev/null),unknown)"'
 
 # Installs the Debian packages that building, demo and tests need, only when one is missing.
 deps:

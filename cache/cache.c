@@ -14,6 +14,7 @@
 #include "common/log.h"
 
 #define MAX_SOURCES 4
+_Static_assert(MAX_SOURCES <= CACHE_MAX_SOURCES, "cache_stats.bytes_read_from");
 #define FILE_BUCKETS 4096
 #define NIL (-1)
 
@@ -41,6 +42,7 @@ struct slot {
 	uint8_t state;
 	bool local_only;          /* fill from non-remote sources only */
 	bool indexed;             /* findable in the hash; cleared when dropped */
+	uint8_t src;              /* source that filled it, once READY */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
 	int32_t hnext;
@@ -100,6 +102,7 @@ struct cache {
 	uint64_t next_file_id;
 	bool stop;
 	struct cache_stats st;
+	struct hist fill_hist;     /* atomic, no lock */
 
 	pthread_t *threads;
 	unsigned nthreads;
@@ -428,14 +431,16 @@ static bool do_file_check(struct cache *c, struct cache_file *f)
 		log_debug("verified %s (crc32 %08x)", f->relpath, f->computed);
 		return false;
 	}
+	c->st.crc_mismatches++;
 	if (f->state == CACHE_FILE_OK) {
-		log_warn("crc32 mismatch: %s: manifest %08x, computed %08x; reading it again",
-			 f->relpath, f->expected, f->computed);
+		log_file_msg(LOG_WARNING, f->relpath,
+			     "crc32 mismatch: %s: manifest %08x, computed %08x; reading it again",
+			     f->relpath, f->expected, f->computed);
 		f->state = CACHE_FILE_RETRYING;
 	} else {
-		log_err("crc32 mismatch: %s: manifest %08x, computed %08x; its reads fail with "
-			"EIO until the backing file changes",
-			f->relpath, f->expected, f->computed);
+		log_file_msg(LOG_ERR, f->relpath, "crc32 mismatch: %s: manifest %08x, computed "
+			     "%08x; its reads fail with EIO until the backing file changes",
+			     f->relpath, f->expected, f->computed);
 		f->state = CACHE_FILE_BAD;
 	}
 	do_file_drop_chunks(c, f);
@@ -512,6 +517,7 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	}
 	so->bytes += s->len;
 	so->fills++;
+	s->src = (uint8_t)src;
 	s->state = SLOT_READY;
 	f->cached_chunks++;
 	f->cached_bytes += s->len;
@@ -557,7 +563,9 @@ static void *fill_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 
 		unsigned src = 0;
+		uint64_t t0 = mono_ns();
 		int rc = fetch_from_sources(c, s, dst, &src);
+		hist_add(&c->fill_hist, mono_ns() - t0);
 
 		pthread_mutex_lock(&c->lock);
 		struct cache_file *inval = do_fill_done(c, i, rc, src);
@@ -966,6 +974,10 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 		spans[n].data = (char *)cache_slab_slot(&c->slab, (uint32_t)i) + from;
 		spans[n].len = (size_t)(to - from);
 		spans[n].slot = (uint32_t)i;
+		if (hit)
+			c->st.bytes_read_hit += spans[n].len;
+		else
+			c->st.bytes_read_from[c->slots[i].src] += spans[n].len;
 		n++;
 	}
 	if (rc == 0 && f->state == CACHE_FILE_BAD)
@@ -1138,6 +1150,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 		if (c->slots[i].state == SLOT_READY && c->slots[i].pins)
 			st->slots_ready++;
 	pthread_mutex_unlock(&c->lock);
+	hist_read(&c->fill_hist, &st->fill_latency);
 }
 
 void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_file_status *st)

@@ -36,6 +36,7 @@
 
 #include "common/config.h"
 #include "common/deadline.h"
+#include "common/hist.h"
 
 struct cache;
 struct cache_file;
@@ -109,6 +110,9 @@ struct cache_file_status {
 	uint64_t chunks_cached;
 };
 
+/* At most this many fill sources (cache_source_stats() numbers them). */
+#define CACHE_MAX_SOURCES 4
+
 struct cache_stats {
 	uint64_t max_memory;      /* slab bytes */
 	uint64_t used_memory;     /* bytes in slots that hold or are filling a chunk */
@@ -119,6 +123,11 @@ struct cache_stats {
 	uint64_t fills, fill_errors, evictions;
 	uint64_t bytes_read;      /* bytes handed to readers */
 	const char *slab_kind;
+	/* For metrics: where the bytes read came from, CRC failures, fill times. */
+	uint64_t bytes_read_hit;  /* of bytes_read: chunks that were ready when asked for */
+	uint64_t bytes_read_from[CACHE_MAX_SOURCES]; /* of bytes_read: waited for source k */
+	uint64_t crc_mismatches;  /* whole-file CRC checks that failed */
+	struct hist_copy fill_latency; /* time each fill spent in the sources */
 };
 
 /*

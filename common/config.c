@@ -193,6 +193,9 @@ static const struct config_key config_keys[] = {
 	  .flags = KEY_EMPTY_OK, .desc = "RDMA device to use (empty: the first active one)" },
 	{ .name = "rdma_port", .type = KEY_UINT, .offset = FIELD(rdma_port), .def = "1",
 	  .min = 1, .max = 255, .desc = "port of the RDMA device" },
+	{ .name = "metrics_listen", .type = KEY_PATH, .offset = FIELD(metrics_listen),
+	  .def = "", .flags = KEY_EMPTY_OK,
+	  .desc = "HOST:PORT to serve Prometheus metrics on at /metrics (empty: off)" },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -960,9 +963,23 @@ static int validate_peers(const struct mows_config *cfg, char *err, size_t errle
 	return 0;
 }
 
+static int validate_metrics(const struct mows_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->metrics_listen[0] ||
+	    host_port_ok(cfg->metrics_listen, strlen(cfg->metrics_listen)))
+		return 0;
+	set_err(err, errlen, "metrics_listen '%s': expected HOST:PORT such as 127.0.0.1:9464 "
+		"(a port from 1 to 65535), or nothing to serve no metrics", cfg->metrics_listen);
+	return -EINVAL;
+}
+
 int config_validate(const struct mows_config *cfg, char *err, size_t errlen)
 {
 	int rc;
+
+	rc = validate_metrics(cfg, err, errlen);
+	if (rc)
+		return rc;
 
 	rc = validate_peers(cfg, err, errlen);
 	if (rc)

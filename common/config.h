@@ -58,6 +58,8 @@ struct mows_config {
 	enum config_transport transport;      /* default auto */
 	char rdma_device[CONFIG_PATH_MAX];    /* "" = the first RDMA device with an active port */
 	unsigned rdma_port;                   /* 1.. default 1 */
+
+	char metrics_listen[CONFIG_PATH_MAX]; /* HOST:PORT serving /metrics, "" = off */
 };
 
 /* Fills @cfg with every default. */

@@ -2,7 +2,9 @@
  * Logging for every mows program.
  *
  * Messages go to stderr until log_use_syslog() switches them to syslog (the daemon does so
- * when it detaches). The level is the one piece of process-wide state besides signal flags.
+ * when it detaches) or log_use_journal() to the systemd journal (when systemd connected
+ * stderr to it): there each message carries PRIORITY=, SYSLOG_IDENTIFIER= and, through
+ * log_field_msg(), a field such as MOWS_FILE= or MOWS_PEER= that journalctl can select on. The level is the one piece of process-wide state besides signal flags.
  * All functions are safe to call from any thread.
  */
 #ifndef MOWS_COMMON_LOG_H
@@ -22,6 +24,20 @@ int log_level_parse(const char *name);
 /* Sends messages to syslog under @ident from now on. */
 void log_use_syslog(const char *ident);
 
+/*
+ * Sends messages to the systemd journal under @ident from now on, when stderr is the journal
+ * stream systemd set up (JOURNAL_STREAM names stderr's device and inode). Returns whether
+ * it switched; call before stderr is redirected.
+ */
+bool log_use_journal(const char *ident);
+
+/*
+ * Like log_msg(), with one structured journal field @field=@value (@field upper case, such
+ * as "MOWS_FILE"; @value NULL for none). Elsewhere the message alone is written.
+ */
+void log_field_msg(int level, const char *field, const char *value, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
@@ -29,5 +45,7 @@ void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(prin
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_file_msg(level, relpath, ...) log_field_msg(level, "MOWS_FILE", relpath, __VA_ARGS__)
+#define log_peer_msg(level, peer, ...) log_field_msg(level, "MOWS_PEER", peer, __VA_ARGS__)
 
 #endif

@@ -25,8 +25,10 @@
 
 #include "cache/backing.h"
 #include "common/log.h"
+#include "fs/metrics.h"
 #include "fs/mows.h"
 #include "net/auth.h"
+#include "fs/notify.h"
 #include "net/peer.h"
 
 #define EXIT_USAGE 2
@@ -375,6 +377,9 @@ static int prepare(struct mows *m)
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);
+	if (m->cfg.metrics_listen[0] &&
+	    !(m->metrics = metrics_new(m, m->cfg.metrics_listen, err, sizeof(err))))
+		return fail(err);
 	return 0;
 }
 
@@ -393,7 +398,8 @@ static struct fuse_session *new_session(struct mows *m, const struct options *o)
 static int serve(struct mows *m)
 {
 	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control) ||
-	    (m->peers && peers_start(m->peers)) || prefetch_start(m)) {
+	    (m->peers && peers_start(m->peers)) || prefetch_start(m) ||
+	    (m->metrics && metrics_start(m->metrics)) || notify_start(m)) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
 	}
@@ -421,6 +427,7 @@ int main(int argc, char **argv)
 {
 	static struct mows m;
 	struct options o = { 0 };
+	bool journal = log_use_journal("mows-fuse"); /* systemd made stderr the journal */
 	int rc = parse_args(argc, argv, &o);
 	if (rc || (rc = configure(&m, &o)))
 		return rc;
@@ -437,14 +444,16 @@ int main(int argc, char **argv)
 			m.mountpoint);
 		return 1;
 	}
-	if (!m.foreground)
+	if (!journal && !m.foreground)
 		log_use_syslog("mows-fuse");
 	fuse_daemonize(m.foreground);
 	rc = serve(&m);
 	log_info("unmounting %s", m.mountpoint);
 	fuse_session_unmount(m.se);
+	notify_stop(&m);
 	fuse_remove_signal_handlers(m.se);
 	prefetch_stop(&m);
+	metrics_free(m.metrics);
 	control_free(m.control);
 	peers_free(m.peers);
 	mows_inval_stop(&m);

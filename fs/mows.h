@@ -9,6 +9,10 @@
  *     mows_invalidate(), so that no notification is sent from inside a request.
  *   - the control thread and one thread per mowsctl client (control.c).
  *   - the readahead thread (main.c): sets the mount's readahead once INIT is done, then ends.
+ *   - the metrics thread (libmicrohttpd's, metrics.c): formats /metrics from snapshots; takes
+ *     the cache's lock (and the peers' lock) only inside cache_get_stats()/peers_report().
+ *   - the notify thread (notify.c, only under systemd): probes the mount with statfs() and
+ *     sends READY=1, WATCHDOG=1 and STATUS=; holds no lock of ours across the probe.
  */
 #ifndef MOWS_FS_MOWS_H
 #define MOWS_FS_MOWS_H
@@ -27,6 +31,8 @@
 struct fuse_session;
 struct control;
 struct peers;
+struct metrics;
+struct notify;
 
 /*
  * One FUSE inode. A regular file's identity includes its size and mtime, so a rewritten
@@ -88,6 +94,10 @@ struct mows {
 	unsigned inval_n, inval_cap;      /* protected by inval_lock */
 	bool inval_stop;                  /* protected by inval_lock */
 	pthread_t inval_thread;
+
+	struct hist read_latency;         /* FUSE reads, request to reply; atomic */
+	struct metrics *metrics;          /* NULL when metrics_listen is not set */
+	struct notify *notify;            /* NULL when not started by systemd */
 };
 
 /* ops.c */

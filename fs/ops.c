@@ -207,6 +207,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	(void)ino;
 	struct mows *m = ctx(req);
+	uint64_t t0 = mono_ns();
 	struct mows_fh *h = (struct mows_fh *)(uintptr_t)fi->fh;
 	struct cache_span spans[MAX_SPANS];
 	struct iovec iov[MAX_SPANS];
@@ -228,6 +229,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* writev() straight from the slab: no copy in the daemon. */
 	fuse_reply_iov(req, iov, (int)n);
 	cache_read_done(m->cache, spans, n);
+	hist_add(&m->read_latency, mono_ns() - t0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -7,6 +7,7 @@ pkgs="build-essential pkg-config libfuse3-dev fuse3 libisal-dev libinih-dev chec
       psmisc kmod procps python3 libssl-dev clang s3fs nodejs"
 # packaging and docs: make deb, t_deb (lintian), t_manpages (man, groff), t_k8s_manifests
 pkgs="$pkgs dpkg-dev lintian man-db groff-base python3-yaml"
+pkgs="$pkgs libmicrohttpd-dev libsystemd-dev prometheus curl tmux"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

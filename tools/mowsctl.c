@@ -2,6 +2,7 @@
  * mowsctl: talks to a running mows-fuse over its control socket.
  *
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] status
+ *   mowsctl [-s SOCKET | -m MOUNTPOINT] status --watch [--interval S]
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch|evict|verify PATH...
  *
  * Without -s or -m the daemon is found from the first PATH (the mows mount holding it), else
@@ -10,12 +11,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -35,6 +38,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] COMMAND [PATH...]\n"
 		     "commands:\n"
 		     "  status          memory, chunks, hit ratio, bytes by source, per-file state\n"
+		     "  status --watch [--interval S]\n"
+		     "                  the same as rates, redrawn every S seconds (1) until Ctrl-C\n"
 		     "  prefetch PATH.. fill files (or whole directories) into the cache\n"
 		     "  evict PATH...   drop files from the cache\n"
 		     "  verify PATH...  read files and check them against the CRC manifest\n"
@@ -168,6 +173,189 @@ static int relay(int fd)
 	return status;
 }
 
+/* ---- status --watch: one screen refreshed in place from status --json samples ---- */
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_watch_signal(int sig)
+{
+	(void)sig;
+	watch_stop = 1;
+}
+
+struct watch_sample {
+	uint64_t ns, used, max, bytes_read, hits, misses, fills, fill_errors, evictions;
+	unsigned cached, slots, nsrc;
+	char src_name[4][32];
+	uint64_t src_bytes[4];
+};
+
+/* The number after @key in @json (the part before the file list), or 0. */
+static uint64_t json_num(const char *json, const char *key)
+{
+	const char *at = strstr(json, key);
+	return at ? strtoull(at + strlen(key), NULL, 10) : 0;
+}
+
+/* Parses the sources object: "name":bytes pairs up to its '}'. */
+static void parse_sources(const char *json, struct watch_sample *w)
+{
+	const char *p = strstr(json, "\"sources\":{");
+	for (p = p ? p + 11 : NULL; p && *p == '"' && w->nsrc < 4; w->nsrc++) {
+		size_t n = strcspn(p + 1, "\"");
+		snprintf(w->src_name[w->nsrc], sizeof(w->src_name[0]), "%.*s", (int)n, p + 1);
+		char *end;
+		w->src_bytes[w->nsrc] = strtoull(p + n + 3, &end, 10);
+		p = *end == ',' ? end + 1 : NULL;
+	}
+}
+
+/* Asks the daemon at @sock for status --json and parses it. Returns 0 or -1 (said why). */
+static int watch_sample(const char *sock, struct watch_sample *w, char *mnt, size_t mntlen)
+{
+	int fd = connect_to(sock);
+	if (fd < 0)
+		return -1;
+	dprintf(fd, "status json\n");
+	FILE *in = fdopen(fd, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int rc = -1;
+	memset(w, 0, sizeof(*w));
+	w->ns = mono_ns();
+	while (in && getline(&line, &cap, in) > 0 && line[0] != '=') {
+		if (strncmp(line, ". {", 3))
+			continue;
+		char *files = strstr(line, ",\"files\":[");
+		if (files)
+			*files = '\0';
+		const char *m = strstr(line, "\"mountpoint\":\"");
+		if (m)
+			snprintf(mnt, mntlen, "%.*s", (int)strcspn(m + 14, "\""), m + 14);
+		w->max = json_num(line, "\"memory\":{\"max\":");
+		w->used = json_num(line, "\"used\":");
+		w->slots = (unsigned)json_num(line, "\"slots\":");
+		w->cached = (unsigned)json_num(line, "\"cached\":");
+		w->bytes_read = json_num(line, "\"bytes_read\":");
+		w->hits = json_num(line, "\"hits\":");
+		w->misses = json_num(line, "\"misses\":");
+		w->fills = json_num(line, "\"fills\":");
+		w->fill_errors = json_num(line, "\"fill_errors\":");
+		w->evictions = json_num(line, "\"evictions\":");
+		parse_sources(line, w);
+		rc = 0;
+	}
+	free(line);
+	if (in)
+		fclose(in);
+	else
+		close(fd);
+	if (rc)
+		fprintf(stderr, "mowsctl: %s gave no status\n", sock);
+	return rc;
+}
+
+static double per_s(uint64_t now, uint64_t before, double secs)
+{
+	return secs > 0 && now >= before ? (double)(now - before) / secs : 0;
+}
+
+static void watch_draw(const struct watch_sample *w, const struct watch_sample *b,
+		       const char *mnt, double interval, bool tty)
+{
+	char x[32], y[32];
+	double secs = b ? (double)(w->ns - b->ns) / 1e9 : 0;
+	uint64_t looks = w->hits + w->misses;
+	uint64_t dh = b ? w->hits - b->hits : 0, dl = b ? looks - b->hits - b->misses : 0;
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	printf("%smows on %s, every %.1fs (Ctrl-C ends)  %02d:%02d:%02d\n",
+	       tty ? "\033[H\033[J" : "", mnt, interval, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	printf("memory     %s of %s used (%.1f%%), %u of %u chunks cached\n",
+	       config_format_size(w->used, x, sizeof(x)), config_format_size(w->max, y, sizeof(y)),
+	       w->max ? 100.0 * (double)w->used / (double)w->max : 0.0, w->cached, w->slots);
+	printf("reads      %s/s now, %s in all\n",
+	       config_format_size((uint64_t)per_s(w->bytes_read, b ? b->bytes_read : 0, secs), x,
+				  sizeof(x)),
+	       config_format_size(w->bytes_read, y, sizeof(y)));
+	printf("hit ratio  %.1f%% now, %.1f%% in all (chunk lookups %llu)\n",
+	       dl ? 100.0 * (double)dh / (double)dl : 0.0,
+	       looks ? 100.0 * (double)w->hits / (double)looks : 0.0, (unsigned long long)looks);
+	for (unsigned k = 0; k < w->nsrc; k++) {
+		const char *name = !strcmp(w->src_name[k], "backing") ? "storage" : w->src_name[k];
+		uint64_t before = b && k < b->nsrc ? b->src_bytes[k] : 0;
+		printf("from %-7s %s/s now, %s in all\n", name,
+		       config_format_size((uint64_t)per_s(w->src_bytes[k], before, secs), x,
+					  sizeof(x)),
+		       config_format_size(w->src_bytes[k], y, sizeof(y)));
+	}
+	printf("fills      %.0f/s now, %llu in all, %llu errors, %llu evictions\n",
+	       per_s(w->fills, b ? b->fills : 0, secs), (unsigned long long)w->fills,
+	       (unsigned long long)w->fill_errors, (unsigned long long)w->evictions);
+	if (!tty)
+		putchar('\n');
+	fflush(stdout);
+}
+
+/* mowsctl status --watch: redraws until SIGINT or SIGTERM. Returns the exit status. */
+static int watch_status(const char *sock, double interval)
+{
+	struct sigaction sa = { .sa_handler = on_watch_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	bool tty = isatty(STDOUT_FILENO);
+	struct watch_sample w[2];
+	char mnt[PATH_MAX] = "?";
+	unsigned k = 0;
+	for (bool first = true; !watch_stop; first = false, k ^= 1) {
+		if (watch_sample(sock, &w[k], mnt, sizeof(mnt)))
+			return watch_stop ? 0 : 1;
+		watch_draw(&w[k], first ? NULL : &w[k ^ 1], mnt, interval, tty);
+		struct timespec ts = { (time_t)interval,
+				       (long)((interval - (double)(time_t)interval) * 1e9) };
+		while (!watch_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return 0;
+}
+
+/*
+ * Takes "--watch" and "--interval S" out of argv[@from..]; returns 0, or EXIT_USAGE after
+ * saying what is wrong.
+ */
+static int watch_args(int *argc, char **argv, int from, bool *watch, double *interval)
+{
+	bool interval_set = false;
+	for (int k = from; k < *argc; k++) {
+		int take = 0;
+		if (!strcmp(argv[k], "--watch")) {
+			*watch = true;
+			take = 1;
+		} else if (!strcmp(argv[k], "--interval")) {
+			char *end = NULL;
+			*interval = k + 1 < *argc ? strtod(argv[k + 1], &end) : 0;
+			if (!end || *end || *interval < 0.1 || *interval > 3600) {
+				fprintf(stderr, "mowsctl: --interval '%s': expected seconds from 0.1 "
+					"to 3600, such as 2 or 0.5\n", k + 1 < *argc ? argv[k + 1] : "");
+				return EXIT_USAGE;
+			}
+			interval_set = true;
+			take = 2;
+		}
+		if (take) {
+			memmove(&argv[k], &argv[k + take], (size_t)(*argc - k - take) * sizeof(*argv));
+			*argc -= take;
+			k--;
+		}
+	}
+	if (interval_set && !*watch) {
+		fprintf(stderr, "mowsctl: --interval goes with status --watch\n");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = NULL, *mnt = NULL;
@@ -200,6 +388,14 @@ int main(int argc, char **argv)
 			memmove(&argv[k], &argv[k + 1], (size_t)(argc - k - 1) * sizeof(*argv));
 			argc--, k--;
 		}
+	bool watch = false;
+	double interval = 1.0;
+	if (watch_args(&argc, argv, i, &watch, &interval))
+		return EXIT_USAGE;
+	if (watch && (strcmp(cmd, "status") || json || i < argc)) {
+		fprintf(stderr, "mowsctl: --watch goes with status alone (no --json, no paths)\n");
+		return EXIT_USAGE;
+	}
 	if (strcmp(cmd, "status") && strcmp(cmd, "prefetch") && strcmp(cmd, "evict") &&
 	    strcmp(cmd, "verify") && strcmp(cmd, "peers")) {
 		fprintf(stderr, "mowsctl: unknown command '%s'\n", cmd);
@@ -234,6 +430,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mowsctl: which mows-fuse? give -s SOCKET or -m MOUNTPOINT\n");
 		return EXIT_USAGE;
 	}
+	if (watch)
+		return watch_status(sock, interval);
 	int fd = connect_to(sock);
 	if (fd < 0)
 		return 1;
