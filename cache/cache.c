@@ -1132,8 +1132,9 @@ static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint
 			f->claimed[k] = 1;
 			f->nclaimed++;
 		}
-	return c->verify == VERIFY_FILE && f->has_crc && f->nclaimed == f->nchunks &&
-	       f->state != CACHE_FILE_VERIFIED;
+	/* With crc32.chunks every chunk was checked on its own before any read got it. */
+	return c->verify == VERIFY_FILE && f->has_crc && !f->want &&
+	       f->nclaimed == f->nchunks && f->state != CACHE_FILE_VERIFIED;
 }
 
 static int strict_check(struct cache *c, struct cache_file *f)

@@ -22,7 +22,8 @@
  * before its first read returns. file never lets a read return bytes of the last chunk of a
  * version that no read had claimed before the whole-file check is done: a read whose chunks,
  * with those every earlier read claimed, cover the whole file, waits for the check (and gets
- * -EIO if the file is bad), so no reader reaches EOF of a mismatching file without an error.
+ * -EIO if the file is bad), so no reader reaches EOF of a mismatching file without an error
+ * (not needed, so not done, for a version crc32.chunks lists: its chunks were each checked).
  *
  * Per-chunk CRCs (crc32.chunks, cache/chunkmap.h; see cache_chunkmap_refresh()): when the
  * sidecar lists a version (same size), every chunk is checked against it right after its
