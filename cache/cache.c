@@ -95,6 +95,8 @@ struct cache_file {
 	bool local_only;          /* refilling after a mismatch: local sources only */
 	bool inval_due;           /* the kernel's copy must be dropped (settle()) */
 	bool charge_due;          /* peers that sent chunks unlike the refill are charged */
+	bool served_wrong;        /* a read may have had a chunk the refill proved wrong */
+	bool served_wrong_told;   /* and that was logged */
 	struct crc_snapshot prev; /* the mismatching fill's CRCs, while refilling */
 	uint8_t *bad;             /* per chunk (with want): storage failed crc32.chunks */
 	uint32_t *bad_got;        /* the CRC storage gave for a bad chunk */
@@ -490,6 +492,9 @@ static bool do_file_check(struct cache *c, struct cache_file *f)
 		f->local_only = false;
 		log_debug("verified %s (crc32 %08x)", f->relpath, f->computed);
 		f->charge_due = f->prev.crc != NULL;
+		for (uint64_t k = 0; f->charge_due && k < f->nchunks && !f->served_wrong; k++)
+			f->served_wrong = f->claimed[k] && f->prev.known[k] &&
+					  f->prev.crc[k] != f->crc[k];
 		return f->charge_due;
 	}
 	if (f->state == CACHE_FILE_OK) {
@@ -1137,6 +1142,29 @@ static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint
 	       f->nclaimed == f->nchunks && f->state != CACHE_FILE_VERIFIED;
 }
 
+/*
+ * After a refill that matched: a read may have handed out a chunk that the refill proved
+ * wrong (a peer's). Its reader must not reach EOF unwarned, and the kernel retries a failed
+ * readahead with a read of its own: so every read past offset 0 fails until a read at offset
+ * 0 starts a new pass over the file (which then gets the right bytes).
+ */
+static bool took_wrong(struct cache *c, struct cache_file *f, uint64_t off)
+{
+	pthread_mutex_lock(&c->lock);
+	bool wrong = f->served_wrong && off > 0;
+	bool tell = wrong && !f->served_wrong_told;
+	if (f->served_wrong && off == 0)
+		f->served_wrong = f->served_wrong_told = false;
+	if (tell)
+		f->served_wrong_told = true;
+	pthread_mutex_unlock(&c->lock);
+	if (tell)
+		log_err("%s: a read got a chunk from a peer before the file check proved it wrong; "
+			"reads past its start fail with EIO until one starts over at offset 0 (the "
+			"file is right now)", f->relpath);
+	return wrong;
+}
+
 static int strict_check(struct cache *c, struct cache_file *f)
 {
 	uint32_t crc;
@@ -1168,6 +1196,7 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	bool bad = f->state == CACHE_FILE_BAD;
 	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
 	bool gate = !bad && !check && do_claim(c, f, first, last);
+	bool wrong_pending = f->served_wrong;
 	pthread_mutex_unlock(&c->lock);
 	if (bad)
 		return -EIO;
@@ -1176,6 +1205,8 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 		if (rc)
 			return rc;
 	}
+	if ((gate || wrong_pending) && took_wrong(c, f, off))
+		return -EIO;
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	unsigned n = 0;
 	ssize_t rc = 0;

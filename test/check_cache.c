@@ -1821,8 +1821,13 @@ START_TEST(test_provenance_refill)
 	}
 	calls = ld(&fk.remote_calls);
 	ck_assert_uint_eq(calls, 6);
-	/* The last chunk completes the file: the read waits for the check and the refill, and
-	 * gets the right bytes. */
+	/* The last chunk completes the file: the read waits for the check and the refill. The
+	 * reader had chunk 2 from the peer, which the refill proved wrong: reads past the start
+	 * fail, so it does not reach EOF unwarned, until a read starts over at offset 0. */
+	ck_assert_int_eq(read_check(c, f, a, 6 * CHUNK, 10), -EIO);
+	ck_assert_int_eq(read_check(c, f, a, 6 * CHUNK, 10), -EIO);
+	ck_assert_int_eq(read_check(c, f, a, 3 * CHUNK, 10), -EIO);
+	ck_assert_int_eq(read_check(c, f, a, 0, CHUNK), CHUNK);
 	ck_assert_int_eq(read_check(c, f, a, 6 * CHUNK, 10), 10);
 	ck_assert_int_eq(state_of(c, f), CACHE_FILE_VERIFIED);
 	ck_assert_uint_le(ld(&fk.remote_calls), calls + 1); /* the refill asked no peer */
