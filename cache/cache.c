@@ -1144,7 +1144,7 @@ static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint
 
 /*
  * After a refill that matched: a read may have handed out a chunk that the refill proved
- * wrong (a peer's). Its reader must not reach EOF unwarned, and the kernel retries a failed
+ * wrong (a peer's, or a storage read that did not repeat). Its reader must not reach EOF unwarned, and the kernel retries a failed
  * readahead with a read of its own: so every read past offset 0 fails until a read at offset
  * 0 starts a new pass over the file (which then gets the right bytes).
  */
@@ -1159,9 +1159,9 @@ static bool took_wrong(struct cache *c, struct cache_file *f, uint64_t off)
 		f->served_wrong_told = true;
 	pthread_mutex_unlock(&c->lock);
 	if (tell)
-		log_err("%s: a read got a chunk from a peer before the file check proved it wrong; "
-			"reads past its start fail with EIO until one starts over at offset 0 (the "
-			"file is right now)", f->relpath);
+		log_err("%s: a read got a chunk (from a peer, or a storage read that changed) "
+			"before the file check proved it wrong; reads past its start fail with EIO "
+			"until one starts over at offset 0 (the file is right now)", f->relpath);
 	return wrong;
 }
 
