@@ -35,6 +35,9 @@
  * whole-file mismatch the version is refilled from local sources only and no longer served
  * to peers; when the refill matches, every peer whose chunk differed from it is charged.
  * A version turns bad (-EIO) only when its refill from this node's own storage mismatches.
+ * When the refill matches but a read may already have had a chunk it proved wrong, every
+ * read past offset 0 fails with -EIO until a read at offset 0 starts a new pass, so that no
+ * reader gets to EOF with wrong bytes unwarned (the kernel retries a failed readahead).
  *
  * Threads and locks: one mutex (cache->lock) protects the index, the slots' metadata, the
  * queues, the file table and every cache_file's mutable fields. It is never held across a
