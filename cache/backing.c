@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,6 +29,25 @@ static int pread_full(int fd, void *dst, size_t len, uint64_t off, const struct 
 	return 0;
 }
 
+/*
+ * Test-only fault, MOWS_TEST_FLIP=RELPATH:OFFSET: this node's storage returns byte OFFSET
+ * of RELPATH with its lowest bit flipped, every time it is read (a bad disk or cache).
+ */
+static void test_flip(struct cache_file *f, uint64_t off, void *dst, size_t len)
+{
+	const char *spec = getenv("MOWS_TEST_FLIP");
+	const char *colon = spec ? strrchr(spec, ':') : NULL;
+	const char *rel = cache_file_relpath(f);
+	if (!colon || (size_t)(colon - spec) != strlen(rel) || strncmp(spec, rel, strlen(rel)))
+		return;
+	uint64_t at = strtoull(colon + 1, NULL, 10);
+	if (at < off || at >= off + len)
+		return;
+	((unsigned char *)dst)[at - off] ^= 1;
+	log_warn("MOWS_TEST_FLIP: flipped a bit of byte %" PRIu64 " of %s as it was read", at,
+		 rel);
+}
+
 static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 			 const struct deadline *dl, struct cache_fetch *out)
 {
@@ -39,6 +59,8 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 	if (rc == 0)
 		posix_fadvise(cache_file_fd(f), (off_t)(chunk * chunk_size), (off_t)len,
 			      POSIX_FADV_DONTNEED);
+	if (rc == 0)
+		test_flip(f, chunk * chunk_size, dst, len);
 	if (rc == 0 && fstat(cache_file_fd(f), &st) < 0)
 		rc = -errno;
 	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,

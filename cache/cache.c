@@ -1,14 +1,17 @@
 #include "cache/cache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/chunkmap.h"
 #include "cache/slab.h"
 #include "common/crc.h"
 #include "common/log.h"
@@ -40,12 +43,27 @@ struct slot {
 	uint32_t pins;
 	int err;
 	uint8_t state;
+	uint8_t src;              /* the source that filled it */
+	uint32_t origin;          /* which node sent its bytes (remote sources) */
 	bool local_only;          /* fill from non-remote sources only */
+	bool has_expect;          /* the fill must give this CRC (sidecar or verified file) */
+	uint32_t expect;
 	bool indexed;             /* findable in the hash; cleared when dropped */
-	uint8_t src;              /* source that filled it, once READY */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
 	int32_t hnext;
+};
+
+struct chunk_from {
+	uint32_t origin;
+	uint8_t src;
+};
+
+/* A version's chunk CRCs and their provenance, kept from a fill that mismatched. */
+struct crc_snapshot {
+	uint32_t *crc;
+	uint8_t *known;
+	struct chunk_from *from;
 };
 
 struct cache_file {
@@ -59,6 +77,7 @@ struct cache_file {
 	uint64_t id, nchunks, key;
 	bool has_crc;
 	uint32_t expected;
+	uint32_t *want;           /* per chunk from crc32.chunks, or NULL */
 	/* Protected by cache->lock. */
 	uint64_t cookie;
 	uint32_t refs;
@@ -71,6 +90,18 @@ struct cache_file {
 	uint64_t ncrc_known;
 	uint32_t computed;
 	uint64_t cached_chunks, cached_bytes;
+	struct chunk_from *from;  /* per chunk: where crc[k] came from */
+	uint8_t *claimed;         /* per chunk: a read has claimed its bytes (verify race) */
+	uint64_t nclaimed;
+	bool local_only;          /* refilling after a mismatch: local sources only */
+	bool inval_due;           /* the kernel's copy must be dropped (settle()) */
+	bool charge_due;          /* peers that sent chunks unlike the refill are charged */
+	bool served_wrong;        /* a read may have had a chunk the refill proved wrong */
+	bool served_wrong_told;   /* and that was logged */
+	struct crc_snapshot prev; /* the mismatching fill's CRCs, while refilling */
+	uint8_t *bad;             /* per chunk (with want): storage failed crc32.chunks */
+	uint32_t *bad_got;        /* the CRC storage gave for a bad chunk */
+	uint64_t nbad;
 	struct cache_file *tnext;
 };
 
@@ -109,6 +140,11 @@ struct cache {
 	pthread_t populate;        /* faults the slab in just ahead of the slots in use */
 	bool populating;
 	pthread_cond_t populate_cond; /* pristine advanced, or stop */
+
+	/* The crc32.chunks sidecar, protected by lock. */
+	struct cache_chunkmap *chunkmap;
+	bool chunkmap_present;
+	struct stat chunkmap_st;
 };
 
 /* ---- slot lists and index (lock held) ---- */
@@ -208,6 +244,14 @@ static uint32_t path_bucket(const char *relpath)
 	return h % FILE_BUCKETS;
 }
 
+static void snapshot_free(struct crc_snapshot *p)
+{
+	free(p->crc);
+	free(p->known);
+	free(p->from);
+	*p = (struct crc_snapshot){ 0 };
+}
+
 static void file_free(struct cache_file *f)
 {
 	if (f->fd >= 0)
@@ -215,6 +259,12 @@ static void file_free(struct cache_file *f)
 	free(f->relpath);
 	free(f->crc);
 	free(f->crc_known);
+	free(f->from);
+	free(f->claimed);
+	free(f->want);
+	free(f->bad);
+	free(f->bad_got);
+	snapshot_free(&f->prev);
 	free(f);
 }
 
@@ -341,7 +391,7 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->len = (uint32_t)chunk_len(c, f, chunk);
 	s->pins = 0;
 	s->err = 0;
-	s->local_only = false;
+	s->local_only = f->local_only;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 	do_list_push(c, &c->queue[prio], i);
@@ -421,30 +471,58 @@ static void do_reset_crcs(struct cache_file *f)
 	f->gen++;
 }
 
-/* Checks a version whose chunk CRCs are all known. Returns true when the kernel's copy
- * must be invalidated. */
+/* Keeps the CRCs and provenance of a fill that mismatched, to compare with the refill. */
+static void do_snapshot(struct cache_file *f)
+{
+	size_t n = f->nchunks ? f->nchunks : 1;
+	snapshot_free(&f->prev);
+	f->prev.crc = malloc(n * sizeof(*f->prev.crc));
+	f->prev.known = malloc(n);
+	f->prev.from = malloc(n * sizeof(*f->prev.from));
+	if (!f->prev.crc || !f->prev.known || !f->prev.from) {
+		snapshot_free(&f->prev); /* no charges then; the refill still happens */
+		return;
+	}
+	memcpy(f->prev.crc, f->crc, n * sizeof(*f->crc));
+	memcpy(f->prev.known, f->crc_known, n);
+	memcpy(f->prev.from, f->from, n * sizeof(*f->from));
+}
+
+/*
+ * Checks a version whose chunk CRCs are all known. Returns true when settle() has work:
+ * invalidating the kernel's copy after a mismatch, or charging peers after a refill matched.
+ */
 static bool do_file_check(struct cache *c, struct cache_file *f)
 {
 	f->computed = do_combined_crc(c, f);
 	if (f->computed == f->expected) {
 		f->state = CACHE_FILE_VERIFIED;
+		f->local_only = false;
 		log_debug("verified %s (crc32 %08x)", f->relpath, f->computed);
-		return false;
+		f->charge_due = f->prev.crc != NULL;
+		for (uint64_t k = 0; f->charge_due && k < f->nchunks && !f->served_wrong; k++)
+			f->served_wrong = f->claimed[k] && f->prev.known[k] &&
+					  f->prev.crc[k] != f->crc[k];
+		return f->charge_due;
 	}
 	c->st.crc_mismatches++;
 	if (f->state == CACHE_FILE_OK) {
 		log_file_msg(LOG_WARNING, f->relpath,
-			     "crc32 mismatch: %s: manifest %08x, computed %08x; reading it again",
-			     f->relpath, f->expected, f->computed);
+			     "crc32 mismatch: %s: manifest %08x, computed %08x; reading it again "
+			     "from this node's storage", f->relpath, f->expected, f->computed);
 		f->state = CACHE_FILE_RETRYING;
+		f->local_only = true;
+		do_snapshot(f);
 	} else {
 		log_file_msg(LOG_ERR, f->relpath, "crc32 mismatch: %s: manifest %08x, computed "
-			     "%08x; its reads fail with EIO until the backing file changes",
-			     f->relpath, f->expected, f->computed);
+			     "%08x (read again from this node's storage); its reads fail with EIO "
+			     "until the backing file changes", f->relpath, f->expected, f->computed);
 		f->state = CACHE_FILE_BAD;
+		snapshot_free(&f->prev);
 	}
 	do_file_drop_chunks(c, f);
 	do_reset_crcs(f);
+	f->inval_due = true;
 	return true;
 }
 
@@ -462,29 +540,160 @@ static int do_record_crc(struct cache_file *f, struct slot *s)
 	}
 	f->crc[s->chunk] = s->crc;
 	f->crc_known[s->chunk] = 1;
+	f->from[s->chunk] = (struct chunk_from){ .origin = s->origin, .src = s->src };
 	f->ncrc_known++;
 	return 0;
 }
 
+/* A chunk from storage failed its expected CRC twice: log it (once per chunk), record it. */
+static void do_chunk_bad(struct cache *c, struct cache_file *f, struct slot *s)
+{
+	uint64_t off = s->chunk * c->chunk_size;
+	if (!f->bad) {
+		log_err("chunk %" PRIu64 " of %s read back different bytes (crc32 %08x, before "
+			"%08x)", s->chunk, f->relpath, s->crc, s->expect);
+		return;
+	}
+	if (f->bad[s->chunk])
+		return;
+	f->bad[s->chunk] = 1;
+	f->bad_got[s->chunk] = s->crc;
+	f->nbad++;
+	log_err("chunk %" PRIu64 " of %s (bytes %" PRIu64 "-%" PRIu64 ") fails crc32.chunks: "
+		"expected %08x, storage gave %08x twice; its reads fail with EIO", s->chunk,
+		f->relpath, off, off + s->len - 1, s->expect, s->crc);
+}
+
+/* A chunk that fills right again is no longer bad (a storage fault that went away). */
+static void do_chunk_good(struct cache_file *f, uint64_t k)
+{
+	if (f->bad && f->bad[k]) {
+		f->bad[k] = 0;
+		f->nbad--;
+	}
+}
+
+/* What the fill of slot @s must give: the sidecar's CRC, or that of a verified version. */
+static void do_set_expect(struct cache_file *f, struct slot *s)
+{
+	s->has_expect = false;
+	if (f->want) {
+		s->has_expect = true;
+		s->expect = f->want[s->chunk];
+	} else if (f->state == CACHE_FILE_VERIFIED && f->crc_known[s->chunk]) {
+		s->has_expect = true;
+		s->expect = f->crc[s->chunk];
+	}
+}
+
+struct charge {
+	const struct cache_source_ops *ops;
+	void *ctx;
+	uint32_t origin, sent, good;
+	uint64_t chunk;
+};
+
+/* Collects the peers' chunks of the mismatching fill that differ from the verified refill. */
+static size_t do_collect_charges(struct cache *c, struct cache_file *f, struct charge **out)
+{
+	size_t n = 0;
+	*out = NULL;
+	for (uint64_t k = 0; k < f->nchunks; k++)
+		n += f->prev.known[k] && c->sources[f->prev.from[k].src].ops->remote &&
+		     f->crc_known[k] && f->prev.crc[k] != f->crc[k];
+	if (n && !(*out = calloc(n, sizeof(**out))))
+		n = 0;
+	for (uint64_t k = 0, i = 0; k < f->nchunks && i < n; k++) {
+		struct source *so = &c->sources[f->prev.from[k].src];
+		if (!(f->prev.known[k] && so->ops->remote && f->crc_known[k] &&
+		      f->prev.crc[k] != f->crc[k]))
+			continue;
+		(*out)[i++] = (struct charge){ .ops = so->ops, .ctx = so->ctx, .chunk = k,
+					       .origin = f->prev.from[k].origin,
+					       .sent = f->prev.crc[k], .good = f->crc[k] };
+	}
+	snapshot_free(&f->prev);
+	f->charge_due = false;
+	return n;
+}
+
+/*
+ * Does what a check left to do outside the lock: drops the kernel's copy of a mismatching
+ * version, charges the peers whose chunks differed from a refill that matched. Drops the
+ * reference the caller took for it.
+ */
+static void settle_and_put(struct cache *c, struct cache_file *f)
+{
+	struct charge *ch = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&c->lock);
+	bool inval = f->inval_due;
+	f->inval_due = false;
+	if (f->charge_due)
+		n = do_collect_charges(c, f, &ch);
+	uint64_t cookie = f->cookie;
+	pthread_mutex_unlock(&c->lock);
+	if (inval && c->events.invalidate)
+		c->events.invalidate(c->events.ctx, cookie);
+	for (size_t i = 0; i < n; i++) {
+		log_warn("chunk %" PRIu64 " of %s came from a peer with crc32 %08x; this node's "
+			 "storage gives %08x, and the file now matches the manifest: charging "
+			 "the peer", ch[i].chunk, f->relpath, ch[i].sent, ch[i].good);
+		if (ch[i].ops->charge)
+			ch[i].ops->charge(ch[i].ctx, ch[i].origin, f, ch[i].chunk, ch[i].sent,
+					  ch[i].good);
+	}
+	free(ch);
+	cache_file_put(c, f);
+}
+
 /* ---- fill threads ---- */
 
-/* Fills slot @s from the first source that can; sets its CRC. Runs without the lock. */
+/* One fetch from source @k, checked against the slot's expected CRC (-EBADMSG if not). */
+static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
+			 const struct deadline *dl)
+{
+	struct cache_fetch out = { 0 };
+	int rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len, dl,
+					  &out);
+	if (rc)
+		return rc;
+	/* Always computed: peers need it even when verify = off. */
+	s->crc = out.crc_known ? out.crc : mows_crc32(0, dst, s->len);
+	s->origin = out.origin;
+	return s->has_expect && s->crc != s->expect ? -EBADMSG : 0;
+}
+
+/*
+ * Fills slot @s from the first source that can; sets its CRC and provenance. A peer's chunk
+ * unlike the expected CRC is charged to it and the next source tried; storage's is read once
+ * more, then the fill fails with -EBADMSG. Runs without the lock.
+ */
 static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsigned *used)
 {
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	int rc = -EIO;
 	for (unsigned k = 0; k < c->nsources; k++) {
-		struct cache_fetch out = { 0 };
-		if (s->local_only && c->sources[k].ops->remote)
+		const struct cache_source_ops *ops = c->sources[k].ops;
+		if (s->local_only && ops->remote)
 			continue;
-		rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len,
-					      &dl, &out);
+		rc = fetch_checked(c, s, k, dst, &dl);
 		*used = k;
-		if (rc == 0) {
-			/* Always computed: peers need it even when verify = off. */
-			s->crc = out.crc_known ? out.crc : mows_crc32(0, dst, s->len);
-			break;
+		s->src = (uint8_t)k;
+		if (rc == -EBADMSG && ops->remote) {
+			log_warn("chunk %" PRIu64 " of %s from a peer has crc32 %08x, expected %08x; "
+				 "trying the next source", s->chunk, cache_file_relpath(s->file),
+				 s->crc, s->expect);
+			if (ops->charge)
+				ops->charge(c->sources[k].ctx, s->origin, s->file, s->chunk, s->crc,
+					    s->expect);
+			rc = -EIO;
+			continue;
 		}
+		if (rc == -EBADMSG)
+			rc = fetch_checked(c, s, k, dst, &dl);
+		if (rc == 0 || rc == -EBADMSG)
+			break;
 	}
 	return rc;
 }
@@ -497,6 +706,10 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	struct source *so = &c->sources[src];
 
 	c->st.fills++;
+	if (rc == -EBADMSG)
+		do_chunk_bad(c, f, s);
+	if (rc == 0)
+		do_chunk_good(f, s->chunk);
 	if (rc == 0 && c->verify != VERIFY_OFF)
 		rc = do_record_crc(f, s);
 	if (rc == -ESTALE && f->state != CACHE_FILE_STALE) {
@@ -517,7 +730,6 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	}
 	so->bytes += s->len;
 	so->fills++;
-	s->src = (uint8_t)src;
 	s->state = SLOT_READY;
 	f->cached_chunks++;
 	f->cached_bytes += s->len;
@@ -535,16 +747,6 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	return inval;
 }
 
-static void invalidate_and_put(struct cache *c, struct cache_file *f)
-{
-	pthread_mutex_lock(&c->lock);
-	uint64_t cookie = f->cookie;
-	pthread_mutex_unlock(&c->lock);
-	if (c->events.invalidate)
-		c->events.invalidate(c->events.ctx, cookie);
-	cache_file_put(c, f);
-}
-
 static void *fill_main(void *arg)
 {
 	struct cache *c = arg;
@@ -560,6 +762,10 @@ static void *fill_main(void *arg)
 		}
 		struct slot *s = &c->slots[i];
 		void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+		if (c->verify != VERIFY_OFF)
+			do_set_expect(s->file, s);
+		else
+			s->has_expect = false;
 		pthread_mutex_unlock(&c->lock);
 
 		unsigned src = 0;
@@ -571,7 +777,7 @@ static void *fill_main(void *arg)
 		struct cache_file *inval = do_fill_done(c, i, rc, src);
 		if (inval) {
 			pthread_mutex_unlock(&c->lock);
-			invalidate_and_put(c, inval);
+			settle_and_put(c, inval);
 			pthread_mutex_lock(&c->lock);
 		}
 	}
@@ -739,12 +945,35 @@ void cache_free(struct cache *c)
 	free(c->threads);
 	free(c->slots);
 	free(c->buckets);
+	cache_chunkmap_free(c->chunkmap);
 	cache_slab_release(&c->slab);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
 /* ---- files ---- */
+
+/* Copies @f's per-chunk CRCs from the sidecar, when it lists this version. -ENOMEM or 0. */
+static int do_want_chunks(struct cache *c, struct cache_file *f, uint64_t size)
+{
+	const uint32_t *crcs;
+	uint64_t listed, n;
+	if (!c->chunkmap || c->verify == VERIFY_OFF ||
+	    !cache_chunkmap_lookup(c->chunkmap, f->relpath, &listed, &crcs, &n))
+		return 0;
+	if (listed != size) {
+		log_warn("crc32.chunks lists %s with %" PRIu64 " bytes, but it has %" PRIu64
+			 "; its chunks are not checked one by one", f->relpath, listed, size);
+		return 0;
+	}
+	f->want = malloc((n ? n : 1) * sizeof(*f->want));
+	f->bad = calloc(n ? n : 1, 1);
+	f->bad_got = calloc(n ? n : 1, sizeof(*f->bad_got));
+	if (!f->want || !f->bad || !f->bad_got)
+		return -ENOMEM;
+	memcpy(f->want, crcs, n * sizeof(*crcs));
+	return 0;
+}
 
 static struct cache_file *file_new(struct cache *c, const struct cache_file_info *info)
 {
@@ -753,9 +982,13 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 		return NULL;
 	f->nchunks = (info->size + c->chunk_size - 1) / c->chunk_size;
 	f->relpath = strdup(info->relpath);
-	f->crc = calloc(f->nchunks ? f->nchunks : 1, sizeof(*f->crc));
-	f->crc_known = calloc(f->nchunks ? f->nchunks : 1, 1);
-	if (!f->relpath || !f->crc || !f->crc_known) {
+	size_t n = f->nchunks ? f->nchunks : 1;
+	f->crc = calloc(n, sizeof(*f->crc));
+	f->crc_known = calloc(n, 1);
+	f->from = calloc(n, sizeof(*f->from));
+	f->claimed = calloc(n, 1);
+	if (!f->relpath || !f->crc || !f->crc_known || !f->from || !f->claimed ||
+	    do_want_chunks(c, f, info->size) < 0) {
 		f->fd = -1;
 		file_free(f);
 		errno = ENOMEM;
@@ -916,6 +1149,46 @@ static void do_readahead(struct cache *c, struct cache_file *f, uint64_t after)
 			break;
 }
 
+/*
+ * Claims chunks @first..@last for a read. Returns true when the read must wait for the
+ * whole-file check (verify = file): together with every earlier claim they cover the file,
+ * so this read could hand out the last bytes a reader needs to reach EOF.
+ */
+static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint64_t last)
+{
+	for (uint64_t k = first; k <= last; k++)
+		if (!f->claimed[k]) {
+			f->claimed[k] = 1;
+			f->nclaimed++;
+		}
+	/* With crc32.chunks every chunk was checked on its own before any read got it. */
+	return c->verify == VERIFY_FILE && f->has_crc && !f->want &&
+	       f->nclaimed == f->nchunks && f->state != CACHE_FILE_VERIFIED;
+}
+
+/*
+ * After a refill that matched: a read may have handed out a chunk that the refill proved
+ * wrong (a peer's, or a storage read that did not repeat). Its reader must not reach EOF unwarned, and the kernel retries a failed
+ * readahead with a read of its own: so every read past offset 0 fails until a read at offset
+ * 0 starts a new pass over the file (which then gets the right bytes).
+ */
+static bool took_wrong(struct cache *c, struct cache_file *f, uint64_t off)
+{
+	pthread_mutex_lock(&c->lock);
+	bool wrong = f->served_wrong && off > 0;
+	bool tell = wrong && !f->served_wrong_told;
+	if (f->served_wrong && off == 0)
+		f->served_wrong = f->served_wrong_told = false;
+	if (tell)
+		f->served_wrong_told = true;
+	pthread_mutex_unlock(&c->lock);
+	if (tell)
+		log_err("%s: a read got a chunk (from a peer, or a storage read that changed) "
+			"before the file check proved it wrong; reads past its start fail with EIO "
+			"until one starts over at offset 0 (the file is right now)", f->relpath);
+	return wrong;
+}
+
 static int strict_check(struct cache *c, struct cache_file *f)
 {
 	uint32_t crc;
@@ -939,21 +1212,25 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	*nspans = 0;
 	if (off >= f->size || len == 0)
 		return 0;
-	pthread_mutex_lock(&c->lock);
-	bool bad = f->state == CACHE_FILE_BAD;
-	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
-	pthread_mutex_unlock(&c->lock);
-	if (bad)
-		return -EIO;
-	if (check) {
-		int rc = strict_check(c, f);
-		if (rc)
-			return rc;
-	}
 	uint64_t end = len > f->size - off ? f->size : off + len;
 	uint64_t first = off / c->chunk_size, last = (end - 1) / c->chunk_size;
 	if (last - first + 1 > max)
 		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	bool bad = f->state == CACHE_FILE_BAD;
+	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
+	bool gate = !bad && !check && do_claim(c, f, first, last);
+	bool wrong_pending = f->served_wrong;
+	pthread_mutex_unlock(&c->lock);
+	if (bad)
+		return -EIO;
+	if (check || gate) {
+		int rc = strict_check(c, f);
+		if (rc)
+			return rc;
+	}
+	if ((gate || wrong_pending) && took_wrong(c, f, off))
+		return -EIO;
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	unsigned n = 0;
 	ssize_t rc = 0;
@@ -1004,7 +1281,8 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	pthread_mutex_lock(&c->lock);
 	int32_t i = do_lookup(c, f, chunk);
 	int rc = 0;
-	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE)
+	/* Never send a chunk of a version that failed its check, even while it is refilled. */
+	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE || f->local_only)
 		rc = -EIO;
 	else if (i == NIL && !fill)
 		rc = -ENOENT;
@@ -1066,6 +1344,8 @@ static int fill_all(struct cache *c, struct cache_file *f, bool for_crc,
 		if (do_needs_fill(c, f, k, for_crc)) {
 			struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 			int32_t i = do_get_chunk(c, f, k, PRIO_LOW, true, &dl, NULL);
+			if (i < 0 && for_crc && f->bad && f->bad[k])
+				continue; /* a known bad chunk: check the others, report them all */
 			if (i < 0) {
 				rc = i;
 				break;
@@ -1103,6 +1383,11 @@ int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed)
 		pthread_mutex_lock(&c->lock);
 		enum cache_file_state st = f->state;
 		bool all = f->ncrc_known == f->nchunks;
+		if (f->nbad) {
+			*computed = f->computed;
+			pthread_mutex_unlock(&c->lock);
+			return -EBADMSG;
+		}
 		if (all)
 			*computed = do_combined_crc(c, f);
 		else if (st == CACHE_FILE_BAD)
@@ -1116,7 +1401,7 @@ int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed)
 		st = f->state;
 		pthread_mutex_unlock(&c->lock);
 		if (inval)
-			invalidate_and_put(c, inval);
+			settle_and_put(c, inval);
 		if (st == CACHE_FILE_BAD)
 			return -EBADMSG;
 		if (st == CACHE_FILE_VERIFIED)
@@ -1134,8 +1419,76 @@ void cache_file_evict(struct cache *c, struct cache_file *f)
 	pthread_mutex_lock(&c->lock);
 	do_file_drop_chunks(c, f);
 	f->refs++;
+	f->inval_due = true;
 	pthread_mutex_unlock(&c->lock);
-	invalidate_and_put(c, f);
+	settle_and_put(c, f);
+}
+
+int cache_chunkmap_refresh(struct cache *c, int dirfd, const char *manifest)
+{
+	char err[512] = "";
+	struct stat st;
+	if (c->verify == VERIFY_OFF)
+		return 0;
+	char *name = cache_chunkmap_name(manifest);
+	if (!name)
+		return -ENOMEM;
+	bool present = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	pthread_mutex_lock(&c->lock);
+	const struct stat *was = &c->chunkmap_st;
+	bool same = present == c->chunkmap_present &&
+		    (!present || (st.st_ino == was->st_ino && st.st_size == was->st_size &&
+				  st.st_mtim.tv_sec == was->st_mtim.tv_sec &&
+				  st.st_mtim.tv_nsec == was->st_mtim.tv_nsec));
+	pthread_mutex_unlock(&c->lock);
+	if (same) {
+		free(name);
+		return 0;
+	}
+	struct cache_chunkmap *fresh = NULL;
+	if (present) {
+		fresh = cache_chunkmap_load(dirfd, name, c->chunk_size, err, sizeof(err));
+		if (!fresh)
+			log_warn("%s; per-chunk checks are off (whole files are still checked "
+				 "against %s)", err, manifest);
+		else
+			log_info("%s: %zu files in chunks of %" PRIu64 " bytes%s", name,
+				 cache_chunkmap_count(fresh), cache_chunkmap_file_chunk_size(fresh),
+				 cache_chunkmap_file_chunk_size(fresh) != c->chunk_size ?
+				 ", combined into chunk_size chunks" : "");
+	} else if (c->chunkmap_present) {
+		log_info("%s is gone; files opened from now on are not checked chunk by chunk",
+			 name);
+	}
+	pthread_mutex_lock(&c->lock);
+	struct cache_chunkmap *old = c->chunkmap;
+	c->chunkmap = fresh;
+	c->chunkmap_present = present;
+	if (present)
+		c->chunkmap_st = st;
+	pthread_mutex_unlock(&c->lock);
+	cache_chunkmap_free(old);
+	free(name);
+	return 0;
+}
+
+size_t cache_file_bad_chunks(struct cache *c, struct cache_file *f,
+			     struct cache_bad_chunk *out, size_t max)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&c->lock);
+	for (uint64_t k = 0; f->bad && k < f->nchunks && n < f->nbad; k++) {
+		if (!f->bad[k])
+			continue;
+		if (n < max)
+			out[n] = (struct cache_bad_chunk){ .chunk = k, .offset = k * c->chunk_size,
+							   .len = chunk_len(c, f, k),
+							   .expected = f->want[k],
+							   .got = f->bad_got[k] };
+		n++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return n;
 }
 
 /* ---- status ---- */
@@ -1164,6 +1517,8 @@ void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_f
 	st->expected_crc = f->expected;
 	st->chunks_total = f->nchunks;
 	st->chunks_cached = f->cached_chunks;
+	st->has_chunk_crcs = f->want != NULL;
+	st->chunks_bad = f->nbad;
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -19,7 +19,25 @@
  * chunks are dropped, the kernel's copy invalidated (events.invalidate) and the file is read
  * again once; a second mismatch makes every read of that version fail with -EIO and logs
  * "crc32 mismatch: RELPATH: manifest X, computed Y". strict fills and checks a whole file
- * before its first read returns.
+ * before its first read returns. file never lets a read return bytes of the last chunk of a
+ * version that no read had claimed before the whole-file check is done: a read whose chunks,
+ * with those every earlier read claimed, cover the whole file, waits for the check (and gets
+ * -EIO if the file is bad), so no reader reaches EOF of a mismatching file without an error
+ * (not needed, so not done, for a version crc32.chunks lists: its chunks were each checked).
+ *
+ * Per-chunk CRCs (crc32.chunks, cache/chunkmap.h; see cache_chunkmap_refresh()): when the
+ * sidecar lists a version (same size), every chunk is checked against it right after its
+ * source wrote it, before it is cached, served or sent. A peer's bad chunk is charged to the
+ * peer (ops->charge) and the next source tried; a bad chunk from storage is read again once,
+ * then the fill fails with -EIO (the chunk is recorded for cache_file_bad_chunks()).
+ *
+ * Provenance. Every chunk records the source and origin (which peer) of its bytes. After a
+ * whole-file mismatch the version is refilled from local sources only and no longer served
+ * to peers; when the refill matches, every peer whose chunk differed from it is charged.
+ * A version turns bad (-EIO) only when its refill from this node's own storage mismatches.
+ * When the refill matches but a read may already have had a chunk it proved wrong, every
+ * read past offset 0 fails with -EIO until a read at offset 0 starts a new pass, so that no
+ * reader gets to EOF with wrong bytes unwarned (the kernel retries a failed readahead).
  *
  * Threads and locks: one mutex (cache->lock) protects the index, the slots' metadata, the
  * queues, the file table and every cache_file's mutable fields. It is never held across a
@@ -49,6 +67,7 @@ struct cache_file;
 struct cache_fetch {
 	uint32_t crc;         /* CRC-32 of the bytes written, when crc_known */
 	bool crc_known;       /* the source checked the bytes against this CRC itself */
+	uint32_t origin;      /* a remote source: which node sent them (its own id, not 0) */
 };
 
 struct cache_source_ops {
@@ -61,6 +80,14 @@ struct cache_source_ops {
 	 */
 	int (*fetch)(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 		     const struct deadline *dl, struct cache_fetch *out);
+	/*
+	 * May be NULL. The bytes that @origin (from out->origin of an earlier fetch) sent for
+	 * @chunk of @f were wrong: their CRC is @sent, the right one @good (from crc32.chunks,
+	 * or from this node's own storage once the whole file matched the manifest). Called
+	 * without locks, on a fill thread or a thread checking a file.
+	 */
+	void (*charge)(void *ctx, uint32_t origin, struct cache_file *f, uint64_t chunk,
+		       uint32_t sent, uint32_t good);
 };
 
 /* Calls up to the layer that owns the cache, made without any cache lock held. */
@@ -108,6 +135,8 @@ struct cache_file_status {
 	uint32_t expected_crc;
 	uint64_t chunks_total;
 	uint64_t chunks_cached;
+	bool has_chunk_crcs;  /* crc32.chunks lists this version */
+	uint64_t chunks_bad;  /* chunks whose storage bytes failed crc32.chunks */
 };
 
 /* At most this many fill sources (cache_source_stats() numbers them). */
@@ -222,6 +251,28 @@ int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed)
 
 /* Drops every unpinned chunk of @f and invalidates the kernel's copy. */
 void cache_file_evict(struct cache *c, struct cache_file *f);
+
+/*
+ * Loads or reloads the per-chunk sidecar of the manifest @manifest (its name from
+ * cache_chunkmap_name(), resolved beneath @dirfd) when it appeared, changed or went away.
+ * Versions opened afterwards are checked against it. A sidecar whose chunk size does not
+ * divide chunk_size is logged once and not used (whole files are still checked). Cheap when
+ * nothing changed (one fstatat); call before opening versions. Returns 0 or -ENOMEM.
+ */
+int cache_chunkmap_refresh(struct cache *c, int dirfd, const char *manifest);
+
+/* A chunk whose storage bytes failed crc32.chunks (read twice). */
+struct cache_bad_chunk {
+	uint64_t chunk, offset, len;
+	uint32_t expected, got;
+};
+
+/*
+ * Copies up to @max of @f's bad chunks (lowest first) to @out. Returns how many there are;
+ * 0 when none is known (always 0 without a sidecar entry for @f).
+ */
+size_t cache_file_bad_chunks(struct cache *c, struct cache_file *f,
+			     struct cache_bad_chunk *out, size_t max);
 
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_file_status *st);

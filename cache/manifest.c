@@ -368,19 +368,24 @@ static int read_whole(int fd, char **out, size_t *outlen)
 	return 0;
 }
 
+int cache_manifest_read(int dirfd, const char *path, char **text, size_t *len)
+{
+	int fd = open_beneath(dirfd, path);
+	int rc;
+
+	if (fd < 0)
+		return fd;
+	rc = read_whole(fd, text, len);
+	close(fd);
+	return rc;
+}
+
 struct cache_manifest *cache_manifest_load(int dirfd, const char *path)
 {
 	size_t len = 0;
 	char *text = NULL;
-	int fd, rc;
+	int rc = cache_manifest_read(dirfd, path, &text, &len);
 
-	fd = open_beneath(dirfd, path);
-	if (fd < 0) {
-		errno = -fd;
-		return NULL;
-	}
-	rc = read_whole(fd, &text, &len);
-	close(fd);
 	if (rc < 0) {
 		errno = -rc;
 		return NULL;

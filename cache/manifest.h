@@ -34,6 +34,13 @@ struct cache_manifest *cache_manifest_parse(const char *text, size_t len, const 
  */
 struct cache_manifest *cache_manifest_load(int dirfd, const char *path);
 
+/*
+ * Reads the regular file @path beneath @dirfd (as cache_manifest_load() resolves it, without
+ * blocking on a FIFO) into a new NUL-terminated buffer *@text of *@len bytes, which the
+ * caller frees. Returns 0 or -errno (-EINVAL: not a regular file, -EFBIG: over 1 GiB).
+ */
+int cache_manifest_read(int dirfd, const char *path, char **text, size_t *len);
+
 void cache_manifest_free(struct cache_manifest *m);
 
 /* Looks up @relpath (no leading "./" or "/"). Returns true and sets *@crc when listed. */

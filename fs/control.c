@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +347,32 @@ static int do_evict(struct client *cl, const char *relpath, struct cache_file *f
 	return 0;
 }
 
+/* The chunks of @f that failed crc32.chunks: one line each, or a JSON member. */
+static void verify_bad_chunks(struct client *cl, const char *relpath, struct cache_file *f)
+{
+	struct cache_bad_chunk bad[64];
+	size_t n = cache_file_bad_chunks(cl->ctl->m->cache, f, bad, 64);
+	size_t shown = n < 64 ? n : 64;
+	if (cl->json)
+		fputs(",\"bad_chunks\":[", cl->out);
+	for (size_t i = 0; i < shown; i++) {
+		uint64_t last = bad[i].offset + bad[i].len - 1;
+		if (cl->json)
+			fprintf(cl->out, "%s{\"chunk\":%" PRIu64 ",\"first_byte\":%" PRIu64
+				",\"last_byte\":%" PRIu64 ",\"expected\":\"%08x\",\"got\":\"%08x\"}",
+				i ? "," : "", bad[i].chunk, bad[i].offset, last, bad[i].expected,
+				bad[i].got);
+		else
+			fprintf(cl->out, ". bad chunk %" PRIu64 " of %s: bytes %" PRIu64 "-%" PRIu64
+				" (crc32.chunks %08x, storage %08x)\n", bad[i].chunk, relpath,
+				bad[i].offset, last, bad[i].expected, bad[i].got);
+	}
+	if (cl->json)
+		fputs("]", cl->out);
+	else if (n > shown)
+		fprintf(cl->out, ". ... and %zu more bad chunks of %s\n", n - shown, relpath);
+}
+
 static int do_verify(struct client *cl, const char *relpath, struct cache_file *f)
 {
 	uint32_t crc = 0;
@@ -360,15 +387,21 @@ static int do_verify(struct client *cl, const char *relpath, struct cache_file *
 		fprintf(cl->out, ",\"result\":\"%s\",\"computed\":\"%08x\"", verdict, crc);
 		if (fs.has_crc)
 			fprintf(cl->out, ",\"manifest\":\"%08x\"", fs.expected_crc);
+		verify_bad_chunks(cl, relpath, f);
 		fputs("}\n", cl->out);
 	} else if (rc == 0) {
 		fprintf(cl->out, ". ok        %s (crc32 %08x)\n", relpath, crc);
 	} else if (rc == -ENODATA) {
 		fprintf(cl->out, ". unlisted  %s (crc32 %08x; not in %s)\n", relpath, crc,
 			cl->ctl->m->cfg.crc32_file);
+	} else if (rc == -EBADMSG && fs.chunks_bad) {
+		fprintf(cl->out, ". mismatch  %s: %" PRIu64 " chunks fail crc32.chunks\n", relpath,
+			fs.chunks_bad);
+		verify_bad_chunks(cl, relpath, f);
 	} else if (rc == -EBADMSG) {
-		fprintf(cl->out, ". mismatch  %s: manifest %08x, computed %08x\n", relpath,
-			fs.expected_crc, crc);
+		fprintf(cl->out, ". mismatch  %s: manifest %08x, computed %08x%s\n", relpath,
+			fs.expected_crc, crc, fs.has_chunk_crcs ? "" : " (which chunk is unknown: "
+			"write crc32.chunks with mows-crc32 --chunks)");
 	} else {
 		fprintf(cl->out, "! %s: %s%s\n", relpath, strerror(-rc),
 			rc == -ENOTSUP ? " (verify = off)" : "");

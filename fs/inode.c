@@ -200,6 +200,7 @@ struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd
 		.cookie = cookie,
 		.key = proto_file_key(relpath, (uint64_t)st->st_size, mows_mtime_ns(st)),
 	};
+	cache_chunkmap_refresh(m->cache, m->root_fd, m->cfg.crc32_file); /* crc32.chunks */
 	if (m->cfg.verify >= VERIFY_FILE) {
 		mows_manifest_refresh(m);
 		pthread_mutex_lock(&m->manifest_lock);

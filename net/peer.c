@@ -615,6 +615,7 @@ static int fetch_one(struct peers *p, struct peer *pe, const struct transport_ch
 		}
 		out->crc = got;
 		out->crc_known = true;
+		out->origin = (uint32_t)(pe - p->peers) + 1; /* entries are never removed */
 	}
 	pthread_mutex_lock(&p->lock);
 	if (rc == 0) {
@@ -731,10 +732,23 @@ int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, v
 	return rc;
 }
 
+/* Cache op: the chunk that peer @origin sent (CRC @sent) was wrong; the right one is @good. */
+static void peers_charge(void *ctx, uint32_t origin, struct cache_file *f, uint64_t chunk,
+			 uint32_t sent, uint32_t good)
+{
+	struct peers *p = ctx;
+	if (origin == 0 || origin > MAX_PEERS)
+		return;
+	log_warn("peer chunk %" PRIu64 " of %s was wrong: charging the peer that sent it",
+		 chunk, cache_file_relpath(f));
+	charge_bad_crc(p, &p->peers[origin - 1], good, sent);
+}
+
 const struct cache_source_ops peers_source = {
 	.name = "peers",
 	.remote = true,
 	.fetch = peers_fetch,
+	.charge = peers_charge,
 };
 
 /* ---- serving ---- */

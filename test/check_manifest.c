@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/chunkmap.h"
 #include "cache/manifest.h"
+#include "common/crc.h"
 #include "common/log.h"
 
 static struct cache_manifest *parse(const char *text, unsigned *nskipped)
@@ -462,6 +464,174 @@ START_TEST(test_load_many_entries)
 }
 END_TEST
 
+/* ---- crc32.chunks ---- */
+
+static struct cache_chunkmap *cparse(const char *text, uint64_t target, unsigned *nskipped,
+				     char *err)
+{
+	return cache_chunkmap_parse(text, strlen(text), "crc32.chunks", target, nskipped, err,
+				    256);
+}
+
+START_TEST(test_chunks_good)
+{
+	char err[256] = "";
+	unsigned skipped = 9;
+	const uint32_t *crcs;
+	uint64_t size, n;
+	struct cache_chunkmap *m = cparse("# comment\n\nmows-crc32-chunks 1 4096\r\n"
+					  "8193 ./a/b.bin 00000001 DEADBEEF 0000000a\r\n"
+					  "0 empty\n"
+					  "4096\tone\t12345678", 0, &skipped, err);
+	ck_assert_msg(m != NULL, "%s", err);
+	ck_assert_uint_eq(skipped, 0);
+	ck_assert_uint_eq(cache_chunkmap_count(m), 3);
+	ck_assert_uint_eq(cache_chunkmap_chunk_size(m), 4096);
+	ck_assert(cache_chunkmap_lookup(m, "a/b.bin", &size, &crcs, &n));
+	ck_assert_uint_eq(size, 8193);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(crcs[0], 1);
+	ck_assert_uint_eq(crcs[1], 0xdeadbeef);
+	ck_assert_uint_eq(crcs[2], 10);
+	ck_assert(cache_chunkmap_lookup(m, "empty", &size, &crcs, &n));
+	ck_assert_uint_eq(n, 0);
+	ck_assert(cache_chunkmap_lookup(m, "one", &size, &crcs, &n));
+	ck_assert_uint_eq(crcs[0], 0x12345678);
+	ck_assert(!cache_chunkmap_lookup(m, "a", &size, &crcs, &n));
+	cache_chunkmap_free(m);
+}
+END_TEST
+
+START_TEST(test_chunks_bad_header)
+{
+	static const char *bad[] = {
+		"", "# only a comment\n", "crc32 1 4096\n", "mows-crc32-chunks 2 4096\n",
+		"mows-crc32-chunks 1 4095\n", "mows-crc32-chunks 1 2048\n",
+		"mows-crc32-chunks 1 4096 extra\n", "mows-crc32-chunks 1\n",
+		"mows-crc32-chunks 1 2147483648\n", "mows-crc32-chunks 01 4096\n",
+		"00000000 a.bin\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char err[256] = "";
+		errno = 0;
+		ck_assert_msg(cparse(bad[i], 0, NULL, err) == NULL, "accepted '%s'", bad[i]);
+		ck_assert_int_eq(errno, EINVAL);
+		ck_assert_msg(strstr(err, "crc32.chunks") != NULL, "error '%s' names no file", err);
+	}
+	char err[256];
+	cparse("mows-crc32-chunks 2 4096\n", 0, NULL, err);
+	ck_assert_msg(strstr(err, ":1: format version '2'") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(test_chunks_bad_lines_skipped)
+{
+	char err[256] = "";
+	unsigned skipped = 0;
+	const uint32_t *crcs;
+	uint64_t size, n;
+	struct cache_chunkmap *m = cparse("mows-crc32-chunks 1 4096\n"
+					  "4097 few 00000001\n"            /* one CRC short */
+					  "4096 many 00000001 00000002\n"  /* one too many */
+					  "4096 hex 0000000g\n"
+					  "4096 short 0001\n"
+					  "-1 neg 00000001\n"
+					  "1x sz 00000001\n"
+					  "4096 ../out 00000001\n"
+					  "4096 /abs 00000001\n"
+					  "4096\n"
+					  "99999999999999999999 big 00000001\n"
+					  "4096 ok 00000003\n"
+					  "4096 ok 00000004\n", 0, &skipped, err);
+	ck_assert_msg(m != NULL, "%s", err);
+	ck_assert_uint_eq(skipped, 10);
+	ck_assert_uint_eq(cache_chunkmap_count(m), 1);
+	ck_assert(cache_chunkmap_lookup(m, "ok", &size, &crcs, &n));
+	ck_assert_uint_eq(crcs[0], 4); /* the later line wins */
+	ck_assert(!cache_chunkmap_lookup(m, "few", &size, &crcs, &n));
+	ck_assert(!cache_chunkmap_lookup(m, "many", &size, &crcs, &n));
+	cache_chunkmap_free(m);
+	/* A NUL byte inside a line. */
+	static const char nul[] = "mows-crc32-chunks 1 4096\n4096 a\0b 00000001\n";
+	m = cache_chunkmap_parse(nul, sizeof(nul) - 1, "x", 0, &skipped, err, sizeof(err));
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(skipped, 1);
+	ck_assert_uint_eq(cache_chunkmap_count(m), 0);
+	cache_chunkmap_free(m);
+}
+END_TEST
+
+/* CRCs of 4 KiB pieces regrouped into 16 KiB chunks equal the CRCs of the 16 KiB chunks. */
+START_TEST(test_chunks_regroup)
+{
+	enum { SIZE = 16384 * 2 + 5000 };
+	unsigned char *buf = malloc(SIZE);
+	char *text = malloc(64 + 9 * (SIZE / 4096 + 1) + 64);
+	char err[256] = "";
+	const uint32_t *crcs;
+	uint64_t size, n;
+	ck_assert(buf && text);
+	for (size_t i = 0; i < SIZE; i++)
+		buf[i] = (unsigned char)(i * 131 + (i >> 7));
+	int len = sprintf(text, "mows-crc32-chunks 1 4096\n%d f", SIZE);
+	for (size_t off = 0; off < SIZE; off += 4096)
+		len += sprintf(text + len, " %08x",
+			       mows_crc32(0, buf + off, SIZE - off < 4096 ? SIZE - off : 4096));
+	struct cache_chunkmap *m = cparse(text, 16384, NULL, err);
+	ck_assert_msg(m != NULL, "%s", err);
+	ck_assert_uint_eq(cache_chunkmap_chunk_size(m), 16384);
+	ck_assert_uint_eq(cache_chunkmap_file_chunk_size(m), 4096);
+	ck_assert(cache_chunkmap_lookup(m, "f", &size, &crcs, &n));
+	ck_assert_uint_eq(n, 3);
+	for (uint64_t k = 0; k < 3; k++) {
+		size_t l = SIZE - k * 16384 < 16384 ? SIZE - k * 16384 : 16384;
+		ck_assert_uint_eq(crcs[k], mows_crc32(0, buf + k * 16384, l));
+	}
+	cache_chunkmap_free(m);
+	/* A target that the file's chunk size does not divide is refused, saying so. */
+	errno = 0;
+	ck_assert_ptr_null(cparse(text, 2048, NULL, err));
+	ck_assert_int_eq(errno, EXDEV);
+	ck_assert_msg(strstr(err, "--chunk-size 2048") != NULL, "%s", err);
+	free(text);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_chunks_name_and_writer)
+{
+	char *n = cache_chunkmap_name("crc32.txt");
+	ck_assert_str_eq(n, "crc32.chunks");
+	free(n);
+	n = cache_chunkmap_name("sub/sums");
+	ck_assert_str_eq(n, "sub/sums.chunks");
+	free(n);
+	n = cache_chunkmap_name(".txt");
+	ck_assert_str_eq(n, ".txt.chunks");
+	free(n);
+
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	uint32_t crcs[2] = { 0xabcdef01, 7 };
+	ck_assert_int_eq(cache_chunkmap_write_header(out, 65536), 0);
+	ck_assert_int_eq(cache_chunkmap_write_entry(out, "x/y", 65537, crcs, 2), 0);
+	fclose(out);
+	char err[256] = "";
+	const uint32_t *got;
+	uint64_t size, k;
+	struct cache_chunkmap *m = cache_chunkmap_parse(buf, len, "mem", 0, NULL, err,
+							sizeof(err));
+	ck_assert_msg(m != NULL, "%s", err);
+	ck_assert(cache_chunkmap_lookup(m, "x/y", &size, &got, &k));
+	ck_assert_uint_eq(size, 65537);
+	ck_assert_uint_eq(got[0], 0xabcdef01);
+	ck_assert_uint_eq(got[1], 7);
+	cache_chunkmap_free(m);
+	free(buf);
+}
+END_TEST
+
 static Suite *manifest_suite(void)
 {
 	Suite *s = suite_create("manifest");
@@ -491,6 +661,13 @@ static Suite *manifest_suite(void)
 	tcase_add_test(loading, test_load_outside_root);
 	tcase_add_test(loading, test_load_many_entries);
 	suite_add_tcase(s, loading);
+	TCase *chunks = tcase_create("chunks");
+	tcase_add_test(chunks, test_chunks_good);
+	tcase_add_test(chunks, test_chunks_bad_header);
+	tcase_add_test(chunks, test_chunks_bad_lines_skipped);
+	tcase_add_test(chunks, test_chunks_regroup);
+	tcase_add_test(chunks, test_chunks_name_and_writer);
+	suite_add_tcase(s, chunks);
 	return s;
 }
 

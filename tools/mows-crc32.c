@@ -1,6 +1,8 @@
 /*
  * mows-crc32: writes crc32.txt, the manifest of whole-file CRC-32s that mows verifies backing
- * files against (format in cache/manifest.h), or checks a directory against one.
+ * files against (format in cache/manifest.h), or checks a directory against one. With
+ * --chunks it also writes crc32.chunks beside it, the CRC of every chunk of every file
+ * (format in cache/chunkmap.h); --check checks that sidecar too when it is there.
  *
  * Files are cut into pieces of at most PIECE_SIZE. A pool of threads takes pieces off one
  * shared counter, each reading with large preads into a buffer of its own, and the CRCs of a
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/chunkmap.h"
 #include "cache/manifest.h"
 #include "common/crc.h"
 #include "common/deadline.h"
@@ -41,6 +45,7 @@ struct file {
 	bool missing;      /* --check: not there */
 	int err;           /* -errno of the first failed piece, or of the listing */
 	const char *why;   /* set when err alone would not explain the problem */
+	uint32_t *chunks;  /* --chunks, or --check with a sidecar: CRC per chunk */
 };
 
 struct file_list {
@@ -51,6 +56,7 @@ struct file_list {
 struct piece {
 	size_t file;
 	uint64_t off, len;
+	uint32_t *chunks;  /* where this piece's chunk CRCs go, or NULL */
 	uint32_t crc;
 	int err;
 	const char *why;
@@ -59,6 +65,7 @@ struct piece {
 /* Shared by the hashing threads; each writes only the pieces it took. */
 struct hasher {
 	int rootfd;
+	uint64_t chunk_size; /* of the chunk CRCs, when files have them */
 	const struct file *files;
 	struct piece *pieces;
 	size_t npieces;
@@ -72,7 +79,8 @@ struct worker {
 };
 
 struct options {
-	bool check, quiet, verbose;
+	bool check, quiet, verbose, chunks;
+	uint64_t chunk_size;  /* --chunk-size */
 	unsigned threads;
 	const char *out;      /* generate: -o */
 	const char *manifest; /* check: -m */
@@ -108,9 +116,28 @@ static int list_add(struct file_list *l, char *rel, uint64_t size, uint32_t expe
 
 static void list_release(struct file_list *l)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		free(l->v[i].rel);
+		free(l->v[i].chunks);
+	}
 	free(l->v);
+}
+
+static uint64_t nchunks_of(uint64_t size, uint64_t chunk_size)
+{
+	return (size + chunk_size - 1) / chunk_size;
+}
+
+/* Gives every file that will be hashed room for its chunk CRCs. Returns 0 or -ENOMEM. */
+static int list_want_chunks(struct file_list *l, uint64_t chunk_size)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		uint64_t n = nchunks_of(l->v[i].size, chunk_size);
+		l->v[i].chunks = calloc(n ? n : 1, sizeof(uint32_t));
+		if (!l->v[i].chunks)
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 static int cmp_rel(const void *a, const void *b)
@@ -136,7 +163,22 @@ static void list_sort_unique(struct file_list *l)
 
 /* ---- hashing ---- */
 
-static int piece_read(int fd, struct piece *pc, char *buf)
+/* Adds @n bytes at file offset @off to the CRCs of the chunks they fall in. */
+static void chunks_update(struct piece *pc, uint64_t chunk_size, uint64_t off, const char *buf,
+			  size_t n)
+{
+	while (n) {
+		uint64_t k = (off - pc->off) / chunk_size;
+		uint64_t room = chunk_size - off % chunk_size;
+		size_t take = n < room ? n : (size_t)room;
+		pc->chunks[k] = mows_crc32(pc->chunks[k], buf, take);
+		buf += take;
+		off += take;
+		n -= take;
+	}
+}
+
+static int piece_read(int fd, struct piece *pc, char *buf, uint64_t chunk_size)
 {
 	uint64_t off = pc->off, left = pc->len;
 	uint32_t crc = 0;
@@ -152,6 +194,8 @@ static int piece_read(int fd, struct piece *pc, char *buf)
 			return -EIO;
 		}
 		crc = mows_crc32(crc, buf, (size_t)n);
+		if (pc->chunks)
+			chunks_update(pc, chunk_size, off, buf, (size_t)n);
 		off += (uint64_t)n;
 		left -= (uint64_t)n;
 	}
@@ -176,7 +220,7 @@ static int piece_hash(const struct hasher *h, struct piece *pc, char *buf)
 	}
 	if (!rc) {
 		posix_fadvise(fd, (off_t)pc->off, (off_t)pc->len, POSIX_FADV_SEQUENTIAL);
-		rc = piece_read(fd, pc, buf);
+		rc = piece_read(fd, pc, buf, h->chunk_size);
 	}
 	/* Growth shows only at the end; the piece that reads it checks the size again. */
 	if (!rc && pc->off + pc->len == f->size && fstat(fd, &st) == 0 &&
@@ -202,29 +246,39 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-static size_t pieces_of(const struct file *f)
+/* A whole number of chunks (both are powers of two), so no chunk spans two pieces. */
+static uint64_t piece_size(uint64_t chunk_size)
+{
+	return chunk_size > PIECE_SIZE ? chunk_size : PIECE_SIZE;
+}
+
+static size_t pieces_of(const struct file *f, uint64_t psize)
 {
 	if (f->err || f->missing)
 		return 0;
-	return f->size ? (size_t)((f->size + PIECE_SIZE - 1) / PIECE_SIZE) : 1;
+	return f->size ? (size_t)((f->size + psize - 1) / psize) : 1;
 }
 
 /* Cuts every file still to hash into pieces, in file order and offset order. */
-static struct piece *pieces_plan(const struct file_list *l, size_t *npieces)
+static struct piece *pieces_plan(const struct file_list *l, uint64_t chunk_size,
+				 size_t *npieces)
 {
+	uint64_t psize = piece_size(chunk_size);
 	struct piece *pieces;
 	size_t n = 0, k = 0;
 
 	for (size_t i = 0; i < l->n; i++)
-		n += pieces_of(&l->v[i]);
+		n += pieces_of(&l->v[i], psize);
 	pieces = calloc(n ? n : 1, sizeof(*pieces));
 	if (!pieces)
 		return NULL;
 	for (size_t i = 0; i < l->n; i++) {
-		for (size_t p = 0; p < pieces_of(&l->v[i]); p++) {
-			uint64_t off = p * PIECE_SIZE, rest = l->v[i].size - off;
+		for (size_t p = 0; p < pieces_of(&l->v[i], psize); p++) {
+			uint64_t off = p * psize, rest = l->v[i].size - off;
+			uint32_t *ch = l->v[i].chunks;
 			pieces[k++] = (struct piece){
-				.file = i, .off = off, .len = rest < PIECE_SIZE ? rest : PIECE_SIZE,
+				.file = i, .off = off, .len = rest < psize ? rest : psize,
+				.chunks = ch ? ch + off / chunk_size : NULL,
 			};
 		}
 	}
@@ -280,12 +334,12 @@ out_free_workers:
 }
 
 /* Hashes every file of @l that has no error and is not missing. Returns 0 or -ENOMEM. */
-static int hash_files(int rootfd, struct file_list *l, unsigned nthreads)
+static int hash_files(int rootfd, struct file_list *l, unsigned nthreads, uint64_t chunk_size)
 {
-	struct hasher h = { .rootfd = rootfd, .files = l->v };
+	struct hasher h = { .rootfd = rootfd, .files = l->v, .chunk_size = chunk_size };
 	int rc;
 
-	h.pieces = pieces_plan(l, &h.npieces);
+	h.pieces = pieces_plan(l, chunk_size ? chunk_size : PIECE_SIZE, &h.npieces);
 	if (!h.pieces)
 		return -ENOMEM;
 	if (nthreads > h.npieces)
@@ -309,7 +363,7 @@ struct walk {
 	struct {
 		dev_t dev;
 		ino_t ino;
-	} skip[2]; /* manifests, old or being written: never listed */
+	} skip[4]; /* manifests and sidecars, old or being written: never listed */
 	unsigned nskip;
 	unsigned nerrors;  /* unreadable files or directories: the manifest is not written */
 	unsigned nskipped; /* paths with whitespace, left out with a warning */
@@ -405,8 +459,23 @@ static int write_lines(FILE *out, const struct file_list *l)
 	return fflush(out) ? -errno : 0;
 }
 
-/* Replaces @target in one rename, so that a reader sees the old manifest or the new one. */
-static int write_atomically(const char *target, const struct file_list *l, mode_t mode)
+static int write_chunk_lines(FILE *out, const struct file_list *l, uint64_t chunk_size)
+{
+	int rc = cache_chunkmap_write_header(out, chunk_size);
+	for (size_t i = 0; i < l->n && !rc; i++)
+		rc = cache_chunkmap_write_entry(out, l->v[i].rel, l->v[i].size, l->v[i].chunks,
+						nchunks_of(l->v[i].size, chunk_size));
+	if (!rc && fflush(out))
+		rc = -errno;
+	return rc;
+}
+
+/*
+ * Replaces @target in one rename, so that a reader sees the old manifest or the new one.
+ * With @chunk_size, writes the chunk sidecar instead of the manifest.
+ */
+static int write_atomically(const char *target, const struct file_list *l, mode_t mode,
+			    uint64_t chunk_size)
 {
 	char *tmp;
 	FILE *f;
@@ -427,7 +496,7 @@ static int write_atomically(const char *target, const struct file_list *l, mode_
 	}
 	rc = fchmod(fd, mode) < 0 ? -errno : 0;
 	if (!rc)
-		rc = write_lines(f, l);
+		rc = chunk_size ? write_chunk_lines(f, l, chunk_size) : write_lines(f, l);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (fclose(f) && !rc)
@@ -467,7 +536,7 @@ static void print_summary(const char *what, const struct walk *w, uint64_t start
 	fputc('\n', stderr);
 }
 
-static int generate_finish(struct walk *w, const char *target)
+static int generate_finish(struct walk *w, const char *target, uint64_t chunk_size)
 {
 	mode_t mask = umask(0);
 	int rc;
@@ -484,7 +553,18 @@ static int generate_finish(struct walk *w, const char *target)
 			w->nerrors, target ? target : "nothing written");
 		return EXIT_PROBLEMS;
 	}
-	rc = target ? write_atomically(target, &w->files, 0666 & ~mask)
+	/* The sidecar first: a daemon that sees the new manifest finds the chunks to match. */
+	if (chunk_size) {
+		char *side = cache_chunkmap_name(target);
+		rc = side ? write_atomically(side, &w->files, 0666 & ~mask, chunk_size) : -ENOMEM;
+		if (rc < 0) {
+			log_err("%s: %s", side ? side : target, strerror(-rc));
+			free(side);
+			return EXIT_PROBLEMS;
+		}
+		free(side);
+	}
+	rc = target ? write_atomically(target, &w->files, 0666 & ~mask, 0)
 		    : write_lines(stdout, &w->files);
 	if (rc < 0) {
 		log_err("%s: %s", target ? target : "stdout", strerror(-rc));
@@ -498,7 +578,7 @@ static void skip_file(struct walk *w, int dirfd, const char *path)
 {
 	struct stat st;
 
-	if (w->nskip < 2 && fstatat(dirfd, path, &st, 0) == 0) {
+	if (w->nskip < 4 && fstatat(dirfd, path, &st, 0) == 0) {
 		w->skip[w->nskip].dev = st.st_dev;
 		w->skip[w->nskip].ino = st.st_ino;
 		w->nskip++;
@@ -517,9 +597,16 @@ static int generate(const struct options *o, int rootfd)
 		if (!target)
 			goto out_nomem;
 		skip_file(&w, AT_FDCWD, target);
+		char *side = cache_chunkmap_name(target);
+		if (!side)
+			goto out_nomem;
+		skip_file(&w, AT_FDCWD, side);
+		free(side);
 	}
-	if (o->out)
+	if (o->out) {
 		skip_file(&w, rootfd, MANIFEST_NAME);
+		skip_file(&w, rootfd, "crc32.chunks");
+	}
 	/* Its own open file description: walk_dir() reads and closes it. */
 	walkfd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (walkfd < 0) {
@@ -529,11 +616,14 @@ static int generate(const struct options *o, int rootfd)
 	rc = walk_dir(&w, walkfd, "");
 	if (!rc) {
 		list_sort_unique(&w.files);
-		rc = hash_files(rootfd, &w.files, o->threads);
+		if (o->chunks)
+			rc = list_want_chunks(&w.files, o->chunk_size);
 	}
+	if (!rc)
+		rc = hash_files(rootfd, &w.files, o->threads, o->chunks ? o->chunk_size : 0);
 	if (rc < 0)
 		goto out_nomem;
-	status = generate_finish(&w, target);
+	status = generate_finish(&w, target, o->chunks ? o->chunk_size : 0);
 	if (status == EXIT_GOOD && !o->quiet)
 		print_summary(target ? target : "stdout", &w, start);
 	goto out_free;
@@ -673,12 +763,45 @@ static void stat_listed(int rootfd, struct file_list *l)
 	}
 }
 
-static int check_report(const struct options *o, const struct file_list *l, unsigned nskipped)
+/* Prints a FAILED line for each way @f disagrees with the sidecar; returns true if any. */
+static bool chunks_report(const struct file *f, const struct cache_chunkmap *side,
+			  const char *side_name)
+{
+	const uint32_t *want;
+	uint64_t size, n, cs = side ? cache_chunkmap_chunk_size(side) : 0;
+	bool bad = false;
+
+	if (!side)
+		return false;
+	if (!cache_chunkmap_lookup(side, f->rel, &size, &want, &n)) {
+		printf("FAILED %s: not listed in %s\n", f->rel, side_name);
+		return true;
+	}
+	if (size != f->size) {
+		printf("FAILED %s: %s lists %" PRIu64 " bytes, the file has %" PRIu64 "\n", f->rel,
+		       side_name, size, f->size);
+		return true;
+	}
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t off = k * cs, len = size - off < cs ? size - off : cs;
+		if (f->chunks[k] == want[k])
+			continue;
+		printf("FAILED %s: chunk %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64 "): %s has "
+		       "%08x, got %08x\n", f->rel, k, off, off + len - 1, side_name, want[k],
+		       f->chunks[k]);
+		bad = true;
+	}
+	return bad;
+}
+
+static int check_report(const struct options *o, const struct file_list *l, unsigned nskipped,
+			const struct cache_chunkmap *side, const char *side_name)
 {
 	size_t nfailed = 0, nmissing = 0;
 
 	for (size_t i = 0; i < l->n; i++) {
 		const struct file *f = &l->v[i];
+		bool chunks_bad = !f->missing && !f->err && chunks_report(f, side, side_name);
 
 		if (f->missing) {
 			printf("MISSING %s\n", f->rel);
@@ -688,6 +811,8 @@ static int check_report(const struct options *o, const struct file_list *l, unsi
 			nfailed++;
 		} else if (f->crc != f->expected) {
 			printf("FAILED %s: expected %08x, got %08x\n", f->rel, f->expected, f->crc);
+			nfailed++;
+		} else if (chunks_bad) {
 			nfailed++;
 		} else if (o->verbose) {
 			printf("OK %s\n", f->rel);
@@ -706,9 +831,40 @@ static int check_report(const struct options *o, const struct file_list *l, unsi
 	return nfailed || nmissing || nskipped ? EXIT_PROBLEMS : EXIT_GOOD;
 }
 
+/*
+ * Loads the sidecar @name when it is there (required with --chunks). Returns 0 (*@out set,
+ * or NULL when there is none) or an exit status.
+ */
+static int load_sidecar(const struct options *o, const char *name, struct cache_chunkmap **out)
+{
+	char err[512];
+	char *text = NULL;
+	size_t len;
+	int rc = read_text(name, &text, &len);
+
+	*out = NULL;
+	if (rc == -ENOENT && !o->chunks)
+		return 0;
+	if (rc < 0) {
+		log_err("%s: %s; write it with 'mows-crc32 --chunks %s'", name, strerror(-rc),
+			o->dir);
+		return EXIT_USAGE;
+	}
+	*out = cache_chunkmap_parse(text, len, name, 0, NULL, err, sizeof(err));
+	free(text);
+	if (!*out) {
+		log_err("%s", err);
+		return errno == ENOMEM ? EXIT_PROBLEMS : EXIT_USAGE;
+	}
+	return 0;
+}
+
 static int check(const struct options *o, int rootfd)
 {
 	char *path = o->manifest ? strdup(o->manifest) : default_manifest(o->dir);
+	struct cache_chunkmap *side = NULL;
+	char *side_name = NULL;
+	uint64_t cs;
 	struct cache_manifest *m = NULL;
 	struct file_list l = { 0 };
 	unsigned nskipped = 0;
@@ -728,9 +884,18 @@ static int check(const struct options *o, int rootfd)
 	if (!m || list_manifest(text, len, m, &l) < 0)
 		goto out_nomem;
 	stat_listed(rootfd, &l);
-	if (hash_files(rootfd, &l, o->threads) < 0)
+	side_name = cache_chunkmap_name(path);
+	if (!side_name)
 		goto out_nomem;
-	status = check_report(o, &l, nskipped);
+	rc = load_sidecar(o, side_name, &side);
+	if (rc) {
+		status = rc;
+		goto out_free;
+	}
+	cs = side ? cache_chunkmap_file_chunk_size(side) : 0;
+	if ((side && list_want_chunks(&l, cs) < 0) || hash_files(rootfd, &l, o->threads, cs) < 0)
+		goto out_nomem;
+	status = check_report(o, &l, nskipped, side, side_name);
 	goto out_free;
 
 out_nomem:
@@ -738,6 +903,8 @@ out_nomem:
 	status = EXIT_PROBLEMS;
 out_free:
 	list_release(&l);
+	cache_chunkmap_free(side);
+	free(side_name);
 	cache_manifest_free(m);
 	free(text);
 	free(path);
@@ -749,8 +916,8 @@ out_free:
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mows-crc32 [-j THREADS] [-o FILE] [-q] DIR\n"
-		"       mows-crc32 --check [-m MANIFEST] [-j THREADS] [-v] [-q] DIR\n"
+		"usage: mows-crc32 [--chunks [--chunk-size SIZE]] [-j THREADS] [-o FILE] [-q] DIR\n"
+		"       mows-crc32 --check [--chunks] [-m MANIFEST] [-j THREADS] [-v] [-q] DIR\n"
 		"\n"
 		"Writes the CRC-32 (zlib) of every regular file under DIR, sorted by path, one\n"
 		"'crc32 relpath' a line, to DIR/" MANIFEST_NAME " (replaced atomically). Symlinks are\n"
@@ -758,8 +925,16 @@ static void usage(FILE *f)
 		"\n"
 		"  -j THREADS  files are read by this many threads (default: online CPUs)\n"
 		"  -o FILE     write the manifest to FILE instead; '-' is stdout\n"
+		"  --chunks    also write the CRC of every chunk of every file to crc32.chunks\n"
+		"              beside the manifest (FILE.chunks for -o FILE.txt), so that mows\n"
+		"              catches and names a bad chunk before serving it; with --check:\n"
+		"              the sidecar must be there (without, it is checked when present)\n"
+		"  --chunk-size SIZE  the sidecar's chunk size, a power of two from 4K to 1G\n"
+		"              (default 4M, mows' default chunk_size); it must divide the\n"
+		"              daemon's chunk_size to be used\n"
 		"  -q          no summary on stderr\n"
 		"  --check     verify DIR against its manifest: prints FAILED and MISSING lines\n"
+		"              (FAILED ... chunk N (bytes A-B) for a chunk unlike the sidecar)\n"
 		"              and a summary; exits 1 if anything failed or is missing\n"
 		"  -m FILE     --check: the manifest to read (default DIR/" MANIFEST_NAME ")\n"
 		"  -v          --check: print OK lines too\n"
@@ -813,6 +988,37 @@ static int check_combination(const struct options *o, int argc, char **argv)
 				   "use -o to name the one to write");
 	if (!o->check && o->verbose)
 		return usage_error("-v without --check: -v lists the files that --check found OK");
+	if (o->chunk_size && !o->chunks)
+		return usage_error("--chunk-size without --chunks: it sets the chunk size of the "
+				   "crc32.chunks sidecar that --chunks writes");
+	if (o->chunk_size && o->check)
+		return usage_error("--chunk-size with --check: the sidecar names its own chunk "
+				   "size");
+	if (o->chunks && !o->check && o->out && strcmp(o->out, "-") == 0)
+		return usage_error("--chunks with -o -: the sidecar is written beside the "
+				   "manifest, so name a file with -o");
+	return 0;
+}
+
+/* A power of two from 4K to 1G, in bytes or with a K, M or G suffix. */
+static int parse_chunk_size(const char *arg, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	n = strtoull(arg, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		n <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		n <<= 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		n <<= 30, end++;
+	if (errno || end == arg || *end || arg[0] == '-' || n < CHUNKMAP_MIN_CHUNK ||
+	    n > CHUNKMAP_MAX_CHUNK || (n & (n - 1)))
+		return usage_error("--chunk-size '%s': expected a power of two from 4K to 1G, "
+				   "such as 4M", arg);
+	*out = n;
 	return 0;
 }
 
@@ -820,16 +1026,23 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{ "check", no_argument, NULL, 'c' },
+		{ "chunks", no_argument, NULL, 'C' },
+		{ "chunk-size", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int c;
+	int c, rc;
 
 	o->threads = ncpu < 1 ? 1 : ncpu > MAX_THREADS ? MAX_THREADS : (unsigned)ncpu;
 	while ((c = getopt_long(argc, argv, "hj:o:m:qv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': o->check = true; break;
+		case 'C': o->chunks = true; break;
+		case 'S':
+			if (parse_chunk_size(optarg, &o->chunk_size) < 0)
+				return -EINVAL;
+			break;
 		case 'j':
 			if (parse_threads(optarg, &o->threads) < 0)
 				return -EINVAL;
@@ -845,7 +1058,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		}
 	}
 	o->dir = argv[optind];
-	return check_combination(o, argc, argv);
+	rc = check_combination(o, argc, argv);
+	if (!o->chunk_size)
+		o->chunk_size = 4ull << 20;
+	return rc;
 }
 
 int main(int argc, char **argv)
