@@ -23,6 +23,7 @@
 #include "net/proto.h"
 
 #define MEMBERS_MAX 16384
+#define MEMBERS_PROBES 256        /* members not up that one heartbeat round probes at once */
 #define MEMBER_MAX_IDLE 4         /* pooled connections kept per member */
 #define MEMBER_ADDR_LEN (INET6_ADDRSTRLEN + 16)
 

@@ -20,7 +20,6 @@
 #include "net/plan.h"
 #include "net/tcp.h"
 
-#define PROBES_PER_ROUND 64       /* members not up that one heartbeat round tries */
 #define PROBE_HANDSHAKE_MS 1000
 #define LEAVE_MS 300
 
@@ -706,7 +705,7 @@ static void heartbeat_round(struct peers *p)
 	pthread_mutex_lock(&p->lock);
 	unsigned cap = p->members.n;
 	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
-	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), PROBES_PER_ROUND, ms, cap)
+	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), MEMBERS_PROBES, ms, cap)
 			: 0;
 	pthread_mutex_unlock(&p->lock);
 	unsigned nprobe = 0;
