@@ -236,24 +236,30 @@ unsigned members_pick_round(struct members *t, uint64_t now, unsigned probes,
 	return k;
 }
 
+static int cmp_hash(const void *a, const void *b)
+{
+	uint64_t x = (*(struct member *const *)a)->node_hash;
+	uint64_t y = (*(struct member *const *)b)->node_hash;
+	return x < y ? -1 : x > y;
+}
+
 unsigned members_live(struct members *t, uint64_t now, struct member **out, uint64_t *hashes,
 		      unsigned max)
 {
-	unsigned n = 0;
-	for (unsigned i = 0; i < t->n && n < max; i++) {
-		struct member *m = t->v[i];
-		bool dup = false;
-		if (!member_usable(m, now))
+	unsigned n = 0, k = 0;
+	for (unsigned i = 0; i < t->n && n < max; i++)
+		if (member_usable(t->v[i], now))
+			out[n++] = t->v[i];
+	/* One entry per node (a node may answer at several addresses): sort, skip repeats. */
+	qsort(out, n, sizeof(*out), cmp_hash);
+	for (unsigned i = 0; i < n; i++) {
+		if (k && out[k - 1]->node_hash == out[i]->node_hash)
 			continue;
-		for (unsigned k = 0; k < n && !dup; k++)
-			dup = hashes[k] == m->node_hash;
-		if (dup)
-			continue;
-		member_get(m);
-		hashes[n] = m->node_hash;
-		out[n++] = m;
+		out[k] = out[i];
+		hashes[k] = out[k]->node_hash;
+		member_get(out[k++]);
 	}
-	return n;
+	return k;
 }
 
 static int cmp_str(const void *a, const void *b)

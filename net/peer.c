@@ -639,16 +639,21 @@ static void probe_finish(struct peers *p, struct member *m, int fd)
  * per round, not one each. */
 static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 {
-	struct pollfd *pf = calloc(n ? n : 1, sizeof(*pf));
+	struct pollfd *pf = n ? calloc(n, sizeof(*pf)) : NULL;
+	unsigned pending = 0;
 	if (!pf)
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		pf[i].fd = tcp_connect_start((struct sockaddr *)&ms[i]->sa, ms[i]->salen);
 		pf[i].events = POLLOUT;
+		if (pf[i].fd < 0)
+			hb_failed(p, ms[i], pf[i].fd);
+		else
+			pending++;
 	}
 	uint32_t wait = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
 	struct deadline dl = deadline_in_ms(wait);
-	for (int64_t left; (left = deadline_left_ms(&dl)) > 0;) {
+	for (int64_t left; pending && (left = deadline_left_ms(&dl)) > 0;) {
 		int k = poll(pf, n, (int)left);
 		if (k <= 0 && !(k < 0 && errno == EINTR))
 			break;
@@ -658,6 +663,7 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 			int fd = pf[i].fd;
 			int rc = tcp_connect_result(fd);
 			pf[i].fd = -1;
+			pending--;
 			if (rc) {
 				close(fd);
 				hb_failed(p, ms[i], rc);
