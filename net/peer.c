@@ -101,9 +101,11 @@ struct member *peers_inbound(struct peers *p, const char *node_id, const struct 
 	struct member *m = members_find_id(&p->members, node_id);
 	if (!m && (m = members_find_addr(&p->members, sa, len)))
 		member_set_id(m, node_id); /* another node answers at that address now */
-	if (!m && (m = members_add(&p->members, sa, len))) {
+	bool has_port = ((const struct sockaddr_in *)sa)->sin_port != 0; /* same offset in v6 */
+	if (!m && has_port && (m = members_add(&p->members, sa, len))) {
 		member_set_id(m, node_id);
-		log_info("peer %s (%s) joined from an inbound connection", node_id, m->addr);
+		m->gone_since_ns = mono_ns(); /* reclaimed unless a probe reaches it */
+		log_info("peer %s (%s) connected in; probing it as a member", node_id, m->addr);
 	}
 	if (m) {
 		m->inbound = m->inbound || !(m->configured && m->resolved);

@@ -184,12 +184,15 @@ static void serve_loop(struct peers *p, struct member *m, struct link *l, const 
 {
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_hdr hdr;
+	/* Heartbeat links carry a PING every `heartbeat`: never idle that long. */
+	uint32_t idle_ms = 3 * p->cfg->heartbeat_ms > PEER_IDLE_MS ? 3 * p->cfg->heartbeat_ms
+								      : PEER_IDLE_MS;
 	for (;;) {
-		int rc = link_wait_readable(l, p->stop_fd, PEER_IDLE_MS);
+		int rc = link_wait_readable(l, p->stop_fd, (int)idle_ms);
 		if (rc <= 0) {
 			if (rc == -ETIMEDOUT)
-				log_debug("peer %s: connection idle for %d s; closing it", node_id,
-					  PEER_IDLE_MS / 1000);
+				log_debug("peer %s: connection idle for %u s; closing it", node_id,
+					  idle_ms / 1000);
 			return;
 		}
 		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
