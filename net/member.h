@@ -30,13 +30,16 @@
 struct transport_conn;
 struct transport_ops;
 struct link;
+struct mux;
 
 /* A pooled connection, the transport it speaks and when it went idle. */
 struct pconn {
 	struct transport_conn *c;
 	const struct transport_ops *ops;
 	uint64_t idle_since_ns;
+	struct mux *mux;          /* instead of c and ops: a member's mux being dropped */
 };
+#define MEMBER_MAX_CONNS (MEMBER_MAX_IDLE + 1)   /* pooled ones and the mux */
 
 struct member {
 	/* Set once when the entry is made. */
@@ -60,8 +63,10 @@ struct member {
 	uint16_t caps;            /* from its HELLO */
 	const char *transport;    /* of its last new connection: "tcp" or "rdma" */
 	bool rdma_failed;         /* logged that RDMA to it failed */
-	struct pconn idle[MEMBER_MAX_IDLE];
-	unsigned nidle, busy;
+	struct pconn idle[MEMBER_MAX_IDLE];   /* RDMA connections, one user each */
+	unsigned nidle, busy;             /* busy: requests in flight, any transport */
+	struct mux *mux;          /* the one TCP link that carries our requests, or NULL */
+	bool mux_connecting;      /* a thread is making it */
 	/* Owned by the heartbeat thread. */
 	struct link *hb;
 	uint32_t hb_id;

@@ -17,6 +17,7 @@
 #include "net/auth.h"
 #include "net/peer_priv.h"
 #include "net/place.h"
+#include "net/mux.h"
 #include "net/plan.h"
 #include "net/tcp.h"
 
@@ -30,19 +31,28 @@ static uint64_t ms_ns(uint64_t ms)
 
 /* ---- pooled connections ---- */
 
-/* Lock held. Takes @m's pooled connections, to be closed without the lock. */
+/* Lock held. Takes @m's connections (MEMBER_MAX_CONNS at most), to close without the lock. */
 static unsigned do_take_idle(struct member *m, struct pconn *out)
 {
 	unsigned n = m->nidle;
 	memcpy(out, m->idle, n * sizeof(*out));
 	m->nidle = 0;
+	if (m->mux)
+		out[n++] = (struct pconn){ .mux = m->mux };
+	m->mux = NULL;
 	return n;
 }
 
 static void close_conns(struct pconn *conns, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
-		conns[i].ops->close(conns[i].c);
+	for (unsigned i = 0; i < n; i++) {
+		if (conns[i].mux) {
+			mux_shutdown(conns[i].mux);
+			mux_put(conns[i].mux);
+		} else {
+			conns[i].ops->close(conns[i].c);
+		}
+	}
 }
 
 /* Lock held. Asks the heartbeat thread to resolve the names again at once. */
@@ -54,7 +64,7 @@ static void do_resolve_soon(struct peers *p)
 
 static void mark_down(struct peers *p, struct member *m, const char *why)
 {
-	struct pconn conns[MEMBER_MAX_IDLE];
+	struct pconn conns[MEMBER_MAX_CONNS];
 	unsigned n = 0;
 	pthread_mutex_lock(&p->lock);
 	bool was_up = m->up;
@@ -72,7 +82,7 @@ static void mark_down(struct peers *p, struct member *m, const char *why)
 
 void peers_member_left(struct peers *p, const char *node_id)
 {
-	struct pconn conns[4 * MEMBER_MAX_IDLE];
+	struct pconn conns[4 * MEMBER_MAX_CONNS];
 	unsigned n = 0, found = 0;
 	uint64_t now = mono_ns();
 	pthread_mutex_lock(&p->lock);
@@ -297,6 +307,102 @@ static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Whether requests to @m go over RDMA connections (pooled) rather than the TCP mux. */
+static bool want_rdma(struct peers *p, struct member *m)
+{
+	pthread_mutex_lock(&p->lock);
+	bool rdma = p->rdma && (m->caps & PROTO_CAP_RDMA) && p->cfg->transport != TRANSPORT_TCP &&
+		    !(m->rdma_failed && p->cfg->transport != TRANSPORT_RDMA);
+	pthread_mutex_unlock(&p->lock);
+	return rdma;
+}
+
+/* Lock held. Waits (by @dl) for room among @m's requests in flight, or a mux being made. */
+static bool do_wait_room(struct peers *p, struct member *m, const struct deadline *dl)
+{
+	while ((m->busy >= p->cfg->peer_inflight || m->mux_connecting) && !p->stopping)
+		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
+			return false;
+	return !p->stopping;
+}
+
+/* Makes @m's mux (one link for all our requests to it). Lock held; drops it meanwhile. */
+static struct mux *do_mux_connect(struct peers *p, struct member *m, const struct deadline *dl)
+{
+	struct pconn old = { .mux = m->mux };
+	struct proto_hello them;
+	int rc;
+	m->mux = NULL;
+	m->mux_connecting = true;
+	pthread_mutex_unlock(&p->lock);
+	if (old.mux)
+		close_conns(&old, 1);
+	struct link *l = link_open(p, m, &them, dl, &rc);
+	struct mux *x = l ? mux_new(l, p->max_payload, p->cfg->request_timeout_ms) : NULL;
+	pthread_mutex_lock(&p->lock);
+	m->mux_connecting = false;
+	if (x) {
+		m->mux = x;
+		mux_get(x);
+		if (m->transport != tcp_transport.name)
+			log_info("peer %s (%s): chunks travel by tcp", m->node_id, m->addr);
+		m->transport = tcp_transport.name;
+	}
+	pthread_cond_broadcast(&p->conn_cond);
+	return x;
+}
+
+/* A reference to @m's mux with a request counted in flight, or NULL. */
+static struct mux *mux_acquire(struct peers *p, struct member *m, const struct deadline *dl)
+{
+	struct mux *x = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (do_wait_room(p, m, dl)) {
+		if (m->mux && !mux_broken(m->mux)) {
+			x = m->mux;
+			mux_get(x);
+		} else {
+			x = do_mux_connect(p, m, dl);
+		}
+		m->busy += x != NULL;
+		m->errors += x == NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return x;
+}
+
+static void mux_release(struct peers *p, struct member *m, struct mux *x)
+{
+	pthread_mutex_lock(&p->lock);
+	m->busy--;
+	pthread_cond_broadcast(&p->conn_cond);
+	pthread_mutex_unlock(&p->lock);
+	mux_put(x);
+}
+
+/* One request over @m's pooled RDMA connections (or a TCP one where RDMA failed). */
+static int fetch_pooled(struct peers *p, struct member *m, const struct transport_chunk_req *req,
+			void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+{
+	struct pconn c;
+	if (!conn_get(p, m, dl, &c))
+		return -EHOSTUNREACH;
+	int rc = c.ops->fetch(c.c, req, dst, len, sent, dl);
+	conn_put(p, m, &c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	return rc;
+}
+
+static int fetch_mux(struct peers *p, struct member *m, const struct transport_chunk_req *req,
+		     void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+{
+	struct mux *x = mux_acquire(p, m, dl);
+	if (!x)
+		return -EHOSTUNREACH;
+	int rc = mux_fetch(x, req, dst, len, sent, dl);
+	mux_release(p, m, x);
+	return rc;
+}
+
 /* Fetches one chunk from @m into @dst and checks its CRC. Returns 0 or -errno. */
 static int fetch_one(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		     void *dst, size_t len, const struct deadline *outer, struct cache_fetch *out)
@@ -304,12 +410,11 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	if (deadline_left_ms(outer) < deadline_left_ms(&dl))
 		dl = *outer;
-	struct pconn c;
-	if (!conn_get(p, m, &dl, &c))
-		return -EHOSTUNREACH;
 	uint32_t sent = 0;
-	int rc = c.ops->fetch(c.c, req, dst, len, &sent, &dl);
-	conn_put(p, m, &c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	int rc = want_rdma(p, m) ? fetch_pooled(p, m, req, dst, len, &sent, &dl)
+				 : fetch_mux(p, m, req, dst, len, &sent, &dl);
+	if (rc == -EHOSTUNREACH)
+		return rc;
 	if (rc == 0) {
 		uint32_t got = mows_crc32(0, dst, len);
 		if (got != sent) {
@@ -600,7 +705,7 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 {
 	if (m->hb) {
 		/* The peer may have restarted: its pooled connections lead to the old process. */
-		struct pconn conns[MEMBER_MAX_IDLE];
+		struct pconn conns[MEMBER_MAX_CONNS];
 		link_free(m->hb);
 		m->hb = NULL;
 		pthread_mutex_lock(&p->lock);
@@ -686,7 +791,7 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 static void reclaim(struct peers *p)
 {
 	struct member *gone[64];
-	struct pconn conns[MEMBER_MAX_IDLE];
+	struct pconn conns[MEMBER_MAX_CONNS];
 	uint64_t linger = ms_ns(3ull * p->cfg->peer_timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	unsigned n = members_reclaim(&p->members, mono_ns(), linger, gone, 64);
@@ -969,9 +1074,8 @@ void peers_free(struct peers *p)
 		pthread_cond_wait(&p->stop_cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->members.n; i++) {
-		struct member *m = p->members.v[i];
-		close_conns(m->idle, m->nidle);
-		m->nidle = 0;
+		struct pconn conns[MEMBER_MAX_CONNS];
+		close_conns(conns, do_take_idle(p->members.v[i], conns));
 	}
 	members_release(&p->members);
 	rdma_ctx_free(p->rdma);

@@ -22,6 +22,9 @@
 #define SERVE_UNAUTH_MAX 16        /* inbound connections still in their handshake */
 #define SERVE_UNAUTH_PER_ADDR 4    /* of those, from one address */
 #define SERVE_HANDSHAKE_MS 1500    /* an inbound handshake must finish this fast */
+#define SERVE_CONN_INFLIGHT 32     /* requests of one connection queued or being served */
+
+struct serve_job;
 
 struct serve_ticket {
 	uint8_t bytes[RDMA_TICKET_LEN];
@@ -71,6 +74,11 @@ struct peers {
 	struct serve_pending pending[2 * SERVE_UNAUTH_MAX];   /* protected by lock */
 	struct serve_ticket tickets[SERVE_MAX_TICKETS];       /* protected by lock */
 	bool stopping;             /* protected by lock */
+	struct serve_job *jobs, **jobs_tail; /* GETs waiting for a worker, protected by lock */
+	pthread_cond_t job_cond;   /* a job was queued, or the workers stop */
+	bool workers_stop;         /* protected by lock */
+	pthread_t *workers;        /* the serve workers, set before they start */
+	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
 	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */

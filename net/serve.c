@@ -1,9 +1,13 @@
-/* Serving peers: the listener, inbound budgets, and one thread per inbound connection. */
+/*
+ * Serving peers: the listener, inbound budgets, one reading thread per inbound connection,
+ * and a fixed pool of workers that answer GETs (owner fills included) in any order.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,6 +44,74 @@ static bool do_ratelimit(struct peer_ratelimit *r, uint64_t now, unsigned *suppr
 	return true;
 }
 
+/*
+ * An authenticated inbound connection. Its serving thread reads requests; GETs go to the
+ * worker pool, whose threads answer them in any order. Senders take turns (sending).
+ */
+struct sconn {
+	struct peers *p;
+	struct link *link;
+	struct member *m;         /* referenced, or NULL */
+	atomic_int refs;          /* the serving thread and every job */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* a send ended, or a job ended */
+	bool sending;             /* protected by lock */
+	bool closed;              /* the serving thread ended, protected by lock */
+	unsigned inflight;        /* jobs queued or running, protected by lock */
+};
+
+struct serve_job {
+	struct sconn *sc;
+	uint32_t req_id;
+	struct proto_get g;
+	struct serve_job *next;
+};
+
+static void sconn_put(struct sconn *sc)
+{
+	if (atomic_fetch_sub(&sc->refs, 1) != 1)
+		return;
+	struct peers *p = sc->p;
+	link_free(sc->link);
+	pthread_mutex_lock(&p->lock);
+	member_put(sc->m);
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_destroy(&sc->lock);
+	pthread_cond_destroy(&sc->cond);
+	free(sc);
+}
+
+/* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
+static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
+{
+	int rc = 0;
+	pthread_mutex_lock(&sc->lock);
+	while (sc->sending && rc == 0)
+		rc = deadline_cond_wait(&sc->cond, &sc->lock, dl);
+	if (rc == 0)
+		sc->sending = true;
+	pthread_mutex_unlock(&sc->lock);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, iov, n, dl);
+	pthread_mutex_lock(&sc->lock);
+	sc->sending = false;
+	if (rc)
+		link_shutdown(sc->link); /* part of a frame may have gone: the stream is lost */
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+	return rc;
+}
+
+static int sconn_send_frame(struct sconn *sc, uint8_t type, uint32_t id, const void *payload,
+			    uint32_t len, const struct deadline *dl)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+	proto_hdr_encode(hdr, type, 0, len, id);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
+	return sconn_sendv(sc, iov, len ? 2 : 1, dl);
+}
+
 /* ---- requests ---- */
 
 static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
@@ -54,7 +126,7 @@ static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
 	return f;
 }
 
-static int send_data(struct peers *p, struct link *l, uint32_t id, int status, uint32_t crc,
+static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status, uint32_t crc,
 		     const void *data, uint32_t len, const struct deadline *dl)
 {
 	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
@@ -70,7 +142,7 @@ static int send_data(struct peers *p, struct link *l, uint32_t id, int status, u
 	}
 	/* The chunk goes from the pinned slab straight to the link. */
 	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
-	int rc = link_sendv(l, iov, d.length ? 2 : 1, dl);
+	int rc = sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
 	free(bad);
 	return rc;
 }
@@ -85,38 +157,109 @@ static void count_served(struct peers *p, struct member *m, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Answers a GET. A fill (we own the chunk) reads the backing on this very thread. */
-static int serve_get(struct peers *p, struct member *m, struct link *l,
-		     const struct proto_hdr *hdr, const uint8_t *payload)
+/* Answers a GET, on a worker. A fill (we own the chunk) reads the backing on this thread. */
+static int serve_get(struct peers *p, struct sconn *sc, uint32_t id, const struct proto_get *g)
 {
-	struct proto_get g;
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-	int rc = proto_get_decode(payload, hdr->len, &g);
-	if (rc)
-		return rc;
-	if (g.chunk_size != cache_chunk_size(p->cache))
-		return send_data(p, l, hdr->req_id, EINVAL, 0, NULL, 0, &dl);
-	struct cache_file *f = file_for(p, &g);
+	if (g->chunk_size != cache_chunk_size(p->cache))
+		return send_data(p, sc, id, EINVAL, 0, NULL, 0, &dl);
+	struct cache_file *f = file_for(p, g);
 	if (!f)
-		return send_data(p, l, hdr->req_id, ENOENT, 0, NULL, 0, &dl);
+		return send_data(p, sc, id, ENOENT, 0, NULL, 0, &dl);
 	struct cache_span span;
 	uint32_t crc;
-	rc = cache_serve_chunk(p->cache, f, g.chunk, g.flags & PROTO_GET_FILL, &dl, &span, &crc);
+	int rc = cache_serve_chunk(p->cache, f, g->chunk, g->flags & PROTO_GET_FILL, &dl, &span,
+				   &crc);
 	if (rc) {
 		cache_file_put(p->cache, f);
-		return send_data(p, l, hdr->req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0,
-				 &dl);
+		return send_data(p, sc, id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, &dl);
 	}
-	rc = send_data(p, l, hdr->req_id, 0, crc, span.data, (uint32_t)span.len, &dl);
+	rc = send_data(p, sc, id, 0, crc, span.data, (uint32_t)span.len, &dl);
 	cache_read_done(p->cache, &span, 1);
 	cache_file_put(p->cache, f);
 	if (rc == 0)
-		count_served(p, m, span.len);
+		count_served(p, sc->m, span.len);
 	return rc;
 }
 
+static void run_job(struct peers *p, struct serve_job *j)
+{
+	struct sconn *sc = j->sc;
+	pthread_mutex_lock(&sc->lock);
+	bool closed = sc->closed;
+	pthread_mutex_unlock(&sc->lock);
+	if (!closed && serve_get(p, sc, j->req_id, &j->g))
+		log_debug("peer connection: answering a GET: failed to send");
+	pthread_mutex_lock(&sc->lock);
+	sc->inflight--;
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+	sconn_put(sc);
+	free(j);
+}
+
+/* A serve worker: answers queued GETs until stop; at stop, drops what is left. */
+static void *worker_main(void *arg)
+{
+	struct peers *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct serve_job *j = p->jobs;
+		if (!j && p->workers_stop)
+			break;
+		if (!j) {
+			pthread_cond_wait(&p->job_cond, &p->lock);
+			continue;
+		}
+		p->jobs = j->next;
+		if (!p->jobs)
+			p->jobs_tail = &p->jobs;
+		bool drop = p->workers_stop;
+		pthread_mutex_unlock(&p->lock);
+		if (drop) {
+			pthread_mutex_lock(&j->sc->lock);
+			j->sc->closed = true;
+			pthread_mutex_unlock(&j->sc->lock);
+		}
+		run_job(p, j);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Queues a GET for the workers, once the connection has fewer than SERVE_CONN_INFLIGHT. */
+static int queue_get(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+		     uint32_t len)
+{
+	struct serve_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	int rc = proto_get_decode(payload, len, &j->g);
+	struct deadline dl = deadline_in_ms(2ull * p->cfg->request_timeout_ms);
+	pthread_mutex_lock(&sc->lock);
+	while (rc == 0 && sc->inflight >= SERVE_CONN_INFLIGHT)
+		rc = deadline_cond_wait(&sc->cond, &sc->lock, &dl);
+	if (rc == 0)
+		sc->inflight++;
+	pthread_mutex_unlock(&sc->lock);
+	if (rc) {
+		free(j);
+		return rc;
+	}
+	j->sc = sc;
+	j->req_id = id;
+	atomic_fetch_add(&sc->refs, 1);
+	pthread_mutex_lock(&p->lock);
+	*p->jobs_tail = j;
+	p->jobs_tail = &j->next;
+	pthread_cond_signal(&p->job_cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
 /* Answers RDMA_DESC: a fresh one-use ticket for an RDMA connect, or port 0 without RDMA. */
-static int send_ticket(struct peers *p, struct link *l, uint32_t id, const struct deadline *dl)
+static int send_ticket(struct peers *p, struct sconn *sc, uint32_t id, const struct deadline *dl)
 {
 	struct proto_rdma_ticket t = { 0 };
 	uint8_t buf[PROTO_RDMA_TICKET_LEN];
@@ -135,7 +278,7 @@ static int send_ticket(struct peers *p, struct link *l, uint32_t id, const struc
 	if (!t.port)
 		memset(t.ticket, 0, sizeof(t.ticket));
 	proto_rdma_ticket_encode(buf, &t);
-	return link_send_frame(l, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
+	return sconn_send_frame(sc, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
 }
 
 /* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
@@ -179,11 +322,12 @@ void serve_rdma_unpin(void *ctx, struct cache_span *span)
 
 /* ---- a connection ---- */
 
-/* Serves requests until the peer goes, stays idle for PEER_IDLE_MS, says LEAVE, or stop. */
-static void serve_loop(struct peers *p, struct member *m, struct link *l, const char *node_id)
+/* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
+static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 {
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_hdr hdr;
+	struct link *l = sc->link;
 	/* Heartbeat links carry a PING every `heartbeat`: never idle that long. */
 	uint32_t idle_ms = 3 * p->cfg->heartbeat_ms > PEER_IDLE_MS ? 3 * p->cfg->heartbeat_ms
 								      : PEER_IDLE_MS;
@@ -198,11 +342,11 @@ static void serve_loop(struct peers *p, struct member *m, struct link *l, const 
 		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 		rc = link_recv_frame(l, &hdr, buf, sizeof(buf), &dl);
 		if (rc == 0 && hdr.type == PROTO_PING)
-			rc = link_send_frame(l, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
+			rc = sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
 		else if (rc == 0 && hdr.type == PROTO_GET)
-			rc = serve_get(p, m, l, &hdr, buf);
+			rc = queue_get(p, sc, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
-			rc = send_ticket(p, l, hdr.req_id, &dl);
+			rc = send_ticket(p, sc, hdr.req_id, &dl);
 		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
 			peers_member_left(p, node_id);
 			return;
@@ -214,6 +358,40 @@ static void serve_loop(struct peers *p, struct member *m, struct link *l, const 
 			return;
 		}
 	}
+}
+
+static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m)
+{
+	struct sconn *sc = calloc(1, sizeof(*sc));
+	if (!sc || deadline_cond_init(&sc->cond)) {
+		free(sc);
+		return NULL;
+	}
+	sc->p = p;
+	sc->link = l;
+	sc->m = m;
+	atomic_init(&sc->refs, 1);
+	pthread_mutex_init(&sc->lock, NULL);
+	return sc;
+}
+
+/* The connection, its link and member now belong to the connection's jobs too. */
+static void serve_conn(struct peers *p, struct serve_arg *a, struct member *m,
+		       const char *node_id)
+{
+	struct sconn *sc = sconn_new(p, a->link, m);
+	if (!sc) {
+		link_free(a->link);
+		pthread_mutex_lock(&p->lock);
+		member_put(m);
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	serve_loop(p, sc, node_id);
+	pthread_mutex_lock(&sc->lock);
+	sc->closed = true;
+	pthread_mutex_unlock(&sc->lock);
+	sconn_put(sc);
 }
 
 /* The address a peer listens on: where it connected from, at its HELLO's port. */
@@ -274,13 +452,13 @@ static void *serve_main(void *arg)
 		struct sockaddr_storage sa;
 		socklen_t len = listen_addr(a, them.listen_port, &sa);
 		struct member *m = peers_inbound(p, them.node_id, (struct sockaddr *)&sa, len);
-		serve_loop(p, m, a->link, them.node_id);
+		serve_conn(p, a, m, them.node_id);
 		pthread_mutex_lock(&p->lock);
 		p->nauth--;
-		member_put(m);
 		pthread_mutex_unlock(&p->lock);
+	} else {
+		link_free(a->link);
 	}
-	link_free(a->link);
 	free(a);
 	pthread_mutex_lock(&p->lock);
 	p->nserving--;
@@ -436,9 +614,36 @@ static void *listener_main(void *arg)
 	return NULL;
 }
 
+static void stop_workers(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->workers_stop = true;
+	pthread_cond_broadcast(&p->job_cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nworkers; i++)
+		pthread_join(p->workers[i], NULL);
+	free(p->workers);
+	p->workers = NULL;
+	p->nworkers = 0;
+}
+
 int serve_start(struct peers *p)
 {
-	return -pthread_create(&p->listener, NULL, listener_main, p);
+	unsigned want = p->cfg->fill_threads > 4 ? p->cfg->fill_threads : 4;
+	p->jobs_tail = &p->jobs;
+	if (deadline_cond_init(&p->job_cond))
+		return -ENOMEM;
+	p->workers = calloc(want, sizeof(*p->workers));
+	if (!p->workers)
+		return -ENOMEM;
+	int rc = 0;
+	for (; p->nworkers < want && rc == 0; p->nworkers += rc == 0)
+		rc = -pthread_create(&p->workers[p->nworkers], NULL, worker_main, p);
+	if (rc == 0)
+		rc = -pthread_create(&p->listener, NULL, listener_main, p);
+	if (rc)
+		stop_workers(p);
+	return rc;
 }
 
 void serve_stop(struct peers *p)
@@ -453,4 +658,5 @@ void serve_stop(struct peers *p)
 	while (p->nserving)
 		pthread_cond_wait(&p->stop_cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
+	stop_workers(p); /* each job ends by request_timeout; those still queued are dropped */
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Inbound connection budgets, in a simulated cluster of three nodes (tools/mows-cluster):
 #   a. baseline: node1 restarts cold and reads the model, which node2 and node3 hold;
+#      every node holds at most 2 connections from each peer (a heartbeat link and the one
+#      link that carries all of a peer's requests), though each runs 16 fill threads;
 #   b. node3's namespace holds 256 idle sockets open against node2's peer port (reopening any
 #      that node2 closes), sending nothing, while node1 restarts cold and reads the model
 #      again. node1 must authenticate with node2 during the flood, read nothing from storage,
@@ -19,7 +21,7 @@ WANT=$SCRATCH/want.sums
 cluster_sums "$M" "$WANT"
 
 cluster_up --nodes 3 --model "$M" --storage-rate 200mbit \
-	--mows-args "--max-memory=64M --chunk-size=1M $CLUSTER_PEER_ARGS"
+	--mows-args "--max-memory=64M --chunk-size=1M --fill-threads=16 $CLUSTER_PEER_ARGS"
 cluster_wait_mesh 20 1 2 3
 cluster_read "$SCRATCH/warm.json" 2,3 || fail "warm-up: a reader failed: $(cat "$SCRATCH/warm.json")"
 
@@ -40,6 +42,14 @@ restart_and_read() { # VAR TAG
 # ---- a. baseline ----
 restart_and_read base_ms a
 note "a: node1 restarted and read $MODEL bytes from peers in $base_ms ms"
+for n in 2 3; do
+	mows_cluster exec "node$n" -- ss -Htn state established "( sport = :7070 )" \
+		>"$SCRATCH/ss$n.out" 2>&1 || fail "a: ss on node$n: $(cat "$SCRATCH/ss$n.out")"
+	per_peer=$(awk '{ sub(/:[0-9]+$/, "", $4); n[$4]++ } END { m = 0; for (a in n) if (n[a] > m) m = n[a]; print m }' "$SCRATCH/ss$n.out")
+	pid=$(cat "$CLUSTER_STATE/node$n.mows.pid")
+	note "a: node$n: $(wc -l <"$SCRATCH/ss$n.out") inbound peer connections, at most $per_peer from one peer; $(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 | wc -l) threads"
+	assert_le "$per_peer" 2 "a: inbound peer connections to node$n from one peer (16 fill threads each)"
+done
 
 # ---- b. the same under a flood of idle unauthenticated sockets ----
 FLOOD='
