@@ -45,6 +45,13 @@ void link_free(struct link *l)
 	free(l);
 }
 
+bool link_closed(struct link *l)
+{
+	char c;
+	ssize_t n = recv(l->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 void link_shutdown(struct link *l)
 {
 	shutdown(l->fd, SHUT_RDWR);

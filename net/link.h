@@ -74,6 +74,10 @@ int link_recv(struct link *l, void *buf, size_t len, const struct deadline *dl);
  */
 int link_wait_readable(struct link *l, int stop_fd, int timeout_ms);
 
+/* Whether the peer closed the stream (or it failed), without waiting or sending. A link
+ * that has bytes waiting counts as open. */
+bool link_closed(struct link *l);
+
 /* Shuts the stream down so a thread blocked on it returns at once; the link stays
  * allocated for its owner to free. Safe from another thread. */
 void link_shutdown(struct link *l);

@@ -195,40 +195,69 @@ unsigned members_reclaim(struct members *t, uint64_t now, uint64_t linger_ns,
 	return k;
 }
 
-/* Whether @a should be probed before @b: never tried first, then the longest untried. */
+/* Keeps the @cap members that sort first by @before in @best (a small sorted array). */
+static void keep_best(struct member **best, unsigned *n, unsigned cap, struct member *m,
+		      bool (*before)(const struct member *, const struct member *))
+{
+	unsigned pos = *n < cap ? (*n)++ : cap;
+	while (pos > 0 && before(m, best[pos - 1])) {
+		if (pos < cap)
+			best[pos] = best[pos - 1];
+		pos--;
+	}
+	if (pos < cap)
+		best[pos] = m;
+}
+
+/* Probes: never tried first, then the longest untried. */
 static bool probe_before(const struct member *a, const struct member *b)
 {
 	return a->last_probe_ns < b->last_probe_ns;
 }
 
-unsigned members_pick_round(struct members *t, uint64_t now, unsigned probes,
-			    struct member **out, unsigned max)
+/* Pings: suspects first, then the longest unheard. */
+static bool ping_before(const struct member *a, const struct member *b)
 {
-	unsigned k = 0, np = 0;
-	struct member **cand = probes ? calloc(probes, sizeof(*cand)) : NULL;
-	for (unsigned i = 0; i < t->n; i++) {
+	if (a->suspect != b->suspect)
+		return a->suspect;
+	return a->last_seen_ns < b->last_seen_ns;
+}
+
+static bool probe_due(const struct member *m, uint64_t now, uint64_t backoff_ns)
+{
+	unsigned shift = m->probe_fails < 6 ? m->probe_fails : 6;
+	return m->up || !m->probe_fails || now - m->last_probe_ns >= backoff_ns << shift;
+}
+
+unsigned members_ping_budget(unsigned n)
+{
+	unsigned log = 0;
+	while ((1ull << log) < (uint64_t)n + 1)
+		log++;
+	return log + 2;
+}
+
+unsigned members_pick_round(struct members *t, uint64_t now, unsigned pings, unsigned probes,
+			    uint64_t backoff_ns, struct member **out, unsigned max)
+{
+	unsigned np = 0, nq = 0, k = 0;
+	struct member **ping = calloc(pings + 1, sizeof(*ping));
+	struct member **probe = calloc(probes + 1, sizeof(*probe));
+	for (unsigned i = 0; ping && probe && i < t->n; i++) {
 		struct member *m = t->v[i];
 		if (!member_wanted(m))
 			continue;
-		if ((m->up || m->hb) && k < max) {
-			out[k++] = m;
-			continue;
-		}
-		if (!cand)
-			continue;
-		/* Keep the @probes most overdue, by insertion into a small sorted array. */
-		unsigned pos = np < probes ? np++ : probes;
-		while (pos > 0 && probe_before(m, cand[pos - 1])) {
-			if (pos < probes)
-				cand[pos] = cand[pos - 1];
-			pos--;
-		}
-		if (pos < probes)
-			cand[pos] = m;
+		if (m->hb)
+			keep_best(ping, &np, pings, m, ping_before);
+		else if (probe_due(m, now, backoff_ns))
+			keep_best(probe, &nq, probes, m, probe_before);
 	}
 	for (unsigned j = 0; j < np && k < max; j++)
-		out[k++] = cand[j];
-	free(cand);
+		out[k++] = ping[j];
+	for (unsigned j = 0; j < nq && k < max; j++)
+		out[k++] = probe[j];
+	free(ping);
+	free(probe);
 	for (unsigned j = 0; j < k; j++) {
 		out[j]->last_probe_ns = now;
 		member_get(out[j]);

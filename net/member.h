@@ -57,6 +57,8 @@ struct member {
 	uint64_t node_hash;
 	uint64_t last_seen_ns;    /* last answer, 0 never */
 	uint64_t last_probe_ns;   /* last heartbeat or probe attempt, 0 never */
+	unsigned probe_fails;     /* probes in a row that got no answer */
+	bool suspect;             /* a request failed: ping it this round */
 	uint64_t gone_since_ns;   /* when it stopped being wanted (unresolved / down), 0 */
 	uint64_t quarantine_until_ns;
 	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
@@ -131,12 +133,22 @@ unsigned members_reclaim(struct members *t, uint64_t now, uint64_t linger_ns,
 			 struct member **out, unsigned max);
 
 /*
- * This round's heartbeat targets, referenced: every wanted entry that is up (or has a
- * heartbeat link), then up to @probes that are not, those never tried first, then the
- * longest untried. Marks them tried at @now. Returns how many were stored (at most @max).
+ * This round's heartbeat targets, referenced, in @out (@max long). Liveness costs
+ * O(log n) messages a round, not O(n):
+ *   - pings: members with a heartbeat link that are suspect (a request to them failed),
+ *     then the ones heard from longest ago, @pings in all (members_ping_budget()); the
+ *     others are known alive from recent traffic or a recent ping, and a process that dies
+ *     closes its link, which the heartbeat thread notices without a message;
+ *   - probes: wanted members without a heartbeat link (new, restarted, down), up to
+ *     @probes, never-tried ones first, then the longest untried; one that keeps failing
+ *     waits @backoff_ns << failures (at most 64x) between tries.
+ * Marks them tried at @now. Returns how many were stored.
  */
-unsigned members_pick_round(struct members *t, uint64_t now, unsigned probes,
-			    struct member **out, unsigned max);
+unsigned members_pick_round(struct members *t, uint64_t now, unsigned pings, unsigned probes,
+			    uint64_t backoff_ns, struct member **out, unsigned max);
+
+/* Pings a round for a table of @n members: ceil(log2(n + 1)) + 2. */
+unsigned members_ping_budget(unsigned n);
 
 /*
  * The live members for placement, one per node id: usable entries, referenced, in @out

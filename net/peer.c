@@ -301,8 +301,10 @@ static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
 	if (rc == 0) {
 		m->bytes_in += len;
 		m->fetches++;
+		m->last_seen_ns = mono_ns(); /* traffic is proof of life: no ping needed */
 	} else if (rc != -ENOENT) {
 		m->errors++;
+		m->suspect = true; /* ping it this round */
 	}
 	pthread_mutex_unlock(&p->lock);
 }
@@ -650,6 +652,8 @@ static void mark_up(struct peers *p, struct member *m)
 {
 	pthread_mutex_lock(&p->lock);
 	m->last_seen_ns = mono_ns();
+	m->probe_fails = 0;
+	m->suspect = false;
 	bool was_up = m->up;
 	m->up = true;
 	m->left = false;
@@ -716,8 +720,37 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 	if (rc == -EACCES)
 		log_warn("peer %s refused our authentication or failed its own; check that both "
 			 "use the same secret_file", m->addr);
-	if (mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms))
+	pthread_mutex_lock(&p->lock);
+	m->probe_fails++;
+	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
+	pthread_mutex_unlock(&p->lock);
+	if (silent)
 		mark_down(p, m, rc == -EACCES ? "authentication failed" : strerror(-rc));
+}
+
+/*
+ * A heartbeat link that the peer closed (its process ended or restarted) is noticed here
+ * without a message: the link is dropped and the member probed again this round.
+ */
+static void check_links(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	unsigned n = 0, cap = p->members.n;
+	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
+	for (unsigned i = 0; ms && i < cap; i++)
+		if (p->members.v[i]->hb) {
+			ms[n++] = p->members.v[i];
+			member_get(p->members.v[i]);
+		}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (link_closed(ms[i]->hb))
+			hb_failed(p, ms[i], -ECONNRESET);
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		member_put(ms[i]);
+	pthread_mutex_unlock(&p->lock);
+	free(ms);
 }
 
 /* Handshakes on a probe whose connect succeeded, then pings it. */
@@ -815,10 +848,12 @@ static void reclaim(struct peers *p)
 static void heartbeat_round(struct peers *p)
 {
 	reclaim(p);
+	check_links(p);
 	pthread_mutex_lock(&p->lock);
 	unsigned cap = p->members.n;
 	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
-	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), MEMBERS_PROBES, ms, cap)
+	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), members_ping_budget(cap),
+					     MEMBERS_PROBES, ms_ns(p->cfg->heartbeat_ms), ms, cap)
 			: 0;
 	pthread_mutex_unlock(&p->lock);
 	unsigned nprobe = 0;

@@ -154,6 +154,7 @@ static void count_served(struct peers *p, struct member *m, size_t len)
 	pthread_mutex_lock(&p->lock);
 	m->bytes_out += len;
 	m->served++;
+	m->last_seen_ns = mono_ns();
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -322,16 +323,28 @@ void serve_rdma_unpin(void *ctx, struct cache_span *span)
 
 /* ---- a connection ---- */
 
+/*
+ * How long a link may stay silent: PEER_IDLE_MS, or longer when a heartbeat link gets a
+ * PING less often (each round pings members_ping_budget() of the members).
+ */
+static uint32_t idle_limit_ms(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	uint64_t n = p->members.n + 1;
+	pthread_mutex_unlock(&p->lock);
+	uint64_t rounds = (n + members_ping_budget((unsigned)n) - 1) / members_ping_budget((unsigned)n);
+	uint64_t ms = 3 * rounds * p->cfg->heartbeat_ms;
+	return ms > PEER_IDLE_MS ? (ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms) : PEER_IDLE_MS;
+}
+
 /* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
 static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 {
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_hdr hdr;
 	struct link *l = sc->link;
-	/* Heartbeat links carry a PING every `heartbeat`: never idle that long. */
-	uint32_t idle_ms = 3 * p->cfg->heartbeat_ms > PEER_IDLE_MS ? 3 * p->cfg->heartbeat_ms
-								      : PEER_IDLE_MS;
 	for (;;) {
+		uint32_t idle_ms = idle_limit_ms(p);
 		int rc = link_wait_readable(l, p->stop_fd, (int)idle_ms);
 		if (rc <= 0) {
 			if (rc == -ETIMEDOUT)

@@ -43,7 +43,8 @@ static void heartbeat_round(struct members *t, uint64_t now, unsigned probes)
 		for (unsigned i = 0; i < k; i++)
 			member_put(gone[i]);
 	struct member **ms = calloc(t->n + 1, sizeof(*ms));
-	unsigned n = members_pick_round(t, now, probes, ms, t->n);
+	unsigned n = members_pick_round(t, now, members_ping_budget(t->n), probes, ROUND_NS, ms,
+					t->n);
 	for (unsigned i = 0; i < n; i++) {
 		struct member *m = ms[i];
 		unsigned a = ntohl(((struct sockaddr_in *)&m->sa)->sin_addr.s_addr) - 0x0a000000u;
@@ -53,6 +54,9 @@ static void heartbeat_round(struct members *t, uint64_t now, unsigned probes)
 			member_set_id(m, id);
 			m->up = true;
 			m->last_seen_ns = now;
+			m->probe_fails = 0;
+		} else {
+			m->probe_fails++; /* no answer: it backs off */
 		}
 		member_put(m);
 	}
@@ -139,6 +143,58 @@ START_TEST(churn_of_thousands_stays_bounded)
 }
 END_TEST
 
+/* 1,000 members up: a round pings O(log n) of them, suspects first, and every member in
+ * turn (the one heard from longest ago). */
+START_TEST(pings_per_round_are_logarithmic)
+{
+	struct members t;
+	members_init(&t);
+	static uint64_t pinged_at[1000];
+	members_resolve_begin(&t);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct member *m = seen(&t, i);
+		char id[32];
+		snprintf(id, sizeof(id), "n%u", i);
+		member_set_id(m, id);
+		m->up = true;
+		m->hb = (struct link *)&t; /* a heartbeat link; never dereferenced here */
+		m->last_seen_ns = 1 + i;
+	}
+	members_resolve_end(&t, 0);
+	unsigned budget = members_ping_budget(t.n);
+	ck_assert_uint_eq(budget, 12);
+	t.v[777]->suspect = true;
+	t.v[777]->last_seen_ns = 999999;
+	struct member *ms[1000];
+	uint64_t now = ROUND_NS;
+	unsigned rounds = 0;
+	for (; rounds < 200; rounds++, now += ROUND_NS) {
+		unsigned n = members_pick_round(&t, now, budget, MEMBERS_PROBES, ROUND_NS, ms, 1000);
+		ck_assert_uint_eq(n, budget);
+		if (rounds == 0)
+			ck_assert_ptr_eq(ms[0], t.v[777]);
+		for (unsigned i = 0; i < n; i++) {
+			unsigned a = ntohl(((struct sockaddr_in *)&ms[i]->sa)->sin_addr.s_addr) -
+				     0x0a000000u;
+			pinged_at[a] = now;
+			ms[i]->last_seen_ns = now; /* it answered */
+			ms[i]->suspect = false;
+			member_put(ms[i]);
+		}
+		unsigned never = 0;
+		for (unsigned i = 0; i < 1000; i++)
+			never += !pinged_at[i];
+		if (!never)
+			break;
+	}
+	/* Everyone pinged once within n / budget rounds (84), at 12 messages a round. */
+	ck_assert_uint_le(rounds + 1, (1000 + budget - 1) / budget);
+	for (unsigned i = 0; i < t.n; i++)
+		t.v[i]->hb = NULL;
+	members_release(&t);
+}
+END_TEST
+
 START_TEST(inbound_reclaimed_after_down)
 {
 	struct members t;
@@ -221,6 +277,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, live_among_256_dead_within_two_rounds);
 	tcase_add_test(tc, churn_of_thousands_stays_bounded);
+	tcase_add_test(tc, pings_per_round_are_logarithmic);
 	tcase_add_test(tc, inbound_reclaimed_after_down);
 	tcase_add_test(tc, digest_depends_on_the_set_only);
 	tcase_add_test(tc, full_table_refuses);
