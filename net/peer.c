@@ -309,12 +309,14 @@ static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Whether requests to @m go over RDMA connections (pooled) rather than the TCP mux. */
+/*
+ * Whether requests to @m go over pooled RDMA connections (as before the mux: each new one
+ * tries RDMA and falls back to a TCP connection of its own) rather than the TCP mux.
+ */
 static bool want_rdma(struct peers *p, struct member *m)
 {
 	pthread_mutex_lock(&p->lock);
-	bool rdma = p->rdma && (m->caps & PROTO_CAP_RDMA) && p->cfg->transport != TRANSPORT_TCP &&
-		    !(m->rdma_failed && p->cfg->transport != TRANSPORT_RDMA);
+	bool rdma = p->rdma && (m->caps & PROTO_CAP_RDMA) && p->cfg->transport != TRANSPORT_TCP;
 	pthread_mutex_unlock(&p->lock);
 	return rdma;
 }

@@ -332,7 +332,8 @@ static uint32_t idle_limit_ms(struct peers *p)
 	pthread_mutex_lock(&p->lock);
 	uint64_t n = p->members.n + 1;
 	pthread_mutex_unlock(&p->lock);
-	uint64_t rounds = (n + members_ping_budget((unsigned)n) - 1) / members_ping_budget((unsigned)n);
+	uint64_t budget = members_ping_budget((unsigned)n);
+	uint64_t rounds = (n + budget - 1) / budget;
 	uint64_t ms = 3 * rounds * p->cfg->heartbeat_ms;
 	return ms > PEER_IDLE_MS ? (ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms) : PEER_IDLE_MS;
 }
