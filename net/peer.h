@@ -8,10 +8,13 @@
  * Membership. Members come from `peers` (HOST:PORT entries, every address of a name counts,
  * so a headless service names the whole set) and `peers_file` (one HOST:PORT a line), both
  * resolved again every resolve_interval and at once when a peer fails, and from
- * authenticated inbound peers (their address and HELLO listen port). A heartbeat connection
- * to each wanted member carries PING/PONG every `heartbeat`; members not up are probed a
- * bounded batch per round, never-tried ones first, with parallel connects. A member silent
- * for peer_timeout is down and leaves placement until it answers. A node that stops cleanly
+ * authenticated inbound peers (their address and HELLO listen port). Each wanted member has
+ * a heartbeat link; a round (every `heartbeat`) pings only O(log n) of them: those a request
+ * failed on, then those heard from longest ago (any answer or served request counts as
+ * hearing from a member). A process that dies closes its link, noticed without a message.
+ * Members without a link are probed in one batch of parallel connects, never-tried ones
+ * first, dead ones backing off. A member that fails and has been silent for peer_timeout is
+ * down and leaves placement until it answers. A node that stops cleanly
  * sends LEAVE on its heartbeat links, and its peers drop it at once. Departed entries are
  * reclaimed (net/member.h), so the table stays bounded however many addresses come and go.
  *
@@ -26,12 +29,16 @@
  * peer (quarantined after PEER_BAD_LIMIT) and the next step of the plan, or the backing, is
  * tried. Every request has a deadline (request_timeout).
  *
+ * Connections. All our requests to a member share one TCP link (net/mux.h: request ids,
+ * answers in any order); RDMA connections are pooled per member. Threads and descriptors
+ * grow with peers, not with peers x fill_threads.
+ *
  * Serving (net/serve.c). Inbound connections get a small budget while unauthenticated (per
  * address too, with a short handshake deadline) and max_connections once authenticated.
  * GET looks the file up by key only (never by a path the peer chooses), pins the chunk and
- * sends it from the slab. A GET that asks this node to fill (as owner) reads the backing on
- * the serving thread itself, never through the cache's fill queue, whose threads may be
- * waiting on peers: serving never waits on fetching.
+ * sends it from the slab, on a fixed pool of serve workers. A GET that asks this node to
+ * fill (as owner) reads the backing on that worker, never through the cache's fill queue,
+ * whose threads may be waiting on peers: serving never waits on fetching.
  */
 #ifndef MOWS_NET_PEER_H
 #define MOWS_NET_PEER_H
