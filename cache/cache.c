@@ -380,8 +380,8 @@ static size_t chunk_len(const struct cache *c, const struct cache_file *f, uint6
 	return left < c->chunk_size ? (size_t)left : (size_t)c->chunk_size;
 }
 
-static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint64_t chunk,
-			  enum prio prio)
+/* Makes slot @i the FILLING slot of @chunk, on no queue yet. */
+static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint64_t chunk)
 {
 	struct slot *s = &c->slots[i];
 	s->file = f;
@@ -394,6 +394,12 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->local_only = f->local_only;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
+}
+
+static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint64_t chunk,
+			  enum prio prio)
+{
+	do_begin_fill(c, i, f, chunk);
 	do_list_push(c, &c->queue[prio], i);
 	pthread_cond_signal(&c->work_cond);
 }
@@ -1273,6 +1279,42 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	return (ssize_t)(end - off);
 }
 
+/*
+ * Fills slot @i (FILLING, on no queue) from local sources on the calling thread, not on a
+ * fill thread: a peer's request that we fill, as owner, must never queue behind fills that
+ * wait on other peers (net/peer.h, "serving never waits on fetching"). Returns @i pinned,
+ * or -errno. Drops the lock while it reads.
+ */
+static int32_t do_fill_here(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+	unsigned src = 0;
+	s->local_only = true;
+	s->pins++;
+	pthread_mutex_unlock(&c->lock);
+	int rc = fetch_from_sources(c, s, dst, &src);
+	pthread_mutex_lock(&c->lock);
+	struct cache_file *inval = do_fill_done(c, i, rc, src);
+	if (inval) {
+		pthread_mutex_unlock(&c->lock);
+		invalidate_and_put(c, inval);
+		pthread_mutex_lock(&c->lock);
+	}
+	if (s->state == SLOT_READY)
+		return i;
+	int err = s->state == SLOT_FAILED && s->err ? s->err : -EIO;
+	do_unpin(c, i);
+	return err;
+}
+
+/* Whether slot @i waits in a fill queue, no fill thread having taken it yet. */
+static bool do_queued(struct cache *c, int32_t i)
+{
+	return c->slots[i].state == SLOT_FILLING &&
+	       (c->slots[i].on == &c->queue[PRIO_HIGH] || c->slots[i].on == &c->queue[PRIO_LOW]);
+}
+
 int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
 		      const struct deadline *dl, struct cache_span *span, uint32_t *crc)
 {
@@ -1288,16 +1330,22 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 		rc = -ENOENT;
 	else if (i != NIL && !fill && c->slots[i].state != SLOT_READY)
 		rc = -ENOENT;
+	bool here = false;
 	if (rc == 0 && i == NIL) {
 		i = do_alloc_slot(c, true, dl);
 		if (i >= 0 && do_lookup(c, f, chunk) != NIL) { /* started while we waited */
 			do_list_push(c, &c->free, i);
 		} else if (i >= 0) {
-			do_start_fill(c, i, f, chunk, PRIO_HIGH);
-			c->slots[i].local_only = true;
+			do_begin_fill(c, i, f, chunk);
+			here = true;
 		}
+	} else if (rc == 0 && fill && do_queued(c, i)) {
+		do_list_del(c, i); /* ours to read now, not after the queue ahead of it */
+		here = true;
 	}
-	if (rc == 0 && i >= 0)
+	if (rc == 0 && here)
+		i = do_fill_here(c, i);
+	else if (rc == 0 && i >= 0)
 		i = do_get_chunk(c, f, chunk, PRIO_HIGH, true, dl, NULL);
 	if (rc == 0 && i < 0)
 		rc = i;

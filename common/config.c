@@ -159,6 +159,9 @@ static const struct config_key config_keys[] = {
 	  .flags = KEY_EMPTY_OK, .desc = "ADDR:PORT to share chunks with peers on" },
 	{ .name = "peers", .type = KEY_PATH, .offset = FIELD(peers), .def = "",
 	  .flags = KEY_EMPTY_OK, .desc = "HOST:PORT of peers, separated by commas" },
+	{ .name = "peers_file", .type = KEY_PATH, .offset = FIELD(peers_file), .def = "",
+	  .flags = KEY_EMPTY_OK,
+	  .desc = "file of peers, one HOST:PORT a line, read again every resolve_interval" },
 	{ .name = "node_id", .type = KEY_PATH, .offset = FIELD(node_id), .def = "",
 	  .flags = KEY_EMPTY_OK, .desc = "this node's name among peers (empty: host name)" },
 	{ .name = "secret_file", .type = KEY_PATH, .offset = FIELD(secret_file), .def = "",
@@ -666,6 +669,14 @@ int config_set(struct mows_config *cfg, const char *key, const char *value, cons
 	rc = store_value(cfg, k, value);
 	if (!rc)
 		return 0;
+	if (k->type == KEY_PATH && strlen(value) >= CONFIG_PATH_MAX) {
+		/* Quoting it all would cut the message off before it says why. */
+		set_err(err, errlen, "%s: %s '%.32s...' is %zu bytes long, at most %d fit%s", where,
+			k->name, value, strlen(value), CONFIG_PATH_MAX - 1,
+			strcmp(k->name, "peers") ? "" : "; put a long peer list in peers_file, one "
+			"HOST:PORT a line");
+		return -EINVAL;
+	}
 	describe_expected(k, expected, sizeof(expected));
 	set_err(err, errlen, "%s: %s '%s': %sexpected %s", where, k->name, value,
 		rc == -EOVERFLOW ? "too large; " : "", expected);
@@ -948,6 +959,11 @@ static int validate_peers(const struct mows_config *cfg, char *err, size_t errle
 		}
 		p += n;
 		p += strspn(p, ", \t");
+	}
+	if (cfg->peers_file[0] && !cfg->listen[0]) {
+		set_err(err, errlen, "peers_file is set but listen is not; set listen = ADDR:PORT "
+			"so peers can reach this node");
+		return -EINVAL;
 	}
 	if (cfg->peers[0] && !cfg->listen[0]) {
 		set_err(err, errlen, "peers is set but listen is not; set listen = ADDR:PORT so "

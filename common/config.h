@@ -44,6 +44,7 @@ struct mows_config {
 	/* Peers. Sharing is on when listen is set. */
 	char listen[CONFIG_PATH_MAX];         /* ADDR:PORT to serve peers on, "" = alone */
 	char peers[CONFIG_PATH_MAX];          /* "HOST:PORT, HOST:PORT, ..." */
+	char peers_file[CONFIG_PATH_MAX];     /* one HOST:PORT a line, "" = none */
 	char node_id[CONFIG_PATH_MAX];        /* "" = the host name */
 	char secret_file[CONFIG_PATH_MAX];    /* shared secret, mode 0600 */
 	int insecure;                         /* run without a secret (explicit), default 0 */

@@ -429,13 +429,80 @@ static int cmd_paths(struct client *cl, char **paths, unsigned n, file_cmd fn)
 	return status;
 }
 
+/* The RDMA counters as one JSON member (mowsctl peers --json). */
+static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
+{
+	const struct rdma_counters *r = &s->rdma;
+	if (!s->has_rdma) {
+		fputs("\"rdma\":null,", out);
+		return;
+	}
+	fprintf(out, "\"rdma\":{\"device\":\"%s\",\"reads_posted\":%" PRIu64
+		",\"bytes_read\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"fetch_errors\":%" PRIu64
+		",\"completion_errors\":%" PRIu64 ",\"conns_out\":%" PRIu64 ",\"conns_in\":%"
+		PRIu64 ",\"conns_refused\":%" PRIu64 ",\"leases_active\":%" PRIu64
+		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64 "},",
+		s->rdma_device, (uint64_t)r->reads_posted, (uint64_t)r->bytes_read,
+		(uint64_t)r->fetches, (uint64_t)r->fetch_errors, (uint64_t)r->completion_errors,
+		(uint64_t)r->conns_out, (uint64_t)r->conns_in, (uint64_t)r->conns_refused,
+		(uint64_t)r->leases_active, (uint64_t)r->leases_granted,
+		(uint64_t)r->leases_expired);
+}
+
+static void peers_json(const struct peers_snapshot *s, FILE *out)
+{
+	fprintf(out, ". {\"node_id\":\"%s\",\"listen\":\"%s\",\"members\":%u,"
+		"\"member_digest\":\"%016" PRIx64 "\",\"entries_added\":%" PRIu64
+		",\"entries_reclaimed\":%" PRIu64 ",\"refused_unauthenticated\":%" PRIu64
+		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64 ",",
+		s->node_id, s->listen, s->members, s->digest, s->entries_added,
+		s->entries_reclaimed, s->refused_unauth, s->refused_auth, s->accept_errors);
+	peers_rdma_json(s, out);
+	fputs("\"peers\":[", out);
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct peer_info *pe = &s->peers[i];
+		fprintf(out, "%s{\"node_id\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
+			"\"origin\":\"%s\",\"transport\":\"%s\",\"bytes_in\":%" PRIu64
+			",\"bytes_out\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
+			",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
+			i ? "," : "", pe->node_id, pe->addr, pe->state, pe->origin, pe->transport,
+			pe->bytes_in, pe->bytes_out, pe->fetches, pe->served, pe->errors,
+			pe->bad_crc, pe->quarantined ? "true" : "false");
+	}
+	fputs("]}\n", out);
+}
+
+static void peers_text(const struct peers_snapshot *s, FILE *out)
+{
+	fprintf(out, ". node %s on %s\n. members %u, digest %016" PRIx64 "\n"
+		". %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n", s->node_id, s->listen,
+		s->members, s->digest, "NODE", "ADDRESS", "STATE", "TRANSPORT", "BYTES_IN",
+		"BYTES_OUT", "FETCHES", "ERRORS", "BADCRC");
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct peer_info *pe = &s->peers[i];
+		fprintf(out, ". %-16s %-22s %-11s %-9s %10" PRIu64 " %10" PRIu64 " %8" PRIu64
+			" %6" PRIu64 " %6" PRIu64 "\n", pe->node_id, pe->addr, pe->state,
+			pe->transport, pe->bytes_in, pe->bytes_out, pe->fetches, pe->errors,
+			pe->bad_crc);
+	}
+}
+
 static int cmd_peers(struct client *cl)
 {
+	struct peers_snapshot s;
 	if (!cl->ctl->m->peers) {
 		fputs("! this node does not share chunks (listen is not set)\n", cl->out);
 		return 1;
 	}
-	peers_report(cl->ctl->m->peers, cl->out, cl->json);
+	if (peers_snapshot(cl->ctl->m->peers, &s)) {
+		fputs("! out of memory\n", cl->out);
+		return 1;
+	}
+	if (cl->json)
+		peers_json(&s, cl->out);
+	else
+		peers_text(&s, cl->out);
+	peers_snapshot_release(&s);
 	return 0;
 }
 

@@ -1,3 +1,4 @@
+/* The peers glue: lifecycle, resolution, heartbeats and probes, fetching. See net/peer.h. */
 #include "net/peer.h"
 
 #include <arpa/inet.h>
@@ -11,457 +12,127 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "common/crc.h"
 #include "common/log.h"
 #include "net/auth.h"
+#include "net/peer_priv.h"
 #include "net/place.h"
-#include "net/proto.h"
-#include "net/rdma.h"
+#include "net/mux.h"
+#include "net/plan.h"
 #include "net/tcp.h"
 
-#define MAX_PEERS 256
-#define MAX_IDLE 16
-#define HANDSHAKE_MS 5000
-#define QUARANTINE_MS 60000
-#define MAX_TICKETS 64
-#define TICKET_MS 10000
+#define PROBE_HANDSHAKE_MS 1000
+#define LEAVE_MS 300
 
-/* A pooled connection and the transport it speaks. */
-struct pconn {
-	struct transport_conn *c;
-	const struct transport_ops *ops;
-};
-
-struct ticket {
-	uint8_t bytes[RDMA_TICKET_LEN];
-	uint64_t expires_ns;      /* 0: free */
-};
-
-struct peer {
-	/* Set once when the entry is made. */
-	char addr[INET6_ADDRSTRLEN + 16];
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	bool configured;          /* from `peers`; false: met only as an inbound client */
-	/* Protected by peers->lock. */
-	bool resolved;            /* in the latest resolution of `peers` */
-	bool self, up;
-	bool merged;              /* an inbound entry folded into a configured one */
-	char node_id[PROTO_NODE_ID_MAX + 1];
-	uint64_t node_hash;
-	uint64_t last_seen_ns, quarantine_until_ns;
-	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
-	uint16_t caps;            /* from its HELLO */
-	const char *transport;    /* of its last new connection: "tcp" or "rdma" */
-	bool rdma_failed;         /* logged that RDMA to it failed */
-	struct pconn idle[MAX_IDLE];
-	unsigned nidle, busy;
-	/* Owned by the heartbeat thread. */
-	int hb_fd;
-	uint32_t hb_id;
-};
-
-struct peers {
-	const struct mows_config *cfg;
-	struct cache *cache;
-	struct peer_host_ops host;
-	uint8_t *secret;
-	size_t secret_len;
-	char node_id[PROTO_NODE_ID_MAX + 1];
-	uint64_t node_hash;
-	uint16_t listen_port;
-	uint32_t max_payload;     /* largest frame we accept once authenticated */
-	bool corrupt_sends;       /* test-only fault: MOWS_TEST_CORRUPT_SENDS=1 */
-	int listen_fd, stop_fd;
-	struct rdma_ctx *rdma;     /* NULL: TCP only */
-	pthread_t listener, heartbeat;
-	bool started;
-
-	pthread_mutex_t lock;
-	pthread_cond_t conn_cond;  /* a pooled connection came back, or stop */
-	pthread_cond_t stop_cond;  /* stop, or a serving thread ended */
-	struct peer peers[MAX_PEERS]; /* entries are never removed, only marked */
-	unsigned npeers;              /* protected by lock */
-	unsigned nserving;            /* protected by lock */
-	struct ticket tickets[MAX_TICKETS]; /* RDMA connect tickets, protected by lock */
-	bool stopping;                /* protected by lock */
-};
-
-/* ---- frames ---- */
-
-static int send_frame(int fd, uint8_t type, uint32_t id, const void *payload, uint32_t len,
-		      const struct deadline *dl)
+static uint64_t ms_ns(uint64_t ms)
 {
-	uint8_t hdr[PROTO_HDR_LEN];
-	proto_hdr_encode(hdr, type, 0, len, id);
-	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
-	return tcp_send_all(fd, iov, len ? 2 : 1, dl);
+	return ms * 1000000;
 }
 
-/* Receives one frame of at most @cap payload bytes into @buf. */
-static int recv_frame(int fd, struct proto_hdr *hdr, void *buf, uint32_t cap,
-		      const struct deadline *dl)
+/* ---- pooled connections ---- */
+
+/* Lock held. Takes @m's connections (MEMBER_MAX_CONNS at most), to close without the lock. */
+static unsigned do_take_idle(struct member *m, struct pconn *out)
 {
-	uint8_t h[PROTO_HDR_LEN];
-	int rc = tcp_recv_all(fd, h, sizeof(h), dl);
-	if (rc == 0)
-		rc = proto_hdr_decode(h, sizeof(h), hdr, cap);
-	if (rc == 0 && hdr->len)
-		rc = tcp_recv_all(fd, buf, hdr->len, dl);
-	return rc;
-}
-
-/* ---- authentication ---- */
-
-static int send_hello(struct peers *p, int fd, uint8_t nonce[PROTO_NONCE_LEN],
-		      const struct deadline *dl)
-{
-	struct proto_hello h = { .version = PROTO_VERSION, .listen_port = p->listen_port,
-				 .caps = p->rdma ? PROTO_CAP_RDMA : 0 };
-	uint8_t buf[PROTO_HELLO_MAX_LEN];
-	int rc = auth_nonce(nonce);
-	if (rc)
-		return rc;
-	memcpy(h.nonce, nonce, PROTO_NONCE_LEN);
-	snprintf(h.node_id, sizeof(h.node_id), "%s", p->node_id);
-	ssize_t n = proto_hello_encode(buf, sizeof(buf), &h);
-	if (n < 0)
-		return (int)n;
-	return send_frame(fd, PROTO_HELLO, 0, buf, (uint32_t)n, dl);
-}
-
-/* Checks the peer's AUTH: a MAC over our nonce, or both sides explicitly insecure. */
-static bool auth_ok(struct peers *p, const struct proto_auth *a, char their_role,
-		    const uint8_t my_nonce[PROTO_NONCE_LEN], const struct proto_hello *them)
-{
-	if (p->cfg->insecure || a->insecure)
-		return p->cfg->insecure && a->insecure;
-	return auth_check(p->secret, p->secret_len, their_role, my_nonce, them->nonce,
-			  them->node_id, p->node_id, a->mac);
-}
-
-/*
- * Runs the mutual handshake on @fd as @role; fills *@them with the peer's HELLO. Returns 0,
- * -EACCES when authentication failed, or another -errno.
- */
-static int handshake(struct peers *p, int fd, char role, struct proto_hello *them)
-{
-	struct deadline dl = deadline_in_ms(HANDSHAKE_MS);
-	uint8_t nonce[PROTO_NONCE_LEN], buf[PROTO_HELLO_MAX_LEN];
-	struct proto_hdr hdr;
-	struct proto_auth mine = { .insecure = p->cfg->insecure }, theirs;
-	int rc = send_hello(p, fd, nonce, &dl);
-	if (rc == 0)
-		rc = recv_frame(fd, &hdr, buf, PROTO_PREAUTH_MAX_PAYLOAD, &dl);
-	if (rc == 0 && hdr.type != PROTO_HELLO)
-		rc = -EPROTO;
-	if (rc == 0)
-		rc = proto_hello_decode(buf, hdr.len, them);
-	if (rc)
-		return rc;
-	if (!p->cfg->insecure)
-		auth_mac(p->secret, p->secret_len, role, them->nonce, nonce, p->node_id,
-			 them->node_id, mine.mac);
-	proto_auth_encode(buf, &mine);
-	rc = send_frame(fd, PROTO_AUTH, 0, buf, PROTO_AUTH_LEN, &dl);
-	if (rc == 0)
-		rc = recv_frame(fd, &hdr, buf, PROTO_PREAUTH_MAX_PAYLOAD, &dl);
-	if (rc == 0 && (hdr.type != PROTO_AUTH || proto_auth_decode(buf, hdr.len, &theirs)))
-		rc = -EPROTO;
-	if (rc)
-		return rc;
-	char their_role = role == AUTH_ROLE_CLIENT ? AUTH_ROLE_SERVER : AUTH_ROLE_CLIENT;
-	bool ok = auth_ok(p, &theirs, their_role, nonce, them);
-	rc = send_frame(fd, ok ? PROTO_AUTH_OK : PROTO_AUTH_FAIL, 0, NULL, 0, &dl);
-	if (!ok)
-		return -EACCES;
-	if (rc == 0)
-		rc = recv_frame(fd, &hdr, buf, PROTO_PREAUTH_MAX_PAYLOAD, &dl);
-	if (rc == 0 && hdr.type != PROTO_AUTH_OK)
-		rc = hdr.type == PROTO_AUTH_FAIL ? -EACCES : -EPROTO;
-	return rc;
-}
-
-/* ---- peer table (lock held) ---- */
-
-/* The entry for @node_id, preferring a configured one over an inbound one. */
-static struct peer *do_find_id(struct peers *p, const char *node_id)
-{
-	struct peer *inbound = NULL;
-	for (unsigned i = 0; i < p->npeers; i++) {
-		struct peer *pe = &p->peers[i];
-		if (strcmp(pe->node_id, node_id) || pe->merged)
-			continue;
-		if (pe->configured)
-			return pe;
-		inbound = pe;
-	}
-	return inbound;
-}
-
-/* A configured peer learnt its id: fold an inbound entry of the same node into it. */
-static void do_merge_inbound(struct peers *p, struct peer *into)
-{
-	for (unsigned i = 0; i < p->npeers; i++) {
-		struct peer *pe = &p->peers[i];
-		if (pe == into || pe->configured || pe->merged || strcmp(pe->node_id, into->node_id))
-			continue;
-		into->bytes_out += pe->bytes_out;
-		into->served += pe->served;
-		pe->merged = true;
-	}
-}
-
-static struct peer *do_add_peer(struct peers *p, const struct sockaddr *sa, socklen_t salen,
-				bool configured)
-{
-	if (p->npeers == MAX_PEERS)
-		return NULL;
-	struct peer *pe = &p->peers[p->npeers++];
-	memset(pe, 0, sizeof(*pe));
-	pe->hb_fd = -1;
-	pe->configured = configured;
-	pe->resolved = configured;
-	if (sa) {
-		memcpy(&pe->sa, sa, salen);
-		pe->salen = salen;
-		char host[INET6_ADDRSTRLEN], port[8];
-		getnameinfo(sa, salen, host, sizeof(host), port, sizeof(port),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
-		snprintf(pe->addr, sizeof(pe->addr), "%s%s%s:%.7s", sa->sa_family == AF_INET6 ?
-			 "[" : "", host, sa->sa_family == AF_INET6 ? "]" : "", port);
-	} else {
-		snprintf(pe->addr, sizeof(pe->addr), "inbound");
-	}
-	return pe;
-}
-
-static bool do_usable(struct peers *p, const struct peer *pe, uint64_t now)
-{
-	(void)p;
-	return pe->configured && pe->resolved && pe->up && !pe->self && pe->node_id[0] &&
-	       pe->quarantine_until_ns <= now;
-}
-
-/* Takes the pooled connections of a peer that went away, to close without the lock. */
-static unsigned do_take_idle(struct peer *pe, struct pconn *out)
-{
-	unsigned n = pe->nidle;
-	memcpy(out, pe->idle, n * sizeof(*out));
-	pe->nidle = 0;
+	unsigned n = m->nidle;
+	memcpy(out, m->idle, n * sizeof(*out));
+	m->nidle = 0;
+	if (m->mux)
+		out[n++] = (struct pconn){ .mux = m->mux };
+	m->mux = NULL;
 	return n;
 }
 
 static void close_conns(struct pconn *conns, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
-		conns[i].ops->close(conns[i].c);
-}
-
-/* ---- resolution ---- */
-
-static void resolve_entry(struct peers *p, const char *entry, size_t len, bool *seen)
-{
-	char host[256], port[16];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
-	if (tcp_split_hostport(entry, len, host, sizeof(host), port, sizeof(port)))
-		return;
-	int rc = getaddrinfo(host, port, &hints, &ai);
-	if (rc) {
-		log_warn("peers: cannot resolve '%s': %s; trying again in %u ms", host,
-			 gai_strerror(rc), p->cfg->resolve_interval_ms);
-		return;
-	}
-	pthread_mutex_lock(&p->lock);
-	for (a = ai; a; a = a->ai_next) {
-		unsigned i;
-		for (i = 0; i < p->npeers; i++)
-			if (p->peers[i].configured && p->peers[i].salen == a->ai_addrlen &&
-			    !memcmp(&p->peers[i].sa, a->ai_addr, a->ai_addrlen))
-				break;
-		if (i == p->npeers && !do_add_peer(p, a->ai_addr, a->ai_addrlen, true))
-			continue;
-		p->peers[i].resolved = true;
-		seen[i] = true;
-	}
-	pthread_mutex_unlock(&p->lock);
-	freeaddrinfo(ai);
-}
-
-static void resolve_all(struct peers *p)
-{
-	bool seen[MAX_PEERS] = { 0 };
-	for (const char *s = p->cfg->peers; *s;) {
-		size_t n = strcspn(s, ", \t");
-		if (n)
-			resolve_entry(p, s, n, seen);
-		s += n;
-		s += strspn(s, ", \t");
-	}
-	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < p->npeers; i++)
-		if (p->peers[i].configured && !seen[i] && p->peers[i].resolved) {
-			log_info("peer %s no longer resolves from peers; dropping it",
-				 p->peers[i].addr);
-			p->peers[i].resolved = false;
+	for (unsigned i = 0; i < n; i++) {
+		if (conns[i].mux) {
+			mux_shutdown(conns[i].mux);
+			mux_put(conns[i].mux);
+		} else {
+			conns[i].ops->close(conns[i].c);
 		}
-	pthread_mutex_unlock(&p->lock);
+	}
 }
 
-/* ---- heartbeats ---- */
-
-static void mark_down(struct peers *p, struct peer *pe, const char *why)
+/* Lock held. Asks the heartbeat thread to resolve the names again at once. */
+static void do_resolve_soon(struct peers *p)
 {
-	struct pconn conns[MAX_IDLE];
-	pthread_mutex_lock(&p->lock);
+	p->resolve_now = true;
+	pthread_cond_broadcast(&p->wake_cond);
+}
+
+static void mark_down(struct peers *p, struct member *m, const char *why)
+{
+	struct pconn conns[MEMBER_MAX_CONNS];
 	unsigned n = 0;
-	if (pe->up) {
-		pe->up = false;
-		log_warn("peer %s (%s) is down: %s", pe->node_id, pe->addr, why);
-		n = do_take_idle(pe, conns);
+	pthread_mutex_lock(&p->lock);
+	bool was_up = m->up;
+	if (was_up) {
+		m->up = false;
+		m->gone_since_ns = mono_ns();
+		n = do_take_idle(m, conns);
+		do_resolve_soon(p);
 	}
 	pthread_mutex_unlock(&p->lock);
+	if (was_up)
+		log_warn("peer %s (%s) is down: %s", m->node_id, m->addr, why);
 	close_conns(conns, n);
 }
 
-/* Connects the heartbeat connection of @pe. Returns 0 or -errno. */
-static int hb_connect(struct peers *p, struct peer *pe)
+void peers_member_left(struct peers *p, const char *node_id)
 {
-	struct deadline dl = deadline_in_ms(p->cfg->heartbeat_ms < 2000 ? 2000 :
-					    p->cfg->heartbeat_ms);
-	struct proto_hello them;
-	int fd = tcp_connect((struct sockaddr *)&pe->sa, pe->salen, &dl);
-	if (fd < 0)
-		return fd;
-	int rc = handshake(p, fd, AUTH_ROLE_CLIENT, &them);
-	if (rc) {
-		close(fd);
-		if (rc == -EACCES)
-			log_warn("peer %s refused our authentication or failed its own; check that "
-				 "both use the same secret_file", pe->addr);
-		return rc;
-	}
-	pthread_mutex_lock(&p->lock);
-	pe->caps = them.caps;
-	if (strcmp(them.node_id, pe->node_id)) {
-		snprintf(pe->node_id, sizeof(pe->node_id), "%s", them.node_id);
-		pe->node_hash = place_node_hash(them.node_id);
-		do_merge_inbound(p, pe);
-	}
-	if (!strcmp(them.node_id, p->node_id)) {
-		pe->self = true;
-		log_debug("peer %s is this node", pe->addr);
-	}
-	bool self = pe->self;
-	pthread_mutex_unlock(&p->lock);
-	if (self) {
-		close(fd);
-		return -EALREADY;
-	}
-	pe->hb_fd = fd;
-	return 0;
-}
-
-static int hb_ping(struct peers *p, struct peer *pe)
-{
-	uint32_t timeout = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
-	struct deadline dl = deadline_in_ms(timeout);
-	uint8_t buf[PROTO_PING_LEN];
-	struct proto_ping ping = { .mono_ms = mono_ns() / 1000000 }, pong;
-	struct proto_hdr hdr;
-	uint32_t id = ++pe->hb_id;
-	proto_ping_encode(buf, &ping);
-	int rc = send_frame(pe->hb_fd, PROTO_PING, id, buf, sizeof(buf), &dl);
-	if (rc == 0)
-		rc = recv_frame(pe->hb_fd, &hdr, buf, sizeof(buf), &dl);
-	if (rc == 0 && (hdr.type != PROTO_PONG || hdr.req_id != id ||
-			proto_ping_decode(buf, hdr.len, &pong) || pong.mono_ms != ping.mono_ms))
-		rc = -EPROTO;
-	return rc;
-}
-
-static void heartbeat_one(struct peers *p, struct peer *pe)
-{
-	int rc = pe->hb_fd >= 0 ? 0 : hb_connect(p, pe);
-	if (rc == -EALREADY)
-		return;
-	if (rc == 0)
-		rc = hb_ping(p, pe);
+	struct pconn conns[4 * MEMBER_MAX_CONNS];
+	unsigned n = 0, found = 0;
 	uint64_t now = mono_ns();
-	if (rc == 0) {
-		pthread_mutex_lock(&p->lock);
-		pe->last_seen_ns = now;
-		bool was_up = pe->up;
-		pe->up = true;
-		pthread_mutex_unlock(&p->lock);
-		if (!was_up)
-			log_info("peer %s (%s) is up", pe->node_id, pe->addr);
-		return;
-	}
-	if (pe->hb_fd >= 0) {
-		/* The peer may have restarted: its pooled connections lead to the old process. */
-		struct pconn conns[MAX_IDLE];
-		close(pe->hb_fd);
-		pe->hb_fd = -1;
-		pthread_mutex_lock(&p->lock);
-		unsigned n = do_take_idle(pe, conns);
-		pthread_mutex_unlock(&p->lock);
-		close_conns(conns, n);
-	}
-	if (now - pe->last_seen_ns > (uint64_t)p->cfg->peer_timeout_ms * 1000000)
-		mark_down(p, pe, rc == -EACCES ? "authentication failed" : strerror(-rc));
-}
-
-static bool wait_stop(struct peers *p, unsigned ms)
-{
-	struct deadline dl = deadline_in_ms(ms);
 	pthread_mutex_lock(&p->lock);
-	while (!p->stopping && deadline_cond_wait(&p->stop_cond, &p->lock, &dl) == 0)
-		;
-	bool stop = p->stopping;
+	for (unsigned i = 0; i < p->members.n && found < 4; i++) {
+		struct member *m = p->members.v[i];
+		if (strcmp(m->node_id, node_id))
+			continue;
+		m->up = false;
+		m->left = true;
+		m->gone_since_ns = now;
+		n += do_take_idle(m, conns + n);
+		found++;
+	}
 	pthread_mutex_unlock(&p->lock);
-	return stop;
+	close_conns(conns, n);
+	if (found)
+		log_info("peer %s left; dropped it from placement", node_id);
 }
 
-static void *heartbeat_main(void *arg)
+struct member *peers_inbound(struct peers *p, const char *node_id, const struct sockaddr *sa,
+			     socklen_t len)
 {
-	struct peers *p = arg;
-	uint64_t next_resolve = 0;
-	do {
-		if (mono_ns() >= next_resolve) {
-			resolve_all(p);
-			next_resolve = mono_ns() + (uint64_t)p->cfg->resolve_interval_ms * 1000000;
-		}
-		pthread_mutex_lock(&p->lock);
-		unsigned n = p->npeers;
-		pthread_mutex_unlock(&p->lock);
-		for (unsigned i = 0; i < n; i++) {
-			struct peer *pe = &p->peers[i];
-			pthread_mutex_lock(&p->lock);
-			bool ping = pe->configured && pe->resolved && !pe->self && !p->stopping;
-			pthread_mutex_unlock(&p->lock);
-			if (ping)
-				heartbeat_one(p, pe);
-		}
-	} while (!wait_stop(p, p->cfg->heartbeat_ms));
-	for (unsigned i = 0; i < p->npeers; i++)
-		if (p->peers[i].hb_fd >= 0)
-			close(p->peers[i].hb_fd);
-	return NULL;
+	if (!strcmp(node_id, p->node_id))
+		return NULL; /* ourselves, through our own address in `peers` */
+	pthread_mutex_lock(&p->lock);
+	struct member *m = members_find_id(&p->members, node_id);
+	if (!m && (m = members_find_addr(&p->members, sa, len)))
+		member_set_id(m, node_id); /* another node answers at that address now */
+	bool has_port = ((const struct sockaddr_in *)sa)->sin_port != 0; /* same offset in v6 */
+	if (!m && has_port && (m = members_add(&p->members, sa, len))) {
+		member_set_id(m, node_id);
+		m->gone_since_ns = mono_ns(); /* reclaimed unless a probe reaches it */
+		log_info("peer %s (%s) connected in; probing it as a member", node_id, m->addr);
+	}
+	if (m) {
+		m->inbound = m->inbound || !(m->configured && m->resolved);
+		member_get(m);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return m;
 }
 
-/* ---- fetching (a cache fill source) ---- */
-
-/* Asks an authenticated TCP connection for an RDMA ticket. Returns 0 or -errno. */
-static int ask_ticket(int fd, struct proto_rdma_ticket *t, const struct deadline *dl)
+/* Asks an authenticated link for an RDMA ticket. Returns 0 or -errno. */
+static int ask_ticket(struct link *l, struct proto_rdma_ticket *t, const struct deadline *dl)
 {
 	uint8_t buf[PROTO_RDMA_TICKET_LEN];
 	struct proto_hdr hdr;
-	int rc = send_frame(fd, PROTO_RDMA_DESC, 1, NULL, 0, dl);
+	int rc = link_send_frame(l, PROTO_RDMA_DESC, 1, NULL, 0, dl);
 	if (rc == 0)
-		rc = recv_frame(fd, &hdr, buf, sizeof(buf), dl);
+		rc = link_recv_frame(l, &hdr, buf, sizeof(buf), dl);
 	if (rc == 0 && (hdr.type != PROTO_RDMA_DESC || proto_rdma_ticket_decode(buf, hdr.len, t)))
 		rc = -EPROTO;
 	if (rc == 0 && t->port == 0)
@@ -469,111 +140,138 @@ static int ask_ticket(int fd, struct proto_rdma_ticket *t, const struct deadline
 	return rc;
 }
 
-/* Opens an RDMA connection to @pe over the authenticated TCP connection @fd. */
-static struct transport_conn *rdma_open(struct peers *p, struct peer *pe, int fd,
+/* Opens an RDMA connection to @m over the authenticated link @l. */
+static struct transport_conn *rdma_open(struct peers *p, struct member *m, struct link *l,
 					const struct deadline *dl)
 {
 	struct proto_rdma_ticket t;
-	int rc = ask_ticket(fd, &t, dl);
+	int rc = ask_ticket(l, &t, dl);
 	struct transport_conn *c = NULL;
 	if (rc == 0) {
-		struct sockaddr_storage sa = pe->sa;
+		struct sockaddr_storage sa = m->sa;
 		if (sa.ss_family == AF_INET)
 			((struct sockaddr_in *)&sa)->sin_port = htons(t.port);
 		else
 			((struct sockaddr_in6 *)&sa)->sin6_port = htons(t.port);
-		c = rdma_ctx_connect(p->rdma, (struct sockaddr *)&sa, pe->salen, t.ticket, dl);
+		c = rdma_ctx_connect(p->rdma, (struct sockaddr *)&sa, m->salen, t.ticket, dl);
 		rc = c ? 0 : -errno;
 	}
 	pthread_mutex_lock(&p->lock);
-	bool log = rc && !pe->rdma_failed;
-	pe->rdma_failed = pe->rdma_failed || rc;
+	bool log = rc && !m->rdma_failed;
+	m->rdma_failed = m->rdma_failed || rc;
 	pthread_mutex_unlock(&p->lock);
 	if (log)
-		log_warn("peer %s (%s): no RDMA connection (%s); %s", pe->node_id, pe->addr,
+		log_warn("peer %s (%s): no RDMA connection (%s); %s", m->node_id, m->addr,
 			 strerror(-rc), p->cfg->transport == TRANSPORT_RDMA ?
 			 "transport = rdma, so chunks come from the backing" : "using TCP");
 	return c;
 }
 
-/* Connects and authenticates a new connection to @pe, RDMA when both ends can. */
-static int conn_open(struct peers *p, struct peer *pe, const struct deadline *dl,
+/* Connects and authenticates a link to @m; checks it is still the node we knew there. */
+static struct link *link_open(struct peers *p, struct member *m, struct proto_hello *them,
+			      const struct deadline *dl, int *rc)
+{
+	struct link *l = link_connect((struct sockaddr *)&m->sa, m->salen, dl);
+	*rc = l ? link_handshake(l, &p->self, AUTH_ROLE_CLIENT, them, dl) : -errno;
+	if (*rc == 0 && strcmp(them->node_id, m->node_id))
+		*rc = -ESTALE; /* another node answers at that address now */
+	if (*rc) {
+		link_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+/* A new connection to @m, RDMA when both ends can. */
+static int conn_open(struct peers *p, struct member *m, const struct deadline *dl,
 		     struct pconn *out)
 {
 	struct proto_hello them;
-	int fd = tcp_connect((struct sockaddr *)&pe->sa, pe->salen, dl);
-	int rc = fd < 0 ? fd : handshake(p, fd, AUTH_ROLE_CLIENT, &them);
-	if (rc == 0 && strcmp(them.node_id, pe->node_id))
-		rc = -ESTALE; /* another node answers at that address now */
-	if (rc) {
-		if (fd >= 0)
-			close(fd);
+	int rc;
+	struct link *l = link_open(p, m, &them, dl, &rc);
+	if (!l)
 		return rc;
-	}
 	bool want_rdma = p->rdma && (them.caps & PROTO_CAP_RDMA) &&
 			 p->cfg->transport != TRANSPORT_TCP;
-	out->c = want_rdma ? rdma_open(p, pe, fd, dl) : NULL;
+	out->c = want_rdma ? rdma_open(p, m, l, dl) : NULL;
 	if (out->c) {
-		close(fd); /* the RDMA connection stands on its own */
+		link_free(l); /* the RDMA connection stands on its own */
 		out->ops = &rdma_transport;
 	} else if (p->cfg->transport == TRANSPORT_RDMA) {
-		close(fd);
+		link_free(l);
 		return -EOPNOTSUPP;
 	} else {
-		out->c = tcp_conn_new(fd, p->max_payload);
+		out->c = tcp_conn_new(l, p->max_payload);
 		out->ops = &tcp_transport;
 		if (!out->c) {
-			close(fd);
+			link_free(l);
 			return -ENOMEM;
 		}
 	}
 	pthread_mutex_lock(&p->lock);
-	if (pe->transport != out->ops->name)
-		log_info("peer %s (%s): chunks travel by %s", pe->node_id, pe->addr,
-			 out->ops->name);
-	pe->transport = out->ops->name;
+	bool changed = m->transport != out->ops->name;
+	m->transport = out->ops->name;
 	pthread_mutex_unlock(&p->lock);
+	if (changed)
+		log_info("peer %s (%s): chunks travel by %s", m->node_id, m->addr, out->ops->name);
 	return 0;
 }
 
-static bool conn_get(struct peers *p, struct peer *pe, const struct deadline *dl,
+/* Lock held. Closes pooled connections idle past PEER_POOL_IDLE_MS: the server ends them. */
+static unsigned do_take_stale(struct member *m, uint64_t now, struct pconn *out)
+{
+	unsigned k = 0, keep = 0;
+	for (unsigned i = 0; i < m->nidle; i++) {
+		if (now - m->idle[i].idle_since_ns > ms_ns(PEER_POOL_IDLE_MS))
+			out[k++] = m->idle[i];
+		else
+			m->idle[keep++] = m->idle[i];
+	}
+	m->nidle = keep;
+	return k;
+}
+
+/* At most peer_inflight connections per member, pooled, whichever fill thread asks. */
+static bool conn_get(struct peers *p, struct member *m, const struct deadline *dl,
 		     struct pconn *out)
 {
+	struct pconn stale[MEMBER_MAX_IDLE];
 	pthread_mutex_lock(&p->lock);
-	while (!pe->nidle && pe->busy >= p->cfg->peer_inflight && !p->stopping)
+	unsigned nstale = do_take_stale(m, mono_ns(), stale);
+	while (!m->nidle && m->busy >= p->cfg->peer_inflight && !p->stopping)
 		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
 			break;
 	bool got = false, connect_new = false;
-	if (!p->stopping && pe->nidle) {
-		*out = pe->idle[--pe->nidle];
-		pe->busy++;
+	if (!p->stopping && m->nidle) {
+		*out = m->idle[--m->nidle];
+		m->busy++;
 		got = true;
-	} else if (!p->stopping && pe->busy < p->cfg->peer_inflight) {
-		pe->busy++;
+	} else if (!p->stopping && m->busy < p->cfg->peer_inflight) {
+		m->busy++;
 		connect_new = true;
 	}
 	pthread_mutex_unlock(&p->lock);
+	close_conns(stale, nstale);
 	if (!connect_new)
 		return got;
-	if (conn_open(p, pe, dl, out) == 0)
+	if (conn_open(p, m, dl, out) == 0)
 		return true;
 	pthread_mutex_lock(&p->lock);
-	pe->busy--;
-	pe->errors++;
+	m->busy--;
+	m->errors++;
 	pthread_cond_broadcast(&p->conn_cond);
 	pthread_mutex_unlock(&p->lock);
 	return false;
 }
 
-static void conn_put(struct peers *p, struct peer *pe, struct pconn *c, bool reuse)
+static void conn_put(struct peers *p, struct member *m, struct pconn *c, bool reuse)
 {
 	pthread_mutex_lock(&p->lock);
-	pe->busy--;
-	if (reuse && pe->up && pe->nidle < MAX_IDLE) {
-		pe->idle[pe->nidle++] = *c;
-		reuse = true;
-	} else {
-		reuse = false;
+	m->busy--;
+	reuse = reuse && m->up && m->listed && !p->stopping && m->nidle < MEMBER_MAX_IDLE;
+	if (reuse) {
+		c->idle_since_ns = mono_ns();
+		m->idle[m->nidle++] = *c;
 	}
 	pthread_cond_broadcast(&p->conn_cond);
 	pthread_mutex_unlock(&p->lock);
@@ -581,89 +279,212 @@ static void conn_put(struct peers *p, struct peer *pe, struct pconn *c, bool reu
 		c->ops->close(c->c);
 }
 
-static void charge_bad_crc(struct peers *p, struct peer *pe, uint32_t got, uint32_t sent)
+/* ---- fetching (a cache fill source) ---- */
+
+/* A chunk from @m did not match the CRC it came with: count it, quarantine repeat offenders. */
+static void charge_bad_crc(struct peers *p, struct member *m, uint32_t got, uint32_t sent)
 {
 	pthread_mutex_lock(&p->lock);
-	pe->bad_crc++;
-	bool quarantine = pe->bad_crc % PEER_BAD_LIMIT == 0;
+	m->bad_crc++;
+	bool quarantine = m->bad_crc % PEER_BAD_LIMIT == 0;
 	if (quarantine)
-		pe->quarantine_until_ns = mono_ns() + (uint64_t)QUARANTINE_MS * 1000000;
+		m->quarantine_until_ns = mono_ns() + ms_ns(PEER_QUARANTINE_MS);
 	pthread_mutex_unlock(&p->lock);
 	log_warn("peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
-		 pe->node_id, pe->addr, sent, got,
+		 m->node_id, m->addr, sent, got,
 		 quarantine ? "; quarantining the peer for 60 s" : "");
 }
 
-/* Fetches one chunk from @pe into @dst and checks its CRC. Returns 0 or -errno. */
-static int fetch_one(struct peers *p, struct peer *pe, const struct transport_chunk_req *req,
+static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
+{
+	pthread_mutex_lock(&p->lock);
+	if (rc == 0) {
+		m->bytes_in += len;
+		m->fetches++;
+		m->last_seen_ns = mono_ns(); /* traffic is proof of life: no ping needed */
+	} else if (rc != -ENOENT) {
+		m->errors++;
+		m->suspect = true; /* ping it this round */
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Whether requests to @m go over pooled RDMA connections (as before the mux: each new one
+ * tries RDMA and falls back to a TCP connection of its own) rather than the TCP mux.
+ */
+static bool want_rdma(struct peers *p, struct member *m)
+{
+	pthread_mutex_lock(&p->lock);
+	bool rdma = p->rdma && (m->caps & PROTO_CAP_RDMA) && p->cfg->transport != TRANSPORT_TCP;
+	pthread_mutex_unlock(&p->lock);
+	return rdma;
+}
+
+/* Lock held. Waits (by @dl) for room among @m's requests in flight, or a mux being made. */
+static bool do_wait_room(struct peers *p, struct member *m, const struct deadline *dl)
+{
+	while ((m->busy >= p->cfg->peer_inflight || m->mux_connecting) && !p->stopping)
+		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
+			return false;
+	return !p->stopping;
+}
+
+/* Makes @m's mux (one link for all our requests to it). Lock held; drops it meanwhile. */
+static struct mux *do_mux_connect(struct peers *p, struct member *m, const struct deadline *dl)
+{
+	struct pconn old = { .mux = m->mux };
+	struct proto_hello them;
+	int rc;
+	m->mux = NULL;
+	m->mux_connecting = true;
+	pthread_mutex_unlock(&p->lock);
+	if (old.mux)
+		close_conns(&old, 1);
+	struct link *l = link_open(p, m, &them, dl, &rc);
+	struct mux *x = l ? mux_new(l, p->max_payload, p->cfg->request_timeout_ms) : NULL;
+	pthread_mutex_lock(&p->lock);
+	m->mux_connecting = false;
+	if (x) {
+		m->mux = x;
+		mux_get(x);
+		if (m->transport != tcp_transport.name)
+			log_info("peer %s (%s): chunks travel by tcp", m->node_id, m->addr);
+		m->transport = tcp_transport.name;
+	}
+	pthread_cond_broadcast(&p->conn_cond);
+	return x;
+}
+
+/* A reference to @m's mux with a request counted in flight, or NULL. */
+static struct mux *mux_acquire(struct peers *p, struct member *m, const struct deadline *dl)
+{
+	struct mux *x = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (do_wait_room(p, m, dl)) {
+		if (m->mux && !mux_broken(m->mux)) {
+			x = m->mux;
+			mux_get(x);
+		} else {
+			x = do_mux_connect(p, m, dl);
+		}
+		m->busy += x != NULL;
+		m->errors += x == NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return x;
+}
+
+static void mux_release(struct peers *p, struct member *m, struct mux *x)
+{
+	pthread_mutex_lock(&p->lock);
+	m->busy--;
+	pthread_cond_broadcast(&p->conn_cond);
+	pthread_mutex_unlock(&p->lock);
+	mux_put(x);
+}
+
+/* One request over @m's pooled RDMA connections (or a TCP one where RDMA failed). */
+static int fetch_pooled(struct peers *p, struct member *m, const struct transport_chunk_req *req,
+			void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+{
+	struct pconn c;
+	if (!conn_get(p, m, dl, &c))
+		return -EHOSTUNREACH;
+	int rc = c.ops->fetch(c.c, req, dst, len, sent, dl);
+	conn_put(p, m, &c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	return rc;
+}
+
+static int fetch_mux(struct peers *p, struct member *m, const struct transport_chunk_req *req,
+		     void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+{
+	struct mux *x = mux_acquire(p, m, dl);
+	if (!x)
+		return -EHOSTUNREACH;
+	int rc = mux_fetch(x, req, dst, len, sent, dl);
+	mux_release(p, m, x);
+	return rc;
+}
+
+/* Fetches one chunk from @m into @dst and checks its CRC. Returns 0 or -errno. */
+static int fetch_one(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		     void *dst, size_t len, const struct deadline *outer, struct cache_fetch *out)
 {
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	if (deadline_left_ms(outer) < deadline_left_ms(&dl))
 		dl = *outer;
-	struct pconn c;
-	if (!conn_get(p, pe, &dl, &c))
-		return -EHOSTUNREACH;
 	uint32_t sent = 0;
-	int rc = c.ops->fetch(c.c, req, dst, len, &sent, &dl);
-	conn_put(p, pe, &c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	int rc = want_rdma(p, m) ? fetch_pooled(p, m, req, dst, len, &sent, &dl)
+				 : fetch_mux(p, m, req, dst, len, &sent, &dl);
+	if (rc == -EHOSTUNREACH)
+		return rc;
 	if (rc == 0) {
 		uint32_t got = mows_crc32(0, dst, len);
 		if (got != sent) {
-			charge_bad_crc(p, pe, got, sent);
+			charge_bad_crc(p, m, got, sent);
 			return -EBADMSG;
 		}
 		out->crc = got;
 		out->crc_known = true;
 		out->origin = (uint32_t)(pe - p->peers) + 1; /* entries are never removed */
 	}
-	pthread_mutex_lock(&p->lock);
-	if (rc == 0) {
-		pe->bytes_in += len;
-		pe->fetches++;
-	} else if (rc != -ENOENT) {
-		pe->errors++;
-	}
-	pthread_mutex_unlock(&p->lock);
+	count_fetch(p, m, rc, len);
 	if (rc && rc != -ENOENT)
-		log_debug("peer %s: chunk %" PRIu64 ": %s", pe->node_id, req->chunk, strerror(-rc));
+		log_debug("peer %s: chunk %" PRIu64 ": %s", m->node_id, req->chunk, strerror(-rc));
 	return rc;
 }
 
-/* Live members for placement: usable peers plus ourselves (index -1), one per node id. */
-static unsigned members(struct peers *p, uint64_t *hashes, int *idx)
+/* The live members with us last (index n - 1): referenced, in arrays the caller frees. */
+static unsigned live_members(struct peers *p, struct member ***ms, uint64_t **hashes)
 {
-	uint64_t now = mono_ns();
-	unsigned n = 0;
-	hashes[n] = p->node_hash;
-	idx[n++] = -1;
 	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < p->npeers && n < MAX_PEERS; i++) {
-		struct peer *pe = &p->peers[i];
-		bool dup = false;
-		if (!do_usable(p, pe, now))
-			continue;
-		for (unsigned k = 0; k < n && !dup; k++)
-			dup = hashes[k] == pe->node_hash;
-		if (dup)
-			continue;
-		hashes[n] = pe->node_hash;
-		idx[n++] = (int)i;
+	unsigned cap = p->members.n + 1, n = 0;
+	*ms = malloc(cap * sizeof(**ms));
+	*hashes = malloc(cap * sizeof(**hashes));
+	if (*ms && *hashes && !p->stopping) {
+		n = members_live(&p->members, mono_ns(), *ms, *hashes, cap - 1);
+		(*ms)[n] = NULL;
+		(*hashes)[n++] = p->node_hash;
 	}
+	p->nfetching++;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
+{
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		member_put(ms[i]);
+	p->nfetching--;
+	pthread_cond_broadcast(&p->stop_cond);
+	pthread_mutex_unlock(&p->lock);
+	free(ms);
+	free(hashes);
+}
+
+/* Runs the plan: 0 when a step delivered, -ENOENT to let the cache read the backing. */
+static int run_plan(struct peers *p, const struct plan *pl, struct member **ms,
+		    struct transport_chunk_req *req, void *dst, size_t len,
+		    const struct deadline *dl, struct cache_fetch *out)
+{
+	for (unsigned s = 0; s < pl->n && !deadline_passed(dl); s++) {
+		req->fill = pl->step[s].fill;
+		if (fetch_one(p, ms[pl->step[s].member], req, dst, len, dl, out) == 0)
+			return 0;
+	}
+	return -ENOENT;
 }
 
 static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 		       const struct deadline *dl, struct cache_fetch *out)
 {
 	struct peers *p = ctx;
-	uint64_t hashes[MAX_PEERS];
-	int idx[MAX_PEERS];
-	unsigned order[MAX_PEERS];
-	unsigned n = members(p, hashes, idx);
-	if (n < 2)
-		return -ENOENT;
+	struct member **ms;
+	uint64_t *hashes;
+	unsigned n = live_members(p, &ms, &hashes);
+	unsigned *order = n >= 2 ? malloc(n * sizeof(*order)) : NULL;
 	struct transport_chunk_req req = {
 		.file_key = cache_file_key(f),
 		.file_size = cache_file_size(f),
@@ -671,63 +492,52 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 		.chunk = chunk,
 		.chunk_size = (uint32_t)cache_chunk_size(p->cache),
 	};
-	place_rank(req.file_key, chunk, hashes, n, order);
-	unsigned owners = p->cfg->replicas, failed = 0;
-	for (unsigned pos = 0; pos < n && !deadline_passed(dl); pos++) {
-		int i = idx[order[pos]];
-		if (i < 0) {
-			if (pos < owners + failed) {
-				/* Ours: the next in rank held it before we joined, if anyone. */
-				for (unsigned k = pos + 1; k < n; k++) {
-					req.fill = false;
-					int j = idx[order[k]];
-					if (j >= 0)
-						return fetch_one(p, &p->peers[j], &req, dst, len, dl,
-								 out) ? -ENOENT : 0;
-				}
-				return -ENOENT;
-			}
-			continue;
-		}
-		req.fill = pos < owners + failed;
-		int rc = fetch_one(p, &p->peers[i], &req, dst, len, dl, out);
-		if (rc == 0)
-			return 0;
-		failed++;
-		if (failed > owners + 2)
-			break;
-	}
-	return -ENOENT; /* nobody could help in time: the backing it is */
+	struct plan_input in = { .file_key = req.file_key, .chunk = chunk, .hashes = hashes,
+				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas };
+	struct plan pl;
+	int rc = -ENOENT;
+	if (order && plan_make(&in, order, &pl) == 0)
+		rc = run_plan(p, &pl, ms, &req, dst, len, dl, out);
+	free(order);
+	put_members(p, ms, hashes, n ? n - 1 : 0);
+	return rc; /* -ENOENT: nobody could help in time, the backing it is */
 }
 
-static struct peer *first_up(struct peers *p)
+static struct member *first_up(struct peers *p)
 {
 	uint64_t now = mono_ns();
-	struct peer *found = NULL;
+	struct member *found = NULL;
 	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < p->npeers && !found; i++)
-		if (do_usable(p, &p->peers[i], now))
-			found = &p->peers[i];
+	for (unsigned i = 0; i < p->members.n && !found; i++)
+		if (member_usable(p->members.v[i], now)) {
+			found = p->members.v[i];
+			member_get(found);
+		}
 	pthread_mutex_unlock(&p->lock);
 	return found;
 }
 
 bool peers_any_up(struct peers *p)
 {
-	return first_up(p) != NULL;
+	struct member *m = first_up(p);
+	pthread_mutex_lock(&p->lock);
+	member_put(m);
+	pthread_mutex_unlock(&p->lock);
+	return m != NULL;
 }
 
 int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, void *dst,
 		       size_t len, const char **transport)
 {
-	struct peer *pe = first_up(p);
+	struct member *m = first_up(p);
 	struct cache_fetch out;
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-	if (!pe)
+	if (!m)
 		return -EHOSTUNREACH;
-	int rc = fetch_one(p, pe, req, dst, len, &dl, &out);
+	int rc = fetch_one(p, m, req, dst, len, &dl, &out);
 	pthread_mutex_lock(&p->lock);
-	*transport = pe->transport ? pe->transport : "?";
+	*transport = m->transport ? m->transport : "?";
+	member_put(m);
 	pthread_mutex_unlock(&p->lock);
 	return rc;
 }
@@ -751,253 +561,396 @@ const struct cache_source_ops peers_source = {
 	.charge = peers_charge,
 };
 
-/* ---- serving ---- */
+/* ---- resolution ---- */
 
-struct serve_arg {
-	struct peers *p;
-	int fd;
-	char addr[INET6_ADDRSTRLEN + 8];
+struct addr_list {
+	struct sockaddr_storage *v;
+	socklen_t *len;
+	unsigned n, cap;
+	bool complete;            /* every name resolved: the list is the whole truth */
 };
 
-static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
+static void addrs_push(struct addr_list *a, const struct sockaddr *sa, socklen_t len)
 {
-	struct cache_file *f = cache_file_by_key(p->cache, g->file_key);
-	if (f && (cache_file_size(f) != g->file_size || cache_file_mtime_ns(f) != g->mtime_ns)) {
-		cache_file_put(p->cache, f);
-		f = NULL;
-	}
-	if (!f)
-		f = p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
-	return f;
-}
-
-static int send_data(struct peers *p, int fd, uint32_t id, int status, uint32_t crc,
-		     const void *data, uint32_t len, const struct deadline *dl)
-{
-	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
-	struct proto_data d = { .status = status, .crc32 = status ? 0 : crc,
-				.length = status ? 0 : len };
-	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, id);
-	proto_data_encode(head + PROTO_HDR_LEN, &d);
-	void *bad = NULL;
-	if (d.length && p->corrupt_sends && (bad = malloc(len))) {
-		memcpy(bad, data, len);
-		((uint8_t *)bad)[len / 2] ^= 0x5a;
-		data = bad;
-	}
-	/* The chunk goes from the pinned slab straight to the socket. */
-	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
-	int rc = tcp_send_all(fd, iov, d.length ? 2 : 1, dl);
-	free(bad);
-	return rc;
-}
-
-static int serve_get(struct peers *p, struct peer *pe, int fd, const struct proto_hdr *hdr,
-		     const uint8_t *payload)
-{
-	struct proto_get g;
-	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-	int rc = proto_get_decode(payload, hdr->len, &g);
-	if (rc)
-		return rc;
-	if (g.chunk_size != cache_chunk_size(p->cache))
-		return send_data(p, fd, hdr->req_id, EINVAL, 0, NULL, 0, &dl);
-	struct cache_file *f = file_for(p, &g);
-	if (!f)
-		return send_data(p, fd, hdr->req_id, ENOENT, 0, NULL, 0, &dl);
-	struct cache_span span;
-	uint32_t crc;
-	rc = cache_serve_chunk(p->cache, f, g.chunk, g.flags & PROTO_GET_FILL, &dl, &span, &crc);
-	if (rc) {
-		cache_file_put(p->cache, f);
-		return send_data(p, fd, hdr->req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0,
-				 &dl);
-	}
-	rc = send_data(p, fd, hdr->req_id, 0, crc, span.data, (uint32_t)span.len, &dl);
-	cache_read_done(p->cache, &span, 1);
-	cache_file_put(p->cache, f);
-	if (rc == 0 && pe) {
-		pthread_mutex_lock(&p->lock);
-		struct peer *best = do_find_id(p, pe->node_id);
-		pe = best ? best : pe;
-		pe->bytes_out += span.len;
-		pe->served++;
-		pthread_mutex_unlock(&p->lock);
-	}
-	return rc;
-}
-
-/* Answers RDMA_DESC: a fresh one-use ticket for an RDMA connect, or port 0 without RDMA. */
-static int send_ticket(struct peers *p, int fd, uint32_t id, const struct deadline *dl)
-{
-	struct proto_rdma_ticket t = { 0 };
-	uint8_t buf[PROTO_RDMA_TICKET_LEN];
-	uint64_t now = mono_ns();
-	if (p->rdma && auth_nonce(t.ticket) == 0) {
-		pthread_mutex_lock(&p->lock);
-		for (unsigned i = 0; i < MAX_TICKETS; i++)
-			if (p->tickets[i].expires_ns <= now) {
-				memcpy(p->tickets[i].bytes, t.ticket, RDMA_TICKET_LEN);
-				p->tickets[i].expires_ns = now + (uint64_t)TICKET_MS * 1000000;
-				t.port = p->listen_port;
-				break;
-			}
-		pthread_mutex_unlock(&p->lock);
-	}
-	if (!t.port)
-		memset(t.ticket, 0, sizeof(t.ticket));
-	proto_rdma_ticket_encode(buf, &t);
-	return send_frame(fd, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
-}
-
-/* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
-
-static bool rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN])
-{
-	struct peers *p = ctx;
-	uint64_t now = mono_ns();
-	bool ok = false;
-	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < MAX_TICKETS && !ok; i++)
-		if (p->tickets[i].expires_ns > now &&
-		    CRYPTO_memcmp(p->tickets[i].bytes, ticket, RDMA_TICKET_LEN) == 0) {
-			p->tickets[i].expires_ns = 0; /* one use */
-			ok = true;
-		}
-	pthread_mutex_unlock(&p->lock);
-	return ok;
-}
-
-static int rdma_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc)
-{
-	struct peers *p = ctx;
-	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-	if (g->chunk_size != cache_chunk_size(p->cache))
-		return -EINVAL;
-	struct cache_file *f = file_for(p, g);
-	if (!f)
-		return -ENOENT;
-	int rc = cache_serve_chunk(p->cache, f, g->chunk, g->flags & PROTO_GET_FILL, &dl, span,
-				   crc);
-	cache_file_put(p->cache, f);
-	return rc == -ENOENT ? rc : rc ? -EIO : 0;
-}
-
-static void rdma_unpin(void *ctx, struct cache_span *span)
-{
-	struct peers *p = ctx;
-	cache_read_done(p->cache, span, 1);
-}
-
-static struct peer *inbound_peer(struct peers *p, const char *node_id)
-{
-	if (!strcmp(node_id, p->node_id))
-		return NULL; /* ourselves, through our own address in `peers` */
-	pthread_mutex_lock(&p->lock);
-	struct peer *pe = do_find_id(p, node_id);
-	if (!pe && (pe = do_add_peer(p, NULL, 0, false))) {
-		snprintf(pe->node_id, sizeof(pe->node_id), "%s", node_id);
-		pe->node_hash = place_node_hash(node_id);
-	}
-	pthread_mutex_unlock(&p->lock);
-	return pe;
-}
-
-static void serve_loop(struct peers *p, struct peer *pe, int fd)
-{
-	uint8_t buf[PROTO_GET_LEN];
-	struct proto_hdr hdr;
-	while (wait_readable_or_stop(fd, p->stop_fd) > 0) {
-		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-		int rc = recv_frame(fd, &hdr, buf, sizeof(buf), &dl);
-		if (rc == 0 && (hdr.type == PROTO_PING || hdr.type == PROTO_PONG)) {
-			rc = hdr.type == PROTO_PING ? send_frame(fd, PROTO_PONG, hdr.req_id, buf,
-								 hdr.len, &dl) : -EPROTO;
-		} else if (rc == 0 && hdr.type == PROTO_GET) {
-			rc = serve_get(p, pe, fd, &hdr, buf);
-		} else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0) {
-			rc = send_ticket(p, fd, hdr.req_id, &dl);
-		} else if (rc == 0) {
-			rc = -EPROTO;
-		}
-		if (rc) {
-			if (rc != -ECONNRESET)
-				log_debug("peer connection closed: %s", strerror(-rc));
+	if (a->n == a->cap) {
+		unsigned cap = a->cap ? 2 * a->cap : 64;
+		struct sockaddr_storage *v = realloc(a->v, cap * sizeof(*v));
+		socklen_t *l = v ? realloc(a->len, cap * sizeof(*l)) : NULL;
+		if (v)
+			a->v = v;
+		if (!l) {
+			a->complete = false;
 			return;
 		}
+		a->len = l;
+		a->cap = cap;
 	}
+	memcpy(&a->v[a->n], sa, len);
+	a->len[a->n++] = len;
 }
 
-static void *serve_main(void *arg)
+static void resolve_entry(struct peers *p, const char *entry, size_t len, struct addr_list *a)
 {
-	struct serve_arg *sa = arg;
-	struct peers *p = sa->p;
-	struct proto_hello them;
-	int rc = handshake(p, sa->fd, AUTH_ROLE_SERVER, &them);
-	if (rc == -EACCES)
-		log_warn("peer connection from %s failed authentication; it got nothing", sa->addr);
-	else if (rc)
-		log_debug("peer connection from %s: handshake: %s", sa->addr, strerror(-rc));
-	else
-		serve_loop(p, inbound_peer(p, them.node_id), sa->fd);
-	close(sa->fd);
-	free(sa);
-	pthread_mutex_lock(&p->lock);
-	p->nserving--;
-	pthread_cond_broadcast(&p->stop_cond);
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-static void spawn_server(struct peers *p, int fd, const struct sockaddr_storage *ss,
-			 socklen_t sslen)
-{
-	struct serve_arg *sa = calloc(1, sizeof(*sa));
-	pthread_mutex_lock(&p->lock);
-	bool room = sa && p->nserving < p->cfg->max_connections && !p->stopping;
-	if (room)
-		p->nserving++;
-	pthread_mutex_unlock(&p->lock);
-	if (!room || tcp_setup(fd)) {
-		if (sa)
-			log_warn("peers: refusing a connection: %u connections already "
-				 "(max_connections)", p->cfg->max_connections);
-		goto out_undo;
-	}
-	sa->p = p;
-	sa->fd = fd;
-	char host[INET6_ADDRSTRLEN] = "?";
-	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
-		    NI_NUMERICHOST);
-	snprintf(sa->addr, sizeof(sa->addr), "%s", host);
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&t, &attr, serve_main, sa);
-	pthread_attr_destroy(&attr);
-	if (rc == 0)
+	char host[256], port[16];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	if (tcp_split_hostport(entry, len, host, sizeof(host), port, sizeof(port))) {
+		log_warn("peers: '%.*s': expected HOST:PORT; skipping it", (int)len, entry);
 		return;
-out_undo:
-	close(fd);
-	free(sa);
-	if (room) {
+	}
+	int rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		log_warn("peers: cannot resolve '%s': %s; trying again in %u ms", host,
+			 gai_strerror(rc), p->cfg->resolve_interval_ms);
+		if (rc != EAI_NONAME)
+			a->complete = false; /* a transient failure keeps what we had */
+		return;
+	}
+	for (struct addrinfo *x = ai; x; x = x->ai_next)
+		addrs_push(a, x->ai_addr, x->ai_addrlen);
+	freeaddrinfo(ai);
+}
+
+/* Entries separated by commas, blanks or newlines; '#' starts a comment to the line end. */
+static void resolve_text(struct peers *p, const char *s, struct addr_list *a)
+{
+	while (*s) {
+		if (*s == '#') {
+			s += strcspn(s, "\n");
+			continue;
+		}
+		size_t n = strcspn(s, ", \t\r\n#");
+		if (n)
+			resolve_entry(p, s, n, a);
+		s += n;
+		s += strspn(s, ", \t\r\n");
+	}
+}
+
+static void resolve_file(struct peers *p, const char *path, struct addr_list *a)
+{
+	FILE *fp = fopen(path, "re");
+	if (!fp) {
+		log_warn("peers_file '%s': %s; keeping the members it named before", path,
+			 strerror(errno));
+		a->complete = false;
+		return;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	while (getline(&line, &cap, fp) >= 0)
+		resolve_text(p, line, a);
+	free(line);
+	fclose(fp);
+}
+
+/* Resolves every configured name, then updates the table in one step under the lock. */
+static void resolve_all(struct peers *p)
+{
+	struct addr_list a = { .complete = true };
+	resolve_text(p, p->cfg->peers, &a);
+	if (p->cfg->peers_file[0])
+		resolve_file(p, p->cfg->peers_file, &a);
+	pthread_mutex_lock(&p->lock);
+	if (a.complete)
+		members_resolve_begin(&p->members);
+	for (unsigned i = 0; i < a.n; i++)
+		members_resolve_seen(&p->members, (struct sockaddr *)&a.v[i], a.len[i]);
+	if (a.complete)
+		members_resolve_end(&p->members, mono_ns());
+	pthread_mutex_unlock(&p->lock);
+	free(a.v);
+	free(a.len);
+}
+
+/* ---- heartbeats and probes (the heartbeat thread) ---- */
+
+static void mark_up(struct peers *p, struct member *m)
+{
+	pthread_mutex_lock(&p->lock);
+	m->last_seen_ns = mono_ns();
+	m->probe_fails = 0;
+	m->suspect = false;
+	bool was_up = m->up;
+	m->up = true;
+	m->left = false;
+	m->gone_since_ns = 0;
+	pthread_mutex_unlock(&p->lock);
+	if (!was_up)
+		log_info("peer %s (%s) is up", m->node_id, m->addr);
+}
+
+/* A link to @m answered our handshake as @them: learn who it is. Returns 0 or -EALREADY
+ * (it is ourselves; the link is freed). */
+static int hb_adopt(struct peers *p, struct member *m, struct link *l,
+		    const struct proto_hello *them)
+{
+	pthread_mutex_lock(&p->lock);
+	m->caps = them->caps;
+	if (strcmp(them->node_id, m->node_id))
+		member_set_id(m, them->node_id);
+	if (!strcmp(them->node_id, p->node_id) && !m->self) {
+		m->self = true;
+		log_debug("peer %s is this node", m->addr);
+	}
+	bool self = m->self;
+	pthread_mutex_unlock(&p->lock);
+	if (self) {
+		link_free(l);
+		return -EALREADY;
+	}
+	m->hb = l;
+	return 0;
+}
+
+static int hb_ping(struct peers *p, struct member *m)
+{
+	uint32_t timeout = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
+	struct deadline dl = deadline_in_ms(timeout);
+	uint8_t buf[PROTO_PING_LEN];
+	struct proto_ping ping = { .mono_ms = mono_ns() / 1000000 }, pong;
+	struct proto_hdr hdr;
+	uint32_t id = ++m->hb_id;
+	proto_ping_encode(buf, &ping);
+	int rc = link_send_frame(m->hb, PROTO_PING, id, buf, sizeof(buf), &dl);
+	if (rc == 0)
+		rc = link_recv_frame(m->hb, &hdr, buf, sizeof(buf), &dl);
+	if (rc == 0 && (hdr.type != PROTO_PONG || hdr.req_id != id ||
+			proto_ping_decode(buf, hdr.len, &pong) || pong.mono_ms != ping.mono_ms))
+		rc = -EPROTO;
+	return rc;
+}
+
+/* No answer from @m this round: drop its links; down once silent for peer_timeout. */
+static void hb_failed(struct peers *p, struct member *m, int rc)
+{
+	if (m->hb) {
+		/* The peer may have restarted: its pooled connections lead to the old process. */
+		struct pconn conns[MEMBER_MAX_CONNS];
+		link_free(m->hb);
+		m->hb = NULL;
 		pthread_mutex_lock(&p->lock);
-		p->nserving--;
+		unsigned n = do_take_idle(m, conns);
+		pthread_mutex_unlock(&p->lock);
+		close_conns(conns, n);
+	}
+	if (rc == -EACCES)
+		log_warn("peer %s refused our authentication or failed its own; check that both "
+			 "use the same secret_file", m->addr);
+	pthread_mutex_lock(&p->lock);
+	m->probe_fails++;
+	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
+	pthread_mutex_unlock(&p->lock);
+	if (silent)
+		mark_down(p, m, rc == -EACCES ? "authentication failed" : strerror(-rc));
+}
+
+/*
+ * A heartbeat link that the peer closed (its process ended or restarted) is noticed here
+ * without a message: the link is dropped and the member probed again this round.
+ */
+static void check_links(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	unsigned n = 0, cap = p->members.n;
+	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
+	for (unsigned i = 0; ms && i < cap; i++)
+		if (p->members.v[i]->hb) {
+			ms[n++] = p->members.v[i];
+			member_get(p->members.v[i]);
+		}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (link_closed(ms[i]->hb))
+			hb_failed(p, ms[i], -ECONNRESET);
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		member_put(ms[i]);
+	pthread_mutex_unlock(&p->lock);
+	free(ms);
+}
+
+/* Handshakes on a probe whose connect succeeded, then pings it. */
+static void probe_finish(struct peers *p, struct member *m, int fd)
+{
+	struct deadline dl = deadline_in_ms(PROBE_HANDSHAKE_MS);
+	struct proto_hello them;
+	struct link *l = link_new(fd);
+	int rc = l ? link_handshake(l, &p->self, AUTH_ROLE_CLIENT, &them, &dl) : -ENOMEM;
+	if (rc) {
+		link_free(l);
+		hb_failed(p, m, rc);
+		return;
+	}
+	rc = hb_adopt(p, m, l, &them);
+	if (rc == -EALREADY)
+		return;
+	rc = hb_ping(p, m);
+	if (rc == 0)
+		mark_up(p, m);
+	else
+		hb_failed(p, m, rc);
+}
+
+/* Connects to every member of @ms at once (one poll), so dead addresses cost one timeout
+ * per round, not one each. */
+static void probe_batch(struct peers *p, struct member **ms, unsigned n)
+{
+	struct pollfd *pf = n ? calloc(n, sizeof(*pf)) : NULL;
+	unsigned pending = 0;
+	if (!pf)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		pf[i].fd = tcp_connect_start((struct sockaddr *)&ms[i]->sa, ms[i]->salen);
+		pf[i].events = POLLOUT;
+		if (pf[i].fd < 0)
+			hb_failed(p, ms[i], pf[i].fd);
+		else
+			pending++;
+	}
+	uint32_t wait = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
+	struct deadline dl = deadline_in_ms(wait);
+	for (int64_t left; pending && (left = deadline_left_ms(&dl)) > 0;) {
+		int k = poll(pf, n, (int)left);
+		if (k <= 0 && !(k < 0 && errno == EINTR))
+			break;
+		for (unsigned i = 0; i < n; i++) {
+			if (pf[i].fd < 0 || !pf[i].revents)
+				continue;
+			int fd = pf[i].fd;
+			int rc = tcp_connect_result(fd);
+			pf[i].fd = -1;
+			pending--;
+			if (rc) {
+				close(fd);
+				hb_failed(p, ms[i], rc);
+			} else {
+				probe_finish(p, ms[i], fd);
+			}
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (pf[i].fd >= 0) {
+			close(pf[i].fd);
+			hb_failed(p, ms[i], -ETIMEDOUT);
+		}
+	free(pf);
+}
+
+/* Unlists departed members; their links and pooled connections close here. */
+static void reclaim(struct peers *p)
+{
+	struct member *gone[64];
+	struct pconn conns[MEMBER_MAX_CONNS];
+	uint64_t linger = ms_ns(3ull * p->cfg->peer_timeout_ms);
+	pthread_mutex_lock(&p->lock);
+	unsigned n = members_reclaim(&p->members, mono_ns(), linger, gone, 64);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		link_free(gone[i]->hb);
+		gone[i]->hb = NULL;
+		pthread_mutex_lock(&p->lock);
+		unsigned k = do_take_idle(gone[i], conns);
+		pthread_mutex_unlock(&p->lock);
+		close_conns(conns, k);
+		if (gone[i]->node_id[0] && !gone[i]->self)
+			log_info("peer %s (%s) departed; its entry is reclaimed", gone[i]->node_id,
+				 gone[i]->addr);
+		pthread_mutex_lock(&p->lock);
+		member_put(gone[i]);
 		pthread_mutex_unlock(&p->lock);
 	}
 }
 
-static void *listener_main(void *arg)
+static void heartbeat_round(struct peers *p)
+{
+	reclaim(p);
+	check_links(p);
+	pthread_mutex_lock(&p->lock);
+	unsigned cap = p->members.n;
+	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
+	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), members_ping_budget(cap),
+					     MEMBERS_PROBES, ms_ns(p->cfg->heartbeat_ms), ms, cap)
+			: 0;
+	pthread_mutex_unlock(&p->lock);
+	unsigned nprobe = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct member *m = ms[i];
+		if (!m->hb) {
+			ms[nprobe++] = m; /* the probes gather at the front, in order */
+			continue;
+		}
+		int rc = hb_ping(p, m);
+		if (rc == 0)
+			mark_up(p, m);
+		else
+			hb_failed(p, m, rc);
+		pthread_mutex_lock(&p->lock);
+		member_put(m);
+		pthread_mutex_unlock(&p->lock);
+	}
+	probe_batch(p, ms, nprobe);
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < nprobe; i++)
+		member_put(ms[i]);
+	pthread_mutex_unlock(&p->lock);
+	free(ms);
+}
+
+/* Waits @ms for stop (true) or a request to resolve again (false). */
+static bool wait_round(struct peers *p, unsigned ms)
+{
+	struct deadline dl = deadline_in_ms(ms);
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping && !p->resolve_now &&
+	       deadline_cond_wait(&p->wake_cond, &p->lock, &dl) == 0)
+		;
+	bool stop = p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	return stop;
+}
+
+/* A clean stop: LEAVE on every heartbeat link, so peers drop us now, not after a timeout. */
+static void send_leaves(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	unsigned n = 0, cap = p->members.n;
+	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
+	for (unsigned i = 0; ms && i < cap; i++)
+		if (p->members.v[i]->hb) {
+			ms[n++] = p->members.v[i];
+			member_get(p->members.v[i]);
+		}
+	pthread_mutex_unlock(&p->lock);
+	struct deadline dl = deadline_in_ms(LEAVE_MS);
+	for (unsigned i = 0; i < n; i++) {
+		if (ms[i]->hb && link_send_frame(ms[i]->hb, PROTO_LEAVE, 0, NULL, 0, &dl))
+			log_debug("peer %s: could not say LEAVE", ms[i]->node_id);
+		link_free(ms[i]->hb);
+		ms[i]->hb = NULL;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		member_put(ms[i]);
+	pthread_mutex_unlock(&p->lock);
+	free(ms);
+}
+
+static void *heartbeat_main(void *arg)
 {
 	struct peers *p = arg;
-	while (wait_readable_or_stop(p->listen_fd, p->stop_fd) > 0) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd = accept4(p->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-		if (fd >= 0)
-			spawn_server(p, fd, &ss, len);
-	}
+	uint64_t next_resolve = 0;
+	do {
+		pthread_mutex_lock(&p->lock);
+		bool due = p->resolve_now || mono_ns() >= next_resolve;
+		p->resolve_now = false;
+		pthread_mutex_unlock(&p->lock);
+		if (due) {
+			resolve_all(p);
+			next_resolve = mono_ns() + ms_ns(p->cfg->resolve_interval_ms);
+		}
+		heartbeat_round(p);
+	} while (!wait_round(p, p->cfg->heartbeat_ms));
+	send_leaves(p);
 	return NULL;
 }
 
@@ -1017,6 +970,35 @@ static uint16_t port_of(const char *hostport)
 	return colon ? (uint16_t)atoi(colon + 1) : 0;
 }
 
+static int set_node_id(struct peers *p, char *err, size_t errlen)
+{
+	const struct mows_config *cfg = p->cfg;
+	if (cfg->node_id[0])
+		snprintf(p->node_id, sizeof(p->node_id), "%.*s", PROTO_NODE_ID_MAX, cfg->node_id);
+	else
+		default_node_id(p->node_id, sizeof(p->node_id));
+	if (!proto_node_id_ok(p->node_id) || strlen(cfg->node_id) > PROTO_NODE_ID_MAX) {
+		snprintf(err, errlen, "node_id '%s': expected 1 to %d printable characters without "
+			 "spaces; set node_id", p->node_id, PROTO_NODE_ID_MAX);
+		return -EINVAL;
+	}
+	p->node_hash = place_node_hash(p->node_id);
+	return 0;
+}
+
+static int init_sync(struct peers *p, char *err, size_t errlen)
+{
+	pthread_mutex_init(&p->lock, NULL);
+	p->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (p->stop_fd < 0 || deadline_cond_init(&p->conn_cond) ||
+	    deadline_cond_init(&p->stop_cond) || deadline_cond_init(&p->wake_cond)) {
+		snprintf(err, errlen, "peers: cannot create an eventfd or condition: %s",
+			 strerror(errno));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 			const struct peer_host_ops *host, char *err, size_t errlen)
 {
@@ -1029,19 +1011,12 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	p->cache = c;
 	p->host = *host;
 	p->listen_fd = p->stop_fd = -1;
+	members_init(&p->members);
 	p->max_payload = PROTO_DATA_FIXED_LEN + (uint32_t)cache_chunk_size(c);
 	p->corrupt_sends = getenv("MOWS_TEST_CORRUPT_SENDS") &&
 			   !strcmp(getenv("MOWS_TEST_CORRUPT_SENDS"), "1");
-	if (cfg->node_id[0])
-		snprintf(p->node_id, sizeof(p->node_id), "%.*s", PROTO_NODE_ID_MAX, cfg->node_id);
-	else
-		default_node_id(p->node_id, sizeof(p->node_id));
-	if (!proto_node_id_ok(p->node_id) || strlen(cfg->node_id) > PROTO_NODE_ID_MAX) {
-		snprintf(err, errlen, "node_id '%s': expected 1 to %d printable characters without "
-			 "spaces; set node_id", p->node_id, PROTO_NODE_ID_MAX);
+	if (set_node_id(p, err, errlen))
 		goto out_free;
-	}
-	p->node_hash = place_node_hash(p->node_id);
 	if (!cfg->insecure &&
 	    auth_load_secret(cfg->secret_file, &p->secret, &p->secret_len, err, errlen))
 		goto out_free;
@@ -1052,14 +1027,11 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	if (p->listen_fd < 0)
 		goto out_free;
 	p->listen_port = port_of(cfg->listen);
-	p->stop_fd = eventfd(0, EFD_CLOEXEC);
-	pthread_mutex_init(&p->lock, NULL);
-	if (p->stop_fd < 0 || deadline_cond_init(&p->conn_cond) ||
-	    deadline_cond_init(&p->stop_cond)) {
-		snprintf(err, errlen, "peers: cannot create an eventfd or condition: %s",
-			 strerror(errno));
+	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
+				      .secret = p->secret, .secret_len = p->secret_len,
+				      .insecure = cfg->insecure };
+	if (init_sync(p, err, errlen))
 		goto out_free;
-	}
 	if (p->corrupt_sends)
 		log_warn("MOWS_TEST_CORRUPT_SENDS=1: this node corrupts every chunk it sends "
 			 "(test fault)");
@@ -1084,8 +1056,8 @@ static int rdma_start(struct peers *p)
 	void *base;
 	size_t len;
 	cache_slab_region(p->cache, &base, &len);
-	struct rdma_host h = { .pin = rdma_pin, .unpin = rdma_unpin,
-			       .ticket_ok = rdma_ticket_ok, .ctx = p };
+	struct rdma_host h = { .pin = serve_rdma_pin, .unpin = serve_rdma_unpin,
+			       .ticket_ok = serve_rdma_ticket_ok, .ctx = p };
 	p->rdma = rdma_ctx_new(p->cfg, base, len, &h, err, sizeof(err));
 	if (p->rdma && (tcp_split_hostport(p->cfg->listen, strlen(p->cfg->listen), host,
 					   sizeof(host), port, sizeof(port)) ||
@@ -1094,6 +1066,7 @@ static int rdma_start(struct peers *p)
 		p->rdma = NULL;
 	}
 	if (p->rdma) {
+		p->self.caps = PROTO_CAP_RDMA;
 		log_info("peers: RDMA on %s, port %u", rdma_ctx_device(p->rdma), p->listen_port);
 		return 0;
 	}
@@ -1105,20 +1078,31 @@ static int rdma_start(struct peers *p)
 	return 0;
 }
 
+static void signal_stop(struct peers *p)
+{
+	uint64_t one = 1;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->stop_cond);
+	pthread_cond_broadcast(&p->conn_cond);
+	pthread_cond_broadcast(&p->wake_cond);
+	pthread_mutex_unlock(&p->lock);
+	if (write(p->stop_fd, &one, sizeof(one)) < 0)
+		log_warn("peers: cannot signal stop: %s", strerror(errno));
+}
+
 int peers_start(struct peers *p)
 {
 	int rc = rdma_start(p);
 	if (rc)
 		return rc;
-	rc = pthread_create(&p->listener, NULL, listener_main, p);
+	rc = serve_start(p);
 	if (rc)
-		return -rc;
+		return rc;
 	rc = pthread_create(&p->heartbeat, NULL, heartbeat_main, p);
 	if (rc) {
-		uint64_t one = 1;
-		if (write(p->stop_fd, &one, sizeof(one)) < 0)
-			log_warn("peers: cannot stop the listener: %s", strerror(errno));
-		pthread_join(p->listener, NULL);
+		signal_stop(p);
+		serve_stop(p);
 		return -rc;
 	}
 	p->started = true;
@@ -1130,30 +1114,23 @@ void peers_free(struct peers *p)
 {
 	if (!p)
 		return;
-	uint64_t one = 1;
-	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
-	pthread_cond_broadcast(&p->stop_cond);
-	pthread_cond_broadcast(&p->conn_cond);
-	pthread_mutex_unlock(&p->lock);
-	if (write(p->stop_fd, &one, sizeof(one)) < 0)
-		log_warn("peers: cannot signal stop: %s", strerror(errno));
+	signal_stop(p);
 	if (p->started) {
-		pthread_join(p->listener, NULL);
-		pthread_join(p->heartbeat, NULL);
+		pthread_join(p->heartbeat, NULL); /* says LEAVE on its way out */
+		serve_stop(p);
 	}
-	struct deadline dl = deadline_in_ms(5000);
+	/* Fill threads inside peers_source end by their deadlines; they use what we free. */
 	pthread_mutex_lock(&p->lock);
-	while (p->nserving && deadline_cond_wait(&p->stop_cond, &p->lock, &dl) == 0)
-		;
-	bool idle = p->nserving == 0;
+	while (p->nfetching)
+		pthread_cond_wait(&p->stop_cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
-	for (unsigned i = 0; i < p->npeers; i++)
-		close_conns(p->peers[i].idle, p->peers[i].nidle);
+	for (unsigned i = 0; i < p->members.n; i++) {
+		struct pconn conns[MEMBER_MAX_CONNS];
+		close_conns(conns, do_take_idle(p->members.v[i], conns));
+	}
+	members_release(&p->members);
 	rdma_ctx_free(p->rdma);
 	close(p->listen_fd);
-	if (!idle) /* a serving thread is stuck in a send: leave it the struct */
-		return;
 	close(p->stop_fd);
 	auth_secret_free(p->secret, p->secret_len);
 	free(p);
@@ -1164,78 +1141,67 @@ const char *peers_node_id(const struct peers *p)
 	return p->node_id;
 }
 
-/* ---- status ---- */
+/* ---- status: plain data for fs/control.c to format ---- */
 
-static const char *peer_state(const struct peer *pe, uint64_t now)
+static const char *member_state(const struct member *m, uint64_t now)
 {
-	if (pe->self)
+	if (m->self)
 		return "self";
-	if (!pe->configured)
-		return "inbound";
-	if (!pe->resolved)
+	if (m->left)
+		return "left";
+	if (!member_wanted(m))
 		return "gone";
-	if (pe->quarantine_until_ns > now)
+	if (m->quarantine_until_ns > now)
 		return "quarantined";
-	return pe->up ? "up" : "down";
+	return m->up ? "up" : "down";
 }
 
-/* The RDMA counters as one flat JSON member (mowsctl peers --json). */
-static void report_rdma(struct peers *p, FILE *out)
+static void copy_info(const struct member *m, uint64_t now, struct peer_info *o)
 {
-	if (!p->rdma) {
-		fputs("\"rdma\":null,", out);
-		return;
-	}
-	struct rdma_counters rc;
-	rdma_stats(p->rdma, &rc);
-	fprintf(out, "\"rdma\":{\"device\":\"%s\",\"reads_posted\":%" PRIu64
-		",\"bytes_read\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"fetch_errors\":%" PRIu64
-		",\"completion_errors\":%" PRIu64 ",\"conns_out\":%" PRIu64 ",\"conns_in\":%"
-		PRIu64 ",\"conns_refused\":%" PRIu64 ",\"leases_active\":%" PRIu64
-		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64 "},",
-		rdma_ctx_device(p->rdma), (uint64_t)rc.reads_posted, (uint64_t)rc.bytes_read,
-		(uint64_t)rc.fetches, (uint64_t)rc.fetch_errors, (uint64_t)rc.completion_errors,
-		(uint64_t)rc.conns_out, (uint64_t)rc.conns_in, (uint64_t)rc.conns_refused,
-		(uint64_t)rc.leases_active, (uint64_t)rc.leases_granted,
-		(uint64_t)rc.leases_expired);
+	snprintf(o->node_id, sizeof(o->node_id), "%s", m->node_id[0] ? m->node_id : "?");
+	snprintf(o->addr, sizeof(o->addr), "%s", m->addr);
+	o->state = member_state(m, now);
+	o->transport = m->transport ? m->transport : "-";
+	o->origin = m->configured && m->inbound ? "configured+inbound" :
+		    m->configured ? "configured" : "inbound";
+	o->bytes_in = m->bytes_in;
+	o->bytes_out = m->bytes_out;
+	o->fetches = m->fetches;
+	o->served = m->served;
+	o->errors = m->errors;
+	o->bad_crc = m->bad_crc;
+	o->quarantined = m->quarantine_until_ns > now;
 }
 
-void peers_report(struct peers *p, FILE *out, bool json)
+int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 {
 	uint64_t now = mono_ns();
+	memset(s, 0, sizeof(*s));
+	snprintf(s->node_id, sizeof(s->node_id), "%s", p->node_id);
+	s->listen = p->cfg->listen;
 	pthread_mutex_lock(&p->lock);
-	if (json) {
-		fprintf(out, ". {\"node_id\":\"%s\",\"listen\":\"%s\",", p->node_id,
-			p->cfg->listen);
-		report_rdma(p, out);
-		fputs("\"peers\":[", out);
-	}
-	else
-		fprintf(out, ". node %s on %s\n. %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n",
-			p->node_id, p->cfg->listen, "NODE", "ADDRESS", "STATE", "TRANSPORT",
-			"BYTES_IN", "BYTES_OUT", "FETCHES", "ERRORS", "BADCRC");
-	for (unsigned i = 0, shown = 0; i < p->npeers; i++) {
-		const struct peer *pe = &p->peers[i];
-		const char *st = peer_state(pe, now);
-		if (pe->merged || pe->self)
-			continue;
-		if (json)
-			fprintf(out, "%s{\"node_id\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
-				"\"transport\":\"%s\",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%"
-				PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
-				",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
-				shown++ ? "," : "", pe->node_id, pe->addr, st,
-				pe->transport ? pe->transport : "-", pe->bytes_in, pe->bytes_out,
-				pe->fetches, pe->served, pe->errors, pe->bad_crc,
-				pe->quarantine_until_ns > now ? "true" : "false");
-		else
-			fprintf(out, ". %-16s %-22s %-11s %-9s %10" PRIu64 " %10" PRIu64 " %8" PRIu64
-				" %6" PRIu64 " %6" PRIu64 "\n", pe->node_id[0] ? pe->node_id : "?",
-				pe->addr, st, pe->transport ? pe->transport : "-", pe->bytes_in,
-				pe->bytes_out, pe->fetches,
-				pe->errors, pe->bad_crc);
-	}
-	if (json)
-		fputs("]}\n", out);
+	s->peers = calloc(p->members.n ? p->members.n : 1, sizeof(*s->peers));
+	for (unsigned i = 0; s->peers && i < p->members.n; i++)
+		if (!p->members.v[i]->self)
+			copy_info(p->members.v[i], now, &s->peers[s->n++]);
+	s->digest = members_digest(&p->members, p->node_id, now, &s->members);
+	s->entries_added = p->members.added;
+	s->entries_reclaimed = p->members.reclaimed;
+	s->refused_unauth = p->refused_unauth;
+	s->refused_auth = p->refused_auth;
+	s->accept_errors = p->accept_errors;
 	pthread_mutex_unlock(&p->lock);
+	if (p->rdma) {
+		s->has_rdma = true;
+		snprintf(s->rdma_device, sizeof(s->rdma_device), "%s", rdma_ctx_device(p->rdma));
+		rdma_stats(p->rdma, &s->rdma);
+	}
+	return s->peers ? 0 : -ENOMEM;
+}
+
+void peers_snapshot_release(struct peers_snapshot *s)
+{
+	free(s->peers);
+	s->peers = NULL;
+	s->n = 0;
 }

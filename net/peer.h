@@ -1,34 +1,44 @@
 /*
- * Peers: nodes that share cached chunks.
+ * Peers: nodes that share cached chunks. This header is the contract with the daemon; the
+ * work is split by job: net/link.c (a connection: handshake and frames), net/member.c (the
+ * member table), net/plan.c (the fetch plan), net/serve.c (answering peers) and net/peer.c
+ * (the glue: lifecycle, heartbeats, resolution, fetching). Threads, what each owns, and the
+ * one lock order: THREADS.md at the top of the tree.
  *
- * Membership. `peers` names HOST:PORT entries; each name is resolved (every address counts,
- * so a headless service names the whole set) and resolved again every resolve_interval.
- * A heartbeat connection to each address carries PING/PONG every `heartbeat`; a peer silent
- * for peer_timeout is down and leaves placement until it answers again. A peer whose HELLO
- * carries our own node id is ourselves and is skipped.
+ * Membership. Members come from `peers` (HOST:PORT entries, every address of a name counts,
+ * so a headless service names the whole set) and `peers_file` (one HOST:PORT a line), both
+ * resolved again every resolve_interval and at once when a peer fails, and from
+ * authenticated inbound peers (their address and HELLO listen port). Each wanted member has
+ * a heartbeat link; a round (every `heartbeat`) pings only O(log n) of them: those a request
+ * failed on, then those heard from longest ago (any answer or served request counts as
+ * hearing from a member). A process that dies closes its link, noticed without a message.
+ * Members without a link are probed in one batch of parallel connects, never-tried ones
+ * first, dead ones backing off. A member that fails and has been silent for peer_timeout is
+ * down and leaves placement until it answers. A node that stops cleanly
+ * sends LEAVE on its heartbeat links, and its peers drop it at once. Departed entries are
+ * reclaimed (net/member.h), so the table stays bounded however many addresses come and go.
  *
  * Authentication. Every connection, in and out, starts with HELLO and a mutual HMAC-SHA256
- * challenge-response over the shared secret (net/auth.h) before anything else; a peer that
- * fails gets AUTH_FAIL and is closed, having learnt nothing but our node id.
+ * challenge-response over the shared secret (net/link.h, net/auth.h) before anything else;
+ * a peer that fails gets AUTH_FAIL and is closed, having learnt nothing but our node id.
  *
- * Placement and fill (peers_source, a cache fill source). A chunk's owners are the first
- * `replicas` live members (us included) by rendezvous hashing of (file key, chunk). On a
- * miss: if we own it, we first ask the next-ranked peer (which owned it before we joined, if
- * the cluster was warm) whether it holds it, and else let the cache read the backing; if we
- * do not own it, we ask its owners in rank order to send it, filling it from their backing
- * when they do not hold it, so that a burst of nodes reads each chunk from storage once.
- * Every chunk arrives with the CRC the node that read it from the backing computed; we
- * recompute it, and a mismatch is never served: it is charged to the peer (quarantined after
- * PEER_BAD_LIMIT) and the next holder, or the backing, is tried. Every request has a
- * deadline (request_timeout).
+ * Placement and fill (peers_source, a cache fill source). Chunks are placed by rendezvous
+ * hashing (net/place.h) over the live members; whom to ask and who reads storage is the
+ * fetch plan (net/plan.h). Every chunk arrives with the CRC the node that read it from the
+ * backing computed; we recompute it, and a mismatch is never served: it is charged to the
+ * peer (quarantined after PEER_BAD_LIMIT) and the next step of the plan, or the backing, is
+ * tried. Every request has a deadline (request_timeout).
  *
- * Serving. An inbound connection is served by its own thread (at most max_connections): GET
- * looks the file up by key only (never by a path the peer chooses), pins the chunk in the
- * cache (filling it from the backing when asked as owner) and sends it from the slab.
+ * Connections. All our requests to a member share one TCP link (net/mux.h: request ids,
+ * answers in any order); RDMA connections are pooled per member. Threads and descriptors
+ * grow with peers, not with peers x fill_threads.
  *
- * Threads: the listener, one per inbound connection, the heartbeat thread, and the cache's
- * fill threads calling peers_source. Lock order: peers->lock, then the cache's lock (never
- * the reverse); no lock is held across network I/O.
+ * Serving (net/serve.c). Inbound connections get a small budget while unauthenticated (per
+ * address too, with a short handshake deadline) and max_connections once authenticated.
+ * GET looks the file up by key only (never by a path the peer chooses), pins the chunk and
+ * sends it from the slab, on a fixed pool of serve workers. A GET that asks this node to
+ * fill (as owner) reads the backing on that worker, never through the cache's fill queue,
+ * whose threads may be waiting on peers: serving never waits on fetching.
  */
 #ifndef MOWS_NET_PEER_H
 #define MOWS_NET_PEER_H
@@ -39,6 +49,8 @@
 
 #include "cache/cache.h"
 #include "common/config.h"
+#include "net/member.h"
+#include "net/rdma.h"
 
 struct peers;
 
@@ -68,18 +80,46 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 /* Starts the listener and heartbeat threads. Returns 0 or -errno. */
 int peers_start(struct peers *p);
 
-/* Stops every thread (bounded waits) and frees everything. */
+/*
+ * Tells every peer we leave (LEAVE on the heartbeat links), stops every thread, waits for
+ * every serving thread to end (each is bounded by its deadlines) and frees everything.
+ */
 void peers_free(struct peers *p);
 
 /* The fill source that fetches chunks from peers. ctx = struct peers *. */
 extern const struct cache_source_ops peers_source;
 
+/* One peer as `mowsctl peers` shows it: plain data, copied under the peers' lock. */
+struct peer_info {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	char addr[MEMBER_ADDR_LEN];
+	const char *state;        /* "up", "down", "quarantined", "gone", "left", "self" */
+	const char *transport;    /* "tcp", "rdma" or "-" */
+	const char *origin;       /* "configured", "inbound" or "configured+inbound" */
+	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
+	bool quarantined;
+};
+
+struct peers_snapshot {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	const char *listen;       /* from the configuration, lives as long as the peers */
+	unsigned members;         /* the member set placement uses, this node included */
+	uint64_t digest;          /* members_digest(): equal on nodes that agree on the set */
+	uint64_t entries_added, entries_reclaimed;
+	uint64_t refused_unauth, refused_auth, accept_errors;
+	bool has_rdma;
+	char rdma_device[64];
+	struct rdma_counters rdma;
+	unsigned n;
+	struct peer_info *peers;  /* n entries, owned by the snapshot */
+};
+
 /*
- * Writes every peer's state to @out as mowsctl lines (". " prefix) or one JSON object:
- * node id, address, state (up, down, quarantined), transport, bytes in and out, fetches,
- * errors, bad CRCs.
+ * Copies the state of every peer into @s (allocated; release with peers_snapshot_release()).
+ * Returns 0 or -ENOMEM. Any thread; takes the peers' lock for the copy only.
  */
-void peers_report(struct peers *p, FILE *out, bool json);
+int peers_snapshot(struct peers *p, struct peers_snapshot *s);
+void peers_snapshot_release(struct peers_snapshot *s);
 
 /*
  * For tools/mows-peerbench: fetches one chunk from the first peer that is up, exactly as a

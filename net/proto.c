@@ -25,6 +25,7 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_GET] = { "GET", PROTO_GET_LEN, PROTO_GET_LEN },
 	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_LEN, UINT32_MAX },
 	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, PROTO_RDMA_TICKET_LEN },
+	[PROTO_LEAVE] = { "LEAVE", 0, 0 },
 };
 
 const char *proto_type_name(uint8_t type)

@@ -54,7 +54,8 @@ enum proto_type {
 	PROTO_GET = 7,		/* struct proto_get */
 	PROTO_DATA = 8,		/* struct proto_data, then the chunk bytes */
 	PROTO_RDMA_DESC = 9,	/* request: empty; answer: struct proto_rdma_ticket */
-	PROTO_TYPE_MAX = PROTO_RDMA_DESC,
+	PROTO_LEAVE = 10,	/* empty: the sender stops now; drop it from placement */
+	PROTO_TYPE_MAX = PROTO_LEAVE,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/link.h"
 #include "net/proto.h"
 
 static int wait_fd(int fd, short events, const struct deadline *dl)
@@ -56,6 +57,30 @@ int tcp_connect(const struct sockaddr *sa, socklen_t salen, const struct deadlin
 		return rc;
 	}
 	return fd;
+}
+
+int tcp_connect_start(const struct sockaddr *sa, socklen_t salen)
+{
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	int rc = tcp_setup(fd);
+	if (rc == 0 && connect(fd, sa, salen) < 0 && errno != EINPROGRESS)
+		rc = -errno;
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int tcp_connect_result(int fd)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		return -errno;
+	return -soerr;
 }
 
 int tcp_split_hostport(const char *s, size_t len, char *host, size_t hostlen, char *port,
@@ -163,17 +188,17 @@ int tcp_recv_all(int fd, void *buf, size_t len, const struct deadline *dl)
 /* ---- the TCP transport ---- */
 
 struct transport_conn {
-	int fd;
+	struct link *link;
 	uint32_t next_id;
 	uint32_t max_payload;
 };
 
-struct transport_conn *tcp_conn_new(int fd, uint32_t max_payload)
+struct transport_conn *tcp_conn_new(struct link *l, uint32_t max_payload)
 {
 	struct transport_conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	c->fd = fd;
+	c->link = l;
 	c->max_payload = max_payload;
 	return c;
 }
@@ -193,7 +218,7 @@ static int tcp_send_get(struct transport_conn *c, const struct transport_chunk_r
 	proto_hdr_encode(buf, PROTO_GET, 0, PROTO_GET_LEN, id);
 	proto_get_encode(buf + PROTO_HDR_LEN, &get);
 	struct iovec iov = { buf, sizeof(buf) };
-	return tcp_send_all(c->fd, &iov, 1, dl);
+	return link_sendv(c->link, &iov, 1, dl);
 }
 
 static int tcp_fetch(struct transport_conn *c, const struct transport_chunk_req *req, void *dst,
@@ -205,13 +230,13 @@ static int tcp_fetch(struct transport_conn *c, const struct transport_chunk_req 
 	uint32_t id = ++c->next_id;
 	int rc = tcp_send_get(c, req, id, dl);
 	if (rc == 0)
-		rc = tcp_recv_all(c->fd, hbuf, sizeof(hbuf), dl);
+		rc = link_recv(c->link, hbuf, sizeof(hbuf), dl);
 	if (rc == 0)
 		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr, c->max_payload);
 	if (rc == 0 && (hdr.type != PROTO_DATA || hdr.req_id != id))
 		rc = -EPROTO;
 	if (rc == 0)
-		rc = tcp_recv_all(c->fd, fixed, sizeof(fixed), dl);
+		rc = link_recv(c->link, fixed, sizeof(fixed), dl);
 	if (rc == 0)
 		rc = proto_data_decode_fixed(fixed, hdr.len, &data);
 	if (rc)
@@ -221,7 +246,7 @@ static int tcp_fetch(struct transport_conn *c, const struct transport_chunk_req 
 	if (data.length != len)
 		return -EPROTO; /* the connection still holds the bytes: it must be closed */
 	/* Straight into the caller's slot: no copy in between. */
-	rc = tcp_recv_all(c->fd, dst, len, dl);
+	rc = link_recv(c->link, dst, len, dl);
 	*crc = data.crc32;
 	return rc;
 }
@@ -230,7 +255,7 @@ static void tcp_close(struct transport_conn *c)
 {
 	if (!c)
 		return;
-	close(c->fd);
+	link_free(c->link);
 	free(c);
 }
 

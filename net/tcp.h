@@ -16,6 +16,16 @@
 /* Connects to @sa by @dl. Returns a non-blocking socket or -errno. */
 int tcp_connect(const struct sockaddr *sa, socklen_t salen, const struct deadline *dl);
 
+/*
+ * Starts a connect to @sa without waiting: returns a non-blocking socket whose connect is
+ * under way (poll it for POLLOUT, then ask tcp_connect_result()), or -errno. For probing
+ * many addresses at once.
+ */
+int tcp_connect_start(const struct sockaddr *sa, socklen_t salen);
+
+/* The outcome of a connect started by tcp_connect_start(): 0 or -errno. */
+int tcp_connect_result(int fd);
+
 /* Binds and listens on "ADDR:PORT" (ADDR may be a name, "0.0.0.0" or "[::]"). Returns the
  * socket or -errno with a message in @err. */
 int tcp_listen(const char *hostport, char *err, size_t errlen);
@@ -34,10 +44,11 @@ int tcp_split_hostport(const char *s, size_t len, char *host, size_t hostlen, ch
 		       size_t portlen);
 
 /*
- * The TCP transport: @fd is an authenticated connection; the returned conn owns it.
- * Returns NULL with errno set.
+ * The TCP transport over an authenticated link (net/link.h); the returned conn owns @l on
+ * success (on failure the caller still does). Returns NULL with errno set.
  */
-struct transport_conn *tcp_conn_new(int fd, uint32_t max_payload);
+struct link;
+struct transport_conn *tcp_conn_new(struct link *l, uint32_t max_payload);
 extern const struct transport_ops tcp_transport;
 
 #endif

@@ -1,0 +1,265 @@
+#include "net/mux.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/link.h"
+#include "net/proto.h"
+
+struct mux_req {
+	uint32_t id;
+	void *dst;
+	size_t len;
+	bool done;                /* answered: rc and crc are set */
+	bool filling;             /* a reader is writing into dst */
+	int rc;
+	uint32_t crc;
+	struct mux_req *next;
+};
+
+struct mux {
+	struct link *link;
+	uint32_t max_payload, frame_ms;
+	atomic_int refs;
+	atomic_int err;           /* 0, or why the mux is broken */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* a turn was handed on, or a request answered */
+	bool sending, receiving;  /* protected by lock */
+	uint32_t next_id;         /* protected by lock */
+	struct mux_req *reqs;     /* protected by lock */
+};
+
+struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms)
+{
+	struct mux *x = calloc(1, sizeof(*x));
+	if (!x || deadline_cond_init(&x->cond)) {
+		free(x);
+		link_free(l);
+		errno = ENOMEM;
+		return NULL;
+	}
+	x->link = l;
+	x->max_payload = max_payload;
+	x->frame_ms = frame_ms;
+	atomic_init(&x->refs, 1);
+	pthread_mutex_init(&x->lock, NULL);
+	return x;
+}
+
+bool mux_broken(struct mux *x)
+{
+	return atomic_load(&x->err) != 0;
+}
+
+void mux_get(struct mux *x)
+{
+	atomic_fetch_add(&x->refs, 1);
+}
+
+void mux_put(struct mux *x)
+{
+	if (!x || atomic_fetch_sub(&x->refs, 1) != 1)
+		return;
+	link_free(x->link);
+	pthread_mutex_destroy(&x->lock);
+	pthread_cond_destroy(&x->cond);
+	free(x);
+}
+
+/* Lock held. The stream is unusable from now on: wake everyone. */
+static void do_break(struct mux *x, int err)
+{
+	int zero = 0;
+	if (atomic_compare_exchange_strong(&x->err, &zero, err ? err : -EPIPE))
+		link_shutdown(x->link); /* a syscall that never blocks */
+	pthread_cond_broadcast(&x->cond);
+}
+
+void mux_shutdown(struct mux *x)
+{
+	pthread_mutex_lock(&x->lock);
+	do_break(x, -ECONNABORTED);
+	pthread_mutex_unlock(&x->lock);
+}
+
+static struct mux_req *do_find(struct mux *x, uint32_t id)
+{
+	for (struct mux_req *r = x->reqs; r; r = r->next)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+static void do_unlink(struct mux *x, struct mux_req *r)
+{
+	for (struct mux_req **pp = &x->reqs; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			return;
+		}
+}
+
+static int send_get(struct mux *x, const struct transport_chunk_req *req, uint32_t id,
+		    const struct deadline *dl)
+{
+	uint8_t buf[PROTO_HDR_LEN + PROTO_GET_LEN];
+	struct proto_get get = {
+		.file_key = req->file_key,
+		.file_size = req->file_size,
+		.mtime_ns = req->mtime_ns,
+		.chunk = req->chunk,
+		.chunk_size = req->chunk_size,
+		.flags = req->fill ? PROTO_GET_FILL : 0,
+	};
+	proto_hdr_encode(buf, PROTO_GET, 0, PROTO_GET_LEN, id);
+	proto_get_encode(buf + PROTO_HDR_LEN, &get);
+	struct iovec iov = { buf, sizeof(buf) };
+	return link_sendv(x->link, &iov, 1, dl);
+}
+
+/* Lock held. Takes the sender's turn (by @dl), sends the GET, hands the turn on. */
+static int do_send_turn(struct mux *x, const struct transport_chunk_req *req, uint32_t id,
+			const struct deadline *dl)
+{
+	while (x->sending && !mux_broken(x))
+		if (deadline_cond_wait(&x->cond, &x->lock, dl) == -ETIMEDOUT)
+			return -ETIMEDOUT;
+	if (mux_broken(x))
+		return atomic_load(&x->err);
+	x->sending = true;
+	pthread_mutex_unlock(&x->lock);
+	int rc = send_get(x, req, id, dl);
+	pthread_mutex_lock(&x->lock);
+	x->sending = false;
+	pthread_cond_broadcast(&x->cond);
+	if (rc)
+		do_break(x, rc); /* part of a frame may have gone out */
+	return rc;
+}
+
+/* Reads @len bytes away (an answer nobody waits for any more). */
+static int drain(struct mux *x, uint32_t len, const struct deadline *dl)
+{
+	char buf[16384];
+	while (len) {
+		uint32_t n = len < sizeof(buf) ? len : (uint32_t)sizeof(buf);
+		int rc = link_recv(x->link, buf, n, dl);
+		if (rc)
+			return rc;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Lock held. Answers request @r (may be NULL) with @rc. */
+static void do_answer(struct mux *x, struct mux_req *r, int rc, uint32_t crc)
+{
+	if (r) {
+		r->done = true;
+		r->rc = rc;
+		r->crc = crc;
+	}
+	pthread_cond_broadcast(&x->cond);
+}
+
+/* The reader's role, lock not held: one whole DATA frame, into the slot it answers. */
+static int read_one(struct mux *x, const struct deadline *dl)
+{
+	int64_t left = deadline_left_ms(dl);
+	int rc = link_wait_readable(x->link, -1, left > 0 ? (int)left : 0);
+	if (rc <= 0)
+		return rc == 0 ? -EPIPE : rc;
+	struct deadline fdl = deadline_in_ms(x->frame_ms);
+	uint8_t hbuf[PROTO_HDR_LEN], fixed[PROTO_DATA_FIXED_LEN];
+	struct proto_hdr hdr;
+	struct proto_data data;
+	rc = link_recv(x->link, hbuf, sizeof(hbuf), &fdl);
+	if (rc == 0)
+		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr, x->max_payload);
+	if (rc == 0 && hdr.type != PROTO_DATA)
+		rc = -EPROTO;
+	if (rc == 0)
+		rc = link_recv(x->link, fixed, sizeof(fixed), &fdl);
+	if (rc == 0)
+		rc = proto_data_decode_fixed(fixed, hdr.len, &data);
+	if (rc)
+		return rc == -ETIMEDOUT ? -EPROTO : rc; /* mid-frame: the stream is lost */
+	pthread_mutex_lock(&x->lock);
+	struct mux_req *r = do_find(x, hdr.req_id);
+	void *dst = NULL;
+	if (r && data.status) {
+		do_answer(x, r, data.status == ENOENT ? -ENOENT : -EIO, 0);
+	} else if (r && data.length != r->len) {
+		do_answer(x, r, -EPROTO, 0);
+	} else if (r) {
+		r->filling = true;
+		dst = r->dst;
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (data.status)
+		return 0;
+	/* Straight into the asker's slot: no copy in between. */
+	rc = dst ? link_recv(x->link, dst, data.length, &fdl) : drain(x, data.length, &fdl);
+	if (dst) {
+		pthread_mutex_lock(&x->lock);
+		r->filling = false;
+		do_answer(x, r, rc ? -EIO : 0, data.crc32);
+		pthread_mutex_unlock(&x->lock);
+	}
+	return rc ? -EPROTO : 0;
+}
+
+/* Lock held. Waits for @r's answer, reading frames while nobody else does. */
+static int do_wait_answer(struct mux *x, struct mux_req *r, const struct deadline *dl)
+{
+	while (!r->done) {
+		if (mux_broken(x))
+			return atomic_load(&x->err);
+		if (!x->receiving) {
+			x->receiving = true;
+			pthread_mutex_unlock(&x->lock);
+			int rc = read_one(x, dl);
+			pthread_mutex_lock(&x->lock);
+			x->receiving = false;
+			pthread_cond_broadcast(&x->cond);
+			if (rc && rc != -ETIMEDOUT)
+				do_break(x, rc);
+			if (rc == -ETIMEDOUT && !r->done)
+				return rc;
+			continue;
+		}
+		if (deadline_cond_wait(&x->cond, &x->lock, dl) == -ETIMEDOUT && !r->done)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
+	      uint32_t *crc, const struct deadline *dl)
+{
+	struct mux_req r = { .dst = dst, .len = len };
+	pthread_mutex_lock(&x->lock);
+	if (mux_broken(x)) {
+		pthread_mutex_unlock(&x->lock);
+		return atomic_load(&x->err);
+	}
+	r.id = ++x->next_id;
+	r.next = x->reqs;
+	x->reqs = &r;
+	int rc = do_send_turn(x, req, r.id, dl);
+	if (rc == 0)
+		rc = do_wait_answer(x, &r, dl);
+	/* Never leave while a reader writes into our slot. */
+	while (r.filling)
+		pthread_cond_wait(&x->cond, &x->lock);
+	do_unlink(x, &r);
+	if (r.done) {
+		rc = r.rc;
+		*crc = r.crc;
+	}
+	pthread_mutex_unlock(&x->lock);
+	return rc;
+}

@@ -1,0 +1,46 @@
+/*
+ * The multiplexed TCP transport: one authenticated link per peer carries many chunk
+ * requests at once. Each GET has its own request id; DATA answers may come back in any order.
+ * There is no I/O thread: the requesters take turns (leader/follower). One sends at a time;
+ * one reads at a time, and the reader receives each DATA frame straight into the slot of the
+ * request it answers, whoever asked, then hands the reader's role on. A requester whose
+ * deadline passes leaves; an answer that comes for it later is read away.
+ *
+ * A stream error, a short send or a bad frame breaks the mux: every waiter gets the error
+ * and the caller makes a new one. Threads: any number of threads may call mux_fetch() at
+ * once. mux.lock is a leaf lock (THREADS.md), never held across I/O.
+ */
+#ifndef MOWS_NET_MUX_H
+#define MOWS_NET_MUX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/transport.h"
+
+struct link;
+struct mux;
+
+/*
+ * A mux over the authenticated link @l (owned by the mux from now on, even on failure).
+ * @max_payload bounds a DATA frame; @frame_ms bounds reading one frame once it began.
+ * Returns NULL with errno set. The caller holds the one reference.
+ */
+struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms);
+
+/* As transport_ops.fetch. Returns 0, -ENOENT, -EIO (the peer failed), -ETIMEDOUT, or
+ * another -errno when the mux is broken. */
+int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
+	      uint32_t *crc, const struct deadline *dl);
+
+/* Whether the mux is broken (then it only fails). Lock-free. */
+bool mux_broken(struct mux *x);
+
+/* Breaks the mux now (the peer went away): every waiter fails at once. */
+void mux_shutdown(struct mux *x);
+
+/* References; the last mux_put() closes the link and frees the mux. Lock-free. */
+void mux_get(struct mux *x);
+void mux_put(struct mux *x);
+
+#endif

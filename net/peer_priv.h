@@ -1,0 +1,103 @@
+/*
+ * What the peer modules (net/peer.c, net/serve.c) share: the peers context. Not part of the
+ * contract with the rest of the daemon (that is net/peer.h). Locking: THREADS.md.
+ */
+#ifndef MOWS_NET_PEER_PRIV_H
+#define MOWS_NET_PEER_PRIV_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/link.h"
+#include "net/member.h"
+#include "net/peer.h"
+#include "net/rdma.h"
+
+#define PEER_QUARANTINE_MS 60000
+#define PEER_IDLE_MS 60000         /* an authenticated inbound connection idle this long ends */
+#define PEER_POOL_IDLE_MS 30000    /* a pooled outbound connection idle this long is closed */
+#define SERVE_MAX_TICKETS 64
+#define SERVE_UNAUTH_MAX 16        /* inbound connections still in their handshake */
+#define SERVE_UNAUTH_PER_ADDR 4    /* of those, from one address */
+#define SERVE_HANDSHAKE_MS 1500    /* an inbound handshake must finish this fast */
+#define SERVE_CONN_INFLIGHT 32     /* requests of one connection queued or being served */
+
+struct serve_job;
+
+struct serve_ticket {
+	uint8_t bytes[RDMA_TICKET_LEN];
+	uint64_t expires_ns;      /* 0: free */
+};
+
+/* An inbound connection that has not authenticated yet (its serving thread owns the link). */
+struct serve_pending {
+	struct link *link;        /* NULL: free slot */
+	struct in6_addr from;     /* IPv4 as v4-mapped */
+	uint64_t since_ns;
+	bool evicted;
+};
+
+/* At most one log line per interval for a noisy event, with a count of those left out. */
+struct peer_ratelimit {
+	uint64_t next_ns;
+	unsigned suppressed;
+};
+
+struct peers {
+	/* Set before the threads start, read-only afterwards. */
+	const struct mows_config *cfg;
+	struct cache *cache;
+	struct peer_host_ops host;
+	uint8_t *secret;
+	size_t secret_len;
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	uint64_t node_hash;
+	uint16_t listen_port;
+	uint32_t max_payload;      /* largest frame we accept once authenticated */
+	bool corrupt_sends;        /* test-only fault: MOWS_TEST_CORRUPT_SENDS=1 */
+	int listen_fd, stop_fd;
+	struct rdma_ctx *rdma;     /* NULL: TCP only */
+	struct link_self self;     /* what we say in handshakes */
+	pthread_t listener, heartbeat;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t conn_cond;  /* a pooled connection came back, or stop */
+	pthread_cond_t stop_cond;  /* stop, or a serving thread ended */
+	pthread_cond_t wake_cond;  /* heartbeat: a peer failed, re-resolve now */
+	struct members members;    /* protected by lock */
+	unsigned nserving;         /* serving threads alive, protected by lock */
+	unsigned nauth;            /* of them authenticated, protected by lock */
+	unsigned nfetching;        /* fill threads inside peers_source, protected by lock */
+	struct serve_pending pending[2 * SERVE_UNAUTH_MAX];   /* protected by lock */
+	struct serve_ticket tickets[SERVE_MAX_TICKETS];       /* protected by lock */
+	bool stopping;             /* protected by lock */
+	struct serve_job *jobs, **jobs_tail; /* GETs waiting for a worker, protected by lock */
+	pthread_cond_t job_cond;   /* a job was queued, or the workers stop */
+	bool workers_stop;         /* protected by lock */
+	pthread_t *workers;        /* the serve workers, set before they start */
+	unsigned nworkers;
+	bool resolve_now;          /* protected by lock */
+	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
+	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
+};
+
+/* net/serve.c: the listener and serving threads. */
+int serve_start(struct peers *p);
+/* Waits for the listener and for every serving thread (they end at stop_fd). */
+void serve_stop(struct peers *p);
+/* RDMA host callbacks for rdma_ctx_new(). */
+bool serve_rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN]);
+int serve_rdma_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc);
+void serve_rdma_unpin(void *ctx, struct cache_span *span);
+
+/* net/peer.c: a peer said LEAVE (from a serving thread). */
+void peers_member_left(struct peers *p, const char *node_id);
+/* net/peer.c: an authenticated inbound peer listening at @sa. Returns it referenced, or
+ * NULL (ourselves, or the table is full). */
+struct member *peers_inbound(struct peers *p, const char *node_id, const struct sockaddr *sa,
+			     socklen_t len);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * The fetch plan: on a miss, whom this node asks for a chunk, in which order, and who reads
+ * it from storage. A pure function of its input (no I/O, no locks, no allocation), so every
+ * policy question has one place to be answered and one Check suite (test/check_plan.c).
+ *
+ * Input: the live members for placement (this node among them), ranked for the chunk by
+ * place_rank(); `replicas` owners; optional holder hints (members known to hold the chunk).
+ * Output: steps, tried one after another until one delivers; each says whom to ask and
+ * whether that node should fill the chunk from its storage when it does not hold it (only
+ * an owner, as the plan reckons ownership after the failures before it, is asked to fill).
+ * When every step fails, this node reads the backing itself.
+ *
+ *   1. Hinted holders, in rank order, without fill (at most PLAN_MAX_HINTS).
+ *   2. Members in rank order. A member at rank r is asked with fill when r < replicas + f,
+ *      f = owner-walk steps before it (each step is tried only when all before it failed, so
+ *      f failed owners pass ownership down the ranking).
+ *   3. When this node is at such an owner rank itself, the plan asks the next-ranked member
+ *      without fill (it owned the chunk before we joined, if the cluster was warm) and ends
+ *      with self_owner set: we fill from storage.
+ *   4. At most replicas + PLAN_EXTRA owner-walk steps.
+ * With fewer than two members the plan is empty and self_owner is set.
+ */
+#ifndef MOWS_NET_PLAN_H
+#define MOWS_NET_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PLAN_EXTRA 3
+#define PLAN_MAX_HINTS 2
+#define PLAN_MAX_REPLICAS 8
+#define PLAN_MAX_STEPS (PLAN_MAX_HINTS + PLAN_MAX_REPLICAS + PLAN_EXTRA + 1)
+
+struct plan_input {
+	uint64_t file_key;
+	uint64_t chunk;
+	const uint64_t *hashes;   /* node hashes of the live members, this node included */
+	unsigned n;
+	unsigned self;            /* index of this node in @hashes */
+	unsigned replicas;        /* owners per chunk (clamped to PLAN_MAX_REPLICAS) */
+	const bool *holds;        /* NULL, or n flags: member i is known to hold the chunk */
+};
+
+struct plan_step {
+	unsigned member;          /* index into plan_input.hashes, never self */
+	bool fill;                /* ask it to read storage when it does not hold the chunk */
+};
+
+struct plan {
+	struct plan_step step[PLAN_MAX_STEPS];
+	unsigned n;
+	bool self_owner;          /* this node is an owner: storage is its to read */
+};
+
+/*
+ * Makes the plan for @in into @out. @order is scratch space of in->n entries. Returns 0, or
+ * -EINVAL when self is out of range. Thread-safe.
+ */
+int plan_make(const struct plan_input *in, unsigned *order, struct plan *out);
+
+#endif

@@ -1,0 +1,676 @@
+/*
+ * Serving peers: the listener, inbound budgets, one reading thread per inbound connection,
+ * and a fixed pool of workers that answer GETs (owner fills included) in any order.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/log.h"
+#include "net/auth.h"
+#include "net/peer_priv.h"
+#include "net/tcp.h"
+
+#define RATELIMIT_MS 10000
+#define TICKET_MS 10000
+
+struct serve_arg {
+	struct peers *p;
+	unsigned slot;            /* in p->pending while unauthenticated */
+	struct link *link;
+	struct sockaddr_storage from;
+	socklen_t fromlen;
+	char addr[INET6_ADDRSTRLEN];
+};
+
+/* Lock held. Whether to log now; *@suppressed gets how many were left out before. */
+static bool do_ratelimit(struct peer_ratelimit *r, uint64_t now, unsigned *suppressed)
+{
+	if (now < r->next_ns) {
+		r->suppressed++;
+		return false;
+	}
+	*suppressed = r->suppressed;
+	r->suppressed = 0;
+	r->next_ns = now + (uint64_t)RATELIMIT_MS * 1000000;
+	return true;
+}
+
+/*
+ * An authenticated inbound connection. Its serving thread reads requests; GETs go to the
+ * worker pool, whose threads answer them in any order. Senders take turns (sending).
+ */
+struct sconn {
+	struct peers *p;
+	struct link *link;
+	struct member *m;         /* referenced, or NULL */
+	atomic_int refs;          /* the serving thread and every job */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* a send ended, or a job ended */
+	bool sending;             /* protected by lock */
+	bool closed;              /* the serving thread ended, protected by lock */
+	unsigned inflight;        /* jobs queued or running, protected by lock */
+};
+
+struct serve_job {
+	struct sconn *sc;
+	uint32_t req_id;
+	struct proto_get g;
+	struct serve_job *next;
+};
+
+static void sconn_put(struct sconn *sc)
+{
+	if (atomic_fetch_sub(&sc->refs, 1) != 1)
+		return;
+	struct peers *p = sc->p;
+	link_free(sc->link);
+	pthread_mutex_lock(&p->lock);
+	member_put(sc->m);
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_destroy(&sc->lock);
+	pthread_cond_destroy(&sc->cond);
+	free(sc);
+}
+
+/* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
+static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
+{
+	int rc = 0;
+	pthread_mutex_lock(&sc->lock);
+	while (sc->sending && rc == 0)
+		rc = deadline_cond_wait(&sc->cond, &sc->lock, dl);
+	if (rc == 0)
+		sc->sending = true;
+	pthread_mutex_unlock(&sc->lock);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, iov, n, dl);
+	pthread_mutex_lock(&sc->lock);
+	sc->sending = false;
+	if (rc)
+		link_shutdown(sc->link); /* part of a frame may have gone: the stream is lost */
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+	return rc;
+}
+
+static int sconn_send_frame(struct sconn *sc, uint8_t type, uint32_t id, const void *payload,
+			    uint32_t len, const struct deadline *dl)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+	proto_hdr_encode(hdr, type, 0, len, id);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
+	return sconn_sendv(sc, iov, len ? 2 : 1, dl);
+}
+
+/* ---- requests ---- */
+
+static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
+{
+	struct cache_file *f = cache_file_by_key(p->cache, g->file_key);
+	if (f && (cache_file_size(f) != g->file_size || cache_file_mtime_ns(f) != g->mtime_ns)) {
+		cache_file_put(p->cache, f);
+		f = NULL;
+	}
+	if (!f)
+		f = p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
+	return f;
+}
+
+static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status, uint32_t crc,
+		     const void *data, uint32_t len, const struct deadline *dl)
+{
+	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
+	struct proto_data d = { .status = status, .crc32 = status ? 0 : crc,
+				.length = status ? 0 : len };
+	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, id);
+	proto_data_encode(head + PROTO_HDR_LEN, &d);
+	void *bad = NULL;
+	if (d.length && p->corrupt_sends && (bad = malloc(len))) {
+		memcpy(bad, data, len);
+		((uint8_t *)bad)[len / 2] ^= 0x5a;
+		data = bad;
+	}
+	/* The chunk goes from the pinned slab straight to the link. */
+	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
+	int rc = sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
+	free(bad);
+	return rc;
+}
+
+static void count_served(struct peers *p, struct member *m, size_t len)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&p->lock);
+	m->bytes_out += len;
+	m->served++;
+	m->last_seen_ns = mono_ns();
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Answers a GET, on a worker. A fill (we own the chunk) reads the backing on this thread. */
+static int serve_get(struct peers *p, struct sconn *sc, uint32_t id, const struct proto_get *g)
+{
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (g->chunk_size != cache_chunk_size(p->cache))
+		return send_data(p, sc, id, EINVAL, 0, NULL, 0, &dl);
+	struct cache_file *f = file_for(p, g);
+	if (!f)
+		return send_data(p, sc, id, ENOENT, 0, NULL, 0, &dl);
+	struct cache_span span;
+	uint32_t crc;
+	int rc = cache_serve_chunk(p->cache, f, g->chunk, g->flags & PROTO_GET_FILL, &dl, &span,
+				   &crc);
+	if (rc) {
+		cache_file_put(p->cache, f);
+		return send_data(p, sc, id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, &dl);
+	}
+	rc = send_data(p, sc, id, 0, crc, span.data, (uint32_t)span.len, &dl);
+	cache_read_done(p->cache, &span, 1);
+	cache_file_put(p->cache, f);
+	if (rc == 0)
+		count_served(p, sc->m, span.len);
+	return rc;
+}
+
+static void run_job(struct peers *p, struct serve_job *j)
+{
+	struct sconn *sc = j->sc;
+	pthread_mutex_lock(&sc->lock);
+	bool closed = sc->closed;
+	pthread_mutex_unlock(&sc->lock);
+	if (!closed && serve_get(p, sc, j->req_id, &j->g))
+		log_debug("peer connection: answering a GET: failed to send");
+	pthread_mutex_lock(&sc->lock);
+	sc->inflight--;
+	pthread_cond_broadcast(&sc->cond);
+	pthread_mutex_unlock(&sc->lock);
+	sconn_put(sc);
+	free(j);
+}
+
+/* A serve worker: answers queued GETs until stop; at stop, drops what is left. */
+static void *worker_main(void *arg)
+{
+	struct peers *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct serve_job *j = p->jobs;
+		if (!j && p->workers_stop)
+			break;
+		if (!j) {
+			pthread_cond_wait(&p->job_cond, &p->lock);
+			continue;
+		}
+		p->jobs = j->next;
+		if (!p->jobs)
+			p->jobs_tail = &p->jobs;
+		bool drop = p->workers_stop;
+		pthread_mutex_unlock(&p->lock);
+		if (drop) {
+			pthread_mutex_lock(&j->sc->lock);
+			j->sc->closed = true;
+			pthread_mutex_unlock(&j->sc->lock);
+		}
+		run_job(p, j);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Queues a GET for the workers, once the connection has fewer than SERVE_CONN_INFLIGHT. */
+static int queue_get(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+		     uint32_t len)
+{
+	struct serve_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	int rc = proto_get_decode(payload, len, &j->g);
+	struct deadline dl = deadline_in_ms(2ull * p->cfg->request_timeout_ms);
+	pthread_mutex_lock(&sc->lock);
+	while (rc == 0 && sc->inflight >= SERVE_CONN_INFLIGHT)
+		rc = deadline_cond_wait(&sc->cond, &sc->lock, &dl);
+	if (rc == 0)
+		sc->inflight++;
+	pthread_mutex_unlock(&sc->lock);
+	if (rc) {
+		free(j);
+		return rc;
+	}
+	j->sc = sc;
+	j->req_id = id;
+	atomic_fetch_add(&sc->refs, 1);
+	pthread_mutex_lock(&p->lock);
+	*p->jobs_tail = j;
+	p->jobs_tail = &j->next;
+	pthread_cond_signal(&p->job_cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* Answers RDMA_DESC: a fresh one-use ticket for an RDMA connect, or port 0 without RDMA. */
+static int send_ticket(struct peers *p, struct sconn *sc, uint32_t id, const struct deadline *dl)
+{
+	struct proto_rdma_ticket t = { 0 };
+	uint8_t buf[PROTO_RDMA_TICKET_LEN];
+	uint64_t now = mono_ns();
+	if (p->rdma && auth_nonce(t.ticket) == 0) {
+		pthread_mutex_lock(&p->lock);
+		for (unsigned i = 0; i < SERVE_MAX_TICKETS; i++)
+			if (p->tickets[i].expires_ns <= now) {
+				memcpy(p->tickets[i].bytes, t.ticket, RDMA_TICKET_LEN);
+				p->tickets[i].expires_ns = now + (uint64_t)TICKET_MS * 1000000;
+				t.port = p->listen_port;
+				break;
+			}
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (!t.port)
+		memset(t.ticket, 0, sizeof(t.ticket));
+	proto_rdma_ticket_encode(buf, &t);
+	return sconn_send_frame(sc, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
+}
+
+/* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
+
+bool serve_rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN])
+{
+	struct peers *p = ctx;
+	uint64_t now = mono_ns();
+	bool ok = false;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < SERVE_MAX_TICKETS && !ok; i++)
+		if (p->tickets[i].expires_ns > now &&
+		    CRYPTO_memcmp(p->tickets[i].bytes, ticket, RDMA_TICKET_LEN) == 0) {
+			p->tickets[i].expires_ns = 0; /* one use */
+			ok = true;
+		}
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+int serve_rdma_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc)
+{
+	struct peers *p = ctx;
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (g->chunk_size != cache_chunk_size(p->cache))
+		return -EINVAL;
+	struct cache_file *f = file_for(p, g);
+	if (!f)
+		return -ENOENT;
+	int rc = cache_serve_chunk(p->cache, f, g->chunk, g->flags & PROTO_GET_FILL, &dl, span,
+				   crc);
+	cache_file_put(p->cache, f);
+	return rc == -ENOENT ? rc : rc ? -EIO : 0;
+}
+
+void serve_rdma_unpin(void *ctx, struct cache_span *span)
+{
+	struct peers *p = ctx;
+	cache_read_done(p->cache, span, 1);
+}
+
+/* ---- a connection ---- */
+
+/*
+ * How long a link may stay silent: PEER_IDLE_MS, or longer when a heartbeat link gets a
+ * PING less often (each round pings members_ping_budget() of the members).
+ */
+static uint32_t idle_limit_ms(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	uint64_t n = p->members.n + 1;
+	pthread_mutex_unlock(&p->lock);
+	uint64_t budget = members_ping_budget((unsigned)n);
+	uint64_t rounds = (n + budget - 1) / budget;
+	uint64_t ms = 3 * rounds * p->cfg->heartbeat_ms;
+	return ms > PEER_IDLE_MS ? (ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms) : PEER_IDLE_MS;
+}
+
+/* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
+static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
+{
+	uint8_t buf[PROTO_GET_LEN];
+	struct proto_hdr hdr;
+	struct link *l = sc->link;
+	for (;;) {
+		uint32_t idle_ms = idle_limit_ms(p);
+		int rc = link_wait_readable(l, p->stop_fd, (int)idle_ms);
+		if (rc <= 0) {
+			if (rc == -ETIMEDOUT)
+				log_debug("peer %s: connection idle for %u s; closing it", node_id,
+					  idle_ms / 1000);
+			return;
+		}
+		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+		rc = link_recv_frame(l, &hdr, buf, sizeof(buf), &dl);
+		if (rc == 0 && hdr.type == PROTO_PING)
+			rc = sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
+		else if (rc == 0 && hdr.type == PROTO_GET)
+			rc = queue_get(p, sc, hdr.req_id, buf, hdr.len);
+		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
+			rc = send_ticket(p, sc, hdr.req_id, &dl);
+		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
+			peers_member_left(p, node_id);
+			return;
+		} else if (rc == 0)
+			rc = -EPROTO;
+		if (rc) {
+			if (rc != -ECONNRESET)
+				log_debug("peer connection closed: %s", strerror(-rc));
+			return;
+		}
+	}
+}
+
+static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m)
+{
+	struct sconn *sc = calloc(1, sizeof(*sc));
+	if (!sc || deadline_cond_init(&sc->cond)) {
+		free(sc);
+		return NULL;
+	}
+	sc->p = p;
+	sc->link = l;
+	sc->m = m;
+	atomic_init(&sc->refs, 1);
+	pthread_mutex_init(&sc->lock, NULL);
+	return sc;
+}
+
+/* The connection, its link and member now belong to the connection's jobs too. */
+static void serve_conn(struct peers *p, struct serve_arg *a, struct member *m,
+		       const char *node_id)
+{
+	struct sconn *sc = sconn_new(p, a->link, m);
+	if (!sc) {
+		link_free(a->link);
+		pthread_mutex_lock(&p->lock);
+		member_put(m);
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	serve_loop(p, sc, node_id);
+	pthread_mutex_lock(&sc->lock);
+	sc->closed = true;
+	pthread_mutex_unlock(&sc->lock);
+	sconn_put(sc);
+}
+
+/* The address a peer listens on: where it connected from, at its HELLO's port. */
+static socklen_t listen_addr(const struct serve_arg *a, uint16_t port,
+			     struct sockaddr_storage *out)
+{
+	*out = a->from;
+	if (out->ss_family == AF_INET)
+		((struct sockaddr_in *)out)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)out)->sin6_port = htons(port);
+	return a->fromlen;
+}
+
+static void log_handshake_failure(struct peers *p, const struct serve_arg *a, int rc)
+{
+	unsigned skipped = 0;
+	pthread_mutex_lock(&p->lock);
+	bool log = rc == -EACCES && do_ratelimit(&p->rl_auth, mono_ns(), &skipped);
+	pthread_mutex_unlock(&p->lock);
+	if (log)
+		log_warn("peer connection from %s failed authentication; it got nothing "
+			 "(%u more such failures not logged)", a->addr, skipped);
+	else if (rc != -EACCES)
+		log_debug("peer connection from %s: handshake: %s", a->addr, strerror(-rc));
+}
+
+/* Leaves the unauthenticated budget; with @ok, joins the authenticated one if there is room. */
+static bool authenticated(struct peers *p, struct serve_arg *a, bool ok)
+{
+	unsigned skipped = 0;
+	pthread_mutex_lock(&p->lock);
+	p->pending[a->slot].link = NULL;
+	bool room = ok && p->nauth < p->cfg->max_connections;
+	if (room)
+		p->nauth++;
+	else if (ok)
+		p->refused_auth++;
+	bool log = ok && !room && do_ratelimit(&p->rl_refuse, mono_ns(), &skipped);
+	pthread_mutex_unlock(&p->lock);
+	if (log)
+		log_warn("peers: refusing an authenticated connection from %s: %u already "
+			 "(max_connections; %u more refusals not logged)", a->addr,
+			 p->cfg->max_connections, skipped);
+	return room;
+}
+
+static void *serve_main(void *arg)
+{
+	struct serve_arg *a = arg;
+	struct peers *p = a->p;
+	struct proto_hello them;
+	struct deadline dl = deadline_in_ms(SERVE_HANDSHAKE_MS);
+	int rc = link_handshake(a->link, &p->self, AUTH_ROLE_SERVER, &them, &dl);
+	if (rc)
+		log_handshake_failure(p, a, rc);
+	if (authenticated(p, a, rc == 0)) {
+		struct sockaddr_storage sa;
+		socklen_t len = listen_addr(a, them.listen_port, &sa);
+		struct member *m = peers_inbound(p, them.node_id, (struct sockaddr *)&sa, len);
+		serve_conn(p, a, m, them.node_id);
+		pthread_mutex_lock(&p->lock);
+		p->nauth--;
+		pthread_mutex_unlock(&p->lock);
+	} else {
+		link_free(a->link);
+	}
+	free(a);
+	pthread_mutex_lock(&p->lock);
+	p->nserving--;
+	pthread_cond_broadcast(&p->stop_cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* ---- admission ---- */
+
+static struct in6_addr addr_key(const struct sockaddr_storage *ss)
+{
+	struct in6_addr a = { 0 };
+	if (ss->ss_family == AF_INET6) {
+		a = ((const struct sockaddr_in6 *)ss)->sin6_addr;
+	} else {
+		a.s6_addr[10] = a.s6_addr[11] = 0xff;
+		memcpy(&a.s6_addr[12], &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	}
+	return a;
+}
+
+/*
+ * Lock held. Finds a pending slot for a connection from @from: refuses past the per-address
+ * limit; when the budget is used up, shuts down the oldest handshake (its thread ends at
+ * once) so that a flood can delay a real peer by at most one handshake, never lock it out.
+ * Returns the slot or -1.
+ */
+static int do_pending_slot(struct peers *p, const struct in6_addr *from)
+{
+	unsigned same = 0, live = 0;
+	int free_slot = -1, oldest = -1;
+	for (unsigned i = 0; i < 2 * SERVE_UNAUTH_MAX; i++) {
+		struct serve_pending *sp = &p->pending[i];
+		if (!sp->link) {
+			free_slot = free_slot < 0 ? (int)i : free_slot;
+			continue;
+		}
+		if (!memcmp(&sp->from, from, sizeof(*from)))
+			same++;
+		if (sp->evicted)
+			continue;
+		live++;
+		if (oldest < 0 || sp->since_ns < p->pending[oldest].since_ns)
+			oldest = (int)i;
+	}
+	if (same >= SERVE_UNAUTH_PER_ADDR || free_slot < 0)
+		return -1;
+	if (live >= SERVE_UNAUTH_MAX && oldest >= 0) {
+		p->pending[oldest].evicted = true;
+		link_shutdown(p->pending[oldest].link); /* a syscall that does not block */
+	}
+	return free_slot;
+}
+
+static void refuse(struct peers *p, const char *addr, const char *why)
+{
+	unsigned skipped = 0;
+	pthread_mutex_lock(&p->lock);
+	p->refused_unauth++;
+	bool log = do_ratelimit(&p->rl_refuse, mono_ns(), &skipped);
+	pthread_mutex_unlock(&p->lock);
+	if (log)
+		log_warn("peers: refusing a connection from %s: %s (%u more refusals not logged)",
+			 addr, why, skipped);
+}
+
+static int spawn(struct serve_arg *a)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&t, &attr, serve_main, a);
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
+
+static void admit(struct peers *p, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+	struct serve_arg *a = calloc(1, sizeof(*a));
+	char host[INET6_ADDRSTRLEN] = "?";
+	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
+		    NI_NUMERICHOST);
+	if (!a || tcp_setup(fd) || !(a->link = link_new(fd))) {
+		if (!a || !a->link)
+			close(fd);
+		free(a);
+		return;
+	}
+	a->p = p;
+	a->from = *ss;
+	a->fromlen = sslen;
+	snprintf(a->addr, sizeof(a->addr), "%s", host);
+	struct in6_addr key = addr_key(ss);
+	pthread_mutex_lock(&p->lock);
+	int slot = p->stopping ? -1 : do_pending_slot(p, &key);
+	if (slot >= 0) {
+		p->pending[slot] = (struct serve_pending){ .link = a->link, .from = key,
+							   .since_ns = mono_ns() };
+		a->slot = (unsigned)slot;
+		p->nserving++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (slot < 0) {
+		refuse(p, host, "too many unauthenticated connections from it");
+		goto out_free;
+	}
+	if (spawn(a) == 0)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->pending[slot].link = NULL;
+	p->nserving--;
+	pthread_mutex_unlock(&p->lock);
+out_free:
+	link_free(a->link);
+	free(a);
+}
+
+/* EMFILE / ENFILE: wait (or stop) instead of spinning on a listener that stays readable. */
+static bool accept_backoff(struct peers *p, int err, unsigned *ms)
+{
+	pthread_mutex_lock(&p->lock);
+	bool first = p->accept_errors++ == 0 || *ms == 0;
+	pthread_mutex_unlock(&p->lock);
+	*ms = *ms ? (*ms * 2 > 1000 ? 1000 : *ms * 2) : 100;
+	if (first)
+		log_err("peers: cannot accept connections: %s; this process is out of file "
+			"descriptors; pausing accepts (raise LimitNOFILE / ulimit -n, or lower "
+			"max_connections)", strerror(err));
+	struct pollfd pf = { .fd = p->stop_fd, .events = POLLIN };
+	return poll(&pf, 1, (int)*ms) == 0;
+}
+
+static void *listener_main(void *arg)
+{
+	struct peers *p = arg;
+	unsigned backoff_ms = 0;
+	while (wait_readable_or_stop(p->listen_fd, p->stop_fd) > 0) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(p->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (fd >= 0) {
+			if (backoff_ms)
+				log_info("peers: accepting connections again");
+			backoff_ms = 0;
+			admit(p, fd, &ss, len);
+		} else if ((errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+			    errno == ENOBUFS) && !accept_backoff(p, errno, &backoff_ms)) {
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void stop_workers(struct peers *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->workers_stop = true;
+	pthread_cond_broadcast(&p->job_cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nworkers; i++)
+		pthread_join(p->workers[i], NULL);
+	free(p->workers);
+	p->workers = NULL;
+	p->nworkers = 0;
+}
+
+int serve_start(struct peers *p)
+{
+	unsigned want = p->cfg->fill_threads > 4 ? p->cfg->fill_threads : 4;
+	p->jobs_tail = &p->jobs;
+	if (deadline_cond_init(&p->job_cond))
+		return -ENOMEM;
+	p->workers = calloc(want, sizeof(*p->workers));
+	if (!p->workers)
+		return -ENOMEM;
+	int rc = 0;
+	for (; p->nworkers < want && rc == 0; p->nworkers += rc == 0)
+		rc = -pthread_create(&p->workers[p->nworkers], NULL, worker_main, p);
+	if (rc == 0)
+		rc = -pthread_create(&p->listener, NULL, listener_main, p);
+	if (rc)
+		stop_workers(p);
+	return rc;
+}
+
+void serve_stop(struct peers *p)
+{
+	pthread_join(p->listener, NULL);
+	/* Every serving thread ends by its own deadlines (handshake, request_timeout) or at
+	 * stop_fd; what they use must outlive them, so wait for the last without a limit. */
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < 2 * SERVE_UNAUTH_MAX; i++)
+		if (p->pending[i].link)
+			link_shutdown(p->pending[i].link);
+	while (p->nserving)
+		pthread_cond_wait(&p->stop_cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	stop_workers(p); /* each job ends by request_timeout; those still queued are dropped */
+}

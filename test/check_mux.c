@@ -1,0 +1,221 @@
+/*
+ * Pins net/mux.h over a socketpair with a scripted server: many requests share one link and
+ * each gets its own answer though the server answers in reverse order; a request that timed
+ * out leaves, and its late answer is read away without harming the next; a closed stream
+ * fails every waiter.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/crc.h"
+#include "common/deadline.h"
+#include "net/link.h"
+#include "net/mux.h"
+#include "net/proto.h"
+
+#define LEN 65536u
+#define K 8
+
+static int srv_fd;
+
+static void nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void fill(uint8_t *b, uint64_t chunk)
+{
+	for (unsigned i = 0; i < LEN; i++)
+		b[i] = (uint8_t)(chunk * 31 + i);
+}
+
+static void read_get(struct link *l, uint32_t *id, uint64_t *chunk)
+{
+	struct deadline dl = deadline_in_ms(5000);
+	uint8_t buf[PROTO_GET_LEN];
+	struct proto_hdr h;
+	struct proto_get g;
+	ck_assert_int_eq(link_recv_frame(l, &h, buf, sizeof(buf), &dl), 0);
+	ck_assert_int_eq(h.type, PROTO_GET);
+	ck_assert_int_eq(proto_get_decode(buf, h.len, &g), 0);
+	*id = h.req_id;
+	*chunk = g.chunk;
+}
+
+static void send_data(struct link *l, uint32_t id, uint64_t chunk)
+{
+	static uint8_t b[LEN];
+	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
+	fill(b, chunk);
+	struct proto_data d = { .crc32 = mows_crc32(0, b, LEN), .length = LEN };
+	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + LEN, id);
+	proto_data_encode(head + PROTO_HDR_LEN, &d);
+	struct iovec iov[2] = { { head, sizeof(head) }, { b, LEN } };
+	struct deadline dl = deadline_in_ms(5000);
+	ck_assert_int_eq(link_sendv(l, iov, 2, &dl), 0);
+}
+
+/* Reads K GETs, then answers them last first. */
+static void *reverse_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t ids[K];
+	uint64_t chunks[K];
+	for (int i = 0; i < K; i++)
+		read_get(l, &ids[i], &chunks[i]);
+	for (int i = K - 1; i >= 0; i--)
+		send_data(l, ids[i], chunks[i]);
+	usleep(200000);
+	link_free(l);
+	return NULL;
+}
+
+struct client {
+	struct mux *x;
+	uint64_t chunk;
+	unsigned timeout_ms;
+	int rc;
+	uint8_t buf[LEN];
+};
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	struct transport_chunk_req req = { .file_key = 1, .file_size = 1 << 30, .chunk = c->chunk,
+					   .chunk_size = LEN };
+	struct deadline dl = deadline_in_ms(c->timeout_ms ? c->timeout_ms : 5000);
+	uint32_t crc = 0;
+	c->rc = mux_fetch(c->x, &req, c->buf, LEN, &crc, &dl);
+	if (c->rc == 0 && crc != mows_crc32(0, c->buf, LEN))
+		c->rc = -EBADMSG;
+	return NULL;
+}
+
+static struct mux *pair(void)
+{
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	nonblock(sv[0]);
+	nonblock(sv[1]);
+	srv_fd = sv[1];
+	struct mux *x = mux_new(link_new(sv[0]), PROTO_DATA_FIXED_LEN + LEN, 5000);
+	ck_assert_ptr_nonnull(x);
+	return x;
+}
+
+START_TEST(answers_out_of_order)
+{
+	static struct client c[K];
+	pthread_t t[K], srv;
+	struct mux *x = pair();
+	ck_assert_int_eq(pthread_create(&srv, NULL, reverse_server, NULL), 0);
+	for (int i = 0; i < K; i++) {
+		c[i] = (struct client){ .x = x, .chunk = 100 + (uint64_t)i };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &c[i]), 0);
+	}
+	for (int i = 0; i < K; i++) {
+		uint8_t want[LEN];
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(c[i].rc, 0);
+		fill(want, c[i].chunk);
+		ck_assert(memcmp(want, c[i].buf, LEN) == 0);
+	}
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
+/* Answers the first GET late (after its asker gave up), then the second. */
+static void *late_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t id1, id2;
+	uint64_t ch1, ch2;
+	read_get(l, &id1, &ch1);
+	usleep(400000);
+	read_get(l, &id2, &ch2);
+	send_data(l, id1, ch1);
+	send_data(l, id2, ch2);
+	usleep(200000);
+	link_free(l);
+	return NULL;
+}
+
+START_TEST(late_answer_is_read_away)
+{
+	static struct client a, b;
+	pthread_t ta, tb, srv;
+	struct mux *x = pair();
+	ck_assert_int_eq(pthread_create(&srv, NULL, late_server, NULL), 0);
+	a = (struct client){ .x = x, .chunk = 1, .timeout_ms = 200 };
+	ck_assert_int_eq(pthread_create(&ta, NULL, client_main, &a), 0);
+	pthread_join(ta, NULL);
+	ck_assert_int_eq(a.rc, -ETIMEDOUT);
+	b = (struct client){ .x = x, .chunk = 2 };
+	ck_assert_int_eq(pthread_create(&tb, NULL, client_main, &b), 0);
+	pthread_join(tb, NULL);
+	ck_assert_int_eq(b.rc, 0);
+	uint8_t want[LEN];
+	fill(want, 2);
+	ck_assert(memcmp(want, b.buf, LEN) == 0);
+	ck_assert(!mux_broken(x));
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
+static void *closing_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t id;
+	uint64_t ch;
+	for (int i = 0; i < 3; i++)
+		read_get(l, &id, &ch);
+	link_free(l);
+	return NULL;
+}
+
+START_TEST(closed_stream_fails_every_waiter)
+{
+	static struct client c[3];
+	pthread_t t[3], srv;
+	struct mux *x = pair();
+	ck_assert_int_eq(pthread_create(&srv, NULL, closing_server, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		c[i] = (struct client){ .x = x, .chunk = (uint64_t)i };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &c[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_lt(c[i].rc, 0);
+		ck_assert_int_ne(c[i].rc, -ETIMEDOUT); /* it failed at once, not by deadline */
+	}
+	ck_assert(mux_broken(x));
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("mux");
+	TCase *tc = tcase_create("mux");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, answers_out_of_order);
+	tcase_add_test(tc, late_answer_is_read_away);
+	tcase_add_test(tc, closed_stream_fails_every_waiter);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,205 @@
+/*
+ * Pins net/plan.h: who is asked for a chunk, in which order, with or without fill, and when
+ * this node reads storage itself. Rank orders come from place_rank() itself, so the tests
+ * state the policy in terms of ranks, not of particular hashes.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/place.h"
+#include "net/plan.h"
+
+#define N 16
+
+static uint64_t hashes[N];
+static unsigned order[N];
+
+static void setup_nodes(unsigned n)
+{
+	char id[32];
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "node-%u", i);
+		hashes[i] = place_node_hash(id);
+	}
+}
+
+/* The rank of member @m for the chunk. */
+static unsigned rank_of(const struct plan_input *in, unsigned m)
+{
+	unsigned o[N];
+	place_rank(in->file_key, in->chunk, in->hashes, in->n, o);
+	for (unsigned r = 0; r < in->n; r++)
+		if (o[r] == m)
+			return r;
+	return ~0u;
+}
+
+/* Finds a chunk for which this node (member @self) sits at rank @want. */
+static struct plan_input input_with_self_rank(unsigned n, unsigned self, unsigned want,
+					      unsigned replicas)
+{
+	struct plan_input in = { .file_key = 0x1234, .hashes = hashes, .n = n, .self = self,
+				 .replicas = replicas };
+	for (in.chunk = 0; in.chunk < 100000; in.chunk++)
+		if (rank_of(&in, self) == want)
+			return in;
+	ck_abort_msg("no chunk puts self at rank %u", want);
+	return in;
+}
+
+START_TEST(alone_reads_storage)
+{
+	setup_nodes(1);
+	struct plan_input in = { .file_key = 1, .chunk = 2, .hashes = hashes, .n = 1,
+				 .replicas = 1 };
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert_uint_eq(pl.n, 0);
+	ck_assert(pl.self_owner);
+}
+END_TEST
+
+START_TEST(owner_asks_previous_owner_without_fill)
+{
+	setup_nodes(8);
+	struct plan_input in = input_with_self_rank(8, 3, 0, 1);
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert(pl.self_owner);
+	ck_assert_uint_eq(pl.n, 1);
+	ck_assert(!pl.step[0].fill);
+	ck_assert_uint_eq(rank_of(&in, pl.step[0].member), 1);
+}
+END_TEST
+
+START_TEST(non_owner_asks_owner_with_fill)
+{
+	setup_nodes(8);
+	struct plan_input in = input_with_self_rank(8, 3, 5, 1);
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert(!pl.self_owner);
+	ck_assert_uint_ge(pl.n, 2);
+	/* Rank 0 first with fill; after it fails, rank 1 owns it and fills; and so on. */
+	for (unsigned s = 0; s < pl.n; s++) {
+		ck_assert_uint_ne(pl.step[s].member, in.self);
+		ck_assert_uint_eq(rank_of(&in, pl.step[s].member), s);
+		ck_assert(pl.step[s].fill);
+	}
+	ck_assert_uint_eq(pl.n, 1 + PLAN_EXTRA);
+}
+END_TEST
+
+START_TEST(self_becomes_owner_after_failures)
+{
+	setup_nodes(8);
+	/* We sit at rank 2 with one replica: after ranks 0 and 1 fail, we own it. */
+	struct plan_input in = input_with_self_rank(8, 0, 2, 1);
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert(pl.self_owner);
+	ck_assert_uint_eq(pl.n, 3);
+	ck_assert_uint_eq(rank_of(&in, pl.step[0].member), 0);
+	ck_assert(pl.step[0].fill);
+	ck_assert_uint_eq(rank_of(&in, pl.step[1].member), 1);
+	ck_assert(pl.step[1].fill);
+	ck_assert_uint_eq(rank_of(&in, pl.step[2].member), 3); /* the next, no fill */
+	ck_assert(!pl.step[2].fill);
+}
+END_TEST
+
+START_TEST(replicas_two)
+{
+	setup_nodes(8);
+	struct plan_input in = input_with_self_rank(8, 4, 1, 2);
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert(pl.self_owner);
+	/* Rank 0 is the other owner: asked with fill first, then rank 2 without. */
+	ck_assert_uint_eq(pl.n, 2);
+	ck_assert(pl.step[0].fill);
+	ck_assert_uint_eq(rank_of(&in, pl.step[0].member), 0);
+	ck_assert(!pl.step[1].fill);
+	ck_assert_uint_eq(rank_of(&in, pl.step[1].member), 2);
+}
+END_TEST
+
+START_TEST(hints_first_without_fill)
+{
+	setup_nodes(8);
+	bool holds[N] = { 0 };
+	struct plan_input in = input_with_self_rank(8, 0, 6, 1);
+	unsigned o[N];
+	place_rank(in.file_key, in.chunk, hashes, 8, o);
+	holds[o[4]] = holds[o[2]] = holds[in.self] = true;
+	in.holds = holds;
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert_uint_ge(pl.n, 3);
+	ck_assert_uint_eq(pl.step[0].member, o[2]);
+	ck_assert(!pl.step[0].fill);
+	ck_assert_uint_eq(pl.step[1].member, o[4]);
+	ck_assert(!pl.step[1].fill);
+	ck_assert_uint_eq(pl.step[2].member, o[0]);
+	ck_assert(pl.step[2].fill);
+	for (unsigned s = 0; s < pl.n; s++)
+		ck_assert_uint_ne(pl.step[s].member, in.self);
+}
+END_TEST
+
+START_TEST(never_self_never_twice_bounded)
+{
+	setup_nodes(N);
+	for (unsigned n = 2; n <= N; n++)
+		for (unsigned r = 1; r <= 3; r++)
+			for (uint64_t c = 0; c < 200; c++) {
+				struct plan_input in = { .file_key = 99, .chunk = c, .hashes = hashes,
+							 .n = n, .self = (unsigned)c % n,
+							 .replicas = r };
+				struct plan pl;
+				ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+				ck_assert_uint_le(pl.n, r + PLAN_EXTRA);
+				for (unsigned s = 0; s < pl.n; s++) {
+					ck_assert_uint_ne(pl.step[s].member, in.self);
+					ck_assert_uint_lt(pl.step[s].member, n);
+					for (unsigned t = 0; t < s; t++)
+						ck_assert_uint_ne(pl.step[s].member,
+								  pl.step[t].member);
+				}
+				/* An owner by rank always ends the plan by reading storage. */
+				if (rank_of(&in, in.self) < r)
+					ck_assert(pl.self_owner);
+			}
+}
+END_TEST
+
+START_TEST(bad_self)
+{
+	setup_nodes(4);
+	struct plan_input in = { .hashes = hashes, .n = 4, .self = 4, .replicas = 1 };
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), -EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("plan");
+	TCase *tc = tcase_create("plan");
+	tcase_add_test(tc, alone_reads_storage);
+	tcase_add_test(tc, owner_asks_previous_owner_without_fill);
+	tcase_add_test(tc, non_owner_asks_owner_with_fill);
+	tcase_add_test(tc, self_becomes_owner_after_failures);
+	tcase_add_test(tc, replicas_two);
+	tcase_add_test(tc, hints_first_without_fill);
+	tcase_add_test(tc, never_self_never_twice_bounded);
+	tcase_add_test(tc, bad_self);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
