@@ -1293,12 +1293,14 @@ static int32_t do_fill_here(struct cache *c, int32_t i)
 	s->local_only = true;
 	s->pins++;
 	pthread_mutex_unlock(&c->lock);
+	uint64_t t0 = mono_ns();
 	int rc = fetch_from_sources(c, s, dst, &src);
+	hist_add(&c->fill_hist, mono_ns() - t0);
 	pthread_mutex_lock(&c->lock);
 	struct cache_file *inval = do_fill_done(c, i, rc, src);
 	if (inval) {
 		pthread_mutex_unlock(&c->lock);
-		invalidate_and_put(c, inval);
+		settle_and_put(c, inval);
 		pthread_mutex_lock(&c->lock);
 	}
 	if (s->state == SLOT_READY)

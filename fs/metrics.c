@@ -114,31 +114,9 @@ static void format_cache(FILE *out, const struct cache_stats *st)
 		  "Time one chunk fill spent in its sources", &st->fill_latency);
 }
 
-/* Value of the JSON number member @key in [@p, @end), or 0. */
-static uint64_t json_u64(const char *p, const char *end, const char *key)
-{
-	const char *at = memmem(p, (size_t)(end - p), key, strlen(key));
-	return at ? strtoull(at + strlen(key), NULL, 10) : 0;
-}
-
-/* Copies the JSON string member @key in [@p, @end) into @buf, or "none". */
-static void json_word(const char *p, const char *end, const char *key, char *buf, size_t len)
-{
-	const char *at = memmem(p, (size_t)(end - p), key, strlen(key));
-	size_t n = at ? strcspn(at + strlen(key), "\"") : 0;
-	if (!n || n >= len) {
-		snprintf(buf, len, "none");
-		return;
-	}
-	memcpy(buf, at + strlen(key), n);
-	buf[n] = '\0';
-	if (!strcmp(buf, "-"))
-		snprintf(buf, len, "none");
-}
-
-enum { PEER_UP, PEER_DOWN, PEER_QUARANTINED, PEER_GONE, PEER_INBOUND, PEER_NSTATES };
+enum { PEER_UP, PEER_DOWN, PEER_QUARANTINED, PEER_GONE, PEER_LEFT, PEER_NSTATES };
 static const char *const peer_states[PEER_NSTATES] = {
-	"up", "down", "quarantined", "gone", "inbound",
+	"up", "down", "quarantined", "gone", "left",
 };
 enum { TR_TCP, TR_RDMA, TR_NONE, TR_N };
 static const char *const transports[TR_N] = { "tcp", "rdma", "none" };
@@ -149,37 +127,26 @@ struct peer_totals {
 	uint64_t errors, bad_crc;
 };
 
-/*
- * Sums the peers' report. The one place that knows the report's JSON form: peers_report()
- * is the snapshot net/ offers today.
- */
+/* Sums the peers' snapshot (taken under their lock; summed and formatted without it). */
 static void peer_totals(struct mows *m, struct peer_totals *t)
 {
-	char *buf = NULL;
-	size_t len = 0;
+	struct peers_snapshot s;
 	memset(t, 0, sizeof(*t));
-	FILE *mem = m->peers ? open_memstream(&buf, &len) : NULL;
-	if (!mem)
+	if (!m->peers || peers_snapshot(m->peers, &s))
 		return;
-	peers_report(m->peers, mem, true);
-	fclose(mem);
-	const char *end = buf + len, *obj = strstr(buf, "\"peers\":[");
-	while (obj && (obj = strstr(obj, "{\"node_id\":"))) {
-		const char *next = strstr(obj + 1, "{\"node_id\":");
-		const char *stop = next ? next : end;
-		char st[32], tr[32];
-		json_word(obj, stop, "\"state\":\"", st, sizeof(st));
-		json_word(obj, stop, "\"transport\":\"", tr, sizeof(tr));
-		for (unsigned s = 0; s < PEER_NSTATES; s++)
-			t->state[s] += !strcmp(st, peer_states[s]);
-		unsigned k = !strcmp(tr, "tcp") ? TR_TCP : !strcmp(tr, "rdma") ? TR_RDMA : TR_NONE;
-		t->in[k] += json_u64(obj, stop, "\"bytes_in\":");
-		t->out += json_u64(obj, stop, "\"bytes_out\":");
-		t->errors += json_u64(obj, stop, "\"errors\":");
-		t->bad_crc += json_u64(obj, stop, "\"bad_crc\":");
-		obj = next;
+	for (unsigned i = 0; i < s.n; i++) {
+		const struct peer_info *pi = &s.peers[i];
+		for (unsigned k = 0; k < PEER_NSTATES; k++)
+			t->state[k] += !strcmp(pi->state, peer_states[k]);
+		unsigned k = !strcmp(pi->transport, "tcp")    ? TR_TCP
+			     : !strcmp(pi->transport, "rdma") ? TR_RDMA
+							      : TR_NONE;
+		t->in[k] += pi->bytes_in;
+		t->out += pi->bytes_out;
+		t->errors += pi->errors;
+		t->bad_crc += pi->bad_crc;
 	}
-	free(buf);
+	peers_snapshot_release(&s);
 }
 
 static void format_peers(FILE *out, struct mows *m, const struct cache_stats *st)

@@ -115,7 +115,16 @@ struct member *members_add(struct members *t, const struct sockaddr *sa, socklen
 	m->listed = true;
 	t->v[t->n++] = m;
 	t->added++;
+	m->uid = (uint32_t)t->added;
 	return m;
+}
+
+struct member *members_find_uid(struct members *t, uint32_t uid)
+{
+	for (unsigned k = 0; uid && k < t->n; k++)
+		if (t->v[k]->uid == uid)
+			return t->v[k];
+	return NULL;
 }
 
 void member_set_id(struct member *m, const char *node_id)

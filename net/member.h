@@ -46,6 +46,7 @@ struct member {
 	char addr[MEMBER_ADDR_LEN];       /* numeric HOST:PORT, "" for none */
 	struct sockaddr_storage sa;
 	socklen_t salen;
+	uint32_t uid;             /* never 0, not reused in the table's life (chunk provenance) */
 	/* Protected by the owner's lock. */
 	unsigned refs;
 	bool listed;              /* in the table; false once reclaimed */
@@ -95,6 +96,9 @@ void member_put(struct member *m);
 
 /* The listed entry with this address, or NULL. */
 struct member *members_find_addr(struct members *t, const struct sockaddr *sa, socklen_t len);
+
+/* The listed entry whose uid is @uid, or NULL (0, or reclaimed since). O(members). */
+struct member *members_find_uid(struct members *t, uint32_t uid);
 
 /* The listed entry with this node id (an up one preferred), or NULL. */
 struct member *members_find_id(struct members *t, const char *node_id);

@@ -427,7 +427,7 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 		}
 		out->crc = got;
 		out->crc_known = true;
-		out->origin = (uint32_t)(pe - p->peers) + 1; /* entries are never removed */
+		out->origin = m->uid;
 	}
 	count_fetch(p, m, rc, len);
 	if (rc && rc != -ENOENT)
@@ -547,11 +547,19 @@ static void peers_charge(void *ctx, uint32_t origin, struct cache_file *f, uint6
 			 uint32_t sent, uint32_t good)
 {
 	struct peers *p = ctx;
-	if (origin == 0 || origin > MAX_PEERS)
-		return;
-	log_warn("peer chunk %" PRIu64 " of %s was wrong: charging the peer that sent it",
-		 chunk, cache_file_relpath(f));
-	charge_bad_crc(p, &p->peers[origin - 1], good, sent);
+	pthread_mutex_lock(&p->lock);
+	struct member *m = members_find_uid(&p->members, origin);
+	if (m)
+		member_get(m);
+	pthread_mutex_unlock(&p->lock);
+	if (!m)
+		return; /* reclaimed since: nobody left to charge */
+	log_warn("peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it",
+		 chunk, cache_file_relpath(f), m->node_id);
+	charge_bad_crc(p, m, good, sent);
+	pthread_mutex_lock(&p->lock);
+	member_put(m);
+	pthread_mutex_unlock(&p->lock);
 }
 
 const struct cache_source_ops peers_source = {
