@@ -753,6 +753,35 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	return inval;
 }
 
+/*
+ * Runs the fill of slot @i (FILLING, taken off its queue) on the calling thread: sets what
+ * the bytes must check against, reads them from the sources without the lock, publishes
+ * the result and settles what the check left to do. Called and returns with the lock held.
+ */
+static void do_run_fill(struct cache *c, int32_t i)
+{
+	struct slot *s = &c->slots[i];
+	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+	if (c->verify != VERIFY_OFF)
+		do_set_expect(s->file, s);
+	else
+		s->has_expect = false;
+	pthread_mutex_unlock(&c->lock);
+
+	unsigned src = 0;
+	uint64_t t0 = mono_ns();
+	int rc = fetch_from_sources(c, s, dst, &src);
+	hist_add(&c->fill_hist, mono_ns() - t0);
+
+	pthread_mutex_lock(&c->lock);
+	struct cache_file *inval = do_fill_done(c, i, rc, src);
+	if (inval) {
+		pthread_mutex_unlock(&c->lock);
+		settle_and_put(c, inval);
+		pthread_mutex_lock(&c->lock);
+	}
+}
+
 static void *fill_main(void *arg)
 {
 	struct cache *c = arg;
@@ -766,26 +795,7 @@ static void *fill_main(void *arg)
 			deadline_cond_wait(&c->work_cond, &c->lock, &dl);
 			continue;
 		}
-		struct slot *s = &c->slots[i];
-		void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
-		if (c->verify != VERIFY_OFF)
-			do_set_expect(s->file, s);
-		else
-			s->has_expect = false;
-		pthread_mutex_unlock(&c->lock);
-
-		unsigned src = 0;
-		uint64_t t0 = mono_ns();
-		int rc = fetch_from_sources(c, s, dst, &src);
-		hist_add(&c->fill_hist, mono_ns() - t0);
-
-		pthread_mutex_lock(&c->lock);
-		struct cache_file *inval = do_fill_done(c, i, rc, src);
-		if (inval) {
-			pthread_mutex_unlock(&c->lock);
-			settle_and_put(c, inval);
-			pthread_mutex_lock(&c->lock);
-		}
+		do_run_fill(c, i);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
@@ -1288,21 +1298,9 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 static int32_t do_fill_here(struct cache *c, int32_t i)
 {
 	struct slot *s = &c->slots[i];
-	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
-	unsigned src = 0;
 	s->local_only = true;
 	s->pins++;
-	pthread_mutex_unlock(&c->lock);
-	uint64_t t0 = mono_ns();
-	int rc = fetch_from_sources(c, s, dst, &src);
-	hist_add(&c->fill_hist, mono_ns() - t0);
-	pthread_mutex_lock(&c->lock);
-	struct cache_file *inval = do_fill_done(c, i, rc, src);
-	if (inval) {
-		pthread_mutex_unlock(&c->lock);
-		settle_and_put(c, inval);
-		pthread_mutex_lock(&c->lock);
-	}
+	do_run_fill(c, i);
 	if (s->state == SLOT_READY)
 		return i;
 	int err = s->state == SLOT_FAILED && s->err ? s->err : -EIO;
