@@ -20,7 +20,7 @@ FS_OBJS  := $(FS_SRCS:.c=.o)
 BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit fuzz integration bench bench-cluster clean
+.PHONY: all deps demo check unit fuzz integration bench bench-cluster sim sim-check clean
 all: $(BINS)
 
 libmows.a: $(LIB_OBJS)
@@ -37,6 +37,10 @@ mows-crc32: tools/mows-crc32.o libmows.a
 
 mows-peerbench: tools/mows-peerbench.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Flow-level fleet model linking the real placement (tools/mows-sim.c, README "Fleet model").
+mows-sim: tools/mows-sim.o libmows.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
 test/bin/%: test/%.o libmows.a
 	@mkdir -p test/bin
@@ -65,6 +69,7 @@ fuzz:
 check: deps
 	$(MAKE) all $(CHECKS)
 	$(MAKE) unit
+	$(MAKE) sim-check
 	$(MAKE) fuzz
 	$(MAKE) integration
 	$(MAKE) check-rdma
@@ -76,10 +81,19 @@ bench: deps all
 bench-cluster: deps all
 	./test/bench/cluster.sh
 
+# The fleet model: calibration against the cluster bench and predictions (README "Fleet model").
+sim: mows-sim
+	./mows-sim --table
+
+# Known answers that a stub simulator would get wrong.
+sim-check: mows-sim
+	./test/sim_check.sh ./mows-sim
+
 include test/rdma/rdma.mk
 
 clean: clean-rdma
 	rm -f $(BINS) libmows.a */*.o */*.d test/*.o test/*.d tools/*.o tools/*.d
 	rm -rf test/bin
+	rm -f mows-sim
 
 -include $(wildcard */*.d test/*.d)
