@@ -133,9 +133,10 @@ void place_map_rank(const struct place_map *map, uint64_t file_key, uint64_t chu
 uint64_t place_map_load(const struct place_map *map, unsigned level, unsigned node);
 
 /*
- * A digest of the assignment (each chunk's owners as node hashes, in chunk order), so nodes
- * and operators can check that they agree. Nodes with the same members and files have the
- * same digest whatever order they listed them in.
+ * A digest of the assignment, so nodes and operators can check that they agree: d starts at
+ * FNV64_BASIS, and for each chunk in the definition's order, for each level j, with h the
+ * hash of the node chosen, d = fmix64((d ^ h) + 0x9e3779b97f4a7c15). Nodes with the same
+ * members and files have the same digest whatever order they listed them in.
  */
 uint64_t place_map_digest(const struct place_map *map);
 

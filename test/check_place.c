@@ -109,7 +109,7 @@ START_TEST(test_edge_cases)
 		place_rank(9, c, h, 3, order);
 		ck_assert_uint_eq(order[0], o);
 		ck_assert_uint_ne(o, 1);
-		for (int i = 0; i < 3; i++)
+		for (int i = 1; i < 3; i++)
 			if (order[i] == 1)
 				ck_assert_uint_eq(order[i - 1], 0);
 	}

@@ -1206,8 +1206,36 @@ static void print_fleet(void)
 	}
 }
 
+/* Placement against plan when node links, not storage, are tight (links only, no CPU). */
+static void print_placement(void)
+{
+	printf("\n| 16 nodes cold, 510 MiB, 400 Mbit/s storage, 500 Mbit/s node links | plan | "
+	       "slowest node | x ideal | sent per node max / mean |\n|---|---|---|---|---|\n");
+	for (int pl = 0; pl < 2; pl++) {
+		for (int rv = 1; rv >= 0; rv--) {
+			struct sim_cfg c;
+			struct sim_result r;
+			double ideal;
+
+			cfg_default(&c);
+			c.nodes = 16;
+			c.nic = 500e6 / 8;
+			c.rendezvous = rv;
+			c.plan = pl ? PLAN_SWARM : PLAN_TODAY;
+			sim_run(&c, &r);
+			ideal = c.model / fmin(c.storage, c.nic);
+			printf("| %s placement | %s | %.1f s | %.2fx | %.2fx / %.2fx |\n",
+			       rv ? "rendezvous" : "balanced (place_map)", pl ? "swarm" : "today",
+			       r.slowest, r.slowest / ideal, r.sent_max / c.model,
+			       r.sent_mean / c.model);
+			fflush(stdout);
+		}
+	}
+}
+
 static void print_table(void)
 {
 	print_calibration();
+	print_placement();
 	print_fleet();
 }
