@@ -5,8 +5,9 @@
  *   mows-sim [options] join          K nodes join a warm cluster of N nodes at once
  *   mows-sim --table                 the calibration runs and the fleet predictions
  *
- * What is real: placement is net/place.c's place_map (libmows.a), built from the same file
- * list (file keys from proto_file_key()) every node would use. What is modelled: links as
+ * What is real: placement is net/place.c (libmows.a): the balanced place_map, or plain
+ * rendezvous (place_rank) as the measured code used, built from the file list (file keys
+ * from proto_file_key()) every node would see. What is modelled: links as
  * rates (one storage link that all storage reads share; each node's NIC up and down; an
  * optional host CPU limit that every byte moved crosses, for a bench machine that simulates
  * all nodes on a few cores), max-min fair sharing among the flows active at each moment,
@@ -14,9 +15,10 @@
  * storage) before a chunk's bytes flow. Each node behaves as mows does: a reader walks the
  * files in order keeping `window` chunks requested ahead of it; `threads` fill threads per
  * node take requests one at a time and each waits for its chunk (from storage or a peer);
- * a peer's request to fill a chunk joins the owner's fill queue; one fill per chunk per node
- * (single flight). Not modelled: TCP dynamics, packet loss, queueing delay, heartbeats,
- * eviction, failures.
+ * a peer's request to fill a chunk joins the owner's fill queue (the swarm plan gives those
+ * their own threads); one fill per chunk per node (single flight). Not modelled: TCP
+ * dynamics, packet loss, queueing delay, heartbeats and membership, start-up, eviction,
+ * failures. README "Fleet model" has the calibration and the predictions.
  *
  * The fetch plan (whom to ask) is plan_today() and plan_swarm() below, marked for
  * replacement by net/plan.c once that module exists.
@@ -28,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/hash.h"
 #include "net/place.h"
