@@ -45,6 +45,8 @@ struct sim_cfg {
 	unsigned join;		/* join: nodes joining at once */
 	unsigned shards, window, threads, replicas;
 	unsigned fanout;	/* swarm: a holder serves this many waiters, the rest wait on them */
+	unsigned pending_cost;	/* swarm: a source still getting the chunk counts as this many
+				   more requests than one that holds it */
 	double model;		/* bytes */
 	double chunk;		/* bytes */
 	double storage;		/* bytes/s of the shared storage link */
@@ -54,6 +56,7 @@ struct sim_cfg {
 	double efficiency;	/* payload bytes per line byte on every link (TCP/IP headers) */
 	double rtt, storage_latency; /* seconds */
 	bool rendezvous;	/* plain rendezvous owners (mows before place_map) */
+	bool stagger;		/* each reader starts at its own point of the model */
 };
 
 struct sim_result {
@@ -244,8 +247,9 @@ enum { CH_NONE, CH_FILLING, CH_SERVEFILL, CH_HELD };
 
 struct node {
 	bool reads;		/* reads the whole model (cold: all; join: the new ones) */
-	unsigned cursor;	/* the reader's next chunk not yet held */
-	unsigned asked;		/* the reader has requested chunks below this */
+	unsigned cursor;	/* the reader's next position not yet held */
+	unsigned asked;		/* the reader has requested positions below this */
+	unsigned start;		/* position 0 is this chunk (--stagger), then onwards, wrapping */
 	unsigned busy;		/* fill threads working */
 	unsigned *queue;	/* fill jobs (chunks) waiting for a thread: a ring */
 	unsigned qhead, qlen, qcap;
@@ -424,7 +428,7 @@ static int plan_today(struct sim *s, int x, unsigned c, int tried, bool *fill)
 
 static int plan_swarm(struct sim *s, int x, unsigned c, int tried, bool *fill)
 {
-	unsigned before = 0, best = ~0u;
+	unsigned before = 0, best = ~0u, best_cost = 0;
 	uint64_t best_w = 0;
 	bool owner = s->owner[c] == (unsigned)x;
 
@@ -438,12 +442,17 @@ static int plan_swarm(struct sim *s, int x, unsigned c, int tried, bool *fill)
 		unsigned h = s->holders[c][i];
 		uint64_t w = fmix64(s->node_hash[x] ^ s->node_hash[h] ^ c);
 
-		if (owner && *st(s, (int)h, c) != CH_HELD)
-			continue; /* the owner never waits: no cycle of waits */
-		if (best == ~0u || s->nodes[h].serving < s->nodes[best].serving ||
-		    (s->nodes[h].serving == s->nodes[best].serving && w > best_w)) {
+		unsigned cost = s->nodes[h].serving;
+
+		if (*st(s, (int)h, c) != CH_HELD) {
+			if (owner)
+				continue; /* the owner never waits: no cycle of waits */
+			cost += s->cfg.pending_cost;
+		}
+		if (best == ~0u || cost < best_cost || (cost == best_cost && w > best_w)) {
 			best = h;
 			best_w = w;
+			best_cost = cost;
 		}
 	}
 	if (best != ~0u)
@@ -520,7 +529,8 @@ static void reader_advance(struct sim *s, int x)
 
 	if (!nd->reads || nd->cursor >= s->nchunks)
 		return;
-	while (nd->cursor < s->nchunks && *st(s, x, nd->cursor) == CH_HELD)
+	while (nd->cursor < s->nchunks &&
+	       *st(s, x, (nd->start + nd->cursor) % s->nchunks) == CH_HELD)
 		nd->cursor++;
 	if (nd->cursor == s->nchunks) {
 		nd->done = s->now;
@@ -528,7 +538,7 @@ static void reader_advance(struct sim *s, int x)
 		return;
 	}
 	while (nd->asked < s->nchunks && nd->asked < nd->cursor + s->cfg.window)
-		want(s, x, nd->asked++, false);
+		want(s, x, (nd->start + nd->asked++) % s->nchunks, false);
 }
 
 /*
@@ -654,7 +664,9 @@ static void sim_loop(struct sim *s)
 		double t = tf < te ? tf : te;
 
 		if (isinf(t)) {
-			fprintf(stderr, "mows-sim: stalled at %.3f s with %u readers left\n", s->now,
+			fprintf(stderr, "mows-sim: stalled at %.3f s with %u readers left: every fill "
+				"thread waits on a peer whose fill threads wait too (issue 7 item 3); "
+				"mows would wait for request_timeout, then read storage\n", s->now,
 				s->readers_left);
 			exit(1);
 		}
@@ -835,8 +847,11 @@ static void sim_run(const struct sim_cfg *cfg, struct sim_result *res)
 	}
 	nread = s.n - first;
 	s.readers_left = nread;
-	for (unsigned i = first; i < s.n; i++)
+	for (unsigned i = first; i < s.n; i++) {
 		s.nodes[i].reads = true;
+		if (cfg->stagger) /* readers spread evenly over the model */
+			s.nodes[i].start = (unsigned)((uint64_t)(i - first) * s.nchunks / nread);
+	}
 	for (unsigned i = first; i < s.n; i++)
 		reader_advance(&s, (int)i);
 	sim_loop(&s);
@@ -939,6 +954,8 @@ static void usage(FILE *out)
 		"  --threads N          fill threads per node (8)\n"
 		"  --replicas N         owners per chunk (1)\n"
 		"  --fanout N           swarm: waiters a holder serves itself, 1 to 64 (4)\n"
+		"  --pending-cost N     swarm: extra cost of a source still getting the chunk (0)\n"
+		"  --stagger            each reader starts at its own point, as a prefetch could\n"
 		"  --kv                 print key=value lines for scripts\n");
 }
 
@@ -949,6 +966,7 @@ static void cfg_default(struct sim_cfg *cfg)
 		.window = 16, .threads = 8, .replicas = 1, .model = 510.0 * 1048576,
 		.chunk = 4.0 * 1048576, .storage = 400e6 / 8, .nic = 2e9 / 8, .cpu = INFINITY,
 		.rtt = 0.2e-3, .storage_latency = 1e-3, .efficiency = 1, .fanout = 4,
+		.pending_cost = 0,
 	};
 }
 
@@ -1009,7 +1027,8 @@ int main(int argc, char **argv)
 		{ "rtt", 1, 0, 'r' }, { "storage-latency", 1, 0, 'l' }, { "window", 1, 0, 'w' },
 		{ "threads", 1, 0, 't' }, { "replicas", 1, 0, 'R' }, { "kv", 0, 0, 'k' },
 		{ "table", 0, 0, 'T' }, { "cpu-per-node", 1, 0, 'P' }, { "efficiency", 1, 0, 'e' },
-		{ "placement", 1, 0, 'L' }, { "fanout", 1, 0, 'f' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "placement", 1, 0, 'L' }, { "fanout", 1, 0, 'f' }, { "stagger", 0, 0, 'g' },
+		{ "pending-cost", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	struct sim_cfg cfg;
 	struct sim_result res;
@@ -1067,6 +1086,10 @@ int main(int argc, char **argv)
 				fprintf(stderr, "mows-sim: --placement '%s': expected balanced or rendezvous\n", optarg);
 				rc = -1;
 			}
+			break;
+		case 'g': cfg.stagger = true; break;
+		case 'D':
+			cfg.pending_cost = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'k': kv = true; break;
 		case 'T': table = true; break;
