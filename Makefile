@@ -21,7 +21,7 @@ FS_OBJS  := $(FS_SRCS:.c=.o)
 BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-fleet clean
+.PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-fleet sim sim-check clean
 all: $(BINS)
 
 libmows.a: $(LIB_OBJS)
@@ -38,6 +38,10 @@ mows-crc32: tools/mows-crc32.o libmows.a
 
 mows-peerbench: tools/mows-peerbench.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Flow-level fleet model linking the real placement (tools/mows-sim.c, README "Fleet model").
+mows-sim: tools/mows-sim.o libmows.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
 test/bin/%: test/%.o libmows.a
 	@mkdir -p test/bin
@@ -69,6 +73,7 @@ fuzz:
 check: deps
 	$(MAKE) all $(CHECKS)
 	$(MAKE) unit
+	$(MAKE) sim-check
 	$(MAKE) fuzz
 	$(MAKE) integration
 	$(MAKE) check-rdma
@@ -84,6 +89,14 @@ bench-cluster: deps all
 
 bench-fleet: deps all
 	./test/bench/fleet.sh
+
+# The fleet model: calibration against the cluster bench and predictions (README "Fleet model").
+sim: mows-sim
+	./mows-sim --table
+
+# Known answers that a stub simulator would get wrong.
+sim-check: mows-sim
+	./test/sim_check.sh ./mows-sim
 
 include test/rdma/rdma.mk
 
@@ -118,5 +131,6 @@ deb:
 clean: clean-rdma
 	rm -f $(BINS) libmows.a */*.o */*.d test/*.o test/*.d tools/*.o tools/*.d
 	rm -rf test/bin build/deb
+	rm -f mows-sim
 
 -include $(wildcard */*.d test/*.d)
