@@ -46,6 +46,7 @@ struct slot {
 	uint8_t src;              /* the source that filled it */
 	uint32_t origin;          /* which node sent its bytes (remote sources) */
 	bool local_only;          /* fill from non-remote sources only */
+	bool serving;             /* an owner fill for a peer: remote sources only probe holders */
 	bool has_expect;          /* the fill must give this CRC (sidecar or verified file) */
 	uint32_t expect;
 	bool indexed;             /* findable in the hash; cleared when dropped */
@@ -392,6 +393,7 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->pins = 0;
 	s->err = 0;
 	s->local_only = f->local_only;
+	s->serving = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 }
@@ -659,7 +661,7 @@ static void settle_and_put(struct cache *c, struct cache_file *f)
 static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
 			 const struct deadline *dl)
 {
-	struct cache_fetch out = { 0 };
+	struct cache_fetch out = { .probe_only = s->serving };
 	int rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len, dl,
 					  &out);
 	if (rc)
@@ -1290,15 +1292,16 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 }
 
 /*
- * Fills slot @i (FILLING, on no queue) from local sources on the calling thread, not on a
- * fill thread: a peer's request that we fill, as owner, must never queue behind fills that
- * wait on other peers (net/peer.h, "serving never waits on fetching"). Returns @i pinned,
- * or -errno. Drops the lock while it reads.
+ * Fills slot @i (FILLING, on no queue) on the calling thread, not on a fill thread: a peer's
+ * request that we fill, as owner, must never queue behind fills that wait on other peers
+ * (net/peer.h, "serving never waits on fetching"). Remote sources may only ask nodes that
+ * hold the chunk (cache_fetch.probe_only), which never wait on a fill; then storage.
+ * Returns @i pinned, or -errno. Drops the lock while it reads.
  */
 static int32_t do_fill_here(struct cache *c, int32_t i)
 {
 	struct slot *s = &c->slots[i];
-	s->local_only = true;
+	s->serving = true;
 	s->pins++;
 	do_run_fill(c, i);
 	if (s->state == SLOT_READY)

@@ -65,6 +65,11 @@ struct cache_file;
  * until one returns 0.
  */
 struct cache_fetch {
+	/* In: the fill serves a peer's request (we own the chunk): a remote source may ask
+	 * nodes that hold the chunk, never ask one to fill it, so serving never waits on
+	 * fetching (net/peer.h). */
+	bool probe_only;
+	/* Out: */
 	uint32_t crc;         /* CRC-32 of the bytes written, when crc_known */
 	bool crc_known;       /* the source checked the bytes against this CRC itself */
 	uint32_t origin;      /* a remote source: which node sent them (its own id, not 0) */
@@ -225,7 +230,8 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 
 /*
  * For a peer: pins chunk @chunk of @f and stores it in @span with its CRC in *@crc. When the
- * chunk is not cached, fills it from local (non-remote) sources if @fill, else returns
+ * chunk is not cached, fills it on the calling thread if @fill (remote sources only probe
+ * nodes that hold it, with cache_fetch.probe_only; then local sources), else returns
  * -ENOENT. Returns 0 (the caller unpins with cache_read_done(c, span, 1)) or -errno.
  */
 int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,

@@ -493,7 +493,8 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 		.chunk_size = (uint32_t)cache_chunk_size(p->cache),
 	};
 	struct plan_input in = { .file_key = req.file_key, .chunk = chunk, .hashes = hashes,
-				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas };
+				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas,
+				 .probe_only = out->probe_only };
 	struct plan pl;
 	int rc = -ENOENT;
 	if (order && plan_make(&in, order, &pl) == 0)

@@ -31,14 +31,15 @@ static void add_hints(const struct plan_input *in, const unsigned *order, struct
 	}
 }
 
-/* We own the chunk: ask the next-ranked member after @pos that is not planned yet. */
-static void add_previous_owner(const struct plan_input *in, const unsigned *order,
-			       unsigned pos, struct plan *p)
+/* Asks up to PLAN_PROBES members ranked after @pos, not planned yet, without fill. */
+static void add_probes(const struct plan_input *in, const unsigned *order, unsigned pos,
+		       struct plan *p)
 {
-	for (unsigned k = pos + 1; k < in->n; k++)
-		if (!planned(p, order[k])) {
+	unsigned probes = 0;
+	for (unsigned k = pos; k < in->n && probes < PLAN_PROBES; k++)
+		if (order[k] != in->self && !planned(p, order[k])) {
 			add_step(p, order[k], false);
-			return;
+			probes++;
 		}
 }
 
@@ -56,6 +57,11 @@ int plan_make(const struct plan_input *in, unsigned *order, struct plan *out)
 		owners = PLAN_MAX_REPLICAS;
 	place_rank(in->file_key, in->chunk, in->hashes, in->n, order);
 	add_hints(in, order, out);
+	if (in->probe_only) {
+		add_probes(in, order, 0, out);
+		out->self_owner = true;
+		return 0;
+	}
 	unsigned walked = 0;
 	for (unsigned pos = 0; pos < in->n && walked < owners + PLAN_EXTRA; pos++) {
 		unsigned m = order[pos];
@@ -63,7 +69,7 @@ int plan_make(const struct plan_input *in, unsigned *order, struct plan *out)
 		if (m == in->self) {
 			if (!owner)
 				continue;
-			add_previous_owner(in, order, pos, out);
+			add_probes(in, order, pos + 1, out);
 			out->self_owner = true;
 			return 0;
 		}

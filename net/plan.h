@@ -14,10 +14,15 @@
  *   2. Members in rank order. A member at rank r is asked with fill when r < replicas + f,
  *      f = owner-walk steps before it (each step is tried only when all before it failed, so
  *      f failed owners pass ownership down the ranking).
- *   3. When this node is at such an owner rank itself, the plan asks the next-ranked member
- *      without fill (it owned the chunk before we joined, if the cluster was warm) and ends
- *      with self_owner set: we fill from storage.
+ *   3. When this node is at such an owner rank itself, the plan asks up to PLAN_PROBES of
+ *      the next-ranked members without fill (one of them owned the chunk before we and
+ *      other new nodes joined, if the cluster was warm: several nodes joining at once take
+ *      the top ranks from the old owner) and ends with self_owner set: we fill from
+ *      storage only when no live node that placement ranks near the top holds the chunk.
  *   4. At most replicas + PLAN_EXTRA owner-walk steps.
+ *   5. probe_only (we fill the chunk for a peer that asked us as its owner): no step asks
+ *      for a fill, since a fill could wait on other fills (net/peer.h). The plan is the
+ *      hints and the first PLAN_PROBES members in rank order, then self_owner.
  * With fewer than two members the plan is empty and self_owner is set.
  */
 #ifndef MOWS_NET_PLAN_H
@@ -27,9 +32,10 @@
 #include <stdint.h>
 
 #define PLAN_EXTRA 3
+#define PLAN_PROBES 8
 #define PLAN_MAX_HINTS 2
 #define PLAN_MAX_REPLICAS 8
-#define PLAN_MAX_STEPS (PLAN_MAX_HINTS + PLAN_MAX_REPLICAS + PLAN_EXTRA + 1)
+#define PLAN_MAX_STEPS (PLAN_MAX_HINTS + PLAN_MAX_REPLICAS + PLAN_EXTRA + PLAN_PROBES)
 
 struct plan_input {
 	uint64_t file_key;
@@ -39,6 +45,7 @@ struct plan_input {
 	unsigned self;            /* index of this node in @hashes */
 	unsigned replicas;        /* owners per chunk (clamped to PLAN_MAX_REPLICAS) */
 	const bool *holds;        /* NULL, or n flags: member i is known to hold the chunk */
+	bool probe_only;          /* never ask a member to fill (rule 5) */
 };
 
 struct plan_step {

@@ -61,16 +61,44 @@ START_TEST(alone_reads_storage)
 }
 END_TEST
 
-START_TEST(owner_asks_previous_owner_without_fill)
+/* An owner probes the next-ranked members, never asking a fill: several nodes that joined
+ * at once may hold the ranks above the old owner, who still has the chunk. */
+START_TEST(owner_probes_previous_owners_without_fill)
 {
-	setup_nodes(8);
-	struct plan_input in = input_with_self_rank(8, 3, 0, 1);
+	setup_nodes(12);
+	struct plan_input in = input_with_self_rank(12, 3, 0, 1);
 	struct plan pl;
 	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
 	ck_assert(pl.self_owner);
-	ck_assert_uint_eq(pl.n, 1);
-	ck_assert(!pl.step[0].fill);
-	ck_assert_uint_eq(rank_of(&in, pl.step[0].member), 1);
+	ck_assert_uint_eq(pl.n, PLAN_PROBES);
+	for (unsigned s = 0; s < pl.n; s++) {
+		ck_assert(!pl.step[s].fill);
+		ck_assert_uint_eq(rank_of(&in, pl.step[s].member), s + 1);
+	}
+	/* With fewer members, every other member is probed. */
+	setup_nodes(4);
+	in = input_with_self_rank(4, 1, 0, 1);
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert_uint_eq(pl.n, 3);
+}
+END_TEST
+
+/* Filling for a peer that asked us as its owner: probes only, never a fill request. */
+START_TEST(probe_only_never_asks_a_fill)
+{
+	setup_nodes(12);
+	for (unsigned want = 0; want < 12; want += 5) {
+		struct plan_input in = input_with_self_rank(12, 2, want, 1);
+		in.probe_only = true;
+		struct plan pl;
+		ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+		ck_assert(pl.self_owner);
+		ck_assert_uint_eq(pl.n, PLAN_PROBES);
+		for (unsigned s = 0; s < pl.n; s++) {
+			ck_assert(!pl.step[s].fill);
+			ck_assert_uint_ne(pl.step[s].member, in.self);
+		}
+	}
 }
 END_TEST
 
@@ -100,13 +128,15 @@ START_TEST(self_becomes_owner_after_failures)
 	struct plan pl;
 	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
 	ck_assert(pl.self_owner);
-	ck_assert_uint_eq(pl.n, 3);
+	ck_assert_uint_eq(pl.n, 2 + 5); /* two owners, then the 5 below us probed */
 	ck_assert_uint_eq(rank_of(&in, pl.step[0].member), 0);
 	ck_assert(pl.step[0].fill);
 	ck_assert_uint_eq(rank_of(&in, pl.step[1].member), 1);
 	ck_assert(pl.step[1].fill);
-	ck_assert_uint_eq(rank_of(&in, pl.step[2].member), 3); /* the next, no fill */
-	ck_assert(!pl.step[2].fill);
+	for (unsigned s = 2; s < pl.n; s++) {
+		ck_assert_uint_eq(rank_of(&in, pl.step[s].member), s + 1); /* no fill */
+		ck_assert(!pl.step[s].fill);
+	}
 }
 END_TEST
 
@@ -117,12 +147,14 @@ START_TEST(replicas_two)
 	struct plan pl;
 	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
 	ck_assert(pl.self_owner);
-	/* Rank 0 is the other owner: asked with fill first, then rank 2 without. */
-	ck_assert_uint_eq(pl.n, 2);
+	/* Rank 0 is the other owner: asked with fill first, then ranks 2.. without. */
+	ck_assert_uint_eq(pl.n, 1 + 6);
 	ck_assert(pl.step[0].fill);
 	ck_assert_uint_eq(rank_of(&in, pl.step[0].member), 0);
-	ck_assert(!pl.step[1].fill);
-	ck_assert_uint_eq(rank_of(&in, pl.step[1].member), 2);
+	for (unsigned s = 1; s < pl.n; s++) {
+		ck_assert(!pl.step[s].fill);
+		ck_assert_uint_eq(rank_of(&in, pl.step[s].member), s + 1);
+	}
 }
 END_TEST
 
@@ -160,7 +192,7 @@ START_TEST(never_self_never_twice_bounded)
 							 .replicas = r };
 				struct plan pl;
 				ck_assert_int_eq(plan_make(&in, order, &pl), 0);
-				ck_assert_uint_le(pl.n, r + PLAN_EXTRA);
+				ck_assert_uint_le(pl.n, r + PLAN_EXTRA + PLAN_PROBES);
 				for (unsigned s = 0; s < pl.n; s++) {
 					ck_assert_uint_ne(pl.step[s].member, in.self);
 					ck_assert_uint_lt(pl.step[s].member, n);
@@ -189,7 +221,8 @@ int main(void)
 	Suite *s = suite_create("plan");
 	TCase *tc = tcase_create("plan");
 	tcase_add_test(tc, alone_reads_storage);
-	tcase_add_test(tc, owner_asks_previous_owner_without_fill);
+	tcase_add_test(tc, owner_probes_previous_owners_without_fill);
+	tcase_add_test(tc, probe_only_never_asks_a_fill);
 	tcase_add_test(tc, non_owner_asks_owner_with_fill);
 	tcase_add_test(tc, self_becomes_owner_after_failures);
 	tcase_add_test(tc, replicas_two);
