@@ -5,7 +5,9 @@
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch|evict|verify PATH...
  *
  * Without -s or -m the daemon is found from the first PATH (the mows mount holding it), else
- * from the only socket in /run/mows. The protocol is described in fs/control.c.
+ * from the only socket in /run/mows. The protocol is common/ctlproto.h; names in text output
+ * are shown escaped as the daemon sends them (ctl_escape: \n, \t, \\, \xHH), so that every
+ * output line is one entry.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/ctlproto.h"
 #include "common/deadline.h"
 
 #define EXIT_USAGE 2
@@ -115,13 +118,8 @@ static void draw(struct progress *p, bool final)
 		final || !p->tty ? "\n" : "");
 }
 
-static void on_progress(struct progress *p, const char *line)
+static void on_progress(struct progress *p, uint64_t done, uint64_t total, const char *file)
 {
-	unsigned long long done, total;
-	int used = 0;
-	if (sscanf(line, "%llu %llu %n", &done, &total, &used) < 2)
-		return;
-	const char *file = line + used;
 	if (strcmp(file, p->file) != 0) {
 		if (p->file[0] && p->tty)
 			draw(p, true);
@@ -143,22 +141,36 @@ static int relay(int fd)
 	size_t cap = 0;
 	int status = 1;
 	struct progress p = { .tty = isatty(STDERR_FILENO), .start_ns = mono_ns() };
-	while (in && getline(&line, &cap, in) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0] == '.')
-			puts(line[1] ? line + 2 : "");
-		else if (line[0] == '%')
-			on_progress(&p, line + 2);
-		else if (line[0] == '!')
-			fprintf(stderr, "%s%s\n", p.tty && p.file[0] ? "\n" : "", line + 2);
-		else if (line[0] == '=') {
-			status = atoi(line + 2);
+	bool ended = false;
+	ssize_t n;
+	while (in && (n = getline(&line, &cap, in)) > 0) {
+		struct ctl_reply r;
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (strlen(line) != (size_t)n || ctl_reply_parse(line, &r)) {
+			char e[CTL_ESC_MAX];
+			fprintf(stderr, "%smowsctl: the daemon sent a line this mowsctl cannot parse "
+				"(is it the same version?): %s\n", p.tty && p.file[0] ? "\n" : "",
+				ctl_escape(e, sizeof(e), line));
+			status = 1;
+			ended = true;
+			break;
+		}
+		if (r.tag == CTL_OUT)
+			puts(r.text);
+		else if (r.tag == CTL_PROGRESS)
+			on_progress(&p, r.done, r.total, r.name);
+		else if (r.tag == CTL_ERR)
+			fprintf(stderr, "%s%s\n", p.tty && p.file[0] ? "\n" : "", r.text);
+		else {
+			status = r.status;
+			ended = true;
 			break;
 		}
 	}
 	if (p.file[0] && p.tty)
 		fputc('\n', stderr);
-	if (status == 1 && !line)
+	if (!ended)
 		fprintf(stderr, "mowsctl: the daemon closed the connection early\n");
 	free(line);
 	if (in)
@@ -212,7 +224,9 @@ int main(int argc, char **argv)
 	for (int k = i; k < argc; k++) {
 		abs[k] = realpath(argv[k], NULL);
 		if (!abs[k]) {
-			fprintf(stderr, "mowsctl: %s: %s\n", argv[k], strerror(errno));
+			char e[CTL_ESC_MAX];
+			fprintf(stderr, "mowsctl: %s: %s\n", ctl_escape(e, sizeof(e), argv[k]),
+				strerror(errno));
 			return 1;
 		}
 	}
@@ -237,9 +251,14 @@ int main(int argc, char **argv)
 	int fd = connect_to(sock);
 	if (fd < 0)
 		return 1;
-	dprintf(fd, "%s %s", cmd, json ? "json" : "text");
-	for (int k = i; k < argc; k++)
-		dprintf(fd, "\t%s", abs[k]);
-	dprintf(fd, "\n");
+	FILE *req = fdopen(dup(fd), "w");
+	int rc = req ? ctl_request_write(req, cmd, json, abs + i, (unsigned)(argc - i)) : -errno;
+	if (req && fclose(req) && rc == 0)
+		rc = -errno;
+	if (rc) {
+		fprintf(stderr, "mowsctl: cannot send the request to %s: %s\n", sock, strerror(-rc));
+		close(fd);
+		return 1;
+	}
 	return relay(fd);
 }
