@@ -57,10 +57,11 @@ unit: $(CHECKS)
 integration: all
 	./test/integration/run.sh
 
-# libFuzzer on the peer frame parser; FUZZ_SECS=600 for a longer run.
-FUZZ_SECS ?= 20
+# libFuzzer under ASan/UBSan on the peer frame parser, the control protocol, crc32.txt and
+# the config file (test/fuzz.sh), FUZZ_SECS each; FUZZ_SECS=600 for a longer run.
+FUZZ_SECS ?= 12
 fuzz:
-	./test/fuzz_proto.sh $(FUZZ_SECS)
+	./test/fuzz.sh $(FUZZ_SECS)
 
 check: deps
 	$(MAKE) all $(CHECKS)
