@@ -21,7 +21,7 @@ BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
 .PHONY: all deps demo check unit fuzz integration bench bench-cluster clean
-all: $(BINS)
+all: $(BINS) test/bin/faultfs
 
 libmows.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
@@ -43,6 +43,11 @@ test/bin/%: test/%.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
 
 test/%.o: override CFLAGS += $(shell pkg-config --cflags check)
+
+# A FUSE mirror that injects read faults, for the fault tests (test/integration/t_fault_*).
+test/bin/faultfs: test/faultfs.c
+	@mkdir -p test/bin
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs fuse3) -lpthread
 
 # Installs the Debian packages that building, demo and tests need, only when one is missing.
 deps:

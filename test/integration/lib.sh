@@ -204,6 +204,32 @@ mows_mount() {
 	done
 }
 
+# faultfs_mount SOURCE MNT RULES: mirrors SOURCE at MNT through test/bin/faultfs, which
+# injects the read faults that the rules file RULES names (see test/faultfs.c; it is read
+# again whenever it changes). Returns once mounted (10 s deadline). Sets FAULTFS_LOG, where
+# faultfs logs every fault it injects. Unmounted by the cleanup, after the mows above it.
+FAULTFS=$MOWS_ROOT/test/bin/faultfs
+faultfs_mount() {
+	local src=$1 mnt=$2 rules=$3 pid end
+	[ -x "$FAULTFS" ] || fail "$FAULTFS is not built (run 'make all')"
+	mkdir -p "$mnt"
+	mnt=$(realpath "$mnt")
+	FAULTFS_LOG=$(mktemp "$SCRATCH/faultfs.XXXXXX.log")
+	note "faultfs --rules $rules $src $mnt"
+	"$FAULTFS" --rules "$rules" "$src" "$mnt" -f >"$FAULTFS_LOG" 2>&1 </dev/null &
+	pid=$!
+	mows_track_pid "$pid"
+	mows_track_mount "$mnt"
+	_MOWS_LOGS+=("$FAULTFS_LOG")
+	end=$((SECONDS + 10))
+	until [ "$(mount_line "$mnt" | awk '{ print $3 }')" = fuse.faultfs ] ||
+		[ "$(mount_line "$mnt" | awk '{ print $1 }')" = faultfs ]; do
+		pid_alive "$pid" || fail "faultfs exited before $mnt was mounted: $(tail -n 3 "$FAULTFS_LOG")"
+		[ $SECONDS -ge $end ] && fail "faultfs did not mount $mnt within 10 s"
+		sleep 0.05
+	done
+}
+
 # mows_umount MNT [PID]: fusermount3 -u, then waits (10 s) for the daemon to exit. Sets
 # MOWS_EXIT to its exit status (only knowable for a daemon this shell started).
 mows_umount() {
