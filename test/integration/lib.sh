@@ -46,7 +46,7 @@ skip() {
 
 need_cmd() {
 	local c
-	for c; do command -v "$c" >/dev/null 2>&1 || skip "needs '$c', not installed"; done
+	for c; do command -v "$c" >/dev/null 2>&1 || skip "needs '$c', not installed (make deps installs it)"; done
 }
 
 # The interpreter itself, not a pyenv-style shim that costs a fork and exec per call.
