@@ -324,6 +324,9 @@ static int ff_read(const char *path, char *buf, size_t size, off_t off,
 static void *ff_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	(void)conn;
+	/* after fuse_main's own handlers, which would take SIGHUP as "unmount" */
+	struct sigaction sa = { .sa_handler = on_hup };
+	sigaction(SIGHUP, &sa, NULL);
 	cfg->use_ino = 1;
 	cfg->kernel_cache = 0;
 	return NULL;
@@ -364,8 +367,6 @@ int main(int argc, char **argv)
 	}
 	if (load_rules(true))
 		return 2;
-	struct sigaction sa = { .sa_handler = on_hup };
-	sigaction(SIGHUP, &sa, NULL);
 	/* FUSE sees: argv[0] MOUNTPOINT [options] -o ro,fsname=faultfs */
 	char **fargv = calloc((size_t)argc + 3, sizeof(*fargv));
 	int fargc = 0;
