@@ -61,7 +61,8 @@ expect() {
 	grep -q " $file " "$FAULTFS_LOG" || soft_fail "$file: faultfs never injected its fault (log: $FAULTFS_LOG)"
 	case $outcome in
 	wrong) soft_fail "$file ($mode, $f): WRONG BYTE served at offset $off" ;;
-	hang) soft_fail "$file ($mode, $f): a step waited more than ${LIMIT}s (fill_timeout ${FT}s): $res" ;;
+	hang) soft_fail "$file ($mode, $f): a step waited more than ${LIMIT}s (fill_timeout ${FT}s): $res"
+			[[ $res == *"then wrong"* ]] && soft_fail "$file ($mode, $f): WRONG BYTE served after the wait: $res" ;;
 	*) [[ $allowed == *" $outcome "* ]] ||
 		soft_fail "$file ($mode, $f): outcome '$outcome' at offset $off, expected one of:$allowed($res)" ;;
 	esac

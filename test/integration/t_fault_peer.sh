@@ -111,7 +111,8 @@ for f in "${faults[@]}"; do
 		case $outcome in
 		ok) ;;
 		wrong) soft_fail "$file ($mode, $f on A): WRONG BYTE served on B at offset $off" ;;
-		hang) soft_fail "$file ($mode, $f on A): a step on B waited more than ${LIMIT}s: $res" ;;
+		hang) soft_fail "$file ($mode, $f on A): a step on B waited more than ${LIMIT}s: $res"
+			[[ $res == *"then wrong"* ]] && soft_fail "$file ($mode, $f): WRONG BYTE served after the wait: $res" ;;
 		*) soft_fail "$file ($mode, $f on A): B got '$outcome' at offset $off though its own storage is fine ($res)" ;;
 		esac
 		[ "$outcome" = hang ] || awk -v w="$wait" -v l="$LIMIT" 'BEGIN { exit !(w <= l) }' ||
