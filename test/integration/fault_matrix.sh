@@ -62,7 +62,7 @@ expect() {
 	case $outcome in
 	wrong) soft_fail "$file ($mode, $f): WRONG BYTE served at offset $off" ;;
 	hang) soft_fail "$file ($mode, $f): a step waited more than ${LIMIT}s (fill_timeout ${FT}s): $res"
-			[[ $res == *"then wrong"* ]] && soft_fail "$file ($mode, $f): WRONG BYTE served after the wait: $res" ;;
+		[[ $res == *"then wrong"* ]] && soft_fail "$file ($mode, $f): WRONG BYTE served after the wait: $res" ;;
 	*) [[ $allowed == *" $outcome "* ]] ||
 		soft_fail "$file ($mode, $f): outcome '$outcome' at offset $off, expected one of:$allowed($res)" ;;
 	esac
