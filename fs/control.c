@@ -419,6 +419,11 @@ static int dispatch(struct client *cl, char *req, size_t len)
 	struct ctl_request *r = malloc(sizeof(*r));
 	const char *why;
 	int rc = r ? ctl_request_parse(req, len, r, &why) : -ENOMEM;
+	if (rc == -E2BIG) {
+		fprintf(cl->out, "! more than %d paths: give fewer at once\n", CTL_MAX_ARGS);
+		free(r);
+		return 2;
+	}
 	if (rc) {
 		fprintf(cl->out, "! bad request: %s; use a mowsctl of the same version\n",
 			r ? why : strerror(ENOMEM));
@@ -477,11 +482,14 @@ static void *client_main(void *arg)
 	struct control *ctl = cl->ctl;
 	char *req = malloc(MAX_REQUEST);
 	cl->out = fdopen(cl->fd, "w");
-	ssize_t len;
+	ssize_t len = -EPERM;
 	if (req && cl->out && peer_allowed(cl->fd) &&
 	    (len = read_request(cl->fd, req, MAX_REQUEST)) > 0) {
 		int status = dispatch(cl, req, (size_t)len);
 		fprintf(cl->out, "= %d\n", status);
+	} else if (cl->out && len == -E2BIG) {
+		fprintf(cl->out, "! request longer than %d bytes: give fewer paths at once\n= 2\n",
+			MAX_REQUEST - 1);
 	}
 	if (cl->out)
 		fclose(cl->out);

@@ -124,6 +124,13 @@ assert_ok "status --json after prefetch" -- check json "$out"
 o=$(mows_ctl evict $'/no\nsuch' 2>&1) && fail "mowsctl evict of a path outside the mount succeeded: $o"
 assert_eq 1 "$(grep -c . <<<"$o")" "lines of the error for a path with a newline: $o"
 
+# A request too long for the daemon gets its reason and exit 2, not a SIGPIPE or a hang.
+many=()
+for ((i = 0; i < 1100; i++)); do many+=("$M/plain.bin"); done
+o=$(mows_ctl evict "${many[@]}" 2>&1 >/dev/null)
+assert_eq 2 $? "mowsctl exit status for 1100 paths in one request (stderr: $o)"
+[[ $o == *"give fewer"* ]] || fail "mowsctl with 1100 paths does not say to give fewer: $o"
+
 for n in "${names[@]}"; do assert_cmp "$B/$n" "$M/$n"; done
 mows_umount "$M"
 assert_eq 0 "$MOWS_EXIT" "mows-fuse exit status"
