@@ -31,7 +31,7 @@
 struct progress {
 	bool tty;
 	uint64_t start_ns, base_done, file_done, file_total, all_done;
-	char file[256];
+	char file[CTL_ESC_MAX];   /* escaped, as the daemon sends it */
 };
 
 static void usage(FILE *out)
@@ -43,6 +43,22 @@ static void usage(FILE *out)
 		     "  evict PATH...   drop files from the cache\n"
 		     "  verify PATH...  read files and check them against the CRC manifest\n"
 		     "  peers           every peer: state, transport, bytes in and out, errors\n");
+}
+
+/* Undoes mountinfo's octal escapes ("\040" for a space, "\134" for a backslash) in place. */
+static void mountinfo_unescape(char *s)
+{
+	char *o = s;
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
 }
 
 /* The mows mount point holding @path (longest match in /proc/self/mountinfo). */
@@ -58,6 +74,7 @@ static bool mount_of(const char *path, char *mnt, size_t len)
 		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
 		    sscanf(sep + 3, "%255s", fstype) != 1 || strcmp(fstype, "fuse.mows") != 0)
 			continue;
+		mountinfo_unescape(point);
 		size_t n = strlen(point);
 		if (strncmp(path, point, n) == 0 && (path[n] == '/' || !path[n] || n == 1) &&
 		    n >= best) {

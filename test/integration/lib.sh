@@ -79,16 +79,19 @@ wait_pid_gone() {
 }
 
 # The /proc/mounts line whose mountpoint is $1 (first match), or nothing.
-mount_line() {
-	awk -v m="$1" '$2 == m { print; exit }' /proc/mounts
+mount_line() { # MOUNTPOINT, compared with /proc/mounts' octal escapes (\040 for a space)
+	local m=${1//\\/\\134}
+	m=${m// /\\040}
+	m=${m//$'\t'/\\011}
+	m=${m//$'\n'/\\012}
+	M=$m awk '$2 == ENVIRON["M"] { print; exit }' /proc/mounts
 }
 
 is_mounted() { [ -n "$(mount_line "$1")" ]; }
 
 # Whether $1 is mounted by mows: fstype fuse.mows, or any source/fstype naming mows.
 is_mows_mounted() {
-	awk -v m="$1" '$2 == m && ($1 ~ /mows/ || $3 ~ /mows/) { f = 1 } END { exit !f }' \
-		/proc/mounts
+	mount_line "$1" | awk '$1 ~ /mows/ || $3 ~ /mows/ { f = 1 } END { exit !f }'
 }
 
 mows_track_pid() { _MOWS_PIDS+=("$1"); }

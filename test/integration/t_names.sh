@@ -134,3 +134,18 @@ assert_eq 2 $? "mowsctl exit status for 1100 paths in one request (stderr: $o)"
 for n in "${names[@]}"; do assert_cmp "$B/$n" "$M/$n"; done
 mows_umount "$M"
 assert_eq 0 "$MOWS_EXIT" "mows-fuse exit status"
+
+# mowsctl finds the daemon from a path under a mount point with a space and a backslash
+# (octal-escaped in /proc/self/mountinfo) at its default socket; a decoy socket in /run/mows
+# keeps it from guessing "the only daemon".
+M2="$SCRATCH/mnt two\\x"
+mkdir -p "$M2" /run/mows
+sock2=/run/mows/$(realpath "$M2" | cut -c2- | tr / -).sock
+decoy=/run/mows/mowsti-$$-decoy.sock
+MOWS_MOUNT_SOCK=$sock2 mows_mount "$B" "$M2" --chunk-size=64K --max-memory=16M
+: >"$decoy"
+o=$("$MOWS_CTL" prefetch "$M2/plain.bin" 2>&1)
+rc=$?
+rm -f "$decoy"
+assert_eq 0 $rc "mowsctl prefetch (no -s) of a file under '$M2': $o"
+mows_umount "$M2"
