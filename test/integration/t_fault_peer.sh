@@ -2,8 +2,8 @@
 # The fault matrix through a peer: two mows nodes in their own network namespaces
 # (198.18.200.1 and .2), sharing chunks. Node A's storage is test/bin/faultfs over the
 # clean files, with faults on every chunk of a file (EIO, early EOF, short reads, a flipped
-# bit, a 1 s stall, a 6 s stall, each stall on the first read of a chunk); node B's storage
-# is the clean files.
+# bit) or on the first two reads of a file (a 1 s stall, a 6 s stall; two, so that A's fill
+# threads are free again soon); node B's storage is the clean files.
 # Every read on B, with read() and with mmap, must give all bytes right (B's own storage is
 # fine: a bad peer costs B a retry, never an error or a wrong byte), and no single read()
 # or page touch on B may wait longer than fill_timeout (3 s) plus 1.5 s. Each file is read
@@ -22,7 +22,7 @@ NS_A=mowsti$$a
 NS_B=mowsti$$b
 IP_A=198.18.200.1
 IP_B=198.18.200.2
-nchunks=8
+nchunks=16 # A owns none of 16 chunks with odds 1/65536: every file goes through A
 size=$((nchunks * MiB - 4321))
 faults=(eio eof short flip stall1 stall) # stalls last: they hold A's fill threads
 modes=(read mmap)
@@ -57,8 +57,8 @@ for f in "${faults[@]}"; do
 		eio) echo "$file 0 - eio" ;;
 		eof) echo "$file 0 - eof" ;;
 		short) echo "$file 0 - short" ;;
-		stall1) for ((k = 0; k < nchunks; k++)); do echo "$file $((k * MiB)) 1 stall 1"; done ;;
-		stall) for ((k = 0; k < nchunks; k++)); do echo "$file $((k * MiB)) 1 stall 6"; done ;;
+		stall1) echo "$file 0 - stall 1 times=2" ;;
+		stall) echo "$file 0 - stall 6 times=2" ;;
 		flip) for ((k = 0; k < nchunks; k++)); do echo "$file $((k * MiB + 1000)) 1 flip"; done ;;
 		esac >>"$RULES.new"
 	done
