@@ -22,7 +22,7 @@ BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
 .PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-fleet sim sim-check clean
-all: $(BINS)
+all: $(BINS) test/bin/faultfs
 
 libmows.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
@@ -52,6 +52,11 @@ test/%.o: override CFLAGS += $(shell pkg-config --cflags check)
 # mows_build_info{version=...} in the metrics.
 fs/metrics.o: override CFLAGS += -DMOWS_VERSION='"$(or $(VERSION),$(shell git describe --always --dirty 2>/dev/null),unknown)"'
 
+# A FUSE mirror that injects read faults, for the fault tests (test/integration/t_fault_*).
+test/bin/faultfs: test/faultfs.c
+	@mkdir -p test/bin
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs fuse3) -lpthread
+
 # Installs the Debian packages that building, demo and tests need, only when one is missing.
 deps:
 	@./tools/deps.sh
@@ -65,10 +70,11 @@ unit: $(CHECKS)
 integration: all
 	./test/integration/run.sh
 
-# libFuzzer on the peer frame parser; FUZZ_SECS=600 for a longer run.
-FUZZ_SECS ?= 20
+# libFuzzer under ASan/UBSan on the peer frame parser, the control protocol, crc32.txt and
+# the config file (test/fuzz.sh), FUZZ_SECS each; FUZZ_SECS=600 for a longer run.
+FUZZ_SECS ?= 12
 fuzz:
-	./test/fuzz_proto.sh $(FUZZ_SECS)
+	./test/fuzz.sh $(FUZZ_SECS)
 
 check: deps
 	$(MAKE) all $(CHECKS)

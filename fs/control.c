@@ -2,12 +2,13 @@
  * The control socket that mowsctl talks to (unix stream socket, mode 0600, peers must be
  * root or the daemon's user).
  *
- * Protocol: the client sends one line "COMMAND FORMAT\tARG\tARG...\n" (FORMAT is "json" or
- * "text"); the daemon answers with lines, each starting with a tag:
+ * Protocol (common/ctlproto.h): the client sends one line "COMMAND FORMAT\tARG\tARG...\n"
+ * (FORMAT is "json" or "text"); the daemon answers with lines, each starting with a tag:
  *   ". TEXT"                 a line for the client's stdout
  *   "% DONE TOTAL PATH"      progress in bytes (prefetch, verify)
  *   "! TEXT"                 a message for the client's stderr
  *   "= N"                    the end; N is the client's exit status
+ * Every name goes out through ctl_escape() (text) or ctl_json_str() (JSON), never raw.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/ctlproto.h"
 #include "common/log.h"
 #include "fs/mows.h"
 #include "net/peer.h"
@@ -50,6 +52,7 @@ struct client {
 	bool json;
 	uint64_t last_progress_ns;
 	const char *current;   /* relpath being worked on, for progress */
+	char name[CTL_ESC_MAX]; /* current, escaped for text lines */
 };
 
 /* ---- socket setup ---- */
@@ -134,18 +137,15 @@ out_free:
 
 /* ---- output ---- */
 
-static void json_str(FILE *out, const char *s)
+/* A name as a JSON member @key; a name that is not UTF-8 also gets "@key_escaped". */
+static void json_name(FILE *out, const char *key, const char *name)
 {
-	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
+	fprintf(out, "\"%s\":", key);
+	if (ctl_json_str(out, name))
+		return;
+	char e[CTL_ESC_MAX];
+	fprintf(out, ",\"%s_escaped\":", key);
+	ctl_json_str(out, ctl_escape(e, sizeof(e), name));
 }
 
 /* Whether the client went away or the daemon is stopping. */
@@ -164,7 +164,7 @@ static bool progress_cb(void *arg, uint64_t done, uint64_t total)
 	if (done == total || now - cl->last_progress_ns > 200000000) {
 		cl->last_progress_ns = now;
 		fprintf(cl->out, "%% %llu %llu %s\n", (unsigned long long)done,
-			(unsigned long long)total, cl->current);
+			(unsigned long long)total, cl->name);
 		fflush(cl->out);
 	}
 	return !client_cancelled(cl);
@@ -193,16 +193,16 @@ static void status_file(void *arg, struct cache_file *f)
 	cache_file_get_status(w->cl->ctl->m->cache, f, &fs);
 	FILE *out = w->cl->out;
 	if (w->cl->json) {
-		fprintf(out, "%s{\"path\":", w->first ? "" : ",");
-		json_str(out, fs.relpath);
+		fprintf(out, "%s{", w->first ? "" : ",");
+		json_name(out, "path", fs.relpath);
 		fprintf(out, ",\"size\":%llu,\"cached_bytes\":%llu,\"state\":\"%s\"}",
 			(unsigned long long)fs.size, (unsigned long long)fs.cached_bytes,
 			file_state(&fs));
 	} else {
-		char a[32], b[32];
+		char a[32], b[32], e[CTL_ESC_MAX];
 		fprintf(out, ". %-9s %8s %8s  %s\n", file_state(&fs),
 			config_format_size(fs.cached_bytes, a, sizeof(a)),
-			config_format_size(fs.size, b, sizeof(b)), fs.relpath);
+			config_format_size(fs.size, b, sizeof(b)), ctl_escape(e, sizeof(e), fs.relpath));
 	}
 	w->first = false;
 }
@@ -217,10 +217,10 @@ static void status_json(struct client *cl, const struct cache_stats *st)
 {
 	struct mows *m = cl->ctl->m;
 	FILE *out = cl->out;
-	fputs(". {\"mountpoint\":", out);
-	json_str(out, m->mountpoint);
-	fputs(",\"backing\":", out);
-	json_str(out, m->backing);
+	fputs(". {", out);
+	json_name(out, "mountpoint", m->mountpoint);
+	fputc(',', out);
+	json_name(out, "backing", m->backing);
 	fprintf(out, ",\"memory\":{\"max\":%llu,\"used\":%llu,\"hugepages\":\"%s\"}",
 		(unsigned long long)st->max_memory, (unsigned long long)st->used_memory,
 		st->slab_kind);
@@ -249,8 +249,9 @@ static void status_text(struct client *cl, const struct cache_stats *st)
 {
 	struct mows *m = cl->ctl->m;
 	FILE *out = cl->out;
-	char a[32], b[32], c[32];
-	fprintf(out, ". mows on %s, backing %s\n", m->mountpoint, m->backing);
+	char a[32], b[32], c[32], e[CTL_ESC_MAX], e2[CTL_ESC_MAX];
+	fprintf(out, ". mows on %s, backing %s\n", ctl_escape(e, sizeof(e), m->mountpoint),
+		ctl_escape(e2, sizeof(e2), m->backing));
 	fprintf(out, ". memory   %s of %s (%s pages), %u of %u chunks of %s cached\n",
 		config_format_size(st->used_memory, a, sizeof(a)),
 		config_format_size(st->max_memory, b, sizeof(b)), st->slab_kind, st->slots_ready,
@@ -307,9 +308,10 @@ static int run_on_file(void *arg, const char *relpath, const struct stat *st)
 	(void)st;
 	struct tree_cmd *t = arg;
 	struct client *cl = t->cl;
+	ctl_escape(cl->name, sizeof(cl->name), relpath);
 	struct cache_file *f = mows_version_at(cl->ctl->m, relpath);
 	if (!f) {
-		fprintf(cl->out, "! %s: %s\n", relpath, strerror(errno));
+		fprintf(cl->out, "! %s: %s\n", cl->name, strerror(errno));
 		t->status = 1;
 		return 0;
 	}
@@ -325,7 +327,7 @@ static int run_on_tree(struct client *cl, const char *relpath, file_cmd fn)
 	struct tree_cmd t = { cl, fn, 0 };
 	int rc = mows_walk(cl->ctl->m, relpath, run_on_file, &t);
 	if (rc && rc != -ECANCELED) {
-		fprintf(cl->out, "! %s: %s\n", *relpath ? relpath : ".",
+		fprintf(cl->out, "! %s: %s\n", *relpath ? ctl_escape(cl->name, sizeof(cl->name), relpath) : ".",
 			rc == -EINVAL ? "not a regular file or directory" : strerror(-rc));
 		return 1;
 	}
@@ -334,16 +336,18 @@ static int run_on_tree(struct client *cl, const char *relpath, file_cmd fn)
 
 static int do_prefetch(struct client *cl, const char *relpath, struct cache_file *f)
 {
+	(void)relpath; /* cl->name is its escaped form, for text lines */
 	int rc = cache_file_prefetch(cl->ctl->m->cache, f, progress_cb, cl);
 	if (rc)
-		fprintf(cl->out, "! %s: %s\n", relpath, strerror(-rc));
+		fprintf(cl->out, "! %s: %s\n", cl->name, strerror(-rc));
 	return rc ? 1 : 0;
 }
 
 static int do_evict(struct client *cl, const char *relpath, struct cache_file *f)
 {
+	(void)relpath;
 	cache_file_evict(cl->ctl->m->cache, f);
-	fprintf(cl->out, ". evicted %s\n", relpath);
+	fprintf(cl->out, ". evicted %s\n", cl->name);
 	return 0;
 }
 
@@ -382,28 +386,28 @@ static int do_verify(struct client *cl, const char *relpath, struct cache_file *
 	const char *verdict = rc == 0 ? "ok" : rc == -ENODATA ? "unlisted" :
 			      rc == -EBADMSG ? "mismatch" : "error";
 	if (cl->json) {
-		fputs(". {\"path\":", cl->out);
-		json_str(cl->out, relpath);
+		fputs(". {", cl->out);
+		json_name(cl->out, "path", relpath);
 		fprintf(cl->out, ",\"result\":\"%s\",\"computed\":\"%08x\"", verdict, crc);
 		if (fs.has_crc)
 			fprintf(cl->out, ",\"manifest\":\"%08x\"", fs.expected_crc);
 		verify_bad_chunks(cl, relpath, f);
 		fputs("}\n", cl->out);
 	} else if (rc == 0) {
-		fprintf(cl->out, ". ok        %s (crc32 %08x)\n", relpath, crc);
+		fprintf(cl->out, ". ok        %s (crc32 %08x)\n", cl->name, crc);
 	} else if (rc == -ENODATA) {
-		fprintf(cl->out, ". unlisted  %s (crc32 %08x; not in %s)\n", relpath, crc,
+		fprintf(cl->out, ". unlisted  %s (crc32 %08x; not in %s)\n", cl->name, crc,
 			cl->ctl->m->cfg.crc32_file);
 	} else if (rc == -EBADMSG && fs.chunks_bad) {
-		fprintf(cl->out, ". mismatch  %s: %" PRIu64 " chunks fail crc32.chunks\n", relpath,
+		fprintf(cl->out, ". mismatch  %s: %" PRIu64 " chunks fail crc32.chunks\n", cl->name,
 			fs.chunks_bad);
 		verify_bad_chunks(cl, relpath, f);
 	} else if (rc == -EBADMSG) {
-		fprintf(cl->out, ". mismatch  %s: manifest %08x, computed %08x%s\n", relpath,
+		fprintf(cl->out, ". mismatch  %s: manifest %08x, computed %08x%s\n", cl->name,
 			fs.expected_crc, crc, fs.has_chunk_crcs ? "" : " (which chunk is unknown: "
 			"write crc32.chunks with mows-crc32 --chunks)");
 	} else {
-		fprintf(cl->out, "! %s: %s%s\n", relpath, strerror(-rc),
+		fprintf(cl->out, "! %s: %s%s\n", cl->name, strerror(-rc),
 			rc == -ENOTSUP ? " (verify = off)" : "");
 	}
 	return rc == 0 || rc == -ENODATA ? 0 : 1;
@@ -419,8 +423,10 @@ static int cmd_paths(struct client *cl, char **paths, unsigned n, file_cmd fn)
 	for (unsigned i = 0; i < n; i++) {
 		const char *rel = to_relpath(cl->ctl->m, paths[i]);
 		if (!rel || (*rel && !cache_manifest_path_ok(rel))) {
-			fprintf(cl->out, "! %s: not under the mows mount %s\n", paths[i],
-				cl->ctl->m->mountpoint);
+			char e[CTL_ESC_MAX];
+			fprintf(cl->out, "! %s: not under the mows mount %s\n",
+				ctl_escape(cl->name, sizeof(cl->name), paths[i]),
+				ctl_escape(e, sizeof(e), cl->ctl->m->mountpoint));
 			status = 1;
 			continue;
 		}
@@ -451,39 +457,47 @@ static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
 
 static void peers_json(const struct peers_snapshot *s, FILE *out)
 {
-	fprintf(out, ". {\"node_id\":\"%s\",\"listen\":\"%s\",\"members\":%u,"
+	fputs(". {", out);
+	json_name(out, "node_id", s->node_id);
+	fputc(',', out);
+	json_name(out, "listen", s->listen);
+	fprintf(out, ",\"members\":%u,"
 		"\"member_digest\":\"%016" PRIx64 "\",\"entries_added\":%" PRIu64
 		",\"entries_reclaimed\":%" PRIu64 ",\"refused_unauthenticated\":%" PRIu64
 		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64 ",",
-		s->node_id, s->listen, s->members, s->digest, s->entries_added,
-		s->entries_reclaimed, s->refused_unauth, s->refused_auth, s->accept_errors);
+		s->members, s->digest, s->entries_added, s->entries_reclaimed, s->refused_unauth,
+		s->refused_auth, s->accept_errors);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
 	for (unsigned i = 0; i < s->n; i++) {
 		const struct peer_info *pe = &s->peers[i];
-		fprintf(out, "%s{\"node_id\":\"%s\",\"address\":\"%s\",\"state\":\"%s\","
+		fputs(i ? ",{" : "{", out);
+		json_name(out, "node_id", pe->node_id);
+		fprintf(out, ",\"address\":\"%s\",\"state\":\"%s\","
 			"\"origin\":\"%s\",\"transport\":\"%s\",\"bytes_in\":%" PRIu64
 			",\"bytes_out\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
 			",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
-			i ? "," : "", pe->node_id, pe->addr, pe->state, pe->origin, pe->transport,
-			pe->bytes_in, pe->bytes_out, pe->fetches, pe->served, pe->errors,
-			pe->bad_crc, pe->quarantined ? "true" : "false");
+			pe->addr, pe->state, pe->origin, pe->transport, pe->bytes_in,
+			pe->bytes_out, pe->fetches, pe->served, pe->errors, pe->bad_crc,
+			pe->quarantined ? "true" : "false");
 	}
 	fputs("]}\n", out);
 }
 
 static void peers_text(const struct peers_snapshot *s, FILE *out)
 {
+	char e[CTL_ESC_MAX], e2[CTL_ESC_MAX];
 	fprintf(out, ". node %s on %s\n. members %u, digest %016" PRIx64 "\n"
-		". %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n", s->node_id, s->listen,
+		". %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n",
+		ctl_escape(e, sizeof(e), s->node_id), ctl_escape(e2, sizeof(e2), s->listen),
 		s->members, s->digest, "NODE", "ADDRESS", "STATE", "TRANSPORT", "BYTES_IN",
 		"BYTES_OUT", "FETCHES", "ERRORS", "BADCRC");
 	for (unsigned i = 0; i < s->n; i++) {
 		const struct peer_info *pe = &s->peers[i];
 		fprintf(out, ". %-16s %-22s %-11s %-9s %10" PRIu64 " %10" PRIu64 " %8" PRIu64
-			" %6" PRIu64 " %6" PRIu64 "\n", pe->node_id, pe->addr, pe->state,
-			pe->transport, pe->bytes_in, pe->bytes_out, pe->fetches, pe->errors,
-			pe->bad_crc);
+			" %6" PRIu64 " %6" PRIu64 "\n", ctl_escape(e, sizeof(e), pe->node_id),
+			pe->addr, pe->state, pe->transport, pe->bytes_in, pe->bytes_out,
+			pe->fetches, pe->errors, pe->bad_crc);
 	}
 }
 
@@ -508,39 +522,40 @@ static int cmd_peers(struct client *cl)
 
 /* ---- clients ---- */
 
-/* Splits the request in place. Returns the number of words (command first). */
-static unsigned split_request(char *req, char **words, unsigned max)
+static int dispatch(struct client *cl, char *req, size_t len)
 {
-	unsigned n = 0;
-	char *save = NULL;
-	for (char *w = strtok_r(req, "\t\n", &save); w && n < max; w = strtok_r(NULL, "\t\n", &save))
-		words[n++] = w;
-	return n;
-}
-
-static int dispatch(struct client *cl, char *req)
-{
-	char *words[1024];
-	unsigned n = split_request(req, words, 1024);
-	if (n == 0)
+	struct ctl_request *r = malloc(sizeof(*r));
+	const char *why;
+	int rc = r ? ctl_request_parse(req, len, r, &why) : -ENOMEM;
+	if (rc == -E2BIG) {
+		fprintf(cl->out, "! more than %d paths: give fewer at once\n", CTL_MAX_ARGS);
+		free(r);
 		return 2;
-	char *fmt = strchr(words[0], ' ');
-	if (fmt) {
-		*fmt++ = '\0';
-		cl->json = strcmp(fmt, "json") == 0;
 	}
-	if (!strcmp(words[0], "status"))
-		return cmd_status(cl);
-	if (!strcmp(words[0], "prefetch"))
-		return cmd_paths(cl, words + 1, n - 1, do_prefetch);
-	if (!strcmp(words[0], "evict"))
-		return cmd_paths(cl, words + 1, n - 1, do_evict);
-	if (!strcmp(words[0], "verify"))
-		return cmd_paths(cl, words + 1, n - 1, do_verify);
-	if (!strcmp(words[0], "peers"))
-		return cmd_peers(cl);
-	fprintf(cl->out, "! unknown command '%s'\n", words[0]);
-	return 2;
+	if (rc) {
+		fprintf(cl->out, "! bad request: %s; use a mowsctl of the same version\n",
+			r ? why : strerror(ENOMEM));
+		free(r);
+		return 2;
+	}
+	cl->json = r->json;
+	const char *cmd = r->cmd;
+	if (!strcmp(cmd, "status"))
+		rc = cmd_status(cl);
+	else if (!strcmp(cmd, "prefetch"))
+		rc = cmd_paths(cl, r->args, r->nargs, do_prefetch);
+	else if (!strcmp(cmd, "evict"))
+		rc = cmd_paths(cl, r->args, r->nargs, do_evict);
+	else if (!strcmp(cmd, "verify"))
+		rc = cmd_paths(cl, r->args, r->nargs, do_verify);
+	else if (!strcmp(cmd, "peers"))
+		rc = cmd_peers(cl);
+	else {
+		fprintf(cl->out, "! unknown command '%s'\n", ctl_escape(cl->name, sizeof(cl->name), cmd));
+		rc = 2;
+	}
+	free(r);
+	return rc;
 }
 
 static bool peer_allowed(int fd)
@@ -575,9 +590,14 @@ static void *client_main(void *arg)
 	struct control *ctl = cl->ctl;
 	char *req = malloc(MAX_REQUEST);
 	cl->out = fdopen(cl->fd, "w");
-	if (req && cl->out && peer_allowed(cl->fd) && read_request(cl->fd, req, MAX_REQUEST) > 0) {
-		int status = dispatch(cl, req);
+	ssize_t len = -EPERM;
+	if (req && cl->out && peer_allowed(cl->fd) &&
+	    (len = read_request(cl->fd, req, MAX_REQUEST)) > 0) {
+		int status = dispatch(cl, req, (size_t)len);
 		fprintf(cl->out, "= %d\n", status);
+	} else if (cl->out && len == -E2BIG) {
+		fprintf(cl->out, "! request longer than %d bytes: give fewer paths at once\n= 2\n",
+			MAX_REQUEST - 1);
 	}
 	if (cl->out)
 		fclose(cl->out);

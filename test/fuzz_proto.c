@@ -2,7 +2,7 @@
  * libFuzzer target for net/proto.h: every decoder gets the input, both whole and as a
  * framed stream. Decoders must never read outside the input (the fuzzer copies it into an
  * exactly-sized buffer, so ASan sees any overread), and whatever they accept must be
- * self-consistent and survive a re-encode unchanged. Build and run with test/fuzz_proto.sh.
+ * self-consistent and survive a re-encode unchanged. Build and run with test/fuzz.sh.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -6,7 +6,9 @@
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch|evict|verify PATH...
  *
  * Without -s or -m the daemon is found from the first PATH (the mows mount holding it), else
- * from the only socket in /run/mows. The protocol is described in fs/control.c.
+ * from the only socket in /run/mows. The protocol is common/ctlproto.h; names in text output
+ * are shown escaped as the daemon sends them (ctl_escape: \n, \t, \\, \xHH), so that every
+ * output line is one entry.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/ctlproto.h"
 #include "common/deadline.h"
 
 #define EXIT_USAGE 2
@@ -30,7 +33,7 @@
 struct progress {
 	bool tty;
 	uint64_t start_ns, base_done, file_done, file_total, all_done;
-	char file[256];
+	char file[CTL_ESC_MAX];   /* escaped, as the daemon sends it */
 };
 
 static void usage(FILE *out)
@@ -46,6 +49,22 @@ static void usage(FILE *out)
 		     "  peers           every peer: state, transport, bytes in and out, errors\n");
 }
 
+/* Undoes mountinfo's octal escapes ("\040" for a space, "\134" for a backslash) in place. */
+static void mountinfo_unescape(char *s)
+{
+	char *o = s;
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+}
+
 /* The mows mount point holding @path (longest match in /proc/self/mountinfo). */
 static bool mount_of(const char *path, char *mnt, size_t len)
 {
@@ -59,6 +78,7 @@ static bool mount_of(const char *path, char *mnt, size_t len)
 		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
 		    sscanf(sep + 3, "%255s", fstype) != 1 || strcmp(fstype, "fuse.mows") != 0)
 			continue;
+		mountinfo_unescape(point);
 		size_t n = strlen(point);
 		if (strncmp(path, point, n) == 0 && (path[n] == '/' || !path[n] || n == 1) &&
 		    n >= best) {
@@ -120,13 +140,8 @@ static void draw(struct progress *p, bool final)
 		final || !p->tty ? "\n" : "");
 }
 
-static void on_progress(struct progress *p, const char *line)
+static void on_progress(struct progress *p, uint64_t done, uint64_t total, const char *file)
 {
-	unsigned long long done, total;
-	int used = 0;
-	if (sscanf(line, "%llu %llu %n", &done, &total, &used) < 2)
-		return;
-	const char *file = line + used;
 	if (strcmp(file, p->file) != 0) {
 		if (p->file[0] && p->tty)
 			draw(p, true);
@@ -148,22 +163,36 @@ static int relay(int fd)
 	size_t cap = 0;
 	int status = 1;
 	struct progress p = { .tty = isatty(STDERR_FILENO), .start_ns = mono_ns() };
-	while (in && getline(&line, &cap, in) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0] == '.')
-			puts(line[1] ? line + 2 : "");
-		else if (line[0] == '%')
-			on_progress(&p, line + 2);
-		else if (line[0] == '!')
-			fprintf(stderr, "%s%s\n", p.tty && p.file[0] ? "\n" : "", line + 2);
-		else if (line[0] == '=') {
-			status = atoi(line + 2);
+	bool ended = false;
+	ssize_t n;
+	while (in && (n = getline(&line, &cap, in)) > 0) {
+		struct ctl_reply r;
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (strlen(line) != (size_t)n || ctl_reply_parse(line, &r)) {
+			char e[CTL_ESC_MAX];
+			fprintf(stderr, "%smowsctl: the daemon sent a line this mowsctl cannot parse "
+				"(is it the same version?): %s\n", p.tty && p.file[0] ? "\n" : "",
+				ctl_escape(e, sizeof(e), line));
+			status = 1;
+			ended = true;
+			break;
+		}
+		if (r.tag == CTL_OUT)
+			puts(r.text);
+		else if (r.tag == CTL_PROGRESS)
+			on_progress(&p, r.done, r.total, r.name);
+		else if (r.tag == CTL_ERR)
+			fprintf(stderr, "%s%s\n", p.tty && p.file[0] ? "\n" : "", r.text);
+		else {
+			status = r.status;
+			ended = true;
 			break;
 		}
 	}
 	if (p.file[0] && p.tty)
 		fputc('\n', stderr);
-	if (status == 1 && !line)
+	if (!ended)
 		fprintf(stderr, "mowsctl: the daemon closed the connection early\n");
 	free(line);
 	if (in)
@@ -408,7 +437,9 @@ int main(int argc, char **argv)
 	for (int k = i; k < argc; k++) {
 		abs[k] = realpath(argv[k], NULL);
 		if (!abs[k]) {
-			fprintf(stderr, "mowsctl: %s: %s\n", argv[k], strerror(errno));
+			char e[CTL_ESC_MAX];
+			fprintf(stderr, "mowsctl: %s: %s\n", ctl_escape(e, sizeof(e), argv[k]),
+				strerror(errno));
 			return 1;
 		}
 	}
@@ -435,9 +466,17 @@ int main(int argc, char **argv)
 	int fd = connect_to(sock);
 	if (fd < 0)
 		return 1;
-	dprintf(fd, "%s %s", cmd, json ? "json" : "text");
-	for (int k = i; k < argc; k++)
-		dprintf(fd, "\t%s", abs[k]);
-	dprintf(fd, "\n");
+	/* A daemon that refuses a request (too long) says why and closes: read that answer
+	 * rather than die of SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	FILE *req = fdopen(dup(fd), "w");
+	int rc = req ? ctl_request_write(req, cmd, json, abs + i, (unsigned)(argc - i)) : -errno;
+	if (req && fclose(req) && rc == 0)
+		rc = -errno;
+	if (rc && rc != -EPIPE && rc != -EIO) {
+		fprintf(stderr, "mowsctl: cannot send the request to %s: %s\n", sock, strerror(-rc));
+		close(fd);
+		return 1;
+	}
 	return relay(fd);
 }

@@ -46,7 +46,7 @@ skip() {
 
 need_cmd() {
 	local c
-	for c; do command -v "$c" >/dev/null 2>&1 || skip "needs '$c', not installed"; done
+	for c; do command -v "$c" >/dev/null 2>&1 || skip "needs '$c', not installed (make deps installs it)"; done
 }
 
 # The interpreter itself, not a pyenv-style shim that costs a fork and exec per call.
@@ -79,16 +79,19 @@ wait_pid_gone() {
 }
 
 # The /proc/mounts line whose mountpoint is $1 (first match), or nothing.
-mount_line() {
-	awk -v m="$1" '$2 == m { print; exit }' /proc/mounts
+mount_line() { # MOUNTPOINT, compared with /proc/mounts' octal escapes (\040 for a space)
+	local m=${1//\\/\\134}
+	m=${m// /\\040}
+	m=${m//$'\t'/\\011}
+	m=${m//$'\n'/\\012}
+	M=$m awk '$2 == ENVIRON["M"] { print; exit }' /proc/mounts
 }
 
 is_mounted() { [ -n "$(mount_line "$1")" ]; }
 
 # Whether $1 is mounted by mows: fstype fuse.mows, or any source/fstype naming mows.
 is_mows_mounted() {
-	awk -v m="$1" '$2 == m && ($1 ~ /mows/ || $3 ~ /mows/) { f = 1 } END { exit !f }' \
-		/proc/mounts
+	mount_line "$1" | awk '$1 ~ /mows/ || $3 ~ /mows/ { f = 1 } END { exit !f }'
 }
 
 mows_track_pid() { _MOWS_PIDS+=("$1"); }
@@ -200,6 +203,32 @@ mows_mount() {
 	# The control socket may appear just after the mount; give it a moment, no more.
 	end=$((SECONDS + 5))
 	while [ ! -S "$MOWS_SOCK" ] && [ $SECONDS -lt $end ] && pid_alive "$MOWS_PID"; do
+		sleep 0.05
+	done
+}
+
+# faultfs_mount SOURCE MNT RULES: mirrors SOURCE at MNT through test/bin/faultfs, which
+# injects the read faults that the rules file RULES names (see test/faultfs.c; it is read
+# again whenever it changes). Returns once mounted (10 s deadline). Sets FAULTFS_LOG, where
+# faultfs logs every fault it injects. Unmounted by the cleanup, after the mows above it.
+FAULTFS=$MOWS_ROOT/test/bin/faultfs
+faultfs_mount() {
+	local src=$1 mnt=$2 rules=$3 pid end
+	[ -x "$FAULTFS" ] || fail "$FAULTFS is not built (run 'make all')"
+	mkdir -p "$mnt"
+	mnt=$(realpath "$mnt")
+	FAULTFS_LOG=$(mktemp "$SCRATCH/faultfs.XXXXXX.log")
+	note "faultfs --rules $rules $src $mnt"
+	"$FAULTFS" --rules "$rules" "$src" "$mnt" -f >"$FAULTFS_LOG" 2>&1 </dev/null &
+	pid=$!
+	mows_track_pid "$pid"
+	mows_track_mount "$mnt"
+	_MOWS_LOGS+=("$FAULTFS_LOG")
+	end=$((SECONDS + 10))
+	until [ "$(mount_line "$mnt" | awk '{ print $3 }')" = fuse.faultfs ] ||
+		[ "$(mount_line "$mnt" | awk '{ print $1 }')" = faultfs ]; do
+		pid_alive "$pid" || fail "faultfs exited before $mnt was mounted: $(tail -n 3 "$FAULTFS_LOG")"
+		[ $SECONDS -ge $end ] && fail "faultfs did not mount $mnt within 10 s"
 		sleep 0.05
 	done
 }

@@ -5,7 +5,7 @@
 # exit, before lib.sh's own cleanup runs; when the test fails, the last lines of every node's
 # log are shown first (and copied to $MOWS_ARTIFACTS when set).
 #
-#   cluster_need                     skip unless root and the tools the cluster needs are here
+#   cluster_need                     fail unless root and the tools the cluster needs are here
 #   cluster_model DIR [SHARDS MIB]   a generated Hugging Face-shaped model (genmodel.py)
 #   cluster_up ARGS...               mows-cluster up ARGS... (fails the test with its message)
 #   cluster_run FILE -- CMD...       CMD on every node at once; timings as JSON in FILE
@@ -64,13 +64,13 @@ mows_cluster() { "$MOWS_CLUSTER" -n "$CLUSTER" "$@"; }
 
 cluster_need() {
 	local c
-	[ "$(id -u)" -eq 0 ] || _cluster_skip "a cluster needs root"
-	[ -x "$MOWS_CLUSTER" ] || _cluster_skip "$MOWS_CLUSTER is missing"
+	[ "$(id -u)" -eq 0 ] || _cluster_fail "a cluster needs root"
+	[ -x "$MOWS_CLUSTER" ] || _cluster_fail "$MOWS_CLUSTER is missing"
 	for c in ip tc nsenter unshare sshfs ssh-keygen ss flock setsid; do
-		command -v "$c" >/dev/null 2>&1 || _cluster_skip "a cluster needs '$c', not installed"
+		command -v "$c" >/dev/null 2>&1 || _cluster_fail "a cluster needs '$c', not installed (make deps installs it)"
 	done
-	[ -x /usr/sbin/sshd ] || _cluster_skip "a cluster needs sshd (openssh-server)"
-	[ -c /dev/fuse ] || _cluster_skip "needs /dev/fuse"
+	[ -x /usr/sbin/sshd ] || _cluster_fail "a cluster needs sshd (openssh-server; make deps installs it)"
+	[ -c /dev/fuse ] || _cluster_fail "needs /dev/fuse"
 }
 
 cluster_model() { # DIR [SHARDS] [MIB]

@@ -2,7 +2,9 @@
 # Runs the integration tests: every test/integration/t_*.sh in name order, or the ones named
 # as arguments (t_tree or a path). Each runs under `timeout` (300 s, or the test's own
 # "# timeout: N" line) with MOWS_ROOT set and a fresh scratch dir as TMPDIR.
-# Exit status of a test: 0 pass, 77 skipped, anything else fail.
+# Exit status of a test: 0 pass, anything else fail. 77 ("cannot run here") is a FAIL too:
+# a test that should run here and cannot is a broken setup, not a pass. Only a test that
+# says why a user would accept the skip, in a line "# skip-ok: REASON", counts as skipped.
 # MOWS_VERBOSE=1 prints every test's whole output; otherwise a failure shows its last 40 lines.
 set -u
 export LC_ALL=C
@@ -66,7 +68,15 @@ for t in "${tests[@]}"; do
 
 	case $rc in
 	0) verdict=PASS passed=$((passed + 1)) why= ;;
-	77) verdict=SKIP skipped=$((skipped + 1)) why=$(grep -m1 '^SKIP' "$out") ;;
+	77)
+		why=$(grep -m1 '^SKIP' "$out")
+		if grep -q '^# skip-ok: ' "$t"; then
+			verdict=SKIP skipped=$((skipped + 1))
+			why="${why:-skipped} (allowed: $(sed -n 's/^# skip-ok: *//p' "$t" | head -n 1))"
+		else
+			verdict=FAIL failed=$((failed + 1))
+			why="${why:-exit 77} -- a test that cannot run here fails (make deps installs what tests need)"
+		fi ;;
 	124 | 137) verdict=FAIL failed=$((failed + 1)) why="timed out after ${limit}s" ;;
 	*) verdict=FAIL failed=$((failed + 1)) why="exit status $rc" ;;
 	esac

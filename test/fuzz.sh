@@ -1,0 +1,87 @@
+#!/bin/sh
+# Builds the libFuzzer targets with ASan and UBSan and runs each for N seconds (default 12):
+#   ./test/fuzz.sh [SECONDS] [TARGET...]      targets: proto ctlproto manifest config
+# Exits 0 when nothing crashed, 1 when a fuzzer found a crash (its input is saved as
+# test/bin/fuzz-TARGET-crash-*; replay with test/bin/fuzz_TARGET FILE) or when clang is
+# missing and cannot be installed (a fuzz step that cannot run is a failure, not a skip).
+# The corpus of each target grows in test/bin/corpus-TARGET across runs.
+# A new target: test/fuzz_NAME.c, its sources in srcs(), seed inputs in seed(), and NAME in
+# the default list below.
+set -eu
+cd "$(dirname "$0")/.."
+secs=${1:-12}
+case $secs in
+''|*[!0-9]*) echo "fuzz: '$secs' is not a number of seconds; run e.g. $0 60" >&2; exit 2 ;;
+esac
+[ $# -gt 0 ] && shift
+targets=${*:-proto ctlproto manifest config}
+
+if ! command -v clang >/dev/null 2>&1; then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "fuzz: installing clang"
+		apt-get update -qq >/dev/null 2>&1 || true
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			clang >/dev/null 2>&1 || true
+	fi
+	if ! command -v clang >/dev/null 2>&1; then
+		echo "fuzz: FAIL: clang is not installed and could not be (run make deps, or apt-get install clang)" >&2
+		exit 1
+	fi
+fi
+
+# The sources each target needs besides its own test/fuzz_TARGET.c, and extra libraries.
+srcs() {
+	case $1 in
+	proto) echo net/proto.c ;;
+	ctlproto) echo common/ctlproto.c ;;
+	manifest) echo cache/manifest.c common/log.c ;;
+	config) echo common/config.c common/log.c ;;
+	*) echo "fuzz: no target '$1' (proto ctlproto manifest config)" >&2; exit 2 ;;
+	esac
+}
+libs() { [ "$1" = config ] && pkg-config --libs inih || true; }
+
+# A few valid inputs to start from; libFuzzer mutates them.
+seed() {
+	d=test/bin/corpus-$1
+	mkdir -p "$d"
+	case $1 in
+	proto)
+		printf 'MOWS\001\005\000\000\000\000\000\010\000\000\000\001\000\000\000\000\000\000\000\052' >"$d/seed-ping" ;;
+	ctlproto)
+		printf 'status json\n' >"$d/seed-status"
+		printf 'prefetch text\t/mnt/a\\nb\t/mnt/c\\x80d\\\\e\n' >"$d/seed-prefetch"
+		printf '%% 100 200 dir/a\\tb.bin' >"$d/seed-progress"
+		printf '= 0' >"$d/seed-end"
+		printf 'quote" \316\273 \377 \340\200\200 tab\t' >"$d/seed-name" ;;
+	manifest)
+		printf '# crc32.txt\ncbf43926  a.bin\nCBF43926 sub/b c.bin\n0000000g bad\n00000000 ../x\n' >"$d/seed-manifest" ;;
+	config)
+		# every key of the example, uncommented: small inputs keep the fuzzer fast
+		{ echo '[mows]'; sed -n 's/^#\([a-z_0-9]* =\)/\1/p' mows.conf.example; } >"$d/seed-example"
+		printf '[mows]\nmax_memory = 2G ; two\nchunk_size=4M\nverify = strict\npeers = a:1,b:2\nfill_timeout = 3s\n' >"$d/seed-small" ;;
+	esac
+}
+
+mkdir -p test/bin
+rc=0
+for t in $targets; do
+	s=$(srcs "$t")
+	# shellcheck disable=SC2046,SC2086
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-Wall -Wextra -Werror -I. -D_GNU_SOURCE $(pkg-config --cflags inih) $s \
+		"test/fuzz_$t.c" -o "test/bin/fuzz_$t" $(libs "$t")
+	seed "$t"
+	log=test/bin/fuzz_$t.log
+	echo "fuzz: $t for ${secs}s"
+	if "./test/bin/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
+		-artifact_prefix="test/bin/fuzz-$t-" "test/bin/corpus-$t" >"$log" 2>&1; then
+		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+		echo "fuzz: $t PASS, no crash in ${secs}s (${runs:-?} inputs)"
+	else
+		tail -n 40 "$log" >&2
+		echo "fuzz: $t FAIL, crash input saved as test/bin/fuzz-$t-*; log in $log" >&2
+		rc=1
+	fi
+done
+exit $rc
