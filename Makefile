@@ -1,6 +1,6 @@
 # mows: model weight service. Plain make; every dependency through pkg-config.
 CC       ?= cc
-PKGS     := fuse3 libisal inih libcrypto libibverbs librdmacm
+PKGS     := fuse3 libisal inih libssl libcrypto libibverbs librdmacm
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla \
             -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

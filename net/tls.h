@@ -1,0 +1,171 @@
+/*
+ * TLS 1.3 on peer TCP connections (OpenSSL libssl). The one seam around libssl: nothing else
+ * in mows includes <openssl/ssl.h>.
+ *
+ * Two ways to authenticate, chosen by the configuration (tls_ctx_from_config()):
+ *
+ *   shared secret (default): a TLS 1.3 external PSK. Both sides derive the same 32-byte key
+ *     from the bytes of secret_file,
+ *       psk = HKDF-SHA256(ikm = secret, salt = "mows-tls-psk-v1",
+ *                         info = "mows peer TLS 1.3 external PSK"),
+ *     and offer it under the fixed identity "mows-psk-v1" with TLS_AES_128_GCM_SHA256 (or
+ *     TLS_CHACHA20_POLY1305_SHA256). The handshake is psk_dhe_ke: an ephemeral X25519 or
+ *     P-256 exchange keyed with the PSK, so recorded traffic stays secret even if the
+ *     secret leaks later. No certificates are involved.
+ *
+ *   certificates (tls_cert, tls_key, tls_ca all set): every node presents its certificate
+ *     chain and requires one from the peer that verifies against tls_ca (mutual TLS, e.g.
+ *     cert-manager issuing from one cluster CA). Any certificate the CA signed is a member:
+ *     host names are not checked (peers come and go under changing addresses), so give the
+ *     cluster a CA of its own. tls_conn_peer_name() tells who it was, for logs.
+ *
+ * Only TLS 1.3 is offered or accepted. No session tickets, no resumption, no renegotiation
+ * (TLS 1.3 has none), no compression. A peer that does not speak TLS, such as a node with
+ * tls = off, fails the handshake with -EPROTO (or -ECONNRESET if it hangs up first).
+ *
+ * The HMAC challenge-response of net/auth.c goes away when TLS is on. With a PSK, the
+ * client's binder and both Finished messages are MACs keyed by the secret over a transcript
+ * that holds fresh randoms from both sides and the ephemeral key shares: that already proves
+ * to each side that the other knows the secret, for this connection only, and a relay can
+ * neither replay nor reflect it. A second proof over the same secret adds round trips and
+ * nothing else. With certificates there may be no shared secret at all. What remains of
+ * HELLO (node ids, capabilities) is sent inside TLS after tls_handshake() and is as trusted
+ * as the peer: any member may claim any node id, as before (in certificate mode the link
+ * may compare the id with tls_conn_peer_name()). The HMAC stays only for tls = off with a
+ * secret_file (insecure = true), where it is the only check left. tls_conn_export() gives a
+ * per-connection key bound to this handshake for anything that wants one (e.g. a per-link
+ * HMAC of RDMA chunks, see net/digest.h).
+ *
+ * Errors (every function returns 0 or -errno, and leaves a one-line message that names the
+ * cause and the fix in tls_conn_strerror()):
+ *   -EACCES     authentication failed: wrong PSK (the secret files differ), certificate not
+ *               signed by tls_ca / expired / missing, or the peer refused ours;
+ *   -EPROTO     the peer does not speak TLS 1.3 (plaintext or legacy mows peer, TLS <= 1.2)
+ *               or broke the protocol;
+ *   -EBADMSG    a record failed its integrity check after the handshake: bytes were altered
+ *               in flight. Nothing of that record reaches the caller;
+ *   -ETIMEDOUT  the deadline passed;
+ *   -ECONNRESET the peer closed (with or without close_notify);
+ *   -ENOMEM, or the socket's -errno.
+ * After any error but -ETIMEDOUT on a read that received nothing, the session is broken:
+ * tls_conn_free() it and close the socket. In practice callers treat every error as fatal.
+ *
+ * Threads: a tls_ctx is built once at start-up and then shared read-only by every thread
+ * (OpenSSL makes SSL_CTX use thread-safe). A tls_conn belongs to one thread at a time: its
+ * reads and writes must not run concurrently (OpenSSL's SSL object is not safe for a
+ * reader thread and a writer thread at once). A full-duplex link therefore either drives
+ * the conn from one event-loop thread (non-blocking fd, see tls_conn_pending()) or hands it
+ * between threads under its own ordering; never hold a lock across these calls.
+ */
+#ifndef MOWS_NET_TLS_H
+#define MOWS_NET_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "common/config.h"
+#include "common/deadline.h"
+
+struct tls_ctx;
+struct tls_conn;
+
+#define TLS_PSK_IDENTITY	"mows-psk-v1"
+#define TLS_ERR_MAX		256
+
+/*
+ * A PSK context from the shared secret's bytes (any 1..4096 bytes). The secret is not
+ * kept, only the derived key (wiped on free). Returns the context, or NULL with errno set
+ * and a message in @err.
+ */
+struct tls_ctx *tls_ctx_new_psk(const uint8_t *secret, size_t len, char *err, size_t errlen);
+
+/*
+ * A certificate context: @cert is this node's PEM certificate (chain), @key its PEM private
+ * key, @ca the PEM CA certificate(s) that peers' certificates must verify against. Each file
+ * is read and parsed now; errors name the key and the fix, e.g.
+ *   tls_key '/etc/mows/tls.key': does not match tls_cert '/etc/mows/tls.crt'; ...
+ * -ENOENT/-EACCES for a missing/unreadable file, -EINVAL for one that does not parse.
+ * Returns the context, or NULL with errno set and a message in @err.
+ */
+struct tls_ctx *tls_ctx_new_cert(const char *cert, const char *key, const char *ca, char *err,
+				 size_t errlen);
+
+/*
+ * The context the configuration asks for: NULL in *@out with 0 returned when tls = off;
+ * certificates when tls_cert is set; otherwise a PSK from secret_file (loaded with
+ * auth_load_secret(), so the same mode checks apply). Returns 0 or -errno with a message in
+ * @err. Call once at start-up, after config_validate().
+ */
+int tls_ctx_from_config(const struct mows_config *cfg, struct tls_ctx **out, char *err,
+			size_t errlen);
+
+/* Whether @ctx authenticates with certificates (else with the PSK). */
+bool tls_ctx_is_cert(const struct tls_ctx *ctx);
+
+/* Frees @ctx; every conn made from it must be freed first. NULL is fine. */
+void tls_ctx_free(struct tls_ctx *ctx);
+
+/*
+ * A session on the connected socket @fd (blocking or not; non-blocking sockets wait in
+ * poll() bounded by each call's deadline). @server: this side accepted the connection. The
+ * conn does not own @fd: the caller closes it after tls_conn_free(). Returns NULL with
+ * errno set (ENOMEM).
+ */
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server);
+
+/*
+ * Runs the handshake (client or server, as made) by @dl. Returns 0 when the peer is
+ * authenticated, else -errno as listed at the top.
+ */
+int tls_handshake(struct tls_conn *c, const struct deadline *dl);
+
+/* Receives exactly @len bytes into @buf by @dl. Returns 0 or -errno. */
+int tls_recv_all(struct tls_conn *c, void *buf, size_t len, const struct deadline *dl);
+
+/* Sends @len bytes from @buf by @dl. Returns 0 or -errno. */
+int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct deadline *dl);
+
+/*
+ * Sends @iov (@iovcnt entries, not modified) by @dl, in order, as one byte stream: e.g. a
+ * frame header and a chunk straight from the slab. Small leading entries (together at most
+ * TLS_SENDV_COALESCE bytes) go out in one record; large ones are encrypted straight from the
+ * caller's memory (OpenSSL writes the ciphertext into its own buffer; nothing is copied on
+ * our side). The caller keeps the memory valid and unchanged until this returns. Returns 0
+ * or -errno.
+ */
+#define TLS_SENDV_COALESCE 512
+int tls_sendv(struct tls_conn *c, const struct iovec *iov, int iovcnt, const struct deadline *dl);
+
+/*
+ * Whether decrypted bytes are already buffered inside the session, so a read would not
+ * block though poll() says the socket is idle. An event loop checks this before waiting.
+ */
+bool tls_conn_pending(const struct tls_conn *c);
+
+/*
+ * Writes @len bytes of keying material bound to this session (RFC 8446 exporter) with
+ * @label into @out. Both sides get the same bytes. Returns 0 or -EINVAL (before handshake).
+ */
+int tls_conn_export(struct tls_conn *c, const char *label, uint8_t *out, size_t len);
+
+/*
+ * The peer's certificate subject (CN, else the whole subject) in certificate mode, or
+ * "psk:" TLS_PSK_IDENTITY in PSK mode, after a successful handshake; "" before.
+ */
+const char *tls_conn_peer_name(const struct tls_conn *c);
+
+/* The cipher suite negotiated, e.g. "TLS_AES_128_GCM_SHA256"; "" before the handshake. */
+const char *tls_conn_cipher(const struct tls_conn *c);
+
+/* The message of the last error on @c ("" if none). Valid until the next call on @c. */
+const char *tls_conn_strerror(const struct tls_conn *c);
+
+/*
+ * Sends close_notify if the session is healthy and the socket takes it at once (never
+ * waits), then frees the session. Does not close the fd. NULL is fine.
+ */
+void tls_conn_free(struct tls_conn *c);
+
+#endif
