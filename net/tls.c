@@ -143,6 +143,8 @@ static SSL_CTX *base_ctx(char *err, size_t errlen)
 	    SSL_CTX_set_ciphersuites(c, CIPHERS) && SSL_CTX_set_num_tickets(c, 0)) {
 		SSL_CTX_set_options(c, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
 		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+		/* OpenSSL wants one with SSL_VERIFY_PEER on a server, cache or not. */
+		SSL_CTX_set_session_id_context(c, (const unsigned char *)"mows", 4);
 		SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		/* Fewer, larger recv() calls: a 4 MiB chunk is 256 records. */
@@ -187,7 +189,8 @@ static SSL_SESSION *psk_session(SSL_CTX *c, const uint8_t key[PSK_LEN])
 
 	if (s && (!SSL_SESSION_set1_master_key(s, key, PSK_LEN) ||
 		  !SSL_SESSION_set_cipher(s, cipher) ||
-		  !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION))) {
+		  !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION) ||
+		  !SSL_SESSION_set1_id_context(s, (const unsigned char *)"mows", 4))) {
 		SSL_SESSION_free(s);
 		s = NULL;
 	}
@@ -230,6 +233,13 @@ static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESS
 	return 1;
 }
 
+static int refuse_cert_cb(int ok, X509_STORE_CTX *store)
+{
+	(void)ok;
+	X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+	return 0;
+}
+
 struct tls_ctx *tls_ctx_new_psk(const uint8_t *secret, size_t len, char *err, size_t errlen)
 {
 	uint8_t key[PSK_LEN];
@@ -253,6 +263,8 @@ struct tls_ctx *tls_ctx_new_psk(const uint8_t *secret, size_t len, char *err, si
 	}
 	OPENSSL_cleanse(key, sizeof(key));
 	SSL_CTX_set_app_data(t->ssl, t);
+	/* A server that shows a certificate instead of using the PSK is nobody we know. */
+	SSL_CTX_set_verify(t->ssl, SSL_VERIFY_PEER, refuse_cert_cb);
 	SSL_CTX_set_psk_use_session_callback(t->ssl, psk_use_cb);
 	SSL_CTX_set_psk_find_session_callback(t->ssl, psk_find_cb);
 	return t;
@@ -298,7 +310,14 @@ static int load_cert_files(SSL_CTX *c, const char *cert, const char *key, const 
 			"to this node's certificate", cert, ssl_reason(why, sizeof(why)));
 		return -EINVAL;
 	}
-	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
+	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1 &&
+	    ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+		ERR_clear_error();
+		set_err(err, errlen, "tls_key '%s': does not match tls_cert '%s'; give the key "
+			"that belongs to the certificate", key, cert);
+		return -EINVAL;
+	}
+	if (ERR_peek_error()) {
 		set_err(err, errlen, "tls_key '%s': not a usable PEM private key (%s); set tls_key "
 			"to the key of tls_cert", key, ssl_reason(why, sizeof(why)));
 		return -EINVAL;
@@ -394,12 +413,16 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server)
 {
 	struct tls_conn *c;
 	BIO *bio;
+	int fl;
 
 	pthread_once(&bio_once, bio_method_init);
 	if (!bio_method) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
@@ -460,10 +483,14 @@ static int fail_auth(struct tls_conn *c, int reason, const char *op)
 {
 	long v = SSL_get_verify_result(c->ssl);
 
-	if (reason == SSL_R_BINDER_DOES_NOT_VERIFY || (c->psk && reason ==
-						     SSL_R_TLSV1_ALERT_DECRYPT_ERROR))
+	if (reason == SSL_R_BINDER_DOES_NOT_VERIFY ||
+	    (c->psk && (reason == SSL_R_TLSV1_ALERT_DECRYPT_ERROR ||
+			reason == SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER)))
 		return conn_fail(c, -EACCES, "%s: wrong PSK: the peer's secret_file differs from "
 				 "ours; give every node the same secret", op);
+	if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && v == X509_V_ERR_APPLICATION_VERIFICATION)
+		return conn_fail(c, -EACCES, "%s: the peer showed a certificate instead of our PSK; "
+				 "give every node the same TLS mode (secret_file or tls_cert)", op);
 	if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && v != X509_V_OK)
 		return conn_fail(c, -EACCES, "%s: peer certificate refused: %s; the peer needs a "
 				 "certificate signed by our tls_ca", op,
@@ -501,6 +528,11 @@ static int fail_ssl(struct tls_conn *c, const char *op)
 	case SSL_R_TLSV1_ALERT_INTERNAL_ERROR:
 	case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
 		return fail_auth(c, reason, op);
+	case SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER:
+		/* What a server answers to a PSK binder that does not verify. */
+		if (c->psk && !SSL_is_init_finished(c->ssl))
+			return fail_auth(c, reason, op);
+		break;
 	case SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC:
 	case SSL_R_SSLV3_ALERT_BAD_RECORD_MAC:
 		return conn_fail(c, -EBADMSG, "%s: a TLS record failed its integrity check (%s): "
@@ -589,6 +621,10 @@ int tls_handshake(struct tls_conn *c, const struct deadline *dl)
 		if (rc)
 			return rc;
 	}
+	/* Belt and braces: in PSK mode nothing but a PSK handshake authenticates the peer. */
+	if (c->psk && !SSL_session_reused(c->ssl))
+		return conn_fail(c, -EACCES, "TLS handshake: the peer did not use our PSK; give "
+				 "every node the same secret_file and TLS mode");
 	note_peer(c);
 	return 0;
 }
@@ -616,6 +652,23 @@ int tls_recv_all(struct tls_conn *c, void *buf, size_t len, const struct deadlin
 	return 0;
 }
 
+/*
+ * A write found the peer gone. If it said why first (an alert: it refused our certificate
+ * or PSK), that alert is waiting to be read: report it rather than the broken pipe.
+ */
+static int why_hung_up(struct tls_conn *c, int rc)
+{
+	char byte;
+	size_t n;
+
+	ERR_clear_error();
+	if (SSL_read_ex(c->ssl, &byte, 1, &n) != 1 &&
+	    SSL_get_error(c->ssl, 0) == SSL_ERROR_SSL)
+		return fail_ssl(c, "TLS write");
+	ERR_clear_error();
+	return rc;
+}
+
 int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct deadline *dl)
 {
 	size_t done = 0;
@@ -633,6 +686,8 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
 			continue;
 		}
 		rc = io_wait(c, ret, e, dl, "TLS write");
+		if (rc == -EPIPE || rc == -ECONNRESET)
+			return why_hung_up(c, rc);
 		if (rc)
 			return rc;
 	}

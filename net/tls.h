@@ -108,16 +108,19 @@ bool tls_ctx_is_cert(const struct tls_ctx *ctx);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /*
- * A session on the connected socket @fd (blocking or not; non-blocking sockets wait in
- * poll() bounded by each call's deadline). @server: this side accepted the connection. The
- * conn does not own @fd: the caller closes it after tls_conn_free(). Returns NULL with
- * errno set (ENOMEM).
+ * A session on the connected socket @fd. Makes @fd non-blocking (if it is not already), so
+ * every wait is a poll() bounded by the call's deadline. @server: this side accepted the
+ * connection. The conn does not own @fd: the caller closes it after tls_conn_free().
+ * Returns NULL with errno set (ENOMEM, or fcntl's errno).
  */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server);
 
 /*
  * Runs the handshake (client or server, as made) by @dl. Returns 0 when the peer is
- * authenticated, else -errno as listed at the top.
+ * authenticated, else -errno as listed at the top. In TLS 1.3 the client finishes before
+ * the server has checked the client's certificate: a client the server refuses learns it
+ * (-EACCES) at its first tls_recv_all(), so a link should read the peer's first frame
+ * (HELLO) before it counts the peer as up.
  */
 int tls_handshake(struct tls_conn *c, const struct deadline *dl);
 

@@ -1,0 +1,781 @@
+/*
+ * net/tls and net/digest over real sockets: handshakes (PSK, certificates made here with the
+ * EVP API into a temporary directory), refusals, deadlines, a tampering relay, large
+ * transfers. Each side of a connection runs in a thread of its own.
+ */
+#define _XOPEN_SOURCE 700
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "common/crc.h"
+#include "net/digest.h"
+#include "net/tls.h"
+
+static char tmpdir[] = "/tmp/check_tls.XXXXXX";
+
+/* ---- certificates, made once per run ---- */
+
+static long serial = 1;
+
+/* Runs before the suite, outside any test: a failure ends the run. */
+#define need(x)                                                                    \
+	do {                                                                       \
+		if (!(x)) {                                                        \
+			fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #x); \
+			ERR_print_errors_fp(stderr);                               \
+			exit(1);                                                   \
+		}                                                                  \
+	} while (0)
+
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX v3;
+	X509_EXTENSION *e;
+
+	X509V3_set_ctx_nodb(&v3);
+	X509V3_set_ctx(&v3, issuer, x, NULL, NULL, 0);
+	e = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+	need(e);
+	need(X509_add_ext(x, e, -1) == 1);
+	X509_EXTENSION_free(e);
+}
+
+/* A certificate for @key named @cn, signed by @issuer (NULL: self-signed CA). */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key)
+{
+	X509 *x = X509_new();
+	X509_NAME *n;
+
+	need(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, key);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
+	if (issuer) {
+		add_ext(x, issuer, NID_basic_constraints, "CA:FALSE");
+		add_ext(x, issuer, NID_ext_key_usage, "serverAuth,clientAuth");
+	} else {
+		add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
+		add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
+	}
+	need(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
+	return x;
+}
+
+static void write_pem(const char *name, X509 *x, EVP_PKEY *key)
+{
+	char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	fp = fopen(path, "w");
+	need(fp);
+	if (x)
+		need(PEM_write_X509(fp, x) == 1);
+	else
+		need(PEM_write_PrivateKey(fp, key, NULL, NULL, 0, NULL, NULL) == 1);
+	need(fclose(fp) == 0);
+}
+
+/* ca1.pem signs node1 and node2; ca2.pem signs rogue. Keys in NAME.key, certs in NAME.pem. */
+static void make_pki(void)
+{
+	EVP_PKEY *k_ca1 = EVP_EC_gen("P-256"), *k_ca2 = EVP_EC_gen("P-256");
+	EVP_PKEY *k1 = EVP_EC_gen("P-256"), *k2 = EVP_EC_gen("P-256"), *kr = EVP_EC_gen("P-256");
+	X509 *ca1 = make_cert(k_ca1, "mows test CA 1", NULL, NULL);
+	X509 *ca2 = make_cert(k_ca2, "mows test CA 2", NULL, NULL);
+	X509 *n1 = make_cert(k1, "node1", ca1, k_ca1), *n2 = make_cert(k2, "node2", ca1, k_ca1);
+	X509 *r = make_cert(kr, "rogue", ca2, k_ca2);
+
+	write_pem("ca1.pem", ca1, NULL);
+	write_pem("ca2.pem", ca2, NULL);
+	write_pem("node1.pem", n1, NULL);
+	write_pem("node1.key", NULL, k1);
+	write_pem("node2.pem", n2, NULL);
+	write_pem("node2.key", NULL, k2);
+	write_pem("rogue.pem", r, NULL);
+	write_pem("rogue.key", NULL, kr);
+	X509_free(ca1), X509_free(ca2), X509_free(n1), X509_free(n2), X509_free(r);
+	EVP_PKEY_free(k_ca1), EVP_PKEY_free(k_ca2), EVP_PKEY_free(k1), EVP_PKEY_free(k2);
+	EVP_PKEY_free(kr);
+}
+
+static const char *tmp(const char *name)
+{
+	static __thread char path[4][256];
+	static __thread int i;
+
+	i = (i + 1) % 4;
+	snprintf(path[i], sizeof(path[i]), "%s/%s", tmpdir, name);
+	return path[i];
+}
+
+static struct tls_ctx *cert_ctx(const char *node, const char *ca)
+{
+	char cert[64], key[64], err[TLS_ERR_MAX];
+	struct tls_ctx *ctx;
+
+	snprintf(cert, sizeof(cert), "%s.pem", node);
+	snprintf(key, sizeof(key), "%s.key", node);
+	ctx = tls_ctx_new_cert(tmp(cert), tmp(key), tmp(ca), err, sizeof(err));
+	ck_assert_msg(ctx != NULL, "%s", err);
+	return ctx;
+}
+
+static struct tls_ctx *psk_ctx(const char *secret)
+{
+	char err[TLS_ERR_MAX];
+	struct tls_ctx *ctx = tls_ctx_new_psk((const uint8_t *)secret, strlen(secret), err,
+					      sizeof(err));
+
+	ck_assert_msg(ctx != NULL, "%s", err);
+	return ctx;
+}
+
+/* ---- sockets and sides ---- */
+
+static void nonblock(int fd)
+{
+	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+static void sockpair(int fds[2])
+{
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+}
+
+/* A connected loopback TCP pair: fds[0] connected, fds[1] accepted. */
+static void tcp_pair(int fds[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &len), 0);
+	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(fds[0], (struct sockaddr *)&a, sizeof(a)), 0);
+	fds[1] = accept(l, NULL, NULL);
+	ck_assert_int_ge(fds[1], 0);
+	close(l);
+}
+
+struct side {
+	struct tls_ctx *ctx;
+	int fd;
+	bool server;
+	int ms;				/* handshake deadline */
+	int (*after)(struct side *s);	/* runs after a good handshake; its result in rc */
+	size_t bytes;			/* for after() */
+	size_t delivered;		/* bytes after() received and found right */
+	int rc;
+	char err[TLS_ERR_MAX];
+	char peer[128];
+	uint8_t exported[32];
+	struct tls_conn *conn;
+	pthread_t thread;
+};
+
+static void *side_main(void *arg)
+{
+	struct side *s = arg;
+	struct deadline dl = deadline_in_ms(s->ms ? s->ms : 5000);
+
+	s->conn = tls_conn_new(s->ctx, s->fd, s->server);
+	if (!s->conn) {
+		s->rc = -errno;
+		return NULL;
+	}
+	s->rc = tls_handshake(s->conn, &dl);
+	if (!s->rc) {
+		snprintf(s->peer, sizeof(s->peer), "%s", tls_conn_peer_name(s->conn));
+		tls_conn_export(s->conn, "mows test", s->exported, sizeof(s->exported));
+		if (s->after)
+			s->rc = s->after(s);
+	}
+	snprintf(s->err, sizeof(s->err), "%s", tls_conn_strerror(s->conn));
+	tls_conn_free(s->conn);
+	/* A side that failed hangs up, so the other never waits for it. */
+	shutdown(s->fd, SHUT_RDWR);
+	return NULL;
+}
+
+static void start(struct side *s)
+{
+	ck_assert_int_eq(pthread_create(&s->thread, NULL, side_main, s), 0);
+}
+
+static void finish(struct side *s)
+{
+	pthread_join(s->thread, NULL);
+	close(s->fd);
+}
+
+/* Handshakes a client with @cctx against a server with @sctx over a socketpair. */
+static void run_pair(struct tls_ctx *cctx, struct tls_ctx *sctx, struct side *c, struct side *s)
+{
+	int fds[2];
+
+	sockpair(fds);
+	nonblock(fds[0]);
+	nonblock(fds[1]);
+	c->ctx = cctx, c->fd = fds[0], c->server = false;
+	s->ctx = sctx, s->fd = fds[1], s->server = true;
+	start(s);
+	start(c);
+	finish(c);
+	finish(s);
+}
+
+/* Client: "hello" out, "olleh" back; server the other way round. */
+static int say_hello(struct side *s)
+{
+	struct deadline dl = deadline_in_ms(5000);
+	char buf[6] = "";
+	int rc;
+
+	rc = s->server ? tls_recv_all(s->conn, buf, 5, &dl) : tls_send_all(s->conn, "hello", 5, &dl);
+	if (!rc)
+		rc = s->server ? tls_send_all(s->conn, "olleh", 5, &dl) :
+				 tls_recv_all(s->conn, buf, 5, &dl);
+	if (!rc && strcmp(buf, s->server ? "hello" : "olleh"))
+		rc = -EILSEQ;
+	return rc;
+}
+
+/* ---- handshakes ---- */
+
+START_TEST(test_psk_ok)
+{
+	struct tls_ctx *a = psk_ctx("the cluster secret"), *b = psk_ctx("the cluster secret");
+	struct side c = { .after = say_hello }, s = { .after = say_hello };
+
+	run_pair(a, b, &c, &s);
+	ck_assert_msg(c.rc == 0 && s.rc == 0, "client %d '%s', server %d '%s'", c.rc, c.err, s.rc,
+		      s.err);
+	ck_assert_str_eq(c.peer, "psk:" TLS_PSK_IDENTITY);
+	ck_assert_int_eq(memcmp(c.exported, s.exported, sizeof(c.exported)), 0);
+	ck_assert(!tls_ctx_is_cert(a));
+	tls_ctx_free(a);
+	tls_ctx_free(b);
+}
+END_TEST
+
+START_TEST(test_psk_wrong)
+{
+	struct tls_ctx *a = psk_ctx("secret A"), *b = psk_ctx("secret B");
+	struct side c = { .after = say_hello }, s = { .after = say_hello };
+
+	run_pair(a, b, &c, &s);
+	ck_assert_msg(s.rc == -EACCES, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(strstr(s.err, "wrong PSK"), "%s", s.err);
+	ck_assert_msg(c.rc == -EACCES, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(strstr(c.err, "secret"), "%s", c.err);
+	tls_ctx_free(a);
+	tls_ctx_free(b);
+}
+END_TEST
+
+START_TEST(test_psk_vs_cert)
+{
+	struct tls_ctx *a = psk_ctx("secret A"), *b = cert_ctx("node1", "ca1.pem");
+	struct side c = { .after = say_hello }, s = { .after = say_hello };
+
+	run_pair(a, b, &c, &s);
+	ck_assert_msg(c.rc == -EACCES && s.rc < 0, "client %d '%s', server %d '%s'", c.rc, c.err,
+		      s.rc, s.err);
+	ck_assert_msg(strstr(c.err, "TLS mode"), "%s", c.err);
+
+	/* And the other way round: a PSK server, a certificate client. */
+	memset(&c, 0, sizeof(c)), memset(&s, 0, sizeof(s));
+	c.after = s.after = say_hello;
+	run_pair(b, a, &c, &s);
+	ck_assert_msg(c.rc < 0 && s.rc < 0, "client %d '%s', server %d '%s'", c.rc, c.err, s.rc,
+		      s.err);
+	tls_ctx_free(a);
+	tls_ctx_free(b);
+}
+END_TEST
+
+START_TEST(test_cert_ok)
+{
+	struct tls_ctx *a = cert_ctx("node1", "ca1.pem"), *b = cert_ctx("node2", "ca1.pem");
+	struct side c = { .after = say_hello }, s = { .after = say_hello };
+
+	run_pair(a, b, &c, &s);
+	ck_assert_msg(c.rc == 0 && s.rc == 0, "client %d '%s', server %d '%s'", c.rc, c.err, s.rc,
+		      s.err);
+	ck_assert_str_eq(c.peer, "node2");
+	ck_assert_str_eq(s.peer, "node1");
+	ck_assert_int_eq(memcmp(c.exported, s.exported, sizeof(c.exported)), 0);
+	ck_assert(tls_ctx_is_cert(a));
+	tls_ctx_free(a);
+	tls_ctx_free(b);
+}
+END_TEST
+
+START_TEST(test_cert_wrong_ca)
+{
+	struct tls_ctx *rogue = cert_ctx("rogue", "ca1.pem"), *b = cert_ctx("node2", "ca1.pem");
+	struct tls_ctx *a = cert_ctx("node1", "ca2.pem");
+	struct side c = { .after = say_hello }, s = { .after = say_hello };
+
+	/* A client whose certificate another CA signed. */
+	run_pair(rogue, b, &c, &s);
+	ck_assert_msg(s.rc == -EACCES, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(strstr(s.err, "certificate"), "%s", s.err);
+	ck_assert_msg(c.rc == -EACCES, "client %d '%s'", c.rc, c.err);
+
+	/* A client that trusts another CA than the one that signed the server. */
+	memset(&c, 0, sizeof(c)), memset(&s, 0, sizeof(s));
+	c.after = s.after = say_hello;
+	run_pair(a, b, &c, &s);
+	ck_assert_msg(c.rc == -EACCES, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(strstr(c.err, "peer certificate refused"), "%s", c.err);
+	ck_assert_msg(s.rc < 0, "server %d", s.rc);
+	tls_ctx_free(rogue);
+	tls_ctx_free(a);
+	tls_ctx_free(b);
+}
+END_TEST
+
+START_TEST(test_cert_files)
+{
+	char err[TLS_ERR_MAX], garbage[300];
+	FILE *fp;
+
+	ck_assert_ptr_null(tls_ctx_new_cert(tmp("nope.pem"), tmp("node1.key"), tmp("ca1.pem"),
+					    err, sizeof(err)));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_msg(strncmp(err, "tls_cert '", 10) == 0 && strstr(err, "point tls_cert at"),
+		      "%s", err);
+
+	ck_assert_ptr_null(tls_ctx_new_cert(tmp("node1.pem"), tmp("node2.key"), tmp("ca1.pem"),
+					    err, sizeof(err)));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_msg(strstr(err, "tls_key '") && strstr(err, "does not match tls_cert"), "%s",
+		      err);
+
+	snprintf(garbage, sizeof(garbage), "%s", tmp("garbage.pem"));
+	fp = fopen(garbage, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs("not a certificate\n", fp);
+	fclose(fp);
+	ck_assert_ptr_null(tls_ctx_new_cert(tmp("node1.pem"), tmp("node1.key"), garbage, err,
+					    sizeof(err)));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_msg(strncmp(err, "tls_ca '", 8) == 0, "%s", err);
+	ck_assert_ptr_null(tls_ctx_new_cert(garbage, tmp("node1.key"), tmp("ca1.pem"), err,
+					    sizeof(err)));
+	ck_assert_msg(strncmp(err, "tls_cert '", 10) == 0 && strstr(err, "not a usable PEM"),
+		      "%s", err);
+}
+END_TEST
+
+START_TEST(test_from_config)
+{
+	struct mows_config cfg;
+	struct tls_ctx *ctx;
+	char err[TLS_ERR_MAX];
+
+	config_defaults(&cfg);
+	cfg.tls = 0;
+	ck_assert_int_eq(tls_ctx_from_config(&cfg, &ctx, err, sizeof(err)), 0);
+	ck_assert_ptr_null(ctx);
+
+	cfg.tls = 1;
+	ck_assert_int_eq(tls_ctx_from_config(&cfg, &ctx, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "secret_file"), "%s", err);
+
+	snprintf(cfg.tls_cert, sizeof(cfg.tls_cert), "%s", tmp("node1.pem"));
+	snprintf(cfg.tls_key, sizeof(cfg.tls_key), "%s", tmp("node1.key"));
+	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "%s", tmp("ca1.pem"));
+	ck_assert_msg(tls_ctx_from_config(&cfg, &ctx, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(tls_ctx_is_cert(ctx));
+	tls_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- peers that do not speak TLS, or nothing at all ---- */
+
+/* What an old plaintext mows peer sends first: a HELLO frame header and some payload. */
+static const uint8_t legacy_hello[24] = { 'M', 'O', 'W', 'S', 1, 1, 0, 0, 0, 0, 0, 39 };
+
+START_TEST(test_plaintext_client_refused)
+{
+	struct tls_ctx *b = psk_ctx("k");
+	struct side s = { 0 };
+	int fds[2];
+	char buf[64];
+
+	sockpair(fds);
+	nonblock(fds[1]);
+	s.ctx = b, s.fd = fds[1], s.server = true;
+	start(&s);
+	ck_assert_int_eq(write(fds[0], legacy_hello, sizeof(legacy_hello)),
+			 (ssize_t)sizeof(legacy_hello));
+	finish(&s);
+	ck_assert_msg(s.rc == -EPROTO, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(strstr(s.err, "does not speak TLS"), "%s", s.err);
+	/* It got nothing back but (at most) an alert, and a hang-up. */
+	while (read(fds[0], buf, sizeof(buf)) > 0)
+		;
+	close(fds[0]);
+	tls_ctx_free(b);
+}
+END_TEST
+
+START_TEST(test_plaintext_server_refused)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { 0 };
+	int fds[2];
+
+	sockpair(fds);
+	nonblock(fds[0]);
+	c.ctx = a, c.fd = fds[0];
+	/* The old server speaks first and waits. */
+	ck_assert_int_eq(write(fds[1], legacy_hello, sizeof(legacy_hello)),
+			 (ssize_t)sizeof(legacy_hello));
+	start(&c);
+	finish(&c);
+	ck_assert_msg(c.rc == -EPROTO, "client %d '%s'", c.rc, c.err);
+	close(fds[1]);
+	tls_ctx_free(a);
+}
+END_TEST
+
+START_TEST(test_handshake_deadline)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { .ms = 300 }, s = { .ms = 300, .server = true };
+	int fds[2], fds2[2];
+	uint64_t t0;
+
+	/* A silent server, then a silent client: both give up at their deadline. */
+	sockpair(fds);
+	sockpair(fds2);
+	nonblock(fds[0]);
+	c.ctx = a, c.fd = fds[0];
+	s.ctx = a, s.fd = fds2[1];
+	t0 = mono_ns();
+	start(&c);
+	start(&s);
+	finish(&c);
+	finish(&s);
+	ck_assert_msg(c.rc == -ETIMEDOUT, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(s.rc == -ETIMEDOUT, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(strstr(c.err, "timed out"), "%s", c.err);
+	ck_assert_uint_ge(mono_ns() - t0, 290000000ull);
+	ck_assert_uint_lt(mono_ns() - t0, 2000000000ull);
+	close(fds[1]);
+	close(fds2[0]);
+	tls_ctx_free(a);
+}
+END_TEST
+
+/* ---- data ---- */
+
+#define CHUNK	(4u << 20)
+#define PIECE	(16u << 10)
+
+/* Byte @i of the test stream: not periodic within a chunk, so shifts show. */
+static uint8_t pattern(size_t i)
+{
+	uint64_t x = i * 0x9e3779b97f4a7c15ull;
+
+	return (uint8_t)(x >> 56 ^ i);
+}
+
+/* Sends s->bytes as frames: a 16-byte header with the chunk number, then the chunk. */
+static int send_frames(struct side *s)
+{
+	struct deadline dl = deadline_in_ms(20000);
+	uint8_t *chunk = malloc(CHUNK);
+	int rc = 0;
+
+	for (size_t off = 0; off < s->bytes && !rc; off += CHUNK) {
+		uint8_t hdr[16] = { 'M', 'O', 'W', 'S' };
+		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { chunk, CHUNK } };
+
+		memcpy(hdr + 8, &off, sizeof(off));
+		for (size_t i = 0; i < CHUNK; i++)
+			chunk[i] = pattern(off + i);
+		rc = tls_sendv(s->conn, iov, 2, &dl);
+	}
+	free(chunk);
+	return rc;
+}
+
+/* Receives the frames in PIECE-sized reads, checking every byte; counts good bytes. */
+static int recv_frames(struct side *s)
+{
+	struct deadline dl = deadline_in_ms(20000);
+	uint8_t *buf = malloc(PIECE);
+	int rc = 0;
+
+	for (size_t off = 0; off < s->bytes && !rc; off += CHUNK) {
+		uint8_t hdr[16];
+		size_t got;
+
+		rc = tls_recv_all(s->conn, hdr, sizeof(hdr), &dl);
+		if (rc)
+			break;
+		if (memcmp(hdr, "MOWS", 4) || memcmp(hdr + 8, &off, sizeof(off))) {
+			rc = -EILSEQ;
+			break;
+		}
+		for (got = 0; got < CHUNK && !rc; got += PIECE) {
+			rc = tls_recv_all(s->conn, buf, PIECE, &dl);
+			for (size_t i = 0; !rc && i < PIECE; i++)
+				if (buf[i] != pattern(off + got + i))
+					rc = -EILSEQ;	/* a wrong byte delivered */
+			if (!rc)
+				s->delivered += PIECE;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+START_TEST(test_large_transfer)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { .after = send_frames, .bytes = 64u << 20 };
+	struct side s = { .after = recv_frames, .bytes = 64u << 20, .server = true };
+	int fds[2];
+
+	/* Loopback TCP; the client blocking, the server not. */
+	tcp_pair(fds);
+	nonblock(fds[1]);
+	c.ctx = a, c.fd = fds[0];
+	s.ctx = a, s.fd = fds[1];
+	start(&s);
+	start(&c);
+	finish(&c);
+	finish(&s);
+	ck_assert_msg(c.rc == 0, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(s.rc == 0, "server %d '%s'", s.rc, s.err);
+	ck_assert_uint_eq(s.delivered, 64u << 20);
+	tls_ctx_free(a);
+}
+END_TEST
+
+/* A man in the middle that flips one byte inside the @nth encrypted record client->server. */
+struct relay {
+	int from, to;		/* client side, server side (client->server direction) */
+	int back_from, back_to;	/* server->client */
+	int nth;
+	bool tampered;
+	pthread_t fwd, back;
+};
+
+static int read_full(int fd, uint8_t *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t n = read(fd, buf + got, len - got);
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const uint8_t *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void *relay_fwd(void *arg)
+{
+	struct relay *r = arg;
+	uint8_t *rec = malloc(5 + 65536);
+	int seen = 0;
+
+	/* Whole records: 5-byte header (type, version, length), then the body. */
+	while (read_full(r->from, rec, 5) == 0) {
+		size_t len = (size_t)rec[3] << 8 | rec[4];
+
+		if (read_full(r->from, rec + 5, len))
+			break;
+		if (rec[0] == 23 && ++seen == r->nth) {
+			rec[5 + len / 2] ^= 0x01;
+			r->tampered = true;
+		}
+		if (write_full(r->to, rec, 5 + len))
+			break;
+	}
+	free(rec);
+	shutdown(r->to, SHUT_RDWR);
+	shutdown(r->from, SHUT_RDWR);
+	return NULL;
+}
+
+static void *relay_back(void *arg)
+{
+	struct relay *r = arg;
+	uint8_t buf[4096];
+	ssize_t n;
+
+	while ((n = read(r->back_from, buf, sizeof(buf))) > 0)
+		if (write_full(r->back_to, buf, (size_t)n))
+			break;
+	shutdown(r->back_to, SHUT_RDWR);
+	shutdown(r->back_from, SHUT_RDWR);
+	return NULL;
+}
+
+START_TEST(test_tampering_relay)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { .after = send_frames, .bytes = 16u << 20 };
+	struct side s = { .after = recv_frames, .bytes = 16u << 20, .server = true };
+	struct relay r = { .nth = 100 };
+	int cfd[2], sfd[2];
+
+	sockpair(cfd);
+	sockpair(sfd);
+	nonblock(cfd[0]);
+	nonblock(sfd[1]);
+	r.from = cfd[1], r.back_to = cfd[1];
+	r.to = sfd[0], r.back_from = sfd[0];
+	c.ctx = a, c.fd = cfd[0];
+	s.ctx = a, s.fd = sfd[1], s.server = true;
+	pthread_create(&r.fwd, NULL, relay_fwd, &r);
+	pthread_create(&r.back, NULL, relay_back, &r);
+	start(&s);
+	start(&c);
+	finish(&c);
+	finish(&s);
+	pthread_join(r.fwd, NULL);
+	pthread_join(r.back, NULL);
+	close(cfd[1]);
+	close(sfd[0]);
+	ck_assert(r.tampered);
+	ck_assert_msg(s.rc == -EBADMSG, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(strstr(s.err, "integrity"), "%s", s.err);
+	/* Everything before the bad record arrived, right; nothing after it. */
+	ck_assert_uint_gt(s.delivered, 0);
+	ck_assert_uint_lt(s.delivered, 16u << 20);
+	ck_assert_msg(c.rc != 0, "the sender must see the connection die");
+	tls_ctx_free(a);
+}
+END_TEST
+
+/* ---- digests ---- */
+
+START_TEST(test_digest)
+{
+	static const uint8_t abc_sha256[32] = {
+		0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+		0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+		0xf2, 0x00, 0x15, 0xad,
+	};
+	struct digest d;
+	uint8_t buf[4096];
+
+	ck_assert_int_eq(digest_compute(DIGEST_SHA256, "abc", 3, &d), 0);
+	ck_assert_int_eq(d.len, 32);
+	ck_assert_int_eq(memcmp(d.bytes, abc_sha256, 32), 0);
+	ck_assert_int_eq(digest_compute(DIGEST_CRC32, "123456789", 9, &d), 0);
+	ck_assert_int_eq(d.len, 4);
+	ck_assert_int_eq(memcmp(d.bytes, "\xcb\xf4\x39\x26", 4), 0);
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = pattern(i);
+	for (int k = DIGEST_SHA256; k <= DIGEST_CRC32; k++) {
+		ck_assert_int_eq(digest_compute((enum digest_kind)k, buf, sizeof(buf), &d), 0);
+		ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), 0);
+		buf[1234] ^= 0x80;
+		ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), -EBADMSG);
+		buf[1234] ^= 0x80;
+	}
+	d.kind = 7;
+	ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), -EINVAL);
+	d.kind = DIGEST_SHA256, d.len = 4;
+	ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), -EINVAL);
+	ck_assert_int_eq(digest_kind_of(RDMA_VERIFY_SHA256), DIGEST_SHA256);
+	ck_assert_int_eq(digest_kind_of(RDMA_VERIFY_CRC32), DIGEST_CRC32);
+}
+END_TEST
+
+static Suite *tls_suite(void)
+{
+	Suite *s = suite_create("tls");
+	TCase *th = tcase_create("handshake");
+	TCase *td = tcase_create("data");
+
+	tcase_set_timeout(th, 30);
+	tcase_add_test(th, test_psk_ok);
+	tcase_add_test(th, test_psk_wrong);
+	tcase_add_test(th, test_psk_vs_cert);
+	tcase_add_test(th, test_cert_ok);
+	tcase_add_test(th, test_cert_wrong_ca);
+	tcase_add_test(th, test_cert_files);
+	tcase_add_test(th, test_from_config);
+	tcase_add_test(th, test_plaintext_client_refused);
+	tcase_add_test(th, test_plaintext_server_refused);
+	tcase_add_test(th, test_handshake_deadline);
+	suite_add_tcase(s, th);
+
+	tcase_set_timeout(td, 60);
+	tcase_add_test(td, test_large_transfer);
+	tcase_add_test(td, test_tampering_relay);
+	tcase_add_test(td, test_digest);
+	suite_add_tcase(s, td);
+	return s;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	make_pki();
+	sr = srunner_create(tls_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return failed ? 1 : 0;
+}
