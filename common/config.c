@@ -1014,10 +1014,9 @@ static int validate_tls(const struct mows_config *cfg, char *err, size_t errlen)
 	if (set == 0)
 		return 0;
 	if (set != 3) {
-		set_err(err, errlen, "tls_cert, tls_key and tls_ca go together (%s%s%s missing); "
+		set_err(err, errlen, "tls_cert, tls_key and tls_ca go together (%s is not set); "
 			"set all three for certificates, or none to use secret_file",
-			cfg->tls_cert[0] ? "" : "tls_cert ", cfg->tls_key[0] ? "" : "tls_key ",
-			cfg->tls_ca[0] ? "" : "tls_ca ");
+			!cfg->tls_cert[0] ? "tls_cert" : !cfg->tls_key[0] ? "tls_key" : "tls_ca");
 		return -EINVAL;
 	}
 	if (!cfg->tls) {

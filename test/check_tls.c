@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -316,6 +317,46 @@ START_TEST(test_psk_vs_cert)
 		      s.err);
 	tls_ctx_free(a);
 	tls_ctx_free(b);
+}
+END_TEST
+
+/* A TLS server anyone can run: a self-made certificate, no PSK, asks nothing of clients. */
+static void *impostor_main(void *arg)
+{
+	int fd = *(int *)arg;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL *ssl;
+	char buf[5];
+
+	SSL_CTX_use_certificate_file(ctx, tmp("rogue.pem"), SSL_FILETYPE_PEM);
+	SSL_CTX_use_PrivateKey_file(ctx, tmp("rogue.key"), SSL_FILETYPE_PEM);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	if (SSL_accept(ssl) == 1 && SSL_read(ssl, buf, 5) == 5)
+		SSL_write(ssl, "olleh", 5);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	shutdown(fd, SHUT_RDWR);
+	return NULL;
+}
+
+START_TEST(test_psk_client_vs_impostor)
+{
+	struct tls_ctx *a = psk_ctx("secret A");
+	struct side c = { .after = say_hello };
+	pthread_t t;
+	int fds[2];
+
+	sockpair(fds);
+	c.ctx = a, c.fd = fds[0];
+	pthread_create(&t, NULL, impostor_main, &fds[1]);
+	start(&c);
+	finish(&c);
+	pthread_join(t, NULL);
+	close(fds[1]);
+	ck_assert_msg(c.rc == -EACCES, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(strstr(c.err, "TLS mode"), "%s", c.err);
+	tls_ctx_free(a);
 }
 END_TEST
 
@@ -739,6 +780,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(th, test_psk_ok);
 	tcase_add_test(th, test_psk_wrong);
 	tcase_add_test(th, test_psk_vs_cert);
+	tcase_add_test(th, test_psk_client_vs_impostor);
 	tcase_add_test(th, test_cert_ok);
 	tcase_add_test(th, test_cert_wrong_ca);
 	tcase_add_test(th, test_cert_files);
