@@ -17,10 +17,10 @@ LIB_SRCS := $(wildcard common/*.c cache/*.c net/*.c)
 LIB_OBJS := $(LIB_SRCS:.c=.o)
 FS_SRCS  := $(wildcard fs/*.c)
 FS_OBJS  := $(FS_SRCS:.c=.o)
-BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
+BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench mows-tlsbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit fuzz integration bench bench-cluster clean
+.PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-tls clean
 all: $(BINS)
 
 libmows.a: $(LIB_OBJS)
@@ -36,6 +36,9 @@ mows-crc32: tools/mows-crc32.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 mows-peerbench: tools/mows-peerbench.o libmows.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+mows-tlsbench: tools/mows-tlsbench.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 test/bin/%: test/%.o libmows.a
@@ -71,6 +74,10 @@ check: deps
 
 bench: deps all
 	./test/bench/run.sh
+
+# Chunk throughput over loopback TCP with TLS on and off, CPU per GB, SHA-256 digest rate.
+bench-tls: mows-tlsbench
+	./mows-tlsbench
 
 # 8 simulated nodes cold-starting at once, then a ninth joining (tools/mows-cluster).
 bench-cluster: deps all

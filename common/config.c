@@ -1011,6 +1011,12 @@ static int validate_tls(const struct mows_config *cfg, char *err, size_t errlen)
 			"set insecure = true as well to allow that, or remove tls = off");
 		return -EINVAL;
 	}
+	if (set == 0 && cfg->listen[0] && cfg->tls && cfg->insecure && !cfg->secret_file[0]) {
+		set_err(err, errlen, "insecure = true without secret_file or tls_cert leaves TLS "
+			"nothing to authenticate with; set secret_file (or tls_cert, tls_key and "
+			"tls_ca), or tls = off to share in plaintext");
+		return -EINVAL;
+	}
 	if (set == 0)
 		return 0;
 	if (set != 3) {

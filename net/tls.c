@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <openssl/core_names.h>
@@ -633,11 +635,12 @@ int tls_recv_all(struct tls_conn *c, void *buf, size_t len, const struct deadlin
 {
 	size_t got = 0;
 
+	/* Once: a call that succeeds or wants I/O leaves nothing queued. */
+	ERR_clear_error();
 	while (got < len) {
 		size_t n = 0;
 		int ret, e, rc;
 
-		ERR_clear_error();
 		errno = 0;
 		ret = SSL_read_ex(c->ssl, (char *)buf + got, len - got, &n);
 		e = errno;
@@ -673,11 +676,12 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
 {
 	size_t done = 0;
 
+	/* Once: a call that succeeds or wants I/O leaves nothing queued. */
+	ERR_clear_error();
 	while (done < len) {
 		size_t n = 0;
 		int ret, e, rc;
 
-		ERR_clear_error();
 		errno = 0;
 		ret = SSL_write_ex(c->ssl, (const char *)buf + done, len - done, &n);
 		e = errno;
@@ -694,10 +698,19 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
 	return 0;
 }
 
+/* Frames at least this long go out corked. */
+#define TLS_CORK_MIN (64 * 1024)
+
+/* TCP_CORK on or off; off sends what is held. Not TCP (a socketpair in tests): no-op. */
+static void cork(int fd, int on)
+{
+	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
 int tls_sendv(struct tls_conn *c, const struct iovec *iov, int iovcnt, const struct deadline *dl)
 {
 	uint8_t head[TLS_SENDV_COALESCE];
-	size_t k = 0;
+	size_t k = 0, big = 0;
 	int i = 0, rc = 0;
 
 	/* A frame header alone would be a record and a send() of its own. */
@@ -705,10 +718,20 @@ int tls_sendv(struct tls_conn *c, const struct iovec *iov, int iovcnt, const str
 		memcpy(head + k, iov[i].iov_base, iov[i].iov_len);
 		k += iov[i].iov_len;
 	}
+	for (int j = i; j < iovcnt; j++)
+		big += iov[j].iov_len;
+	/*
+	 * A chunk is 16 KiB records, each its own send(): corked, the kernel sends them as
+	 * full-size segments instead of one (loopback: one receive path run) per record.
+	 */
+	if (big >= TLS_CORK_MIN)
+		cork(c->fd, 1);
 	if (k)
 		rc = tls_send_all(c, head, k, dl);
 	for (; i < iovcnt && !rc; i++)
 		rc = tls_send_all(c, iov[i].iov_base, iov[i].iov_len, dl);
+	if (big >= TLS_CORK_MIN)
+		cork(c->fd, 0);
 	return rc;
 }
 

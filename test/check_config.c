@@ -675,6 +675,15 @@ START_TEST(test_tls)
 		  "insecure = true as well to allow that, or remove tls = off");
 	ck_assert_int_eq(config_set(&cfg, "insecure", "true", "command line", err, sizeof(err)), 0);
 	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+	/* With listen and insecure but no secret, TLS has nothing to authenticate with. */
+	ck_assert_int_eq(config_set(&cfg, "listen", "127.0.0.1:7070", "command line", err,
+				    sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(&cfg, "tls", "on", "command line", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	ck_err_eq(err, want, "insecure = true without secret_file or tls_cert leaves TLS nothing "
+		  "to authenticate with; set secret_file (or tls_cert, tls_key and tls_ca), or "
+		  "tls = off to share in plaintext");
 	ck_assert_int_eq(config_set(&cfg, "tls", "maybe", "mows.conf:3", err, sizeof(err)),
 			 -EINVAL);
 	ck_err_eq(err, want, "mows.conf:3: tls 'maybe': expected on or off");
