@@ -8,7 +8,7 @@
  * a PSK. Rounds alternate plain and TLS (order reversed every other round), best of
  * --rounds. CPU per GB is each thread's CPU time (RUSAGE_THREAD) over the bytes moved, for
  * the sender and the receiver apart. The digest runs on one thread over chunk-sized
- * buffers.
+ * buffers. Last, 200 PSK handshakes one after another: rate and CPU per handshake.
  *
  *   mows-tlsbench [--bytes SIZE] [--chunk SIZE] [--rounds N]
  */
@@ -162,6 +162,8 @@ static int one_round(const struct opts *o, struct tls_ctx *tls, uint8_t *sbuf, u
 		fprintf(stderr, "mows-tlsbench: transfer failed: %s %s\n", snd.err, rcv.err);
 		return snd.rc ? snd.rc : rcv.rc;
 	}
+	if (!o->bytes)
+		return 0;
 	r->gbps = (double)o->bytes / (double)ns;
 	r->send_cpu = snd.cpu / ((double)o->bytes / 1e9);
 	r->recv_cpu = rcv.cpu / ((double)o->bytes / 1e9);
@@ -200,6 +202,34 @@ static void digest_bench(const struct opts *o, uint8_t *buf, struct result *best
 	}
 }
 
+static double process_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Connections set up and torn down one after another: handshakes per second, CPU each. */
+static int handshake_bench(struct tls_ctx *tls, uint8_t *buf, double *per_s, double *cpu_ms)
+{
+	const struct opts none = { .bytes = 0, .chunk = 1, .rounds = 1 };
+	uint64_t t0 = mono_ns();
+	double c0 = process_cpu();
+	struct result r;
+	int n = 200, rc;
+
+	for (int i = 0; i < n; i++) {
+		rc = one_round(&none, tls, buf, buf, &r);
+		if (rc)
+			return rc;
+	}
+	*per_s = n / ((double)(mono_ns() - t0) / 1e9);
+	*cpu_ms = (process_cpu() - c0) * 1000 / n;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
@@ -230,6 +260,7 @@ int main(int argc, char **argv)
 	struct opts o = { .bytes = 1ull << 30, .chunk = 4ull << 20, .rounds = 5 };
 	struct result plain = { 0 }, tls = { 0 }, sha = { 0 }, r = { 0 };
 	char err[TLS_ERR_MAX];
+	double hs_rate, hs_cpu;
 	struct tls_ctx *ctx;
 	uint8_t *sbuf, *rbuf;
 
@@ -254,6 +285,8 @@ int main(int argc, char **argv)
 		}
 	}
 	digest_bench(&o, sbuf, &sha);
+	if (handshake_bench(ctx, rbuf, &hs_rate, &hs_cpu))
+		return 1;
 	printf("loopback TCP, %llu MiB per round in %llu KiB chunks, best of %d, interleaved\n",
 	       (unsigned long long)(o.bytes >> 20), (unsigned long long)(o.chunk >> 10), o.rounds);
 	printf("%-14s %8s %16s %16s\n", "", "GB/s", "send CPU s/GB", "recv CPU s/GB");
@@ -270,6 +303,8 @@ int main(int argc, char **argv)
 	printf("one core per end could drive: plain %.2f GB/s, TLS %.2f GB/s (%.2fx)\n",
 	       1 / max2(plain.send_cpu, plain.recv_cpu), 1 / max2(tls.send_cpu, tls.recv_cpu),
 	       max2(plain.send_cpu, plain.recv_cpu) / max2(tls.send_cpu, tls.recv_cpu));
+	printf("PSK handshakes (connect, handshake, close, one after another): %.0f/s, %.2f ms "
+	       "CPU each, both ends\n", hs_rate, hs_cpu);
 	tls_ctx_free(ctx);
 	free(sbuf);
 	free(rbuf);
