@@ -53,13 +53,23 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* OpenSSL's words for SSL-library @reason; never NULL. */
+static const char *reason_text(int reason)
+{
+	const char *s = ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, reason));
+
+	return s ? s : "unknown reason";
+}
+
 /* OpenSSL's reason for the oldest queued error, for messages; clears the queue. */
 static const char *ssl_reason(char *buf, size_t len)
 {
 	unsigned long e = ERR_get_error();
+	const char *s = e ? ERR_reason_error_string(e) : "no detail";
 
-	snprintf(buf, len, "%s", e ? ERR_reason_error_string(e) : "unknown error");
-	if (!ERR_reason_error_string(e))
+	if (s)
+		snprintf(buf, len, "%s", s);
+	else
 		snprintf(buf, len, "OpenSSL error %lu", e);
 	ERR_clear_error();
 	return buf;
@@ -498,12 +508,12 @@ static int fail_auth(struct tls_conn *c, int reason, const char *op)
 				 "certificate signed by our tls_ca", op,
 				 X509_verify_cert_error_string(v));
 	if (c->psk)
-		return conn_fail(c, -EACCES, "%s: peer refused our PSK (%s); give every node the "
-				 "same secret_file, or the same TLS mode", op,
-				 ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, reason)));
+		return conn_fail(c, -EACCES, "%s: no PSK handshake (%s): the peer has another "
+				 "secret_file or uses certificates; give every node the same "
+				 "secret_file and TLS mode", op, reason_text(reason));
 	return conn_fail(c, -EACCES, "%s: certificate refused (%s); every node needs a "
 			 "certificate signed by the tls_ca of the others", op,
-			 ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, reason)));
+			 reason_text(reason));
 }
 
 /* Sorts an SSL_ERROR_SSL by OpenSSL's reason into the errors tls.h lists. */
@@ -536,10 +546,12 @@ static int fail_ssl(struct tls_conn *c, const char *op)
 			return fail_auth(c, reason, op);
 		break;
 	case SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC:
-	case SSL_R_SSLV3_ALERT_BAD_RECORD_MAC:
 		return conn_fail(c, -EBADMSG, "%s: a TLS record failed its integrity check (%s): "
 				 "bytes were altered in flight; connection dropped", op,
 				 ssl_reason(why, sizeof(why)));
+	case SSL_R_SSLV3_ALERT_BAD_RECORD_MAC:
+		return conn_fail(c, -EBADMSG, "%s: the peer got a TLS record that failed its "
+				 "integrity check (bytes altered in flight); connection dropped", op);
 	case SSL_R_WRONG_VERSION_NUMBER:
 	case SSL_R_HTTP_REQUEST:
 	case SSL_R_PACKET_LENGTH_TOO_LONG:
