@@ -13,8 +13,15 @@
  *   DIGEST_CRC32 (rdma_verify = crc32): the zlib CRC-32 mows computes anyway; catches
  *     accidents, not attackers. Only for a fabric the operator trusts.
  *
- * A keyed HMAC would add nothing over SHA-256 here and cost a per-connection key; a holder
- * can instead compute a chunk's SHA-256 once (when it fills it) and send it to every reader.
+ * A holder can compute a chunk's SHA-256 once (when it fills it) and send it to every reader.
+ *
+ *   DIGEST_GMAC (not yet a rdma_verify value): AES-128-GMAC, a MAC under a key the fabric
+ *     never sees, ~8x cheaper than SHA-256 here (mows-tlsbench: ~0.1 vs ~0.8 CPU s/GB), for
+ *     NICs faster than SHA-256 can follow. Both ends derive the key from their TLS session
+ *     (tls_conn_export(conn, DIGEST_GMAC_LABEL, key, 16)); the holder MACs the chunk per read
+ *     with a nonce it never repeats on that connection (a request counter) and sends nonce
+ *     and tag inside TLS. A repeated (key, nonce) pair would let the fabric forge tags: the
+ *     nonce contract is the caller's.
  *
  * Its own module, not part of net/tls.c: it needs only libcrypto, no session, and cache or
  * RDMA code can call it without linking a TLS context.
@@ -35,7 +42,12 @@
 enum digest_kind {
 	DIGEST_SHA256 = 1,	/* 32 bytes */
 	DIGEST_CRC32 = 2,	/* 4 bytes, big-endian */
+	DIGEST_GMAC = 3,	/* 16 bytes; keyed: digest_gmac() */
 };
+
+#define DIGEST_GMAC_KEY_LEN	16
+#define DIGEST_GMAC_LABEL	"mows rdma gmac v1"
+
 
 struct digest {
 	uint8_t kind;		/* enum digest_kind */
@@ -49,7 +61,10 @@ enum digest_kind digest_kind_of(enum config_rdma_verify v);
 /* Bytes a digest of @kind takes on the wire (32 or 4), 0 for an unknown kind. */
 size_t digest_len(enum digest_kind kind);
 
-/* Computes the @kind digest of @len bytes at @buf into @out. Returns 0, -EINVAL or -EIO. */
+/*
+ * Computes the @kind digest of @len bytes at @buf into @out. Returns 0, -EINVAL (unknown
+ * kind, or DIGEST_GMAC, which needs a key) or -EIO.
+ */
 int digest_compute(enum digest_kind kind, const void *buf, size_t len, struct digest *out);
 
 /*
@@ -58,5 +73,16 @@ int digest_compute(enum digest_kind kind, const void *buf, size_t len, struct di
  * kind or a length that does not fit it. Compares in constant time.
  */
 int digest_check(const void *buf, size_t len, const struct digest *want);
+
+/*
+ * The AES-128-GMAC tag of @len bytes at @buf under @key with the 96-bit nonce 0^32 || @nonce
+ * (big-endian), as a DIGEST_GMAC digest in @out. Returns 0 or -EIO. Any thread.
+ */
+int digest_gmac(const uint8_t key[DIGEST_GMAC_KEY_LEN], uint64_t nonce, const void *buf,
+		size_t len, struct digest *out);
+
+/* Checks @buf against a DIGEST_GMAC @want made with @key and @nonce: 0 or -EBADMSG/-EINVAL. */
+int digest_gmac_check(const uint8_t key[DIGEST_GMAC_KEY_LEN], uint64_t nonce, const void *buf,
+		      size_t len, const struct digest *want);
 
 #endif

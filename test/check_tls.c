@@ -765,8 +765,40 @@ START_TEST(test_digest)
 	ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), -EINVAL);
 	d.kind = DIGEST_SHA256, d.len = 4;
 	ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), -EINVAL);
+	ck_assert_int_eq(digest_compute(DIGEST_GMAC, buf, sizeof(buf), &d), -EINVAL);
 	ck_assert_int_eq(digest_kind_of(RDMA_VERIFY_SHA256), DIGEST_SHA256);
 	ck_assert_int_eq(digest_kind_of(RDMA_VERIFY_CRC32), DIGEST_CRC32);
+}
+END_TEST
+
+START_TEST(test_gmac)
+{
+	/* GCM spec test case 1: zero key, zero IV, nothing: the tag is known. */
+	static const uint8_t zero_key[16], tag0[16] = {
+		0x58, 0xe2, 0xfc, 0xce, 0xfa, 0x7e, 0x30, 0x61, 0x36, 0x7f, 0x1d, 0x57, 0xa4, 0xe7,
+		0x45, 0x5a,
+	};
+	uint8_t key[16] = "per-connection!", buf[8192];
+	struct digest d, d2;
+
+	ck_assert_int_eq(digest_gmac(zero_key, 0, "", 0, &d), 0);
+	ck_assert_int_eq(d.kind, DIGEST_GMAC);
+	ck_assert_int_eq(memcmp(d.bytes, tag0, 16), 0);
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = pattern(i);
+	ck_assert_int_eq(digest_gmac(key, 42, buf, sizeof(buf), &d), 0);
+	ck_assert_int_eq(digest_gmac_check(key, 42, buf, sizeof(buf), &d), 0);
+	buf[8000] ^= 1;
+	ck_assert_int_eq(digest_gmac_check(key, 42, buf, sizeof(buf), &d), -EBADMSG);
+	buf[8000] ^= 1;
+	/* Another nonce or key gives another tag; the unkeyed check refuses a GMAC. */
+	ck_assert_int_eq(digest_gmac_check(key, 43, buf, sizeof(buf), &d), -EBADMSG);
+	key[0] ^= 1;
+	ck_assert_int_eq(digest_gmac_check(key, 42, buf, sizeof(buf), &d), -EBADMSG);
+	ck_assert_int_eq(digest_check(buf, sizeof(buf), &d), -EINVAL);
+	ck_assert_int_eq(digest_gmac(key, 42, buf, sizeof(buf), &d2), 0);
+	ck_assert_int_ne(memcmp(d.bytes, d2.bytes, 16), 0);
 }
 END_TEST
 
@@ -794,6 +826,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(td, test_large_transfer);
 	tcase_add_test(td, test_tampering_relay);
 	tcase_add_test(td, test_digest);
+	tcase_add_test(td, test_gmac);
 	suite_add_tcase(s, td);
 	return s;
 }
