@@ -571,22 +571,25 @@ static int fail_ssl(struct tls_conn *c, const char *op)
 }
 
 /*
- * After an SSL call returned @ret: waits for the socket when OpenSSL wants it (returns 0:
- * call again), else returns the error. @saved_errno is errno right after the call.
+ * After an SSL call returned @ret (@saved_errno: errno right after it): -EAGAIN with *@want
+ * set to POLLIN or POLLOUT when OpenSSL waits for the socket (0: just call again), else the
+ * error, sorted and described.
  */
-static int io_wait(struct tls_conn *c, int ret, int saved_errno, const struct deadline *dl,
-		   const char *op)
+static int io_want(struct tls_conn *c, int ret, int saved_errno, short *want, const char *op)
 {
+	*want = 0;
 	switch (SSL_get_error(c->ssl, ret)) {
 	case SSL_ERROR_WANT_READ:
-		return wait_fd(c, POLLIN, dl, op);
+		*want = POLLIN;
+		return -EAGAIN;
 	case SSL_ERROR_WANT_WRITE:
-		return wait_fd(c, POLLOUT, dl, op);
+		*want = POLLOUT;
+		return -EAGAIN;
 	case SSL_ERROR_ZERO_RETURN:
 		return conn_fail(c, -ECONNRESET, "%s: the peer closed the TLS session", op);
 	case SSL_ERROR_SYSCALL:
 		if (saved_errno == EINTR)
-			return 0;
+			return -EAGAIN;
 		if (saved_errno)
 			return conn_fail(c, -saved_errno, "%s: %s", op, strerror(saved_errno));
 		if (ERR_peek_error())
@@ -599,6 +602,18 @@ static int io_wait(struct tls_conn *c, int ret, int saved_errno, const struct de
 	default:
 		return conn_fail(c, -EPROTO, "%s: unexpected OpenSSL state", op);
 	}
+}
+
+/* io_want(), then the wait it asks for, bounded by @dl. 0: call again. */
+static int io_wait(struct tls_conn *c, int ret, int saved_errno, const struct deadline *dl,
+		   const char *op)
+{
+	short want;
+	int rc = io_want(c, ret, saved_errno, &want, op);
+
+	if (rc != -EAGAIN)
+		return rc;
+	return want ? wait_fd(c, want, dl, op) : 0;
 }
 
 static void note_peer(struct tls_conn *c)
@@ -620,27 +635,75 @@ static void note_peer(struct tls_conn *c)
 	X509_free(cert);
 }
 
-int tls_handshake(struct tls_conn *c, const struct deadline *dl)
+/* After SSL_do_handshake() succeeded: the checks and notes of a finished handshake. */
+static int handshake_done(struct tls_conn *c)
 {
-	for (;;) {
-		int ret, e, rc;
-
-		ERR_clear_error();
-		errno = 0;
-		ret = SSL_do_handshake(c->ssl);
-		e = errno;
-		if (ret == 1)
-			break;
-		rc = io_wait(c, ret, e, dl, "TLS handshake");
-		if (rc)
-			return rc;
-	}
 	/* Belt and braces: in PSK mode nothing but a PSK handshake authenticates the peer. */
 	if (c->psk && !SSL_session_reused(c->ssl))
 		return conn_fail(c, -EACCES, "TLS handshake: the peer did not use our PSK; give "
 				 "every node the same secret_file and TLS mode");
 	note_peer(c);
 	return 0;
+}
+
+int tls_handshake_step(struct tls_conn *c, short *want)
+{
+	int ret, e;
+
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_do_handshake(c->ssl);
+	e = errno;
+	if (ret == 1) {
+		*want = 0;
+		return handshake_done(c);
+	}
+	return io_want(c, ret, e, want, "TLS handshake");
+}
+
+int tls_handshake(struct tls_conn *c, const struct deadline *dl)
+{
+	for (;;) {
+		short want;
+		int rc = tls_handshake_step(c, &want);
+
+		if (rc != -EAGAIN)
+			return rc;
+		if (want && (rc = wait_fd(c, want, dl, "TLS handshake")))
+			return rc;
+	}
+}
+
+ssize_t tls_read_some(struct tls_conn *c, void *buf, size_t len, short *want)
+{
+	size_t n = 0;
+	int ret, e;
+
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_read_ex(c->ssl, buf, len, &n);
+	e = errno;
+	if (ret == 1) {
+		*want = 0;
+		return (ssize_t)n;
+	}
+	return io_want(c, ret, e, want, "TLS read");
+}
+
+ssize_t tls_write_some(struct tls_conn *c, const void *buf, size_t len, short *want)
+{
+	size_t n = 0;
+	int ret, e;
+
+	ERR_clear_error();
+	errno = 0;
+	ret = SSL_write_ex(c->ssl, buf, len, &n);
+	e = errno;
+	if (ret == 1) {
+		*want = 0;
+		return (ssize_t)n;
+	}
+	return io_want(c, ret, e, want, "TLS write");
 }
 
 int tls_recv_all(struct tls_conn *c, void *buf, size_t len, const struct deadline *dl)

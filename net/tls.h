@@ -63,6 +63,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "common/config.h"
@@ -140,6 +141,24 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
  */
 #define TLS_SENDV_COALESCE 512
 int tls_sendv(struct tls_conn *c, const struct iovec *iov, int iovcnt, const struct deadline *dl);
+
+/*
+ * Non-blocking steps for an event loop (epoll). Each makes what progress the socket allows
+ * and never waits:
+ *   tls_handshake_step() returns 0 once the handshake is done (peer authenticated);
+ *   tls_read_some() returns the bytes read into @buf (1..@len);
+ *   tls_write_some() returns the bytes of @buf sent (1..@len; at most a record or so);
+ * or -EAGAIN with *@want = POLLIN or POLLOUT: wait for that on the fd, then call again
+ * (*@want may also be 0: call again at once). Any reading step may want POLLOUT and any
+ * writing step POLLIN (TLS sends and receives protocol messages of its own). After -EAGAIN
+ * from tls_write_some(), call it again with the same bytes and length (the buffer may
+ * move); a write in progress must finish before another begins. Other errors are those
+ * listed at the top, with tls_conn_strerror(). Before waiting for POLLIN, check
+ * tls_conn_pending(): bytes already decrypted do not make the socket readable.
+ */
+int tls_handshake_step(struct tls_conn *c, short *want);
+ssize_t tls_read_some(struct tls_conn *c, void *buf, size_t len, short *want);
+ssize_t tls_write_some(struct tls_conn *c, const void *buf, size_t len, short *want);
 
 /*
  * Whether decrypted bytes are already buffered inside the session, so a read would not

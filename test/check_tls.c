@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -624,6 +625,83 @@ START_TEST(test_large_transfer)
 }
 END_TEST
 
+/* One end of test_event_loop: a conn and where its transfer stands. */
+struct ev_end {
+	struct tls_conn *c;
+	int fd;
+	bool shook;
+	size_t done;
+	short want;
+};
+
+/* Advances @e one step; the client writes @buf, the server reads into @buf. */
+static int ev_step(struct ev_end *e, bool writer, uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	if (!e->shook) {
+		int rc = tls_handshake_step(e->c, &e->want);
+
+		if (rc == 0)
+			e->shook = true;
+		return rc == -EAGAIN ? 0 : rc;
+	}
+	if (e->done == len) {
+		e->want = 0;
+		return 0;
+	}
+	if (writer)
+		n = tls_write_some(e->c, buf + e->done, len - e->done, &e->want);
+	else
+		n = tls_read_some(e->c, buf + e->done, len - e->done, &e->want);
+	if (n > 0)
+		e->done += (size_t)n;
+	return n == -EAGAIN || n > 0 ? 0 : (int)n;
+}
+
+START_TEST(test_event_loop)
+{
+	const size_t len = 8u << 20;
+	struct tls_ctx *a = psk_ctx("k");
+	uint8_t *out = malloc(len), *in = calloc(1, len);
+	struct ev_end ends[2];
+	struct deadline dl = deadline_in_ms(20000);
+	int fds[2];
+
+	/* One thread drives both ends, as an epoll loop would, waiting only in poll(). */
+	sockpair(fds);
+	for (size_t i = 0; i < len; i++)
+		out[i] = pattern(i);
+	for (int i = 0; i < 2; i++) {
+		ends[i] = (struct ev_end){ .c = tls_conn_new(a, fds[i], i == 1), .fd = fds[i] };
+		ck_assert_ptr_nonnull(ends[i].c);
+	}
+	while (ends[1].done < len) {
+		struct pollfd p[2];
+
+		ck_assert_msg(!deadline_passed(&dl), "stuck: %zu of %zu", ends[1].done, len);
+		ck_assert_int_eq(ev_step(&ends[0], true, out, len), 0);
+		ck_assert_int_eq(ev_step(&ends[1], false, in, len), 0);
+		/* Wait only when neither end can move; a finished writer waits for nothing. */
+		if (tls_conn_pending(ends[1].c) || !ends[1].want ||
+		    (!ends[0].want && ends[0].done < len))
+			continue;
+		for (int i = 0; i < 2; i++)
+			p[i] = (struct pollfd){ .fd = ends[i].fd, .events = ends[i].want };
+		ck_assert_int_ge(poll(p, 2, 1000), 0);
+	}
+	ck_assert_int_eq(memcmp(in, out, len), 0);
+	ck_assert_int_eq(ends[0].done, len);
+	for (int i = 0; i < 2; i++) {
+		tls_conn_free(ends[i].c);
+		close(fds[i]);
+	}
+	free(in);
+	free(out);
+	tls_ctx_free(a);
+}
+END_TEST
+
 /* A man in the middle that flips one byte inside the @nth encrypted record client->server. */
 struct relay {
 	int from, to;		/* client side, server side (client->server direction) */
@@ -824,6 +902,7 @@ static Suite *tls_suite(void)
 
 	tcase_set_timeout(td, 60);
 	tcase_add_test(td, test_large_transfer);
+	tcase_add_test(td, test_event_loop);
 	tcase_add_test(td, test_tampering_relay);
 	tcase_add_test(td, test_digest);
 	tcase_add_test(td, test_gmac);
