@@ -33,8 +33,12 @@
  * as the peer: any member may claim any node id, as before (in certificate mode the link
  * may compare the id with tls_conn_peer_name()). The HMAC stays only for tls = off with a
  * secret_file (insecure = true), where it is the only check left. tls_conn_export() gives a
- * per-connection key bound to this handshake for anything that wants one (e.g. a per-link
- * HMAC of RDMA chunks, see net/digest.h).
+ * per-connection key bound to this handshake for anything that wants one (e.g. the AES-GMAC
+ * of RDMA-read chunks, see net/digest.h).
+ *
+ * Until tls_handshake() returns 0 the peer is unauthenticated: the link gives the handshake
+ * its short deadline and counts the connection against the unauthenticated budget. A PSK
+ * handshake costs ~0.7 ms of CPU for both ends together (mows-tlsbench).
  *
  * Errors (every function returns 0 or -errno, and leaves a one-line message that names the
  * cause and the fix in tls_conn_strerror()):
@@ -47,15 +51,17 @@
  *   -ETIMEDOUT  the deadline passed;
  *   -ECONNRESET the peer closed (with or without close_notify);
  *   -ENOMEM, or the socket's -errno.
- * After any error but -ETIMEDOUT on a read that received nothing, the session is broken:
- * tls_conn_free() it and close the socket. In practice callers treat every error as fatal.
+ * After any error the session is broken (a timeout may have left a record half read):
+ * tls_conn_free() it and close the socket.
  *
  * Threads: a tls_ctx is built once at start-up and then shared read-only by every thread
  * (OpenSSL makes SSL_CTX use thread-safe). A tls_conn belongs to one thread at a time: its
  * reads and writes must not run concurrently (OpenSSL's SSL object is not safe for a
  * reader thread and a writer thread at once). A full-duplex link therefore either drives
- * the conn from one event-loop thread (non-blocking fd, see tls_conn_pending()) or hands it
- * between threads under its own ordering; never hold a lock across these calls.
+ * the conn from one event-loop thread (tls_handshake_step(), tls_read_some(),
+ * tls_write_some(), tls_conn_pending()) or hands it between threads under its own
+ * ordering; never hold a lock across the blocking calls. Sends use MSG_NOSIGNAL: a peer that
+ * hangs up never raises SIGPIPE.
  */
 #ifndef MOWS_NET_TLS_H
 #define MOWS_NET_TLS_H
@@ -134,10 +140,11 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
 /*
  * Sends @iov (@iovcnt entries, not modified) by @dl, in order, as one byte stream: e.g. a
  * frame header and a chunk straight from the slab. Small leading entries (together at most
- * TLS_SENDV_COALESCE bytes) go out in one record; large ones are encrypted straight from the
- * caller's memory (OpenSSL writes the ciphertext into its own buffer; nothing is copied on
- * our side). The caller keeps the memory valid and unchanged until this returns. Returns 0
- * or -errno.
+ * TLS_SENDV_COALESCE bytes) go out in one record; large ones are handed to OpenSSL from the
+ * caller's memory with no copy on our side (OpenSSL 3.0 copies each 16 KiB record into its
+ * write buffer and encrypts it there; without kTLS that copy is the price of TLS). Frames
+ * of 64 KiB or more are sent under TCP_CORK, so records leave in full-size segments. The
+ * caller keeps the memory valid and unchanged until this returns. Returns 0 or -errno.
  */
 #define TLS_SENDV_COALESCE 512
 int tls_sendv(struct tls_conn *c, const struct iovec *iov, int iovcnt, const struct deadline *dl);
