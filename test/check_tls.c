@@ -538,6 +538,38 @@ START_TEST(test_handshake_deadline)
 }
 END_TEST
 
+/* Server: waits 200 ms for a byte that never comes. Client: silent for 600 ms. */
+static int wait_silence(struct side *s)
+{
+	struct deadline dl = deadline_in_ms(200);
+	uint64_t t0 = mono_ns();
+	char byte;
+	int rc;
+
+	if (!s->server) {
+		usleep(600 * 1000);
+		return 0;
+	}
+	rc = tls_recv_all(s->conn, &byte, 1, &dl);
+	s->bytes = (size_t)((mono_ns() - t0) / 1000000);	/* ms waited */
+	return rc;
+}
+
+START_TEST(test_read_deadline)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { .after = wait_silence }, s = { .after = wait_silence };
+
+	run_pair(a, a, &c, &s);
+	ck_assert_msg(s.rc == -ETIMEDOUT, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(strstr(s.err, "TLS read timed out"), "%s", s.err);
+	ck_assert_uint_ge(s.bytes, 190);
+	ck_assert_uint_lt(s.bytes, 590);
+	ck_assert_int_eq(c.rc, 0);
+	tls_ctx_free(a);
+}
+END_TEST
+
 /* ---- data ---- */
 
 #define CHUNK	(4u << 20)
@@ -898,6 +930,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(th, test_plaintext_client_refused);
 	tcase_add_test(th, test_plaintext_server_refused);
 	tcase_add_test(th, test_handshake_deadline);
+	tcase_add_test(th, test_read_deadline);
 	suite_add_tcase(s, th);
 
 	tcase_set_timeout(td, 60);
