@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential pkg-config libfuse3-dev fuse3 libisal-dev libinih-dev check \
       libibverbs-dev librdmacm-dev fio sshfs openssh-server openssh-client rclone iproute2 \
-      psmisc kmod procps python3 libssl-dev clang"
+      psmisc kmod procps python3 libssl-dev openssl clang"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
