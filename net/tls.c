@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -27,9 +28,19 @@
 /* Both hash with SHA-256, the PSK's hash; AES-GCM first (AES-NI), ChaCha for CPUs without. */
 #define CIPHERS		"TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
 
+/* Certificate mode: tls_cert, tls_key, tls_ca, in that order. */
+#define NFILES 3
+
 struct tls_ctx {
-	SSL_CTX *ssl;
+	pthread_mutex_t lock;
+	SSL_CTX *ssl;		/* protected by lock; replaced when the certificate files change
+				   (every SSL holds a reference of its own) */
 	SSL_SESSION *psk;	/* PSK mode: the external PSK as a session; NULL: certificates */
+	char *files[NFILES];	/* certificate mode: the PEM files; read-only */
+	struct stat seen[NFILES]; /* protected by lock: the files as last loaded */
+	uint64_t reload_ns;	/* how often to look at the files, 0: never; read-only once used */
+	uint64_t next_check_ns;	/* protected by lock */
+	bool reloading;		/* protected by lock: one thread looks at a time */
 };
 
 struct tls_conn {
@@ -266,6 +277,7 @@ struct tls_ctx *tls_ctx_new_psk(const uint8_t *secret, size_t len, char *err, si
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
+	pthread_mutex_init(&t->lock, NULL);
 	t->ssl = base_ctx(err, errlen);
 	if (!t->ssl)
 		goto out_free;
@@ -285,6 +297,7 @@ out_wipe:
 	OPENSSL_cleanse(key, sizeof(key));
 	SSL_CTX_free(t->ssl);
 out_free:
+	pthread_mutex_destroy(&t->lock);
 	free(t);
 	errno = ENOMEM;
 	return NULL;
@@ -350,28 +363,135 @@ static int load_cert_files(SSL_CTX *c, const char *cert, const char *key, const 
 	return 0;
 }
 
+/* A fresh certificate-mode SSL_CTX from the files. NULL with a message in @err, errno set. */
+static SSL_CTX *cert_ssl_ctx(struct tls_ctx *t, char *err, size_t errlen)
+{
+	SSL_CTX *c = base_ctx(err, errlen);
+	int rc;
+
+	if (!c)
+		return NULL;
+	rc = load_cert_files(c, t->files[0], t->files[1], t->files[2], err, errlen);
+	if (rc) {
+		SSL_CTX_free(c);
+		errno = -rc;
+		return NULL;
+	}
+	SSL_CTX_set_app_data(c, t);
+	return c;
+}
+
+/* stat() of every file (through symlinks: a Kubernetes secret volume swaps a link). */
+static int stat_files(const struct tls_ctx *t, struct stat st[NFILES])
+{
+	for (int i = 0; i < NFILES; i++)
+		if (stat(t->files[i], &st[i]) < 0)
+			return -errno;
+	return 0;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 struct tls_ctx *tls_ctx_new_cert(const char *cert, const char *key, const char *ca, char *err,
 				 size_t errlen)
 {
 	struct tls_ctx *t = calloc(1, sizeof(*t));
+	const char *paths[NFILES] = { cert, key, ca };
 	int rc;
 
 	if (!t)
 		return NULL;
-	t->ssl = base_ctx(err, errlen);
-	if (!t->ssl) {
-		free(t);
-		return NULL;
-	}
-	rc = load_cert_files(t->ssl, cert, key, ca, err, errlen);
-	if (rc) {
-		SSL_CTX_free(t->ssl);
-		free(t);
-		errno = -rc;
-		return NULL;
-	}
-	SSL_CTX_set_app_data(t->ssl, t);
+	pthread_mutex_init(&t->lock, NULL);
+	t->reload_ns = (uint64_t)TLS_RELOAD_MS * 1000000;
+	for (int i = 0; i < NFILES; i++)
+		if (!(t->files[i] = strdup(paths[i])))
+			goto out_free;
+	/* Seen before loading: a change while we load is noticed at the next look. */
+	stat_files(t, t->seen);
+	t->ssl = cert_ssl_ctx(t, err, errlen);
+	if (!t->ssl)
+		goto out_free;
+	t->next_check_ns = mono_ns() + t->reload_ns;
 	return t;
+
+out_free:
+	rc = errno;
+	tls_ctx_free(t);
+	errno = rc;
+	return NULL;
+}
+
+void tls_ctx_set_reload_ms(struct tls_ctx *ctx, unsigned ms)
+{
+	pthread_mutex_lock(&ctx->lock);
+	ctx->reload_ns = (uint64_t)ms * 1000000;
+	ctx->next_check_ns = mono_ns() + ctx->reload_ns;
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+/*
+ * Loads the certificate files again if they changed since they were last loaded (e.g.
+ * cert-manager renewed them). Called by the one thread that set t->reloading; reads files
+ * without holding the lock and swaps the context under it. A set of files that does not
+ * load (a rotation half done) keeps the old context and is tried again when it changes.
+ */
+static void reload_if_changed(struct tls_ctx *t)
+{
+	struct stat now[NFILES], seen[NFILES];
+	char err[TLS_ERR_MAX] = "";
+	SSL_CTX *fresh = NULL, *old = NULL;
+	bool changed = false;
+
+	pthread_mutex_lock(&t->lock);
+	memcpy(seen, t->seen, sizeof(seen));
+	pthread_mutex_unlock(&t->lock);
+	if (stat_files(t, now) == 0)
+		for (int i = 0; i < NFILES; i++)
+			changed |= !same_file(&now[i], &seen[i]);
+	if (changed)
+		fresh = cert_ssl_ctx(t, err, sizeof(err));
+	pthread_mutex_lock(&t->lock);
+	if (changed)
+		memcpy(t->seen, now, sizeof(now));
+	if (fresh) {
+		old = t->ssl;
+		t->ssl = fresh;
+	}
+	t->reloading = false;
+	pthread_mutex_unlock(&t->lock);
+	SSL_CTX_free(old);
+	if (fresh)
+		log_info("tls: certificate files changed; new connections use them (%s)",
+			 t->files[0]);
+	else if (changed)
+		log_warn("tls: certificate files changed but do not load, keeping the old ones: %s",
+			 err);
+}
+
+/* The context for a new connection, with a reference for the caller to drop. */
+static SSL_CTX *current_ssl(struct tls_ctx *t)
+{
+	uint64_t now = mono_ns();
+	bool look = false;
+	SSL_CTX *c;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->psk && t->reload_ns && !t->reloading && now >= t->next_check_ns) {
+		t->reloading = look = true;
+		t->next_check_ns = now + t->reload_ns;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (look)
+		reload_if_changed(t);
+	pthread_mutex_lock(&t->lock);
+	c = t->ssl;
+	SSL_CTX_up_ref(c);
+	pthread_mutex_unlock(&t->lock);
+	return c;
 }
 
 int tls_ctx_from_config(const struct mows_config *cfg, struct tls_ctx **out, char *err,
@@ -416,6 +536,9 @@ void tls_ctx_free(struct tls_ctx *ctx)
 		return;
 	SSL_SESSION_free(ctx->psk);	/* SSL_SESSION_free wipes the master key */
 	SSL_CTX_free(ctx->ssl);
+	for (int i = 0; i < NFILES; i++)
+		free(ctx->files[i]);
+	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }
 
@@ -424,6 +547,7 @@ void tls_ctx_free(struct tls_ctx *ctx)
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server)
 {
 	struct tls_conn *c;
+	SSL_CTX *sslctx;
 	BIO *bio;
 	int fl;
 
@@ -440,7 +564,9 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server)
 		return NULL;
 	c->fd = fd;
 	c->psk = ctx->psk != NULL;
-	c->ssl = SSL_new(ctx->ssl);
+	sslctx = current_ssl(ctx);
+	c->ssl = SSL_new(sslctx);
+	SSL_CTX_free(sslctx);	/* the SSL holds its own reference */
 	bio = c->ssl ? BIO_new(bio_method) : NULL;
 	if (!bio) {
 		SSL_free(c->ssl);

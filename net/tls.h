@@ -54,8 +54,9 @@
  * After any error the session is broken (a timeout may have left a record half read):
  * tls_conn_free() it and close the socket.
  *
- * Threads: a tls_ctx is built once at start-up and then shared read-only by every thread
- * (OpenSSL makes SSL_CTX use thread-safe). A tls_conn belongs to one thread at a time: its
+ * Threads: a tls_ctx is built once at start-up and then shared by every thread (OpenSSL
+ * makes SSL_CTX use thread-safe; a certificate reload swaps the SSL_CTX under the ctx's own
+ * lock, held only for the swap, never across file or network I/O). A tls_conn belongs to one thread at a time: its
  * reads and writes must not run concurrently (OpenSSL's SSL object is not safe for a
  * reader thread and a writer thread at once). A full-duplex link therefore either drives
  * the conn from one event-loop thread (tls_handshake_step(), tls_read_some(),
@@ -98,6 +99,16 @@ struct tls_ctx *tls_ctx_new_psk(const uint8_t *secret, size_t len, char *err, si
  */
 struct tls_ctx *tls_ctx_new_cert(const char *cert, const char *key, const char *ca, char *err,
 				 size_t errlen);
+
+/*
+ * Certificate mode: how often (at most) a new connection looks whether the three files
+ * changed (a stat() each); when they did and load, later connections use them, e.g. after
+ * cert-manager renewed the certificate. Connections already up keep theirs. A changed set
+ * that does not load (a rotation half done) is logged and the old one kept. 0: never look.
+ * Default TLS_RELOAD_MS. Call before the context is shared.
+ */
+#define TLS_RELOAD_MS 10000
+void tls_ctx_set_reload_ms(struct tls_ctx *ctx, unsigned ms);
 
 /*
  * The context the configuration asks for: NULL in *@out with 0 returned when tls = off;

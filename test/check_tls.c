@@ -403,6 +403,80 @@ START_TEST(test_cert_wrong_ca)
 }
 END_TEST
 
+/* Copies tmpdir/@from over tmpdir/@to by rename, as a secret volume update does. */
+static void replace_file(const char *from, const char *to)
+{
+	char src[256], dst[256], tmpname[300], buf[8192];
+	FILE *in, *out;
+	size_t n;
+
+	snprintf(src, sizeof(src), "%s/%s", tmpdir, from);
+	snprintf(dst, sizeof(dst), "%s/%s", tmpdir, to);
+	snprintf(tmpname, sizeof(tmpname), "%s.new", dst);
+	in = fopen(src, "r");
+	out = fopen(tmpname, "w");
+	ck_assert(in && out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	ck_assert_int_eq(fclose(out), 0);
+	ck_assert_int_eq(rename(tmpname, dst), 0);
+}
+
+/* A client that trusts ca1 against a server on the files live.pem/live.key/ca1.pem. */
+static int handshake_live(struct tls_ctx *server, struct tls_ctx *client, struct side *c)
+{
+	struct side s = { .after = say_hello };
+
+	*c = (struct side){ .after = say_hello };
+	run_pair(client, server, c, &s);
+	return c->rc;
+}
+
+START_TEST(test_cert_reload)
+{
+	struct tls_ctx *client = cert_ctx("node1", "ca1.pem"), *server;
+	char err[TLS_ERR_MAX];
+	struct side c;
+
+	replace_file("node2.pem", "live.pem");
+	replace_file("node2.key", "live.key");
+	server = tls_ctx_new_cert(tmp("live.pem"), tmp("live.key"), tmp("ca1.pem"), err,
+				  sizeof(err));
+	ck_assert_msg(server != NULL, "%s", err);
+	tls_ctx_set_reload_ms(server, 50);
+	ck_assert_msg(handshake_live(server, client, &c) == 0, "%s", c.err);
+	ck_assert_str_eq(c.peer, "node2");
+
+	/* Renewed by another CA: after the next look, the client refuses the server. */
+	replace_file("rogue.pem", "live.pem");
+	replace_file("rogue.key", "live.key");
+	usleep(100 * 1000);
+	ck_assert_int_eq(handshake_live(server, client, &c), -EACCES);
+
+	/* Half a rotation (a certificate without its key) does not load: the old set stays. */
+	usleep(100 * 1000);
+	replace_file("node2.pem", "live.pem");
+	usleep(100 * 1000);
+	ck_assert_int_eq(handshake_live(server, client, &c), -EACCES);
+
+	/* The key follows: node2 again. */
+	replace_file("node2.key", "live.key");
+	usleep(100 * 1000);
+	ck_assert_msg(handshake_live(server, client, &c) == 0, "%s", c.err);
+	ck_assert_str_eq(c.peer, "node2");
+
+	/* Never looking: a change is not picked up. */
+	tls_ctx_set_reload_ms(server, 0);
+	replace_file("rogue.pem", "live.pem");
+	replace_file("rogue.key", "live.key");
+	usleep(100 * 1000);
+	ck_assert_msg(handshake_live(server, client, &c) == 0, "%s", c.err);
+	tls_ctx_free(server);
+	tls_ctx_free(client);
+}
+END_TEST
+
 START_TEST(test_cert_files)
 {
 	char err[TLS_ERR_MAX], garbage[300];
@@ -926,6 +1000,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(th, test_cert_ok);
 	tcase_add_test(th, test_cert_wrong_ca);
 	tcase_add_test(th, test_cert_files);
+	tcase_add_test(th, test_cert_reload);
 	tcase_add_test(th, test_from_config);
 	tcase_add_test(th, test_plaintext_client_refused);
 	tcase_add_test(th, test_plaintext_server_refused);
