@@ -5,7 +5,10 @@
  * rewrite RDMA payloads on the fabric can change the chunk, and a CRC-32 does not stop that
  * (it is linear: any wanted CRC can be made by changing four bytes). So the holder sends the
  * chunk's digest in its descriptor reply, which travels inside TLS with the address, key and
- * length, and the reader checks the bytes it read against it:
+ * length, and the reader checks the bytes it read against it. (As net/rdma.h stands, DESC
+ * travels as an RDMA SEND, outside TLS, where the same attacker could rewrite digest and
+ * all: DESC_REQ/DESC must move onto the peer's TLS link, or each DESC must carry a MAC keyed
+ * by tls_conn_export() of the link that handed out the ticket.)
  *
  *   DIGEST_SHA256 (rdma_verify = sha256, default): SHA-256 of the chunk. Unkeyed is enough:
  *     the expected value arrives authenticated over TLS, so a forger must find a second
