@@ -583,6 +583,72 @@ START_TEST(test_plaintext_server_refused)
 }
 END_TEST
 
+static uint8_t pattern(size_t i);
+
+/* A client that sends @n random bytes (or, trickling, a record header a byte per 50 ms). */
+struct junk {
+	int fd;
+	size_t n;
+	bool trickle;
+};
+
+static void *junk_main(void *arg)
+{
+	static const uint8_t hello_start[] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01 };
+	struct junk *j = arg;
+	uint8_t buf[4096];
+
+	if (j->trickle) {
+		for (size_t i = 0; i < sizeof(hello_start); i++) {
+			if (send(j->fd, &hello_start[i], 1, MSG_NOSIGNAL) != 1)
+				break;
+			usleep(50 * 1000);
+		}
+		return NULL;
+	}
+	for (size_t done = 0; done < j->n; done += sizeof(buf)) {
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = pattern(done + i * 7);
+		if (send(j->fd, buf, sizeof(buf), MSG_NOSIGNAL) < 0)
+			break;
+	}
+	return NULL;
+}
+
+START_TEST(test_junk_clients)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	uint64_t t0;
+
+	/* Random bytes: refused at once. A trickled record header: refused at the deadline. */
+	for (int trickle = 0; trickle <= 1; trickle++) {
+		struct side s = { .server = true, .ms = 300 };
+		struct junk j = { .n = 1u << 20, .trickle = trickle };
+		pthread_t t;
+		int fds[2];
+
+		sockpair(fds);
+		j.fd = fds[0];
+		s.ctx = a, s.fd = fds[1];
+		t0 = mono_ns();
+		pthread_create(&t, NULL, junk_main, &j);
+		start(&s);
+		finish(&s);
+		shutdown(fds[0], SHUT_RDWR);
+		pthread_join(t, NULL);
+		close(fds[0]);
+		if (trickle) {
+			ck_assert_msg(s.rc == -ETIMEDOUT, "trickle: %d '%s'", s.rc, s.err);
+			ck_assert_uint_lt(mono_ns() - t0, 1000000000ull);
+		} else {
+			ck_assert_msg(s.rc == -EPROTO, "junk: %d '%s'", s.rc, s.err);
+			ck_assert_uint_lt(mono_ns() - t0, 250000000ull);
+		}
+	}
+	tls_ctx_free(a);
+}
+END_TEST
+
 START_TEST(test_handshake_deadline)
 {
 	struct tls_ctx *a = psk_ctx("k");
@@ -1005,6 +1071,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(th, test_plaintext_client_refused);
 	tcase_add_test(th, test_plaintext_server_refused);
 	tcase_add_test(th, test_handshake_deadline);
+	tcase_add_test(th, test_junk_clients);
 	tcase_add_test(th, test_read_deadline);
 	suite_add_tcase(s, th);
 
