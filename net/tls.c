@@ -48,6 +48,9 @@ struct tls_conn {
 	int fd;
 	bool psk;
 	bool broken;		/* an error happened: no close_notify */
+	uint64_t rekey_bytes;	/* send a KeyUpdate after this many bytes */
+	uint64_t since_rekey;	/* bytes sent under the current key */
+	unsigned key_updates;
 	char peer[128];
 	char err[TLS_ERR_MAX];
 };
@@ -564,6 +567,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server)
 		return NULL;
 	c->fd = fd;
 	c->psk = ctx->psk != NULL;
+	c->rekey_bytes = TLS_REKEY_BYTES;
 	sslctx = current_ssl(ctx);
 	c->ssl = SSL_new(sslctx);
 	SSL_CTX_free(sslctx);	/* the SSL holds its own reference */
@@ -761,6 +765,32 @@ static void note_peer(struct tls_conn *c)
 	X509_free(cert);
 }
 
+/*
+ * Counts @n bytes sent; past rekey_bytes, asks for new keys (sent before the next record).
+ * RFC 8446 5.5: an AES-GCM key is good for about 2^24.5 full records (~380 GB); a link
+ * between two nodes can carry that in days, and OpenSSL does not count for us.
+ */
+static void note_sent(struct tls_conn *c, size_t n)
+{
+	c->since_rekey += n;
+	if (c->since_rekey < c->rekey_bytes)
+		return;
+	if (SSL_key_update(c->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1)
+		c->key_updates++;
+	ERR_clear_error();
+	c->since_rekey = 0;
+}
+
+void tls_conn_set_rekey_bytes(struct tls_conn *c, uint64_t bytes)
+{
+	c->rekey_bytes = bytes;
+}
+
+unsigned tls_conn_key_updates(const struct tls_conn *c)
+{
+	return c->key_updates;
+}
+
 /* After SSL_do_handshake() succeeded: the checks and notes of a finished handshake. */
 static int handshake_done(struct tls_conn *c)
 {
@@ -827,6 +857,7 @@ ssize_t tls_write_some(struct tls_conn *c, const void *buf, size_t len, short *w
 	e = errno;
 	if (ret == 1) {
 		*want = 0;
+		note_sent(c, n);
 		return (ssize_t)n;
 	}
 	return io_want(c, ret, e, want, "TLS write");
@@ -888,6 +919,7 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
 		e = errno;
 		if (ret == 1) {
 			done += n;
+			note_sent(c, n);
 			continue;
 		}
 		rc = io_wait(c, ret, e, dl, "TLS write");

@@ -179,6 +179,16 @@ ssize_t tls_read_some(struct tls_conn *c, void *buf, size_t len, short *want);
 ssize_t tls_write_some(struct tls_conn *c, const void *buf, size_t len, short *want);
 
 /*
+ * A session sends a TLS 1.3 KeyUpdate (new traffic keys) after every TLS_REKEY_BYTES bytes
+ * it sent, well inside the ~2^24.5 full records an AES-GCM key is good for (RFC 8446 5.5);
+ * the peer follows on its own. tls_conn_set_rekey_bytes() changes the interval (tests);
+ * tls_conn_key_updates() counts the updates sent.
+ */
+#define TLS_REKEY_BYTES (64ull << 30)
+void tls_conn_set_rekey_bytes(struct tls_conn *c, uint64_t bytes);
+unsigned tls_conn_key_updates(const struct tls_conn *c);
+
+/*
  * Whether decrypted bytes are already buffered inside the session, so a read would not
  * block though poll() says the socket is idle. An event loop checks this before waiting.
  */

@@ -192,6 +192,8 @@ struct side {
 	int (*after)(struct side *s);	/* runs after a good handshake; its result in rc */
 	size_t bytes;			/* for after() */
 	size_t delivered;		/* bytes after() received and found right */
+	uint64_t rekey;			/* tls_conn_set_rekey_bytes() before after(), 0: default */
+	unsigned key_updates;		/* what tls_conn_key_updates() said after after() */
 	int rc;
 	char err[TLS_ERR_MAX];
 	char peer[128];
@@ -214,8 +216,11 @@ static void *side_main(void *arg)
 	if (!s->rc) {
 		snprintf(s->peer, sizeof(s->peer), "%s", tls_conn_peer_name(s->conn));
 		tls_conn_export(s->conn, "mows test", s->exported, sizeof(s->exported));
+		if (s->rekey)
+			tls_conn_set_rekey_bytes(s->conn, s->rekey);
 		if (s->after)
 			s->rc = s->after(s);
+		s->key_updates = tls_conn_key_updates(s->conn);
 	}
 	snprintf(s->err, sizeof(s->err), "%s", tls_conn_strerror(s->conn));
 	tls_conn_free(s->conn);
@@ -774,10 +779,11 @@ static int recv_frames(struct side *s)
 	return rc;
 }
 
+/* 64 MiB over loopback TCP, byte-exact, with a KeyUpdate every MiB. */
 START_TEST(test_large_transfer)
 {
 	struct tls_ctx *a = psk_ctx("k");
-	struct side c = { .after = send_frames, .bytes = 64u << 20 };
+	struct side c = { .after = send_frames, .bytes = 64u << 20, .rekey = 1u << 20 };
 	struct side s = { .after = recv_frames, .bytes = 64u << 20, .server = true };
 	int fds[2];
 
@@ -793,6 +799,9 @@ START_TEST(test_large_transfer)
 	ck_assert_msg(c.rc == 0, "client %d '%s'", c.rc, c.err);
 	ck_assert_msg(s.rc == 0, "server %d '%s'", s.rc, s.err);
 	ck_assert_uint_eq(s.delivered, 64u << 20);
+	/* New keys every MiB on the way, and the receiver followed every one. */
+	ck_assert_uint_ge(c.key_updates, 60);
+	ck_assert_uint_eq(s.key_updates, 0);
 	tls_ctx_free(a);
 }
 END_TEST
