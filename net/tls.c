@@ -43,15 +43,21 @@ struct tls_ctx {
 	bool reloading;		/* protected by lock: one thread looks at a time */
 };
 
+/*
+ * c->lock serializes every call into the SSL object (OpenSSL's are not safe from two threads
+ * at once), so one reader and one writer can share a conn. It is held for one non-blocking
+ * call, never across a wait. Fields below it are protected by it.
+ */
 struct tls_conn {
+	pthread_mutex_t lock;
+	int fd;			/* read-only */
+	bool psk;		/* read-only */
 	SSL *ssl;
-	int fd;
-	bool psk;
-	bool broken;		/* an error happened: no close_notify */
+	bool broken;		/* an error happened: no close_notify, keep the first message */
 	uint64_t rekey_bytes;	/* send a KeyUpdate after this many bytes */
 	uint64_t since_rekey;	/* bytes sent under the current key */
 	unsigned key_updates;
-	char peer[128];
+	char peer[128];		/* written once by the finished handshake */
 	char err[TLS_ERR_MAX];
 };
 
@@ -565,6 +571,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	pthread_mutex_init(&c->lock, NULL);
 	c->fd = fd;
 	c->psk = ctx->psk != NULL;
 	c->rekey_bytes = TLS_REKEY_BYTES;
@@ -574,6 +581,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server)
 	bio = c->ssl ? BIO_new(bio_method) : NULL;
 	if (!bio) {
 		SSL_free(c->ssl);
+		pthread_mutex_destroy(&c->lock);
 		free(c);
 		ERR_clear_error();
 		errno = ENOMEM;
@@ -593,11 +601,27 @@ static int conn_fail(struct tls_conn *c, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(c->err, sizeof(c->err), fmt, ap);
-	va_end(ap);
+	/* The first failure is the cause; what the other direction sees next is its echo. */
+	if (!c->broken) {
+		va_start(ap, fmt);
+		vsnprintf(c->err, sizeof(c->err), fmt, ap);
+		va_end(ap);
+	}
 	c->broken = true;
 	ERR_clear_error();
+	return rc;
+}
+
+/* conn_fail() for wait_fd(), which does not hold c->lock: a timeout or poll's @rc. */
+static int locked_fail(struct tls_conn *c, int rc, const char *op)
+{
+	pthread_mutex_lock(&c->lock);
+	if (rc == -ETIMEDOUT)
+		conn_fail(c, rc, "%s timed out (peer silent%s)", op,
+			  SSL_is_init_finished(c->ssl) ? "" : ", or not speaking TLS");
+	else
+		conn_fail(c, rc, "%s: poll: %s", op, strerror(-rc));
+	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 
@@ -609,14 +633,12 @@ static int wait_fd(struct tls_conn *c, short events, const struct deadline *dl, 
 		int n;
 
 		if (ms == 0)
-			return conn_fail(c, -ETIMEDOUT, "%s timed out (peer silent%s)", op,
-					 SSL_is_init_finished(c->ssl) ? "" :
-					 ", or not speaking TLS");
+			return locked_fail(c, -ETIMEDOUT, op);
 		n = poll(&p, 1, ms > 1000 ? 1000 : (int)ms);
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR)
-			return conn_fail(c, -errno, "%s: poll: %s", op, strerror(errno));
+			return locked_fail(c, -errno, op);
 	}
 }
 
@@ -734,18 +756,6 @@ static int io_want(struct tls_conn *c, int ret, int saved_errno, short *want, co
 	}
 }
 
-/* io_want(), then the wait it asks for, bounded by @dl. 0: call again. */
-static int io_wait(struct tls_conn *c, int ret, int saved_errno, const struct deadline *dl,
-		   const char *op)
-{
-	short want;
-	int rc = io_want(c, ret, saved_errno, &want, op);
-
-	if (rc != -EAGAIN)
-		return rc;
-	return want ? wait_fd(c, want, dl, op) : 0;
-}
-
 static void note_peer(struct tls_conn *c)
 {
 	X509 *cert;
@@ -783,12 +793,17 @@ static void note_sent(struct tls_conn *c, size_t n)
 
 void tls_conn_set_rekey_bytes(struct tls_conn *c, uint64_t bytes)
 {
+	pthread_mutex_lock(&c->lock);
 	c->rekey_bytes = bytes;
+	pthread_mutex_unlock(&c->lock);
 }
 
-unsigned tls_conn_key_updates(const struct tls_conn *c)
+unsigned tls_conn_key_updates(struct tls_conn *c)
 {
-	return c->key_updates;
+	pthread_mutex_lock(&c->lock);
+	unsigned n = c->key_updates;
+	pthread_mutex_unlock(&c->lock);
+	return n;
 }
 
 /* After SSL_do_handshake() succeeded: the checks and notes of a finished handshake. */
@@ -802,65 +817,82 @@ static int handshake_done(struct tls_conn *c)
 	return 0;
 }
 
-int tls_handshake_step(struct tls_conn *c, short *want)
+enum step_op { STEP_HANDSHAKE, STEP_READ, STEP_WRITE };
+
+static const char *const step_name[] = {
+	[STEP_HANDSHAKE] = "TLS handshake", [STEP_READ] = "TLS read", [STEP_WRITE] = "TLS write",
+};
+
+/*
+ * One non-blocking call into OpenSSL, with its outcome sorted, under c->lock (so that one
+ * reader and one writer may share the conn): the bytes moved (0 for a finished handshake),
+ * -EAGAIN with *@want, or -errno. The caller has cleared this thread's error queue.
+ */
+static ssize_t step(struct tls_conn *c, enum step_op op, void *buf, size_t len, short *want)
 {
+	size_t n = 0;
+	ssize_t rc;
 	int ret, e;
 
-	ERR_clear_error();
+	pthread_mutex_lock(&c->lock);
 	errno = 0;
-	ret = SSL_do_handshake(c->ssl);
+	if (op == STEP_HANDSHAKE)
+		ret = SSL_do_handshake(c->ssl);
+	else if (op == STEP_READ)
+		ret = SSL_read_ex(c->ssl, buf, len, &n);
+	else
+		ret = SSL_write_ex(c->ssl, buf, len, &n);
 	e = errno;
-	if (ret == 1) {
-		*want = 0;
-		return handshake_done(c);
+	*want = 0;
+	if (ret != 1)
+		rc = io_want(c, ret, e, want, step_name[op]);
+	else if (op == STEP_HANDSHAKE)
+		rc = handshake_done(c);
+	else
+		rc = (ssize_t)n;
+	if (ret == 1 && op == STEP_WRITE)
+		note_sent(c, n);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* step() until it moves something (or fails), waiting by @dl for what it wants. */
+static ssize_t step_wait(struct tls_conn *c, enum step_op op, void *buf, size_t len,
+			 const struct deadline *dl)
+{
+	for (;;) {
+		short want;
+		ssize_t rc = step(c, op, buf, len, &want);
+
+		if (rc != -EAGAIN)
+			return rc;
+		if (want && (rc = wait_fd(c, want, dl, step_name[op])))
+			return rc;
 	}
-	return io_want(c, ret, e, want, "TLS handshake");
+}
+
+int tls_handshake_step(struct tls_conn *c, short *want)
+{
+	ERR_clear_error();
+	return (int)step(c, STEP_HANDSHAKE, NULL, 0, want);
 }
 
 int tls_handshake(struct tls_conn *c, const struct deadline *dl)
 {
-	for (;;) {
-		short want;
-		int rc = tls_handshake_step(c, &want);
-
-		if (rc != -EAGAIN)
-			return rc;
-		if (want && (rc = wait_fd(c, want, dl, "TLS handshake")))
-			return rc;
-	}
+	ERR_clear_error();
+	return (int)step_wait(c, STEP_HANDSHAKE, NULL, 0, dl);
 }
 
 ssize_t tls_read_some(struct tls_conn *c, void *buf, size_t len, short *want)
 {
-	size_t n = 0;
-	int ret, e;
-
 	ERR_clear_error();
-	errno = 0;
-	ret = SSL_read_ex(c->ssl, buf, len, &n);
-	e = errno;
-	if (ret == 1) {
-		*want = 0;
-		return (ssize_t)n;
-	}
-	return io_want(c, ret, e, want, "TLS read");
+	return step(c, STEP_READ, buf, len, want);
 }
 
 ssize_t tls_write_some(struct tls_conn *c, const void *buf, size_t len, short *want)
 {
-	size_t n = 0;
-	int ret, e;
-
 	ERR_clear_error();
-	errno = 0;
-	ret = SSL_write_ex(c->ssl, buf, len, &n);
-	e = errno;
-	if (ret == 1) {
-		*want = 0;
-		note_sent(c, n);
-		return (ssize_t)n;
-	}
-	return io_want(c, ret, e, want, "TLS write");
+	return step(c, STEP_WRITE, (void *)buf, len, want);
 }
 
 int tls_recv_all(struct tls_conn *c, void *buf, size_t len, const struct deadline *dl)
@@ -870,19 +902,11 @@ int tls_recv_all(struct tls_conn *c, void *buf, size_t len, const struct deadlin
 	/* Once: a call that succeeds or wants I/O leaves nothing queued. */
 	ERR_clear_error();
 	while (got < len) {
-		size_t n = 0;
-		int ret, e, rc;
+		ssize_t n = step_wait(c, STEP_READ, (char *)buf + got, len - got, dl);
 
-		errno = 0;
-		ret = SSL_read_ex(c->ssl, (char *)buf + got, len - got, &n);
-		e = errno;
-		if (ret == 1) {
-			got += n;
-			continue;
-		}
-		rc = io_wait(c, ret, e, dl, "TLS read");
-		if (rc)
-			return rc;
+		if (n < 0)
+			return (int)n;
+		got += (size_t)n;
 	}
 	return 0;
 }
@@ -896,11 +920,15 @@ static int why_hung_up(struct tls_conn *c, int rc)
 	char byte;
 	size_t n;
 
+	pthread_mutex_lock(&c->lock);
 	ERR_clear_error();
+	c->broken = false;	/* let the alert's message replace the broken pipe's */
 	if (SSL_read_ex(c->ssl, &byte, 1, &n) != 1 &&
 	    SSL_get_error(c->ssl, 0) == SSL_ERROR_SSL)
-		return fail_ssl(c, "TLS write");
+		rc = fail_ssl(c, "TLS write");
+	c->broken = true;
 	ERR_clear_error();
+	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 
@@ -908,25 +936,15 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
 {
 	size_t done = 0;
 
-	/* Once: a call that succeeds or wants I/O leaves nothing queued. */
 	ERR_clear_error();
 	while (done < len) {
-		size_t n = 0;
-		int ret, e, rc;
+		ssize_t n = step_wait(c, STEP_WRITE, (char *)buf + done, len - done, dl);
 
-		errno = 0;
-		ret = SSL_write_ex(c->ssl, (const char *)buf + done, len - done, &n);
-		e = errno;
-		if (ret == 1) {
-			done += n;
-			note_sent(c, n);
-			continue;
-		}
-		rc = io_wait(c, ret, e, dl, "TLS write");
-		if (rc == -EPIPE || rc == -ECONNRESET)
-			return why_hung_up(c, rc);
-		if (rc)
-			return rc;
+		if (n == -EPIPE || n == -ECONNRESET)
+			return why_hung_up(c, (int)n);
+		if (n < 0)
+			return (int)n;
+		done += (size_t)n;
 	}
 	return 0;
 }
@@ -968,19 +986,26 @@ int tls_sendv(struct tls_conn *c, const struct iovec *iov, int iovcnt, const str
 	return rc;
 }
 
-bool tls_conn_pending(const struct tls_conn *c)
+bool tls_conn_pending(struct tls_conn *c)
 {
-	return SSL_has_pending(c->ssl) == 1;
+	pthread_mutex_lock(&c->lock);
+	bool pending = SSL_has_pending(c->ssl) == 1;
+	pthread_mutex_unlock(&c->lock);
+	return pending;
 }
 
 int tls_conn_export(struct tls_conn *c, const char *label, uint8_t *out, size_t len)
 {
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
 	if (!SSL_is_init_finished(c->ssl) ||
 	    SSL_export_keying_material(c->ssl, out, len, label, strlen(label), NULL, 0, 0) != 1) {
 		ERR_clear_error();
-		return -EINVAL;
+		rc = -EINVAL;
 	}
-	return 0;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 const char *tls_conn_peer_name(const struct tls_conn *c)
@@ -988,9 +1013,12 @@ const char *tls_conn_peer_name(const struct tls_conn *c)
 	return c->peer;
 }
 
-const char *tls_conn_cipher(const struct tls_conn *c)
+const char *tls_conn_cipher(struct tls_conn *c)
 {
-	return SSL_is_init_finished(c->ssl) ? SSL_get_cipher_name(c->ssl) : "";
+	pthread_mutex_lock(&c->lock);
+	const char *name = SSL_is_init_finished(c->ssl) ? SSL_get_cipher_name(c->ssl) : "";
+	pthread_mutex_unlock(&c->lock);
+	return name;
 }
 
 const char *tls_conn_strerror(const struct tls_conn *c)
@@ -1011,5 +1039,6 @@ void tls_conn_free(struct tls_conn *c)
 		SSL_shutdown(c->ssl);
 	SSL_free(c->ssl);
 	ERR_clear_error();
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

@@ -56,12 +56,15 @@
  *
  * Threads: a tls_ctx is built once at start-up and then shared by every thread (OpenSSL
  * makes SSL_CTX use thread-safe; a certificate reload swaps the SSL_CTX under the ctx's own
- * lock, held only for the swap, never across file or network I/O). A tls_conn belongs to one thread at a time: its
- * reads and writes must not run concurrently (OpenSSL's SSL object is not safe for a
- * reader thread and a writer thread at once). A full-duplex link therefore either drives
- * the conn from one event-loop thread (tls_handshake_step(), tls_read_some(),
- * tls_write_some(), tls_conn_pending()) or hands it between threads under its own
- * ordering; never hold a lock across the blocking calls. Sends use MSG_NOSIGNAL: a peer that
+ * lock, held only for the swap, never across file or network I/O). A tls_conn may be used by
+ * one reading thread and one writing thread at once (a multiplexed link's reader and
+ * sender): the conn's own lock serializes every call into OpenSSL, whose SSL object is not
+ * safe from two threads at once, and is held for one non-blocking call, never across a
+ * wait. Two readers or two writers at once are the caller's bug (their bytes would
+ * interleave). The handshake runs before anything else; tls_conn_free() runs after every
+ * other call on the conn has returned. An event loop can drive conns from one thread with
+ * tls_handshake_step(), tls_read_some(), tls_write_some() and tls_conn_pending(). Never
+ * hold a lock of your own across the blocking calls. Sends use MSG_NOSIGNAL: a peer that
  * hangs up never raises SIGPIPE.
  */
 #ifndef MOWS_NET_TLS_H
@@ -186,13 +189,13 @@ ssize_t tls_write_some(struct tls_conn *c, const void *buf, size_t len, short *w
  */
 #define TLS_REKEY_BYTES (64ull << 30)
 void tls_conn_set_rekey_bytes(struct tls_conn *c, uint64_t bytes);
-unsigned tls_conn_key_updates(const struct tls_conn *c);
+unsigned tls_conn_key_updates(struct tls_conn *c);
 
 /*
  * Whether decrypted bytes are already buffered inside the session, so a read would not
  * block though poll() says the socket is idle. An event loop checks this before waiting.
  */
-bool tls_conn_pending(const struct tls_conn *c);
+bool tls_conn_pending(struct tls_conn *c);
 
 /*
  * Writes @len bytes of keying material bound to this session (RFC 8446 exporter) with
@@ -207,7 +210,7 @@ int tls_conn_export(struct tls_conn *c, const char *label, uint8_t *out, size_t 
 const char *tls_conn_peer_name(const struct tls_conn *c);
 
 /* The cipher suite negotiated, e.g. "TLS_AES_128_GCM_SHA256"; "" before the handshake. */
-const char *tls_conn_cipher(const struct tls_conn *c);
+const char *tls_conn_cipher(struct tls_conn *c);
 
 /* The message of the last error on @c ("" if none). Valid until the next call on @c. */
 const char *tls_conn_strerror(const struct tls_conn *c);

@@ -194,6 +194,7 @@ struct side {
 	size_t delivered;		/* bytes after() received and found right */
 	uint64_t rekey;			/* tls_conn_set_rekey_bytes() before after(), 0: default */
 	unsigned key_updates;		/* what tls_conn_key_updates() said after after() */
+	int wrc;			/* duplex(): the writer thread's result */
 	int rc;
 	char err[TLS_ERR_MAX];
 	char peer[128];
@@ -806,6 +807,50 @@ START_TEST(test_large_transfer)
 }
 END_TEST
 
+static void *duplex_writer(void *arg)
+{
+	struct side *s = arg;
+
+	s->wrc = send_frames(s);
+	return NULL;
+}
+
+/* Sends and receives s->bytes at once on one conn: a writer thread and this one reading. */
+static int duplex(struct side *s)
+{
+	pthread_t t;
+	int rc;
+
+	pthread_create(&t, NULL, duplex_writer, s);
+	rc = recv_frames(s);
+	pthread_join(t, NULL);
+	return rc ? rc : s->wrc;
+}
+
+/* A multiplexed link's pattern: one reader and one writer on each conn, both ways at once. */
+START_TEST(test_full_duplex)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { .after = duplex, .bytes = 32u << 20, .rekey = 1u << 20 };
+	struct side s = { .after = duplex, .bytes = 32u << 20, .server = true };
+	int fds[2];
+
+	tcp_pair(fds);
+	c.ctx = a, c.fd = fds[0];
+	s.ctx = a, s.fd = fds[1];
+	start(&s);
+	start(&c);
+	finish(&c);
+	finish(&s);
+	ck_assert_msg(c.rc == 0, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(s.rc == 0, "server %d '%s'", s.rc, s.err);
+	ck_assert_uint_eq(c.delivered, 32u << 20);
+	ck_assert_uint_eq(s.delivered, 32u << 20);
+	ck_assert_uint_ge(c.key_updates, 30);
+	tls_ctx_free(a);
+}
+END_TEST
+
 /* One end of test_event_loop: a conn and where its transfer stands. */
 struct ev_end {
 	struct tls_conn *c;
@@ -1087,6 +1132,7 @@ static Suite *tls_suite(void)
 	tcase_set_timeout(td, 60);
 	tcase_add_test(td, test_large_transfer);
 	tcase_add_test(td, test_event_loop);
+	tcase_add_test(td, test_full_duplex);
 	tcase_add_test(td, test_tampering_relay);
 	tcase_add_test(td, test_digest);
 	tcase_add_test(td, test_gmac);
