@@ -1,6 +1,7 @@
 /*
- * TLS 1.3 on peer TCP connections (OpenSSL libssl). The one seam around libssl: nothing else
- * in mows includes <openssl/ssl.h>.
+ * TLS 1.3 on peer TCP connections (OpenSSL libssl). The one seam around libssl: net/tls.c
+ * (sessions) and net/tls_ctx.c (contexts) implement it; nothing else in mows includes
+ * <openssl/ssl.h>.
  *
  * Two ways to authenticate, chosen by the configuration (tls_ctx_from_config()):
  *
