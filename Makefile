@@ -1,6 +1,6 @@
 # mows: model weight service. Plain make; every dependency through pkg-config.
 CC       ?= cc
-PKGS     := fuse3 libisal inih libcrypto libibverbs librdmacm
+PKGS     := fuse3 libisal inih libssl libcrypto libibverbs librdmacm
 PKGS     += libmicrohttpd libsystemd
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla \
@@ -18,10 +18,10 @@ LIB_SRCS := $(wildcard common/*.c cache/*.c net/*.c)
 LIB_OBJS := $(LIB_SRCS:.c=.o)
 FS_SRCS  := $(wildcard fs/*.c)
 FS_OBJS  := $(FS_SRCS:.c=.o)
-BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench
+BINS     := mows-fuse mowsctl mows-crc32 mows-peerbench mows-tlsbench
 CHECKS   := $(patsubst test/%.c,test/bin/%,$(wildcard test/check_*.c))
 
-.PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-fleet sim sim-check clean
+.PHONY: all deps demo check unit fuzz integration bench bench-cluster bench-fleet bench-tls sim sim-check clean
 all: $(BINS) test/bin/faultfs
 
 libmows.a: $(LIB_OBJS)
@@ -42,6 +42,9 @@ mows-peerbench: tools/mows-peerbench.o libmows.a
 # Flow-level fleet model linking the real placement (tools/mows-sim.c, README "Fleet model").
 mows-sim: tools/mows-sim.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
+
+mows-tlsbench: tools/mows-tlsbench.o libmows.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 test/bin/%: test/%.o libmows.a
 	@mkdir -p test/bin
@@ -86,6 +89,10 @@ check: deps
 
 bench: deps all
 	./test/bench/run.sh
+
+# Chunk throughput over loopback TCP with TLS on and off, CPU per GB, SHA-256 digest rate.
+bench-tls: mows-tlsbench
+	./mows-tlsbench
 
 # 8 simulated nodes cold-starting at once, then a ninth joining (tools/mows-cluster); then the
 # fleet shapes: K nodes joining a warm cluster at once, 16 and 32 nodes cold at once.

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -69,11 +70,16 @@ static const char *const transport_names[] = {
 	[TRANSPORT_AUTO] = "auto", [TRANSPORT_RDMA] = "rdma", [TRANSPORT_TCP] = "tcp",
 };
 
+static const char *const rdma_verify_names[] = {
+	[RDMA_VERIFY_SHA256] = "sha256", [RDMA_VERIFY_CRC32] = "crc32",
+};
+
 /* Enum fields are stored through an int; these make sure that is the same thing. */
 _Static_assert(sizeof(enum config_hugepages) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_verify) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_prefetch) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_transport) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_rdma_verify) == sizeof(int), "enum size");
 
 static int name_index(const char *const *names, size_t n, const char *s)
 {
@@ -101,6 +107,11 @@ static int parse_prefetch(const char *s)
 static int parse_transport(const char *s)
 {
 	return name_index(transport_names, ARRAY_SIZE(transport_names), s);
+}
+
+static int parse_rdma_verify(const char *s)
+{
+	return name_index(rdma_verify_names, ARRAY_SIZE(rdma_verify_names), s);
 }
 
 static int parse_bool(const char *s)
@@ -199,6 +210,18 @@ static const struct config_key config_keys[] = {
 	{ .name = "metrics_listen", .type = KEY_PATH, .offset = FIELD(metrics_listen),
 	  .def = "", .flags = KEY_EMPTY_OK,
 	  .desc = "HOST:PORT to serve Prometheus metrics on at /metrics (empty: off)" },
+	{ .name = "tls", .type = KEY_ENUM, .offset = FIELD(tls), .def = "on",
+	  .parse_enum = parse_bool, .choices = "on or off",
+	  .desc = "TLS 1.3 on peer connections (off needs insecure = true)" },
+	{ .name = "tls_cert", .type = KEY_PATH, .offset = FIELD(tls_cert), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "this node's PEM certificate (with tls_key, tls_ca)" },
+	{ .name = "tls_key", .type = KEY_PATH, .offset = FIELD(tls_key), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "this node's PEM private key" },
+	{ .name = "tls_ca", .type = KEY_PATH, .offset = FIELD(tls_ca), .def = "",
+	  .flags = KEY_EMPTY_OK, .desc = "PEM CA that peers' certificates must verify against" },
+	{ .name = "rdma_verify", .type = KEY_ENUM, .offset = FIELD(rdma_verify),
+	  .def = "sha256", .parse_enum = parse_rdma_verify, .choices = "sha256 or crc32",
+	  .desc = "check of chunks read by RDMA (crc32 only on a trusted fabric)" },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -547,6 +570,13 @@ const char *config_transport_name(enum config_transport t)
 	if ((unsigned)t >= ARRAY_SIZE(transport_names))
 		return "?";
 	return transport_names[t];
+}
+
+const char *config_rdma_verify_name(enum config_rdma_verify v)
+{
+	if ((unsigned)v >= ARRAY_SIZE(rdma_verify_names))
+		return "?";
+	return rdma_verify_names[v];
 }
 
 static bool is_pow2(uint64_t v)
@@ -970,10 +1000,10 @@ static int validate_peers(const struct mows_config *cfg, char *err, size_t errle
 			"peers can reach this node");
 		return -EINVAL;
 	}
-	if (cfg->listen[0] && !cfg->secret_file[0] && !cfg->insecure) {
+	if (cfg->listen[0] && !cfg->secret_file[0] && !cfg->tls_cert[0] && !cfg->insecure) {
 		set_err(err, errlen, "listen is set but secret_file is not; set secret_file to a "
-			"file only its owner can read (chmod 600), or insecure = true to share without "
-			"authentication");
+			"file only its owner can read (chmod 600), or tls_cert, tls_key and tls_ca, "
+			"or insecure = true to share without authentication");
 		return -EINVAL;
 	}
 	return 0;
@@ -989,11 +1019,66 @@ static int validate_metrics(const struct mows_config *cfg, char *err, size_t err
 	return -EINVAL;
 }
 
+/* @path of TLS key @name is readable; else a message naming the key and the fix. */
+static int validate_tls_file(const char *name, const char *path, const char *what, char *err,
+			     size_t errlen)
+{
+	if (access(path, R_OK) == 0)
+		return 0;
+	set_err(err, errlen, "%s '%s': %s; set %s to %s", name, path, strerror(errno), name,
+		what);
+	return -EINVAL;
+}
+
+static int validate_tls(const struct mows_config *cfg, char *err, size_t errlen)
+{
+	int set = !!cfg->tls_cert[0] + !!cfg->tls_key[0] + !!cfg->tls_ca[0];
+	int rc;
+
+	if (!cfg->tls && !cfg->insecure) {
+		set_err(err, errlen, "tls = off sends peer traffic, chunks included, in plaintext; "
+			"set insecure = true as well to allow that, or remove tls = off");
+		return -EINVAL;
+	}
+	if (set == 0 && cfg->listen[0] && cfg->tls && cfg->insecure && !cfg->secret_file[0]) {
+		set_err(err, errlen, "insecure = true without secret_file or tls_cert leaves TLS "
+			"nothing to authenticate with; set secret_file (or tls_cert, tls_key and "
+			"tls_ca), or tls = off to share in plaintext");
+		return -EINVAL;
+	}
+	if (set == 0)
+		return 0;
+	if (set != 3) {
+		set_err(err, errlen, "tls_cert, tls_key and tls_ca go together (%s is not set); "
+			"set all three for certificates, or none to use secret_file",
+			!cfg->tls_cert[0] ? "tls_cert" : !cfg->tls_key[0] ? "tls_key" : "tls_ca");
+		return -EINVAL;
+	}
+	if (!cfg->tls) {
+		set_err(err, errlen, "tls_cert is set but tls = off; remove tls = off or the "
+			"tls_cert, tls_key and tls_ca settings");
+		return -EINVAL;
+	}
+	rc = validate_tls_file("tls_cert", cfg->tls_cert, "this node's PEM certificate", err,
+			       errlen);
+	if (!rc)
+		rc = validate_tls_file("tls_key", cfg->tls_key, "this node's PEM private key", err,
+				       errlen);
+	if (!rc)
+		rc = validate_tls_file("tls_ca", cfg->tls_ca, "the PEM certificate of the CA that "
+				       "signs the peers' certificates", err, errlen);
+	return rc;
+}
+
 int config_validate(const struct mows_config *cfg, char *err, size_t errlen)
 {
 	int rc;
 
 	rc = validate_metrics(cfg, err, errlen);
+	if (rc)
+		return rc;
+
+	rc = validate_tls(cfg, err, errlen);
 	if (rc)
 		return rc;
 

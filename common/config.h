@@ -23,6 +23,7 @@ enum config_hugepages { HUGEPAGES_AUTO, HUGEPAGES_ON, HUGEPAGES_OFF };
 enum config_verify { VERIFY_OFF, VERIFY_CHUNK, VERIFY_FILE, VERIFY_STRICT };
 enum config_prefetch { PREFETCH_OFF, PREFETCH_ON_MOUNT, PREFETCH_IDLE };
 enum config_transport { TRANSPORT_AUTO, TRANSPORT_RDMA, TRANSPORT_TCP };
+enum config_rdma_verify { RDMA_VERIFY_SHA256, RDMA_VERIFY_CRC32 };
 
 #define CONFIG_PATH_MAX 4096
 
@@ -61,6 +62,12 @@ struct mows_config {
 	unsigned rdma_port;                   /* 1.. default 1 */
 
 	char metrics_listen[CONFIG_PATH_MAX]; /* HOST:PORT serving /metrics, "" = off */
+	/* TLS 1.3 on peer connections (net/tls.h). */
+	int tls;                              /* default 1; 0 needs insecure = true */
+	char tls_cert[CONFIG_PATH_MAX];       /* PEM chain; all three or none: certificate mode */
+	char tls_key[CONFIG_PATH_MAX];        /* PEM private key */
+	char tls_ca[CONFIG_PATH_MAX];         /* PEM CA that peers' certificates verify against */
+	enum config_rdma_verify rdma_verify;  /* digest of RDMA-read chunks, default sha256 */
 };
 
 /* Fills @cfg with every default. */
@@ -111,6 +118,7 @@ const char *config_hugepages_name(enum config_hugepages h);
 const char *config_verify_name(enum config_verify v);
 const char *config_prefetch_name(enum config_prefetch p);
 const char *config_transport_name(enum config_transport t);
+const char *config_rdma_verify_name(enum config_rdma_verify v);
 
 /* Whether @key (with '-' or '_') is a configuration key. */
 bool config_is_key(const char *key);

@@ -657,6 +657,69 @@ START_TEST(test_err_memory)
 }
 END_TEST
 
+START_TEST(test_tls)
+{
+	struct mows_config cfg;
+	char path[4200], err[512], want[8192];
+
+	config_defaults(&cfg);
+	cfg.max_memory = 64 << 20;
+	ck_assert_int_eq(cfg.tls, 1);
+	ck_assert_str_eq(cfg.tls_cert, "");
+	ck_assert_int_eq(cfg.rdma_verify, RDMA_VERIFY_SHA256);
+
+	/* tls = off only with insecure = true. */
+	ck_assert_int_eq(config_set(&cfg, "tls", "off", "command line", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	ck_err_eq(err, want, "tls = off sends peer traffic, chunks included, in plaintext; set "
+		  "insecure = true as well to allow that, or remove tls = off");
+	ck_assert_int_eq(config_set(&cfg, "insecure", "true", "command line", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+	/* With listen and insecure but no secret, TLS has nothing to authenticate with. */
+	ck_assert_int_eq(config_set(&cfg, "listen", "127.0.0.1:7070", "command line", err,
+				    sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(&cfg, "tls", "on", "command line", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	ck_err_eq(err, want, "insecure = true without secret_file or tls_cert leaves TLS nothing "
+		  "to authenticate with; set secret_file (or tls_cert, tls_key and tls_ca), or "
+		  "tls = off to share in plaintext");
+	ck_assert_int_eq(config_set(&cfg, "tls", "maybe", "mows.conf:3", err, sizeof(err)),
+			 -EINVAL);
+	ck_err_eq(err, want, "mows.conf:3: tls 'maybe': expected on or off");
+
+	/* The three files go together, exist, and make a secret_file unnecessary. */
+	config_defaults(&cfg);
+	cfg.max_memory = 64 << 20;
+	write_conf(path, sizeof(path), "tls.pem", "x\n");
+	ck_assert_int_eq(config_set(&cfg, "tls_cert", path, "command line", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	ck_err_eq(err, want, "tls_cert, tls_key and tls_ca go together (tls_key is not set); set "
+		  "all three for certificates, or none to use secret_file");
+	ck_assert_int_eq(config_set(&cfg, "tls_key", path, "command line", err, sizeof(err)), 0);
+	snprintf(cfg.tls_ca, sizeof(cfg.tls_ca), "%s/nope.pem", tmpdir);
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	ck_err_eq(err, want, "tls_ca '%s': %s; set tls_ca to the PEM certificate of the CA that "
+		  "signs the peers' certificates", cfg.tls_ca, strerror(ENOENT));
+	ck_assert_int_eq(config_set(&cfg, "tls_ca", path, "command line", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(&cfg, "listen", "127.0.0.1:7070", "command line", err,
+				    sizeof(err)), 0);
+	ck_assert_msg(config_validate(&cfg, err, sizeof(err)) == 0, "%s", err);
+	cfg.tls_cert[0] = '\0';
+	ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "(tls_cert is not set)"));
+
+	/* rdma_verify */
+	ck_assert_int_eq(config_set(&cfg, "rdma_verify", "crc32", "command line", err,
+				    sizeof(err)), 0);
+	ck_assert_int_eq(cfg.rdma_verify, RDMA_VERIFY_CRC32);
+	ck_assert_str_eq(config_rdma_verify_name(cfg.rdma_verify), "crc32");
+	ck_assert_int_eq(config_set(&cfg, "rdma-verify", "md5", "command line", err, sizeof(err)),
+			 -EINVAL);
+	ck_err_eq(err, want, "command line: rdma_verify 'md5': expected sha256 or crc32");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -691,6 +754,7 @@ static Suite *config_suite(void)
 
 	tcase_add_test(tv, test_err_backing);
 	tcase_add_test(tv, test_err_memory);
+	tcase_add_test(tv, test_tls);
 	suite_add_tcase(s, tv);
 	return s;
 }

@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential pkg-config libfuse3-dev fuse3 libisal-dev libinih-dev check \
       libibverbs-dev librdmacm-dev fio sshfs openssh-server openssh-client rclone iproute2 \
-      psmisc kmod procps python3 libssl-dev clang s3fs nodejs"
+      psmisc kmod procps python3 libssl-dev openssl clang s3fs nodejs"
 # packaging and docs: make deb, t_deb (lintian), t_manpages (man, groff), t_k8s_manifests
 pkgs="$pkgs dpkg-dev lintian man-db groff-base python3-yaml"
 pkgs="$pkgs libmicrohttpd-dev libsystemd-dev prometheus curl tmux"
