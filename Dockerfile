@@ -7,7 +7,7 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config dpkg-dev libfuse3-dev libisal-dev libinih-dev \
-      libibverbs-dev librdmacm-dev libssl-dev \
+      libibverbs-dev librdmacm-dev libssl-dev libmicrohttpd-dev libsystemd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -13,6 +13,7 @@
 
 struct link {
 	int fd;
+	struct tls_conn *tls;	/* after a TLS handshake began; NULL: plaintext */
 };
 
 struct link *link_new(int fd)
@@ -24,6 +25,7 @@ struct link *link_new(int fd)
 		return NULL;
 	}
 	l->fd = fd;
+	l->tls = NULL;
 	return l;
 }
 
@@ -41,6 +43,7 @@ void link_free(struct link *l)
 {
 	if (!l)
 		return;
+	tls_conn_free(l->tls);
 	close(l->fd);
 	free(l);
 }
@@ -59,11 +62,15 @@ void link_shutdown(struct link *l)
 
 int link_sendv(struct link *l, struct iovec *iov, int iovcnt, const struct deadline *dl)
 {
+	if (l->tls)
+		return tls_sendv(l->tls, iov, iovcnt, dl);
 	return tcp_send_all(l->fd, iov, iovcnt, dl);
 }
 
 int link_recv(struct link *l, void *buf, size_t len, const struct deadline *dl)
 {
+	if (l->tls)
+		return tls_recv_all(l->tls, buf, len, dl);
 	return tcp_recv_all(l->fd, buf, len, dl);
 }
 
@@ -93,6 +100,9 @@ int link_wait_readable(struct link *l, int stop_fd, int timeout_ms)
 	struct pollfd p[2] = { { .fd = l->fd, .events = POLLIN },
 			       { .fd = stop_fd, .events = POLLIN } };
 	struct deadline dl = deadline_in_ms((uint64_t)timeout_ms);
+	/* Bytes TLS already decrypted do not make the socket readable. */
+	if (l->tls && tls_conn_pending(l->tls))
+		return 1;
 	for (;;) {
 		int64_t ms = deadline_left_ms(&dl);
 		if (ms == 0)
@@ -153,8 +163,33 @@ static int hello_exchange(struct link *l, const struct link_self *me,
 	return rc;
 }
 
-int link_handshake(struct link *l, const struct link_self *me, char role,
-		   struct proto_hello *them, const struct deadline *dl)
+const char *link_strerror(const struct link *l)
+{
+	return l->tls ? tls_conn_strerror(l->tls) : "";
+}
+
+/*
+ * TLS authenticates the peer (PSK binder and Finished, or certificates), so the HMAC
+ * exchange would prove nothing more: only HELLO follows, inside TLS.
+ */
+static int tls_handshake_hello(struct link *l, const struct link_self *me, char role,
+			       struct proto_hello *them, const struct deadline *dl)
+{
+	uint8_t nonce[PROTO_NONCE_LEN];
+	int rc;
+
+	l->tls = tls_conn_new(me->tls, l->fd, role == AUTH_ROLE_SERVER);
+	if (!l->tls)
+		return -errno;
+	rc = tls_handshake(l->tls, dl);
+	if (rc == 0)
+		rc = hello_exchange(l, me, nonce, them, dl);
+	return rc;
+}
+
+/* tls = off: HELLO, then the HMAC challenge-response of net/auth.h. */
+static int hmac_handshake(struct link *l, const struct link_self *me, char role,
+			  struct proto_hello *them, const struct deadline *dl)
 {
 	uint8_t nonce[PROTO_NONCE_LEN], buf[PROTO_HELLO_MAX_LEN];
 	struct proto_hdr hdr;
@@ -183,4 +218,12 @@ int link_handshake(struct link *l, const struct link_self *me, char role,
 	if (rc == 0 && hdr.type != PROTO_AUTH_OK)
 		rc = hdr.type == PROTO_AUTH_FAIL ? -EACCES : -EPROTO;
 	return rc;
+}
+
+int link_handshake(struct link *l, const struct link_self *me, char role,
+		   struct proto_hello *them, const struct deadline *dl)
+{
+	if (me->tls)
+		return tls_handshake_hello(l, me, role, them, dl);
+	return hmac_handshake(l, me, role, them, dl);
 }

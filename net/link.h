@@ -22,6 +22,7 @@
 
 #include "common/deadline.h"
 #include "net/proto.h"
+#include "net/tls.h"
 
 struct link;
 
@@ -33,6 +34,7 @@ struct link_self {
 	const uint8_t *secret;       /* NULL with insecure */
 	size_t secret_len;
 	bool insecure;
+	struct tls_ctx *tls;         /* TLS 1.3 (net/tls.h); NULL: tls = off, HMAC handshake */
 };
 
 /* Wraps a connected non-blocking socket; the link owns @fd afterwards (closed on failure
@@ -44,6 +46,9 @@ struct link *link_connect(const struct sockaddr *sa, socklen_t salen, const stru
 
 /* Closes the stream and frees the link. NULL is fine. */
 void link_free(struct link *l);
+
+/* Why the last call on @l failed, in words ("" when there is nothing to add). */
+const char *link_strerror(const struct link *l);
 
 /*
  * Runs the mutual handshake as @role (AUTH_ROLE_CLIENT or AUTH_ROLE_SERVER) by @dl and

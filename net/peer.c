@@ -1026,9 +1026,15 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 			   !strcmp(getenv("MOWS_TEST_CORRUPT_SENDS"), "1");
 	if (set_node_id(p, err, errlen))
 		goto out_free;
-	if (!cfg->insecure &&
+	if (!cfg->insecure && cfg->secret_file[0] &&
 	    auth_load_secret(cfg->secret_file, &p->secret, &p->secret_len, err, errlen))
 		goto out_free;
+	if (tls_ctx_from_config(cfg, &p->tls, err, errlen))
+		goto out_free;
+	if (p->tls)
+		log_info("peers: TLS 1.3 on every peer connection, authenticated by %s",
+			 tls_ctx_is_cert(p->tls) ? "certificates (tls_ca)" :
+			 "the shared secret (PSK)");
 	if (cfg->insecure)
 		log_warn("insecure = true: peers are not authenticated; anyone who reaches %s can "
 			 "read cached data", cfg->listen);
@@ -1038,7 +1044,7 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	p->listen_port = port_of(cfg->listen);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
 				      .secret = p->secret, .secret_len = p->secret_len,
-				      .insecure = cfg->insecure };
+				      .insecure = cfg->insecure, .tls = p->tls };
 	if (init_sync(p, err, errlen))
 		goto out_free;
 	if (p->corrupt_sends)
@@ -1052,6 +1058,7 @@ out_free:
 		close(p->stop_fd);
 	if (p->secret)
 		auth_secret_free(p->secret, p->secret_len);
+	tls_ctx_free(p->tls);
 	free(p);
 	return NULL;
 }
@@ -1142,6 +1149,7 @@ void peers_free(struct peers *p)
 	close(p->listen_fd);
 	close(p->stop_fd);
 	auth_secret_free(p->secret, p->secret_len);
+	tls_ctx_free(p->tls);
 	free(p);
 }
 

@@ -60,6 +60,7 @@ struct peers {
 	int listen_fd, stop_fd;
 	struct rdma_ctx *rdma;     /* NULL: TCP only */
 	struct link_self self;     /* what we say in handshakes */
+	struct tls_ctx *tls;       /* NULL with tls = off; set before threads, then read-only */
 	pthread_t listener, heartbeat;
 	bool started;
 

@@ -424,13 +424,16 @@ static void log_handshake_failure(struct peers *p, const struct serve_arg *a, in
 {
 	unsigned skipped = 0;
 	pthread_mutex_lock(&p->lock);
-	bool log = rc == -EACCES && do_ratelimit(&p->rl_auth, mono_ns(), &skipped);
+	bool refused = rc == -EACCES || rc == -EPROTO;
+	bool log = refused && do_ratelimit(&p->rl_auth, mono_ns(), &skipped);
 	pthread_mutex_unlock(&p->lock);
 	if (log)
-		log_warn("peer connection from %s failed authentication; it got nothing "
-			 "(%u more such failures not logged)", a->addr, skipped);
-	else if (rc != -EACCES)
-		log_debug("peer connection from %s: handshake: %s", a->addr, strerror(-rc));
+		log_warn("peer connection from %s failed authentication; it got nothing (%s; "
+			 "%u more such failures not logged)", a->addr, link_strerror(a->link),
+			 skipped);
+	else if (!refused)
+		log_debug("peer connection from %s: handshake: %s %s", a->addr, strerror(-rc),
+			  link_strerror(a->link));
 }
 
 /* Leaves the unauthenticated budget; with @ok, joins the authenticated one if there is room. */

@@ -46,7 +46,9 @@ static void usage(FILE *out)
 	fprintf(out, "usage: mows-peerbench --peer HOST:PORT --secret-file FILE --backing DIR "
 		     "--file RELPATH\n"
 		     "         [--transport tcp|rdma|auto] [--seconds 10] [--inflight 4] "
-		     "[--chunk-size 4M] [--listen ADDR:PORT] [--insecure]\n");
+		     "[--chunk-size 4M] [--listen ADDR:PORT] [--tls on|off] [--insecure]\n"
+		     "  --tls off (plaintext, for comparing TLS's cost) needs --insecure too;\n"
+		     "  --insecure without --secret-file implies --tls off\n");
 }
 
 static void *worker(void *arg)
@@ -98,7 +100,7 @@ static int parse(int argc, char **argv, struct mows_config *cfg, struct bench *b
 		{ "peer", 1, 0, 'p' }, { "secret-file", 1, 0, 's' }, { "backing", 1, 0, 'b' },
 		{ "file", 1, 0, 'f' }, { "transport", 1, 0, 't' }, { "seconds", 1, 0, 'S' },
 		{ "inflight", 1, 0, 'i' }, { "chunk-size", 1, 0, 'c' }, { "listen", 1, 0, 'l' },
-		{ "insecure", 0, 0, 'I' }, { "help", 0, 0, 'h' }, { 0 },
+		{ "insecure", 0, 0, 'I' }, { "tls", 1, 0, 'T' }, { "help", 0, 0, 'h' }, { 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -110,6 +112,7 @@ static int parse(int argc, char **argv, struct mows_config *cfg, struct bench *b
 		case 'c': rc = set(cfg, "chunk_size", optarg); break;
 		case 'l': rc = set(cfg, "listen", optarg); break;
 		case 'I': rc = set(cfg, "insecure", "true"); break;
+		case 'T': rc = set(cfg, "tls", optarg); break;
 		case 'b': *backing = optarg; break;
 		case 'f': *file = optarg; break;
 		case 'S': *seconds = (unsigned)atoi(optarg); break;
@@ -120,6 +123,8 @@ static int parse(int argc, char **argv, struct mows_config *cfg, struct bench *b
 		if (rc)
 			return 2;
 	}
+	if (cfg->insecure && !cfg->secret_file[0] && set(cfg, "tls", "off"))
+		return 2;
 	if (!cfg->peers[0] || !*backing || !*file || !*seconds || !b->inflight ||
 	    b->inflight > 64 || (!cfg->secret_file[0] && !cfg->insecure)) {
 		usage(stderr);

@@ -11,7 +11,7 @@ need_cmd prlimit
 B=$SCRATCH/backing
 rand_file "$B/a.bin" $((1 * MiB))
 PORT=$((20000 + $$ % 20000))
-mows_mount "$B" "$SCRATCH/mnt" --listen="127.0.0.1:$PORT" --insecure=true --max-memory=32M \
+mows_mount "$B" "$SCRATCH/mnt" --listen="127.0.0.1:$PORT" --insecure=true --tls=off --max-memory=32M \
 	--chunk-size=1M
 pid=$MOWS_PID
 

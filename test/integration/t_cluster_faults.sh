@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Peers facing bad clients and a bad peer, in a simulated cluster of four nodes
 # (tools/mows-cluster):
-#   e. a client without the secret (test/integration/peerproto.py speaking the wire protocol
-#      from node1) gets AUTH_FAIL, the connection closed and no DATA for a GET sent anyway, as
-#      does one that skips AUTH; the same client with the cluster's secret gets AUTH_OK and a
-#      chunk with the right CRC, so the refusal is about the secret;
+#   e. a client speaking the plaintext wire protocol (test/integration/peerproto.py, from
+#      node1) with the cluster's secret gets nothing from a TLS node (TLS refusals in detail:
+#      t_cluster_tls);
 #   f. megabytes of random bytes over many connections to node2's peer port leave it serving:
 #      it stays up for the others and serves its share of a cold load afterwards;
 #   d. a peer that corrupts every chunk it sends (MOWS_TEST_CORRUPT_SENDS=1 on node4): a node
@@ -49,16 +48,16 @@ pp() { # MODE [ARGS...]: peerproto.py MODE from node1 to node2; output in $SCRAT
 GETARGS=(--root /mnt/mows-backing --rel "$REL" --chunk "$CHUNK" --chunk-size "$MiB")
 
 # ---- e. authentication ----
-pp refused --secret-file "$SECRET" "${GETARGS[@]}" ||
-	fail "e: a client with a wrong secret was not refused cleanly: $(cat "$SCRATCH/pp-refused.out")"
-note "e: wrong secret: $(grep -c . "$SCRATCH/pp-refused.out") steps, AUTH_FAIL and closed, no DATA"
-grep -q "failed authentication; it got nothing" "$CLUSTER_STATE/node2.log" ||
-	fail "e: node2's log does not report the failed authentication"
-pp noauth "${GETARGS[@]}" ||
-	fail "e: a client that skipped AUTH got an answer: $(cat "$SCRATCH/pp-noauth.out")"
-pp get --secret-file "$SECRET" "${GETARGS[@]}" --expect-crc "$WANT_CRC" ||
-	fail "e: the same client with the cluster's secret did not get chunk $CHUNK of $REL: $(cat "$SCRATCH/pp-get.out")"
-note "e: right secret: AUTH_OK and chunk $CHUNK of $REL with crc32 $WANT_CRC"
+# Peers speak TLS 1.3 (t_cluster_tls: wrong PSK, certificates, a standard TLS client). The old
+# plaintext protocol is refused before anything is said, even with the right secret.
+if pp get --secret-file "$SECRET" "${GETARGS[@]}" --expect-crc "$WANT_CRC"; then
+	fail "e: a plaintext client got chunk $CHUNK from a TLS node: $(cat "$SCRATCH/pp-get.out")"
+fi
+grep -q "AUTH_OK\|DATA" "$SCRATCH/pp-get.out" &&
+	fail "e: the plaintext client got AUTH_OK or DATA: $(cat "$SCRATCH/pp-get.out")"
+grep -q "failed authentication; it got nothing (TLS handshake: the peer does not speak TLS" \
+	"$CLUSTER_STATE/node2.log" || fail "e: node2's log does not report the refusal"
+note "e: the plaintext protocol, with the right secret, is refused at the TLS handshake"
 
 # ---- f. random bytes to node2's peer port ----
 pp garbage --conns 8 --mib 4 --seconds 20 ||

@@ -12,7 +12,7 @@ B=$SCRATCH/backing
 rand_file "$B/model.bin" $((24 * MiB + 5))
 free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pa=$(free_port) pb=$(free_port) ma=$(free_port) mb=$(free_port)
-common=(--chunk-size=1M --max-memory=64M --insecure=true --transport=tcp --heartbeat=200ms)
+common=(--chunk-size=1M --max-memory=64M --insecure=true --tls=off --transport=tcp --heartbeat=200ms)
 mows_mount "$B" "$SCRATCH/a" "${common[@]}" --node-id="a$$" --listen="127.0.0.1:$pa" \
 	--peers="127.0.0.1:$pb" --metrics-listen="127.0.0.1:$ma"
 SA=$MOWS_SOCK
