@@ -462,10 +462,12 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 	fputc(',', out);
 	json_name(out, "listen", s->listen);
 	fprintf(out, ",\"members\":%u,"
-		"\"member_digest\":\"%016" PRIx64 "\",\"entries_added\":%" PRIu64
+		"\"member_digest\":\"%016" PRIx64 "\",\"ownership_digest\":\"%016" PRIx64
+		"\",\"ownership_members\":%u,\"entries_added\":%" PRIu64
 		",\"entries_reclaimed\":%" PRIu64 ",\"refused_unauthenticated\":%" PRIu64
 		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64 ",",
-		s->members, s->digest, s->entries_added, s->entries_reclaimed, s->refused_unauth,
+		s->members, s->digest, s->ownership_digest, s->ownership_members,
+		s->entries_added, s->entries_reclaimed, s->refused_unauth,
 		s->refused_auth, s->accept_errors);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
@@ -488,9 +490,11 @@ static void peers_text(const struct peers_snapshot *s, FILE *out)
 {
 	char e[CTL_ESC_MAX], e2[CTL_ESC_MAX];
 	fprintf(out, ". node %s on %s\n. members %u, digest %016" PRIx64 "\n"
+		". ownership map: %u members, digest %016" PRIx64 "%s\n"
 		". %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n",
 		ctl_escape(e, sizeof(e), s->node_id), ctl_escape(e2, sizeof(e2), s->listen),
-		s->members, s->digest, "NODE", "ADDRESS", "STATE", "TRANSPORT", "BYTES_IN",
+		s->members, s->digest, s->ownership_members, s->ownership_digest,
+		s->ownership_members ? "" : " (none yet: chunks ranked by rendezvous)", "NODE", "ADDRESS", "STATE", "TRANSPORT", "BYTES_IN",
 		"BYTES_OUT", "FETCHES", "ERRORS", "BADCRC");
 	for (unsigned i = 0; i < s->n; i++) {
 		const struct peer_info *pe = &s->peers[i];

@@ -18,6 +18,7 @@
 #include "net/peer_priv.h"
 #include "net/place.h"
 #include "net/mux.h"
+#include "net/owners.h"
 #include "net/plan.h"
 #include "net/tcp.h"
 
@@ -494,9 +495,11 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	};
 	struct plan_input in = { .file_key = req.file_key, .chunk = chunk, .hashes = hashes,
 				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas,
-				 .probe_only = out->probe_only };
+				 .probe_only = out->probe_only, .ranked = order != NULL };
 	struct plan pl;
 	int rc = -ENOENT;
+	if (order)
+		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
 	if (order && plan_make(&in, order, &pl) == 0)
 		rc = run_plan(p, &pl, ms, &req, dst, len, dl, out);
 	free(order);
@@ -944,6 +947,17 @@ static void send_leaves(struct peers *p)
 	free(ms);
 }
 
+/* Rebuilds the ownership map when the live members or the model's files changed. */
+static void update_owners(struct peers *p)
+{
+	struct member **ms;
+	uint64_t *hashes;
+	unsigned n = live_members(p, &ms, &hashes);
+	if (p->host.list_files)
+		owners_update(p->owners, hashes, n, p->host.list_files, p->host.ctx);
+	put_members(p, ms, hashes, n ? n - 1 : 0);
+}
+
 static void *heartbeat_main(void *arg)
 {
 	struct peers *p = arg;
@@ -958,6 +972,7 @@ static void *heartbeat_main(void *arg)
 			next_resolve = mono_ns() + ms_ns(p->cfg->resolve_interval_ms);
 		}
 		heartbeat_round(p);
+		update_owners(p);
 	} while (!wait_round(p, p->cfg->heartbeat_ms));
 	send_leaves(p);
 	return NULL;
@@ -1020,6 +1035,12 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	p->cache = c;
 	p->host = *host;
 	p->listen_fd = p->stop_fd = -1;
+	p->owners = owners_new(cache_chunk_size(c), cfg->replicas);
+	if (!p->owners) {
+		snprintf(err, errlen, "out of memory");
+		free(p);
+		return NULL;
+	}
 	members_init(&p->members);
 	p->max_payload = PROTO_DATA_FIXED_LEN + (uint32_t)cache_chunk_size(c);
 	p->corrupt_sends = getenv("MOWS_TEST_CORRUPT_SENDS") &&
@@ -1145,6 +1166,7 @@ void peers_free(struct peers *p)
 		close_conns(conns, do_take_idle(p->members.v[i], conns));
 	}
 	members_release(&p->members);
+	owners_free(p->owners);
 	rdma_ctx_free(p->rdma);
 	close(p->listen_fd);
 	close(p->stop_fd);
@@ -1208,6 +1230,7 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->refused_auth = p->refused_auth;
 	s->accept_errors = p->accept_errors;
 	pthread_mutex_unlock(&p->lock);
+	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {
 		s->has_rdma = true;
 		snprintf(s->rdma_device, sizeof(s->rdma_device), "%s", rdma_ctx_device(p->rdma));

@@ -50,6 +50,7 @@
 #include "cache/cache.h"
 #include "common/config.h"
 #include "net/member.h"
+#include "net/place.h"
 #include "net/rdma.h"
 
 struct peers;
@@ -62,6 +63,12 @@ struct peer_host_ops {
 	 * these, or NULL when there is none. Called from serving threads.
 	 */
 	struct cache_file *(*open_key)(void *ctx, uint64_t key, uint64_t size, int64_t mtime_ns);
+	/*
+	 * The model's files (key and size each), for balanced ownership (net/owners.h): see
+	 * owners_list_fn. May be NULL: chunks are then ranked by rendezvous alone. Called from
+	 * the heartbeat thread.
+	 */
+	int (*list_files)(void *ctx, struct place_file **files, size_t *n, uint64_t *gen);
 	void *ctx;
 };
 
@@ -105,6 +112,8 @@ struct peers_snapshot {
 	const char *listen;       /* from the configuration, lives as long as the peers */
 	unsigned members;         /* the member set placement uses, this node included */
 	uint64_t digest;          /* members_digest(): equal on nodes that agree on the set */
+	uint64_t ownership_digest;    /* place_map_digest() of the map in use, 0 for none */
+	unsigned ownership_members;   /* the members that map was built for */
 	uint64_t entries_added, entries_reclaimed;
 	uint64_t refused_unauth, refused_auth, accept_errors;
 	bool has_rdma;

@@ -50,6 +50,7 @@ struct peers {
 	const struct mows_config *cfg;
 	struct cache *cache;
 	struct peer_host_ops host;
+	struct owners *owners;     /* balanced ownership in use (its own lock) */
 	uint8_t *secret;
 	size_t secret_len;
 	char node_id[PROTO_NODE_ID_MAX + 1];

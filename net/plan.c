@@ -55,7 +55,8 @@ int plan_make(const struct plan_input *in, unsigned *order, struct plan *out)
 	unsigned owners = in->replicas ? in->replicas : 1;
 	if (owners > PLAN_MAX_REPLICAS)
 		owners = PLAN_MAX_REPLICAS;
-	place_rank(in->file_key, in->chunk, in->hashes, in->n, order);
+	if (!in->ranked)
+		place_rank(in->file_key, in->chunk, in->hashes, in->n, order);
 	add_hints(in, order, out);
 	if (in->probe_only) {
 		add_probes(in, order, 0, out);

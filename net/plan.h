@@ -4,7 +4,7 @@
  * policy question has one place to be answered and one Check suite (test/check_plan.c).
  *
  * Input: the live members for placement (this node among them), ranked for the chunk by
- * place_rank(); `replicas` owners; optional holder hints (members known to hold the chunk).
+ * the balanced ownership map (net/owners.h) or place_rank(); `replicas` owners; optional holder hints (members known to hold the chunk).
  * Output: steps, tried one after another until one delivers; each says whom to ask and
  * whether that node should fill the chunk from its storage when it does not hold it (only
  * an owner, as the plan reckons ownership after the failures before it, is asked to fill).
@@ -46,6 +46,8 @@ struct plan_input {
 	unsigned replicas;        /* owners per chunk (clamped to PLAN_MAX_REPLICAS) */
 	const bool *holds;        /* NULL, or n flags: member i is known to hold the chunk */
 	bool probe_only;          /* never ask a member to fill (rule 5) */
+	bool ranked;              /* @order holds the ranking already (net/owners.h), else
+				     plan_make() ranks by place_rank() */
 };
 
 struct plan_step {
@@ -60,7 +62,8 @@ struct plan {
 };
 
 /*
- * Makes the plan for @in into @out. @order is scratch space of in->n entries. Returns 0, or
+ * Makes the plan for @in into @out. @order is in->n entries: the chunk's ranking when
+ * in->ranked, else scratch space that plan_make() fills with place_rank(). Returns 0, or
  * -EINVAL when self is out of range. Thread-safe.
  */
 int plan_make(const struct plan_input *in, unsigned *order, struct plan *out);
