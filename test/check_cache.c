@@ -83,6 +83,7 @@ struct fake {
 	atomic_uint sleep_us;
 	atomic_uint invalidates;
 	atomic_uint remote_calls;
+	atomic_uint remote_probes;    /* calls with probe_only */
 	atomic_bool remote_ok;
 	atomic_ullong last_cookie;
 	atomic_bool rcorrupt[MAX_FILES][MAX_CHUNKS]; /* the peer flips a bit in this chunk */
@@ -212,6 +213,8 @@ static int remote_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *d
 			const struct deadline *dl, struct cache_fetch *out)
 {
 	atomic_fetch_add(&fk.remote_calls, 1);
+	if (out->probe_only)
+		atomic_fetch_add(&fk.remote_probes, 1);
 	if (!atomic_load(&fk.remote_ok))
 		return -EHOSTUNREACH;
 	int rc = fake_fetch(ctx, f, chunk, dst, len, dl, out);
@@ -1664,10 +1667,12 @@ START_TEST(test_sources_and_serve)
 	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), -ENOENT);
 	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 0);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 4, true, &dl, &span, &crc), -EINVAL);
-	/* A fill for a peer never asks a peer, even one that would answer. */
+	/* A fill for a peer asks peers only whether they hold the chunk (probe_only): here
+	 * the remote holds it and sends it. */
 	atomic_store(&fk.remote_ok, true);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 3, true, &dl, &span, &crc), 0);
-	ck_assert_uint_eq(ld(&fk.remote_calls), 1);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 2);
+	ck_assert_uint_eq(ld(&fk.remote_probes), 1);
 	ck_assert_uint_eq(span.len, 5);
 	ck_assert_int_eq(spans_check(a, 3 * CHUNK, 5, &span, 1, why, sizeof(why)), 0);
 	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
@@ -1680,9 +1685,10 @@ START_TEST(test_sources_and_serve)
 	cache_read_done(c, &span, 1);
 	ck_assert_uint_eq(ld(&fk.fetches[a][0]), 1);
 
-	/* A reader's fill may use the peer, which now answers. */
+	/* A reader's fill may use the peer, which now answers, as a fill (not a probe). */
 	ck_assert_int_eq(read_check(c, f, a, CHUNK, 10), 10);
-	ck_assert_uint_eq(ld(&fk.remote_calls), 2);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 3);
+	ck_assert_uint_eq(ld(&fk.remote_probes), 1);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), 0);
 	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
 	cache_read_done(c, &span, 1);

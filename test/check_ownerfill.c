@@ -23,11 +23,21 @@ static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static bool released;                 /* protected by lock */
 static atomic_uint remote_waiting;    /* fills inside the "remote" source */
 
-/* A remote source that waits for a peer that does not answer until the test says so. */
+static atomic_uint remote_probes;     /* probe_only calls: holders asked, no fill */
+
+/*
+ * A remote source that waits for a peer that does not answer until the test says so, as a
+ * fill request to a peer can. A probe (probe_only) is answered at once, as the peers source
+ * answers it: asking a holder never waits on anyone's fill.
+ */
 static int remote_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst,
 			size_t len, const struct deadline *dl, struct cache_fetch *out)
 {
-	(void)ctx, (void)f, (void)chunk, (void)dst, (void)len, (void)dl, (void)out;
+	(void)ctx, (void)f, (void)chunk, (void)dst, (void)len, (void)dl;
+	if (out->probe_only) {
+		atomic_fetch_add(&remote_probes, 1);
+		return -ENOENT;
+	}
 	atomic_fetch_add(&remote_waiting, 1);
 	pthread_mutex_lock(&lock);
 	while (!released)
