@@ -8,7 +8,6 @@
 
 #include "common/log.h"
 #include "fs/mows.h"
-#include "net/proto.h"
 
 int64_t mows_mtime_ns(const struct stat *st)
 {
@@ -25,9 +24,8 @@ static unsigned inode_bucket(dev_t dev, ino_t ino, uint64_t size, int64_t mtime_
 int mows_inodes_init(struct mows *m)
 {
 	struct stat st;
-	if (fstatat(m->root_fd, "", &st, AT_EMPTY_PATH) < 0)
+	if (fstat(cache_tree_root_fd(m->tree), &st) < 0)
 		return -errno;
-	m->root.fd = m->root_fd;
 	m->root.dev = st.st_dev;
 	m->root.ino = st.st_ino;
 	m->root.type = S_IFDIR;
@@ -40,7 +38,6 @@ int mows_inodes_init(struct mows *m)
 
 static void inode_free(struct mows *m, struct mows_inode *in)
 {
-	close(in->fd);
 	cache_file_put(m->cache, in->file);
 	free(in->relpath);
 	free(in);
@@ -95,22 +92,22 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 	struct mows_inode *fresh = calloc(1, sizeof(*fresh));
 	if (!fresh)
 		return NULL;
-	fresh->fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fresh->fd < 0)
+	fresh->relpath = join_relpath(parent->relpath, name);
+	if (!fresh->relpath) {
+		errno = ENOMEM;
 		goto out_free;
-	if (fstatat(fresh->fd, "", &fresh->st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		goto out_close;
+	}
+	int rc = cache_tree_stat(m->tree, fresh->relpath, &fresh->st);
+	if (rc) {
+		errno = -rc;
+		goto out_free;
+	}
 	fresh->dev = fresh->st.st_dev;
 	fresh->ino = fresh->st.st_ino;
 	fresh->type = fresh->st.st_mode & S_IFMT;
 	if (S_ISREG(fresh->st.st_mode)) {
 		fresh->size = (uint64_t)fresh->st.st_size;
 		fresh->mtime_ns = mows_mtime_ns(&fresh->st);
-	}
-	fresh->relpath = join_relpath(parent->relpath, name);
-	if (!fresh->relpath) {
-		errno = ENOMEM;
-		goto out_close;
 	}
 	pthread_mutex_lock(&m->ino_lock);
 	struct mows_inode *in = do_inode_insert(m, fresh);
@@ -122,12 +119,8 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 	}
 	return in;
 
-out_close:;
+out_free:;
 	int err = errno;
-	close(fresh->fd);
-	errno = err;
-out_free:
-	err = errno;
 	free(fresh->relpath);
 	free(fresh);
 	errno = err;
@@ -152,66 +145,4 @@ void mows_inode_forget(struct mows *m, struct mows_inode *in, uint64_t n)
 	pthread_mutex_unlock(&m->ino_lock);
 	if (gone)
 		inode_free(m, in);
-}
-
-/* ---- manifest ---- */
-
-int mows_manifest_refresh(struct mows *m)
-{
-	struct stat st;
-	bool present = fstatat(m->root_fd, m->cfg.crc32_file, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	pthread_mutex_lock(&m->manifest_lock);
-	bool same = present == m->manifest_present &&
-		    (!present || (st.st_mtim.tv_sec == m->manifest_mtime.tv_sec &&
-				  st.st_mtim.tv_nsec == m->manifest_mtime.tv_nsec));
-	pthread_mutex_unlock(&m->manifest_lock);
-	if (same)
-		return 0;
-	struct cache_manifest *fresh = NULL;
-	if (present) {
-		fresh = cache_manifest_load(m->root_fd, m->cfg.crc32_file);
-		if (!fresh)
-			log_warn("%s: cannot read the manifest: %s; files are not checked against it",
-				 m->cfg.crc32_file, strerror(errno));
-		else
-			log_info("%s: %zu entries", m->cfg.crc32_file, cache_manifest_count(fresh));
-	}
-	pthread_mutex_lock(&m->manifest_lock);
-	struct cache_manifest *old = m->manifest;
-	m->manifest = fresh;
-	m->manifest_present = present;
-	if (present)
-		m->manifest_mtime = st.st_mtim;
-	pthread_mutex_unlock(&m->manifest_lock);
-	cache_manifest_free(old);
-	return 0;
-}
-
-struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd,
-				     uint64_t cookie, const struct stat *st)
-{
-	struct cache_file_info info = {
-		.relpath = relpath,
-		.fd = fd,
-		.dev = st->st_dev,
-		.ino = st->st_ino,
-		.size = (uint64_t)st->st_size,
-		.mtime_ns = mows_mtime_ns(st),
-		.cookie = cookie,
-		.key = proto_file_key(relpath, (uint64_t)st->st_size, mows_mtime_ns(st)),
-	};
-	if (m->cfg.verify >= VERIFY_FILE) {
-		mows_manifest_refresh(m);
-		pthread_mutex_lock(&m->manifest_lock);
-		if (m->manifest)
-			info.has_crc = cache_manifest_lookup(m->manifest, relpath, &info.crc);
-		pthread_mutex_unlock(&m->manifest_lock);
-	}
-	/* With peers a node reads only the chunks it owns, scattered through the file: kernel
-	 * readahead past them would fetch bytes nobody asked for over the storage link. Alone,
-	 * fills are sequential and readahead overlaps the next one (20% faster locally). */
-	if (m->peers)
-		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-	bool replaced;
-	return cache_file_open(m->cache, &info, &replaced);
 }

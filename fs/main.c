@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "fs/mows.h"
 #include "net/peer.h"
+#include "net/proto.h"
 
 #define EXIT_USAGE 2
 #define MAX_OVERRIDES 64
@@ -270,32 +271,31 @@ static void prefetch_stop(struct mows *m)
 static int prepare(struct mows *m)
 {
 	char err[PATH_MAX + 512];
-	m->root_fd = open(m->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (m->root_fd < 0) {
-		snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model directory",
-			 m->backing, strerror(errno));
-		return fail(err);
-	}
 	m->cache = cache_new(&m->cfg, err, sizeof(err));
 	if (!m->cache)
 		return fail(err);
+	struct cache_tree_config tc = {
+		.path = m->backing,
+		.crc32_file = m->cfg.crc32_file,
+		.verify = m->cfg.verify >= VERIFY_FILE,
+		.random_access = m->cfg.listen[0] != '\0',
+		.file_key = proto_file_key,
+	};
+	m->tree = cache_tree_new(&tc, m->cache, err, sizeof(err));
+	if (!m->tree)
+		return fail(err);
 	if (m->cfg.listen[0]) {
-		struct peer_host_ops host = { .open_key = mows_open_key, .ctx = m };
-		pthread_mutex_init(&m->keys_lock, NULL);
-		deadline_cond_init(&m->keys_cond);
+		struct peer_host_ops host = { .open_key = cache_tree_open_key, .ctx = m->tree };
 		m->peers = peers_new(&m->cfg, m->cache, &host, err, sizeof(err));
 		if (!m->peers)
 			return fail(err);
 		cache_add_source(m->cache, &peers_source, m->peers); /* before the backing */
 	}
-	cache_add_source(m->cache, &cache_backing_source, m->cache);
+	cache_add_source(m->cache, &cache_backing_source, m->tree);
 	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
 							   .ctx = m });
-	pthread_mutex_init(&m->manifest_lock, NULL);
 	if (mows_inodes_init(m))
 		return fail("out of memory");
-	if (m->cfg.verify >= VERIFY_FILE)
-		mows_manifest_refresh(m);
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);
@@ -371,8 +371,6 @@ int main(int argc, char **argv)
 	fuse_session_destroy(m.se);
 	mows_inodes_release(&m);
 	cache_free(m.cache);
-	cache_manifest_free(m.manifest);
-	mows_keys_release(&m);
-	close(m.root_fd);
+	cache_tree_free(m.tree); /* after the cache: its fill threads read through the tree */
 	return rc;
 }

@@ -83,20 +83,33 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/* Current attributes of @in's backing object; -ESTALE when its path names another now. */
+static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st)
+{
+	int rc = in == &m->root ? (fstat(cache_tree_root_fd(m->tree), st) < 0 ? -errno : 0)
+				: cache_tree_stat(m->tree, in->relpath, st);
+	if (rc == 0 && (st->st_dev != in->dev || st->st_ino != in->ino ||
+			(S_ISREG(st->st_mode) && ((uint64_t)st->st_size != in->size ||
+						  mows_mtime_ns(st) != in->mtime_ns))))
+		rc = -ESTALE;
+	return rc;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
 	struct mows *m = ctx(req);
 	struct mows_inode *in = mows_inode_get(m, ino);
 	struct stat st;
-	if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
-		fuse_reply_err(req, errno);
+	int rc = inode_stat(m, in, &st);
+	/* A rewritten, replaced or removed file is a new inode or none: this one keeps
+	 * describing the version it was, and the kernel asks again next time. */
+	if (rc == -ESTALE || rc == -ENOENT) {
+		fuse_reply_attr(req, &in->st, 0);
 		return;
 	}
-	/* A rewritten file is a new inode: this one keeps describing the version it was. */
-	if (S_ISREG(st.st_mode) &&
-	    ((uint64_t)st.st_size != in->size || mows_mtime_ns(&st) != in->mtime_ns)) {
-		fuse_reply_attr(req, &in->st, 0);
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	fuse_reply_attr(req, &st, timeout_s(m));
@@ -105,12 +118,12 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char buf[PATH_MAX + 1];
-	ssize_t n = readlinkat(mows_inode_get(ctx(req), ino)->fd, "", buf, sizeof(buf) - 1);
+	ssize_t n = cache_tree_readlink(ctx(req)->tree, mows_inode_get(ctx(req), ino)->relpath,
+					buf, sizeof(buf));
 	if (n < 0) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, (int)-n);
 		return;
 	}
-	buf[n] = '\0';
 	fuse_reply_readlink(req, buf);
 }
 
@@ -118,7 +131,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
 	struct statvfs sv;
-	if (fstatvfs(ctx(req)->root_fd, &sv) < 0)
+	if (fstatvfs(cache_tree_root_fd(ctx(req)->tree), &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
@@ -126,36 +139,27 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- files ---- */
 
-/* Opens @in's backing file for reading and checks it is still the version @in names. */
-static int open_backing(struct mows_inode *in, struct stat *st)
+/*
+ * Returns @in's cache version (referenced): the one it already has when its backing file is
+ * still that version, else a new one. NULL with errno set (ESTALE: the name now holds
+ * another file, and the kernel looks it up again).
+ */
+static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
 {
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", in->fd);
-	int fd = open(proc, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, st) < 0 || (uint64_t)st->st_size != in->size ||
-	    mows_mtime_ns(st) != in->mtime_ns) {
-		close(fd);
-		return -ESTALE; /* the kernel looks the name up again and opens the new inode */
+	struct stat st;
+	int rc = inode_stat(m, in, &st);
+	if (rc) {
+		errno = -rc;
+		return NULL;
 	}
-	return fd;
-}
-
-/* Returns @in's cache version (referenced), creating it from @fd, which it consumes. */
-static struct cache_file *inode_version(struct mows *m, struct mows_inode *in, int fd,
-					const struct stat *st)
-{
 	pthread_mutex_lock(&m->ino_lock);
 	struct cache_file *f = in->file;
 	if (f)
 		cache_file_get(m->cache, f);
 	pthread_mutex_unlock(&m->ino_lock);
-	if (f) {
-		close(fd);
+	if (f)
 		return f;
-	}
-	f = mows_open_version(m, in->relpath, fd, (uintptr_t)in, st);
+	f = cache_tree_version(m->tree, in->relpath, (uintptr_t)in, &in->st);
 	if (!f)
 		return NULL;
 	pthread_mutex_lock(&m->ino_lock);
@@ -175,19 +179,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct mows_inode *in = mows_inode_get(m, ino);
-	struct stat st;
-	int fd = open_backing(in, &st);
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
-		return;
-	}
 	struct mows_fh *h = calloc(1, sizeof(*h));
 	if (!h) {
-		close(fd);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->file = inode_version(m, in, fd, &st);
+	h->file = inode_version(m, in);
 	if (!h->file) {
 		int err = errno;
 		free(h);
@@ -245,7 +242,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct mows_inode *in = mows_inode_get(ctx(req), ino);
 	struct dir_handle *d = calloc(1, sizeof(*d));
-	int fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = cache_tree_open(ctx(req)->tree, in->relpath, CACHE_TREE_DIR, NULL);
+	if (fd < 0)
+		errno = -fd;
 	if (!d || fd < 0 || !(d->dp = fdopendir(fd))) {
 		int err = errno;
 		if (fd >= 0)
