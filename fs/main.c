@@ -302,11 +302,24 @@ static int prepare(struct mows *m)
 	return 0;
 }
 
+/* Escapes ',' and '\\' for libfuse's -o parser, so a path cannot add mount options. */
+static void escape_opt(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+	for (; *in && n + 2 < len; in++) {
+		if (*in == ',' || *in == '\\')
+			out[n++] = '\\';
+		out[n++] = *in;
+	}
+	out[n] = '\0';
+}
+
 static struct fuse_session *new_session(struct mows *m, const struct options *o)
 {
-	char opts[PATH_MAX + 2048];
+	char opts[3 * PATH_MAX + 2048], fsname[2 * PATH_MAX + 1];
+	escape_opt(m->backing, fsname, sizeof(fsname));
 	snprintf(opts, sizeof(opts), "ro,default_permissions,subtype=mows,fsname=%s%s%s",
-		 m->backing, geteuid() == 0 ? ",allow_other" : "", o->fuse_opts);
+		 fsname, geteuid() == 0 ? ",allow_other" : "", o->fuse_opts);
 	char *argv[] = { "mows-fuse", "-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 	struct fuse_session *se = fuse_session_new(&args, &mows_ops, sizeof(mows_ops), m);
