@@ -1,0 +1,362 @@
+/*
+ * cache/tree: the confined open, the walk and the key index, on real directories in a
+ * scratch dir (no FUSE, no network), and the read-descriptor pool through a real cache.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cache/backing.h"
+#include "cache/cache.h"
+#include "cache/tree.h"
+#include "common/config.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+static char root[256];
+
+static uint64_t test_key(const char *relpath, uint64_t size, int64_t mtime_ns)
+{
+	uint64_t h = fnv1a64(FNV64_BASIS, relpath, strlen(relpath));
+	return fmix64(h ^ size ^ (uint64_t)mtime_ns * 31);
+}
+
+static void put_file(const char *rel, size_t size)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	FILE *fp = fopen(p, "w");
+	ck_assert_msg(fp != NULL, "%s: %s", p, strerror(errno));
+	for (size_t i = 0; i < size; i++)
+		fputc((int)(i * 7 + size) & 0xff, fp);
+	fclose(fp);
+}
+
+static void put_dir(const char *rel)
+{
+	char p[4096];
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	ck_assert_msg(mkdir(p, 0755) == 0, "mkdir %s: %s", p, strerror(errno));
+}
+
+static void setup(void)
+{
+	snprintf(root, sizeof(root), "/tmp/check_tree.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(root));
+}
+
+static void teardown(void)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct cache_tree *tree_make(struct cache *c, unsigned depth_max, unsigned max_open)
+{
+	char err[512];
+	struct cache_tree_config cfg = {
+		.path = root,
+		.file_key = test_key,
+		.depth_max = depth_max,
+		.max_open = max_open,
+		.rescan_min_ms = 1,
+	};
+	struct cache_tree *t = cache_tree_new(&cfg, c, err, sizeof(err));
+	ck_assert_msg(t != NULL, "cache_tree_new: %s", err);
+	return t;
+}
+
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+	DIR *dp = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(dp);
+	while (readdir(dp))
+		n++;
+	closedir(dp);
+	return n - 3; /* ".", ".." and the one opendir holds */
+}
+
+struct seen {
+	char names[64][256];
+	unsigned n;
+	unsigned fds_baseline, fds_max;
+};
+
+static int record(void *arg, const char *relpath, const struct stat *st)
+{
+	struct seen *s = arg;
+	ck_assert_msg(S_ISREG(st->st_mode), "%s is not a regular file", relpath);
+	ck_assert_uint_lt(s->n, 64);
+	snprintf(s->names[s->n++], sizeof(s->names[0]), "%s", relpath);
+	unsigned fds = open_fds();
+	if (fds > s->fds_max)
+		s->fds_max = fds;
+	return 0;
+}
+
+static bool seen_has(const struct seen *s, const char *name)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (!strcmp(s->names[i], name))
+			return true;
+	return false;
+}
+
+START_TEST(test_walk_files_only)
+{
+	put_file("a.bin", 10);
+	put_dir("d");
+	put_dir("d/e");
+	put_file("d/e/f.bin", 3);
+	put_file("d/g.bin", 0);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/d/fifo", root);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	snprintf(p, sizeof(p), "%s/link", root);
+	ck_assert_int_eq(symlink("d", p), 0);
+	int sk = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	ck_assert_uint_lt(strlen(root), 100);
+	memcpy(sa.sun_path, root, strlen(root));
+	memcpy(sa.sun_path + strlen(root), "/sock", 6);
+	ck_assert_int_eq(bind(sk, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	struct seen s = { .fds_baseline = open_fds() };
+	ck_assert_int_eq(cache_tree_walk(t, "", record, &s), 0);
+	ck_assert_uint_eq(s.n, 3);
+	ck_assert(seen_has(&s, "a.bin") && seen_has(&s, "d/e/f.bin") && seen_has(&s, "d/g.bin"));
+	/* No directory of the walk is open while the callback runs. */
+	ck_assert_uint_eq(s.fds_max, s.fds_baseline);
+
+	/* A subtree, a single file, and things that are neither. */
+	s.n = 0;
+	ck_assert_int_eq(cache_tree_walk(t, "d", record, &s), 0);
+	ck_assert_uint_eq(s.n, 2);
+	s.n = 0;
+	ck_assert_int_eq(cache_tree_walk(t, "d/e/f.bin", record, &s), 0);
+	ck_assert_uint_eq(s.n, 1);
+	ck_assert_str_eq(s.names[0], "d/e/f.bin");
+	ck_assert_int_eq(cache_tree_walk(t, "d/fifo", record, &s), -EINVAL);
+	ck_assert_int_eq(cache_tree_walk(t, "sock", record, &s), -EINVAL);
+	ck_assert_int_eq(cache_tree_walk(t, "link", record, &s), -EINVAL);
+	ck_assert_int_eq(cache_tree_walk(t, "nope", record, &s), -ENOENT);
+	ck_assert_uint_eq(s.n, 1);
+	cache_tree_free(t);
+	close(sk);
+}
+END_TEST
+
+/* A FIFO with no writer: opening it for reading would block forever. */
+START_TEST(test_open_never_blocks)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/fifo", root);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	put_file("f", 5);
+	snprintf(p, sizeof(p), "%s/out", root);
+	ck_assert_int_eq(symlink("/etc", p), 0);
+	snprintf(p, sizeof(p), "%s/flink", root);
+	ck_assert_int_eq(symlink("f", p), 0);
+
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	struct stat st;
+	ck_assert_int_eq(cache_tree_open(t, "fifo", CACHE_TREE_READ, &st), -EINVAL);
+	ck_assert(S_ISFIFO(st.st_mode));
+	ck_assert_int_eq(cache_tree_open(t, "fifo", CACHE_TREE_DIR, &st), -ENOTDIR);
+	int fd = cache_tree_open(t, "fifo", CACHE_TREE_PATH, &st);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_str_eq(cache_tree_kind(st.st_mode), "a FIFO");
+
+	fd = cache_tree_open(t, "f", CACHE_TREE_READ, &st);
+	ck_assert_int_ge(fd, 0);
+	char buf[8];
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 5);
+	close(fd);
+	/* Confined: no way out of the root, and a final symlink is never followed. */
+	ck_assert_int_eq(cache_tree_open(t, "../etc", CACHE_TREE_PATH, &st), -EXDEV);
+	ck_assert_int_eq(cache_tree_open(t, "out/passwd", CACHE_TREE_READ, &st), -EXDEV);
+	ck_assert_int_eq(cache_tree_open(t, "flink", CACHE_TREE_READ, &st), -EINVAL);
+	ck_assert(S_ISLNK(st.st_mode));
+	char target[64];
+	ck_assert_int_eq(cache_tree_readlink(t, "flink", target, sizeof(target)), 1);
+	ck_assert_str_eq(target, "f");
+	cache_tree_free(t);
+}
+END_TEST
+
+/* A chain of @levels directories "x/x/x...", built by descriptors (no path is too long). */
+static void make_chain(unsigned levels, unsigned file_at)
+{
+	int fd = open(root, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(fd, 0);
+	for (unsigned i = 1; i <= levels; i++) {
+		ck_assert_int_eq(mkdirat(fd, "x", 0755), 0);
+		int next = openat(fd, "x", O_RDONLY | O_DIRECTORY);
+		ck_assert_int_ge(next, 0);
+		close(fd);
+		fd = next;
+		if (i == file_at || i == levels) {
+			int f = openat(fd, "leaf", O_WRONLY | O_CREAT, 0644);
+			ck_assert_int_ge(f, 0);
+			close(f);
+		}
+	}
+	close(fd);
+}
+
+static int count_files(void *arg, const char *relpath, const struct stat *st)
+{
+	(void)relpath, (void)st;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+START_TEST(test_walk_depth_cap)
+{
+	make_chain(3000, 5); /* a file 5 levels down and one 3000 levels down */
+	unsigned before = open_fds();
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	unsigned n = 0;
+	ck_assert_int_eq(cache_tree_walk(t, "", count_files, &n), 0);
+	ck_assert_uint_eq(n, 1); /* only the shallow one: the deep one is past the cap */
+	cache_tree_free(t);
+
+	t = tree_make(NULL, 10, 0);
+	n = 0;
+	ck_assert_int_eq(cache_tree_walk(t, "", count_files, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	t = (cache_tree_free(t), tree_make(NULL, 4, 0));
+	n = 0;
+	ck_assert_int_eq(cache_tree_walk(t, "", count_files, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	cache_tree_free(t);
+	ck_assert_uint_eq(open_fds(), before);
+}
+END_TEST
+
+START_TEST(test_key_index)
+{
+	enum { N = 600 };
+	put_dir("m");
+	char rel[64];
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(rel, sizeof(rel), "m/shard-%04u.bin", i);
+		put_file(rel, i % 17);
+	}
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(rel, sizeof(rel), "m/shard-%04u.bin", i);
+		char p[512];
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/%s", root, rel);
+		ck_assert_int_eq(stat(p, &st), 0);
+		uint64_t key = test_key(rel, (uint64_t)st.st_size,
+					(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+		char *found = cache_tree_key_path(t, key);
+		ck_assert_msg(found && !strcmp(found, rel), "key of %s: found %s", rel,
+			      found ? found : "nothing");
+		free(found);
+	}
+	ck_assert_ptr_null(cache_tree_key_path(t, 12345));
+
+	/* A file added later is found once the index walks again (rescan_min_ms = 1). */
+	usleep(5000);
+	put_file("late.bin", 9);
+	struct stat st;
+	char p[512];
+	snprintf(p, sizeof(p), "%s/late.bin", root);
+	ck_assert_int_eq(stat(p, &st), 0);
+	char *found = cache_tree_key_path(
+		t, test_key("late.bin", 9, (int64_t)st.st_mtim.tv_sec * 1000000000 +
+						   st.st_mtim.tv_nsec));
+	ck_assert_ptr_nonnull(found);
+	ck_assert_str_eq(found, "late.bin");
+	free(found);
+	cache_tree_free(t);
+}
+END_TEST
+
+/* Versions keep no descriptor; fills share a bounded pool, even over many files. */
+START_TEST(test_pool_bounded)
+{
+	enum { N = 40, CH = 65536 };
+	struct mows_config cfg;
+	char err[512];
+	config_defaults(&cfg);
+	cfg.chunk_size = CH;
+	cfg.max_memory = 64 * CH;
+	cfg.hugepages = HUGEPAGES_OFF;
+	cfg.fill_threads = 2;
+	cfg.verify = VERIFY_OFF;
+	struct cache *c = cache_new(&cfg, err, sizeof(err));
+	ck_assert_msg(c != NULL, "cache_new: %s", err);
+	struct cache_tree *t = tree_make(c, 0, 4);
+	ck_assert_int_eq(cache_add_source(c, &cache_backing_source, t), 0);
+	ck_assert_int_eq(cache_start(c), 0);
+	char rel[64];
+	struct cache_file *files[N];
+	unsigned before = open_fds();
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(rel, sizeof(rel), "f%02u", i);
+		put_file(rel, 1000 + i);
+		files[i] = cache_tree_version(t, rel, 0, NULL);
+		ck_assert_ptr_nonnull(files[i]);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		struct cache_span sp[4];
+		unsigned n = 0;
+		ck_assert_int_eq(cache_read(c, files[i], 0, 4096, false, sp, 4, &n), 1000 + i);
+		ck_assert_uint_eq(((const unsigned char *)sp[0].data)[1], (7 + 1000 + i) & 0xff);
+		cache_read_done(c, sp, n);
+	}
+	unsigned open_now, max;
+	cache_tree_pool_stats(t, &open_now, &max);
+	ck_assert_uint_eq(max, 4);
+	ck_assert_uint_le(open_now, 4);
+	ck_assert_uint_le(open_fds(), before + 4);
+	/* files[0] left the pool long ago; its path now holds another file: ESTALE. */
+	put_file("f00", 999);
+	ck_assert_int_eq(cache_tree_fd_get(t, files[0]), -ESTALE);
+	for (unsigned i = 0; i < N; i++)
+		cache_file_put(c, files[i]);
+	cache_free(c);
+	cache_tree_free(t);
+}
+END_TEST
+
+static Suite *tree_suite(void)
+{
+	Suite *s = suite_create("tree");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_walk_files_only);
+	tcase_add_test(tc, test_open_never_blocks);
+	tcase_add_test(tc, test_walk_depth_cap);
+	tcase_add_test(tc, test_key_index);
+	tcase_add_test(tc, test_pool_bounded);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERR);
+	SRunner *sr = srunner_create(tree_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
