@@ -109,6 +109,7 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 		fresh->size = (uint64_t)fresh->st.st_size;
 		fresh->mtime_ns = mows_mtime_ns(&fresh->st);
 	}
+	mows_present_stat(&fresh->st);
 	pthread_mutex_lock(&m->ino_lock);
 	struct mows_inode *in = do_inode_insert(m, fresh);
 	in->nlookup++;

@@ -84,6 +84,8 @@ struct mows {
 /* ops.c */
 extern const struct fuse_lowlevel_ops mows_ops;
 int mows_inval_start(struct mows *m);
+/* Shows a FIFO, socket or device as an empty regular file without permissions. */
+void mows_present_stat(struct stat *st);
 void mows_inval_stop(struct mows *m);
 /* Cache event: queue an invalidation of the kernel's pages of FUSE inode @cookie. */
 void mows_invalidate(void *ctx, uint64_t cookie);

@@ -95,6 +95,22 @@ static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st)
 	return rc;
 }
 
+/*
+ * A FIFO, socket or device in the backing is shown as an empty regular file with no
+ * permissions whose open fails: through a FUSE mount the kernel would make it a new local
+ * pipe or device node (a reader of a "FIFO" would wait forever for a writer that cannot
+ * exist), and the backing's own special file is never opened.
+ */
+void mows_present_stat(struct stat *st)
+{
+	if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISLNK(st->st_mode))
+		return;
+	st->st_mode = S_IFREG;
+	st->st_size = 0;
+	st->st_blocks = 0;
+	st->st_rdev = 0;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -112,6 +128,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	mows_present_stat(&st);
 	fuse_reply_attr(req, &st, timeout_s(m));
 }
 
@@ -179,6 +196,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct mows_inode *in = mows_inode_get(m, ino);
+	if (in->type != S_IFREG) { /* a special file (see mows_present_stat) */
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	struct mows_fh *h = calloc(1, sizeof(*h));
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
@@ -278,6 +299,8 @@ static ssize_t do_fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size
 		if (!de)
 			return errno ? -errno : (ssize_t)used;
 		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)de->d_type << 12 };
+		if (de->d_type != DT_UNKNOWN)
+			mows_present_stat(&st);
 		size_t len = fuse_add_direntry(req, buf + used, size - used, de->d_name, &st,
 					       telldir(d->dp));
 		if (len > size - used) {
