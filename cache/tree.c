@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cache/manifest.h"
+#include "cache/meta.h"
 #include "common/deadline.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -61,6 +62,18 @@ struct cache_tree {
 	struct cache_manifest *manifest; /* protected by manifest_lock */
 	struct timespec manifest_mtime;  /* protected by manifest_lock */
 	bool manifest_present;           /* protected by manifest_lock */
+
+	pthread_mutex_t meta_lock;
+	struct cache_meta *meta;        /* protected by meta_lock */
+	uint64_t meta_asked, meta_served; /* refresh requests; protected by meta_lock */
+	int meta_err;                   /* the last refresh's result; protected by meta_lock */
+	bool meta_failing;              /* logged that refreshes fail; protected by meta_lock */
+	bool meta_stop;                 /* protected by meta_lock */
+	bool meta_running;              /* the thread exists; set before it starts */
+	unsigned meta_ttl_ms;
+	pthread_cond_t meta_wake;       /* to the metadata thread */
+	pthread_cond_t meta_done;       /* from it: a refresh ended */
+	pthread_t meta_thread;
 
 	pthread_mutex_t pool_lock;
 	struct pool_fd *pool;           /* cfg.max_open entries; protected by pool_lock */
@@ -712,6 +725,119 @@ struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 	return f;
 }
 
+/* ---- the metadata snapshot ---- */
+
+/* Installs @fresh (or records why there is none) for a refresh that served request @n. */
+static void meta_install(struct cache_tree *t, struct cache_meta *fresh, int err, uint64_t n,
+			 uint64_t ns)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct cache_meta *old = NULL;
+	if (fresh) {
+		old = t->meta;
+		t->meta = fresh;
+		if (t->meta_failing)
+			log_info("metadata: the backing tree can be listed again");
+		t->meta_failing = false;
+		log_debug("metadata: %zu entries in %.1f ms", cache_meta_count(fresh),
+			  (double)ns / 1e6);
+	} else if (!t->meta_failing) {
+		t->meta_failing = true;
+		log_warn("metadata: cannot list the backing tree '%s': %s; keeping the snapshot "
+			 "taken before", t->path, strerror(-err));
+	}
+	t->meta_err = err;
+	if (n > t->meta_served)
+		t->meta_served = n;
+	pthread_cond_broadcast(&t->meta_done);
+	pthread_mutex_unlock(&t->meta_lock);
+	cache_meta_put(old);
+}
+
+static int meta_take(struct cache_tree *t, uint64_t n)
+{
+	uint64_t t0 = mono_ns();
+	struct cache_meta *fresh = cache_meta_build(t, t->cfg.depth_max);
+	int err = fresh ? 0 : -errno;
+	meta_install(t, fresh, err, n, mono_ns() - t0);
+	return err;
+}
+
+int cache_tree_meta_load(struct cache_tree *t)
+{
+	return meta_take(t, 0);
+}
+
+static void *meta_main(void *arg)
+{
+	struct cache_tree *t = arg;
+	pthread_mutex_lock(&t->meta_lock);
+	while (!t->meta_stop) {
+		struct deadline dl = deadline_in_ms(t->meta_ttl_ms);
+		while (!t->meta_stop && t->meta_asked == t->meta_served &&
+		       deadline_cond_wait(&t->meta_wake, &t->meta_lock, &dl) == 0)
+			;
+		if (t->meta_stop)
+			break;
+		uint64_t n = t->meta_asked;
+		pthread_mutex_unlock(&t->meta_lock);
+		meta_take(t, n);
+		pthread_mutex_lock(&t->meta_lock);
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+	return NULL;
+}
+
+int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms)
+{
+	if (t->meta_running)
+		return 0;
+	t->meta_ttl_ms = ttl_ms ? ttl_ms : 300000;
+	int rc = pthread_create(&t->meta_thread, NULL, meta_main, t);
+	t->meta_running = rc == 0;
+	return -rc;
+}
+
+struct cache_meta *cache_tree_meta(struct cache_tree *t)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct cache_meta *m = t->meta;
+	if (m)
+		cache_meta_get(m);
+	pthread_mutex_unlock(&t->meta_lock);
+	return m;
+}
+
+int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
+{
+	if (!t->meta_running)
+		return -ESRCH;
+	struct deadline dl = deadline_in_ms(wait_ms);
+	pthread_mutex_lock(&t->meta_lock);
+	uint64_t want = ++t->meta_asked;
+	pthread_cond_signal(&t->meta_wake);
+	while (t->meta_served < want &&
+	       deadline_cond_wait(&t->meta_done, &t->meta_lock, &dl) == 0)
+		;
+	int rc = t->meta_served >= want ? t->meta_err : -ETIMEDOUT;
+	pthread_mutex_unlock(&t->meta_lock);
+	return rc;
+}
+
+static void meta_stop(struct cache_tree *t)
+{
+	if (t->meta_running) {
+		pthread_mutex_lock(&t->meta_lock);
+		t->meta_stop = true;
+		pthread_cond_signal(&t->meta_wake);
+		pthread_mutex_unlock(&t->meta_lock);
+		pthread_join(t->meta_thread, NULL);
+		t->meta_running = false;
+	}
+	cache_meta_put(t->meta);
+	t->meta = NULL;
+}
+
 /* ---- life ---- */
 
 static unsigned default_max_open(void)
@@ -760,7 +886,10 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	pthread_mutex_init(&t->keys_lock, NULL);
 	pthread_mutex_init(&t->manifest_lock, NULL);
 	pthread_mutex_init(&t->pool_lock, NULL);
+	pthread_mutex_init(&t->meta_lock, NULL);
 	deadline_cond_init(&t->keys_cond);
+	deadline_cond_init(&t->meta_wake);
+	deadline_cond_init(&t->meta_done);
 	if (t->cfg.verify)
 		cache_tree_manifest_refresh(t);
 	return t;
@@ -777,6 +906,7 @@ void cache_tree_free(struct cache_tree *t)
 {
 	if (!t)
 		return;
+	meta_stop(t);
 	for (unsigned i = 0; i < t->cfg.max_open; i++) {
 		if (t->pool[i].fd >= 0)
 			close(t->pool[i].fd);
@@ -789,6 +919,9 @@ void cache_tree_free(struct cache_tree *t)
 	pthread_mutex_destroy(&t->manifest_lock);
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_cond_destroy(&t->keys_cond);
+	pthread_mutex_destroy(&t->meta_lock);
+	pthread_cond_destroy(&t->meta_wake);
+	pthread_cond_destroy(&t->meta_done);
 	free(t->pool);
 	free(t->crc32_file);
 	free(t->path);

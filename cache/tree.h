@@ -142,6 +142,24 @@ struct cache_file *cache_tree_open_key(void *ctx, uint64_t key, uint64_t size,
 int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f);
 void cache_tree_fd_put(struct cache_tree *t, int fd);
 
+/*
+ * The metadata snapshot (cache/meta.h). cache_tree_meta_load() takes one now (at mount,
+ * before the FUSE session): 0 or -errno when the root cannot be listed. After that
+ * cache_tree_meta_start() runs the metadata thread, which takes a new one every @ttl_ms and
+ * when asked; a refresh that fails keeps the snapshot (logged once until one succeeds).
+ */
+int cache_tree_meta_load(struct cache_tree *t);
+int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms);
+
+/* The current snapshot with a reference (drop it with cache_meta_put()), or NULL if none. */
+struct cache_meta *cache_tree_meta(struct cache_tree *t);
+
+/*
+ * Asks the metadata thread for a new snapshot and waits up to @wait_ms for it. Returns 0,
+ * -ETIMEDOUT, -ESRCH when the thread does not run, or the failed walk's -errno.
+ */
+int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms);
+
 /* Numbers for tests and status: descriptors pooled now, and the pool's size. */
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);
 

@@ -439,6 +439,8 @@ static int dispatch(struct client *cl, char *req)
 		return cmd_paths(cl, words + 1, n - 1, do_verify);
 	if (!strcmp(words[0], "peers"))
 		return cmd_peers(cl);
+	if (!strcmp(words[0], "refresh"))
+		return mows_refresh(cl->ctl->m, cl->out);
 	fprintf(cl->out, "! unknown command '%s'\n", words[0]);
 	return 2;
 }

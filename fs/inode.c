@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "cache/meta.h"
 #include "fs/mows.h"
+
+#define REFRESH_WAIT_MS 60000 /* mowsctl refresh waits this long for the walk */
 
 int64_t mows_mtime_ns(const struct stat *st)
 {
@@ -55,6 +58,35 @@ void mows_inodes_release(struct mows *m)
 	m->root.relpath = NULL;
 }
 
+int mows_meta_stat(struct mows *m, const char *relpath, struct stat *st)
+{
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	if (!meta)
+		return cache_tree_stat(m->tree, relpath, st);
+	int64_t i = cache_meta_find(meta, relpath);
+	if (i >= 0)
+		*st = *cache_meta_stat(meta, (uint64_t)i);
+	cache_meta_put(meta);
+	return i >= 0 ? 0 : -ENOENT;
+}
+
+int mows_refresh(struct mows *m, FILE *out)
+{
+	uint64_t t0 = mono_ns();
+	int rc = cache_tree_meta_refresh(m->tree, REFRESH_WAIT_MS);
+	if (rc) {
+		fprintf(out, "! refresh of %s: %s%s\n", m->backing, strerror(-rc),
+			rc == -ETIMEDOUT ? " (still running; the old snapshot serves until it ends)"
+					 : " (the old snapshot stays)");
+		return 1;
+	}
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	fprintf(out, ". refreshed %s: %zu entries in %.1f ms\n", m->backing,
+		meta ? cache_meta_count(meta) : 0, (double)(mono_ns() - t0) / 1e6);
+	cache_meta_put(meta);
+	return 0;
+}
+
 struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid)
 {
 	return nodeid == FUSE_ROOT_ID ? &m->root : (struct mows_inode *)(uintptr_t)nodeid;
@@ -97,7 +129,7 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 		errno = ENOMEM;
 		goto out_free;
 	}
-	int rc = cache_tree_stat(m->tree, fresh->relpath, &fresh->st);
+	int rc = mows_meta_stat(m, fresh->relpath, &fresh->st);
 	if (rc) {
 		errno = -rc;
 		goto out_free;

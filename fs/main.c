@@ -296,6 +296,12 @@ static int prepare(struct mows *m)
 							   .ctx = m });
 	if (mows_inodes_init(m))
 		return fail("out of memory");
+	int mrc = cache_tree_meta_load(m->tree);
+	if (mrc) {
+		snprintf(err, sizeof(err), "backing '%s': cannot list it: %s", m->backing,
+			 strerror(-mrc));
+		return fail(err);
+	}
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);

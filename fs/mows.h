@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "cache/cache.h"
@@ -99,6 +100,10 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid);
 void mows_inode_forget(struct mows *m, struct mows_inode *in, uint64_t n);
 int64_t mows_mtime_ns(const struct stat *st);
+/* lstat of @relpath from the metadata snapshot (never the backing). 0 or -ENOENT. */
+int mows_meta_stat(struct mows *m, const char *relpath, struct stat *st);
+/* mowsctl refresh: takes a new snapshot now and reports to @out. Returns the exit status. */
+int mows_refresh(struct mows *m, FILE *out);
 
 /* The backing tree's walk and versions, for control.c and the prefetch thread. */
 static inline int mows_walk(struct mows *m, const char *relpath, cache_tree_fn fn, void *arg)

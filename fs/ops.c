@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "cache/meta.h"
 #include "fs/mows.h"
 
 /* A read never needs more: the kernel asks for at most 1 MiB, chunks are at least 64 KiB. */
@@ -20,11 +21,13 @@ struct mows_fh {
 	_Atomic uint64_t next_off;   /* where a sequential reader reads next */
 };
 
+/* An open directory: its entries in the snapshot taken when it was opened. */
 struct dir_handle {
-	DIR *dp;
-	off_t offset;
-	pthread_mutex_t lock;        /* readdir on one handle may come from several threads */
+	struct cache_meta *meta;     /* a reference */
+	uint64_t first, n;           /* its children; offset k is child first + k - 1 */
 };
+
+#define STALE_REFRESH_WAIT_MS 5000 /* an open of a changed file waits this for a snapshot */
 
 static struct mows *ctx(fuse_req_t req)
 {
@@ -41,6 +44,8 @@ static double timeout_s(const struct mows *m)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct mows *m = userdata;
+	if (cache_tree_meta_start(m->tree, m->cfg.metadata_ttl_ms))
+		log_err("cannot start the metadata thread: the snapshot taken at mount stays");
 	conn->max_readahead = m->cfg.readahead_kb * 1024u;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
 }
@@ -83,10 +88,14 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-/* Current attributes of @in's backing object; -ESTALE when its path names another now. */
-static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st)
+/*
+ * Current attributes of @in, from the snapshot (or the backing itself when @backing);
+ * -ESTALE when its path names another object now.
+ */
+static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st, bool backing)
 {
-	int rc = in == &m->root ? (fstat(cache_tree_root_fd(m->tree), st) < 0 ? -errno : 0)
+	int rc = !backing ? mows_meta_stat(m, in->relpath, st)
+	       : in == &m->root ? (fstat(cache_tree_root_fd(m->tree), st) < 0 ? -errno : 0)
 				: cache_tree_stat(m->tree, in->relpath, st);
 	if (rc == 0 && (st->st_dev != in->dev || st->st_ino != in->ino ||
 			(S_ISREG(st->st_mode) && ((uint64_t)st->st_size != in->size ||
@@ -117,7 +126,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct mows *m = ctx(req);
 	struct mows_inode *in = mows_inode_get(m, ino);
 	struct stat st;
-	int rc = inode_stat(m, in, &st);
+	int rc = inode_stat(m, in, &st, false);
 	/* A rewritten, replaced or removed file is a new inode or none: this one keeps
 	 * describing the version it was, and the kernel asks again next time. */
 	if (rc == -ESTALE || rc == -ENOENT) {
@@ -134,14 +143,15 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	char buf[PATH_MAX + 1];
-	ssize_t n = cache_tree_readlink(ctx(req)->tree, mows_inode_get(ctx(req), ino)->relpath,
-					buf, sizeof(buf));
-	if (n < 0) {
-		fuse_reply_err(req, (int)-n);
-		return;
-	}
-	fuse_reply_readlink(req, buf);
+	struct mows *m = ctx(req);
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	int64_t i = meta ? cache_meta_find(meta, mows_inode_get(m, ino)->relpath) : -1;
+	const char *target = i >= 0 ? cache_meta_target(meta, (uint64_t)i) : NULL;
+	if (target)
+		fuse_reply_readlink(req, target);
+	else
+		fuse_reply_err(req, i >= 0 ? EINVAL : ENOENT);
+	cache_meta_put(meta);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -164,9 +174,11 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
 {
 	struct stat st;
-	int rc = inode_stat(m, in, &st);
+	int rc = inode_stat(m, in, &st, true);
+	if (rc == -ESTALE || rc == -ENOENT) /* changed since the snapshot: take a new one */
+		cache_tree_meta_refresh(m->tree, STALE_REFRESH_WAIT_MS);
 	if (rc) {
-		errno = -rc;
+		errno = rc == -ENOENT ? ESTALE : -rc;
 		return NULL;
 	}
 	pthread_mutex_lock(&m->ino_lock);
@@ -261,55 +273,45 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct mows_inode *in = mows_inode_get(ctx(req), ino);
+	struct mows *m = ctx(req);
+	struct mows_inode *in = mows_inode_get(m, ino);
 	struct dir_handle *d = calloc(1, sizeof(*d));
-	int fd = cache_tree_open(ctx(req)->tree, in->relpath, CACHE_TREE_DIR, NULL);
-	if (fd < 0)
-		errno = -fd;
-	if (!d || fd < 0 || !(d->dp = fdopendir(fd))) {
-		int err = errno;
-		if (fd >= 0)
-			close(fd);
-		free(d);
-		fuse_reply_err(req, err);
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_init(&d->lock, NULL);
+	d->meta = cache_tree_meta(m->tree);
+	int64_t i = d->meta ? cache_meta_find(d->meta, in->relpath) : -1;
+	if (i < 0 || !S_ISDIR(cache_meta_stat(d->meta, (uint64_t)i)->st_mode)) {
+		cache_meta_put(d->meta);
+		free(d);
+		fuse_reply_err(req, i < 0 ? ENOENT : ENOTDIR);
+		return;
+	}
+	cache_meta_children(d->meta, (uint64_t)i, &d->first, &d->n);
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		closedir(d->dp);
+		cache_meta_put(d->meta);
 		free(d);
 	}
 }
 
-/* Fills @buf with entries from @d starting at @off. Returns bytes used or -errno. */
-static ssize_t do_fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t size,
-			   off_t off)
+/* Fills @buf with entries of @d from offset @off. Returns the bytes used. */
+static size_t fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t size, off_t off)
 {
-	if (off != d->offset) {
-		seekdir(d->dp, off);
-		d->offset = off;
-	}
 	size_t used = 0;
-	for (;;) {
-		errno = 0;
-		long pos = telldir(d->dp);
-		struct dirent *de = readdir(d->dp);
-		if (!de)
-			return errno ? -errno : (ssize_t)used;
-		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)de->d_type << 12 };
-		if (de->d_type != DT_UNKNOWN)
-			mows_present_stat(&st);
-		size_t len = fuse_add_direntry(req, buf + used, size - used, de->d_name, &st,
-					       telldir(d->dp));
-		if (len > size - used) {
-			seekdir(d->dp, pos);
-			return (ssize_t)used;
-		}
+	for (uint64_t k = off < 0 ? 0 : (uint64_t)off; k < d->n; k++) {
+		struct stat st = *cache_meta_stat(d->meta, d->first + k);
+		mows_present_stat(&st);
+		size_t len = fuse_add_direntry(req, buf + used, size - used,
+					       cache_meta_name(d->meta, d->first + k), &st,
+					       (off_t)(k + 1));
+		if (len > size - used)
+			break;
 		used += len;
-		d->offset = telldir(d->dp);
 	}
+	return used;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -322,13 +324,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&d->lock);
-	ssize_t n = do_fill_dir(req, d, buf, size, off);
-	pthread_mutex_unlock(&d->lock);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
+	fuse_reply_buf(req, buf, fill_dir(req, d, buf, size, off));
 	free(buf);
 }
 
@@ -336,8 +332,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	(void)ino;
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	closedir(d->dp);
-	pthread_mutex_destroy(&d->lock);
+	cache_meta_put(d->meta);
 	free(d);
 	fuse_reply_err(req, 0);
 }

@@ -38,7 +38,8 @@ static void usage(FILE *out)
 		     "  prefetch PATH.. fill files (or whole directories) into the cache\n"
 		     "  evict PATH...   drop files from the cache\n"
 		     "  verify PATH...  read files and check them against the CRC manifest\n"
-		     "  peers           every peer: state, transport, bytes in and out, errors\n");
+		     "  peers           every peer: state, transport, bytes in and out, errors\n"
+		     "  refresh         take the snapshot of names and attributes again now\n");
 }
 
 /* The mows mount point holding @path (longest match in /proc/self/mountinfo). */
@@ -201,7 +202,7 @@ int main(int argc, char **argv)
 			argc--, k--;
 		}
 	if (strcmp(cmd, "status") && strcmp(cmd, "prefetch") && strcmp(cmd, "evict") &&
-	    strcmp(cmd, "verify") && strcmp(cmd, "peers")) {
+	    strcmp(cmd, "verify") && strcmp(cmd, "peers") && strcmp(cmd, "refresh")) {
 		fprintf(stderr, "mowsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return EXIT_USAGE;
