@@ -23,6 +23,7 @@ struct meta_node {
 
 struct cache_meta {
 	_Atomic unsigned refs;
+	struct statvfs vfs;
 	struct meta_node *v;
 	size_t n, cap;
 };
@@ -166,6 +167,8 @@ struct cache_meta *cache_meta_build(struct cache_tree *t, unsigned depth_max)
 	int rc = m && root.name ? 0 : -ENOMEM;
 	if (rc == 0 && fstat(cache_tree_root_fd(t), &root.st) < 0)
 		rc = -errno;
+	if (rc == 0 && fstatvfs(cache_tree_root_fd(t), &m->vfs) < 0)
+		memset(&m->vfs, 0, sizeof(m->vfs));
 	if (rc == 0)
 		rc = node_add(m, &root);
 	if (rc == 0)
@@ -262,6 +265,11 @@ const char *cache_meta_name(const struct cache_meta *m, uint64_t i)
 const char *cache_meta_target(const struct cache_meta *m, uint64_t i)
 {
 	return m->v[i].target;
+}
+
+const struct statvfs *cache_meta_statvfs(const struct cache_meta *m)
+{
+	return &m->vfs;
 }
 
 void cache_meta_children(const struct cache_meta *m, uint64_t i, uint64_t *first,

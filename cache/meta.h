@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 struct cache_tree;
 struct cache_meta;
@@ -41,6 +42,9 @@ int64_t cache_meta_find(const struct cache_meta *m, const char *relpath);
 const struct stat *cache_meta_stat(const struct cache_meta *m, uint64_t i);
 const char *cache_meta_name(const struct cache_meta *m, uint64_t i);
 const char *cache_meta_target(const struct cache_meta *m, uint64_t i);
+
+/* statvfs() of the backing root when the snapshot was taken (zeros if it failed). */
+const struct statvfs *cache_meta_statvfs(const struct cache_meta *m);
 
 /* Children of directory @i: nodes first .. first + n - 1 (n = 0 for anything else). */
 void cache_meta_children(const struct cache_meta *m, uint64_t i, uint64_t *first,

@@ -157,8 +157,12 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
+	struct cache_meta *meta = cache_tree_meta(ctx(req)->tree);
 	struct statvfs sv;
-	if (fstatvfs(cache_tree_root_fd(ctx(req)->tree), &sv) < 0)
+	if (meta) /* from the snapshot: df and find never wait on the store either */
+		sv = *cache_meta_statvfs(meta);
+	cache_meta_put(meta);
+	if (!meta && fstatvfs(cache_tree_root_fd(ctx(req)->tree), &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
