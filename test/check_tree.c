@@ -16,6 +16,7 @@
 
 #include "cache/backing.h"
 #include "cache/cache.h"
+#include "cache/meta.h"
 #include "cache/tree.h"
 #include "common/config.h"
 #include "common/hash.h"
@@ -336,6 +337,85 @@ START_TEST(test_pool_bounded)
 }
 END_TEST
 
+START_TEST(test_meta_snapshot)
+{
+	put_dir("b");
+	put_dir("a");
+	put_dir("a/deep");
+	put_file("a/z.bin", 5);
+	put_file("a/m.bin", 7);
+	put_file("top", 1);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/a/link", root);
+	ck_assert_int_eq(symlink("../top", p), 0);
+	snprintf(p, sizeof(p), "%s/fifo", root);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	struct cache_meta *m = cache_meta_build(t, 8);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(cache_meta_count(m), 9);
+	ck_assert_int_eq(cache_meta_find(m, ""), 0);
+	int64_t i = cache_meta_find(m, "a/m.bin");
+	ck_assert_int_ge(i, 0);
+	ck_assert_int_eq(cache_meta_stat(m, (uint64_t)i)->st_size, 7);
+	i = cache_meta_find(m, "a/link");
+	ck_assert_int_ge(i, 0);
+	ck_assert_str_eq(cache_meta_target(m, (uint64_t)i), "../top");
+	ck_assert(S_ISFIFO(cache_meta_stat(m, (uint64_t)cache_meta_find(m, "fifo"))->st_mode));
+	ck_assert_int_eq(cache_meta_find(m, "a/nope"), -1);
+	ck_assert_int_eq(cache_meta_find(m, "top/x"), -1);
+	ck_assert_int_eq(cache_meta_find(m, "a/m"), -1);
+	ck_assert_int_eq(cache_meta_find(m, "a/m.bin.x"), -1);
+	/* Children come sorted by name. */
+	uint64_t first, n;
+	cache_meta_children(m, (uint64_t)cache_meta_find(m, "a"), &first, &n);
+	ck_assert_uint_eq(n, 4);
+	const char *want[] = { "deep", "link", "m.bin", "z.bin" };
+	for (unsigned k = 0; k < 4; k++)
+		ck_assert_str_eq(cache_meta_name(m, first + k), want[k]);
+	cache_meta_children(m, (uint64_t)cache_meta_find(m, "top"), &first, &n);
+	ck_assert_uint_eq(n, 0);
+	/* Immutable: a file added later is not in it, but in the next one. */
+	put_file("late", 3);
+	ck_assert_int_eq(cache_meta_find(m, "late"), -1);
+	struct cache_meta *m2 = cache_meta_build(t, 8);
+	ck_assert_int_ge(cache_meta_find(m2, "late"), 0);
+	cache_meta_put(m2);
+	cache_meta_put(m);
+
+	/* Depth: the root's children are level 1; "a/deep" is level 2. */
+	m = cache_meta_build(t, 1);
+	ck_assert_int_ge(cache_meta_find(m, "a"), 0);
+	ck_assert_int_eq(cache_meta_find(m, "a/m.bin"), -1);
+	cache_meta_put(m);
+	cache_tree_free(t);
+}
+END_TEST
+
+START_TEST(test_meta_holder)
+{
+	put_file("x", 1);
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	ck_assert_ptr_null(cache_tree_meta(t));
+	ck_assert_int_eq(cache_tree_meta_refresh(t, 100), -ESRCH);
+	ck_assert_int_eq(cache_tree_meta_load(t), 0);
+	struct cache_meta *m = cache_tree_meta(t);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_ge(cache_meta_find(m, "x"), 0);
+	ck_assert_int_eq(cache_tree_meta_start(t, 3600000), 0);
+	put_file("y", 1);
+	ck_assert_int_eq(cache_meta_find(m, "y"), -1);
+	ck_assert_int_eq(cache_tree_meta_refresh(t, 5000), 0);
+	struct cache_meta *m2 = cache_tree_meta(t);
+	ck_assert_ptr_ne(m, m2);
+	ck_assert_int_ge(cache_meta_find(m2, "y"), 0);
+	ck_assert_int_ge(cache_meta_find(m, "x"), 0); /* the old one stays valid while held */
+	cache_meta_put(m);
+	cache_meta_put(m2);
+	cache_tree_free(t);
+}
+END_TEST
+
 static Suite *tree_suite(void)
 {
 	Suite *s = suite_create("tree");
@@ -347,6 +427,8 @@ static Suite *tree_suite(void)
 	tcase_add_test(tc, test_walk_depth_cap);
 	tcase_add_test(tc, test_key_index);
 	tcase_add_test(tc, test_pool_bounded);
+	tcase_add_test(tc, test_meta_snapshot);
+	tcase_add_test(tc, test_meta_holder);
 	suite_add_tcase(s, tc);
 	return s;
 }
