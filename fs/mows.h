@@ -9,6 +9,9 @@
  *     mows_invalidate(), so that no notification is sent from inside a request.
  *   - the control thread and one thread per mowsctl client (control.c).
  *   - the readahead thread (main.c): sets the mount's readahead once INIT is done, then ends.
+ *   - the metadata thread (cache/tree.c, started at INIT): takes a new snapshot of the
+ *     backing tree every metadata_ttl and when asked (mowsctl refresh, an open that found its
+ *     file changed); FUSE ops read the current snapshot and never list the backing.
  */
 #ifndef MOWS_FS_MOWS_H
 #define MOWS_FS_MOWS_H
