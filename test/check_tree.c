@@ -416,6 +416,43 @@ START_TEST(test_meta_holder)
 }
 END_TEST
 
+/* The peer host op: found by key; a file swapped for a FIFO after it was indexed. */
+START_TEST(test_open_key)
+{
+	struct mows_config cfg;
+	char err[512];
+	config_defaults(&cfg);
+	cfg.chunk_size = 65536;
+	cfg.max_memory = 16 * 65536;
+	cfg.hugepages = HUGEPAGES_OFF;
+	cfg.verify = VERIFY_OFF;
+	struct cache *c = cache_new(&cfg, err, sizeof(err));
+	ck_assert_msg(c != NULL, "cache_new: %s", err);
+	struct cache_tree *t = tree_make(c, 0, 0);
+	put_file("w.bin", 100);
+	put_file("swapped.bin", 200);
+	char p[512];
+	struct stat st, st2;
+	snprintf(p, sizeof(p), "%s/w.bin", root);
+	ck_assert_int_eq(stat(p, &st), 0);
+	snprintf(p, sizeof(p), "%s/swapped.bin", root);
+	ck_assert_int_eq(stat(p, &st2), 0);
+	int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	int64_t mt2 = (int64_t)st2.st_mtim.tv_sec * 1000000000 + st2.st_mtim.tv_nsec;
+	struct cache_file *f = cache_tree_open_key(t, test_key("w.bin", 100, mt), 100, mt);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_str_eq(cache_file_relpath(f), "w.bin");
+	cache_file_put(c, f);
+	/* Known key, other size: the file changed since the peer saw it. */
+	ck_assert_ptr_null(cache_tree_open_key(t, test_key("w.bin", 100, mt), 101, mt));
+	ck_assert_int_eq(unlink(p), 0);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	ck_assert_ptr_null(cache_tree_open_key(t, test_key("swapped.bin", 200, mt2), 200, mt2));
+	cache_free(c);
+	cache_tree_free(t);
+}
+END_TEST
+
 static Suite *tree_suite(void)
 {
 	Suite *s = suite_create("tree");
@@ -429,6 +466,7 @@ static Suite *tree_suite(void)
 	tcase_add_test(tc, test_pool_bounded);
 	tcase_add_test(tc, test_meta_snapshot);
 	tcase_add_test(tc, test_meta_holder);
+	tcase_add_test(tc, test_open_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
