@@ -69,7 +69,7 @@ struct cache_tree {
 	int meta_err;                   /* the last refresh's result; protected by meta_lock */
 	bool meta_failing;              /* logged that refreshes fail; protected by meta_lock */
 	bool meta_stop;                 /* protected by meta_lock */
-	bool meta_running;              /* the thread exists; set before it starts */
+	bool meta_running;              /* the thread exists; protected by meta_lock */
 	unsigned meta_ttl_ms;
 	pthread_cond_t meta_wake;       /* to the metadata thread */
 	pthread_cond_t meta_done;       /* from it: a refresh ended */
@@ -790,11 +790,14 @@ static void *meta_main(void *arg)
 
 int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms)
 {
-	if (t->meta_running)
-		return 0;
-	t->meta_ttl_ms = ttl_ms ? ttl_ms : 300000;
-	int rc = pthread_create(&t->meta_thread, NULL, meta_main, t);
-	t->meta_running = rc == 0;
+	pthread_mutex_lock(&t->meta_lock);
+	int rc = 0;
+	if (!t->meta_running) {
+		t->meta_ttl_ms = ttl_ms ? ttl_ms : 300000;
+		rc = pthread_create(&t->meta_thread, NULL, meta_main, t);
+		t->meta_running = rc == 0;
+	}
+	pthread_mutex_unlock(&t->meta_lock);
 	return -rc;
 }
 
@@ -810,10 +813,12 @@ struct cache_meta *cache_tree_meta(struct cache_tree *t)
 
 int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
 {
-	if (!t->meta_running)
-		return -ESRCH;
 	struct deadline dl = deadline_in_ms(wait_ms);
 	pthread_mutex_lock(&t->meta_lock);
+	if (!t->meta_running) {
+		pthread_mutex_unlock(&t->meta_lock);
+		return -ESRCH;
+	}
 	uint64_t want = ++t->meta_asked;
 	pthread_cond_signal(&t->meta_wake);
 	while (t->meta_served < want &&
@@ -826,14 +831,13 @@ int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
 
 static void meta_stop(struct cache_tree *t)
 {
-	if (t->meta_running) {
-		pthread_mutex_lock(&t->meta_lock);
-		t->meta_stop = true;
-		pthread_cond_signal(&t->meta_wake);
-		pthread_mutex_unlock(&t->meta_lock);
+	pthread_mutex_lock(&t->meta_lock);
+	bool running = t->meta_running;
+	t->meta_stop = true;
+	pthread_cond_signal(&t->meta_wake);
+	pthread_mutex_unlock(&t->meta_lock);
+	if (running)
 		pthread_join(t->meta_thread, NULL);
-		t->meta_running = false;
-	}
 	cache_meta_put(t->meta);
 	t->meta = NULL;
 }
