@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cache/fdpool.h"
 #include "cache/manifest.h"
 #include "cache/meta.h"
 #include "common/deadline.h"
@@ -31,18 +32,6 @@ struct key_table {
 	struct key_slot *v;
 	size_t cap;             /* a power of two, or 0 */
 	size_t n;
-};
-
-/* A pooled read descriptor, named by the identity of the file it reads. */
-struct pool_fd {
-	int fd;                 /* -1: unused */
-	char *relpath;
-	dev_t dev;
-	ino_t ino;
-	uint64_t size;
-	int64_t mtime_ns;
-	unsigned users;
-	uint64_t used;          /* pool tick of the last get */
 };
 
 struct cache_tree {
@@ -75,9 +64,7 @@ struct cache_tree {
 	pthread_cond_t meta_done;       /* from it: a refresh ended */
 	pthread_t meta_thread;
 
-	pthread_mutex_t pool_lock;
-	struct pool_fd *pool;           /* cfg.max_open entries; protected by pool_lock */
-	uint64_t pool_tick;             /* protected by pool_lock */
+	struct cache_fdpool *pool;      /* read descriptors for fills */
 };
 
 static int64_t mtime_ns_of(const struct stat *st)
@@ -557,80 +544,9 @@ int cache_tree_manifest_refresh(struct cache_tree *t)
 	return 0;
 }
 
-/* ---- the descriptor pool ---- */
-
-static bool pool_match(const struct pool_fd *e, const struct cache_file *f)
-{
-	return e->fd >= 0 && cache_file_same(f, e->dev, e->ino, e->size, e->mtime_ns) &&
-	       strcmp(e->relpath, cache_file_relpath(f)) == 0;
-}
-
-/* pool_lock held. Returns a pooled descriptor of @f, taking a use, or -1. */
-static int do_pool_find(struct cache_tree *t, const struct cache_file *f)
-{
-	for (unsigned i = 0; i < t->cfg.max_open; i++)
-		if (pool_match(&t->pool[i], f)) {
-			t->pool[i].users++;
-			t->pool[i].used = ++t->pool_tick;
-			return t->pool[i].fd;
-		}
-	return -1;
-}
-
-/*
- * Offers @fd (reading @f's file) to the pool with @users uses (0 or 1). Returns the
- * descriptor to use: @fd, or the one already pooled for that file (then @fd is closed).
- * When every entry is in use, @fd stays outside the pool: with one use it is returned and
- * cache_tree_fd_put() closes it, with none it is closed and -1 returned.
- */
-static int pool_add(struct cache_tree *t, const struct cache_file *f, int fd, unsigned users)
-{
-	struct stat st;
-	char *relpath = strdup(cache_file_relpath(f));
-	bool ok = relpath && fstat(fd, &st) == 0;
-	int victim = -1, have = -1;
-	pthread_mutex_lock(&t->pool_lock);
-	struct pool_fd *e = NULL;
-	for (unsigned i = 0; i < t->cfg.max_open && have < 0; i++)
-		if (pool_match(&t->pool[i], f)) {
-			t->pool[i].users += users;
-			t->pool[i].used = ++t->pool_tick;
-			have = t->pool[i].fd;
-		}
-	for (unsigned i = 0; have < 0 && ok && i < t->cfg.max_open; i++) {
-		struct pool_fd *c = &t->pool[i];
-		if (c->fd < 0) {
-			e = c;
-			break;
-		}
-		if (!c->users && (!e || c->used < e->used))
-			e = c;
-	}
-	if (e) {
-		victim = e->fd;
-		free(e->relpath);
-		*e = (struct pool_fd){ .fd = fd, .relpath = relpath, .dev = st.st_dev,
-				       .ino = st.st_ino, .size = (uint64_t)st.st_size,
-				       .mtime_ns = mtime_ns_of(&st), .users = users,
-				       .used = ++t->pool_tick };
-		relpath = NULL;
-	}
-	pthread_mutex_unlock(&t->pool_lock);
-	free(relpath);
-	if (victim >= 0)
-		close(victim);
-	if (have >= 0 || (!e && !users)) {
-		close(fd);
-		return have;
-	}
-	return fd;
-}
-
 int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f)
 {
-	pthread_mutex_lock(&t->pool_lock);
-	int fd = do_pool_find(t, f);
-	pthread_mutex_unlock(&t->pool_lock);
+	int fd = cache_fdpool_find(t->pool, f);
 	if (fd >= 0)
 		return fd;
 	struct stat st;
@@ -643,32 +559,17 @@ int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f)
 	}
 	if (t->cfg.random_access)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-	return pool_add(t, f, fd, 1);
+	return cache_fdpool_add(t->pool, f, fd, 1);
 }
 
 void cache_tree_fd_put(struct cache_tree *t, int fd)
 {
-	bool pooled = false;
-	pthread_mutex_lock(&t->pool_lock);
-	for (unsigned i = 0; i < t->cfg.max_open && !pooled; i++)
-		if (t->pool[i].fd == fd) {
-			t->pool[i].users--;
-			pooled = true;
-		}
-	pthread_mutex_unlock(&t->pool_lock);
-	if (!pooled)
-		close(fd);
+	cache_fdpool_put(t->pool, fd);
 }
 
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max)
 {
-	unsigned n = 0;
-	pthread_mutex_lock(&t->pool_lock);
-	for (unsigned i = 0; i < t->cfg.max_open; i++)
-		n += t->pool[i].fd >= 0;
-	pthread_mutex_unlock(&t->pool_lock);
-	*open = n;
-	*max = t->cfg.max_open;
+	cache_fdpool_stats(t->pool, open, max);
 }
 
 /* ---- versions ---- */
@@ -718,7 +619,7 @@ struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 	struct cache_file *f = cache_file_open(t->cache, &info, &replaced);
 	int err = errno;
 	if (f)
-		pool_add(t, f, fd, 0); /* the first fill finds it open */
+		cache_fdpool_add(t->pool, f, fd, 0); /* the first fill finds it open */
 	else
 		close(fd);
 	errno = err;
@@ -872,15 +773,13 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 		t->cfg.depth_max = CACHE_TREE_MAX_DEPTH;
 	t->path = strdup(cfg->path);
 	t->crc32_file = cfg->crc32_file && *cfg->crc32_file ? strdup(cfg->crc32_file) : NULL;
-	t->pool = calloc(t->cfg.max_open, sizeof(*t->pool));
+	t->pool = cache_fdpool_new(t->cfg.max_open);
 	if (!t->path || !t->pool || (cfg->crc32_file && *cfg->crc32_file && !t->crc32_file)) {
 		snprintf(err, errlen, "out of memory");
 		goto out_free;
 	}
 	t->cfg.path = t->path;
 	t->cfg.crc32_file = t->crc32_file;
-	for (unsigned i = 0; i < t->cfg.max_open; i++)
-		t->pool[i].fd = -1;
 	t->root_fd = open(t->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (t->root_fd < 0) {
 		snprintf(err, errlen, "backing '%s': %s; set backing to the model directory",
@@ -889,7 +788,6 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	}
 	pthread_mutex_init(&t->keys_lock, NULL);
 	pthread_mutex_init(&t->manifest_lock, NULL);
-	pthread_mutex_init(&t->pool_lock, NULL);
 	pthread_mutex_init(&t->meta_lock, NULL);
 	deadline_cond_init(&t->keys_cond);
 	deadline_cond_init(&t->meta_wake);
@@ -899,7 +797,7 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	return t;
 
 out_free:
-	free(t->pool);
+	cache_fdpool_free(t->pool);
 	free(t->crc32_file);
 	free(t->path);
 	free(t);
@@ -911,22 +809,16 @@ void cache_tree_free(struct cache_tree *t)
 	if (!t)
 		return;
 	meta_stop(t);
-	for (unsigned i = 0; i < t->cfg.max_open; i++) {
-		if (t->pool[i].fd >= 0)
-			close(t->pool[i].fd);
-		free(t->pool[i].relpath);
-	}
 	keys_release(&t->keys);
 	cache_manifest_free(t->manifest);
 	close(t->root_fd);
 	pthread_mutex_destroy(&t->keys_lock);
 	pthread_mutex_destroy(&t->manifest_lock);
-	pthread_mutex_destroy(&t->pool_lock);
 	pthread_cond_destroy(&t->keys_cond);
 	pthread_mutex_destroy(&t->meta_lock);
 	pthread_cond_destroy(&t->meta_wake);
 	pthread_cond_destroy(&t->meta_done);
-	free(t->pool);
+	cache_fdpool_free(t->pool);
 	free(t->crc32_file);
 	free(t->path);
 	free(t);

@@ -10,16 +10,17 @@
  *     open at a time, depth capped at CACHE_TREE_MAX_DEPTH (what it skips is logged);
  *   - the file-key index (key -> relpath) for peers, a hash table rebuilt by a walk;
  *   - the manifest (crc32_file) and the opening of cache versions (cache_file) with it;
- *   - a bounded pool of read descriptors for fills (the backing fill source, cache/backing.h),
- *     so that descriptors never grow with the number of files.
+ *   - a bounded pool of read descriptors for fills (cache/fdpool.h; used by the backing fill
+ *     source, cache/backing.h), so that descriptors never grow with the number of files;
+ *   - the metadata snapshot (cache/meta.h) and the thread that takes it again.
  *
  * No layer above needs to reach into the backing directory itself: fs/ (FUSE ops, mowsctl)
  * and net/ (through struct peer_host_ops) call this module.
  *
  * Threads: every function may be called from any thread unless it says otherwise. Locks:
- * tree->keys_lock, tree->manifest_lock and tree->pool_lock are leaves below the cache's
- * lock in no order with each other (none is held while another is taken, nor across I/O,
- * nor across a call into the cache).
+ * tree->keys_lock, tree->manifest_lock, tree->meta_lock and the descriptor pool's lock
+ * (cache/fdpool.h) are leaves below the cache's lock, in no order with each other: none is
+ * held while another is taken, nor across I/O, nor across a call into the cache.
  */
 #ifndef MOWS_CACHE_TREE_H
 #define MOWS_CACHE_TREE_H
