@@ -24,7 +24,8 @@ struct mows_fh {
 /* An open directory: its entries in the snapshot taken when it was opened. */
 struct dir_handle {
 	struct cache_meta *meta;     /* a reference */
-	uint64_t first, n;           /* its children; offset k is child first + k - 1 */
+	uint64_t first, n;           /* its children in the snapshot */
+	ino_t ino;                   /* its own inode number, for "." */
 };
 
 #define STALE_REFRESH_WAIT_MS 5000 /* an open of a changed file waits this for a snapshot */
@@ -293,6 +294,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	cache_meta_children(d->meta, (uint64_t)i, &d->first, &d->n);
+	d->ino = cache_meta_stat(d->meta, (uint64_t)i)->st_ino;
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
@@ -301,15 +303,22 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 }
 
-/* Fills @buf with entries of @d from offset @off. Returns the bytes used. */
+/*
+ * Fills @buf with entries of @d from offset @off: "." and ".." (offsets 1 and 2), then the
+ * children (offset k + 3 for child k). Returns the bytes used.
+ */
 static size_t fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t size, off_t off)
 {
 	size_t used = 0;
-	for (uint64_t k = off < 0 ? 0 : (uint64_t)off; k < d->n; k++) {
-		struct stat st = *cache_meta_stat(d->meta, d->first + k);
-		mows_present_stat(&st);
-		size_t len = fuse_add_direntry(req, buf + used, size - used,
-					       cache_meta_name(d->meta, d->first + k), &st,
+	for (uint64_t k = off < 0 ? 0 : (uint64_t)off; k < d->n + 2; k++) {
+		struct stat st = { .st_ino = d->ino, .st_mode = S_IFDIR };
+		const char *name = k == 0 ? "." : "..";
+		if (k >= 2) {
+			st = *cache_meta_stat(d->meta, d->first + k - 2);
+			mows_present_stat(&st);
+			name = cache_meta_name(d->meta, d->first + k - 2);
+		}
+		size_t len = fuse_add_direntry(req, buf + used, size - used, name, &st,
 					       (off_t)(k + 1));
 		if (len > size - used)
 			break;
