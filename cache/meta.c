@@ -18,6 +18,7 @@ struct meta_node {
 	char *target;           /* symlinks only */
 	struct stat st;
 	uint64_t first, n;      /* children (directories) */
+	uint64_t parent;        /* the root's is 0 */
 	unsigned depth;
 };
 
@@ -83,9 +84,10 @@ static void node_release(struct meta_node *node)
 }
 
 /* Reads one entry of an open directory into @out. 0, 1 to skip it, or -errno. */
-static int read_entry(int dfd, const char *name, unsigned depth, struct meta_node *out)
+static int read_entry(int dfd, const char *name, uint64_t parent, unsigned depth,
+		      struct meta_node *out)
 {
-	*out = (struct meta_node){ .depth = depth };
+	*out = (struct meta_node){ .parent = parent, .depth = depth };
 	if (fstatat(dfd, name, &out->st, AT_SYMLINK_NOFOLLOW) < 0)
 		return 1; /* gone since readdir */
 	out->name = strdup(name);
@@ -133,7 +135,7 @@ static int read_dir(struct build *b, const struct pending *p)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		struct meta_node node;
-		rc = read_entry(dirfd(dp), de->d_name, depth + 1, &node);
+		rc = read_entry(dirfd(dp), de->d_name, p->node, depth + 1, &node);
 		if (rc == 0)
 			rc = node_add(m, &node);
 		if (rc)
@@ -265,6 +267,26 @@ const char *cache_meta_name(const struct cache_meta *m, uint64_t i)
 const char *cache_meta_target(const struct cache_meta *m, uint64_t i)
 {
 	return m->v[i].target;
+}
+
+char *cache_meta_relpath(const struct cache_meta *m, uint64_t i)
+{
+	size_t len = 0;
+	for (uint64_t k = i; k; k = m->v[k].parent)
+		len += strlen(m->v[k].name) + 1;
+	char *p = malloc(len + 1);
+	if (!p)
+		return NULL;
+	p[len ? len - 1 : 0] = '\0';
+	size_t end = len ? len - 1 : 0; /* no trailing '/' */
+	for (uint64_t k = i; k; k = m->v[k].parent) {
+		size_t n = strlen(m->v[k].name);
+		end -= n;
+		memcpy(p + end, m->v[k].name, n);
+		if (end)
+			p[--end] = '/';
+	}
+	return p;
 }
 
 const struct statvfs *cache_meta_statvfs(const struct cache_meta *m)

@@ -43,6 +43,9 @@ const struct stat *cache_meta_stat(const struct cache_meta *m, uint64_t i);
 const char *cache_meta_name(const struct cache_meta *m, uint64_t i);
 const char *cache_meta_target(const struct cache_meta *m, uint64_t i);
 
+/* The relpath of node @i ("" for the root) as a new string (the caller frees it), or NULL. */
+char *cache_meta_relpath(const struct cache_meta *m, uint64_t i);
+
 /* statvfs() of the backing root when the snapshot was taken (zeros if it failed). */
 const struct statvfs *cache_meta_statvfs(const struct cache_meta *m);
 

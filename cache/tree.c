@@ -45,6 +45,8 @@ struct cache_tree {
 	struct key_table keys;          /* protected by keys_lock */
 	uint64_t keys_scanned_ns;       /* protected by keys_lock */
 	bool keys_walking;              /* a thread walks for keys; protected by keys_lock */
+	uint64_t keys_gen;              /* the snapshot the table is from, 0 = a walk or none;
+					 * protected by keys_lock */
 	pthread_cond_t keys_cond;       /* the walk ended */
 
 	pthread_mutex_t manifest_lock;
@@ -54,6 +56,7 @@ struct cache_tree {
 
 	pthread_mutex_t meta_lock;
 	struct cache_meta *meta;        /* protected by meta_lock */
+	uint64_t meta_gen;              /* snapshots installed; protected by meta_lock */
 	uint64_t meta_asked, meta_served; /* refresh requests; protected by meta_lock */
 	int meta_err;                   /* the last refresh's result; protected by meta_lock */
 	bool meta_failing;              /* logged that refreshes fail; protected by meta_lock */
@@ -66,6 +69,8 @@ struct cache_tree {
 
 	struct cache_fdpool *pool;      /* read descriptors for fills */
 };
+
+static struct cache_meta *meta_get_gen(struct cache_tree *t, uint64_t *gen, bool *running);
 
 static int64_t mtime_ns_of(const struct stat *st)
 {
@@ -450,16 +455,71 @@ static char *do_find_key(struct cache_tree *t, uint64_t key)
 	return s->relpath ? strdup(s->relpath) : NULL;
 }
 
-/* Walks the whole tree into a new table and installs it. Called by the one walking thread. */
+/* Fills @kt with the regular files of snapshot @m. 0 or -ENOMEM. */
+static int keys_from_meta(struct key_table *kt, struct cache_tree *t, struct cache_meta *m)
+{
+	int rc = 0;
+	for (uint64_t i = 1; i < cache_meta_count(m) && rc == 0; i++) {
+		const struct stat *st = cache_meta_stat(m, i);
+		if (!S_ISREG(st->st_mode))
+			continue;
+		char *relpath = cache_meta_relpath(m, i);
+		rc = relpath ? keys_add(kt, t->cfg.file_key(relpath, (uint64_t)st->st_size,
+							      mtime_ns_of(st)), relpath)
+			     : -ENOMEM;
+		free(relpath);
+	}
+	return rc;
+}
+
+/* Rebuilds the table from the current snapshot when that is newer. Memory only. */
+static void keys_sync(struct cache_tree *t)
+{
+	uint64_t gen;
+	struct cache_meta *m = meta_get_gen(t, &gen, NULL);
+	if (!m)
+		return;
+	pthread_mutex_lock(&t->keys_lock);
+	bool stale = gen > t->keys_gen;
+	pthread_mutex_unlock(&t->keys_lock);
+	struct key_table fresh = { 0 };
+	if (stale && keys_from_meta(&fresh, t, m) == 0) {
+		pthread_mutex_lock(&t->keys_lock);
+		if (gen > t->keys_gen) {
+			struct key_table old = t->keys;
+			t->keys = fresh;
+			t->keys_gen = gen;
+			fresh = old;
+		}
+		pthread_mutex_unlock(&t->keys_lock);
+	}
+	keys_release(&fresh);
+	cache_meta_put(m);
+}
+
+/*
+ * Finds files new since the table was built, and installs the result. Called by the one
+ * thread that set keys_walking. With the metadata thread running that thread lists the
+ * tree (a serving thread waits for it, bounded, and never walks the backing itself);
+ * without it (tools, tests) this thread walks.
+ */
 static void keys_rescan(struct cache_tree *t)
 {
+	bool running;
+	cache_meta_put(meta_get_gen(t, NULL, &running));
 	struct key_table fresh = { 0 };
-	void *arg[2] = { t, &fresh };
-	int rc = cache_tree_walk(t, "", add_key, arg);
-	if (rc)
-		log_warn("walking the backing tree for file keys: %s", strerror(-rc));
+	int rc = 0;
+	if (running) {
+		cache_tree_meta_refresh(t, KEYS_WAIT_MS);
+		keys_sync(t);
+	} else {
+		void *arg[2] = { t, &fresh };
+		rc = cache_tree_walk(t, "", add_key, arg);
+		if (rc)
+			log_warn("walking the backing tree for file keys: %s", strerror(-rc));
+	}
 	pthread_mutex_lock(&t->keys_lock);
-	if (rc == 0) {
+	if (!running && rc == 0) {
 		struct key_table old = t->keys;
 		t->keys = fresh;
 		fresh = old;
@@ -475,6 +535,7 @@ char *cache_tree_key_path(struct cache_tree *t, uint64_t key)
 {
 	struct deadline dl = deadline_in_ms(KEYS_WAIT_MS);
 	for (int pass = 0; pass < 2; pass++) {
+		keys_sync(t);
 		pthread_mutex_lock(&t->keys_lock);
 		char *found = do_find_key(t, key);
 		while (!found && t->keys_walking &&
@@ -637,6 +698,7 @@ static void meta_install(struct cache_tree *t, struct cache_meta *fresh, int err
 	if (fresh) {
 		old = t->meta;
 		t->meta = fresh;
+		t->meta_gen++;
 		if (t->meta_failing)
 			log_info("metadata: the backing tree can be listed again");
 		t->meta_failing = false;
@@ -700,6 +762,21 @@ int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms)
 	}
 	pthread_mutex_unlock(&t->meta_lock);
 	return -rc;
+}
+
+/* The current snapshot (a reference, or NULL), its generation and whether the thread runs. */
+static struct cache_meta *meta_get_gen(struct cache_tree *t, uint64_t *gen, bool *running)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct cache_meta *m = t->meta;
+	if (m)
+		cache_meta_get(m);
+	if (gen)
+		*gen = t->meta_gen;
+	if (running)
+		*running = t->meta_running;
+	pthread_mutex_unlock(&t->meta_lock);
+	return m;
 }
 
 struct cache_meta *cache_tree_meta(struct cache_tree *t)

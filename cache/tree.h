@@ -8,7 +8,8 @@
  *     it; a regular file is then re-opened for reading through that very inode;
  *   - one directory walk, iterative: an explicit stack of relpaths, one directory descriptor
  *     open at a time, depth capped at CACHE_TREE_MAX_DEPTH (what it skips is logged);
- *   - the file-key index (key -> relpath) for peers, a hash table rebuilt by a walk;
+ *   - the file-key index (key -> relpath) for peers, a hash table built from the metadata
+ *     snapshot (or, without the metadata thread, by a walk);
  *   - the manifest (crc32_file) and the opening of cache versions (cache_file) with it;
  *   - a bounded pool of read descriptors for fills (cache/fdpool.h; used by the backing fill
  *     source, cache/backing.h), so that descriptors never grow with the number of files;
@@ -121,9 +122,10 @@ int cache_tree_manifest_refresh(struct cache_tree *t);
 
 /*
  * The relpath of the regular file whose key is @key, as a new string (the caller frees it),
- * or NULL. A miss walks the tree again (at most once per rescan_min_ms); a miss while another
- * thread walks waits for that walk (10 s at most), so a burst of requests for a new file
- * does not answer "not here" before the walk that would find it has ended.
+ * or NULL. The index follows the metadata snapshot. A miss asks for a new snapshot (or,
+ * without the metadata thread, walks the tree) at most once per rescan_min_ms; a miss while
+ * that is underway waits for it (10 s at most), so a burst of requests for a new file does
+ * not answer "not here" before the listing that would find it has ended.
  */
 char *cache_tree_key_path(struct cache_tree *t, uint64_t key);
 

@@ -416,6 +416,53 @@ START_TEST(test_meta_holder)
 }
 END_TEST
 
+static uint64_t key_of(const char *rel)
+{
+	char p[512];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	ck_assert_int_eq(stat(p, &st), 0);
+	return test_key(rel, (uint64_t)st.st_size,
+			(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+}
+
+/* With the metadata thread, the key index follows the snapshot, and a miss refreshes it. */
+START_TEST(test_key_index_from_snapshot)
+{
+	put_dir("m");
+	put_dir("m/n");
+	put_file("m/n/a.bin", 10);
+	put_file("top.bin", 3);
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	ck_assert_int_eq(cache_tree_meta_load(t), 0);
+	struct cache_meta *m = cache_tree_meta(t);
+	char *rel = cache_meta_relpath(m, (uint64_t)cache_meta_find(m, "m/n/a.bin"));
+	ck_assert_str_eq(rel, "m/n/a.bin");
+	free(rel);
+	rel = cache_meta_relpath(m, 0);
+	ck_assert_str_eq(rel, "");
+	free(rel);
+	cache_meta_put(m);
+	ck_assert_int_eq(cache_tree_meta_start(t, 3600000), 0);
+	char *found = cache_tree_key_path(t, key_of("m/n/a.bin"));
+	ck_assert_ptr_nonnull(found);
+	ck_assert_str_eq(found, "m/n/a.bin");
+	free(found);
+	usleep(5000);
+	put_file("m/new.bin", 4);
+	found = cache_tree_key_path(t, key_of("m/new.bin"));
+	ck_assert_ptr_nonnull(found);
+	ck_assert_str_eq(found, "m/new.bin");
+	free(found);
+	/* The miss took a new snapshot: the FUSE view sees the file too. */
+	m = cache_tree_meta(t);
+	ck_assert_int_ge(cache_meta_find(m, "m/new.bin"), 0);
+	cache_meta_put(m);
+	ck_assert_ptr_null(cache_tree_key_path(t, 42));
+	cache_tree_free(t);
+}
+END_TEST
+
 /* The peer host op: found by key; a file swapped for a FIFO after it was indexed. */
 START_TEST(test_open_key)
 {
@@ -467,6 +514,7 @@ static Suite *tree_suite(void)
 	tcase_add_test(tc, test_meta_snapshot);
 	tcase_add_test(tc, test_meta_holder);
 	tcase_add_test(tc, test_open_key);
+	tcase_add_test(tc, test_key_index_from_snapshot);
 	suite_add_tcase(s, tc);
 	return s;
 }
