@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/tree.h"
 #include "common/log.h"
 
 /* pread() until @len bytes are in, riding out EINTR and short reads. */
@@ -52,20 +53,23 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 			 const struct deadline *dl, struct cache_fetch *out)
 {
 	(void)out; /* the cache computes the CRC of what we read */
+	struct cache_tree *t = ctx;
 	struct stat st;
-	uint64_t chunk_size = cache_chunk_size(ctx);
-	int rc = pread_full(cache_file_fd(f), dst, len, chunk * chunk_size, dl);
+	uint64_t off = chunk * cache_chunk_size(cache_tree_cache(t));
+	int fd = cache_tree_fd_get(t, f);
+	int rc = fd < 0 ? fd : pread_full(fd, dst, len, off, dl);
 	/* The chunk now lives in the slab: keep no second copy in the backing's page cache. */
 	if (rc == 0)
-		posix_fadvise(cache_file_fd(f), (off_t)(chunk * chunk_size), (off_t)len,
-			      POSIX_FADV_DONTNEED);
+		posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
 	if (rc == 0)
-		test_flip(f, chunk * chunk_size, dst, len);
-	if (rc == 0 && fstat(cache_file_fd(f), &st) < 0)
+		test_flip(f, off, dst, len);
+	if (rc == 0 && fstat(fd, &st) < 0)
 		rc = -errno;
 	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,
 					(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec))
 		rc = -ESTALE;
+	if (fd >= 0)
+		cache_tree_fd_put(t, fd);
 	if (rc && rc != -ESTALE) /* the cache reports a changed file, once per version */
 		log_err("backing read of %s chunk %" PRIu64 " failed: %s", cache_file_relpath(f),
 			chunk, strerror(-rc));

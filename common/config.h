@@ -39,6 +39,7 @@ struct mows_config {
 	unsigned fill_threads;                /* 1..256, default 4 */
 	unsigned fill_timeout_ms;             /* a fill past this gives EIO, default 60s */
 	unsigned attr_timeout_ms;             /* kernel attribute/entry cache, default 1s */
+	unsigned metadata_ttl_ms;             /* tree snapshot refreshed this often, 5m */
 	enum config_verify verify;            /* default file */
 	int log_level;                        /* syslog level, default LOG_INFO ("info") */
 

@@ -554,6 +554,8 @@ static int dispatch(struct client *cl, char *req, size_t len)
 		rc = cmd_paths(cl, r->args, r->nargs, do_verify);
 	else if (!strcmp(cmd, "peers"))
 		rc = cmd_peers(cl);
+	else if (!strcmp(cmd, "refresh"))
+		rc = mows_refresh(cl->ctl->m, cl->out);
 	else {
 		fprintf(cl->out, "! unknown command '%s'\n", ctl_escape(cl->name, sizeof(cl->name), cmd));
 		rc = 2;

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "cache/meta.h"
 #include "fs/mows.h"
-#include "net/proto.h"
+
+#define REFRESH_WAIT_MS 60000 /* mowsctl refresh waits this long for the walk */
 
 int64_t mows_mtime_ns(const struct stat *st)
 {
@@ -25,9 +27,8 @@ static unsigned inode_bucket(dev_t dev, ino_t ino, uint64_t size, int64_t mtime_
 int mows_inodes_init(struct mows *m)
 {
 	struct stat st;
-	if (fstatat(m->root_fd, "", &st, AT_EMPTY_PATH) < 0)
+	if (fstat(cache_tree_root_fd(m->tree), &st) < 0)
 		return -errno;
-	m->root.fd = m->root_fd;
 	m->root.dev = st.st_dev;
 	m->root.ino = st.st_ino;
 	m->root.type = S_IFDIR;
@@ -40,7 +41,6 @@ int mows_inodes_init(struct mows *m)
 
 static void inode_free(struct mows *m, struct mows_inode *in)
 {
-	close(in->fd);
 	cache_file_put(m->cache, in->file);
 	free(in->relpath);
 	free(in);
@@ -56,6 +56,35 @@ void mows_inodes_release(struct mows *m)
 		}
 	free(m->root.relpath);
 	m->root.relpath = NULL;
+}
+
+int mows_meta_stat(struct mows *m, const char *relpath, struct stat *st)
+{
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	if (!meta)
+		return cache_tree_stat(m->tree, relpath, st);
+	int64_t i = cache_meta_find(meta, relpath);
+	if (i >= 0)
+		*st = *cache_meta_stat(meta, (uint64_t)i);
+	cache_meta_put(meta);
+	return i >= 0 ? 0 : -ENOENT;
+}
+
+int mows_refresh(struct mows *m, FILE *out)
+{
+	uint64_t t0 = mono_ns();
+	int rc = cache_tree_meta_refresh(m->tree, REFRESH_WAIT_MS);
+	if (rc) {
+		fprintf(out, "! refresh of %s: %s%s\n", m->backing, strerror(-rc),
+			rc == -ETIMEDOUT ? " (still running; the old snapshot serves until it ends)"
+					 : " (the old snapshot stays)");
+		return 1;
+	}
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	fprintf(out, ". refreshed %s: %zu entries in %.1f ms\n", m->backing,
+		meta ? cache_meta_count(meta) : 0, (double)(mono_ns() - t0) / 1e6);
+	cache_meta_put(meta);
+	return 0;
 }
 
 struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid)
@@ -95,11 +124,16 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 	struct mows_inode *fresh = calloc(1, sizeof(*fresh));
 	if (!fresh)
 		return NULL;
-	fresh->fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fresh->fd < 0)
+	fresh->relpath = join_relpath(parent->relpath, name);
+	if (!fresh->relpath) {
+		errno = ENOMEM;
 		goto out_free;
-	if (fstatat(fresh->fd, "", &fresh->st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		goto out_close;
+	}
+	int rc = mows_meta_stat(m, fresh->relpath, &fresh->st);
+	if (rc) {
+		errno = -rc;
+		goto out_free;
+	}
 	fresh->dev = fresh->st.st_dev;
 	fresh->ino = fresh->st.st_ino;
 	fresh->type = fresh->st.st_mode & S_IFMT;
@@ -107,11 +141,7 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 		fresh->size = (uint64_t)fresh->st.st_size;
 		fresh->mtime_ns = mows_mtime_ns(&fresh->st);
 	}
-	fresh->relpath = join_relpath(parent->relpath, name);
-	if (!fresh->relpath) {
-		errno = ENOMEM;
-		goto out_close;
-	}
+	mows_present_stat(&fresh->st);
 	pthread_mutex_lock(&m->ino_lock);
 	struct mows_inode *in = do_inode_insert(m, fresh);
 	in->nlookup++;
@@ -122,12 +152,8 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 	}
 	return in;
 
-out_close:;
+out_free:;
 	int err = errno;
-	close(fresh->fd);
-	errno = err;
-out_free:
-	err = errno;
 	free(fresh->relpath);
 	free(fresh);
 	errno = err;
@@ -152,67 +178,4 @@ void mows_inode_forget(struct mows *m, struct mows_inode *in, uint64_t n)
 	pthread_mutex_unlock(&m->ino_lock);
 	if (gone)
 		inode_free(m, in);
-}
-
-/* ---- manifest ---- */
-
-int mows_manifest_refresh(struct mows *m)
-{
-	struct stat st;
-	bool present = fstatat(m->root_fd, m->cfg.crc32_file, &st, AT_SYMLINK_NOFOLLOW) == 0;
-	pthread_mutex_lock(&m->manifest_lock);
-	bool same = present == m->manifest_present &&
-		    (!present || (st.st_mtim.tv_sec == m->manifest_mtime.tv_sec &&
-				  st.st_mtim.tv_nsec == m->manifest_mtime.tv_nsec));
-	pthread_mutex_unlock(&m->manifest_lock);
-	if (same)
-		return 0;
-	struct cache_manifest *fresh = NULL;
-	if (present) {
-		fresh = cache_manifest_load(m->root_fd, m->cfg.crc32_file);
-		if (!fresh)
-			log_warn("%s: cannot read the manifest: %s; files are not checked against it",
-				 m->cfg.crc32_file, strerror(errno));
-		else
-			log_info("%s: %zu entries", m->cfg.crc32_file, cache_manifest_count(fresh));
-	}
-	pthread_mutex_lock(&m->manifest_lock);
-	struct cache_manifest *old = m->manifest;
-	m->manifest = fresh;
-	m->manifest_present = present;
-	if (present)
-		m->manifest_mtime = st.st_mtim;
-	pthread_mutex_unlock(&m->manifest_lock);
-	cache_manifest_free(old);
-	return 0;
-}
-
-struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd,
-				     uint64_t cookie, const struct stat *st)
-{
-	struct cache_file_info info = {
-		.relpath = relpath,
-		.fd = fd,
-		.dev = st->st_dev,
-		.ino = st->st_ino,
-		.size = (uint64_t)st->st_size,
-		.mtime_ns = mows_mtime_ns(st),
-		.cookie = cookie,
-		.key = proto_file_key(relpath, (uint64_t)st->st_size, mows_mtime_ns(st)),
-	};
-	cache_chunkmap_refresh(m->cache, m->root_fd, m->cfg.crc32_file); /* crc32.chunks */
-	if (m->cfg.verify >= VERIFY_FILE) {
-		mows_manifest_refresh(m);
-		pthread_mutex_lock(&m->manifest_lock);
-		if (m->manifest)
-			info.has_crc = cache_manifest_lookup(m->manifest, relpath, &info.crc);
-		pthread_mutex_unlock(&m->manifest_lock);
-	}
-	/* With peers a node reads only the chunks it owns, scattered through the file: kernel
-	 * readahead past them would fetch bytes nobody asked for over the storage link. Alone,
-	 * fills are sequential and readahead overlaps the next one (20% faster locally). */
-	if (m->peers)
-		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-	bool replaced;
-	return cache_file_open(m->cache, &info, &replaced);
 }

@@ -30,6 +30,7 @@
 #include "net/auth.h"
 #include "fs/notify.h"
 #include "net/peer.h"
+#include "net/proto.h"
 
 #define EXIT_USAGE 2
 #define MAX_OVERRIDES 64
@@ -348,32 +349,37 @@ static int prepare(struct mows *m)
 	char err[PATH_MAX + 512];
 	if (preflight(m))
 		return EXIT_USAGE;
-	m->root_fd = open(m->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (m->root_fd < 0) {
-		snprintf(err, sizeof(err), "backing '%s': %s; set backing to the model directory",
-			 m->backing, strerror(errno));
-		return fail(err);
-	}
 	m->cache = cache_new(&m->cfg, err, sizeof(err));
 	if (!m->cache)
 		return fail(err);
+	struct cache_tree_config tc = {
+		.path = m->backing,
+		.crc32_file = m->cfg.crc32_file,
+		.verify = m->cfg.verify >= VERIFY_FILE,
+		.random_access = m->cfg.listen[0] != '\0',
+		.file_key = proto_file_key,
+	};
+	m->tree = cache_tree_new(&tc, m->cache, err, sizeof(err));
+	if (!m->tree)
+		return fail(err);
 	if (m->cfg.listen[0]) {
-		struct peer_host_ops host = { .open_key = mows_open_key, .ctx = m };
-		pthread_mutex_init(&m->keys_lock, NULL);
-		deadline_cond_init(&m->keys_cond);
+		struct peer_host_ops host = { .open_key = cache_tree_open_key, .ctx = m->tree };
 		m->peers = peers_new(&m->cfg, m->cache, &host, err, sizeof(err));
 		if (!m->peers)
 			return fail(err);
 		cache_add_source(m->cache, &peers_source, m->peers); /* before the backing */
 	}
-	cache_add_source(m->cache, &cache_backing_source, m->cache);
+	cache_add_source(m->cache, &cache_backing_source, m->tree);
 	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
 							   .ctx = m });
-	pthread_mutex_init(&m->manifest_lock, NULL);
 	if (mows_inodes_init(m))
 		return fail("out of memory");
-	if (m->cfg.verify >= VERIFY_FILE)
-		mows_manifest_refresh(m);
+	int mrc = cache_tree_meta_load(m->tree);
+	if (mrc) {
+		snprintf(err, sizeof(err), "backing '%s': cannot list it: %s", m->backing,
+			 strerror(-mrc));
+		return fail(err);
+	}
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);
@@ -383,11 +389,24 @@ static int prepare(struct mows *m)
 	return 0;
 }
 
+/* Escapes ',' and '\\' for libfuse's -o parser, so a path cannot add mount options. */
+static void escape_opt(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+	for (; *in && n + 2 < len; in++) {
+		if (*in == ',' || *in == '\\')
+			out[n++] = '\\';
+		out[n++] = *in;
+	}
+	out[n] = '\0';
+}
+
 static struct fuse_session *new_session(struct mows *m, const struct options *o)
 {
-	char opts[PATH_MAX + 2048];
+	char opts[3 * PATH_MAX + 2048], fsname[2 * PATH_MAX + 1];
+	escape_opt(m->backing, fsname, sizeof(fsname));
 	snprintf(opts, sizeof(opts), "ro,default_permissions,subtype=mows,fsname=%s%s%s",
-		 m->backing, geteuid() == 0 ? ",allow_other" : "", o->fuse_opts);
+		 fsname, geteuid() == 0 ? ",allow_other" : "", o->fuse_opts);
 	char *argv[] = { "mows-fuse", "-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 	struct fuse_session *se = fuse_session_new(&args, &mows_ops, sizeof(mows_ops), m);
@@ -460,8 +479,6 @@ int main(int argc, char **argv)
 	fuse_session_destroy(m.se);
 	mows_inodes_release(&m);
 	cache_free(m.cache);
-	cache_manifest_free(m.manifest);
-	mows_keys_release(&m);
-	close(m.root_fd);
+	cache_tree_free(m.tree); /* after the cache: its fill threads read through the tree */
 	return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * The mows-fuse daemon: shared context of fs/.
  *
- * Threads (lock order: ino_lock before manifest_lock before the cache's lock; none is held
+ * Threads (lock order: ino_lock before the cache's lock, the tree's locks are leaves; none is held
  * across a FUSE reply, a cache fill wait or a socket write):
  *   - FUSE loop threads (libfuse, fuse_session_loop_mt): run the ops in ops.c.
  *   - cache fill threads (cache/): fill chunks; call mows_invalidate() through cache events.
@@ -13,6 +13,9 @@
  *     the cache's lock (and the peers' lock) only inside cache_get_stats()/peers_report().
  *   - the notify thread (notify.c, only under systemd): probes the mount with statfs() and
  *     sends READY=1, WATCHDOG=1 and STATUS=; holds no lock of ours across the probe.
+ *   - the metadata thread (cache/tree.c, started at INIT): takes a new snapshot of the
+ *     backing tree every metadata_ttl and when asked (mowsctl refresh, an open that found its
+ *     file changed); FUSE ops read the current snapshot and never list the backing.
  */
 #ifndef MOWS_FS_MOWS_H
 #define MOWS_FS_MOWS_H
@@ -22,10 +25,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "cache/cache.h"
 #include "cache/manifest.h"
+#include "cache/tree.h"
 #include "common/config.h"
 
 struct fuse_session;
@@ -37,9 +42,11 @@ struct notify;
 /*
  * One FUSE inode. A regular file's identity includes its size and mtime, so a rewritten
  * backing file becomes a new FUSE inode with its own page cache: old mappings keep old bytes.
+ * An inode holds no descriptor: each op opens its relpath beneath the root again (one
+ * confined open, cache/tree.h) and checks the identity, so descriptors never grow with the
+ * inodes the kernel remembers.
  */
 struct mows_inode {
-	int fd;                    /* O_PATH descriptor in the backing tree */
 	dev_t dev;
 	ino_t ino;
 	uint64_t size;             /* regular files only, else 0 */
@@ -60,7 +67,7 @@ struct mows {
 	char mountpoint[PATH_MAX];
 	char backing[PATH_MAX];
 	char socket_path[PATH_MAX];
-	int root_fd;               /* O_PATH of the backing root, opened before mounting */
+	struct cache_tree *tree;   /* the backing tree, opened before mounting */
 	bool foreground;
 	struct cache *cache;
 	struct fuse_session *se;
@@ -71,21 +78,9 @@ struct mows {
 	_Atomic bool prefetch_stopping;
 	uint64_t prefetched;          /* bytes; the prefetch thread's own */
 
-	pthread_mutex_t keys_lock;
-	struct key_entry *keys;       /* file key -> relpath, protected by keys_lock */
-	size_t nkeys;                 /* protected by keys_lock */
-	uint64_t keys_scanned_ns;     /* protected by keys_lock */
-	bool keys_walking;            /* a thread walks the tree; protected by keys_lock */
-	pthread_cond_t keys_cond;     /* the walk ended */
-
 	pthread_mutex_t ino_lock;
 	struct mows_inode root;
 	struct mows_inode *inodes[MOWS_INODE_BUCKETS]; /* protected by ino_lock */
-
-	pthread_mutex_t manifest_lock;
-	struct cache_manifest *manifest;  /* protected by manifest_lock */
-	struct timespec manifest_mtime;   /* protected by manifest_lock */
-	bool manifest_present;            /* protected by manifest_lock */
 
 	/* Kernel invalidations waiting for the invalidation thread. */
 	pthread_mutex_t inval_lock;
@@ -103,6 +98,8 @@ struct mows {
 /* ops.c */
 extern const struct fuse_lowlevel_ops mows_ops;
 int mows_inval_start(struct mows *m);
+/* Shows a FIFO, socket or device as an empty regular file without permissions. */
+void mows_present_stat(struct stat *st);
 void mows_inval_stop(struct mows *m);
 /* Cache event: queue an invalidation of the kernel's pages of FUSE inode @cookie. */
 void mows_invalidate(void *ctx, uint64_t cookie);
@@ -115,34 +112,22 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 				     const char *name);
 struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid);
 void mows_inode_forget(struct mows *m, struct mows_inode *in, uint64_t n);
-/*
- * Returns a referenced cache version for @relpath opened from @fd (O_RDONLY, consumed):
- * identity from fstat, expected CRC from the manifest. NULL with errno set.
- */
-struct cache_file *mows_open_version(struct mows *m, const char *relpath, int fd,
-				     uint64_t cookie, const struct stat *st);
-/* Loads or reloads crc32_file when it changed. Returns 0 or -errno for a fatal problem. */
-int mows_manifest_refresh(struct mows *m);
 int64_t mows_mtime_ns(const struct stat *st);
+/* lstat of @relpath from the metadata snapshot (never the backing). 0 or -ENOENT. */
+int mows_meta_stat(struct mows *m, const char *relpath, struct stat *st);
+/* mowsctl refresh: takes a new snapshot now and reports to @out. Returns the exit status. */
+int mows_refresh(struct mows *m, FILE *out);
 
-/*
- * Peer host op: a referenced version of the backing file with this key, size and mtime,
- * found by walking the backing tree (never by a path a peer names). NULL if none.
- */
-struct cache_file *mows_open_key(void *ctx, uint64_t key, uint64_t size, int64_t mtime_ns);
-void mows_keys_release(struct mows *m);
+/* The backing tree's walk and versions, for control.c and the prefetch thread. */
+static inline int mows_walk(struct mows *m, const char *relpath, cache_tree_fn fn, void *arg)
+{
+	return cache_tree_walk(m->tree, relpath, fn, arg);
+}
 
-/*
- * Calls @fn for every regular file beneath @relpath ("" = the root), not following links.
- * Stops and returns the first nonzero value @fn returns; -errno if @relpath cannot be read.
- */
-int mows_walk(struct mows *m, const char *relpath,
-	      int (*fn)(void *arg, const char *relpath, const struct stat *st), void *arg);
-/*
- * Opens the regular file @relpath beneath the backing root (never following a link out of
- * it) and returns a referenced cache version of it, or NULL with errno set.
- */
-struct cache_file *mows_version_at(struct mows *m, const char *relpath);
+static inline struct cache_file *mows_version_at(struct mows *m, const char *relpath)
+{
+	return cache_tree_version(m->tree, relpath, 0, NULL);
+}
 
 /* control.c */
 /* Binds the control socket (mode 0600). Returns NULL with a message in @err. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "cache/meta.h"
 #include "fs/mows.h"
 
 /* A read never needs more: the kernel asks for at most 1 MiB, chunks are at least 64 KiB. */
@@ -20,11 +21,14 @@ struct mows_fh {
 	_Atomic uint64_t next_off;   /* where a sequential reader reads next */
 };
 
+/* An open directory: its entries in the snapshot taken when it was opened. */
 struct dir_handle {
-	DIR *dp;
-	off_t offset;
-	pthread_mutex_t lock;        /* readdir on one handle may come from several threads */
+	struct cache_meta *meta;     /* a reference */
+	uint64_t first, n;           /* its children in the snapshot */
+	ino_t ino;                   /* its own inode number, for "." */
 };
+
+#define STALE_REFRESH_WAIT_MS 5000 /* an open of a changed file waits this for a snapshot */
 
 static struct mows *ctx(fuse_req_t req)
 {
@@ -41,6 +45,8 @@ static double timeout_s(const struct mows *m)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct mows *m = userdata;
+	if (cache_tree_meta_start(m->tree, m->cfg.metadata_ttl_ms))
+		log_err("cannot start the metadata thread: the snapshot taken at mount stays");
 	conn->max_readahead = m->cfg.readahead_kb * 1024u;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
 }
@@ -83,42 +89,81 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/*
+ * Current attributes of @in, from the snapshot (or the backing itself when @backing);
+ * -ESTALE when its path names another object now.
+ */
+static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st, bool backing)
+{
+	int rc = !backing ? mows_meta_stat(m, in->relpath, st)
+	       : in == &m->root ? (fstat(cache_tree_root_fd(m->tree), st) < 0 ? -errno : 0)
+				: cache_tree_stat(m->tree, in->relpath, st);
+	if (rc == 0 && (st->st_dev != in->dev || st->st_ino != in->ino ||
+			(S_ISREG(st->st_mode) && ((uint64_t)st->st_size != in->size ||
+						  mows_mtime_ns(st) != in->mtime_ns))))
+		rc = -ESTALE;
+	return rc;
+}
+
+/*
+ * A FIFO, socket or device in the backing is shown as an empty regular file with no
+ * permissions whose open fails: through a FUSE mount the kernel would make it a new local
+ * pipe or device node (a reader of a "FIFO" would wait forever for a writer that cannot
+ * exist), and the backing's own special file is never opened.
+ */
+void mows_present_stat(struct stat *st)
+{
+	if (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISLNK(st->st_mode))
+		return;
+	st->st_mode = S_IFREG;
+	st->st_size = 0;
+	st->st_blocks = 0;
+	st->st_rdev = 0;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
 	struct mows *m = ctx(req);
 	struct mows_inode *in = mows_inode_get(m, ino);
 	struct stat st;
-	if (fstatat(in->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
-		fuse_reply_err(req, errno);
-		return;
-	}
-	/* A rewritten file is a new inode: this one keeps describing the version it was. */
-	if (S_ISREG(st.st_mode) &&
-	    ((uint64_t)st.st_size != in->size || mows_mtime_ns(&st) != in->mtime_ns)) {
+	int rc = inode_stat(m, in, &st, false);
+	/* A rewritten, replaced or removed file is a new inode or none: this one keeps
+	 * describing the version it was, and the kernel asks again next time. */
+	if (rc == -ESTALE || rc == -ENOENT) {
 		fuse_reply_attr(req, &in->st, 0);
 		return;
 	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	mows_present_stat(&st);
 	fuse_reply_attr(req, &st, timeout_s(m));
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	char buf[PATH_MAX + 1];
-	ssize_t n = readlinkat(mows_inode_get(ctx(req), ino)->fd, "", buf, sizeof(buf) - 1);
-	if (n < 0) {
-		fuse_reply_err(req, errno);
-		return;
-	}
-	buf[n] = '\0';
-	fuse_reply_readlink(req, buf);
+	struct mows *m = ctx(req);
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	int64_t i = meta ? cache_meta_find(meta, mows_inode_get(m, ino)->relpath) : -1;
+	const char *target = i >= 0 ? cache_meta_target(meta, (uint64_t)i) : NULL;
+	if (target)
+		fuse_reply_readlink(req, target);
+	else
+		fuse_reply_err(req, i >= 0 ? EINVAL : ENOENT);
+	cache_meta_put(meta);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
+	struct cache_meta *meta = cache_tree_meta(ctx(req)->tree);
 	struct statvfs sv;
-	if (fstatvfs(ctx(req)->root_fd, &sv) < 0)
+	if (meta) /* from the snapshot: df and find never wait on the store either */
+		sv = *cache_meta_statvfs(meta);
+	cache_meta_put(meta);
+	if (!meta && fstatvfs(cache_tree_root_fd(ctx(req)->tree), &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
@@ -126,36 +171,29 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- files ---- */
 
-/* Opens @in's backing file for reading and checks it is still the version @in names. */
-static int open_backing(struct mows_inode *in, struct stat *st)
+/*
+ * Returns @in's cache version (referenced): the one it already has when its backing file is
+ * still that version, else a new one. NULL with errno set (ESTALE: the name now holds
+ * another file, and the kernel looks it up again).
+ */
+static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
 {
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", in->fd);
-	int fd = open(proc, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, st) < 0 || (uint64_t)st->st_size != in->size ||
-	    mows_mtime_ns(st) != in->mtime_ns) {
-		close(fd);
-		return -ESTALE; /* the kernel looks the name up again and opens the new inode */
+	struct stat st;
+	int rc = inode_stat(m, in, &st, true);
+	if (rc == -ESTALE || rc == -ENOENT) /* changed since the snapshot: take a new one */
+		cache_tree_meta_refresh(m->tree, STALE_REFRESH_WAIT_MS);
+	if (rc) {
+		errno = rc == -ENOENT ? ESTALE : -rc;
+		return NULL;
 	}
-	return fd;
-}
-
-/* Returns @in's cache version (referenced), creating it from @fd, which it consumes. */
-static struct cache_file *inode_version(struct mows *m, struct mows_inode *in, int fd,
-					const struct stat *st)
-{
 	pthread_mutex_lock(&m->ino_lock);
 	struct cache_file *f = in->file;
 	if (f)
 		cache_file_get(m->cache, f);
 	pthread_mutex_unlock(&m->ino_lock);
-	if (f) {
-		close(fd);
+	if (f)
 		return f;
-	}
-	f = mows_open_version(m, in->relpath, fd, (uintptr_t)in, st);
+	f = cache_tree_version(m->tree, in->relpath, (uintptr_t)in, &in->st);
 	if (!f)
 		return NULL;
 	pthread_mutex_lock(&m->ino_lock);
@@ -175,19 +213,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct mows_inode *in = mows_inode_get(m, ino);
-	struct stat st;
-	int fd = open_backing(in, &st);
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
+	if (in->type != S_IFREG) { /* a special file (see mows_present_stat) */
+		fuse_reply_err(req, EACCES);
 		return;
 	}
 	struct mows_fh *h = calloc(1, sizeof(*h));
 	if (!h) {
-		close(fd);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->file = inode_version(m, in, fd, &st);
+	h->file = inode_version(m, in);
 	if (!h->file) {
 		int err = errno;
 		free(h);
@@ -245,51 +280,53 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct mows_inode *in = mows_inode_get(ctx(req), ino);
+	struct mows *m = ctx(req);
+	struct mows_inode *in = mows_inode_get(m, ino);
 	struct dir_handle *d = calloc(1, sizeof(*d));
-	int fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (!d || fd < 0 || !(d->dp = fdopendir(fd))) {
-		int err = errno;
-		if (fd >= 0)
-			close(fd);
-		free(d);
-		fuse_reply_err(req, err);
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_init(&d->lock, NULL);
+	d->meta = cache_tree_meta(m->tree);
+	int64_t i = d->meta ? cache_meta_find(d->meta, in->relpath) : -1;
+	if (i < 0 || !S_ISDIR(cache_meta_stat(d->meta, (uint64_t)i)->st_mode)) {
+		cache_meta_put(d->meta);
+		free(d);
+		fuse_reply_err(req, i < 0 ? ENOENT : ENOTDIR);
+		return;
+	}
+	cache_meta_children(d->meta, (uint64_t)i, &d->first, &d->n);
+	d->ino = cache_meta_stat(d->meta, (uint64_t)i)->st_ino;
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		closedir(d->dp);
+		cache_meta_put(d->meta);
 		free(d);
 	}
 }
 
-/* Fills @buf with entries from @d starting at @off. Returns bytes used or -errno. */
-static ssize_t do_fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t size,
-			   off_t off)
+/*
+ * Fills @buf with entries of @d from offset @off: "." and ".." (offsets 1 and 2), then the
+ * children (offset k + 3 for child k). Returns the bytes used.
+ */
+static size_t fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t size, off_t off)
 {
-	if (off != d->offset) {
-		seekdir(d->dp, off);
-		d->offset = off;
-	}
 	size_t used = 0;
-	for (;;) {
-		errno = 0;
-		long pos = telldir(d->dp);
-		struct dirent *de = readdir(d->dp);
-		if (!de)
-			return errno ? -errno : (ssize_t)used;
-		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)de->d_type << 12 };
-		size_t len = fuse_add_direntry(req, buf + used, size - used, de->d_name, &st,
-					       telldir(d->dp));
-		if (len > size - used) {
-			seekdir(d->dp, pos);
-			return (ssize_t)used;
+	for (uint64_t k = off < 0 ? 0 : (uint64_t)off; k < d->n + 2; k++) {
+		struct stat st = { .st_ino = d->ino, .st_mode = S_IFDIR };
+		const char *name = k == 0 ? "." : "..";
+		if (k >= 2) {
+			st = *cache_meta_stat(d->meta, d->first + k - 2);
+			mows_present_stat(&st);
+			name = cache_meta_name(d->meta, d->first + k - 2);
 		}
+		size_t len = fuse_add_direntry(req, buf + used, size - used, name, &st,
+					       (off_t)(k + 1));
+		if (len > size - used)
+			break;
 		used += len;
-		d->offset = telldir(d->dp);
 	}
+	return used;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -302,13 +339,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&d->lock);
-	ssize_t n = do_fill_dir(req, d, buf, size, off);
-	pthread_mutex_unlock(&d->lock);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
+	fuse_reply_buf(req, buf, fill_dir(req, d, buf, size, off));
 	free(buf);
 }
 
@@ -316,8 +347,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	(void)ino;
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	closedir(d->dp);
-	pthread_mutex_destroy(&d->lock);
+	cache_meta_put(d->meta);
 	free(d);
 	fuse_reply_err(req, 0);
 }

@@ -46,7 +46,8 @@ static void usage(FILE *out)
 		     "  prefetch PATH.. fill files (or whole directories) into the cache\n"
 		     "  evict PATH...   drop files from the cache\n"
 		     "  verify PATH...  read files and check them against the CRC manifest\n"
-		     "  peers           every peer: state, transport, bytes in and out, errors\n");
+		     "  peers           every peer: state, transport, bytes in and out, errors\n"
+		     "  refresh         take the snapshot of names and attributes again now\n");
 }
 
 /* Undoes mountinfo's octal escapes ("\040" for a space, "\134" for a backslash) in place. */
@@ -426,7 +427,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (strcmp(cmd, "status") && strcmp(cmd, "prefetch") && strcmp(cmd, "evict") &&
-	    strcmp(cmd, "verify") && strcmp(cmd, "peers")) {
+	    strcmp(cmd, "verify") && strcmp(cmd, "peers") && strcmp(cmd, "refresh")) {
 		fprintf(stderr, "mowsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return EXIT_USAGE;

@@ -1,0 +1,39 @@
+/*
+ * A bounded pool of read descriptors of backing files, named by the identity of the file
+ * each reads (relpath, device, inode, size, mtime): fills of any number of files share at
+ * most @max open descriptors, the least recently used idle one closed to make room.
+ * All functions are thread-safe (one mutex, a leaf: held across no call out of this file
+ * except close() of an evicted descriptor, which happens after it is released).
+ */
+#ifndef MOWS_CACHE_FDPOOL_H
+#define MOWS_CACHE_FDPOOL_H
+
+#include "cache/cache.h"
+
+struct cache_fdpool;
+
+/* A pool of at most @max descriptors, or NULL (ENOMEM). */
+struct cache_fdpool *cache_fdpool_new(unsigned max);
+
+/* Closes every pooled descriptor. Call once no descriptor is in use. */
+void cache_fdpool_free(struct cache_fdpool *p);
+
+/* A pooled descriptor of @f's file, taking a use (cache_fdpool_put()), or -1. */
+int cache_fdpool_find(struct cache_fdpool *p, const struct cache_file *f);
+
+/*
+ * Offers @fd (an O_RDONLY descriptor of @f's file) with @users uses (0 or 1). Returns the
+ * descriptor to use: @fd, or the one already pooled for that file (then @fd is closed).
+ * When every entry is in use, @fd stays outside the pool: with one use it is returned and
+ * cache_fdpool_put() closes it; with none it is closed and -1 returned.
+ */
+int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
+		     unsigned users);
+
+/* Gives back a use of @fd; closes it if it is not pooled. */
+void cache_fdpool_put(struct cache_fdpool *p, int fd);
+
+/* Descriptors pooled now, and the pool's size. */
+void cache_fdpool_stats(struct cache_fdpool *p, unsigned *open, unsigned *max);
+
+#endif

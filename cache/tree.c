@@ -1,0 +1,903 @@
+#include "cache/tree.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cache/fdpool.h"
+#include "cache/manifest.h"
+#include "cache/meta.h"
+#include "common/deadline.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+#define KEYS_WAIT_MS 10000      /* a key miss waits this long at most for a walk underway */
+#define NOFILE_LOG_EVERY_NS 60000000000ull
+
+struct key_slot {
+	uint64_t key;
+	char *relpath;          /* NULL: empty slot */
+};
+
+struct key_table {
+	struct key_slot *v;
+	size_t cap;             /* a power of two, or 0 */
+	size_t n;
+};
+
+struct cache_tree {
+	struct cache_tree_config cfg;   /* constant; strings below are copies */
+	char *path;
+	char *crc32_file;
+	int root_fd;
+	struct cache *cache;
+
+	pthread_mutex_t keys_lock;
+	struct key_table keys;          /* protected by keys_lock */
+	uint64_t keys_scanned_ns;       /* protected by keys_lock */
+	bool keys_walking;              /* a thread walks for keys; protected by keys_lock */
+	uint64_t keys_gen;              /* the snapshot the table is from, 0 = a walk or none;
+					 * protected by keys_lock */
+	pthread_cond_t keys_cond;       /* the walk ended */
+
+	pthread_mutex_t manifest_lock;
+	struct cache_manifest *manifest; /* protected by manifest_lock */
+	struct timespec manifest_mtime;  /* protected by manifest_lock */
+	bool manifest_present;           /* protected by manifest_lock */
+
+	pthread_mutex_t meta_lock;
+	struct cache_meta *meta;        /* protected by meta_lock */
+	uint64_t meta_gen;              /* snapshots installed; protected by meta_lock */
+	uint64_t meta_asked, meta_served; /* refresh requests; protected by meta_lock */
+	int meta_err;                   /* the last refresh's result; protected by meta_lock */
+	bool meta_failing;              /* logged that refreshes fail; protected by meta_lock */
+	bool meta_stop;                 /* protected by meta_lock */
+	bool meta_running;              /* the thread exists; protected by meta_lock */
+	unsigned meta_ttl_ms;
+	pthread_cond_t meta_wake;       /* to the metadata thread */
+	pthread_cond_t meta_done;       /* from it: a refresh ended */
+	pthread_t meta_thread;
+
+	struct cache_fdpool *pool;      /* read descriptors for fills */
+};
+
+static struct cache_meta *meta_get_gen(struct cache_tree *t, uint64_t *gen, bool *running);
+
+static int64_t mtime_ns_of(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* ---- descriptor exhaustion ---- */
+
+void cache_tree_note_nofile(int err, const char *what)
+{
+	static _Atomic uint64_t last_ns;
+	if (err < 0)
+		err = -err;
+	if (err != EMFILE && err != ENFILE)
+		return;
+	uint64_t now = mono_ns(), prev = atomic_load(&last_ns);
+	if ((prev && now - prev < NOFILE_LOG_EVERY_NS) ||
+	    !atomic_compare_exchange_strong(&last_ns, &prev, now))
+		return;
+	struct rlimit rl = { 0 };
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (err == EMFILE)
+		log_err("out of file descriptors opening %s: this process may have %llu open "
+			"(RLIMIT_NOFILE, hard limit %llu); raise LimitNOFILE= in the systemd unit "
+			"or 'ulimit -n' before starting mows-fuse", what,
+			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+	else
+		log_err("out of file descriptors opening %s: the system-wide limit is reached "
+			"(ENFILE); raise it with 'sysctl fs.file-max' or close other programs", what);
+}
+
+/* ---- the confined open ---- */
+
+static int open_beneath(int rootfd, const char *relpath, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, rootfd, *relpath ? relpath : ".", &how, sizeof(how));
+	return fd < 0 ? -errno : fd;
+}
+
+/* Opens for reading the very inode @pathfd (O_PATH, a regular file) refers to. */
+static int reopen_read(int rootfd, int pathfd, const char *relpath, const struct stat *st)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pathfd);
+	int fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT)
+		return fd < 0 ? -errno : fd;
+	/* No /proc: open the name again without blocking and check it is the same inode. */
+	struct stat again;
+	fd = open_beneath(rootfd, relpath, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &again) < 0 || again.st_dev != st->st_dev || again.st_ino != st->st_ino ||
+	    fcntl(fd, F_SETFL, 0) < 0) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
+		    struct stat *st)
+{
+	struct stat tmp;
+	if (!st)
+		st = &tmp;
+	int flags = mode == CACHE_TREE_DIR ? O_RDONLY | O_DIRECTORY | O_NONBLOCK : O_PATH;
+	int fd = open_beneath(t->root_fd, relpath, flags);
+	if (fd < 0) {
+		cache_tree_note_nofile(fd, "a backing file");
+		return fd;
+	}
+	if (fstat(fd, st) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	if (mode != CACHE_TREE_READ)
+		return fd;
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		return -EINVAL; /* never opened for reading: a FIFO would block right here */
+	}
+	int rfd = reopen_read(t->root_fd, fd, relpath, st);
+	close(fd);
+	cache_tree_note_nofile(rfd, "a backing file");
+	return rfd;
+}
+
+int cache_tree_stat(struct cache_tree *t, const char *relpath, struct stat *st)
+{
+	int fd = cache_tree_open(t, relpath, CACHE_TREE_PATH, st);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+ssize_t cache_tree_readlink(struct cache_tree *t, const char *relpath, char *buf, size_t len)
+{
+	int fd = cache_tree_open(t, relpath, CACHE_TREE_PATH, NULL);
+	if (fd < 0)
+		return fd;
+	ssize_t n = readlinkat(fd, "", buf, len - 1);
+	int err = errno;
+	close(fd);
+	if (n < 0)
+		return -err;
+	buf[n] = '\0';
+	return n;
+}
+
+const char *cache_tree_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG: return "a regular file";
+	case S_IFDIR: return "a directory";
+	case S_IFLNK: return "a symbolic link";
+	case S_IFIFO: return "a FIFO";
+	case S_IFSOCK: return "a socket";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	default: return "of an unknown type";
+	}
+}
+
+int cache_tree_root_fd(const struct cache_tree *t)
+{
+	return t->root_fd;
+}
+
+struct cache *cache_tree_cache(const struct cache_tree *t)
+{
+	return t->cache;
+}
+
+/* ---- the walk ---- */
+
+struct walk_item {
+	char *relpath;
+	unsigned depth;         /* directories: levels below the walk's start */
+	struct stat st;         /* files */
+};
+
+struct walk_list {
+	struct walk_item *v;
+	size_t n, cap;
+};
+
+struct walk {
+	struct cache_tree *t;
+	const char *top;
+	cache_tree_fn fn;
+	void *arg;
+	struct walk_list dirs;  /* the stack of directories still to read */
+	unsigned skipped_special, skipped_deep, skipped_unreadable;
+};
+
+static int list_push(struct walk_list *l, char *relpath, unsigned depth, const struct stat *st)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct walk_item *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = (struct walk_item){ .relpath = relpath, .depth = depth };
+	if (st)
+		l->v[l->n].st = *st;
+	l->n++;
+	return 0;
+}
+
+static void list_release(struct walk_list *l, size_t from)
+{
+	for (size_t i = from; i < l->n; i++)
+		free(l->v[i].relpath);
+	l->n = from;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	char *p;
+	if (asprintf(&p, "%s%s%s", dir, *dir ? "/" : "", name) < 0)
+		return NULL;
+	return p;
+}
+
+/* Logs a skipped entry: the first of each kind at @level, the rest at debug. */
+static void walk_skip(struct walk *w, unsigned *count, int level, const char *relpath,
+		      const char *why)
+{
+	int n = (int)strlen(relpath);
+	log_msg((*count)++ ? LOG_DEBUG : level, "walk of '%s': skipping '%.*s%s' (%s)",
+		*w->top ? w->top : ".", n > 200 ? 200 : n, relpath, n > 200 ? "..." : "", why);
+}
+
+/* Sorts one entry of a directory at @depth into @files or the walk's stack. */
+static int walk_entry(struct walk *w, int dfd, const char *dir, unsigned depth,
+		      const char *name, struct walk_list *files)
+{
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0; /* gone since readdir */
+	if (S_ISLNK(st.st_mode))
+		return 0; /* links are never followed: nothing to say */
+	char *child = join(dir, name);
+	if (!child)
+		return -ENOMEM;
+	int rc = 0;
+	char why[96];
+	if (S_ISREG(st.st_mode)) {
+		rc = list_push(files, child, 0, &st);
+	} else if (S_ISDIR(st.st_mode) && depth + 1 > w->t->cfg.depth_max) {
+		snprintf(why, sizeof(why), "a directory %u levels down; the walk stops at %u",
+			 depth + 1, w->t->cfg.depth_max);
+		walk_skip(w, &w->skipped_deep, LOG_WARNING, child, why);
+		free(child);
+	} else if (S_ISDIR(st.st_mode)) {
+		rc = list_push(&w->dirs, child, depth + 1, NULL);
+	} else {
+		snprintf(why, sizeof(why), "%s, not a regular file", cache_tree_kind(st.st_mode));
+		walk_skip(w, &w->skipped_special, LOG_INFO, child, why);
+		free(child);
+	}
+	if (rc)
+		free(child);
+	return rc;
+}
+
+/* Reads directory @d into @files (its regular files) and the stack (its directories). */
+static int walk_read_dir(struct walk *w, const struct walk_item *d, struct walk_list *files)
+{
+	int fd = open_beneath(w->t->root_fd, d->relpath, O_RDONLY | O_DIRECTORY | O_NONBLOCK);
+	DIR *dp = fd < 0 ? NULL : fdopendir(fd);
+	if (!dp) {
+		int err = fd < 0 ? -fd : errno;
+		if (fd >= 0)
+			close(fd);
+		cache_tree_note_nofile(err, "a backing directory");
+		char why[96];
+		snprintf(why, sizeof(why), "cannot read the directory: %s", strerror(err));
+		walk_skip(w, &w->skipped_unreadable, LOG_WARNING, d->relpath, why);
+		return d->depth == 0 ? -err : 0;
+	}
+	size_t first_dir = w->dirs.n;
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(dp)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rc = walk_entry(w, dirfd(dp), d->relpath, d->depth, de->d_name, files);
+	closedir(dp);
+	/* Popped in the order readdir gave them. */
+	for (size_t i = first_dir, j = w->dirs.n; rc == 0 && i + 1 < j; i++, j--) {
+		struct walk_item tmp = w->dirs.v[i];
+		w->dirs.v[i] = w->dirs.v[j - 1];
+		w->dirs.v[j - 1] = tmp;
+	}
+	return rc;
+}
+
+/* Calls the walk's function for each of @files; no descriptor of the walk is open. */
+static int walk_files(struct walk *w, struct walk_list *files)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < files->n; i++)
+		rc = w->fn(w->arg, files->v[i].relpath, &files->v[i].st);
+	list_release(files, 0);
+	return rc;
+}
+
+static int walk_tree(struct walk *w)
+{
+	struct walk_list files = { 0 };
+	int rc = 0;
+	while (rc == 0 && w->dirs.n) {
+		struct walk_item d = w->dirs.v[--w->dirs.n];
+		rc = walk_read_dir(w, &d, &files);
+		free(d.relpath);
+		if (rc == 0)
+			rc = walk_files(w, &files);
+		else
+			list_release(&files, 0);
+	}
+	list_release(&w->dirs, 0);
+	free(w->dirs.v);
+	free(files.v);
+	if (w->skipped_special + w->skipped_deep + w->skipped_unreadable > 1)
+		log_info("walk of '%s': skipped %u special files, %u directories past the depth "
+			 "cap, %u unreadable directories", *w->top ? w->top : ".",
+			 w->skipped_special, w->skipped_deep, w->skipped_unreadable);
+	return rc;
+}
+
+int cache_tree_walk(struct cache_tree *t, const char *relpath, cache_tree_fn fn, void *arg)
+{
+	struct stat st;
+	int rc = cache_tree_stat(t, relpath, &st);
+	if (rc)
+		return rc;
+	if (S_ISREG(st.st_mode))
+		return fn(arg, relpath, &st);
+	if (!S_ISDIR(st.st_mode))
+		return -EINVAL;
+	struct walk w = { .t = t, .top = relpath, .fn = fn, .arg = arg };
+	char *top = strdup(relpath);
+	if (!top || list_push(&w.dirs, top, 0, NULL)) {
+		free(top);
+		return -ENOMEM;
+	}
+	return walk_tree(&w);
+}
+
+/* ---- the key index ---- */
+
+static void keys_release(struct key_table *kt)
+{
+	for (size_t i = 0; i < kt->cap; i++)
+		free(kt->v[i].relpath);
+	free(kt->v);
+	*kt = (struct key_table){ 0 };
+}
+
+static struct key_slot *keys_slot(const struct key_table *kt, uint64_t key)
+{
+	size_t mask = kt->cap - 1;
+	for (size_t i = fmix64(key) & mask;; i = (i + 1) & mask)
+		if (!kt->v[i].relpath || kt->v[i].key == key)
+			return &kt->v[i];
+}
+
+static int keys_grow(struct key_table *kt)
+{
+	struct key_table big = { .cap = kt->cap ? 2 * kt->cap : 256, .n = kt->n };
+	big.v = calloc(big.cap, sizeof(*big.v));
+	if (!big.v)
+		return -ENOMEM;
+	for (size_t i = 0; i < kt->cap; i++)
+		if (kt->v[i].relpath)
+			*keys_slot(&big, kt->v[i].key) = kt->v[i];
+	free(kt->v);
+	*kt = big;
+	return 0;
+}
+
+/* Adds @key -> a copy of @relpath; a key already present keeps its first file. */
+static int keys_add(struct key_table *kt, uint64_t key, const char *relpath)
+{
+	if (2 * (kt->n + 1) > kt->cap && keys_grow(kt))
+		return -ENOMEM;
+	struct key_slot *s = keys_slot(kt, key);
+	if (s->relpath)
+		return 0;
+	s->relpath = strdup(relpath);
+	if (!s->relpath)
+		return -ENOMEM;
+	s->key = key;
+	kt->n++;
+	return 0;
+}
+
+static int add_key(void *arg, const char *relpath, const struct stat *st)
+{
+	struct cache_tree *t = ((void **)arg)[0];
+	struct key_table *kt = ((void **)arg)[1];
+	return keys_add(kt, t->cfg.file_key(relpath, (uint64_t)st->st_size, mtime_ns_of(st)),
+			relpath);
+}
+
+/* keys_lock held. */
+static char *do_find_key(struct cache_tree *t, uint64_t key)
+{
+	if (!t->keys.cap)
+		return NULL;
+	struct key_slot *s = keys_slot(&t->keys, key);
+	return s->relpath ? strdup(s->relpath) : NULL;
+}
+
+/* Fills @kt with the regular files of snapshot @m. 0 or -ENOMEM. */
+static int keys_from_meta(struct key_table *kt, struct cache_tree *t, struct cache_meta *m)
+{
+	int rc = 0;
+	for (uint64_t i = 1; i < cache_meta_count(m) && rc == 0; i++) {
+		const struct stat *st = cache_meta_stat(m, i);
+		if (!S_ISREG(st->st_mode))
+			continue;
+		char *relpath = cache_meta_relpath(m, i);
+		rc = relpath ? keys_add(kt, t->cfg.file_key(relpath, (uint64_t)st->st_size,
+							      mtime_ns_of(st)), relpath)
+			     : -ENOMEM;
+		free(relpath);
+	}
+	return rc;
+}
+
+/* Rebuilds the table from the current snapshot when that is newer. Memory only. */
+static void keys_sync(struct cache_tree *t)
+{
+	uint64_t gen;
+	struct cache_meta *m = meta_get_gen(t, &gen, NULL);
+	if (!m)
+		return;
+	pthread_mutex_lock(&t->keys_lock);
+	bool stale = gen > t->keys_gen;
+	pthread_mutex_unlock(&t->keys_lock);
+	struct key_table fresh = { 0 };
+	if (stale && keys_from_meta(&fresh, t, m) == 0) {
+		pthread_mutex_lock(&t->keys_lock);
+		if (gen > t->keys_gen) {
+			struct key_table old = t->keys;
+			t->keys = fresh;
+			t->keys_gen = gen;
+			fresh = old;
+		}
+		pthread_mutex_unlock(&t->keys_lock);
+	}
+	keys_release(&fresh);
+	cache_meta_put(m);
+}
+
+/*
+ * Finds files new since the table was built, and installs the result. Called by the one
+ * thread that set keys_walking. With the metadata thread running that thread lists the
+ * tree (a serving thread waits for it, bounded, and never walks the backing itself);
+ * without it (tools, tests) this thread walks.
+ */
+static void keys_rescan(struct cache_tree *t)
+{
+	bool running;
+	cache_meta_put(meta_get_gen(t, NULL, &running));
+	struct key_table fresh = { 0 };
+	int rc = 0;
+	if (running) {
+		cache_tree_meta_refresh(t, KEYS_WAIT_MS);
+		keys_sync(t);
+	} else {
+		void *arg[2] = { t, &fresh };
+		rc = cache_tree_walk(t, "", add_key, arg);
+		if (rc)
+			log_warn("walking the backing tree for file keys: %s", strerror(-rc));
+	}
+	pthread_mutex_lock(&t->keys_lock);
+	if (!running && rc == 0) {
+		struct key_table old = t->keys;
+		t->keys = fresh;
+		fresh = old;
+	}
+	t->keys_walking = false;
+	t->keys_scanned_ns = mono_ns();
+	pthread_cond_broadcast(&t->keys_cond);
+	pthread_mutex_unlock(&t->keys_lock);
+	keys_release(&fresh);
+}
+
+char *cache_tree_key_path(struct cache_tree *t, uint64_t key)
+{
+	struct deadline dl = deadline_in_ms(KEYS_WAIT_MS);
+	for (int pass = 0; pass < 2; pass++) {
+		keys_sync(t);
+		pthread_mutex_lock(&t->keys_lock);
+		char *found = do_find_key(t, key);
+		while (!found && t->keys_walking &&
+		       deadline_cond_wait(&t->keys_cond, &t->keys_lock, &dl) == 0)
+			found = do_find_key(t, key);
+		bool rescan = !found && !t->keys_walking && pass == 0 &&
+			      (!t->keys_scanned_ns || mono_ns() - t->keys_scanned_ns >=
+						      t->cfg.rescan_min_ms * 1000000ull);
+		if (rescan)
+			t->keys_walking = true;
+		pthread_mutex_unlock(&t->keys_lock);
+		if (found || !rescan)
+			return found;
+		keys_rescan(t);
+	}
+	return NULL;
+}
+
+struct cache_file *cache_tree_open_key(void *ctx, uint64_t key, uint64_t size,
+				       int64_t mtime_ns)
+{
+	struct cache_tree *t = ctx;
+	char *relpath = cache_tree_key_path(t, key);
+	if (!relpath)
+		return NULL;
+	struct cache_file *f = cache_tree_version(t, relpath, 0, NULL);
+	free(relpath);
+	if (f && (cache_file_size(f) != size || cache_file_mtime_ns(f) != mtime_ns)) {
+		cache_file_put(t->cache, f); /* the file changed since the peer saw it */
+		f = NULL;
+	}
+	return f;
+}
+
+/* ---- the manifest ---- */
+
+int cache_tree_manifest_refresh(struct cache_tree *t)
+{
+	if (!t->crc32_file)
+		return 0;
+	struct stat st;
+	bool present = cache_tree_stat(t, t->crc32_file, &st) == 0;
+	pthread_mutex_lock(&t->manifest_lock);
+	bool same = present == t->manifest_present &&
+		    (!present || (st.st_mtim.tv_sec == t->manifest_mtime.tv_sec &&
+				  st.st_mtim.tv_nsec == t->manifest_mtime.tv_nsec));
+	pthread_mutex_unlock(&t->manifest_lock);
+	if (same)
+		return 0;
+	struct cache_manifest *fresh = NULL;
+	if (present) {
+		fresh = cache_manifest_load(t->root_fd, t->crc32_file);
+		if (!fresh)
+			log_warn("%s: cannot read the manifest: %s; files are not checked against it",
+				 t->crc32_file, strerror(errno));
+		else
+			log_info("%s: %zu entries", t->crc32_file, cache_manifest_count(fresh));
+	}
+	pthread_mutex_lock(&t->manifest_lock);
+	struct cache_manifest *old = t->manifest;
+	t->manifest = fresh;
+	t->manifest_present = present;
+	if (present)
+		t->manifest_mtime = st.st_mtim;
+	pthread_mutex_unlock(&t->manifest_lock);
+	cache_manifest_free(old);
+	return 0;
+}
+
+int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f)
+{
+	int fd = cache_fdpool_find(t->pool, f);
+	if (fd >= 0)
+		return fd;
+	struct stat st;
+	fd = cache_tree_open(t, cache_file_relpath(f), CACHE_TREE_READ, &st);
+	if (fd < 0)
+		return fd;
+	if (!cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size, mtime_ns_of(&st))) {
+		close(fd);
+		return -ESTALE; /* another file at that path now */
+	}
+	if (t->cfg.random_access)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+	return cache_fdpool_add(t->pool, f, fd, 1);
+}
+
+void cache_tree_fd_put(struct cache_tree *t, int fd)
+{
+	cache_fdpool_put(t->pool, fd);
+}
+
+void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max)
+{
+	cache_fdpool_stats(t->pool, open, max);
+}
+
+/* ---- versions ---- */
+
+static bool same_identity(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       mtime_ns_of(a) == mtime_ns_of(b);
+}
+
+struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
+				      uint64_t cookie, const struct stat *expect)
+{
+	struct stat st;
+	int fd = cache_tree_open(t, relpath, CACHE_TREE_READ, &st);
+	if (fd >= 0 && expect && !same_identity(expect, &st)) {
+		close(fd);
+		fd = -ESTALE;
+	}
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	struct cache_file_info info = {
+		.relpath = relpath,
+		.fd = -1, /* the tree's pool holds the descriptor, not the version */
+		.dev = st.st_dev,
+		.ino = st.st_ino,
+		.size = (uint64_t)st.st_size,
+		.mtime_ns = mtime_ns_of(&st),
+		.cookie = cookie,
+		.key = t->cfg.file_key(relpath, (uint64_t)st.st_size, mtime_ns_of(&st)),
+	};
+	cache_chunkmap_refresh(t->cache, t->root_fd, t->crc32_file); /* crc32.chunks */
+	if (t->cfg.verify) {
+		cache_tree_manifest_refresh(t);
+		pthread_mutex_lock(&t->manifest_lock);
+		if (t->manifest)
+			info.has_crc = cache_manifest_lookup(t->manifest, relpath, &info.crc);
+		pthread_mutex_unlock(&t->manifest_lock);
+	}
+	/* With peers a node reads only the chunks it owns, scattered through the file: kernel
+	 * readahead past them would fetch bytes nobody asked for over the storage link. Alone,
+	 * fills are sequential and readahead overlaps the next one (20% faster locally). */
+	if (t->cfg.random_access)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+	bool replaced;
+	struct cache_file *f = cache_file_open(t->cache, &info, &replaced);
+	int err = errno;
+	if (f)
+		cache_fdpool_add(t->pool, f, fd, 0); /* the first fill finds it open */
+	else
+		close(fd);
+	errno = err;
+	return f;
+}
+
+/* ---- the metadata snapshot ---- */
+
+/* Installs @fresh (or records why there is none) for a refresh that served request @n. */
+static void meta_install(struct cache_tree *t, struct cache_meta *fresh, int err, uint64_t n,
+			 uint64_t ns)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct cache_meta *old = NULL;
+	if (fresh) {
+		old = t->meta;
+		t->meta = fresh;
+		t->meta_gen++;
+		if (t->meta_failing)
+			log_info("metadata: the backing tree can be listed again");
+		t->meta_failing = false;
+		log_debug("metadata: %zu entries in %.1f ms", cache_meta_count(fresh),
+			  (double)ns / 1e6);
+	} else if (!t->meta_failing) {
+		t->meta_failing = true;
+		log_warn("metadata: cannot list the backing tree '%s': %s; keeping the snapshot "
+			 "taken before", t->path, strerror(-err));
+	}
+	t->meta_err = err;
+	if (n > t->meta_served)
+		t->meta_served = n;
+	pthread_cond_broadcast(&t->meta_done);
+	pthread_mutex_unlock(&t->meta_lock);
+	cache_meta_put(old);
+}
+
+static int meta_take(struct cache_tree *t, uint64_t n)
+{
+	uint64_t t0 = mono_ns();
+	struct cache_meta *fresh = cache_meta_build(t, t->cfg.depth_max);
+	int err = fresh ? 0 : -errno;
+	meta_install(t, fresh, err, n, mono_ns() - t0);
+	return err;
+}
+
+int cache_tree_meta_load(struct cache_tree *t)
+{
+	return meta_take(t, 0);
+}
+
+static void *meta_main(void *arg)
+{
+	struct cache_tree *t = arg;
+	pthread_mutex_lock(&t->meta_lock);
+	while (!t->meta_stop) {
+		struct deadline dl = deadline_in_ms(t->meta_ttl_ms);
+		while (!t->meta_stop && t->meta_asked == t->meta_served &&
+		       deadline_cond_wait(&t->meta_wake, &t->meta_lock, &dl) == 0)
+			;
+		if (t->meta_stop)
+			break;
+		uint64_t n = t->meta_asked;
+		pthread_mutex_unlock(&t->meta_lock);
+		meta_take(t, n);
+		pthread_mutex_lock(&t->meta_lock);
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+	return NULL;
+}
+
+int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	int rc = 0;
+	if (!t->meta_running) {
+		t->meta_ttl_ms = ttl_ms ? ttl_ms : 300000;
+		rc = pthread_create(&t->meta_thread, NULL, meta_main, t);
+		t->meta_running = rc == 0;
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+	return -rc;
+}
+
+/* The current snapshot (a reference, or NULL), its generation and whether the thread runs. */
+static struct cache_meta *meta_get_gen(struct cache_tree *t, uint64_t *gen, bool *running)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct cache_meta *m = t->meta;
+	if (m)
+		cache_meta_get(m);
+	if (gen)
+		*gen = t->meta_gen;
+	if (running)
+		*running = t->meta_running;
+	pthread_mutex_unlock(&t->meta_lock);
+	return m;
+}
+
+struct cache_meta *cache_tree_meta(struct cache_tree *t)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct cache_meta *m = t->meta;
+	if (m)
+		cache_meta_get(m);
+	pthread_mutex_unlock(&t->meta_lock);
+	return m;
+}
+
+int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
+{
+	struct deadline dl = deadline_in_ms(wait_ms);
+	pthread_mutex_lock(&t->meta_lock);
+	if (!t->meta_running) {
+		pthread_mutex_unlock(&t->meta_lock);
+		return -ESRCH;
+	}
+	uint64_t want = ++t->meta_asked;
+	pthread_cond_signal(&t->meta_wake);
+	while (t->meta_served < want &&
+	       deadline_cond_wait(&t->meta_done, &t->meta_lock, &dl) == 0)
+		;
+	int rc = t->meta_served >= want ? t->meta_err : -ETIMEDOUT;
+	pthread_mutex_unlock(&t->meta_lock);
+	return rc;
+}
+
+static void meta_stop(struct cache_tree *t)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	bool running = t->meta_running;
+	t->meta_stop = true;
+	pthread_cond_signal(&t->meta_wake);
+	pthread_mutex_unlock(&t->meta_lock);
+	if (running)
+		pthread_join(t->meta_thread, NULL);
+	cache_meta_put(t->meta);
+	t->meta = NULL;
+}
+
+/* ---- life ---- */
+
+static unsigned default_max_open(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 256;
+	rlim_t n = rl.rlim_cur / 8;
+	return n < 4 ? 4 : n > 256 ? 256 : (unsigned)n;
+}
+
+struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct cache *c,
+				  char *err, size_t errlen)
+{
+	struct cache_tree *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->cfg = *cfg;
+	t->cache = c;
+	t->root_fd = -1;
+	if (!t->cfg.max_open)
+		t->cfg.max_open = default_max_open();
+	if (!t->cfg.rescan_min_ms)
+		t->cfg.rescan_min_ms = 1000;
+	if (!t->cfg.depth_max)
+		t->cfg.depth_max = CACHE_TREE_MAX_DEPTH;
+	t->path = strdup(cfg->path);
+	t->crc32_file = cfg->crc32_file && *cfg->crc32_file ? strdup(cfg->crc32_file) : NULL;
+	t->pool = cache_fdpool_new(t->cfg.max_open);
+	if (!t->path || !t->pool || (cfg->crc32_file && *cfg->crc32_file && !t->crc32_file)) {
+		snprintf(err, errlen, "out of memory");
+		goto out_free;
+	}
+	t->cfg.path = t->path;
+	t->cfg.crc32_file = t->crc32_file;
+	t->root_fd = open(t->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (t->root_fd < 0) {
+		snprintf(err, errlen, "backing '%s': %s; set backing to the model directory",
+			 t->path, strerror(errno));
+		goto out_free;
+	}
+	pthread_mutex_init(&t->keys_lock, NULL);
+	pthread_mutex_init(&t->manifest_lock, NULL);
+	pthread_mutex_init(&t->meta_lock, NULL);
+	deadline_cond_init(&t->keys_cond);
+	deadline_cond_init(&t->meta_wake);
+	deadline_cond_init(&t->meta_done);
+	if (t->cfg.verify)
+		cache_tree_manifest_refresh(t);
+	return t;
+
+out_free:
+	cache_fdpool_free(t->pool);
+	free(t->crc32_file);
+	free(t->path);
+	free(t);
+	return NULL;
+}
+
+void cache_tree_free(struct cache_tree *t)
+{
+	if (!t)
+		return;
+	meta_stop(t);
+	keys_release(&t->keys);
+	cache_manifest_free(t->manifest);
+	close(t->root_fd);
+	pthread_mutex_destroy(&t->keys_lock);
+	pthread_mutex_destroy(&t->manifest_lock);
+	pthread_cond_destroy(&t->keys_cond);
+	pthread_mutex_destroy(&t->meta_lock);
+	pthread_cond_destroy(&t->meta_wake);
+	pthread_cond_destroy(&t->meta_done);
+	cache_fdpool_free(t->pool);
+	free(t->crc32_file);
+	free(t->path);
+	free(t);
+}

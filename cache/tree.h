@@ -1,0 +1,169 @@
+/*
+ * The backing tree: the one owner of everything mows does beneath the backing directory.
+ *
+ *   - the root descriptor (O_PATH, opened before a mount can hide the directory);
+ *   - one confined open: every path is resolved beneath the root (openat2 RESOLVE_BENEATH,
+ *     no magic links, the last component never followed) and first opened O_PATH, so a FIFO,
+ *     socket or device is recognised by fstat() and refused before anything could block on
+ *     it; a regular file is then re-opened for reading through that very inode;
+ *   - one directory walk, iterative: an explicit stack of relpaths, one directory descriptor
+ *     open at a time, depth capped at CACHE_TREE_MAX_DEPTH (what it skips is logged);
+ *   - the file-key index (key -> relpath) for peers, a hash table built from the metadata
+ *     snapshot (or, without the metadata thread, by a walk);
+ *   - the manifest (crc32_file) and the opening of cache versions (cache_file) with it;
+ *   - a bounded pool of read descriptors for fills (cache/fdpool.h; used by the backing fill
+ *     source, cache/backing.h), so that descriptors never grow with the number of files;
+ *   - the metadata snapshot (cache/meta.h) and the thread that takes it again.
+ *
+ * No layer above needs to reach into the backing directory itself: fs/ (FUSE ops, mowsctl)
+ * and net/ (through struct peer_host_ops) call this module.
+ *
+ * Threads: every function may be called from any thread unless it says otherwise. Locks:
+ * tree->keys_lock, tree->manifest_lock, tree->meta_lock and the descriptor pool's lock
+ * (cache/fdpool.h) are leaves below the cache's lock, in no order with each other: none is
+ * held while another is taken, nor across I/O, nor across a call into the cache.
+ */
+#ifndef MOWS_CACHE_TREE_H
+#define MOWS_CACHE_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "cache/cache.h"
+
+struct cache_tree;
+
+/* A walk goes no deeper than this many directories below where it starts. */
+#define CACHE_TREE_MAX_DEPTH 256
+
+struct cache_tree_config {
+	const char *path;          /* the backing directory (absolute) */
+	const char *crc32_file;    /* manifest relpath; NULL or "" for none */
+	bool verify;               /* look expected CRCs up in the manifest */
+	bool random_access;        /* POSIX_FADV_RANDOM on backing files (nodes with peers) */
+	/* Identity every node derives alike (proto_file_key in net/proto.h). */
+	uint64_t (*file_key)(const char *relpath, uint64_t size, int64_t mtime_ns);
+	unsigned max_open;         /* pooled read descriptors; 0 = RLIMIT_NOFILE / 8, 4..256 */
+	unsigned rescan_min_ms;    /* a key miss walks again at most this often; 0 = 1000 */
+	unsigned depth_max;        /* 0 = CACHE_TREE_MAX_DEPTH */
+};
+
+/*
+ * Opens @cfg->path and loads the manifest. @c (which must outlive the tree) receives the
+ * versions. Returns NULL with a message naming the path and the fix in @err.
+ */
+struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct cache *c,
+				  char *err, size_t errlen);
+
+/* Closes every descriptor and frees the tree. Call after every user has stopped. */
+void cache_tree_free(struct cache_tree *t);
+
+/* The root's O_PATH descriptor (owned by the tree). */
+int cache_tree_root_fd(const struct cache_tree *t);
+
+/* The cache the tree opens versions in. */
+struct cache *cache_tree_cache(const struct cache_tree *t);
+
+enum cache_tree_open_mode {
+	CACHE_TREE_PATH,   /* O_PATH of anything (a symlink itself, not its target) */
+	CACHE_TREE_READ,   /* O_RDONLY of a regular file; anything else: -EINVAL */
+	CACHE_TREE_DIR,    /* O_RDONLY | O_DIRECTORY of a directory; else -ENOTDIR */
+};
+
+/*
+ * The one confined open: @relpath ("" = the root) beneath the root, never blocking on a
+ * non-regular file. Fills *@st (may be NULL) from fstat of what was opened. Returns a new
+ * descriptor (the caller closes it) or -errno. Descriptor exhaustion is logged (see
+ * cache_tree_note_nofile).
+ */
+int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
+		    struct stat *st);
+
+/* lstat() of @relpath beneath the root (a confined open and fstat). 0 or -errno. */
+int cache_tree_stat(struct cache_tree *t, const char *relpath, struct stat *st);
+
+/* readlink() of the symlink @relpath beneath the root into @buf (NUL-terminated). */
+ssize_t cache_tree_readlink(struct cache_tree *t, const char *relpath, char *buf, size_t len);
+
+/* "a FIFO", "a socket", "a character device", ... for messages about what was skipped. */
+const char *cache_tree_kind(mode_t mode);
+
+/*
+ * Logs once a minute at most that a descriptor could not be opened because of @err
+ * (EMFILE or ENFILE; anything else is ignored), naming the limit and how to raise it. @what
+ * says what was being opened. Safe from any thread; usable by every part of the daemon.
+ */
+void cache_tree_note_nofile(int err, const char *what);
+
+typedef int (*cache_tree_fn)(void *arg, const char *relpath, const struct stat *st);
+
+/*
+ * Calls @fn for every regular file beneath @relpath ("" = the root), never following a
+ * link, or for @relpath itself when it is a regular file. Directories deeper than depth_max,
+ * paths too long to open and entries that are neither files nor directories are skipped
+ * (logged: what, and why). Holds at most one directory descriptor open at any time, and none
+ * while @fn runs. Stops at and returns the first nonzero value of @fn; -EINVAL when @relpath
+ * is neither a regular file nor a directory; -errno when it cannot be opened.
+ */
+int cache_tree_walk(struct cache_tree *t, const char *relpath, cache_tree_fn fn, void *arg);
+
+/*
+ * Returns a referenced cache version of the regular file @relpath (NULL with errno set:
+ * EINVAL when it is not a regular file). With @expect, the file must still have its device,
+ * inode, size and mtime, else ESTALE. @cookie goes to cache events (0: none).
+ */
+struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
+				      uint64_t cookie, const struct stat *expect);
+
+/* Reloads the manifest when its mtime changed. 0 or -errno. */
+int cache_tree_manifest_refresh(struct cache_tree *t);
+
+/*
+ * The relpath of the regular file whose key is @key, as a new string (the caller frees it),
+ * or NULL. The index follows the metadata snapshot. A miss asks for a new snapshot (or,
+ * without the metadata thread, walks the tree) at most once per rescan_min_ms; a miss while
+ * that is underway waits for it (10 s at most), so a burst of requests for a new file does
+ * not answer "not here" before the listing that would find it has ended.
+ */
+char *cache_tree_key_path(struct cache_tree *t, uint64_t key);
+
+/*
+ * Peer host op (struct peer_host_ops.open_key, ctx = the tree): a referenced version of the
+ * backing file with this key, size and mtime, found by key (never by a path a peer names),
+ * or NULL.
+ */
+struct cache_file *cache_tree_open_key(void *ctx, uint64_t key, uint64_t size,
+				       int64_t mtime_ns);
+
+/*
+ * A read descriptor of version @f from the pool (re-opened by relpath when the pool had
+ * dropped it, checked to be the same file). Returns the descriptor or -errno (-ESTALE when
+ * the file at that path is no longer this version); put it back with cache_tree_fd_put().
+ */
+int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f);
+void cache_tree_fd_put(struct cache_tree *t, int fd);
+
+/*
+ * The metadata snapshot (cache/meta.h). cache_tree_meta_load() takes one now (at mount,
+ * before the FUSE session): 0 or -errno when the root cannot be listed. After that
+ * cache_tree_meta_start() runs the metadata thread, which takes a new one every @ttl_ms and
+ * when asked; a refresh that fails keeps the snapshot (logged once until one succeeds).
+ */
+int cache_tree_meta_load(struct cache_tree *t);
+int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms);
+
+/* The current snapshot with a reference (drop it with cache_meta_put()), or NULL if none. */
+struct cache_meta *cache_tree_meta(struct cache_tree *t);
+
+/*
+ * Asks the metadata thread for a new snapshot and waits up to @wait_ms for it. Returns 0,
+ * -ETIMEDOUT, -ESRCH when the thread does not run, or the failed walk's -errno.
+ */
+int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms);
+
+/* Numbers for tests and status: descriptors pooled now, and the pool's size. */
+void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);
+
+#endif
