@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include "cache/backing.h"
+#include "cache/meta.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "fs/metrics.h"
 #include "fs/mows.h"
-#include "net/auth.h"
 #include "fs/notify.h"
+#include "net/auth.h"
 #include "net/peer.h"
 #include "net/proto.h"
 
@@ -343,6 +345,39 @@ static int check_config(const struct mows *m)
 	return 0;
 }
 
+/*
+ * Peer host op: the model's regular files from the metadata snapshot, for balanced
+ * ownership (net/owners.h). The generation is a hash of the file keys, so it changes
+ * exactly when a file appears, goes or changes (a key covers path, size and mtime).
+ */
+static int list_model_files(void *ctx, struct place_file **files, size_t *n, uint64_t *gen)
+{
+	struct cache_meta *snap = cache_tree_meta(ctx);
+	if (!snap)
+		return -ENOENT;
+	size_t count = cache_meta_count(snap), k = 0;
+	struct place_file *v = malloc((count ? count : 1) * sizeof(*v));
+	uint64_t g = 0;
+	for (uint64_t i = 0; v && i < count; i++) {
+		const struct stat *st = cache_meta_stat(snap, i);
+		char *rel = S_ISREG(st->st_mode) ? cache_meta_relpath(snap, i) : NULL;
+		if (!rel)
+			continue;
+		v[k] = (struct place_file){ .size = (uint64_t)st->st_size,
+					   .key = proto_file_key(rel, (uint64_t)st->st_size,
+								 mows_mtime_ns(st)) };
+		g += fmix64(v[k++].key); /* order-independent */
+		free(rel);
+	}
+	cache_meta_put(snap);
+	if (!v)
+		return -ENOMEM;
+	*files = v;
+	*n = k;
+	*gen = g;
+	return 0;
+}
+
 /* Everything that can fail for a reason the user should fix, before mounting. */
 static int prepare(struct mows *m)
 {
@@ -363,7 +398,8 @@ static int prepare(struct mows *m)
 	if (!m->tree)
 		return fail(err);
 	if (m->cfg.listen[0]) {
-		struct peer_host_ops host = { .open_key = cache_tree_open_key, .ctx = m->tree };
+		struct peer_host_ops host = { .open_key = cache_tree_open_key,
+					      .list_files = list_model_files, .ctx = m->tree };
 		m->peers = peers_new(&m->cfg, m->cache, &host, err, sizeof(err));
 		if (!m->peers)
 			return fail(err);
