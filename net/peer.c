@@ -183,6 +183,13 @@ static struct link *link_open(struct peers *p, struct member *m, struct proto_he
 	return l;
 }
 
+struct link *peers_link_open(struct peers *p, struct member *m, const struct deadline *dl,
+			     int *rc)
+{
+	struct proto_hello them;
+	return link_open(p, m, &them, dl, rc);
+}
+
 /* A new connection to @m, RDMA when both ends can. */
 static int conn_open(struct peers *p, struct member *m, const struct deadline *dl,
 		     struct pconn *out)
@@ -288,8 +295,10 @@ static void charge_bad_crc(struct peers *p, struct member *m, uint32_t got, uint
 	pthread_mutex_lock(&p->lock);
 	m->bad_crc++;
 	bool quarantine = m->bad_crc % PEER_BAD_LIMIT == 0;
-	if (quarantine)
+	if (quarantine) {
 		m->quarantine_until_ns = mono_ns() + ms_ns(PEER_QUARANTINE_MS);
+		p->quarantines++;
+	}
 	pthread_mutex_unlock(&p->lock);
 	log_warn("peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
 		 m->node_id, m->addr, sent, got,
@@ -451,6 +460,18 @@ static unsigned live_members(struct peers *p, struct member ***ms, uint64_t **ha
 	p->nfetching++;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+unsigned peers_live(struct peers *p, struct member ***ms, uint64_t **hashes)
+{
+	return live_members(p, ms, hashes);
+}
+
+static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n);
+
+void peers_live_put(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
+{
+	put_members(p, ms, hashes, n ? n - 1 : 0);
 }
 
 static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
@@ -1133,13 +1154,19 @@ int peers_start(struct peers *p)
 	int rc = rdma_start(p);
 	if (rc)
 		return rc;
-	rc = serve_start(p);
+	rc = pf_start(p);
 	if (rc)
 		return rc;
+	rc = serve_start(p);
+	if (rc) {
+		pf_stop(p);
+		return rc;
+	}
 	rc = pthread_create(&p->heartbeat, NULL, heartbeat_main, p);
 	if (rc) {
 		signal_stop(p);
 		serve_stop(p);
+		pf_stop(p);
 		return -rc;
 	}
 	p->started = true;
@@ -1155,6 +1182,7 @@ void peers_free(struct peers *p)
 	if (p->started) {
 		pthread_join(p->heartbeat, NULL); /* says LEAVE on its way out */
 		serve_stop(p);
+		pf_stop(p); /* no serving thread asks it any more */
 	}
 	/* Fill threads inside peers_source end by their deadlines; they use what we free. */
 	pthread_mutex_lock(&p->lock);
@@ -1229,6 +1257,7 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->refused_unauth = p->refused_unauth;
 	s->refused_auth = p->refused_auth;
 	s->accept_errors = p->accept_errors;
+	s->quarantines = p->quarantines;
 	pthread_mutex_unlock(&p->lock);
 	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {
