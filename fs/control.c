@@ -598,10 +598,11 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		"\"member_digest\":\"%016" PRIx64 "\",\"ownership_digest\":\"%016" PRIx64
 		"\",\"ownership_members\":%u,\"entries_added\":%" PRIu64
 		",\"entries_reclaimed\":%" PRIu64 ",\"refused_unauthenticated\":%" PRIu64
-		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64 ",",
+		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64
+		",\"quarantines\":%" PRIu64 ",",
 		s->members, s->digest, s->ownership_digest, s->ownership_members,
 		s->entries_added, s->entries_reclaimed, s->refused_unauth,
-		s->refused_auth, s->accept_errors);
+		s->refused_auth, s->accept_errors, s->quarantines);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
 	for (unsigned i = 0; i < s->n; i++) {

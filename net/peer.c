@@ -77,7 +77,8 @@ static void mark_down(struct peers *p, struct member *m, const char *why)
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (was_up)
-		log_warn("peer %s (%s) is down: %s", m->node_id, m->addr, why);
+		log_peer_msg(LOG_WARNING, m->node_id, "peer %s (%s) is down: %s", m->node_id,
+			     m->addr, why);
 	close_conns(conns, n);
 }
 
@@ -100,7 +101,7 @@ void peers_member_left(struct peers *p, const char *node_id)
 	pthread_mutex_unlock(&p->lock);
 	close_conns(conns, n);
 	if (found)
-		log_info("peer %s left; dropped it from placement", node_id);
+		log_peer_msg(LOG_INFO, node_id, "peer %s left; dropped it from placement", node_id);
 }
 
 struct member *peers_inbound(struct peers *p, const char *node_id, const struct sockaddr *sa,
@@ -300,9 +301,10 @@ static void charge_bad_crc(struct peers *p, struct member *m, uint32_t got, uint
 		p->quarantines++;
 	}
 	pthread_mutex_unlock(&p->lock);
-	log_warn("peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
-		 m->node_id, m->addr, sent, got,
-		 quarantine ? "; quarantining the peer for 60 s" : "");
+	log_peer_msg(LOG_WARNING, m->node_id,
+		     "peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
+		     m->node_id, m->addr, sent, got,
+		     quarantine ? "; quarantining the peer for 60 s" : "");
 }
 
 static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
@@ -579,8 +581,9 @@ static void peers_charge(void *ctx, uint32_t origin, struct cache_file *f, uint6
 	pthread_mutex_unlock(&p->lock);
 	if (!m)
 		return; /* reclaimed since: nobody left to charge */
-	log_warn("peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it",
-		 chunk, cache_file_relpath(f), m->node_id);
+	log_peer_msg(LOG_WARNING, m->node_id,
+		     "peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it", chunk,
+		     cache_file_relpath(f), m->node_id);
 	charge_bad_crc(p, m, good, sent);
 	pthread_mutex_lock(&p->lock);
 	member_put(m);
@@ -709,7 +712,7 @@ static void mark_up(struct peers *p, struct member *m)
 	m->gone_since_ns = 0;
 	pthread_mutex_unlock(&p->lock);
 	if (!was_up)
-		log_info("peer %s (%s) is up", m->node_id, m->addr);
+		log_peer_msg(LOG_INFO, m->node_id, "peer %s (%s) is up", m->node_id, m->addr);
 }
 
 /* A link to @m answered our handshake as @them: learn who it is. Returns 0 or -EALREADY
@@ -767,8 +770,8 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 		close_conns(conns, n);
 	}
 	if (rc == -EACCES)
-		log_warn("peer %s refused our authentication or failed its own; check that both "
-			 "use the same secret_file", m->addr);
+		log_peer_msg(LOG_WARNING, m->addr, "peer %s refused our authentication or failed "
+			     "its own; check that both use the same secret_file", m->addr);
 	pthread_mutex_lock(&p->lock);
 	m->probe_fails++;
 	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
