@@ -54,6 +54,8 @@ v=$(metric "$mb" 'mows_read_bytes_total{source="peer"}')
 [ "$v" != none ] && [ "$v" -gt 0 ] || fail "b: mows_read_bytes_total{source=\"peer\"} is '$v' after reading chunks a owns"
 assert_eq 0 "$(metric "$mb" 'mows_peers{state="down"}')" "b: peers down"
 assert_eq 0 "$(metric "$mb" 'mows_crc_mismatches_total{source="peer"}')" "b: bad chunks from the peer"
+pj quar_b "$SCRATCH/pb.json" 'j["quarantines"]'
+assert_eq "$quar_b" "$(metric "$mb" mows_peer_quarantines_total)" "b: quarantines (t_peer_quarantine makes some)"
 note "b took $in_b bytes from a ($filled_b filled from the peer), a sent $out_a"
 
 for p in "$ma" "$mb"; do
