@@ -49,6 +49,9 @@ struct slot {
 	bool serving;             /* an owner fill for a peer: remote sources only probe holders */
 	bool has_expect;          /* the fill must give this CRC (sidecar or verified file) */
 	uint32_t expect;
+	bool started;             /* a thread runs its fill: fill_dl is set */
+	bool overdue_told;        /* its waiters were failed at fill_dl, and that was logged */
+	struct deadline fill_dl;  /* its fill's deadline, shared by every waiter */
 	bool indexed;             /* findable in the hash; cleared when dropped */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
@@ -394,6 +397,7 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->err = 0;
 	s->local_only = f->local_only;
 	s->serving = false;
+	s->started = s->overdue_told = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 }
@@ -404,6 +408,38 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	do_begin_fill(c, i, f, chunk);
 	do_list_push(c, &c->queue[prio], i);
 	pthread_cond_signal(&c->work_cond);
+}
+
+static bool deadline_before(const struct deadline *a, const struct deadline *b)
+{
+	return a->at.tv_sec < b->at.tv_sec ||
+	       (a->at.tv_sec == b->at.tv_sec && a->at.tv_nsec < b->at.tv_nsec);
+}
+
+/*
+ * How long a waiter for slot @s waits: until its own deadline @dl, or the deadline of the
+ * fill once a thread runs it, whichever comes first. A fill stuck in a source so fails all
+ * its waiters at once, at one deadline, and a request that comes after that deadline (a
+ * kernel retrying the page, another reader) fails at once until the source returns; the
+ * next request after that starts a new fill.
+ */
+static struct deadline do_wait_deadline(const struct slot *s, const struct deadline *dl)
+{
+	return s->started && deadline_before(&s->fill_dl, dl) ? s->fill_dl : *dl;
+}
+
+static void do_wait_failed(struct slot *s)
+{
+	if (!s->started) {
+		log_warn("cache: chunk %" PRIu64 " of %s waited in the fill queue for "
+			 "fill_timeout", s->chunk, s->file->relpath);
+		return;
+	}
+	if (s->overdue_told)
+		return;
+	s->overdue_told = true;
+	log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout; its readers get "
+		 "EIO until the source returns", s->chunk, s->file->relpath);
 }
 
 /*
@@ -446,10 +482,11 @@ static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chun
 		do_list_del(c, i);
 	s->pins++;
 	while (s->state == SLOT_FILLING) {
-		if (deadline_cond_wait(&c->fill_cond, &c->lock, dl) == -ETIMEDOUT &&
+		struct deadline w = do_wait_deadline(s, dl);
+		if ((deadline_passed(&w) ||
+		     deadline_cond_wait(&c->fill_cond, &c->lock, &w) == -ETIMEDOUT) &&
 		    s->state == SLOT_FILLING) {
-			log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout",
-				 chunk, f->relpath);
+			do_wait_failed(s);
 			do_unpin(c, i);
 			return -EIO;
 		}
@@ -679,7 +716,7 @@ static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
  */
 static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsigned *used)
 {
-	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
+	struct deadline dl = s->fill_dl;
 	int rc = -EIO;
 	for (unsigned k = 0; k < c->nsources; k++) {
 		const struct cache_source_ops *ops = c->sources[k].ops;
@@ -768,6 +805,8 @@ static void do_run_fill(struct cache *c, int32_t i)
 		do_set_expect(s->file, s);
 	else
 		s->has_expect = false;
+	s->fill_dl = deadline_in_ms(c->fill_timeout_ms);
+	s->started = true;
 	pthread_mutex_unlock(&c->lock);
 
 	unsigned src = 0;
