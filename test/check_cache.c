@@ -82,7 +82,8 @@ struct fake {
 	atomic_int nblocked;
 	atomic_uint sleep_us;
 	atomic_uint invalidates;
-	atomic_uint remote_calls;
+	atomic_uint remote_calls;                  /* fetches that may ask a node to fill */
+	atomic_uint remote_probes;                 /* probe_only fetches (an owner fill) */
 	atomic_bool remote_ok;
 	atomic_ullong last_cookie;
 	atomic_bool rcorrupt[MAX_FILES][MAX_CHUNKS]; /* the peer flips a bit in this chunk */
@@ -211,6 +212,10 @@ static const struct cache_source_ops fake_ops = {
 static int remote_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 			const struct deadline *dl, struct cache_fetch *out)
 {
+	if (out->probe_only) { /* ask nodes that hold it: none here */
+		atomic_fetch_add(&fk.remote_probes, 1);
+		return -ENOENT;
+	}
 	atomic_fetch_add(&fk.remote_calls, 1);
 	if (!atomic_load(&fk.remote_ok))
 		return -EHOSTUNREACH;
@@ -1196,6 +1201,73 @@ START_TEST(test_fill_deadline)
 END_TEST
 
 /*
+ * A fill stuck in its source fails every waiter at the fill's own deadline, not each at a
+ * deadline of its own; a request after that deadline (the kernel retrying the page) fails
+ * at once while the source is still stuck, and starts no second fill.
+ */
+START_TEST(test_fill_deadline_shared)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 400 });
+	int a = fake_add("d", 1, 4 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct bg_read r1, r2;
+
+	atomic_store(&fk.block[a][1], true);
+	bg_start(&r1, c, f, a, CHUNK + 10, 20);
+	ck_assert(wait_blocked(1, 2000));
+	usleep(250 * 1000);
+	bg_start(&r2, c, f, a, CHUNK + 100, 20);
+	pthread_join(r1.t, NULL);
+	pthread_join(r2.t, NULL);
+	ck_assert_msg(r1.rc == -EIO && r1.ms >= 350 && r1.ms < 1000,
+		      "first reader: %zd after %lld ms", r1.rc, (long long)r1.ms);
+	ck_assert_msg(r2.rc == -EIO && r2.ms < 300,
+		      "a reader that came 250 ms into a 400 ms fill waited %lld ms (%zd): its own "
+		      "deadline, not the fill's", (long long)r2.ms, r2.rc);
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, f, a, CHUNK, 5), -EIO);
+	int64_t ms = ms_since(t0);
+	ck_assert_msg(ms < 100, "a request after the stuck fill's deadline waited %lld ms",
+		      (long long)ms);
+	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 1);
+
+	fake_release(a, 1);
+	ck_assert(wait_uint(&fk.done[a][1], 1, 2000));
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 10, 20), 20);
+	ck_assert_uint_le(ld(&fk.fetches[a][1]), 2);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* verify = strict with a stuck chunk: the first read fails at fill_timeout, a retry at once. */
+START_TEST(test_verify_strict_stuck)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_STRICT, .timeout_ms = 400 });
+	int b = fake_add("good", 2, 4 * CHUNK + 3, 1);
+	struct cache_file *fb = open_ver(c, b, true, file_crc(b), 2, NULL);
+
+	atomic_store(&fk.block[b][2], true);
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), -EIO);
+	int64_t ms = ms_since(t0);
+	ck_assert_msg(ms >= 350 && ms < 1000, "first strict read failed after %lld ms",
+		      (long long)ms);
+	t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), -EIO);
+	ms = ms_since(t0);
+	ck_assert_msg(ms < 100, "a strict read retried while the chunk is stuck waited %lld ms",
+		      (long long)ms);
+	fake_release(b, 2);
+	ck_assert(wait_uint(&fk.done[b][2], 1, 2000));
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), 10);
+	ck_assert_int_eq(state_of(c, fb), CACHE_FILE_VERIFIED);
+	cache_file_put(c, fb);
+	cache_free(c);
+}
+END_TEST
+
+/*
  * A fill whose waiter gave up (deadline) after its chunk was dropped (evicted, or the file
  * replaced) is still running in a fill thread: its slot must not be freed or handed out
  * until that fill returns.
@@ -1664,10 +1736,12 @@ START_TEST(test_sources_and_serve)
 	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), -ENOENT);
 	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 0);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 4, true, &dl, &span, &crc), -EINVAL);
-	/* A fill for a peer never asks a peer, even one that would answer. */
+	/* A fill for a peer never asks a peer to fill, even one that would answer: it only
+	 * probes holders (cache_fetch.probe_only). */
 	atomic_store(&fk.remote_ok, true);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 3, true, &dl, &span, &crc), 0);
 	ck_assert_uint_eq(ld(&fk.remote_calls), 1);
+	ck_assert_uint_eq(ld(&fk.remote_probes), 1);
 	ck_assert_uint_eq(span.len, 5);
 	ck_assert_int_eq(spans_check(a, 3 * CHUNK, 5, &span, 1, why, sizeof(why)), 0);
 	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
@@ -1939,6 +2013,7 @@ static Suite *cache_suite(void)
 		{ "fill_error_not_cached", test_fill_error_not_cached },
 		{ "fill_stale", test_fill_stale },
 		{ "fill_deadline", test_fill_deadline },
+		{ "fill_deadline_shared", test_fill_deadline_shared },
 		{ "abandoned_fill_after_evict", test_abandoned_fill_after_evict },
 		{ "abandoned_fill_after_replace", test_abandoned_fill_after_replace },
 		{ "abandoned_fill_slot_reuse", test_abandoned_fill_slot_reuse },
@@ -1949,6 +2024,7 @@ static Suite *cache_suite(void)
 		{ "verify_chunk_refill_differs", test_verify_chunk_refill_differs },
 		{ "verify_strict", test_verify_strict },
 		{ "verify_strict_concurrent", test_verify_strict_concurrent },
+		{ "verify_strict_stuck", test_verify_strict_stuck },
 		{ "prefetch", test_prefetch },
 		{ "readahead", test_readahead },
 		{ "foreach_current_only", test_foreach_current_only },
