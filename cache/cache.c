@@ -1224,6 +1224,40 @@ static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint
 }
 
 /*
+ * Whether the whole-file check of @f is at most the fills in flight away (verify = file):
+ * every chunk whose CRC is still unknown is being filled. A read then waits for the check
+ * before it hands out any bytes, since it costs no more than those fills: so a reader
+ * whose kernel asks for the file a window at a time (mmap's read-around) while our own
+ * readahead already fills the rest is not handed a chunk the check is about to prove wrong.
+ * Only a file whose rest is not yet asked for is served unchecked (issue 8: file never
+ * lets a reader reach EOF unwarned; strict never serves an unchecked byte).
+ */
+static bool do_check_soon(struct cache *c, struct cache_file *f)
+{
+	uint64_t unknown = f->nchunks - f->ncrc_known;
+	if (c->verify != VERIFY_FILE || !f->has_crc || f->want || unknown == 0 ||
+	    unknown > 2ull * c->fill_threads + c->readahead_chunks + 1 || f->state != CACHE_FILE_OK)
+		return false;
+	for (uint64_t k = 0; k < f->nchunks; k++) {
+		if (f->crc_known[k])
+			continue;
+		int32_t i = do_lookup(c, f, k);
+		if (i == NIL || c->slots[i].state != SLOT_FILLING || c->slots[i].gen != f->gen)
+			return false;
+	}
+	return true;
+}
+
+/* Waits for a check that do_check_soon() saw coming: -EIO when the file is bad, else 0. */
+static int wait_check(struct cache *c, struct cache_file *f)
+{
+	uint32_t crc;
+	int rc = cache_file_verify(c, f, &crc);
+	/* A fill that failed fails the reads of its own chunk, not of this one. */
+	return rc == -EBADMSG ? -EIO : 0;
+}
+
+/*
  * After a refill that matched: a read may have handed out a chunk that the refill proved
  * wrong (a peer's, or a storage read that did not repeat). Its reader must not reach EOF unwarned, and the kernel retries a failed
  * readahead with a read of its own: so every read past offset 0 fails until a read at offset
@@ -1277,16 +1311,19 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	bool bad = f->state == CACHE_FILE_BAD;
 	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
 	bool gate = !bad && !check && do_claim(c, f, first, last);
+	/* A version that mismatched once serves nothing of its refill before it is checked. */
+	gate = gate || (!bad && !check && f->state == CACHE_FILE_RETRYING);
+	bool soon = !bad && !check && !gate && do_check_soon(c, f);
 	bool wrong_pending = f->served_wrong;
 	pthread_mutex_unlock(&c->lock);
 	if (bad)
 		return -EIO;
-	if (check || gate) {
-		int rc = strict_check(c, f);
+	if (check || gate || soon) {
+		int rc = soon ? wait_check(c, f) : strict_check(c, f);
 		if (rc)
 			return rc;
 	}
-	if ((gate || wrong_pending) && took_wrong(c, f, off))
+	if ((gate || soon || wrong_pending) && took_wrong(c, f, off))
 		return -EIO;
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	unsigned n = 0;

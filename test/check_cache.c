@@ -1461,6 +1461,62 @@ START_TEST(test_verify_file_good)
 }
 END_TEST
 
+/*
+ * verify = file: once our readahead fills every chunk not yet checked, a read of a chunk
+ * that is ready waits for the whole-file check instead of handing out bytes the check is
+ * about to prove wrong (a kernel asking for the file a window at a time, mmap).
+ */
+START_TEST(test_verify_file_check_soon)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE, .readahead = 4 });
+	int a = fake_add("soon", 1, 3 * CHUNK + 100, 1);
+	struct cache_file *f = open_ver(c, a, true, file_crc(a) ^ 1, 0x500, NULL);
+	struct cache_span spans[MAX_SPANS];
+	unsigned n;
+	struct bg_read r;
+
+	atomic_store(&fk.block[a][3], true);
+	ck_assert_int_eq(cache_read(c, f, 0, 100, true, spans, MAX_SPANS, &n), 100);
+	cache_read_done(c, spans, n);
+	ck_assert(wait_uint(&fk.done[a][2], 1, 2000));
+	ck_assert(wait_blocked(1, 2000));
+	bg_start(&r, c, f, a, CHUNK + 10, 100); /* chunk 1 is ready, chunk 3 still filling */
+	usleep(150 * 1000);
+	fake_release(a, 3);
+	pthread_join(r.t, NULL);
+	ck_assert_msg(r.rc == -EIO, "a read of a ready chunk while the rest of a bad file was "
+		      "filling returned %zd after %lld ms, not EIO after the check", r.rc,
+		      (long long)r.ms);
+	ck_assert_msg(r.ms >= 100, "it did not wait for the check (%lld ms)", (long long)r.ms);
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_BAD);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* A version that mismatched once (RETRYING) hands out none of its refill unchecked. */
+START_TEST(test_verify_file_retrying_gated)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
+	int a = fake_add("retry", 1, 3 * CHUNK + 100, 1);
+	struct cache_file *f = open_ver(c, a, true, file_crc(a), 0x501, NULL);
+	struct cache_span spans[MAX_SPANS];
+	unsigned n;
+
+	atomic_store(&fk.corrupt[a][1], true); /* storage gives chunk 1 wrong, every time */
+	ck_assert_int_eq(read_check(c, f, a, 0, 10), 10);
+	ck_assert_int_eq(cache_read(c, f, CHUNK, 10, false, spans, MAX_SPANS, &n), 10);
+	cache_read_done(c, spans, n); /* wrong bytes: chunk 3 was not asked for yet */
+	ck_assert_int_eq(cache_file_prefetch(c, f, NULL, NULL), 0); /* chunks 2, 3: mismatch */
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_RETRYING);
+	/* The refill of chunk 1 is as wrong: no read may have it before the check. */
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 10, 10), -EIO);
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_BAD);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 START_TEST(test_verify_file_bad)
 {
 	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
@@ -2020,6 +2076,8 @@ static Suite *cache_suite(void)
 		{ "versions", test_versions },
 		{ "verify_file_good", test_verify_file_good },
 		{ "verify_file_bad", test_verify_file_bad },
+		{ "verify_file_check_soon", test_verify_file_check_soon },
+		{ "verify_file_retrying_gated", test_verify_file_retrying_gated },
 		{ "verify_api", test_verify_api },
 		{ "verify_chunk_refill_differs", test_verify_chunk_refill_differs },
 		{ "verify_strict", test_verify_strict },
