@@ -1238,10 +1238,9 @@ static bool do_check_soon(struct cache *c, struct cache_file *f)
 	if (c->verify != VERIFY_FILE || !f->has_crc || f->want || unknown == 0 ||
 	    unknown > 2ull * c->fill_threads + c->readahead_chunks + 1 || f->state != CACHE_FILE_OK)
 		return false;
-	for (uint64_t k = 0; k < f->nchunks; k++) {
-		if (f->crc_known[k])
-			continue;
-		int32_t i = do_lookup(c, f, k);
+	for (const uint8_t *p = memchr(f->crc_known, 0, f->nchunks); p;
+	     p = memchr(p + 1, 0, f->nchunks - (uint64_t)(p + 1 - f->crc_known))) {
+		int32_t i = do_lookup(c, f, (uint64_t)(p - f->crc_known));
 		if (i == NIL || c->slots[i].state != SLOT_FILLING || c->slots[i].gen != f->gen)
 			return false;
 	}
