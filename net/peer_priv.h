@@ -25,6 +25,8 @@
 #define SERVE_CONN_INFLIGHT 32     /* requests of one connection queued or being served */
 
 struct serve_job;
+struct serve_worker;
+enum { SERVE_FAST, SERVE_FILL };
 struct pf_table;
 
 struct serve_ticket {
@@ -77,10 +79,16 @@ struct peers {
 	struct serve_pending pending[2 * SERVE_UNAUTH_MAX];   /* protected by lock */
 	struct serve_ticket tickets[SERVE_MAX_TICKETS];       /* protected by lock */
 	bool stopping;             /* protected by lock */
-	struct serve_job *jobs, **jobs_tail; /* GETs waiting for a worker, protected by lock */
+	/*
+	 * GETs waiting for a worker, in two lanes (net/serve.c): SERVE_FAST for answers that
+	 * cannot wait on storage (a chunk pinned at arrival, or no fill asked), SERVE_FILL for
+	 * owner fills. Fast workers take only fast jobs, so a probe or a cached chunk never
+	 * queues behind fills reading the backing. Protected by lock.
+	 */
+	struct serve_job *jobs[2], **jobs_tail[2];
 	pthread_cond_t job_cond;   /* a job was queued, or the workers stop */
 	bool workers_stop;         /* protected by lock */
-	pthread_t *workers;        /* the serve workers, set before they start */
+	struct serve_worker *workers; /* the serve workers, set before they start */
 	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
 	struct pf_table *pf;       /* prefetch jobs for peers (net/prefetch.c, its own lock) */
