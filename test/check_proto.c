@@ -158,13 +158,13 @@ START_TEST(test_hdr_every_type)
 		{ PROTO_AUTH_OK, 0 }, { PROTO_AUTH_FAIL, 0 }, { PROTO_PING, 8 }, { PROTO_PONG, 8 },
 		{ PROTO_GET, 40 }, { PROTO_DATA, 12 }, { PROTO_DATA, 12 + (4u << 20) },
 		{ PROTO_RDMA_DESC, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_TICKET_LEN },
+		{ PROTO_RDMA_DESC, 100 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX },
 	};
 	static const struct { uint8_t type; uint32_t len; } bad[] = {
 		{ PROTO_HELLO, 0 }, { PROTO_HELLO, 39 }, { PROTO_HELLO, 104 }, { PROTO_AUTH, 32 },
 		{ PROTO_AUTH, 34 }, { PROTO_AUTH_OK, 1 }, { PROTO_AUTH_FAIL, 1 }, { PROTO_PING, 7 },
 		{ PROTO_PONG, 9 }, { PROTO_GET, 39 }, { PROTO_GET, 41 }, { PROTO_DATA, 11 },
-		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_TICKET_LEN + 1 },
-		{ PROTO_RDMA_DESC, 100 },
+		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX + 1 },
 	};
 	uint8_t buf[PROTO_HDR_LEN];
 	struct proto_hdr h;
