@@ -20,10 +20,12 @@
 #include "net/mux.h"
 #include "net/owners.h"
 #include "net/plan.h"
+#include "net/srv.h"
 #include "net/tcp.h"
 
 #define PROBE_HANDSHAKE_MS 1000
 #define LEAVE_MS 300
+#define SRV_TARGETS_MAX 4096     /* targets taken from one SRV name */
 #define RDMA_RETRY_MS 10000     /* after a failed RDMA connect, TCP for this long */
 
 static uint64_t ms_ns(uint64_t ms)
@@ -603,14 +605,54 @@ static void addrs_push(struct addr_list *a, const struct sockaddr *sa, socklen_t
 	a->len[a->n++] = len;
 }
 
+static void resolve_host(struct peers *p, const char *host, const char *port,
+			 struct addr_list *a);
+
+/* A name without a port: its SRV records' targets and ports (net/srv.h). */
+static void resolve_srv(struct peers *p, const char *entry, size_t len, struct addr_list *a)
+{
+	char name[SRV_NAME_MAX], port[8];
+	unsigned n = 0;
+	struct srv_target *t = len < sizeof(name) ? malloc(SRV_TARGETS_MAX * sizeof(*t)) : NULL;
+	int rc = t ? 0 : len < sizeof(name) ? -ENOMEM : -ENAMETOOLONG;
+	if (rc == 0) {
+		memcpy(name, entry, len);
+		name[len] = '\0';
+		rc = srv_resolve(name, t, SRV_TARGETS_MAX, &n);
+	}
+	if (rc)
+		log_warn("peers: '%.*s' (a name without a port, so a DNS SRV name): %s; %s",
+			 (int)len, entry, rc == -ENOENT ? "no SRV records" : rc == -EAGAIN ?
+			 "the lookup failed" : strerror(-rc), rc == -EAGAIN ?
+			 "keeping its members, trying again later" : "give HOST:PORT for a plain "
+			 "name, or publish SRV records (a headless Service with a named port)");
+	if (rc && rc != -ENOENT)
+		a->complete = false;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(port, sizeof(port), "%u", t[i].port);
+		resolve_host(p, t[i].target, port, a);
+	}
+	free(t);
+}
+
 static void resolve_entry(struct peers *p, const char *entry, size_t len, struct addr_list *a)
 {
 	char host[256], port[16];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	if (!memchr(entry, ':', len)) {
+		resolve_srv(p, entry, len, a);
+		return;
+	}
 	if (tcp_split_hostport(entry, len, host, sizeof(host), port, sizeof(port))) {
 		log_warn("peers: '%.*s': expected HOST:PORT; skipping it", (int)len, entry);
 		return;
 	}
+	resolve_host(p, host, port, a);
+}
+
+static void resolve_host(struct peers *p, const char *host, const char *port,
+			 struct addr_list *a)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	int rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc) {
 		log_warn("peers: cannot resolve '%s': %s; trying again in %u ms", host,
