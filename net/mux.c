@@ -25,6 +25,7 @@ struct mux_req {
 struct mux {
 	struct link *link;
 	uint32_t max_payload, frame_ms;
+	mux_orphan_fn orphan;     /* set before the mux is shared */
 	atomic_int refs;
 	atomic_int err;           /* 0, or why the mux is broken */
 	pthread_mutex_t lock;
@@ -49,6 +50,11 @@ struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms)
 	atomic_init(&x->refs, 1);
 	pthread_mutex_init(&x->lock, NULL);
 	return x;
+}
+
+void mux_set_orphan(struct mux *x, mux_orphan_fn fn)
+{
+	x->orphan = fn;
 }
 
 bool mux_broken(struct mux *x)
@@ -189,6 +195,8 @@ static int read_small(struct mux *x, const struct proto_hdr *hdr, const struct d
 		do_answer(x, r, -EPROTO, 0);
 	}
 	pthread_mutex_unlock(&x->lock);
+	if (!r && x->orphan)
+		x->orphan(x, buf, hdr->len); /* its asker left: undo what it got */
 	return 0;
 }
 

@@ -48,6 +48,16 @@ int mux_call(struct mux *x, uint8_t type, const void *payload, uint32_t len, voi
 int mux_send(struct mux *x, uint8_t type, const void *payload, uint32_t len,
 	     const struct deadline *dl);
 
+/*
+ * Called with an RDMA_DESC answer (@len bytes) whose asker is gone (its deadline passed), on
+ * the thread that read it, without the mux's lock, so that the asker's layer can undo what
+ * the answer granted (net/peer.c releases the lease). It may call mux_send().
+ */
+typedef void (*mux_orphan_fn)(struct mux *x, const void *msg, size_t len);
+
+/* Sets the orphan handler; call once, right after mux_new(), before the mux is shared. */
+void mux_set_orphan(struct mux *x, mux_orphan_fn fn);
+
 /* Whether the mux is broken (then it only fails). Lock-free. */
 bool mux_broken(struct mux *x);
 

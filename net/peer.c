@@ -219,6 +219,16 @@ static bool do_wait_room(struct peers *p, struct member *m, const struct deadlin
 	return !p->stopping;
 }
 
+/* A DESC that came after its asker gave up: release its lease now, not at expiry. */
+static void desc_orphan(struct mux *x, const void *msg, size_t len)
+{
+	uint8_t rel[RDMA_MSG_MAX];
+	struct deadline dl = deadline_in_ms(1000);
+	ssize_t n = rdma_release_for(msg, len, rel, sizeof(rel));
+	if (n > 0 && mux_send(x, PROTO_RDMA_DESC, rel, (uint32_t)n, &dl))
+		log_debug("peers: cannot release a late RDMA lease; it expires on its own");
+}
+
 /* Makes @m's mux (one link for all our requests to it). Lock held; drops it meanwhile. */
 static struct mux *do_mux_connect(struct peers *p, struct member *m, const struct deadline *dl)
 {
@@ -232,6 +242,8 @@ static struct mux *do_mux_connect(struct peers *p, struct member *m, const struc
 		close_conns(&old, 1);
 	struct link *l = link_open(p, m, &them, dl, &rc);
 	struct mux *x = l ? mux_new(l, p->max_payload, p->cfg->request_timeout_ms) : NULL;
+	if (x)
+		mux_set_orphan(x, desc_orphan);
 	pthread_mutex_lock(&p->lock);
 	m->mux_connecting = false;
 	if (x) {

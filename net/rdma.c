@@ -869,6 +869,17 @@ ssize_t rdma_ctx_answer(struct rdma_ctx *r, const void *owner, const void *msg, 
 	return rdma_msg_encode(ans, cap, &a);
 }
 
+ssize_t rdma_release_for(const void *desc, size_t len, void *out, size_t cap)
+{
+	struct rdma_msg d, m = { .type = RDMA_MSG_RELEASE };
+	if (rdma_msg_decode(desc, len, &d) || d.type != RDMA_MSG_DESC)
+		return -EPROTO;
+	if (d.u.desc.status)
+		return 0;
+	m.u.lease = d.u.desc.lease;
+	return rdma_msg_encode(out, cap, &m);
+}
+
 void rdma_ctx_drop_owner(struct rdma_ctx *r, const void *owner)
 {
 	if (r && owner)

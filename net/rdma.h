@@ -216,6 +216,13 @@ extern const struct transport_ops rdma_transport;
 ssize_t rdma_ctx_answer(struct rdma_ctx *r, const void *owner, const void *msg, size_t len,
 			void *ans, size_t cap);
 
+/*
+ * For a requester that gave up on a DESC before it came (its deadline passed): writes into
+ * @out the RELEASE that ends the lease the @len-byte DESC @desc granted. Returns its length,
+ * 0 when @desc granted none (an error status), or -EPROTO when @desc is not a DESC. Pure.
+ */
+ssize_t rdma_release_for(const void *desc, size_t len, void *out, size_t cap);
+
 /* Ends every lease @owner holds (its link closed). NULL @r is ignored. Any thread. */
 void rdma_ctx_drop_owner(struct rdma_ctx *r, const void *owner);
 

@@ -465,6 +465,29 @@ START_TEST(test_leases_expiry_and_owner)
 }
 END_TEST
 
+/* A DESC that came after its asker gave up is answered with the RELEASE of its lease. */
+START_TEST(test_release_for)
+{
+	struct rdma_msg d = { .type = RDMA_MSG_DESC, .req_id = 9, .u.desc = a_desc }, out;
+	uint8_t buf[RDMA_MSG_MAX], rel[RDMA_MSG_MAX];
+	size_t len = encode(buf, &d);
+	ck_assert_int_eq(rdma_release_for(buf, len, rel, sizeof(rel)), RDMA_RELEASE_LEN);
+	ck_assert_int_eq(rdma_msg_decode(rel, RDMA_RELEASE_LEN, &out), 0);
+	ck_assert_uint_eq(out.type, RDMA_MSG_RELEASE);
+	ck_assert_uint_eq(out.u.lease, a_desc.lease);
+	/* An error status granted no lease; anything but a DESC is not ours to answer. */
+	d.u.desc = (struct rdma_desc){ .status = EIO };
+	len = encode(buf, &d);
+	ck_assert_int_eq(rdma_release_for(buf, len, rel, sizeof(rel)), 0);
+	ck_assert_int_eq(rdma_release_for(buf, len - 1, rel, sizeof(rel)), -EPROTO);
+	struct rdma_msg r = { .type = RDMA_MSG_RELEASE, .u.lease = 5 };
+	len = encode(buf, &r);
+	ck_assert_int_eq(rdma_release_for(buf, len, rel, sizeof(rel)), -EPROTO);
+	uint8_t ticket[34] = { 0x1b, 0x9e };
+	ck_assert_int_eq(rdma_release_for(ticket, sizeof(ticket), rel, sizeof(rel)), -EPROTO);
+}
+END_TEST
+
 /* The holder's side of the descriptor exchange on a node without RDMA: every DESC_REQ that
  * comes over a peer link is answered EOPNOTSUPP, a RELEASE is taken silently, and a message
  * that does not decode closes the link. */
@@ -531,6 +554,7 @@ static Suite *rdma_suite(void)
 		{ "leases_full_and_reuse", test_leases_full_and_reuse },
 		{ "leases_expiry_and_owner", test_leases_expiry_and_owner },
 		{ "answer_without_rdma", test_answer_without_rdma },
+		{ "release_for", test_release_for },
 		{ "ctx_no_device", test_ctx_no_device },
 	};
 
