@@ -580,12 +580,17 @@ static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
 		",\"bytes_read\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"fetch_errors\":%" PRIu64
 		",\"completion_errors\":%" PRIu64 ",\"conns_out\":%" PRIu64 ",\"conns_in\":%"
 		PRIu64 ",\"conns_refused\":%" PRIu64 ",\"leases_active\":%" PRIu64
-		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64 "},",
+		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64
+		",\"descs\":%" PRIu64 ",\"digests_checked\":%" PRIu64
+		",\"digest_mismatches\":%" PRIu64 ",\"digests_computed\":%" PRIu64
+		",\"msgs_refused\":%" PRIu64 "},",
 		s->rdma_device, (uint64_t)r->reads_posted, (uint64_t)r->bytes_read,
 		(uint64_t)r->fetches, (uint64_t)r->fetch_errors, (uint64_t)r->completion_errors,
 		(uint64_t)r->conns_out, (uint64_t)r->conns_in, (uint64_t)r->conns_refused,
 		(uint64_t)r->leases_active, (uint64_t)r->leases_granted,
-		(uint64_t)r->leases_expired);
+		(uint64_t)r->leases_expired, (uint64_t)r->descs, (uint64_t)r->digests_checked,
+		(uint64_t)r->digest_mismatches, (uint64_t)r->digests_computed,
+		(uint64_t)r->msgs_refused);
 }
 
 static void peers_json(const struct peers_snapshot *s, FILE *out)

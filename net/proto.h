@@ -53,7 +53,7 @@ enum proto_type {
 	PROTO_PONG = 6,		/* struct proto_ping, the PING's timestamp echoed */
 	PROTO_GET = 7,		/* struct proto_get */
 	PROTO_DATA = 8,		/* struct proto_data, then the chunk bytes */
-	PROTO_RDMA_DESC = 9,	/* request: empty; answer: struct proto_rdma_ticket */
+	PROTO_RDMA_DESC = 9,	/* empty -> struct proto_rdma_ticket; or a net/rdma.h message */
 	PROTO_LEAVE = 10,	/* empty: the sender stops now; drop it from placement */
 	PROTO_PREFETCH = 11,	/* struct proto_prefetch: start, or poll, filling a share */
 	PROTO_PREFETCH_STATUS = 12,	/* struct proto_prefetch_status, answers a PREFETCH */
@@ -160,6 +160,9 @@ _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS
 #define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
 #define PROTO_PREFETCH_LEN	((uint32_t)sizeof(struct proto_wire_prefetch))
 #define PROTO_PREFETCH_STATUS_LEN	((uint32_t)sizeof(struct proto_wire_prefetch_status))
+/* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
+ * that module encodes: a request with a payload is one, and so is its answer. */
+#define PROTO_RDMA_MSG_MAX	128
 
 /* The largest payload any frame legitimately has before authentication (a HELLO). */
 #define PROTO_PREAUTH_MAX_PAYLOAD	PROTO_HELLO_MAX_LEN

@@ -73,6 +73,8 @@ struct serve_job {
 	bool pinned;              /* span holds the chunk, pinned when the GET arrived */
 	struct cache_span span;
 	uint32_t crc;
+	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
+	uint8_t rdma[RDMA_MSG_MAX];
 	struct serve_job *next;
 };
 
@@ -87,6 +89,7 @@ static void sconn_put(struct sconn *sc)
 	if (atomic_fetch_sub(&sc->refs, 1) != 1)
 		return;
 	struct peers *p = sc->p;
+	rdma_ctx_drop_owner(p->rdma, sc); /* the leases this link held */
 	link_free(sc->link);
 	pthread_mutex_lock(&p->lock);
 	member_put(sc->m);
@@ -206,6 +209,19 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 	return rc;
 }
 
+/* Answers an RDMA descriptor message (net/rdma.h), on a worker: DESC_REQ may fill. */
+static int serve_rdma_msg(struct peers *p, struct sconn *sc, const struct serve_job *j)
+{
+	uint8_t ans[RDMA_MSG_MAX];
+	ssize_t n = rdma_ctx_answer(p->rdma, sc, j->rdma, j->rdma_len, ans, sizeof(ans));
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (n < 0)
+		link_shutdown(sc->link); /* not a message a mows peer sends */
+	if (n <= 0)
+		return (int)n;
+	return sconn_send_frame(sc, PROTO_RDMA_DESC, j->req_id, ans, (uint32_t)n, &dl);
+}
+
 static void job_free(struct peers *p, struct serve_job *j)
 {
 	if (j->pinned)
@@ -221,7 +237,7 @@ static void run_job(struct peers *p, struct serve_job *j)
 	pthread_mutex_lock(&sc->lock);
 	bool closed = sc->closed;
 	pthread_mutex_unlock(&sc->lock);
-	if (!closed && serve_get(p, sc, j))
+	if (!closed && (j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j)))
 		log_debug("peer connection: answering a GET: failed to send");
 	pthread_mutex_lock(&sc->lock);
 	sc->inflight--;
@@ -292,14 +308,24 @@ static int classify_get(struct peers *p, struct serve_job *j)
 	return j->pinned || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
 }
 
-/* Queues a GET for the workers, once the connection has fewer than SERVE_CONN_INFLIGHT. */
-static int queue_get(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
-		     uint32_t len)
+/*
+ * Queues a GET, or an RDMA descriptor message (RDMA_DESC with a payload), for the workers,
+ * once the connection has fewer than SERVE_CONN_INFLIGHT. Descriptor messages go to the
+ * fill lane: a DESC_REQ may fill as owner.
+ */
+static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t id,
+		     const uint8_t *payload, uint32_t len)
 {
 	struct serve_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	int rc = proto_get_decode(payload, len, &j->g);
+	int rc = 0;
+	if (type == PROTO_GET)
+		rc = proto_get_decode(payload, len, &j->g);
+	else if (len <= sizeof(j->rdma))
+		memcpy(j->rdma, payload, j->rdma_len = len);
+	else
+		rc = -EPROTO;
 	struct deadline dl = deadline_in_ms(2ull * p->cfg->request_timeout_ms);
 	pthread_mutex_lock(&sc->lock);
 	while (rc == 0 && sc->inflight >= SERVE_CONN_INFLIGHT)
@@ -311,7 +337,7 @@ static int queue_get(struct peers *p, struct sconn *sc, uint32_t id, const uint8
 		free(j);
 		return rc;
 	}
-	int lane = classify_get(p, j);
+	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
 	j->sc = sc;
 	j->req_id = id;
 	atomic_fetch_add(&sc->refs, 1);
@@ -420,7 +446,7 @@ static uint32_t idle_limit_ms(struct peers *p)
 /* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
 static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 {
-	uint8_t buf[PROTO_GET_LEN > PROTO_PREFETCH_LEN ? PROTO_GET_LEN : PROTO_PREFETCH_LEN];
+	uint8_t buf[PROTO_RDMA_MSG_MAX > PROTO_PREFETCH_LEN ? PROTO_RDMA_MSG_MAX : PROTO_PREFETCH_LEN];
 	struct proto_hdr hdr;
 	struct link *l = sc->link;
 	for (;;) {
@@ -437,9 +463,11 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 		if (rc == 0 && hdr.type == PROTO_PING)
 			rc = sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
 		else if (rc == 0 && hdr.type == PROTO_GET)
-			rc = queue_get(p, sc, hdr.req_id, buf, hdr.len);
+			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
 			rc = send_ticket(p, sc, hdr.req_id, &dl);
+		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
+			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
 			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
 		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
