@@ -70,13 +70,22 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 		rc = -ESTALE;
 	if (fd >= 0)
 		cache_tree_fd_put(t, fd);
+	if (rc == -ESTALE) /* the snapshot is behind the store: new opens get the new file */
+		cache_tree_meta_kick(t);
 	if (rc && rc != -ESTALE) /* the cache reports a changed file, once per version */
 		log_err("backing read of %s chunk %" PRIu64 " failed: %s", cache_file_relpath(f),
 			chunk, strerror(-rc));
 	return rc;
 }
 
+/* A completed file needs its descriptor no more: a FUSE store drops its temporary copy. */
+static void backing_complete(void *ctx, struct cache_file *f)
+{
+	cache_tree_fd_release(ctx, f);
+}
+
 const struct cache_source_ops cache_backing_source = {
 	.name = "backing",
 	.fetch = backing_fetch,
+	.complete = backing_complete,
 };

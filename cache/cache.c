@@ -50,6 +50,7 @@ struct slot {
 	bool has_expect;          /* the fill must give this CRC (sidecar or verified file) */
 	uint32_t expect;
 	bool indexed;             /* findable in the hash; cleared when dropped */
+	uint64_t since_ns;        /* FILLING: when a thread began to fill it (mono_ns) */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
 	int32_t hnext;
@@ -407,6 +408,22 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 }
 
 /*
+ * Moves @dl earlier to fill_timeout after a thread began to fill slot @s, if that is sooner
+ * (not for a slot still waiting in a queue).
+ */
+static void fill_deadline(const struct cache *c, const struct slot *s, struct deadline *dl)
+{
+	if (s->state != SLOT_FILLING || s->on)
+		return;
+	uint64_t at = s->since_ns + (uint64_t)c->fill_timeout_ms * 1000000ull;
+	uint64_t now = mono_ns();
+	struct deadline bound = deadline_in_ms(at > now ? (int64_t)((at - now) / 1000000) : 0);
+	if (bound.at.tv_sec < dl->at.tv_sec ||
+	    (bound.at.tv_sec == dl->at.tv_sec && bound.at.tv_nsec < dl->at.tv_nsec))
+		*dl = bound;
+}
+
+/*
  * Finds or starts the fill of @chunk. With @wait, pins the slot, waits until @dl for it to
  * be filled and returns its index (pinned) or -errno; without, returns 0 or -EAGAIN.
  */
@@ -445,8 +462,12 @@ static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chun
 	if (s->state == SLOT_READY && !s->pins)
 		do_list_del(c, i);
 	s->pins++;
+	/* No reader waits for a fill past fill_timeout from when a thread took it up: a fill
+	 * stuck in a stalled store fails the kernel's retry of a failed readahead at once. */
+	struct deadline until = *dl;
+	fill_deadline(c, s, &until);
 	while (s->state == SLOT_FILLING) {
-		if (deadline_cond_wait(&c->fill_cond, &c->lock, dl) == -ETIMEDOUT &&
+		if (deadline_cond_wait(&c->fill_cond, &c->lock, &until) == -ETIMEDOUT &&
 		    s->state == SLOT_FILLING) {
 			log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout",
 				 chunk, f->relpath);
@@ -755,6 +776,14 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	return inval;
 }
 
+/* Every chunk of @f is cached: the sources may let go of what they hold for it. No lock. */
+static void tell_complete(struct cache *c, struct cache_file *f)
+{
+	for (unsigned k = 0; k < c->nsources; k++)
+		if (c->sources[k].ops->complete)
+			c->sources[k].ops->complete(c->sources[k].ctx, f);
+}
+
 /*
  * Runs the fill of slot @i (FILLING, taken off its queue) on the calling thread: sets what
  * the bytes must check against, reads them from the sources without the lock, publishes
@@ -764,6 +793,7 @@ static void do_run_fill(struct cache *c, int32_t i)
 {
 	struct slot *s = &c->slots[i];
 	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+	s->since_ns = mono_ns();
 	if (c->verify != VERIFY_OFF)
 		do_set_expect(s->file, s);
 	else
@@ -776,12 +806,17 @@ static void do_run_fill(struct cache *c, int32_t i)
 	hist_add(&c->fill_hist, mono_ns() - t0);
 
 	pthread_mutex_lock(&c->lock);
+	struct cache_file *f = s->file;
+	f->refs++; /* the slot's reference may go with it in do_fill_done() */
 	struct cache_file *inval = do_fill_done(c, i, rc, src);
-	if (inval) {
-		pthread_mutex_unlock(&c->lock);
+	bool complete = rc == 0 && f->cached_chunks == f->nchunks;
+	pthread_mutex_unlock(&c->lock);
+	if (inval)
 		settle_and_put(c, inval);
-		pthread_mutex_lock(&c->lock);
-	}
+	if (complete)
+		tell_complete(c, f);
+	cache_file_put(c, f);
+	pthread_mutex_lock(&c->lock);
 }
 
 static void *fill_main(void *arg)

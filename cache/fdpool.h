@@ -30,8 +30,16 @@ int cache_fdpool_find(struct cache_fdpool *p, const struct cache_file *f);
 int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
 		     unsigned users);
 
-/* Gives back a use of @fd; closes it if it is not pooled. */
+/* Gives back a use of @fd; closes it if it is not pooled, or dropped and now unused. */
 void cache_fdpool_put(struct cache_fdpool *p, int fd);
+
+/*
+ * Closes the pooled descriptor of @f's file now, or when its last user puts it back (a
+ * completed file needs it no more). The close happens on the calling thread: call it where
+ * a close that waits on a stalled FUSE store may block (a fill thread), never on a FUSE
+ * worker.
+ */
+void cache_fdpool_drop(struct cache_fdpool *p, const struct cache_file *f);
 
 /* Descriptors pooled now, and the pool's size. */
 void cache_fdpool_stats(struct cache_fdpool *p, unsigned *open, unsigned *max);
