@@ -65,6 +65,8 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 		test_flip(f, off, dst, len);
 	if (rc == 0 && fstat(fd, &st) < 0)
 		rc = -errno;
+	if (rc == 0)
+		cache_tree_identity(t, cache_file_relpath(f), &st);
 	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,
 					(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec))
 		rc = -ESTALE;

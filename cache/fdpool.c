@@ -83,11 +83,10 @@ static int do_find(struct cache_fdpool *p, const struct cache_file *f)
 }
 
 int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
-		     unsigned users)
+		     const struct stat *st, unsigned users)
 {
-	struct stat st;
 	char *relpath = strdup(cache_file_relpath(f));
-	bool ok = relpath && fstat(fd, &st) == 0;
+	bool ok = relpath;
 	int victim = -1, have = -1;
 	pthread_mutex_lock(&p->lock);
 	struct pool_fd *e = NULL;
@@ -109,9 +108,9 @@ int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
 	if (e) {
 		victim = e->fd;
 		free(e->relpath);
-		*e = (struct pool_fd){ .fd = fd, .relpath = relpath, .dev = st.st_dev,
-				       .ino = st.st_ino, .size = (uint64_t)st.st_size,
-				       .mtime_ns = mtime_ns_of(&st), .users = users,
+		*e = (struct pool_fd){ .fd = fd, .relpath = relpath, .dev = st->st_dev,
+				       .ino = st->st_ino, .size = (uint64_t)st->st_size,
+				       .mtime_ns = mtime_ns_of(st), .users = users,
 				       .used = ++p->tick };
 		relpath = NULL;
 	}

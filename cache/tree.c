@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 
 #define KEYS_WAIT_MS 10000      /* a key miss waits this long at most for a walk underway */
 #define NOFILE_LOG_EVERY_NS 60000000000ull
+#define FUSE_SUPER_MAGIC 0x65735546
 #define META_STOP_WAIT_MS 500   /* unmount waits this long for the metadata thread */
 
 struct key_slot {
@@ -40,6 +42,7 @@ struct cache_tree {
 	char *path;
 	char *crc32_file;
 	int root_fd;
+	bool ino_unstable;              /* a FUSE backing: see cache_tree_identity() */
 	struct cache *cache;
 
 	pthread_mutex_t keys_lock;
@@ -137,6 +140,12 @@ static int reopen_read(int rootfd, int pathfd, const char *relpath, const struct
 	return fd;
 }
 
+void cache_tree_identity(const struct cache_tree *t, const char *relpath, struct stat *st)
+{
+	if (t->ino_unstable)
+		st->st_ino = (ino_t)(fmix64(fnv1a64(FNV64_BASIS, relpath, strlen(relpath))) | 1);
+}
+
 int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
 		    struct stat *st)
 {
@@ -154,8 +163,10 @@ int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_o
 		close(fd);
 		return err;
 	}
-	if (mode != CACHE_TREE_READ)
+	if (mode != CACHE_TREE_READ) {
+		cache_tree_identity(t, relpath, st);
 		return fd;
+	}
 	if (!S_ISREG(st->st_mode)) {
 		close(fd);
 		return -EINVAL; /* never opened for reading: a FIFO would block right here */
@@ -163,6 +174,7 @@ int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_o
 	int rfd = reopen_read(t->root_fd, fd, relpath, st);
 	close(fd);
 	cache_tree_note_nofile(rfd, "a backing file");
+	cache_tree_identity(t, relpath, st);
 	return rfd;
 }
 
@@ -288,6 +300,7 @@ static int walk_entry(struct walk *w, int dfd, const char *dir, unsigned depth,
 	char *child = join(dir, name);
 	if (!child)
 		return -ENOMEM;
+	cache_tree_identity(w->t, child, &st);
 	int rc = 0;
 	char why[96];
 	if (S_ISREG(st.st_mode)) {
@@ -622,7 +635,7 @@ int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f)
 	}
 	if (t->cfg.random_access)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-	return cache_fdpool_add(t->pool, f, fd, 1);
+	return cache_fdpool_add(t->pool, f, fd, &st, 1);
 }
 
 void cache_tree_fd_put(struct cache_tree *t, int fd)
@@ -716,7 +729,7 @@ struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 	struct cache_file *f = cache_file_open(t->cache, &info, &replaced);
 	int err = errno;
 	if (f && fd >= 0)
-		cache_fdpool_add(t->pool, f, fd, 0); /* the first fill finds it open */
+		cache_fdpool_add(t->pool, f, fd, &st, 0); /* the first fill finds it open */
 	else if (fd >= 0)
 		close(fd);
 	errno = err;
@@ -835,22 +848,35 @@ struct cache_meta *cache_tree_meta(struct cache_tree *t)
 	return m;
 }
 
-int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
+int64_t cache_tree_meta_ask(struct cache_tree *t)
 {
+	pthread_mutex_lock(&t->meta_lock);
+	int64_t want = -ESRCH;
+	if (t->meta_running) {
+		want = (int64_t)++t->meta_asked;
+		pthread_cond_signal(&t->meta_wake);
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+	return want;
+}
+
+int cache_tree_meta_wait(struct cache_tree *t, int64_t ticket, int64_t wait_ms)
+{
+	if (ticket < 0)
+		return (int)ticket;
 	struct deadline dl = deadline_in_ms(wait_ms);
 	pthread_mutex_lock(&t->meta_lock);
-	if (!t->meta_running) {
-		pthread_mutex_unlock(&t->meta_lock);
-		return -ESRCH;
-	}
-	uint64_t want = ++t->meta_asked;
-	pthread_cond_signal(&t->meta_wake);
-	while (t->meta_served < want &&
+	while (t->meta_served < (uint64_t)ticket &&
 	       deadline_cond_wait(&t->meta_done, &t->meta_lock, &dl) == 0)
 		;
-	int rc = t->meta_served >= want ? t->meta_err : -ETIMEDOUT;
+	int rc = t->meta_served >= (uint64_t)ticket ? t->meta_err : -ETIMEDOUT;
 	pthread_mutex_unlock(&t->meta_lock);
 	return rc;
+}
+
+int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
+{
+	return cache_tree_meta_wait(t, cache_tree_meta_ask(t), wait_ms);
 }
 
 void cache_tree_meta_kick(struct cache_tree *t)
@@ -938,6 +964,8 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 			 t->path, strerror(errno));
 		goto out_free;
 	}
+	struct statfs sfs;
+	t->ino_unstable = fstatfs(t->root_fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
 	pthread_mutex_init(&t->keys_lock, NULL);
 	pthread_mutex_init(&t->manifest_lock, NULL);
 	pthread_mutex_init(&t->meta_lock, NULL);

@@ -84,6 +84,15 @@ enum cache_tree_open_mode {
 int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
 		    struct stat *st);
 
+/*
+ * Makes @st (of @relpath) carry the inode number mows identifies the file by. Over a FUSE
+ * backing (s3fs, ossfs: high-level libfuse without use_ino) st_ino is a node number that
+ * changes whenever the kernel forgets the inode, so it is replaced by a hash of the relpath
+ * (a replaced file still differs in size or mtime); elsewhere @st is left alone. Every stat
+ * this module hands out (opens, walks, the snapshot) has been through it.
+ */
+void cache_tree_identity(const struct cache_tree *t, const char *relpath, struct stat *st);
+
 /* lstat() of @relpath beneath the root (a confined open and fstat). 0 or -errno. */
 int cache_tree_stat(struct cache_tree *t, const char *relpath, struct stat *st);
 
@@ -176,6 +185,14 @@ struct cache_meta *cache_tree_meta(struct cache_tree *t);
  * -ETIMEDOUT, -ESRCH when the thread does not run, or the failed walk's -errno.
  */
 int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms);
+
+/*
+ * The same in two steps, for a caller that waits in slices (and stops waiting when it must):
+ * _ask() returns a ticket (or -ESRCH when the thread does not run), _wait() waits up to
+ * @wait_ms for the refresh that serves it and returns as cache_tree_meta_refresh() does.
+ */
+int64_t cache_tree_meta_ask(struct cache_tree *t);
+int cache_tree_meta_wait(struct cache_tree *t, int64_t ticket, int64_t wait_ms);
 
 /*
  * Asks the metadata thread for a new snapshot without waiting (a fill found its file

@@ -38,6 +38,9 @@ _s3_mount() {
 		[ $SECONDS -ge $end ] && fail "s3fs did not mount $mnt within 15 s: $(tail -n 3 "$SCRATCH/s3fs.log")"
 		sleep 0.1
 	done
+	# s3fs daemonizes: cleanup waits for (or ends) the process itself, not just the mount.
+	local pid
+	for pid in $(pgrep -f "^s3fs $S3_BUCKET $mnt "); do mows_track_pid "$pid"; done
 }
 
 s3_up() {
