@@ -777,7 +777,8 @@ static int meta_take(struct cache_tree *t, uint64_t n)
 	struct cache_meta *fresh = cache_meta_build(t, t->cfg.depth_max);
 	int err = fresh ? 0 : -errno;
 	if (fresh) { /* versions opened from memory use what these hold */
-		cache_chunkmap_refresh(t->cache, t->root_fd, t->crc32_file);
+		if (t->cache)
+			cache_chunkmap_refresh(t->cache, t->root_fd, t->crc32_file);
 		if (t->cfg.verify)
 			cache_tree_manifest_refresh(t);
 	}
