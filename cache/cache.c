@@ -49,8 +49,10 @@ struct slot {
 	bool serving;             /* an owner fill for a peer: remote sources only probe holders */
 	bool has_expect;          /* the fill must give this CRC (sidecar or verified file) */
 	uint32_t expect;
+	bool started;             /* a thread runs its fill: fill_dl is set */
+	bool overdue_told;        /* its waiters were failed at fill_dl, and that was logged */
+	struct deadline fill_dl;  /* its fill's deadline, shared by every waiter */
 	bool indexed;             /* findable in the hash; cleared when dropped */
-	uint64_t since_ns;        /* FILLING: when a thread began to fill it (mono_ns) */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
 	int32_t hnext;
@@ -395,6 +397,7 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->err = 0;
 	s->local_only = f->local_only;
 	s->serving = false;
+	s->started = s->overdue_told = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 }
@@ -407,20 +410,36 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	pthread_cond_signal(&c->work_cond);
 }
 
-/*
- * Moves @dl earlier to fill_timeout after a thread began to fill slot @s, if that is sooner
- * (not for a slot still waiting in a queue).
- */
-static void fill_deadline(const struct cache *c, const struct slot *s, struct deadline *dl)
+static bool deadline_before(const struct deadline *a, const struct deadline *b)
 {
-	if (s->state != SLOT_FILLING || s->on)
+	return a->at.tv_sec < b->at.tv_sec ||
+	       (a->at.tv_sec == b->at.tv_sec && a->at.tv_nsec < b->at.tv_nsec);
+}
+
+/*
+ * How long a waiter for slot @s waits: until its own deadline @dl, or the deadline of the
+ * fill once a thread runs it, whichever comes first. A fill stuck in a source so fails all
+ * its waiters at once, at one deadline, and a request that comes after that deadline (a
+ * kernel retrying the page, another reader) fails at once until the source returns; the
+ * next request after that starts a new fill.
+ */
+static struct deadline do_wait_deadline(const struct slot *s, const struct deadline *dl)
+{
+	return s->started && deadline_before(&s->fill_dl, dl) ? s->fill_dl : *dl;
+}
+
+static void do_wait_failed(struct slot *s)
+{
+	if (!s->started) {
+		log_warn("cache: chunk %" PRIu64 " of %s waited in the fill queue for "
+			 "fill_timeout", s->chunk, s->file->relpath);
 		return;
-	uint64_t at = s->since_ns + (uint64_t)c->fill_timeout_ms * 1000000ull;
-	uint64_t now = mono_ns();
-	struct deadline bound = deadline_in_ms(at > now ? (int64_t)((at - now) / 1000000) : 0);
-	if (bound.at.tv_sec < dl->at.tv_sec ||
-	    (bound.at.tv_sec == dl->at.tv_sec && bound.at.tv_nsec < dl->at.tv_nsec))
-		*dl = bound;
+	}
+	if (s->overdue_told)
+		return;
+	s->overdue_told = true;
+	log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout; its readers get "
+		 "EIO until the source returns", s->chunk, s->file->relpath);
 }
 
 /*
@@ -462,15 +481,12 @@ static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chun
 	if (s->state == SLOT_READY && !s->pins)
 		do_list_del(c, i);
 	s->pins++;
-	/* No reader waits for a fill past fill_timeout from when a thread took it up: a fill
-	 * stuck in a stalled store fails the kernel's retry of a failed readahead at once. */
-	struct deadline until = *dl;
-	fill_deadline(c, s, &until);
 	while (s->state == SLOT_FILLING) {
-		if (deadline_cond_wait(&c->fill_cond, &c->lock, &until) == -ETIMEDOUT &&
+		struct deadline w = do_wait_deadline(s, dl);
+		if ((deadline_passed(&w) ||
+		     deadline_cond_wait(&c->fill_cond, &c->lock, &w) == -ETIMEDOUT) &&
 		    s->state == SLOT_FILLING) {
-			log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout",
-				 chunk, f->relpath);
+			do_wait_failed(s);
 			do_unpin(c, i);
 			return -EIO;
 		}
@@ -700,7 +716,7 @@ static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
  */
 static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsigned *used)
 {
-	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
+	struct deadline dl = s->fill_dl;
 	int rc = -EIO;
 	for (unsigned k = 0; k < c->nsources; k++) {
 		const struct cache_source_ops *ops = c->sources[k].ops;
@@ -793,11 +809,12 @@ static void do_run_fill(struct cache *c, int32_t i)
 {
 	struct slot *s = &c->slots[i];
 	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
-	s->since_ns = mono_ns();
 	if (c->verify != VERIFY_OFF)
 		do_set_expect(s->file, s);
 	else
 		s->has_expect = false;
+	s->fill_dl = deadline_in_ms(c->fill_timeout_ms);
+	s->started = true;
 	pthread_mutex_unlock(&c->lock);
 
 	unsigned src = 0;
@@ -1220,6 +1237,39 @@ static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint
 }
 
 /*
+ * Whether the whole-file check of @f is at most the fills in flight away (verify = file):
+ * every chunk whose CRC is still unknown is being filled. A read then waits for the check
+ * before it hands out any bytes, since it costs no more than those fills: so a reader
+ * whose kernel asks for the file a window at a time (mmap's read-around) while our own
+ * readahead already fills the rest is not handed a chunk the check is about to prove wrong.
+ * Only a file whose rest is not yet asked for is served unchecked (issue 8: file never
+ * lets a reader reach EOF unwarned; strict never serves an unchecked byte).
+ */
+static bool do_check_soon(struct cache *c, struct cache_file *f)
+{
+	uint64_t unknown = f->nchunks - f->ncrc_known;
+	if (c->verify != VERIFY_FILE || !f->has_crc || f->want || unknown == 0 ||
+	    unknown > 2ull * c->fill_threads + c->readahead_chunks + 1 || f->state != CACHE_FILE_OK)
+		return false;
+	for (const uint8_t *p = memchr(f->crc_known, 0, f->nchunks); p;
+	     p = memchr(p + 1, 0, f->nchunks - (uint64_t)(p + 1 - f->crc_known))) {
+		int32_t i = do_lookup(c, f, (uint64_t)(p - f->crc_known));
+		if (i == NIL || c->slots[i].state != SLOT_FILLING || c->slots[i].gen != f->gen)
+			return false;
+	}
+	return true;
+}
+
+/* Waits for a check that do_check_soon() saw coming: -EIO when the file is bad, else 0. */
+static int wait_check(struct cache *c, struct cache_file *f)
+{
+	uint32_t crc;
+	int rc = cache_file_verify(c, f, &crc);
+	/* A fill that failed fails the reads of its own chunk, not of this one. */
+	return rc == -EBADMSG ? -EIO : 0;
+}
+
+/*
  * After a refill that matched: a read may have handed out a chunk that the refill proved
  * wrong (a peer's, or a storage read that did not repeat). Its reader must not reach EOF unwarned, and the kernel retries a failed
  * readahead with a read of its own: so every read past offset 0 fails until a read at offset
@@ -1273,16 +1323,19 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	bool bad = f->state == CACHE_FILE_BAD;
 	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
 	bool gate = !bad && !check && do_claim(c, f, first, last);
+	/* A version that mismatched once serves nothing of its refill before it is checked. */
+	gate = gate || (!bad && !check && f->state == CACHE_FILE_RETRYING);
+	bool soon = !bad && !check && !gate && do_check_soon(c, f);
 	bool wrong_pending = f->served_wrong;
 	pthread_mutex_unlock(&c->lock);
 	if (bad)
 		return -EIO;
-	if (check || gate) {
-		int rc = strict_check(c, f);
+	if (check || gate || soon) {
+		int rc = soon ? wait_check(c, f) : strict_check(c, f);
 		if (rc)
 			return rc;
 	}
-	if ((gate || wrong_pending) && took_wrong(c, f, off))
+	if ((gate || soon || wrong_pending) && took_wrong(c, f, off))
 		return -EIO;
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	unsigned n = 0;

@@ -77,7 +77,8 @@ static void mark_down(struct peers *p, struct member *m, const char *why)
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (was_up)
-		log_warn("peer %s (%s) is down: %s", m->node_id, m->addr, why);
+		log_peer_msg(LOG_WARNING, m->node_id, "peer %s (%s) is down: %s", m->node_id,
+			     m->addr, why);
 	close_conns(conns, n);
 }
 
@@ -100,7 +101,7 @@ void peers_member_left(struct peers *p, const char *node_id)
 	pthread_mutex_unlock(&p->lock);
 	close_conns(conns, n);
 	if (found)
-		log_info("peer %s left; dropped it from placement", node_id);
+		log_peer_msg(LOG_INFO, node_id, "peer %s left; dropped it from placement", node_id);
 }
 
 struct member *peers_inbound(struct peers *p, const char *node_id, const struct sockaddr *sa,
@@ -181,6 +182,13 @@ static struct link *link_open(struct peers *p, struct member *m, struct proto_he
 		return NULL;
 	}
 	return l;
+}
+
+struct link *peers_link_open(struct peers *p, struct member *m, const struct deadline *dl,
+			     int *rc)
+{
+	struct proto_hello them;
+	return link_open(p, m, &them, dl, rc);
 }
 
 /* A new connection to @m, RDMA when both ends can. */
@@ -288,12 +296,15 @@ static void charge_bad_crc(struct peers *p, struct member *m, uint32_t got, uint
 	pthread_mutex_lock(&p->lock);
 	m->bad_crc++;
 	bool quarantine = m->bad_crc % PEER_BAD_LIMIT == 0;
-	if (quarantine)
+	if (quarantine) {
 		m->quarantine_until_ns = mono_ns() + ms_ns(PEER_QUARANTINE_MS);
+		p->quarantines++;
+	}
 	pthread_mutex_unlock(&p->lock);
-	log_warn("peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
-		 m->node_id, m->addr, sent, got,
-		 quarantine ? "; quarantining the peer for 60 s" : "");
+	log_peer_msg(LOG_WARNING, m->node_id,
+		     "peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
+		     m->node_id, m->addr, sent, got,
+		     quarantine ? "; quarantining the peer for 60 s" : "");
 }
 
 static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
@@ -453,6 +464,18 @@ static unsigned live_members(struct peers *p, struct member ***ms, uint64_t **ha
 	return n;
 }
 
+unsigned peers_live(struct peers *p, struct member ***ms, uint64_t **hashes)
+{
+	return live_members(p, ms, hashes);
+}
+
+static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n);
+
+void peers_live_put(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
+{
+	put_members(p, ms, hashes, n ? n - 1 : 0);
+}
+
 static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
 {
 	pthread_mutex_lock(&p->lock);
@@ -558,8 +581,9 @@ static void peers_charge(void *ctx, uint32_t origin, struct cache_file *f, uint6
 	pthread_mutex_unlock(&p->lock);
 	if (!m)
 		return; /* reclaimed since: nobody left to charge */
-	log_warn("peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it",
-		 chunk, cache_file_relpath(f), m->node_id);
+	log_peer_msg(LOG_WARNING, m->node_id,
+		     "peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it", chunk,
+		     cache_file_relpath(f), m->node_id);
 	charge_bad_crc(p, m, good, sent);
 	pthread_mutex_lock(&p->lock);
 	member_put(m);
@@ -688,7 +712,7 @@ static void mark_up(struct peers *p, struct member *m)
 	m->gone_since_ns = 0;
 	pthread_mutex_unlock(&p->lock);
 	if (!was_up)
-		log_info("peer %s (%s) is up", m->node_id, m->addr);
+		log_peer_msg(LOG_INFO, m->node_id, "peer %s (%s) is up", m->node_id, m->addr);
 }
 
 /* A link to @m answered our handshake as @them: learn who it is. Returns 0 or -EALREADY
@@ -746,8 +770,8 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 		close_conns(conns, n);
 	}
 	if (rc == -EACCES)
-		log_warn("peer %s refused our authentication or failed its own; check that both "
-			 "use the same secret_file", m->addr);
+		log_peer_msg(LOG_WARNING, m->addr, "peer %s refused our authentication or failed "
+			     "its own; check that both use the same secret_file", m->addr);
 	pthread_mutex_lock(&p->lock);
 	m->probe_fails++;
 	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
@@ -1133,13 +1157,19 @@ int peers_start(struct peers *p)
 	int rc = rdma_start(p);
 	if (rc)
 		return rc;
-	rc = serve_start(p);
+	rc = pf_start(p);
 	if (rc)
 		return rc;
+	rc = serve_start(p);
+	if (rc) {
+		pf_stop(p);
+		return rc;
+	}
 	rc = pthread_create(&p->heartbeat, NULL, heartbeat_main, p);
 	if (rc) {
 		signal_stop(p);
 		serve_stop(p);
+		pf_stop(p);
 		return -rc;
 	}
 	p->started = true;
@@ -1155,6 +1185,7 @@ void peers_free(struct peers *p)
 	if (p->started) {
 		pthread_join(p->heartbeat, NULL); /* says LEAVE on its way out */
 		serve_stop(p);
+		pf_stop(p); /* no serving thread asks it any more */
 	}
 	/* Fill threads inside peers_source end by their deadlines; they use what we free. */
 	pthread_mutex_lock(&p->lock);
@@ -1229,6 +1260,7 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->refused_unauth = p->refused_unauth;
 	s->refused_auth = p->refused_auth;
 	s->accept_errors = p->accept_errors;
+	s->quarantines = p->quarantines;
 	pthread_mutex_unlock(&p->lock);
 	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {

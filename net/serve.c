@@ -282,6 +282,21 @@ static int send_ticket(struct peers *p, struct sconn *sc, uint32_t id, const str
 	return sconn_send_frame(sc, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
 }
 
+/* Answers PREFETCH on the serving thread: starting or polling a job takes no fill. */
+static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+			   uint32_t len, const struct deadline *dl)
+{
+	struct proto_prefetch rq;
+	struct proto_prefetch_status st;
+	uint8_t buf[PROTO_PREFETCH_STATUS_LEN];
+	int rc = proto_prefetch_decode(payload, len, &rq);
+	if (rc)
+		return rc;
+	pf_request(p, &rq, &st);
+	proto_prefetch_status_encode(buf, &st);
+	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
+}
+
 /* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
 
 bool serve_rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN])
@@ -341,7 +356,7 @@ static uint32_t idle_limit_ms(struct peers *p)
 /* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
 static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 {
-	uint8_t buf[PROTO_GET_LEN];
+	uint8_t buf[PROTO_GET_LEN > PROTO_PREFETCH_LEN ? PROTO_GET_LEN : PROTO_PREFETCH_LEN];
 	struct proto_hdr hdr;
 	struct link *l = sc->link;
 	for (;;) {
@@ -361,6 +376,8 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 			rc = queue_get(p, sc, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
 			rc = send_ticket(p, sc, hdr.req_id, &dl);
+		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
+			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
 		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
 			peers_member_left(p, node_id);
 			return;
