@@ -792,6 +792,14 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	return inval;
 }
 
+/* Every chunk of @f is cached: the sources may let go of what they hold for it. No lock. */
+static void tell_complete(struct cache *c, struct cache_file *f)
+{
+	for (unsigned k = 0; k < c->nsources; k++)
+		if (c->sources[k].ops->complete)
+			c->sources[k].ops->complete(c->sources[k].ctx, f);
+}
+
 /*
  * Runs the fill of slot @i (FILLING, taken off its queue) on the calling thread: sets what
  * the bytes must check against, reads them from the sources without the lock, publishes
@@ -815,12 +823,17 @@ static void do_run_fill(struct cache *c, int32_t i)
 	hist_add(&c->fill_hist, mono_ns() - t0);
 
 	pthread_mutex_lock(&c->lock);
+	struct cache_file *f = s->file;
+	f->refs++; /* the slot's reference may go with it in do_fill_done() */
 	struct cache_file *inval = do_fill_done(c, i, rc, src);
-	if (inval) {
-		pthread_mutex_unlock(&c->lock);
+	bool complete = rc == 0 && f->cached_chunks == f->nchunks;
+	pthread_mutex_unlock(&c->lock);
+	if (inval)
 		settle_and_put(c, inval);
-		pthread_mutex_lock(&c->lock);
-	}
+	if (complete)
+		tell_complete(c, f);
+	cache_file_put(c, f);
+	pthread_mutex_lock(&c->lock);
 }
 
 static void *fill_main(void *arg)

@@ -100,6 +100,13 @@ struct cache_source_ops {
 	 */
 	void (*charge)(void *ctx, uint32_t origin, struct cache_file *f, uint64_t chunk,
 		       uint32_t sent, uint32_t good);
+	/*
+	 * May be NULL. Every chunk of @f is cached now: the source may let go of what it holds
+	 * for that file (the backing closes its descriptor, so a FUSE store such as s3fs can
+	 * drop its temporary copy). Called without locks, on the thread whose fill completed
+	 * the file; a later fill (after an eviction) may need the file again.
+	 */
+	void (*complete)(void *ctx, struct cache_file *f);
 };
 
 /* Calls up to the layer that owns the cache, made without any cache lock held. */
