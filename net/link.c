@@ -130,6 +130,7 @@ static int send_hello(struct link *l, const struct link_self *me,
 		return rc;
 	memcpy(h.nonce, nonce, PROTO_NONCE_LEN);
 	snprintf(h.node_id, sizeof(h.node_id), "%s", me->node_id);
+	h.uptime_ms = me->start_ns ? (mono_ns() - me->start_ns) / 1000000 : 0;
 	ssize_t n = proto_hello_encode(buf, sizeof(buf), &h);
 	if (n < 0)
 		return (int)n;

@@ -35,6 +35,7 @@ struct link_self {
 	size_t secret_len;
 	bool insecure;
 	struct tls_ctx *tls;         /* TLS 1.3 (net/tls.h); NULL: tls = off, HMAC handshake */
+	uint64_t start_ns;           /* mono_ns() when this node started (HELLO's uptime) */
 };
 
 /* Wraps a connected non-blocking socket; the link owns @fd afterwards (closed on failure

@@ -64,6 +64,7 @@ struct member {
 	uint64_t quarantine_until_ns;
 	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
 	uint16_t caps;            /* from its HELLO */
+	uint64_t started_ns;      /* when it started, in our mono_ns() (its HELLO's uptime); 0 */
 	const char *transport;    /* of its last new connection: "tcp" or "rdma" */
 	bool rdma_failed;         /* logged that RDMA to it failed */
 	uint64_t rdma_retry_ns;   /* no RDMA connect attempt before this (it failed) */

@@ -517,6 +517,21 @@ static int run_plan(struct peers *p, const struct plan *pl, struct member **ms,
 	return -ENOENT;
 }
 
+/*
+ * Flags in @older[0..n-1] the members that ran PEER_OLDER_MS or more before this node
+ * started: only they can hold a chunk we own but have not read yet (we joined a warm
+ * cluster), so only they are probed. In a cold burst no member is older and an owner reads
+ * storage at once. The last entry (this node) is never older.
+ */
+static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *older)
+{
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		older[i] = ms[i] && ms[i]->started_ns &&
+			   ms[i]->started_ns + ms_ns(PEER_OLDER_MS) <= p->start_ns;
+	pthread_mutex_unlock(&p->lock);
+}
+
 static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 		       const struct deadline *dl, struct cache_fetch *out)
 {
@@ -525,6 +540,9 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	uint64_t *hashes;
 	unsigned n = live_members(p, &ms, &hashes);
 	unsigned *order = n >= 2 ? malloc(n * sizeof(*order)) : NULL;
+	bool *older = order ? malloc(n * sizeof(*older)) : NULL;
+	if (older)
+		mark_older(p, ms, n, older);
 	struct transport_chunk_req req = {
 		.file_key = cache_file_key(f),
 		.file_size = cache_file_size(f),
@@ -534,13 +552,15 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	};
 	struct plan_input in = { .file_key = req.file_key, .chunk = chunk, .hashes = hashes,
 				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas,
-				 .probe_only = out->probe_only, .ranked = order != NULL };
+				 .probe_only = out->probe_only, .ranked = order != NULL,
+				 .older = older };
 	struct plan pl;
 	int rc = -ENOENT;
 	if (order)
 		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
-	if (order && plan_make(&in, order, &pl) == 0)
+	if (order && older && plan_make(&in, order, &pl) == 0)
 		rc = run_plan(p, &pl, ms, &req, dst, len, dl, out);
+	free(older);
 	free(order);
 	put_members(p, ms, hashes, n ? n - 1 : 0);
 	return rc; /* -ENOENT: nobody could help in time, the backing it is */
@@ -778,6 +798,8 @@ static int hb_adopt(struct peers *p, struct member *m, struct link *l,
 {
 	pthread_mutex_lock(&p->lock);
 	m->caps = them->caps;
+	if (them->uptime_ms)
+		m->started_ns = mono_ns() - them->uptime_ms * 1000000;
 	if (strcmp(them->node_id, m->node_id))
 		member_set_id(m, them->node_id);
 	if (!strcmp(them->node_id, p->node_id) && !m->self) {
@@ -1114,6 +1136,7 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	p->cfg = cfg;
 	p->cache = c;
 	p->host = *host;
+	p->start_ns = mono_ns();
 	p->listen_fd = p->stop_fd = -1;
 	p->owners = owners_new(cache_chunk_size(c), cfg->replicas);
 	if (!p->owners) {
@@ -1145,7 +1168,8 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	p->listen_port = port_of(cfg->listen);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
 				      .secret = p->secret, .secret_len = p->secret_len,
-				      .insecure = cfg->insecure, .tls = p->tls };
+				      .insecure = cfg->insecure, .tls = p->tls,
+				      .start_ns = p->start_ns };
 	if (init_sync(p, err, errlen))
 		goto out_free;
 	if (p->corrupt_sends)

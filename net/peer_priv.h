@@ -54,6 +54,8 @@ struct peers {
 	struct cache *cache;
 	struct peer_host_ops host;
 	struct owners *owners;     /* balanced ownership in use (its own lock) */
+	uint64_t start_ns;         /* mono_ns() at peers_new(): our age in HELLO */
+#define PEER_OLDER_MS 3000      /* a member this much older than us may hold what we own */
 	uint8_t *secret;
 	size_t secret_len;
 	char node_id[PROTO_NODE_ID_MAX + 1];

@@ -37,7 +37,8 @@ static void add_probes(const struct plan_input *in, const unsigned *order, unsig
 {
 	unsigned probes = 0;
 	for (unsigned k = pos; k < in->n && probes < PLAN_PROBES; k++)
-		if (order[k] != in->self && !planned(p, order[k])) {
+		if (order[k] != in->self && !planned(p, order[k]) &&
+		    (!in->older || in->older[order[k]])) {
 			add_step(p, order[k], false);
 			probes++;
 		}

@@ -15,7 +15,8 @@
  *      f = owner-walk steps before it (each step is tried only when all before it failed, so
  *      f failed owners pass ownership down the ranking).
  *   3. When this node is at such an owner rank itself, the plan asks up to PLAN_PROBES of
- *      the next-ranked members without fill (one of them owned the chunk before we and
+ *      the next-ranked members that ran before this node started (plan_input.older) without
+ *      fill (one of them owned the chunk before we and
  *      other new nodes joined, if the cluster was warm: several nodes joining at once take
  *      the top ranks from the old owner) and ends with self_owner set: we fill from
  *      storage only when no live node that placement ranks near the top holds the chunk.
@@ -46,6 +47,8 @@ struct plan_input {
 	unsigned replicas;        /* owners per chunk (clamped to PLAN_MAX_REPLICAS) */
 	const bool *holds;        /* NULL, or n flags: member i is known to hold the chunk */
 	bool probe_only;          /* never ask a member to fill (rule 5) */
+	const bool *older;        /* NULL, or n flags: member i ran well before this node
+				     started; only such members are probed (rules 3 and 5) */
 	bool ranked;              /* @order holds the ranking already (net/owners.h), else
 				     plan_make() ranks by place_rank() */
 };

@@ -105,7 +105,7 @@ ssize_t proto_hello_encode(void *buf, size_t buflen, const struct proto_hello *i
 	if (in->version == 0 || !proto_node_id_ok(in->node_id))
 		return -EINVAL;
 	idlen = strlen(in->node_id);
-	if (buflen < sizeof(w) + idlen)
+	if (buflen < sizeof(w) + idlen + 8)
 		return -ENOSPC;
 	w.version = htobe16(in->version);
 	w.caps = htobe16(in->caps);
@@ -114,7 +114,9 @@ ssize_t proto_hello_encode(void *buf, size_t buflen, const struct proto_hello *i
 	w.node_id_len = (uint8_t)idlen;
 	memcpy(buf, &w, sizeof(w));
 	memcpy((uint8_t *)buf + sizeof(w), in->node_id, idlen);
-	return (ssize_t)(sizeof(w) + idlen);
+	uint64_t up = htobe64(in->uptime_ms);
+	memcpy((uint8_t *)buf + sizeof(w) + idlen, &up, sizeof(up));
+	return (ssize_t)(sizeof(w) + idlen + sizeof(up));
 }
 
 int proto_hello_decode(const void *payload, size_t len, struct proto_hello *out)
@@ -126,8 +128,13 @@ int proto_hello_decode(const void *payload, size_t len, struct proto_hello *out)
 		return -EPROTO;
 	memcpy(&w, payload, sizeof(w));
 	id = (const uint8_t *)payload + sizeof(w);
-	if (len != sizeof(w) + w.node_id_len || !node_id_bytes_ok(id, w.node_id_len))
+	size_t base = sizeof(w) + w.node_id_len;
+	if ((len != base && len != base + 8) || !node_id_bytes_ok(id, w.node_id_len))
 		return -EPROTO;
+	uint64_t up = 0;
+	if (len == base + 8)
+		memcpy(&up, id + w.node_id_len, sizeof(up));
+	out->uptime_ms = be64toh(up);
 	if (be16toh(w.version) == 0)
 		return -EPROTO;
 	out->version = be16toh(w.version);

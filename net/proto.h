@@ -152,7 +152,7 @@ struct proto_wire_prefetch_status {
 _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS is 24 bytes");
 
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
-#define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX)
+#define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX + 8)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
 #define PROTO_PING_LEN		((uint32_t)sizeof(struct proto_wire_ping))
 #define PROTO_GET_LEN		((uint32_t)sizeof(struct proto_wire_get))
@@ -183,6 +183,8 @@ struct proto_hello {
 	uint8_t nonce[PROTO_NONCE_LEN];	/* fresh random per connection (auth_nonce()) */
 	uint16_t listen_port;	/* where the sender accepts peers; 0 when it does not listen */
 	char node_id[PROTO_NODE_ID_MAX + 1];	/* NUL-terminated; see proto_node_id_ok() */
+	uint64_t uptime_ms;	/* how long the sender has run; 0 unknown. On the wire: 8 bytes
+				   (big-endian) after the node id, which a receiver may miss */
 };
 
 struct proto_auth {

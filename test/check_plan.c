@@ -83,6 +83,31 @@ START_TEST(owner_probes_previous_owners_without_fill)
 }
 END_TEST
 
+/* Only members that ran well before us are probed: after a join they hold what we own;
+ * in a cold burst none is older and the owner reads storage at once. */
+START_TEST(owner_probes_only_older_members)
+{
+	setup_nodes(12);
+	bool older[N] = { 0 };
+	struct plan_input in = input_with_self_rank(12, 3, 0, 1);
+	unsigned o[N];
+	place_rank(in.file_key, in.chunk, hashes, 12, o);
+	older[o[5]] = older[o[9]] = true;
+	in.older = older;
+	struct plan pl;
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert(pl.self_owner);
+	ck_assert_uint_eq(pl.n, 2);
+	ck_assert_uint_eq(pl.step[0].member, o[5]);
+	ck_assert_uint_eq(pl.step[1].member, o[9]);
+	ck_assert(!pl.step[0].fill && !pl.step[1].fill);
+	memset(older, 0, sizeof(older)); /* a cold burst: nobody to probe */
+	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
+	ck_assert(pl.self_owner);
+	ck_assert_uint_eq(pl.n, 0);
+}
+END_TEST
+
 /* Filling for a peer that asked us as its owner: probes only, never a fill request. */
 START_TEST(probe_only_never_asks_a_fill)
 {
@@ -223,6 +248,7 @@ int main(void)
 	tcase_add_test(tc, alone_reads_storage);
 	tcase_add_test(tc, owner_probes_previous_owners_without_fill);
 	tcase_add_test(tc, probe_only_never_asks_a_fill);
+	tcase_add_test(tc, owner_probes_only_older_members);
 	tcase_add_test(tc, non_owner_asks_owner_with_fill);
 	tcase_add_test(tc, self_becomes_owner_after_failures);
 	tcase_add_test(tc, replicas_two);

@@ -90,7 +90,9 @@ static void check_truncations(const uint8_t *frame, size_t len)
 		ck_assert_ptr_nonnull(p);
 		memcpy(p, frame, k);
 		ck_assert_int_eq(decode_frame(p, k, BIG_MAX), -EAGAIN);
-		if (k >= PROTO_HDR_LEN)
+		/* A HELLO without its trailing uptime is the older form, and valid. */
+		bool legacy = hdr.type == PROTO_HELLO && k + 8 == len;
+		if (k >= PROTO_HDR_LEN && !legacy)
 			ck_assert_int_eq(decode_payload(hdr.type, p + PROTO_HDR_LEN,
 							k - PROTO_HDR_LEN), -EPROTO);
 		free(p);
@@ -160,7 +162,7 @@ END_TEST
 START_TEST(test_hdr_every_type)
 {
 	static const struct { uint8_t type; uint32_t len; } ok[] = {
-		{ PROTO_HELLO, 40 }, { PROTO_HELLO, 103 }, { PROTO_AUTH, 33 },
+		{ PROTO_HELLO, 40 }, { PROTO_HELLO, 111 }, { PROTO_AUTH, 33 },
 		{ PROTO_AUTH_OK, 0 }, { PROTO_AUTH_FAIL, 0 }, { PROTO_PING, 8 }, { PROTO_PONG, 8 },
 		{ PROTO_GET, 40 }, { PROTO_DATA, 12 }, { PROTO_DATA, 12 + (4u << 20) },
 		{ PROTO_RDMA_DESC, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_TICKET_LEN },
@@ -168,7 +170,7 @@ START_TEST(test_hdr_every_type)
 		{ PROTO_RDMA_DESC, 100 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX },
 	};
 	static const struct { uint8_t type; uint32_t len; } bad[] = {
-		{ PROTO_HELLO, 0 }, { PROTO_HELLO, 39 }, { PROTO_HELLO, 104 }, { PROTO_AUTH, 32 },
+		{ PROTO_HELLO, 0 }, { PROTO_HELLO, 39 }, { PROTO_HELLO, 112 }, { PROTO_AUTH, 32 },
 		{ PROTO_AUTH, 34 }, { PROTO_AUTH_OK, 1 }, { PROTO_AUTH_FAIL, 1 }, { PROTO_PING, 7 },
 		{ PROTO_PONG, 9 }, { PROTO_GET, 39 }, { PROTO_GET, 41 }, { PROTO_DATA, 11 },
 		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX + 1 },
@@ -277,6 +279,7 @@ START_TEST(test_hello_round_trip)
 		0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
 		0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff,
 		0x1b, 0x9e, 0x06, 'n', 'o', 'd', 'e', '-', '1',
+		0x00, 0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, /* uptime_ms */
 	};
 	char id64[PROTO_NODE_ID_MAX + 1];
 	const char *ids[] = { "x", "node-1", "gpu07.rack3:9000", "~!@#$%^&*()_+{}|:\"<>?", id64 };
@@ -287,6 +290,7 @@ START_TEST(test_hello_round_trip)
 	memset(id64, 'z', PROTO_NODE_ID_MAX);
 	id64[PROTO_NODE_ID_MAX] = '\0';
 	in = sample_hello("node-1");
+	in.uptime_ms = 0x0102030405ull;
 	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), (ssize_t)sizeof(want_fixed));
 	ck_assert_mem_eq(buf, want_fixed, sizeof(want_fixed));
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
@@ -294,8 +298,9 @@ START_TEST(test_hello_round_trip)
 		in.version = (uint16_t)(1 + i);
 		in.caps = (uint16_t)(0xffff - i);
 		in.listen_port = (uint16_t)i;
+		in.uptime_ms = 1000 * i;
 		len = frame_hello(buf, &in);
-		ck_assert_uint_eq(len, PROTO_HDR_LEN + PROTO_HELLO_FIXED_LEN + strlen(ids[i]));
+		ck_assert_uint_eq(len, PROTO_HDR_LEN + PROTO_HELLO_FIXED_LEN + strlen(ids[i]) + 8);
 		memset(&out, 0xaa, sizeof(out));
 		ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_LEN, len - PROTO_HDR_LEN, &out), 0);
 		ck_assert_uint_eq(out.version, in.version);
@@ -303,6 +308,11 @@ START_TEST(test_hello_round_trip)
 		ck_assert_mem_eq(out.nonce, in.nonce, PROTO_NONCE_LEN);
 		ck_assert_uint_eq(out.listen_port, in.listen_port);
 		ck_assert_str_eq(out.node_id, ids[i]);
+		ck_assert_uint_eq(out.uptime_ms, in.uptime_ms);
+		/* The older form, without uptime, decodes with uptime 0. */
+		ck_assert_int_eq(proto_hello_decode(buf + PROTO_HDR_LEN, len - PROTO_HDR_LEN - 8,
+						    &out), 0);
+		ck_assert_uint_eq(out.uptime_ms, 0);
 		check_truncations(buf, len);
 	}
 }
@@ -330,14 +340,14 @@ START_TEST(test_hello_bad_node_ids)
 		strcpy(in.node_id, bad[i]);
 		ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), -EINVAL);
 		strcpy(in.node_id, "ok");
-		ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41);
+		ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41 + 8);
 		n = strlen(bad[i]);
 		buf[PROTO_HELLO_FIXED_LEN - 1] = (uint8_t)n;
 		memcpy(buf + PROTO_HELLO_FIXED_LEN, bad[i], n);
 		ck_assert_int_eq(proto_hello_decode(buf, PROTO_HELLO_FIXED_LEN + n, &out), -EPROTO);
 	}
 	/* A NUL inside the id. */
-	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41);
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41 + 8);
 	buf[PROTO_HELLO_FIXED_LEN + 1] = '\0';
 	ck_assert_int_eq(proto_hello_decode(buf, 41, &out), -EPROTO);
 	/* 65 bytes of id: too long, even though the bytes are all there. */
@@ -346,7 +356,7 @@ START_TEST(test_hello_bad_node_ids)
 	ck_assert_int_eq(proto_hello_decode(buf, PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX + 1,
 					    &out), -EPROTO);
 	/* The id length disagrees with the payload length, both ways. */
-	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41);
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41 + 8);
 	buf[PROTO_HELLO_FIXED_LEN - 1] = 3;
 	ck_assert_int_eq(proto_hello_decode(buf, 41, &out), -EPROTO);
 	buf[PROTO_HELLO_FIXED_LEN - 1] = 1;
@@ -355,12 +365,12 @@ START_TEST(test_hello_bad_node_ids)
 	in.version = 0;
 	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), -EINVAL);
 	in.version = 1;
-	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41);
+	ck_assert_int_eq(proto_hello_encode(buf, sizeof(buf), &in), 41 + 8);
 	buf[0] = buf[1] = 0;
 	ck_assert_int_eq(proto_hello_decode(buf, 41, &out), -EPROTO);
 	/* Room checks. */
-	ck_assert_int_eq(proto_hello_encode(buf, 40, &in), -ENOSPC);
-	ck_assert_int_eq(proto_hello_encode(buf, 41, &in), 41);
+	ck_assert_int_eq(proto_hello_encode(buf, 48, &in), -ENOSPC);
+	ck_assert_int_eq(proto_hello_encode(buf, 49, &in), 49);
 }
 END_TEST
 
@@ -623,7 +633,8 @@ START_TEST(test_garbage)
 			decode_payload(t, p, len);
 		if (proto_hello_decode(p, len, &hello) == 0) {
 			ck_assert(proto_node_id_ok(hello.node_id));
-			ck_assert_uint_eq(len, PROTO_HELLO_FIXED_LEN + strlen(hello.node_id));
+			ck_assert(len == PROTO_HELLO_FIXED_LEN + strlen(hello.node_id) ||
+				  len == PROTO_HELLO_FIXED_LEN + strlen(hello.node_id) + 8);
 		}
 		if (proto_data_decode(p, len, &d) == 0)
 			ck_assert_uint_eq(len, PROTO_DATA_FIXED_LEN + d.length);

@@ -130,8 +130,9 @@ def parse_hello(payload):
     if len(payload) < HELLO_FIXED.size:
         raise Fail("HELLO of %d bytes" % len(payload))
     version, caps, nonce, port, idlen = HELLO_FIXED.unpack_from(payload)
-    node_id = payload[HELLO_FIXED.size:].decode("ascii", "replace")
-    if len(payload) != HELLO_FIXED.size + idlen or version < 1:
+    node_id = payload[HELLO_FIXED.size:HELLO_FIXED.size + idlen].decode("ascii", "replace")
+    # an 8-byte uptime may follow the id
+    if len(payload) not in (HELLO_FIXED.size + idlen, HELLO_FIXED.size + idlen + 8) or version < 1:
         raise Fail("malformed HELLO: version %d, id length %d, payload %d bytes"
                    % (version, idlen, len(payload)))
     return nonce, node_id, port
