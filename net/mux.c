@@ -110,18 +110,6 @@ static void do_unlink(struct mux *x, struct mux_req *r)
 		}
 }
 
-static void get_of(const struct transport_chunk_req *req, struct proto_get *get)
-{
-	*get = (struct proto_get){
-		.file_key = req->file_key,
-		.file_size = req->file_size,
-		.mtime_ns = req->mtime_ns,
-		.chunk = req->chunk,
-		.chunk_size = req->chunk_size,
-		.flags = req->fill ? PROTO_GET_FILL : 0,
-	};
-}
-
 static int send_frame(struct mux *x, uint8_t type, const void *payload, uint32_t len,
 		      uint32_t id, const struct deadline *dl)
 {
@@ -304,8 +292,7 @@ int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, s
 {
 	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len };
 	uint8_t buf[PROTO_GET_LEN];
-	struct proto_get get;
-	get_of(req, &get);
+	struct proto_get get = transport_req_get(req);
 	proto_get_encode(buf, &get);
 	int rc = request(x, &r, buf, sizeof(buf), PROTO_GET, dl);
 	if (r.done)

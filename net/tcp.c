@@ -207,14 +207,7 @@ static int tcp_send_get(struct transport_conn *c, const struct transport_chunk_r
 			uint32_t id, const struct deadline *dl)
 {
 	uint8_t buf[PROTO_HDR_LEN + PROTO_GET_LEN];
-	struct proto_get get = {
-		.file_key = req->file_key,
-		.file_size = req->file_size,
-		.mtime_ns = req->mtime_ns,
-		.chunk = req->chunk,
-		.chunk_size = req->chunk_size,
-		.flags = req->fill ? PROTO_GET_FILL : 0,
-	};
+	struct proto_get get = transport_req_get(req);
 	proto_hdr_encode(buf, PROTO_GET, 0, PROTO_GET_LEN, id);
 	proto_get_encode(buf + PROTO_HDR_LEN, &get);
 	struct iovec iov = { buf, sizeof(buf) };

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/deadline.h"
+#include "net/proto.h"
 
 struct transport_conn;
 
@@ -29,6 +30,19 @@ struct transport_chunk_req {
 	uint32_t chunk_size;
 	bool fill;            /* we ask the chunk's owner: fill it from your backing if need be */
 };
+
+/* The GET frame's payload that asks for @req: one mapping for every transport. */
+static inline struct proto_get transport_req_get(const struct transport_chunk_req *req)
+{
+	return (struct proto_get){
+		.file_key = req->file_key,
+		.file_size = req->file_size,
+		.mtime_ns = req->mtime_ns,
+		.chunk = req->chunk,
+		.chunk_size = req->chunk_size,
+		.flags = req->fill ? PROTO_GET_FILL : 0,
+	};
+}
 
 struct transport_ops {
 	const char *name;
