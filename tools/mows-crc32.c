@@ -470,9 +470,30 @@ static int write_chunk_lines(FILE *out, const struct file_list *l, uint64_t chun
 	return rc;
 }
 
+/* Whether files @a and @b hold the same bytes (false when either cannot be read). */
+static bool same_contents(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "re"), *fb = fopen(b, "re");
+	bool same = fa && fb;
+	char ba[65536], bb[65536];
+	while (same) {
+		size_t na = fread(ba, 1, sizeof(ba), fa), nb = fread(bb, 1, sizeof(bb), fb);
+		same = na == nb && !memcmp(ba, bb, na) && !ferror(fa) && !ferror(fb);
+		if (na == 0)
+			break;
+	}
+	if (fa)
+		fclose(fa);
+	if (fb)
+		fclose(fb);
+	return same;
+}
+
 /*
- * Replaces @target in one rename, so that a reader sees the old manifest or the new one.
- * With @chunk_size, writes the chunk sidecar instead of the manifest.
+ * Replaces @target in one rename, so that a reader sees the old manifest or the new one;
+ * leaves it alone when it already holds these bytes, so that every node of a fleet does not
+ * see a changed file (a new version to fetch) for nothing. With @chunk_size, writes the chunk
+ * sidecar instead of the manifest.
  */
 static int write_atomically(const char *target, const struct file_list *l, mode_t mode,
 			    uint64_t chunk_size)
@@ -501,6 +522,8 @@ static int write_atomically(const char *target, const struct file_list *l, mode_
 		rc = -errno;
 	if (fclose(f) && !rc)
 		rc = -errno;
+	if (!rc && same_contents(tmp, target))
+		goto out_unlink; /* unchanged: rc stays 0 */
 	if (!rc && rename(tmp, target) < 0)
 		rc = -errno;
 	if (!rc)
