@@ -13,6 +13,7 @@
 
 #include "cache/chunkmap.h"
 #include "cache/slab.h"
+#include "cache/store.h"
 #include "common/crc.h"
 #include "common/log.h"
 
@@ -104,6 +105,12 @@ struct cache_file {
 	uint32_t *bad_got;        /* the CRC storage gave for a bad chunk */
 	uint64_t nbad;
 	struct cache_file *tnext;
+	/* Store mode: the version's file, constant once created; occupant[k] is the one slot
+	 * whose bytes are at chunk k's range (indexed or dropped but pinned), or NIL. */
+	struct cache_store_file sf;
+	int32_t *occupant;        /* protected by cache->lock */
+	uint32_t pt_refs;         /* passthrough opens; while > 0 every chunk is pinned */
+	int32_t *pt_slots;        /* the slots pinned for them, protected by cache->lock */
 };
 
 struct source {
@@ -113,7 +120,9 @@ struct source {
 };
 
 struct cache {
-	struct cache_slab slab;
+	struct cache_slab slab;    /* slab mode only */
+	struct cache_store *store; /* store mode (cache_store = files): chunks in files */
+	uint32_t nslots;           /* chunks that may be held at once */
 	uint64_t chunk_size;
 	unsigned fill_threads, readahead_chunks, fill_timeout_ms;
 	enum config_verify verify;
@@ -147,6 +156,15 @@ struct cache {
 	bool chunkmap_present;
 	struct stat chunkmap_st;
 };
+
+/* Where slot @i's bytes are: its chunk's range of its version's file, or its slab slot. */
+static unsigned char *slot_data(const struct cache *c, uint32_t i)
+{
+	const struct slot *s = &c->slots[i];
+	if (c->store)
+		return s->file->sf.map + s->chunk * c->chunk_size;
+	return cache_slab_slot(&c->slab, i);
+}
 
 /* ---- slot lists and index (lock held) ---- */
 
@@ -255,6 +273,10 @@ static void snapshot_free(struct crc_snapshot *p)
 
 static void file_free(struct cache_file *f)
 {
+	if (f->sf.store)
+		cache_store_file_release(&f->sf);
+	free(f->occupant);
+	free(f->pt_slots);
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->relpath);
@@ -304,6 +326,10 @@ static void do_slot_free(struct cache *c, int32_t i)
 		s->file->cached_chunks--;
 		s->file->cached_bytes -= s->len;
 	}
+	if (c->store && s->file->occupant[s->chunk] == i) {
+		s->file->occupant[s->chunk] = NIL;
+		cache_store_punch(&s->file->sf, s->chunk * c->chunk_size, s->len);
+	}
 	do_file_put(s->file);
 	s->file = NULL;
 	s->state = SLOT_FREE;
@@ -327,7 +353,7 @@ static void do_slot_drop(struct cache *c, int32_t i)
 
 static void do_file_drop_chunks(struct cache *c, struct cache_file *f)
 {
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
+	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state != SLOT_FREE && c->slots[i].file == f && c->slots[i].indexed)
 			do_slot_drop(c, (int32_t)i);
 }
@@ -355,7 +381,7 @@ static int32_t do_alloc_slot(struct cache *c, bool may_wait, const struct deadli
 	for (;;) {
 		if (c->free.n)
 			return do_list_pop(c, &c->free);
-		if (c->pristine < c->slab.nslots) {
+		if (c->pristine < c->nslots) {
 			pthread_cond_signal(&c->populate_cond);
 			return (int32_t)c->pristine++;
 		}
@@ -396,6 +422,8 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->serving = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
+	if (c->store)
+		f->occupant[chunk] = i;
 }
 
 static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint64_t chunk,
@@ -407,19 +435,61 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 }
 
 /*
+ * Store mode: the range of @chunk in @f's file has one occupant slot at a time. When the
+ * index misses, an occupant may still be there, dropped from the index but pinned (or still
+ * filling). A ready one of the current generation holds the right bytes: it is indexed
+ * again. Anything else must be freed before a new fill may write the range: with @wait,
+ * waits for that until @dl (-EIO after it), without, returns -EAGAIN. Returns the slot, NIL
+ * when the chunk is neither indexed nor occupied, or -errno.
+ */
+static int32_t do_find(struct cache *c, struct cache_file *f, uint64_t chunk, bool wait,
+		       const struct deadline *dl)
+{
+	for (;;) {
+		int32_t i = do_lookup(c, f, chunk);
+		if (i != NIL || !c->store)
+			return i;
+		int32_t o = f->occupant[chunk];
+		if (o == NIL)
+			return NIL;
+		struct slot *s = &c->slots[o];
+		if (s->state == SLOT_READY && s->gen == f->gen && f->state != CACHE_FILE_BAD) {
+			do_index_add(c, o);
+			if (!s->pins)
+				do_list_push(c, &c->lru, o);
+			return o;
+		}
+		if (!wait)
+			return -EAGAIN;
+		if (deadline_cond_wait(&c->slot_cond, &c->lock, dl) == -ETIMEDOUT &&
+		    do_lookup(c, f, chunk) == NIL && f->occupant[chunk] == o) {
+			log_warn("cache: chunk %" PRIu64 " of %s: its old bytes stayed pinned for "
+				 "fill_timeout", chunk, f->relpath);
+			return -EIO;
+		}
+	}
+}
+
+/*
  * Finds or starts the fill of @chunk. With @wait, pins the slot, waits until @dl for it to
  * be filled and returns its index (pinned) or -errno; without, returns 0 or -EAGAIN.
  */
 static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chunk,
 			    enum prio prio, bool wait, const struct deadline *dl, bool *hit)
 {
-	int32_t i = do_lookup(c, f, chunk);
+	int32_t i = do_find(c, f, chunk, wait, dl);
+	if (i < NIL)
+		return i;
 	if (i == NIL) {
 		i = do_alloc_slot(c, wait, dl);
 		if (i < 0)
 			return wait ? i : -EAGAIN;
 		/* do_alloc_slot() may have waited: another reader may have started it since. */
-		int32_t other = do_lookup(c, f, chunk);
+		int32_t other = do_find(c, f, chunk, wait, dl);
+		if (other < NIL) {
+			do_list_push(c, &c->free, i);
+			return other;
+		}
 		if (other != NIL) {
 			do_list_push(c, &c->free, i);
 			i = other;
@@ -755,6 +825,16 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	return inval;
 }
 
+/* Takes the memory for a fill before a source writes it: ENOSPC here, never a SIGBUS. */
+static int store_alloc(struct cache *c, struct slot *s)
+{
+	int rc = cache_store_alloc(&s->file->sf, s->chunk * c->chunk_size, s->len);
+	if (rc)
+		log_warn("cache: cannot take %u bytes in the cache store %s for %s: %s", s->len,
+			 cache_store_dir(c->store), s->file->relpath, strerror(-rc));
+	return rc;
+}
+
 /*
  * Runs the fill of slot @i (FILLING, taken off its queue) on the calling thread: sets what
  * the bytes must check against, reads them from the sources without the lock, publishes
@@ -763,7 +843,7 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 static void do_run_fill(struct cache *c, int32_t i)
 {
 	struct slot *s = &c->slots[i];
-	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+	void *dst = slot_data(c, (uint32_t)i);
 	if (c->verify != VERIFY_OFF)
 		do_set_expect(s->file, s);
 	else
@@ -772,7 +852,9 @@ static void do_run_fill(struct cache *c, int32_t i)
 
 	unsigned src = 0;
 	uint64_t t0 = mono_ns();
-	int rc = fetch_from_sources(c, s, dst, &src);
+	int rc = c->store ? store_alloc(c, s) : 0;
+	if (rc == 0)
+		rc = fetch_from_sources(c, s, dst, &src);
 	hist_add(&c->fill_hist, mono_ns() - t0);
 
 	pthread_mutex_lock(&c->lock);
@@ -805,6 +887,33 @@ static void *fill_main(void *arg)
 
 /* ---- construction ---- */
 
+/*
+ * Files on the store's tmpfs (cache_store = files, or auto with a cache_dir), else the slab.
+ * auto falls back to the slab, with a log line, when the tmpfs cannot be mounted.
+ */
+static int cache_storage_init(struct cache *c, const struct mows_config *cfg, char *err,
+			      size_t errlen)
+{
+	c->nslots = (uint32_t)(cfg->max_memory / cfg->chunk_size);
+	if (cfg->cache_store != STORE_SLAB && cfg->cache_dir[0] && c->nslots) {
+		c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, err,
+					   errlen);
+		if (c->store) {
+			log_info("cache: %u chunks of %llu MiB in files on a huge-page tmpfs at %s "
+				 "(memory taken as chunks fill)", c->nslots,
+				 (unsigned long long)(cfg->chunk_size >> 20), cfg->cache_dir);
+			return 0;
+		}
+		if (cfg->cache_store == STORE_FILES)
+			return -errno;
+		log_warn("cache: %s; using the slab", err);
+	}
+	int rc = cache_slab_init(&c->slab, cfg->max_memory, cfg->chunk_size, cfg->hugepages,
+				 err, errlen);
+	c->nslots = c->slab.nslots;
+	return rc;
+}
+
 struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 {
 	struct cache *c = calloc(1, sizeof(*c));
@@ -812,8 +921,7 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	int rc = cache_slab_init(&c->slab, cfg->max_memory, cfg->chunk_size, cfg->hugepages,
-				 err, errlen);
+	int rc = cache_storage_init(c, cfg, err, errlen);
 	if (rc)
 		goto out_free;
 	c->chunk_size = cfg->chunk_size;
@@ -822,13 +930,13 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 	c->fill_timeout_ms = cfg->fill_timeout_ms;
 	c->verify = cfg->verify;
 	c->nbuckets = 1;
-	while (c->nbuckets < 2 * c->slab.nslots)
+	while (c->nbuckets < 2 * c->nslots)
 		c->nbuckets <<= 1;
-	c->slots = calloc(c->slab.nslots, sizeof(*c->slots));
+	c->slots = calloc(c->nslots, sizeof(*c->slots));
 	c->buckets = malloc(c->nbuckets * sizeof(*c->buckets));
 	if (!c->slots || !c->buckets) {
 		rc = -ENOMEM;
-		snprintf(err, errlen, "out of memory for %u cache slots", c->slab.nslots);
+		snprintf(err, errlen, "out of memory for %u cache slots", c->nslots);
 		goto out_release;
 	}
 	for (uint32_t b = 0; b < c->nbuckets; b++)
@@ -843,16 +951,17 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create condition variables: %s", strerror(-rc));
 		goto out_release;
 	}
-	c->st.max_memory = (uint64_t)c->slab.nslots * c->chunk_size;
+	c->st.max_memory = (uint64_t)c->nslots * c->chunk_size;
 	c->st.chunk_size = c->chunk_size;
-	c->st.slots = c->slab.nslots;
-	c->st.slab_kind = cache_slab_kind_name(c->slab.kind);
+	c->st.slots = c->nslots;
+	c->st.slab_kind = c->store ? "files" : cache_slab_kind_name(c->slab.kind);
 	return c;
 
 out_release:
 	free(c->slots);
 	free(c->buckets);
 	cache_slab_release(&c->slab);
+	cache_store_free(c->store);
 out_free:
 	free(c);
 	errno = -rc;
@@ -910,7 +1019,8 @@ static void *populate_main(void *arg)
 
 int cache_start(struct cache *c)
 {
-	c->populating = pthread_create(&c->populate, NULL, populate_main, c) == 0;
+	/* Store mode takes each chunk's memory as its fill starts (store_alloc()). */
+	c->populating = !c->store && pthread_create(&c->populate, NULL, populate_main, c) == 0;
 	c->threads = calloc(c->fill_threads, sizeof(*c->threads));
 	if (!c->threads)
 		return -ENOMEM;
@@ -951,7 +1061,7 @@ void cache_free(struct cache *c)
 		return;
 	if (!stop_threads(c))
 		return; /* a stuck thread still uses the slab: let process exit reclaim it */
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
+	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state != SLOT_FREE)
 			do_slot_free(c, (int32_t)i);
 	for (unsigned b = 0; b < FILE_BUCKETS; b++)
@@ -965,6 +1075,7 @@ void cache_free(struct cache *c)
 	free(c->buckets);
 	cache_chunkmap_free(c->chunkmap);
 	cache_slab_release(&c->slab);
+	cache_store_free(c->store);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -1005,12 +1116,20 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 	f->crc_known = calloc(n, 1);
 	f->from = calloc(n, sizeof(*f->from));
 	f->claimed = calloc(n, 1);
+	f->sf.fd = -1;
+	if (c->store)
+		f->occupant = malloc(n * sizeof(*f->occupant));
+	int rc = -ENOMEM;
 	if (!f->relpath || !f->crc || !f->crc_known || !f->from || !f->claimed ||
-	    do_want_chunks(c, f, info->size) < 0) {
-		f->fd = -1;
-		file_free(f);
-		errno = ENOMEM;
-		return NULL;
+	    (c->store && !f->occupant) || do_want_chunks(c, f, info->size) < 0)
+		goto out_free;
+	for (uint64_t k = 0; c->store && k < n; k++)
+		f->occupant[k] = NIL;
+	if (c->store && (rc = cache_store_file_create(c->store, c->next_file_id + 1, info->size,
+						     &f->sf)) < 0) {
+		log_warn("cache: cannot create the cache file of %s in %s: %s", info->relpath,
+			 cache_store_dir(c->store), strerror(-rc));
+		goto out_free;
 	}
 	f->fd = info->fd;
 	f->dev = info->dev;
@@ -1028,6 +1147,11 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 		log_err("crc32 mismatch: %s: manifest %08x, computed 00000000 (empty file)",
 			f->relpath, f->expected);
 	return f;
+out_free:
+	f->fd = -1;
+	file_free(f);
+	errno = -rc;
+	return NULL;
 }
 
 struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info *info,
@@ -1127,8 +1251,13 @@ struct cache_file *cache_file_by_key(struct cache *c, uint64_t key)
 
 void cache_slab_region(struct cache *c, void **base, size_t *len)
 {
-	*base = c->slab.base;
-	*len = c->slab.map_len;
+	*base = c->store ? NULL : c->slab.base;
+	*len = c->store ? 0 : c->slab.map_len;
+}
+
+bool cache_has_store(const struct cache *c)
+{
+	return c->store != NULL;
 }
 
 uint64_t cache_chunk_size(const struct cache *c)
@@ -1266,7 +1395,7 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 		uint64_t cstart = k * c->chunk_size;
 		uint64_t from = off > cstart ? off - cstart : 0;
 		uint64_t to = end - cstart < c->slots[i].len ? end - cstart : c->slots[i].len;
-		spans[n].data = (char *)cache_slab_slot(&c->slab, (uint32_t)i) + from;
+		spans[n].data = slot_data(c, (uint32_t)i) + from;
 		spans[n].len = (size_t)(to - from);
 		spans[n].slot = (uint32_t)i;
 		if (hit)
@@ -1324,8 +1453,8 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	if (chunk >= f->nchunks)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	int32_t i = do_lookup(c, f, chunk);
-	int rc = 0;
+	int32_t i = do_find(c, f, chunk, true, dl);
+	int rc = i < NIL ? i : 0;
 	/* Never send a chunk of a version that failed its check, even while it is refilled. */
 	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE || f->local_only)
 		rc = -EIO;
@@ -1336,8 +1465,12 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	bool here = false;
 	if (rc == 0 && i == NIL) {
 		i = do_alloc_slot(c, true, dl);
-		if (i >= 0 && do_lookup(c, f, chunk) != NIL) { /* started while we waited */
+		int32_t other = i >= 0 ? do_find(c, f, chunk, true, dl) : NIL;
+		if (i >= 0 && other != NIL) { /* started while we waited, or busy */
 			do_list_push(c, &c->free, i);
+			i = other;
+			if (other < NIL)
+				rc = other;
 		} else if (i >= 0) {
 			do_begin_fill(c, i, f, chunk);
 			here = true;
@@ -1353,7 +1486,7 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	if (rc == 0 && i < 0)
 		rc = i;
 	if (rc == 0) {
-		span->data = cache_slab_slot(&c->slab, (uint32_t)i);
+		span->data = slot_data(c, (uint32_t)i);
 		span->len = c->slots[i].len;
 		span->slot = (uint32_t)i;
 		*crc = c->slots[i].crc;
@@ -1421,6 +1554,94 @@ int cache_file_prefetch(struct cache *c, struct cache_file *f,
 			bool (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
 {
 	return fill_all(c, f, false, progress, arg);
+}
+
+/* ---- passthrough ---- */
+
+/* Whether @f is complete and as verified as the settings ask: a passthrough reader gets its
+ * file's bytes with no check of ours in between. */
+static bool do_pt_ready(struct cache *c, struct cache_file *f)
+{
+	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE ||
+	    f->state == CACHE_FILE_RETRYING || f->local_only || f->nbad ||
+	    f->cached_chunks != f->nchunks)
+		return false;
+	if (c->verify >= VERIFY_FILE && f->has_crc && f->state != CACHE_FILE_VERIFIED)
+		return false;
+	return c->verify != VERIFY_STRICT || f->has_crc || f->strict_checked;
+}
+
+int cache_file_passthrough_get(struct cache *c, struct cache_file *f)
+{
+	if (!c->store)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&c->lock);
+	int rc = 0;
+	if (f->pt_refs)
+		goto out_ok; /* its chunks are pinned: the bytes cannot have changed */
+	rc = -EAGAIN;
+	if (!do_pt_ready(c, f))
+		goto out_unlock;
+	rc = -ENOMEM;
+	if (!f->pt_slots && f->nchunks &&
+	    !(f->pt_slots = malloc(f->nchunks * sizeof(*f->pt_slots))))
+		goto out_unlock;
+	for (uint64_t k = 0; k < f->nchunks; k++) {
+		int32_t i = do_lookup(c, f, k);
+		if (i == NIL || c->slots[i].state != SLOT_READY) {
+			rc = -EAGAIN;
+			goto out_unlock;
+		}
+		f->pt_slots[k] = i;
+	}
+	for (uint64_t k = 0; k < f->nchunks; k++) {
+		struct slot *s = &c->slots[f->pt_slots[k]];
+		if (!s->pins)
+			do_list_del(c, f->pt_slots[k]);
+		s->pins++;
+	}
+out_ok:
+	f->pt_refs++;
+	rc = f->sf.fd;
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void cache_file_passthrough_put(struct cache *c, struct cache_file *f)
+{
+	pthread_mutex_lock(&c->lock);
+	if (f->pt_refs && --f->pt_refs == 0)
+		for (uint64_t k = 0; k < f->nchunks; k++)
+			do_unpin(c, f->pt_slots[k]);
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct wait_arg {
+	const struct deadline *dl;
+};
+
+static bool before_deadline(void *arg, uint64_t done, uint64_t total)
+{
+	(void)done;
+	(void)total;
+	return !deadline_passed(((struct wait_arg *)arg)->dl);
+}
+
+int cache_file_wait_complete(struct cache *c, struct cache_file *f, const struct deadline *dl)
+{
+	struct wait_arg wa = { .dl = dl };
+	int rc = fill_all(c, f, false, before_deadline, &wa);
+	if (rc == -ECANCELED)
+		return -ETIMEDOUT;
+	if (rc == 0 && c->verify == VERIFY_STRICT && f->has_crc)
+		rc = strict_check(c, f);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->lock);
+	bool ready = f->pt_refs || do_pt_ready(c, f);
+	pthread_mutex_unlock(&c->lock);
+	return ready ? 0 : -EAGAIN;
 }
 
 int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed)
@@ -1550,7 +1771,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	*st = c->st;
 	st->used_memory = (uint64_t)(c->pristine - c->free.n) * c->chunk_size;
 	st->slots_ready = c->lru.n;
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
+	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state == SLOT_READY && c->slots[i].pins)
 			st->slots_ready++;
 	pthread_mutex_unlock(&c->lock);

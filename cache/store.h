@@ -1,0 +1,70 @@
+/*
+ * The cache store: where chunk bytes live when they are kept in files (cache_store = files).
+ *
+ * mows mounts a private tmpfs of its own (huge=within_size, mode 0700) at a directory of
+ * its run directory, e.g. /run/mows/<escaped mountpoint>.cache, and keeps one sparse file
+ * per version of a backing file in it: chunk n at offset n x chunk_size, the file's size
+ * that of the backing file. Each file is mapped once, shared, for the daemon's own reads and
+ * writes; the same file can back a FUSE passthrough open, so readers and the daemon share
+ * one copy of the bytes, in 2 MiB pages. Memory is taken per chunk as it fills
+ * (cache_store_alloc()) and given back when a chunk is evicted (cache_store_punch()).
+ *
+ * Why a tmpfs mount and not a memfd per version: shmem transparent huge pages for memfds
+ * follow the machine-wide shmem_enabled setting (Debian: never), while a tmpfs mount chooses
+ * its own with huge=; the mount also bounds the total (size=) so a fault past it is an
+ * ENOSPC from fallocate, never a SIGBUS in a fill, and it gives the files names a later
+ * daemon could find again. The files are unlinked when their version is freed; the mount
+ * is detached (MNT_DETACH) at exit, and a stale one left by a crashed daemon is detached at
+ * start, so nothing outlives the daemon but what open passthrough files still reference.
+ *
+ * Not thread-safe by itself: cache/cache.c calls these under its lock or on a version it
+ * holds a reference to.
+ */
+#ifndef MOWS_CACHE_STORE_H
+#define MOWS_CACHE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache_store;
+
+/* One version's file, mapped once. */
+struct cache_store_file {
+	int fd;               /* O_RDWR, -1 when none */
+	unsigned char *map;   /* MAP_SHARED of the whole file, NULL for an empty one */
+	size_t map_len;
+	char name[32];
+	struct cache_store *store;
+};
+
+/*
+ * Mounts the store's tmpfs at @dir (created mode 0700 if missing), holding at most @limit
+ * bytes. Needs CAP_SYS_ADMIN. Returns NULL with errno set and a message naming @dir and the
+ * fix in @err.
+ */
+struct cache_store *cache_store_new(const char *dir, uint64_t limit, char *err,
+				    size_t errlen);
+
+/* Detaches the tmpfs and removes @dir. Safe on NULL. */
+void cache_store_free(struct cache_store *s);
+
+/* The mount's directory. */
+const char *cache_store_dir(const struct cache_store *s);
+
+/*
+ * Creates, sizes (@size bytes, sparse) and maps the file of version @id. Returns 0 or
+ * -errno. Release with cache_store_file_release().
+ */
+int cache_store_file_create(struct cache_store *s, uint64_t id, uint64_t size,
+			    struct cache_store_file *out);
+
+/* Unmaps, closes and unlinks. Safe on a zeroed file with fd -1. */
+void cache_store_file_release(struct cache_store_file *f);
+
+/* Allocates [off, off + len) so writes to it cannot fault for want of space. 0, -ENOSPC. */
+int cache_store_alloc(struct cache_store_file *f, uint64_t off, uint64_t len);
+
+/* Gives [off, off + len) back (reads as zeros afterwards). */
+void cache_store_punch(struct cache_store_file *f, uint64_t off, uint64_t len);
+
+#endif
