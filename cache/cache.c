@@ -273,8 +273,7 @@ static void snapshot_free(struct crc_snapshot *p)
 
 static void file_free(struct cache_file *f)
 {
-	if (f->sf.store)
-		cache_store_file_release(&f->sf);
+	cache_store_file_release(&f->sf);
 	free(f->occupant);
 	free(f->pt_slots);
 	if (f->fd >= 0)
@@ -1116,7 +1115,6 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 	f->crc_known = calloc(n, 1);
 	f->from = calloc(n, sizeof(*f->from));
 	f->claimed = calloc(n, 1);
-	f->sf.fd = -1;
 	if (c->store)
 		f->occupant = malloc(n * sizeof(*f->occupant));
 	int rc = -ENOMEM;
@@ -1602,10 +1600,15 @@ int cache_file_passthrough_get(struct cache *c, struct cache_file *f)
 	}
 out_ok:
 	f->pt_refs++;
-	rc = f->sf.fd;
+	rc = 0;
 out_unlock:
 	pthread_mutex_unlock(&c->lock);
-	return rc;
+	if (rc)
+		return rc;
+	int fd = cache_store_file_open(&f->sf);
+	if (fd < 0)
+		cache_file_passthrough_put(c, f);
+	return fd;
 }
 
 void cache_file_passthrough_put(struct cache *c, struct cache_file *f)

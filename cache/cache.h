@@ -288,8 +288,8 @@ size_t cache_file_bad_chunks(struct cache *c, struct cache_file *f,
  * verified as `verify` asks (a manifest entry matched; strict: checked), or when passthrough
  * opens of @f exist already, pins every chunk of @f (none is evicted or refilled until the
  * matching put) and returns the descriptor of its cache file: chunk n at n x chunk_size,
- * the file's size that of the version. The descriptor is the cache's; it stays open at least
- * until the last put. Returns -EAGAIN when @f is not complete or not verified (serve it the
+ * the file's size that of the version: a new read-only descriptor the caller closes (the
+ * bytes stay until the last put, whether or not it is open). Returns -EAGAIN when @f is not complete or not verified (serve it the
  * ordinary way), -EOPNOTSUPP in slab mode, -ENOMEM. Any thread.
  */
 int cache_file_passthrough_get(struct cache *c, struct cache_file *f);

@@ -10,7 +10,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <linux/falloc.h>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -97,52 +96,62 @@ int cache_store_file_create(struct cache_store *s, uint64_t id, uint64_t size,
 	memset(out, 0, sizeof(*out));
 	out->store = s;
 	snprintf(out->name, sizeof(out->name), "v%" PRIu64, id);
-	out->fd = openat(s->dirfd, out->name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (out->fd < 0)
+	int fd = openat(s->dirfd, out->name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
 		return -errno;
-	if (ftruncate(out->fd, (off_t)size) < 0)
+	if (ftruncate(fd, (off_t)size) < 0)
 		goto out_close;
 	if (size) {
 		/* Whole 2 MiB pages of address space; tmpfs aligns the mapping for huge pages. */
 		out->map_len = (size + HUGE_2M - 1) / HUGE_2M * HUGE_2M;
-		void *p = mmap(NULL, out->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, out->fd, 0);
+		void *p = mmap(NULL, out->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (p == MAP_FAILED)
 			goto out_close;
 		out->map = p;
 	}
+	close(fd);
+	out->exists = true;
 	return 0;
 out_close:;
 	int rc = -errno;
-	close(out->fd);
+	close(fd);
 	unlinkat(s->dirfd, out->name, 0);
-	out->fd = -1;
 	return rc;
 }
 
 void cache_store_file_release(struct cache_store_file *f)
 {
-	if (f->fd < 0)
+	if (!f->exists)
 		return;
 	if (f->map)
 		munmap(f->map, f->map_len);
-	close(f->fd);
 	unlinkat(f->store->dirfd, f->name, 0);
-	f->fd = -1;
+	f->exists = false;
 	f->map = NULL;
+}
+
+int cache_store_file_open(const struct cache_store_file *f)
+{
+	int fd = openat(f->store->dirfd, f->name, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static uint64_t page_up(uint64_t v)
+{
+	return (v + 4095) & ~(uint64_t)4095;
 }
 
 int cache_store_alloc(struct cache_store_file *f, uint64_t off, uint64_t len)
 {
-	if (fallocate(f->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0)
-		return -errno;
-	return 0;
+	if (madvise(f->map + off, page_up(len), MADV_POPULATE_WRITE) == 0 || errno == EINVAL)
+		return 0;
+	return errno == EFAULT || errno == ENOMEM ? -ENOSPC : -errno;
 }
 
 void cache_store_punch(struct cache_store_file *f, uint64_t off, uint64_t len)
 {
-	len = (len + 4095) & ~(uint64_t)4095; /* a file's last page, past its end, too */
-	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) < 0)
+	/* page_up: a file's last page, past its end, too */
+	if (madvise(f->map + off, page_up(len), MADV_REMOVE) < 0)
 		log_warn("cache: cannot give back bytes %" PRIu64 "-%" PRIu64 " of %s: %s", off,
 			 off + len - 1, f->name, strerror(errno));
 }

@@ -23,14 +23,20 @@
 #ifndef MOWS_CACHE_STORE_H
 #define MOWS_CACHE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct cache_store;
 
-/* One version's file, mapped once. */
+/*
+ * One version's file, mapped once. No descriptor is kept (a daemon may hold versions of more
+ * files than its descriptor limit): the mapping keeps the file, memory is taken and given
+ * back through the mapping, and cache_store_file_open() opens it by name when a descriptor
+ * is needed (passthrough).
+ */
 struct cache_store_file {
-	int fd;               /* O_RDWR, -1 when none */
+	bool exists;          /* created and not yet released */
 	unsigned char *map;   /* MAP_SHARED of the whole file, NULL for an empty one */
 	size_t map_len;
 	char name[32];
@@ -58,10 +64,16 @@ const char *cache_store_dir(const struct cache_store *s);
 int cache_store_file_create(struct cache_store *s, uint64_t id, uint64_t size,
 			    struct cache_store_file *out);
 
-/* Unmaps, closes and unlinks. Safe on a zeroed file with fd -1. */
+/* Unmaps and unlinks. Safe on a zeroed file. */
 void cache_store_file_release(struct cache_store_file *f);
 
-/* Allocates [off, off + len) so writes to it cannot fault for want of space. 0, -ENOSPC. */
+/* A new read-only descriptor of the file (the caller closes it), or -errno. */
+int cache_store_file_open(const struct cache_store_file *f);
+
+/*
+ * Allocates [off, off + len) (and maps it in) so writes to it cannot fault for want of
+ * space: 0 or -ENOSPC. Kernels before 5.14 fault pages in as the fill writes them.
+ */
 int cache_store_alloc(struct cache_store_file *f, uint64_t off, uint64_t len);
 
 /* Gives [off, off + len) back (reads as zeros afterwards). */

@@ -277,8 +277,9 @@ int mows_pt_open(struct mows *m, struct mows_inode *in, struct cache_file *f, bo
 	*pt = false;
 	pthread_mutex_lock(&m->ino_lock);
 	if (in->opens_pt) {
-		int fd = cache_file_passthrough_get(m->cache, f); /* pinned: cannot fail */
+		int fd = cache_file_passthrough_get(m->cache, f); /* pinned: only EMFILE */
 		if (fd >= 0) {
+			close(fd);
 			in->opens_pt++;
 			*pt = true;
 		}
@@ -290,6 +291,8 @@ int mows_pt_open(struct mows *m, struct mows_inode *in, struct cache_file *f, bo
 		} else if (fd >= 0) {
 			cache_file_passthrough_put(m->cache, f);
 		}
+		if (fd >= 0)
+			close(fd); /* the kernel's backing holds the file now */
 	}
 	if (!*pt)
 		in->opens_plain++;
