@@ -111,6 +111,8 @@ struct cache_file {
 	int32_t *occupant;        /* protected by cache->lock */
 	uint32_t pt_refs;         /* passthrough opens; while > 0 every chunk is pinned */
 	int32_t *pt_slots;        /* the slots pinned for them, protected by cache->lock */
+	bool keep_file;           /* listed in the warm-restart index: not unlinked */
+	struct cache_store_entry *adopt_from; /* its kept file, until its chunks are adopted */
 };
 
 struct source {
@@ -123,6 +125,10 @@ struct cache {
 	struct cache_slab slab;    /* slab mode only */
 	struct cache_store *store; /* store mode (cache_store = files): chunks in files */
 	uint32_t nslots;           /* chunks that may be held at once */
+	bool warm;                 /* warm_restart: the store and an index outlive us */
+	bool keeping;              /* cache_free() keeps the bytes: no holes punched */
+	struct cache_store_index adopt; /* what the last daemon kept, until cache_adopt() */
+	uint64_t adopted, adopted_bytes, dropped; /* chunks, protected by lock */
 	uint64_t chunk_size;
 	unsigned fill_threads, readahead_chunks, fill_timeout_ms;
 	enum config_verify verify;
@@ -273,7 +279,7 @@ static void snapshot_free(struct crc_snapshot *p)
 
 static void file_free(struct cache_file *f)
 {
-	cache_store_file_release(&f->sf);
+	cache_store_file_release(&f->sf, f->keep_file);
 	free(f->occupant);
 	free(f->pt_slots);
 	if (f->fd >= 0)
@@ -327,7 +333,8 @@ static void do_slot_free(struct cache *c, int32_t i)
 	}
 	if (c->store && s->file->occupant[s->chunk] == i) {
 		s->file->occupant[s->chunk] = NIL;
-		cache_store_punch(&s->file->sf, s->chunk * c->chunk_size, s->len);
+		if (!c->keeping)
+			cache_store_punch(&s->file->sf, s->chunk * c->chunk_size, s->len);
 	}
 	do_file_put(s->file);
 	s->file = NULL;
@@ -884,7 +891,29 @@ static void *fill_main(void *arg)
 	return NULL;
 }
 
+static int do_write_index(struct cache *c);
+
 /* ---- construction ---- */
+
+/*
+ * Warm restart: reads what a previous daemon kept. A torn or foreign index means a cold
+ * start: the store is mounted afresh, so none of its files is ever served.
+ */
+static void load_kept(struct cache *c, const struct mows_config *cfg, char *err, size_t errlen)
+{
+	int rc = cache_store_index_load(c->store, cfg->chunk_size, &c->adopt);
+	if (rc == 0) {
+		log_info("warm restart: the index lists %zu kept files", c->adopt.n);
+		return;
+	}
+	if (rc == -ENOENT)
+		return; /* a fresh store */
+	log_warn("warm restart: the index in %s is torn or of another version or chunk size "
+		 "(%s); starting cold", cfg->cache_dir, strerror(-rc));
+	cache_store_free(c->store, false);
+	c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, false, err,
+				   errlen);
+}
 
 /*
  * Files on the store's tmpfs (cache_store = files, or auto with a cache_dir), else the slab.
@@ -895,8 +924,11 @@ static int cache_storage_init(struct cache *c, const struct mows_config *cfg, ch
 {
 	c->nslots = (uint32_t)(cfg->max_memory / cfg->chunk_size);
 	if (cfg->cache_store != STORE_SLAB && cfg->cache_dir[0] && c->nslots) {
-		c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, err,
-					   errlen);
+		c->warm = cfg->warm_restart;
+		c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, c->warm,
+					   err, errlen);
+		if (c->store && c->warm)
+			load_kept(c, cfg, err, errlen);
 		if (c->store) {
 			log_info("cache: %u chunks of %llu MiB in files on a huge-page tmpfs at %s "
 				 "(memory taken as chunks fill)", c->nslots,
@@ -960,7 +992,7 @@ out_release:
 	free(c->slots);
 	free(c->buckets);
 	cache_slab_release(&c->slab);
-	cache_store_free(c->store);
+	cache_store_free(c->store, false);
 out_free:
 	free(c);
 	errno = -rc;
@@ -1060,6 +1092,13 @@ void cache_free(struct cache *c)
 		return;
 	if (!stop_threads(c))
 		return; /* a stuck thread still uses the slab: let process exit reclaim it */
+	if (c->store && c->warm) {
+		int rc = do_write_index(c);
+		if (rc)
+			log_warn("cache: cannot write the warm-restart index: %s; the next daemon "
+				 "starts cold", strerror(-rc));
+		c->keeping = rc == 0;
+	}
 	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state != SLOT_FREE)
 			do_slot_free(c, (int32_t)i);
@@ -1074,7 +1113,8 @@ void cache_free(struct cache *c)
 	free(c->buckets);
 	cache_chunkmap_free(c->chunkmap);
 	cache_slab_release(&c->slab);
-	cache_store_free(c->store);
+	cache_store_index_release(&c->adopt);
+	cache_store_free(c->store, c->keeping);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -1103,6 +1143,20 @@ static int do_want_chunks(struct cache *c, struct cache_file *f, uint64_t size)
 	return 0;
 }
 
+/* The warm-restart index entry for the version @info describes, if one is unclaimed. */
+static struct cache_store_entry *do_kept_entry(struct cache *c,
+					       const struct cache_file_info *info)
+{
+	for (size_t i = 0; i < c->adopt.n; i++) {
+		struct cache_store_entry *e = &c->adopt.e[i];
+		if (!e->claimed && e->key == info->key && e->dev == (uint64_t)info->dev &&
+		    e->ino == (uint64_t)info->ino && e->size == info->size &&
+		    e->mtime_ns == info->mtime_ns && !strcmp(e->relpath, info->relpath))
+			return e;
+	}
+	return NULL;
+}
+
 static struct cache_file *file_new(struct cache *c, const struct cache_file_info *info)
 {
 	struct cache_file *f = calloc(1, sizeof(*f));
@@ -1123,8 +1177,12 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 		goto out_free;
 	for (uint64_t k = 0; c->store && k < n; k++)
 		f->occupant[k] = NIL;
-	if (c->store && (rc = cache_store_file_create(c->store, c->next_file_id + 1, info->size,
-						     &f->sf)) < 0) {
+	struct cache_store_entry *kept = c->store ? do_kept_entry(c, info) : NULL;
+	if (kept && cache_store_file_adopt(c->store, kept->name, info->size, &f->sf) == 0) {
+		kept->claimed = true;
+		f->adopt_from = kept;
+	} else if (c->store && (rc = cache_store_file_create(c->store, c->next_file_id + 1,
+							    info->size, &f->sf)) < 0) {
 		log_warn("cache: cannot create the cache file of %s in %s: %s", info->relpath,
 			 cache_store_dir(c->store), strerror(-rc));
 		goto out_free;
@@ -1150,6 +1208,123 @@ out_free:
 	file_free(f);
 	errno = -rc;
 	return NULL;
+}
+
+/*
+ * Warm restart: takes the chunks of @f's kept file whose bytes still give the CRC the index
+ * (and crc32.chunks, when it lists the file) names; punches out the others. Runs at start-up
+ * (cache_adopt()), before anything reads, so the CRCs are computed under the lock.
+ */
+static void do_adopt_chunks(struct cache *c, struct cache_file *f)
+{
+	struct cache_store_entry *e = f->adopt_from;
+	f->adopt_from = NULL;
+	for (uint64_t k = 0; k < f->nchunks && k < e->nchunks; k++) {
+		if (!e->have[k])
+			continue;
+		size_t len = chunk_len(c, f, k);
+		uint32_t crc = mows_crc32(0, f->sf.map + k * c->chunk_size, len);
+		bool ok = crc == e->crc[k] && (!f->want || f->want[k] == crc);
+		int32_t i = ok ? do_alloc_slot(c, false, NULL) : -EAGAIN;
+		if (i < 0) {
+			cache_store_punch(&f->sf, k * c->chunk_size, len);
+			c->dropped++;
+			continue;
+		}
+		do_begin_fill(c, i, f, k);
+		struct slot *s = &c->slots[i];
+		s->crc = crc;
+		s->src = 0;
+		s->origin = 0;
+		s->state = SLOT_READY;
+		f->cached_chunks++;
+		f->cached_bytes += len;
+		if (c->verify != VERIFY_OFF) {
+			f->crc[k] = crc;
+			f->crc_known[k] = 1;
+			f->from[k] = (struct chunk_from){ 0 };
+			f->ncrc_known++;
+		}
+		do_list_push(c, &c->lru, i);
+		c->adopted++;
+		c->adopted_bytes += len;
+	}
+	if (c->verify >= VERIFY_FILE && f->has_crc && f->ncrc_known == f->nchunks &&
+	    f->state == CACHE_FILE_OK)
+		do_file_check(c, f); /* no kernel pages yet: nothing to invalidate */
+}
+
+int cache_adopt(struct cache *c, void (*open_version)(void *ctx, const char *relpath),
+		void *ctx)
+{
+	if (!c->store || !c->adopt.n)
+		return 0;
+	for (size_t i = 0; i < c->adopt.n; i++)
+		open_version(ctx, c->adopt.e[i].relpath);
+	pthread_mutex_lock(&c->lock);
+	size_t files = 0;
+	for (size_t i = 0; i < c->adopt.n; i++) {
+		struct cache_store_entry *e = &c->adopt.e[i];
+		files += e->claimed;
+		if (!e->claimed)
+			cache_store_unlink(c->store, e->name);
+	}
+	log_info("warm restart: adopted %" PRIu64 " chunks (%" PRIu64 " MiB) of %zu of %zu kept "
+		 "files; dropped %" PRIu64 " chunks and %zu files (changed, or their CRC did not "
+		 "check)", c->adopted, c->adopted_bytes >> 20, files, c->adopt.n, c->dropped,
+		 c->adopt.n - files);
+	cache_store_index_release(&c->adopt);
+	int n = (int)c->adopted;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/* At a clean exit with warm_restart: lists every current version's cached chunks. */
+static int do_write_index(struct cache *c)
+{
+	struct cache_store_index idx = { .chunk_size = c->chunk_size };
+	size_t cap = 0;
+	int rc = 0;
+	for (unsigned b = 0; b < FILE_BUCKETS && rc == 0; b++)
+		for (struct cache_file *f = c->files[b]; f && rc == 0; f = f->tnext) {
+			if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE ||
+			    f->local_only || !f->cached_chunks || !f->sf.exists)
+				continue;
+			if (idx.n == cap) {
+				cap = cap ? 2 * cap : 64;
+				void *p = realloc(idx.e, cap * sizeof(*idx.e));
+				if (!p) {
+					rc = -ENOMEM;
+					break;
+				}
+				idx.e = p;
+			}
+			struct cache_store_entry *e = &idx.e[idx.n];
+			memset(e, 0, sizeof(*e));
+			idx.n++;
+			snprintf(e->name, sizeof(e->name), "%s", f->sf.name);
+			e->relpath = strdup(f->relpath);
+			e->key = f->key, e->dev = f->dev, e->ino = f->ino, e->size = f->size;
+			e->mtime_ns = f->mtime_ns, e->nchunks = f->nchunks;
+			e->have = calloc(f->nchunks ? f->nchunks : 1, 1);
+			e->crc = calloc(f->nchunks ? f->nchunks : 1, sizeof(*e->crc));
+			if (!e->relpath || !e->have || !e->crc) {
+				rc = -ENOMEM;
+				break;
+			}
+			for (uint64_t k = 0; k < f->nchunks; k++) {
+				int32_t i = f->occupant[k];
+				if (i == NIL || c->slots[i].state != SLOT_READY || !c->slots[i].indexed)
+					continue;
+				e->have[k] = 1;
+				e->crc[k] = c->slots[i].crc;
+			}
+			f->keep_file = true;
+		}
+	if (rc == 0)
+		rc = cache_store_index_write(c->store, &idx);
+	cache_store_index_release(&idx);
+	return rc;
 }
 
 struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info *info,
@@ -1188,6 +1363,8 @@ struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info
 	uint32_t b = path_bucket(f->relpath);
 	f->tnext = c->files[b];
 	c->files[b] = f;
+	if (f->adopt_from)
+		do_adopt_chunks(c, f);
 	pthread_mutex_unlock(&c->lock);
 	return f;
 }

@@ -305,6 +305,18 @@ void cache_file_passthrough_put(struct cache *c, struct cache_file *f);
  */
 int cache_file_wait_complete(struct cache *c, struct cache_file *f, const struct deadline *dl);
 
+/*
+ * Warm restart (warm_restart = on, cache in files): calls @open_version for the relpath of
+ * every file the previous daemon kept; the caller opens that path's version with
+ * cache_file_open() (and puts it). A version whose identity (key, device, inode, size,
+ * mtime) matches a kept file takes that file, and every chunk whose bytes still give the
+ * CRC the index names (and crc32.chunks, when it lists the file) is cached again without a
+ * read; other chunks and unclaimed files are dropped. Call once at start-up, after the fill
+ * sources are set and before anything reads. Returns the chunks adopted. Logs one line.
+ */
+int cache_adopt(struct cache *c, void (*open_version)(void *ctx, const char *relpath),
+		void *ctx);
+
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_file_status *st);
 

@@ -45,14 +45,61 @@ struct cache_store_file {
 
 /*
  * Mounts the store's tmpfs at @dir (created mode 0700 if missing), holding at most @limit
- * bytes. Needs CAP_SYS_ADMIN. Returns NULL with errno set and a message naming @dir and the
- * fix in @err.
+ * bytes. Needs CAP_SYS_ADMIN. With @warm, a store a previous daemon left at @dir (a tmpfs
+ * with an index, see below) is kept as it is; otherwise one found there is detached first.
+ * Returns NULL with errno set and a message naming @dir and the fix in @err.
  */
-struct cache_store *cache_store_new(const char *dir, uint64_t limit, char *err,
+struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, char *err,
 				    size_t errlen);
 
-/* Detaches the tmpfs and removes @dir. Safe on NULL. */
-void cache_store_free(struct cache_store *s);
+/*
+ * Detaches the tmpfs and removes @dir, or with @keep leaves both (and every file not
+ * released) for the next daemon. Safe on NULL.
+ */
+void cache_store_free(struct cache_store *s, bool keep);
+
+/*
+ * Warm restart: the index a daemon writes at a clean exit, naming each kept file with the
+ * identity of its version and the CRC of each chunk it holds. Binary, little-endian,
+ * versioned; the whole is covered by a CRC-32 in its header, so a torn or foreign index is
+ * refused (-EBADMSG) and the daemon starts cold, never serves bytes it cannot vouch for: a
+ * chunk is adopted only when its bytes still give the CRC the index names.
+ */
+struct cache_store_entry {
+	char name[32];        /* the file in the store */
+	char *relpath;
+	uint64_t key, dev, ino, size;
+	int64_t mtime_ns;
+	uint64_t nchunks;
+	uint32_t *crc;        /* per chunk, valid where have[k] */
+	uint8_t *have;
+	bool claimed;         /* adopted by a version of this daemon */
+};
+
+struct cache_store_index {
+	uint64_t chunk_size;
+	size_t n;
+	struct cache_store_entry *e;
+};
+
+/* Writes @idx (to a temporary name, then renamed). 0 or -errno. */
+int cache_store_index_write(struct cache_store *s, const struct cache_store_index *idx);
+
+/*
+ * Reads the index and removes it (it describes the files as the last daemon left them; this
+ * daemon writes its own at exit). -ENOENT when there is none, -EBADMSG when it is torn, of
+ * another format version or of another chunk size than @chunk_size.
+ */
+int cache_store_index_load(struct cache_store *s, uint64_t chunk_size,
+			   struct cache_store_index *out);
+void cache_store_index_release(struct cache_store_index *idx);
+
+/* Maps the kept file @name of @size bytes as cache_store_file_create() would. 0, -errno. */
+int cache_store_file_adopt(struct cache_store *s, const char *name, uint64_t size,
+			   struct cache_store_file *out);
+
+/* Removes file @name (an index entry nobody adopted). */
+void cache_store_unlink(struct cache_store *s, const char *name);
 
 /* The mount's directory. */
 const char *cache_store_dir(const struct cache_store *s);
@@ -64,8 +111,8 @@ const char *cache_store_dir(const struct cache_store *s);
 int cache_store_file_create(struct cache_store *s, uint64_t id, uint64_t size,
 			    struct cache_store_file *out);
 
-/* Unmaps and unlinks. Safe on a zeroed file. */
-void cache_store_file_release(struct cache_store_file *f);
+/* Unmaps and unlinks (unless @keep: left for a warm restart). Safe on a zeroed file. */
+void cache_store_file_release(struct cache_store_file *f, bool keep);
 
 /* A new read-only descriptor of the file (the caller closes it), or -errno. */
 int cache_store_file_open(const struct cache_store_file *f);

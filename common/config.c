@@ -270,6 +270,9 @@ static const struct config_key config_keys[] = {
 	{ .name = "open_wait_timeout", .type = KEY_MS, .offset = FIELD(open_wait_timeout_ms),
 	  .def = "10m", .min = 100, .max = MS_PER_H,
 	  .desc = "longest wait of an open under open_wait = complete" },
+	{ .name = "warm_restart", .type = KEY_ENUM, .offset = FIELD(warm_restart), .def = "off",
+	  .parse_enum = parse_bool, .choices = "on or off",
+	  .desc = "keep the cache files at exit and adopt them at start when they check" },
 };
 
 __attribute__((format(printf, 3, 4)))

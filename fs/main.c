@@ -427,6 +427,13 @@ static int list_model_files(void *ctx, struct place_file **files, size_t *n, uin
 	return 0;
 }
 
+/* Warm restart: opens the version of a file the last daemon kept (cache_adopt()). */
+static void adopt_open(void *ctx, const char *relpath)
+{
+	struct mows *m = ctx;
+	cache_file_put(m->cache, mows_version_at(m, relpath));
+}
+
 /* Everything that can fail for a reason the user should fix, before mounting. */
 static int prepare(struct mows *m)
 {
@@ -467,6 +474,10 @@ static int prepare(struct mows *m)
 			 strerror(-mrc));
 		return fail(err);
 	}
+	if (m->cfg.warm_restart && !cache_has_store(m->cache))
+		log_warn("warm_restart: needs the cache in files (cache_store); starting cold");
+	else if (m->cfg.warm_restart)
+		cache_adopt(m->cache, adopt_open, m);
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);
