@@ -156,6 +156,9 @@ struct cache {
 	pthread_t populate;        /* faults the slab in just ahead of the slots in use */
 	bool populating;
 	pthread_cond_t populate_cond; /* pristine advanced, or stop */
+	pthread_t indexer;         /* warm_restart: writes the index while chunks change */
+	bool indexing;
+	pthread_cond_t index_cond; /* stop */
 
 	/* The crc32.chunks sidecar, protected by lock. */
 	struct cache_chunkmap *chunkmap;
@@ -892,6 +895,7 @@ static void *fill_main(void *arg)
 }
 
 static int do_write_index(struct cache *c);
+static void *index_main(void *arg);
 
 /* ---- construction ---- */
 
@@ -978,7 +982,8 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 	list_init(&c->queue[1]);
 	pthread_mutex_init(&c->lock, NULL);
 	if ((rc = deadline_cond_init(&c->fill_cond)) || (rc = deadline_cond_init(&c->slot_cond)) ||
-	    (rc = deadline_cond_init(&c->work_cond)) || (rc = deadline_cond_init(&c->populate_cond))) {
+	    (rc = deadline_cond_init(&c->work_cond)) || (rc = deadline_cond_init(&c->populate_cond)) ||
+	    (rc = deadline_cond_init(&c->index_cond))) {
 		snprintf(err, errlen, "cannot create condition variables: %s", strerror(-rc));
 		goto out_release;
 	}
@@ -1052,6 +1057,8 @@ int cache_start(struct cache *c)
 {
 	/* Store mode takes each chunk's memory as its fill starts (store_alloc()). */
 	c->populating = !c->store && pthread_create(&c->populate, NULL, populate_main, c) == 0;
+	c->indexing = c->store && c->warm &&
+		      pthread_create(&c->indexer, NULL, index_main, c) == 0;
 	c->threads = calloc(c->fill_threads, sizeof(*c->threads));
 	if (!c->threads)
 		return -ENOMEM;
@@ -1070,9 +1077,12 @@ static bool stop_threads(struct cache *c)
 	c->stop = true;
 	pthread_cond_broadcast(&c->work_cond);
 	pthread_cond_broadcast(&c->populate_cond);
+	pthread_cond_broadcast(&c->index_cond);
 	pthread_mutex_unlock(&c->lock);
 	if (c->populating)
 		pthread_join(c->populate, NULL); /* at most one 64 MiB step */
+	if (c->indexing)
+		pthread_join(c->indexer, NULL); /* at most one index write */
 	struct deadline dl = deadline_in_ms(3000);
 	for (unsigned t = 0; t < c->nthreads; t++) {
 		struct timespec until;
@@ -1257,18 +1267,16 @@ static void do_adopt_chunks(struct cache *c, struct cache_file *f)
 int cache_adopt(struct cache *c, void (*open_version)(void *ctx, const char *relpath),
 		void *ctx)
 {
-	if (!c->store || !c->adopt.n)
+	if (!c->store || !c->warm)
 		return 0;
 	for (size_t i = 0; i < c->adopt.n; i++)
 		open_version(ctx, c->adopt.e[i].relpath);
 	pthread_mutex_lock(&c->lock);
 	size_t files = 0;
-	for (size_t i = 0; i < c->adopt.n; i++) {
-		struct cache_store_entry *e = &c->adopt.e[i];
-		files += e->claimed;
-		if (!e->claimed)
-			cache_store_unlink(c->store, e->name);
-	}
+	for (size_t i = 0; i < c->adopt.n; i++)
+		files += c->adopt.e[i].claimed;
+	/* Files nobody claimed, and any a killed daemon made after its last index. */
+	cache_store_sweep(c->store, &c->adopt);
 	log_info("warm restart: adopted %" PRIu64 " chunks (%" PRIu64 " MiB) of %zu of %zu kept "
 		 "files; dropped %" PRIu64 " chunks and %zu files (changed, or their CRC did not "
 		 "check)", c->adopted, c->adopted_bytes >> 20, files, c->adopt.n, c->dropped,
@@ -1279,8 +1287,11 @@ int cache_adopt(struct cache *c, void (*open_version)(void *ctx, const char *rel
 	return n;
 }
 
-/* At a clean exit with warm_restart: lists every current version's cached chunks. */
-static int do_write_index(struct cache *c)
+/*
+ * Lists every current version's cached chunks in @idx (released by the caller), marking the
+ * versions' files to be kept when @keep (at exit).
+ */
+static int do_build_index(struct cache *c, struct cache_store_index *out, bool keep)
 {
 	struct cache_store_index idx = { .chunk_size = c->chunk_size };
 	size_t cap = 0;
@@ -1319,12 +1330,53 @@ static int do_write_index(struct cache *c)
 				e->have[k] = 1;
 				e->crc[k] = c->slots[i].crc;
 			}
-			f->keep_file = true;
+			f->keep_file = keep;
 		}
+	*out = idx;
+	return rc;
+}
+
+/* At a clean exit with warm_restart: the index, and the listed files kept. */
+static int do_write_index(struct cache *c)
+{
+	struct cache_store_index idx;
+	int rc = do_build_index(c, &idx, true);
 	if (rc == 0)
 		rc = cache_store_index_write(c->store, &idx);
 	cache_store_index_release(&idx);
 	return rc;
+}
+
+/*
+ * With warm_restart, the index is also written every INDEX_EVERY_MS while chunks change, so
+ * a daemon that is killed leaves one a new daemon can use: whatever changed since is caught
+ * by the CRC check of each adopted chunk, and files it does not list are removed at start.
+ */
+#define INDEX_EVERY_MS 2000
+
+static void *index_main(void *arg)
+{
+	struct cache *c = arg;
+	uint64_t seen = UINT64_MAX;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		struct deadline dl = deadline_in_ms(INDEX_EVERY_MS);
+		deadline_cond_wait(&c->index_cond, &c->lock, &dl);
+		uint64_t now = c->st.fills + c->st.evictions + c->adopted;
+		if (c->stop || now == seen)
+			continue;
+		struct cache_store_index idx;
+		int rc = do_build_index(c, &idx, false);
+		pthread_mutex_unlock(&c->lock);
+		if (rc == 0)
+			rc = cache_store_index_write(c->store, &idx);
+		cache_store_index_release(&idx);
+		pthread_mutex_lock(&c->lock);
+		if (rc == 0)
+			seen = now;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
 }
 
 struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info *info,

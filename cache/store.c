@@ -1,5 +1,6 @@
 #include "cache/store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -220,9 +221,34 @@ out_close:
 	return rc;
 }
 
-void cache_store_unlink(struct cache_store *s, const char *name)
+static bool claimed(const struct cache_store_index *idx, const char *name)
 {
-	unlinkat(s->dirfd, name, 0);
+	for (size_t i = 0; i < idx->n; i++)
+		if (idx->e[i].claimed && !strcmp(idx->e[i].name, name))
+			return true;
+	return false;
+}
+
+void cache_store_sweep(struct cache_store *s, const struct cache_store_index *idx)
+{
+	char own[32];
+	int fd = dup(s->dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		log_warn("cache: cannot list the cache store %s: %s", s->dir, strerror(errno));
+		return;
+	}
+	snprintf(own, sizeof(own), "g%" PRIx64 "-", s->gen);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' || !strncmp(e->d_name, own, strlen(own)) ||
+		    !strcmp(e->d_name, INDEX_NAME) || claimed(idx, e->d_name))
+			continue;
+		unlinkat(s->dirfd, e->d_name, 0);
+	}
+	closedir(d);
 }
 
 /* ---- the index: header, then per entry a record, the relpath, and per chunk have+crc ---- */

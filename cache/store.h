@@ -98,8 +98,8 @@ void cache_store_index_release(struct cache_store_index *idx);
 int cache_store_file_adopt(struct cache_store *s, const char *name, uint64_t size,
 			   struct cache_store_file *out);
 
-/* Removes file @name (an index entry nobody adopted). */
-void cache_store_unlink(struct cache_store *s, const char *name);
+/* Removes every file of the store but this daemon's own and those @idx marks claimed. */
+void cache_store_sweep(struct cache_store *s, const struct cache_store_index *idx);
 
 /* The mount's directory. */
 const char *cache_store_dir(const struct cache_store *s);

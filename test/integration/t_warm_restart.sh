@@ -3,7 +3,8 @@
 # every chunk whose version is unchanged and whose bytes still give the indexed CRC, and reads
 # nothing else from storage: a backing file changed while no daemon ran is read afresh (no
 # mix), a chunk whose cached bytes were damaged is read again, and a torn index means a cold
-# start (everything read from storage), never wrong bytes.
+# start (everything read from storage), never wrong bytes. A daemon killed with SIGKILL
+# leaves the index it wrote while running, and the next one adopts from it.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
@@ -49,6 +50,22 @@ want=$(( 3 * MiB + 7 + MiB ))
 assert_eq "$want" "$(from_backing)" "bytes from storage after a warm restart (c.bin, which changed, and a.bin's damaged chunk)"
 mows_umount "$M"
 assert_eq 0 "$MOWS_EXIT" "mows-fuse exit status"
+
+# SIGKILL: the index the daemon wrote while it ran is enough (every adopted chunk's CRC is
+# checked again, and files it does not list are removed).
+mows_mount "$B" "$M" "${opts[@]}"
+read_all
+assert_eq 0 "$(from_backing)" "bytes from storage after a second warm restart"
+sleep 3 # the index is written every 2 s while chunks change
+kill -KILL "$MOWS_PID"
+wait_pid_gone "$MOWS_PID" 5 || fail "the daemon survived SIGKILL"
+fusermount3 -uz "$M"
+mows_mount "$B" "$M" "${opts[@]}"
+grep -q 'warm restart: adopted 16 chunks' "$MOWS_LOG" ||
+	fail "after SIGKILL: not every chunk adopted: $(grep 'warm restart' "$MOWS_LOG")"
+read_all
+assert_eq 0 "$(from_backing)" "bytes from storage after SIGKILL and a restart"
+mows_umount "$M"
 
 # A torn index: a cold start.
 [ -f "$S/index" ] || fail "no index after the second clean exit"
