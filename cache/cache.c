@@ -915,8 +915,8 @@ static void load_kept(struct cache *c, const struct mows_config *cfg, char *err,
 	log_warn("warm restart: the index in %s is torn or of another version or chunk size "
 		 "(%s); starting cold", cfg->cache_dir, strerror(-rc));
 	cache_store_free(c->store, false);
-	c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, false, err,
-				   errlen);
+	c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, false,
+				   cfg->hugepages != HUGEPAGES_OFF, err, errlen);
 }
 
 /*
@@ -930,13 +930,15 @@ static int cache_storage_init(struct cache *c, const struct mows_config *cfg, ch
 	if (cfg->cache_store != STORE_SLAB && cfg->cache_dir[0] && c->nslots) {
 		c->warm = cfg->warm_restart;
 		c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, c->warm,
-					   err, errlen);
+					   cfg->hugepages != HUGEPAGES_OFF, err, errlen);
 		if (c->store && c->warm)
 			load_kept(c, cfg, err, errlen);
 		if (c->store) {
-			log_info("cache: %u chunks of %llu MiB in files on a huge-page tmpfs at %s "
+			log_info("cache: %u chunks of %llu KiB in files on a %s tmpfs at %s "
 				 "(memory taken as chunks fill)", c->nslots,
-				 (unsigned long long)(cfg->chunk_size >> 20), cfg->cache_dir);
+				 (unsigned long long)(cfg->chunk_size >> 10),
+				 cfg->hugepages == HUGEPAGES_OFF ? "small-page" : "huge-page",
+				 cfg->cache_dir);
 			return 0;
 		}
 		if (cfg->cache_store == STORE_FILES)

@@ -50,8 +50,8 @@ static bool kept_store(const char *dir)
 	return statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC && access(path, R_OK) == 0;
 }
 
-struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, char *err,
-				    size_t errlen)
+struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, bool huge,
+				    char *err, size_t errlen)
 {
 	struct cache_store *s = calloc(1, sizeof(*s));
 	char opts[128];
@@ -79,8 +79,8 @@ struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, 
 	/* A crashed daemon's store: its bytes are not trusted again (a cold start). */
 	if (umount2(dir, MNT_DETACH) == 0)
 		log_info("cache: detached a stale cache store at %s", dir);
-	snprintf(opts, sizeof(opts), "size=%" PRIu64 ",mode=0700,huge=within_size",
-		 mount_size(limit));
+	snprintf(opts, sizeof(opts), "size=%" PRIu64 ",mode=0700,huge=%s", mount_size(limit),
+		 huge ? "within_size" : "never");
 	if (mount("mows-cache", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
 		goto out_err;
 	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

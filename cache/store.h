@@ -45,12 +45,13 @@ struct cache_store_file {
 
 /*
  * Mounts the store's tmpfs at @dir (created mode 0700 if missing), holding at most @limit
- * bytes. Needs CAP_SYS_ADMIN. With @warm, a store a previous daemon left at @dir (a tmpfs
+ * bytes, in transparent huge pages unless !@huge (hugepages = off). Needs CAP_SYS_ADMIN.
+ * With @warm, a store a previous daemon left at @dir (a tmpfs
  * with an index, see below) is kept as it is; otherwise one found there is detached first.
  * Returns NULL with errno set and a message naming @dir and the fix in @err.
  */
-struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, char *err,
-				    size_t errlen);
+struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, bool huge,
+				    char *err, size_t errlen);
 
 /*
  * Detaches the tmpfs and removes @dir, or with @keep leaves both (and every file not

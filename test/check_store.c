@@ -20,7 +20,7 @@ static char dir[64];
 static struct cache_store *store_make(bool warm)
 {
 	char err[512];
-	struct cache_store *s = cache_store_new(dir, 64u << 20, warm, err, sizeof(err));
+	struct cache_store *s = cache_store_new(dir, 64u << 20, warm, true, err, sizeof(err));
 	ck_assert_msg(s != NULL, "cache_store_new: %s", err);
 	return s;
 }
