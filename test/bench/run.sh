@@ -738,7 +738,7 @@ section_d() {
 	fi
 	ROWS+=("| (d) 4 processes mmap the model at once: memory | page cache +$(gib "$growth") (model files resident: $(gib "$res")), daemon $(gib "$daemon") | naive per-process copies $(gib "$naive") | $(awk -v a="$total" -v b="$naive" 'BEGIN { printf "%.2fx", a / b }') | 1 page-cache copy ($(gib "$MODEL_B")) + daemon cache (<= $MAXMEM) | $met |")
 	ROWS+=("| (d) 4 processes mmap at once: aggregate | ${BEST[d.mows.mmap4]:-n/a} GB/s | - | - | info | - |")
-	NOTES+=("(d) page cache growth = Cached in /proc/meminfo after minus before (after drop_caches); daemon = VmRSS $(mib "$rss") + its HugetlbPages $(gib "$huge") (/proc/PID/status; system-wide HugePages_Total - HugePages_Free was $(gib "$sys_huge")). The daemon maps all of max_memory at start.")
+	NOTES+=("(d) page cache growth = Cached in /proc/meminfo after minus before (after drop_caches); daemon = VmRSS $(mib "$rss") + its HugetlbPages $(gib "$huge") (/proc/PID/status; system-wide HugePages_Total - HugePages_Free was $(gib "$sys_huge")). With the cache in files VmRSS counts the cache files the daemon maps (shmem), the same pages passthrough readers map.")
 	check_still_warm "(d)"
 }
 
