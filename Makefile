@@ -6,6 +6,7 @@ CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Wformat=2 -Wvla \
             -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -I. -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS   += -lresolv    # net/srv.c: SRV records for peer names (libc6-dev)
 ifneq ($(CI),)
 override CFLAGS += -Werror
 endif

@@ -65,18 +65,29 @@ static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *
 		test_flip(f, off, dst, len);
 	if (rc == 0 && fstat(fd, &st) < 0)
 		rc = -errno;
+	if (rc == 0)
+		cache_tree_identity(t, cache_file_relpath(f), &st);
 	if (rc == 0 && !cache_file_same(f, st.st_dev, st.st_ino, (uint64_t)st.st_size,
 					(int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec))
 		rc = -ESTALE;
 	if (fd >= 0)
 		cache_tree_fd_put(t, fd);
+	if (rc == -ESTALE) /* the snapshot is behind the store: new opens get the new file */
+		cache_tree_meta_kick(t);
 	if (rc && rc != -ESTALE) /* the cache reports a changed file, once per version */
 		log_err("backing read of %s chunk %" PRIu64 " failed: %s", cache_file_relpath(f),
 			chunk, strerror(-rc));
 	return rc;
 }
 
+/* A completed file needs its descriptor no more: a FUSE store drops its temporary copy. */
+static void backing_complete(void *ctx, struct cache_file *f)
+{
+	cache_tree_fd_release(ctx, f);
+}
+
 const struct cache_source_ops cache_backing_source = {
 	.name = "backing",
 	.fetch = backing_fetch,
+	.complete = backing_complete,
 };

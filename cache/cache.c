@@ -50,6 +50,9 @@ struct slot {
 	bool serving;             /* an owner fill for a peer: remote sources only probe holders */
 	bool has_expect;          /* the fill must give this CRC (sidecar or verified file) */
 	uint32_t expect;
+	bool started;             /* a thread runs its fill: fill_dl is set */
+	bool overdue_told;        /* its waiters were failed at fill_dl, and that was logged */
+	struct deadline fill_dl;  /* its fill's deadline, shared by every waiter */
 	bool indexed;             /* findable in the hash; cleared when dropped */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
@@ -429,6 +432,7 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->err = 0;
 	s->local_only = f->local_only;
 	s->serving = false;
+	s->started = s->overdue_told = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 	if (c->store)
@@ -441,6 +445,38 @@ static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	do_begin_fill(c, i, f, chunk);
 	do_list_push(c, &c->queue[prio], i);
 	pthread_cond_signal(&c->work_cond);
+}
+
+static bool deadline_before(const struct deadline *a, const struct deadline *b)
+{
+	return a->at.tv_sec < b->at.tv_sec ||
+	       (a->at.tv_sec == b->at.tv_sec && a->at.tv_nsec < b->at.tv_nsec);
+}
+
+/*
+ * How long a waiter for slot @s waits: until its own deadline @dl, or the deadline of the
+ * fill once a thread runs it, whichever comes first. A fill stuck in a source so fails all
+ * its waiters at once, at one deadline, and a request that comes after that deadline (a
+ * kernel retrying the page, another reader) fails at once until the source returns; the
+ * next request after that starts a new fill.
+ */
+static struct deadline do_wait_deadline(const struct slot *s, const struct deadline *dl)
+{
+	return s->started && deadline_before(&s->fill_dl, dl) ? s->fill_dl : *dl;
+}
+
+static void do_wait_failed(struct slot *s)
+{
+	if (!s->started) {
+		log_warn("cache: chunk %" PRIu64 " of %s waited in the fill queue for "
+			 "fill_timeout", s->chunk, s->file->relpath);
+		return;
+	}
+	if (s->overdue_told)
+		return;
+	s->overdue_told = true;
+	log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout; its readers get "
+		 "EIO until the source returns", s->chunk, s->file->relpath);
 }
 
 /*
@@ -525,10 +561,11 @@ static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chun
 		do_list_del(c, i);
 	s->pins++;
 	while (s->state == SLOT_FILLING) {
-		if (deadline_cond_wait(&c->fill_cond, &c->lock, dl) == -ETIMEDOUT &&
+		struct deadline w = do_wait_deadline(s, dl);
+		if ((deadline_passed(&w) ||
+		     deadline_cond_wait(&c->fill_cond, &c->lock, &w) == -ETIMEDOUT) &&
 		    s->state == SLOT_FILLING) {
-			log_warn("cache: chunk %" PRIu64 " of %s not filled within fill_timeout",
-				 chunk, f->relpath);
+			do_wait_failed(s);
 			do_unpin(c, i);
 			return -EIO;
 		}
@@ -758,7 +795,7 @@ static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
  */
 static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsigned *used)
 {
-	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
+	struct deadline dl = s->fill_dl;
 	int rc = -EIO;
 	for (unsigned k = 0; k < c->nsources; k++) {
 		const struct cache_source_ops *ops = c->sources[k].ops;
@@ -844,6 +881,14 @@ static int store_alloc(struct cache *c, struct slot *s)
 	return rc;
 }
 
+/* Every chunk of @f is cached: the sources may let go of what they hold for it. No lock. */
+static void tell_complete(struct cache *c, struct cache_file *f)
+{
+	for (unsigned k = 0; k < c->nsources; k++)
+		if (c->sources[k].ops->complete)
+			c->sources[k].ops->complete(c->sources[k].ctx, f);
+}
+
 /*
  * Runs the fill of slot @i (FILLING, taken off its queue) on the calling thread: sets what
  * the bytes must check against, reads them from the sources without the lock, publishes
@@ -857,6 +902,8 @@ static void do_run_fill(struct cache *c, int32_t i)
 		do_set_expect(s->file, s);
 	else
 		s->has_expect = false;
+	s->fill_dl = deadline_in_ms(c->fill_timeout_ms);
+	s->started = true;
 	pthread_mutex_unlock(&c->lock);
 
 	unsigned src = 0;
@@ -867,12 +914,17 @@ static void do_run_fill(struct cache *c, int32_t i)
 	hist_add(&c->fill_hist, mono_ns() - t0);
 
 	pthread_mutex_lock(&c->lock);
+	struct cache_file *f = s->file;
+	f->refs++; /* the slot's reference may go with it in do_fill_done() */
 	struct cache_file *inval = do_fill_done(c, i, rc, src);
-	if (inval) {
-		pthread_mutex_unlock(&c->lock);
+	bool complete = rc == 0 && f->cached_chunks == f->nchunks;
+	pthread_mutex_unlock(&c->lock);
+	if (inval)
 		settle_and_put(c, inval);
-		pthread_mutex_lock(&c->lock);
-	}
+	if (complete)
+		tell_complete(c, f);
+	cache_file_put(c, f);
+	pthread_mutex_lock(&c->lock);
 }
 
 static void *fill_main(void *arg)
@@ -1543,6 +1595,39 @@ static bool do_claim(struct cache *c, struct cache_file *f, uint64_t first, uint
 }
 
 /*
+ * Whether the whole-file check of @f is at most the fills in flight away (verify = file):
+ * every chunk whose CRC is still unknown is being filled. A read then waits for the check
+ * before it hands out any bytes, since it costs no more than those fills: so a reader
+ * whose kernel asks for the file a window at a time (mmap's read-around) while our own
+ * readahead already fills the rest is not handed a chunk the check is about to prove wrong.
+ * Only a file whose rest is not yet asked for is served unchecked (issue 8: file never
+ * lets a reader reach EOF unwarned; strict never serves an unchecked byte).
+ */
+static bool do_check_soon(struct cache *c, struct cache_file *f)
+{
+	uint64_t unknown = f->nchunks - f->ncrc_known;
+	if (c->verify != VERIFY_FILE || !f->has_crc || f->want || unknown == 0 ||
+	    unknown > 2ull * c->fill_threads + c->readahead_chunks + 1 || f->state != CACHE_FILE_OK)
+		return false;
+	for (const uint8_t *p = memchr(f->crc_known, 0, f->nchunks); p;
+	     p = memchr(p + 1, 0, f->nchunks - (uint64_t)(p + 1 - f->crc_known))) {
+		int32_t i = do_lookup(c, f, (uint64_t)(p - f->crc_known));
+		if (i == NIL || c->slots[i].state != SLOT_FILLING || c->slots[i].gen != f->gen)
+			return false;
+	}
+	return true;
+}
+
+/* Waits for a check that do_check_soon() saw coming: -EIO when the file is bad, else 0. */
+static int wait_check(struct cache *c, struct cache_file *f)
+{
+	uint32_t crc;
+	int rc = cache_file_verify(c, f, &crc);
+	/* A fill that failed fails the reads of its own chunk, not of this one. */
+	return rc == -EBADMSG ? -EIO : 0;
+}
+
+/*
  * After a refill that matched: a read may have handed out a chunk that the refill proved
  * wrong (a peer's, or a storage read that did not repeat). Its reader must not reach EOF unwarned, and the kernel retries a failed
  * readahead with a read of its own: so every read past offset 0 fails until a read at offset
@@ -1596,16 +1681,19 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	bool bad = f->state == CACHE_FILE_BAD;
 	bool check = c->verify == VERIFY_STRICT && !f->strict_checked;
 	bool gate = !bad && !check && do_claim(c, f, first, last);
+	/* A version that mismatched once serves nothing of its refill before it is checked. */
+	gate = gate || (!bad && !check && f->state == CACHE_FILE_RETRYING);
+	bool soon = !bad && !check && !gate && do_check_soon(c, f);
 	bool wrong_pending = f->served_wrong;
 	pthread_mutex_unlock(&c->lock);
 	if (bad)
 		return -EIO;
-	if (check || gate) {
-		int rc = strict_check(c, f);
+	if (check || gate || soon) {
+		int rc = soon ? wait_check(c, f) : strict_check(c, f);
 		if (rc)
 			return rc;
 	}
-	if ((gate || wrong_pending) && took_wrong(c, f, off))
+	if ((gate || soon || wrong_pending) && took_wrong(c, f, off))
 		return -EIO;
 	struct deadline dl = deadline_in_ms(c->fill_timeout_ms);
 	unsigned n = 0;

@@ -11,7 +11,9 @@
  * Reads. cache_read() pins the chunks covering a range and returns pointers into the slab;
  * the caller replies straight from them and unpins with cache_read_done(). A pinned chunk is
  * never evicted or reused. Concurrent misses on one chunk wait for one fill (single flight);
- * every wait has a deadline (fill_timeout), after which the reader gets -EIO.
+ * every wait has a deadline (fill_timeout), after which the reader gets -EIO. Waiters share
+ * their fill's deadline: a fill stuck in a source fails them all once, at fill_timeout after
+ * it started, and later requests for that chunk fail at once until the source returns.
  *
  * Verification (verify = chunk|file|strict): each fill computes the chunk's CRC32 and records
  * it per version; a refill that disagrees fails. Once every chunk of a version has a CRC, the
@@ -24,6 +26,11 @@
  * with those every earlier read claimed, cover the whole file, waits for the check (and gets
  * -EIO if the file is bad), so no reader reaches EOF of a mismatching file without an error
  * (not needed, so not done, for a version crc32.chunks lists: its chunks were each checked).
+ * file also makes a read wait for the check when it is due within the fills in flight
+ * (every chunk not yet checked is being filled, e.g. by readahead), and serves nothing of
+ * a version being refilled after a mismatch (RETRYING) before the refill is checked. A
+ * chunk read before the rest of its file was even asked for can still reach a reader
+ * unchecked: only strict or crc32.chunks rule that out.
  *
  * Per-chunk CRCs (crc32.chunks, cache/chunkmap.h; see cache_chunkmap_refresh()): when the
  * sidecar lists a version (same size), every chunk is checked against it right after its
@@ -93,6 +100,13 @@ struct cache_source_ops {
 	 */
 	void (*charge)(void *ctx, uint32_t origin, struct cache_file *f, uint64_t chunk,
 		       uint32_t sent, uint32_t good);
+	/*
+	 * May be NULL. Every chunk of @f is cached now: the source may let go of what it holds
+	 * for that file (the backing closes its descriptor, so a FUSE store such as s3fs can
+	 * drop its temporary copy). Called without locks, on the thread whose fill completed
+	 * the file; a later fill (after an eviction) may need the file again.
+	 */
+	void (*complete)(void *ctx, struct cache_file *f);
 };
 
 /* Calls up to the layer that owns the cache, made without any cache lock held. */

@@ -402,8 +402,8 @@ bool cache_chunkmap_lookup(const struct cache_chunkmap *m, const char *relpath,
 		return false;
 	const struct entry *e = &m->entries[slot];
 	*size = e->size;
-	*crcs = m->crcs + e->first;
 	*n = (e->size + m->chunk - 1) / m->chunk;
+	*crcs = *n ? m->crcs + e->first : NULL; /* a map of empty files has no CRC array */
 	return true;
 }
 

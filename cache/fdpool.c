@@ -16,6 +16,7 @@ struct pool_fd {
 	uint64_t size;
 	int64_t mtime_ns;
 	unsigned users;
+	bool drop;              /* close when the last user puts it back */
 	uint64_t used;          /* pool tick of the last get */
 };
 
@@ -74,6 +75,7 @@ static int do_find(struct cache_fdpool *p, const struct cache_file *f)
 	for (unsigned i = 0; i < p->max; i++)
 		if (pool_match(&p->v[i], f)) {
 			p->v[i].users++;
+			p->v[i].drop = false; /* a fill after the drop was asked for needs it */
 			p->v[i].used = ++p->tick;
 			return p->v[i].fd;
 		}
@@ -81,11 +83,10 @@ static int do_find(struct cache_fdpool *p, const struct cache_file *f)
 }
 
 int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
-		     unsigned users)
+		     const struct stat *st, unsigned users)
 {
-	struct stat st;
 	char *relpath = strdup(cache_file_relpath(f));
-	bool ok = relpath && fstat(fd, &st) == 0;
+	bool ok = relpath;
 	int victim = -1, have = -1;
 	pthread_mutex_lock(&p->lock);
 	struct pool_fd *e = NULL;
@@ -107,9 +108,9 @@ int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
 	if (e) {
 		victim = e->fd;
 		free(e->relpath);
-		*e = (struct pool_fd){ .fd = fd, .relpath = relpath, .dev = st.st_dev,
-				       .ino = st.st_ino, .size = (uint64_t)st.st_size,
-				       .mtime_ns = mtime_ns_of(&st), .users = users,
+		*e = (struct pool_fd){ .fd = fd, .relpath = relpath, .dev = st->st_dev,
+				       .ino = st->st_ino, .size = (uint64_t)st->st_size,
+				       .mtime_ns = mtime_ns_of(st), .users = users,
 				       .used = ++p->tick };
 		relpath = NULL;
 	}
@@ -132,17 +133,45 @@ int cache_fdpool_find(struct cache_fdpool *p, const struct cache_file *f)
 	return fd;
 }
 
+/* p->lock held. Empties entry @e and returns its descriptor for the caller to close. */
+static int do_take(struct pool_fd *e)
+{
+	int fd = e->fd;
+	free(e->relpath);
+	*e = (struct pool_fd){ .fd = -1 };
+	return fd;
+}
+
 void cache_fdpool_put(struct cache_fdpool *p, int fd)
 {
-	bool pooled = false;
+	bool pooled = false, last = false;
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < p->max && !pooled; i++)
 		if (p->v[i].fd == fd) {
-			p->v[i].users--;
 			pooled = true;
+			last = --p->v[i].users == 0 && p->v[i].drop;
+			if (last)
+				do_take(&p->v[i]);
 		}
 	pthread_mutex_unlock(&p->lock);
-	if (!pooled)
+	if (!pooled || last)
+		close(fd);
+}
+
+void cache_fdpool_drop(struct cache_fdpool *p, const struct cache_file *f)
+{
+	int fd = -1;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->max; i++)
+		if (pool_match(&p->v[i], f)) {
+			if (p->v[i].users)
+				p->v[i].drop = true;
+			else
+				fd = do_take(&p->v[i]);
+			break;
+		}
+	pthread_mutex_unlock(&p->lock);
+	if (fd >= 0)
 		close(fd);
 }
 

@@ -8,6 +8,8 @@
 #ifndef MOWS_CACHE_FDPOOL_H
 #define MOWS_CACHE_FDPOOL_H
 
+#include <sys/stat.h>
+
 #include "cache/cache.h"
 
 struct cache_fdpool;
@@ -22,16 +24,25 @@ void cache_fdpool_free(struct cache_fdpool *p);
 int cache_fdpool_find(struct cache_fdpool *p, const struct cache_file *f);
 
 /*
- * Offers @fd (an O_RDONLY descriptor of @f's file) with @users uses (0 or 1). Returns the
+ * Offers @fd (an O_RDONLY descriptor of @f's file, whose identity is @st as the tree gives it,
+ * cache_tree_identity()) with @users uses (0 or 1). Returns the
  * descriptor to use: @fd, or the one already pooled for that file (then @fd is closed).
  * When every entry is in use, @fd stays outside the pool: with one use it is returned and
  * cache_fdpool_put() closes it; with none it is closed and -1 returned.
  */
 int cache_fdpool_add(struct cache_fdpool *p, const struct cache_file *f, int fd,
-		     unsigned users);
+		     const struct stat *st, unsigned users);
 
-/* Gives back a use of @fd; closes it if it is not pooled. */
+/* Gives back a use of @fd; closes it if it is not pooled, or dropped and now unused. */
 void cache_fdpool_put(struct cache_fdpool *p, int fd);
+
+/*
+ * Closes the pooled descriptor of @f's file now, or when its last user puts it back (a
+ * completed file needs it no more). The close happens on the calling thread: call it where
+ * a close that waits on a stalled FUSE store may block (a fill thread), never on a FUSE
+ * worker.
+ */
+void cache_fdpool_drop(struct cache_fdpool *p, const struct cache_file *f);
 
 /* Descriptors pooled now, and the pool's size. */
 void cache_fdpool_stats(struct cache_fdpool *p, unsigned *open, unsigned *max);

@@ -104,6 +104,17 @@ static int read_entry(int dfd, const char *name, uint64_t parent, unsigned depth
 	return 0;
 }
 
+/* Gives @node (a child of directory @dir) the inode number its identity uses (cache/tree.h). */
+static int node_identity(struct cache_tree *t, const char *dir, struct meta_node *node)
+{
+	char rel[PATH_MAX];
+	int n = snprintf(rel, sizeof(rel), "%s%s%s", dir, *dir ? "/" : "", node->name);
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return 1; /* no path can open it either */
+	cache_tree_identity(t, rel, &node->st);
+	return 0;
+}
+
 /* Reads directory @p into new nodes (its children, sorted) and queues its subdirectories. */
 static int read_dir(struct build *b, const struct pending *p)
 {
@@ -137,6 +148,8 @@ static int read_dir(struct build *b, const struct pending *p)
 		struct meta_node node;
 		rc = read_entry(dirfd(dp), de->d_name, p->node, depth + 1, &node);
 		if (rc == 0)
+			rc = node_identity(b->t, p->relpath, &node);
+		if (rc == 0)
 			rc = node_add(m, &node);
 		if (rc)
 			node_release(&node);
@@ -169,6 +182,8 @@ struct cache_meta *cache_meta_build(struct cache_tree *t, unsigned depth_max)
 	int rc = m && root.name ? 0 : -ENOMEM;
 	if (rc == 0 && fstat(cache_tree_root_fd(t), &root.st) < 0)
 		rc = -errno;
+	if (rc == 0)
+		cache_tree_identity(t, "", &root.st);
 	if (rc == 0 && fstatvfs(cache_tree_root_fd(t), &m->vfs) < 0)
 		memset(&m->vfs, 0, sizeof(m->vfs));
 	if (rc == 0)

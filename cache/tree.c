@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@
 
 #define KEYS_WAIT_MS 10000      /* a key miss waits this long at most for a walk underway */
 #define NOFILE_LOG_EVERY_NS 60000000000ull
+#define FUSE_SUPER_MAGIC 0x65735546
+#define META_STOP_WAIT_MS 500   /* unmount waits this long for the metadata thread */
 
 struct key_slot {
 	uint64_t key;
@@ -39,6 +42,7 @@ struct cache_tree {
 	char *path;
 	char *crc32_file;
 	int root_fd;
+	bool ino_unstable;              /* a FUSE backing: see cache_tree_identity() */
 	struct cache *cache;
 
 	pthread_mutex_t keys_lock;
@@ -62,6 +66,7 @@ struct cache_tree {
 	bool meta_failing;              /* logged that refreshes fail; protected by meta_lock */
 	bool meta_stop;                 /* protected by meta_lock */
 	bool meta_running;              /* the thread exists; protected by meta_lock */
+	uint64_t meta_kicked_ns;        /* last cache_tree_meta_kick(); protected by meta_lock */
 	unsigned meta_ttl_ms;
 	pthread_cond_t meta_wake;       /* to the metadata thread */
 	pthread_cond_t meta_done;       /* from it: a refresh ended */
@@ -135,6 +140,12 @@ static int reopen_read(int rootfd, int pathfd, const char *relpath, const struct
 	return fd;
 }
 
+void cache_tree_identity(const struct cache_tree *t, const char *relpath, struct stat *st)
+{
+	if (t->ino_unstable)
+		st->st_ino = (ino_t)(fmix64(fnv1a64(FNV64_BASIS, relpath, strlen(relpath))) | 1);
+}
+
 int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
 		    struct stat *st)
 {
@@ -152,8 +163,10 @@ int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_o
 		close(fd);
 		return err;
 	}
-	if (mode != CACHE_TREE_READ)
+	if (mode != CACHE_TREE_READ) {
+		cache_tree_identity(t, relpath, st);
 		return fd;
+	}
 	if (!S_ISREG(st->st_mode)) {
 		close(fd);
 		return -EINVAL; /* never opened for reading: a FIFO would block right here */
@@ -161,6 +174,7 @@ int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_o
 	int rfd = reopen_read(t->root_fd, fd, relpath, st);
 	close(fd);
 	cache_tree_note_nofile(rfd, "a backing file");
+	cache_tree_identity(t, relpath, st);
 	return rfd;
 }
 
@@ -286,6 +300,7 @@ static int walk_entry(struct walk *w, int dfd, const char *dir, unsigned depth,
 	char *child = join(dir, name);
 	if (!child)
 		return -ENOMEM;
+	cache_tree_identity(w->t, child, &st);
 	int rc = 0;
 	char why[96];
 	if (S_ISREG(st.st_mode)) {
@@ -620,7 +635,7 @@ int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f)
 	}
 	if (t->cfg.random_access)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
-	return cache_fdpool_add(t->pool, f, fd, 1);
+	return cache_fdpool_add(t->pool, f, fd, &st, 1);
 }
 
 void cache_tree_fd_put(struct cache_tree *t, int fd)
@@ -641,17 +656,52 @@ static bool same_identity(const struct stat *a, const struct stat *b)
 	       mtime_ns_of(a) == mtime_ns_of(b);
 }
 
+/*
+ * The attributes of the regular file @relpath from the snapshot, when the metadata thread
+ * keeps one: 1 (found), or -errno (-EINVAL: not a regular file). 0: no snapshot to ask.
+ */
+static int snapshot_stat(struct cache_tree *t, const char *relpath, struct stat *st)
+{
+	bool running;
+	struct cache_meta *m = meta_get_gen(t, NULL, &running);
+	int rc = 0;
+	if (m && running) {
+		int64_t i = cache_meta_find(m, relpath);
+		if (i >= 0)
+			*st = *cache_meta_stat(m, (uint64_t)i);
+		rc = i < 0 ? -ENOENT : S_ISREG(st->st_mode) ? 1 : -EINVAL;
+	}
+	cache_meta_put(m);
+	return rc;
+}
+
+/*
+ * Opens @relpath for reading to learn its identity (no snapshot: tools and tests), with the
+ * manifest and crc32.chunks checked for changes first, as the metadata thread does.
+ */
+static int version_open(struct cache_tree *t, const char *relpath, struct stat *st)
+{
+	cache_chunkmap_refresh(t->cache, t->root_fd, t->crc32_file);
+	if (t->cfg.verify)
+		cache_tree_manifest_refresh(t);
+	return cache_tree_open(t, relpath, CACHE_TREE_READ, st);
+}
+
 struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 				      uint64_t cookie, const struct stat *expect)
 {
 	struct stat st;
-	int fd = cache_tree_open(t, relpath, CACHE_TREE_READ, &st);
-	if (fd >= 0 && expect && !same_identity(expect, &st)) {
-		close(fd);
-		fd = -ESTALE;
-	}
-	if (fd < 0) {
-		errno = -fd;
+	/* From memory when there is a snapshot: the first fill opens the file (cache/fdpool.h),
+	 * on a fill thread, so an open never waits on the store. */
+	int fd = -1, rc = snapshot_stat(t, relpath, &st);
+	if (rc == 0)
+		rc = fd = version_open(t, relpath, &st);
+	if (rc >= 0 && expect && !same_identity(expect, &st))
+		rc = -ESTALE;
+	if (rc < 0) {
+		if (fd >= 0)
+			close(fd);
+		errno = -rc;
 		return NULL;
 	}
 	struct cache_file_info info = {
@@ -664,9 +714,7 @@ struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 		.cookie = cookie,
 		.key = t->cfg.file_key(relpath, (uint64_t)st.st_size, mtime_ns_of(&st)),
 	};
-	cache_chunkmap_refresh(t->cache, t->root_fd, t->crc32_file); /* crc32.chunks */
 	if (t->cfg.verify) {
-		cache_tree_manifest_refresh(t);
 		pthread_mutex_lock(&t->manifest_lock);
 		if (t->manifest)
 			info.has_crc = cache_manifest_lookup(t->manifest, relpath, &info.crc);
@@ -675,17 +723,22 @@ struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 	/* With peers a node reads only the chunks it owns, scattered through the file: kernel
 	 * readahead past them would fetch bytes nobody asked for over the storage link. Alone,
 	 * fills are sequential and readahead overlaps the next one (20% faster locally). */
-	if (t->cfg.random_access)
+	if (fd >= 0 && t->cfg.random_access)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	bool replaced;
 	struct cache_file *f = cache_file_open(t->cache, &info, &replaced);
 	int err = errno;
-	if (f)
-		cache_fdpool_add(t->pool, f, fd, 0); /* the first fill finds it open */
-	else
+	if (f && fd >= 0)
+		cache_fdpool_add(t->pool, f, fd, &st, 0); /* the first fill finds it open */
+	else if (fd >= 0)
 		close(fd);
 	errno = err;
 	return f;
+}
+
+void cache_tree_fd_release(struct cache_tree *t, struct cache_file *f)
+{
+	cache_fdpool_drop(t->pool, f);
 }
 
 /* ---- the metadata snapshot ---- */
@@ -723,6 +776,12 @@ static int meta_take(struct cache_tree *t, uint64_t n)
 	uint64_t t0 = mono_ns();
 	struct cache_meta *fresh = cache_meta_build(t, t->cfg.depth_max);
 	int err = fresh ? 0 : -errno;
+	if (fresh) { /* versions opened from memory use what these hold */
+		if (t->cache)
+			cache_chunkmap_refresh(t->cache, t->root_fd, t->crc32_file);
+		if (t->cfg.verify)
+			cache_tree_manifest_refresh(t);
+	}
 	meta_install(t, fresh, err, n, mono_ns() - t0);
 	return err;
 }
@@ -790,35 +849,77 @@ struct cache_meta *cache_tree_meta(struct cache_tree *t)
 	return m;
 }
 
-int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
+int64_t cache_tree_meta_ask(struct cache_tree *t)
 {
+	pthread_mutex_lock(&t->meta_lock);
+	int64_t want = -ESRCH;
+	if (t->meta_running) {
+		want = (int64_t)++t->meta_asked;
+		pthread_cond_signal(&t->meta_wake);
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+	return want;
+}
+
+int cache_tree_meta_wait(struct cache_tree *t, int64_t ticket, int64_t wait_ms)
+{
+	if (ticket < 0)
+		return (int)ticket;
 	struct deadline dl = deadline_in_ms(wait_ms);
 	pthread_mutex_lock(&t->meta_lock);
-	if (!t->meta_running) {
-		pthread_mutex_unlock(&t->meta_lock);
-		return -ESRCH;
-	}
-	uint64_t want = ++t->meta_asked;
-	pthread_cond_signal(&t->meta_wake);
-	while (t->meta_served < want &&
+	while (t->meta_served < (uint64_t)ticket &&
 	       deadline_cond_wait(&t->meta_done, &t->meta_lock, &dl) == 0)
 		;
-	int rc = t->meta_served >= want ? t->meta_err : -ETIMEDOUT;
+	int rc = t->meta_served >= (uint64_t)ticket ? t->meta_err : -ETIMEDOUT;
 	pthread_mutex_unlock(&t->meta_lock);
 	return rc;
 }
 
-static void meta_stop(struct cache_tree *t)
+int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms)
+{
+	return cache_tree_meta_wait(t, cache_tree_meta_ask(t), wait_ms);
+}
+
+void cache_tree_meta_kick(struct cache_tree *t)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	uint64_t now = mono_ns();
+	if (t->meta_running && t->meta_asked == t->meta_served &&
+	    (!t->meta_kicked_ns || now - t->meta_kicked_ns >= t->cfg.rescan_min_ms * 1000000ull)) {
+		t->meta_kicked_ns = now;
+		t->meta_asked++;
+		pthread_cond_signal(&t->meta_wake);
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+}
+
+/*
+ * Stops the metadata thread. A thread stuck listing a stalled store is left behind after
+ * META_STOP_WAIT_MS (unmount must not wait on the store): returns false, and the tree it
+ * uses must then never be freed.
+ */
+static bool meta_stop(struct cache_tree *t)
 {
 	pthread_mutex_lock(&t->meta_lock);
 	bool running = t->meta_running;
 	t->meta_stop = true;
 	pthread_cond_signal(&t->meta_wake);
 	pthread_mutex_unlock(&t->meta_lock);
-	if (running)
-		pthread_join(t->meta_thread, NULL);
+	if (running) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += META_STOP_WAIT_MS * 1000000l;
+		until.tv_sec += until.tv_nsec / 1000000000l;
+		until.tv_nsec %= 1000000000l;
+		if (pthread_timedjoin_np(t->meta_thread, NULL, &until)) {
+			log_warn("metadata: the thread listing '%s' is stuck in the store; leaving it",
+				 t->path);
+			return false;
+		}
+	}
 	cache_meta_put(t->meta);
 	t->meta = NULL;
+	return true;
 }
 
 /* ---- life ---- */
@@ -864,6 +965,8 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 			 t->path, strerror(errno));
 		goto out_free;
 	}
+	struct statfs sfs;
+	t->ino_unstable = fstatfs(t->root_fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
 	pthread_mutex_init(&t->keys_lock, NULL);
 	pthread_mutex_init(&t->manifest_lock, NULL);
 	pthread_mutex_init(&t->meta_lock, NULL);
@@ -884,9 +987,8 @@ out_free:
 
 void cache_tree_free(struct cache_tree *t)
 {
-	if (!t)
-		return;
-	meta_stop(t);
+	if (!t || !meta_stop(t))
+		return; /* a stuck metadata thread still uses the tree: process exit reclaims it */
 	keys_release(&t->keys);
 	cache_manifest_free(t->manifest);
 	close(t->root_fd);

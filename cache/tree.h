@@ -57,7 +57,10 @@ struct cache_tree_config {
 struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct cache *c,
 				  char *err, size_t errlen);
 
-/* Closes every descriptor and frees the tree. Call after every user has stopped. */
+/*
+ * Closes every descriptor and frees the tree. Call after every user has stopped. A metadata
+ * thread stuck in a stalled store is waited for 0.5 s, then left with the tree (not freed).
+ */
 void cache_tree_free(struct cache_tree *t);
 
 /* The root's O_PATH descriptor (owned by the tree). */
@@ -80,6 +83,15 @@ enum cache_tree_open_mode {
  */
 int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
 		    struct stat *st);
+
+/*
+ * Makes @st (of @relpath) carry the inode number mows identifies the file by. Over a FUSE
+ * backing (s3fs, ossfs: high-level libfuse without use_ino) st_ino is a node number that
+ * changes whenever the kernel forgets the inode, so it is replaced by a hash of the relpath
+ * (a replaced file still differs in size or mtime); elsewhere @st is left alone. Every stat
+ * this module hands out (opens, walks, the snapshot) has been through it.
+ */
+void cache_tree_identity(const struct cache_tree *t, const char *relpath, struct stat *st);
 
 /* lstat() of @relpath beneath the root (a confined open and fstat). 0 or -errno. */
 int cache_tree_stat(struct cache_tree *t, const char *relpath, struct stat *st);
@@ -111,8 +123,12 @@ int cache_tree_walk(struct cache_tree *t, const char *relpath, cache_tree_fn fn,
 
 /*
  * Returns a referenced cache version of the regular file @relpath (NULL with errno set:
- * EINVAL when it is not a regular file). With @expect, the file must still have its device,
- * inode, size and mtime, else ESTALE. @cookie goes to cache events (0: none).
+ * EINVAL when it is not a regular file, ENOENT when there is none). With @expect, the file
+ * must still have its device, inode, size and mtime, else ESTALE. @cookie goes to cache
+ * events (0: none). While the metadata thread runs, the identity comes from the snapshot and
+ * nothing below touches the backing (the first fill opens the file and checks it is that
+ * version); without it (tools, tests) the file is opened here, and the manifest and
+ * crc32.chunks are checked for changes first.
  */
 struct cache_file *cache_tree_version(struct cache_tree *t, const char *relpath,
 				      uint64_t cookie, const struct stat *expect);
@@ -146,6 +162,13 @@ int cache_tree_fd_get(struct cache_tree *t, struct cache_file *f);
 void cache_tree_fd_put(struct cache_tree *t, int fd);
 
 /*
+ * Every chunk of @f is cached: closes its pooled descriptor (now, or when its last fill puts
+ * it back), so a FUSE backing drops its temporary copy. May block in close() on a stalled
+ * store: fill threads only.
+ */
+void cache_tree_fd_release(struct cache_tree *t, struct cache_file *f);
+
+/*
  * The metadata snapshot (cache/meta.h). cache_tree_meta_load() takes one now (at mount,
  * before the FUSE session): 0 or -errno when the root cannot be listed. After that
  * cache_tree_meta_start() runs the metadata thread, which takes a new one every @ttl_ms and
@@ -162,6 +185,20 @@ struct cache_meta *cache_tree_meta(struct cache_tree *t);
  * -ETIMEDOUT, -ESRCH when the thread does not run, or the failed walk's -errno.
  */
 int cache_tree_meta_refresh(struct cache_tree *t, int64_t wait_ms);
+
+/*
+ * The same in two steps, for a caller that waits in slices (and stops waiting when it must):
+ * _ask() returns a ticket (or -ESRCH when the thread does not run), _wait() waits up to
+ * @wait_ms for the refresh that serves it and returns as cache_tree_meta_refresh() does.
+ */
+int64_t cache_tree_meta_ask(struct cache_tree *t);
+int cache_tree_meta_wait(struct cache_tree *t, int64_t ticket, int64_t wait_ms);
+
+/*
+ * Asks the metadata thread for a new snapshot without waiting (a fill found its file
+ * changed). At most once per rescan_min_ms, and not while a refresh is pending.
+ */
+void cache_tree_meta_kick(struct cache_tree *t);
 
 /* Numbers for tests and status: descriptors pooled now, and the pool's size. */
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);

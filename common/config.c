@@ -1024,6 +1024,17 @@ static bool host_port_ok(const char *s, size_t len)
 	return !errno && end == s + len && end > colon + 1 && port >= 1 && port <= 65535;
 }
 
+/* Whether @s (@len bytes, no ':') is a DNS name to look SRV records up for (net/srv.h). */
+static bool srv_name_ok(const char *s, size_t len)
+{
+	if (!len || len > 253 || s[0] == '.' || memchr(s, ':', len))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return !strstr(s, "..") || (size_t)(strstr(s, "..") - s) >= len;
+}
+
 static int validate_peers(const struct mows_config *cfg, char *err, size_t errlen)
 {
 	if (cfg->listen[0] && !host_port_ok(cfg->listen, strlen(cfg->listen))) {
@@ -1033,8 +1044,9 @@ static int validate_peers(const struct mows_config *cfg, char *err, size_t errle
 	}
 	for (const char *p = cfg->peers; *p;) {
 		size_t n = strcspn(p, ", \t");
-		if (n && !host_port_ok(p, n)) {
-			set_err(err, errlen, "peers: '%.*s': expected HOST:PORT such as node2:7070",
+		if (n && !host_port_ok(p, n) && !srv_name_ok(p, n)) {
+			set_err(err, errlen, "peers: '%.*s': expected HOST:PORT such as node2:7070, "
+				"or a DNS SRV name such as _mows._tcp.mows.default.svc.cluster.local",
 				(int)n, p);
 			return -EINVAL;
 		}

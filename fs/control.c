@@ -5,7 +5,8 @@
  * Protocol (common/ctlproto.h): the client sends one line "COMMAND FORMAT\tARG\tARG...\n"
  * (FORMAT is "json" or "text"); the daemon answers with lines, each starting with a tag:
  *   ". TEXT"                 a line for the client's stdout
- *   "% DONE TOTAL PATH"      progress in bytes (prefetch, verify)
+ *   "% DONE TOTAL PATH"      progress in bytes (prefetch, verify; prefetch-cluster names
+ *                            the cluster instead of a path)
  *   "! TEXT"                 a message for the client's stderr
  *   "= N"                    the end; N is the client's exit status
  * Every name goes out through ctl_escape() (text) or ctl_json_str() (JSON), never raw.
@@ -435,6 +436,138 @@ static int cmd_paths(struct client *cl, char **paths, unsigned n, file_cmd fn)
 	return status;
 }
 
+/* ---- prefetch --cluster ---- */
+
+struct pf_list {
+	struct client *cl;
+	struct peer_pf_file *v;
+	size_t n, cap;
+	int status;
+};
+
+static int pf_collect(void *arg, const char *relpath, const struct stat *st)
+{
+	(void)st;
+	struct pf_list *l = arg;
+	struct cache_file *f = mows_version_at(l->cl->ctl->m, relpath);
+	if (!f) {
+		fprintf(l->cl->out, "! %s: %s\n",
+			ctl_escape(l->cl->name, sizeof(l->cl->name), relpath), strerror(errno));
+		l->status = 1;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		struct peer_pf_file *v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			cache_file_put(l->cl->ctl->m->cache, f);
+			return -ENOMEM;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct peer_pf_file){ .key = cache_file_key(f),
+					      .size = cache_file_size(f),
+					      .mtime_ns = cache_file_mtime_ns(f) };
+	cache_file_put(l->cl->ctl->m->cache, f);
+	return client_cancelled(l->cl) ? -ECANCELED : 0;
+}
+
+static bool cluster_progress(void *arg, uint64_t done, uint64_t total, unsigned nodes)
+{
+	struct client *cl = arg;
+	snprintf(cl->name, sizeof(cl->name), "cluster of %u nodes", nodes);
+	return progress_cb(cl, done, total);
+}
+
+static void cluster_report(struct client *cl, const struct peer_pf_node *nodes, unsigned n,
+			   double secs)
+{
+	char e[CTL_ESC_MAX], a[32], b[32];
+	uint64_t done = 0, total = 0;
+	if (cl->json)
+		fputs(". {\"nodes\":[", cl->out);
+	for (unsigned k = 0; k < n; k++) {
+		const struct peer_pf_node *nd = &nodes[k];
+		done += nd->done;
+		total += nd->total;
+		if (cl->json) {
+			fputs(k ? ",{" : "{", cl->out);
+			json_name(cl->out, "node_id", nd->node_id);
+			fprintf(cl->out, ",\"done\":%" PRIu64 ",\"total\":%" PRIu64 ",\"error\":",
+				nd->done, nd->total);
+			if (nd->err)
+				ctl_json_str(cl->out, strerror(-nd->err));
+			else
+				fputs("null", cl->out);
+			fputc('}', cl->out);
+		} else {
+			fprintf(cl->out, ". node %-16s %8s of %8s filled%s%s\n",
+				ctl_escape(e, sizeof(e), nd->node_id),
+				config_format_size(nd->done, a, sizeof(a)),
+				config_format_size(nd->total, b, sizeof(b)), nd->err ? ": " : "",
+				nd->err ? strerror(-nd->err) : "");
+		}
+		if (nd->err)
+			fprintf(cl->out, "! node %s: its share is not filled: %s\n",
+				ctl_escape(e, sizeof(e), nd->node_id), nd->err == -EAGAIN ?
+				"it places chunks over another member set; compare mowsctl peers "
+				"on the nodes and try again" : strerror(-nd->err));
+	}
+	if (cl->json)
+		fprintf(cl->out, "],\"done\":%" PRIu64 ",\"total\":%" PRIu64
+			",\"seconds\":%.3f}\n", done, total, secs);
+	else
+		fprintf(cl->out, ". cluster: %s of %s filled on %u nodes in %.1f s\n",
+			config_format_size(done, a, sizeof(a)), config_format_size(total, b, sizeof(b)),
+			n, secs);
+}
+
+/* mowsctl prefetch --cluster PATH...: every live node fills its owned share. */
+static int cmd_prefetch_cluster(struct client *cl, char **paths, unsigned n)
+{
+	struct mows *m = cl->ctl->m;
+	struct pf_list l = { .cl = cl };
+	if (!m->peers) {
+		fputs("! this node does not share chunks (listen is not set): use mowsctl prefetch "
+		      "without --cluster\n", cl->out);
+		return 1;
+	}
+	if (n == 0) {
+		fputs("! give one or more paths under the mount\n", cl->out);
+		return 2;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const char *rel = to_relpath(m, paths[i]);
+		char e[CTL_ESC_MAX];
+		if (!rel || (*rel && !cache_manifest_path_ok(rel))) {
+			fprintf(cl->out, "! %s: not under the mows mount %s\n",
+				ctl_escape(cl->name, sizeof(cl->name), paths[i]),
+				ctl_escape(e, sizeof(e), m->mountpoint));
+			l.status = 1;
+			continue;
+		}
+		int rc = mows_walk(m, rel, pf_collect, &l);
+		if (rc && rc != -ECANCELED) {
+			fprintf(cl->out, "! %s: %s\n", *rel ? ctl_escape(e, sizeof(e), rel) : ".",
+				rc == -EINVAL ? "not a regular file or directory" : strerror(-rc));
+			l.status = 1;
+		}
+	}
+	struct peer_pf_node *nodes = NULL;
+	unsigned nn = 0;
+	uint64_t t0 = mono_ns();
+	int rc = l.status ? 0 : peers_prefetch_cluster(m->peers, l.v, l.n, cluster_progress, cl,
+						       &nodes, &nn);
+	if (nodes)
+		cluster_report(cl, nodes, nn, (double)(mono_ns() - t0) / 1e9);
+	if (rc && rc != -EIO)
+		fprintf(cl->out, "! prefetch --cluster: %s\n", strerror(-rc));
+	free(nodes);
+	free(l.v);
+	return l.status || rc ? 1 : 0;
+}
+
 /* The RDMA counters as one JSON member (mowsctl peers --json). */
 static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
 {
@@ -447,12 +580,17 @@ static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
 		",\"bytes_read\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"fetch_errors\":%" PRIu64
 		",\"completion_errors\":%" PRIu64 ",\"conns_out\":%" PRIu64 ",\"conns_in\":%"
 		PRIu64 ",\"conns_refused\":%" PRIu64 ",\"leases_active\":%" PRIu64
-		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64 "},",
+		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64
+		",\"descs\":%" PRIu64 ",\"digests_checked\":%" PRIu64
+		",\"digest_mismatches\":%" PRIu64 ",\"digests_computed\":%" PRIu64
+		",\"msgs_refused\":%" PRIu64 "},",
 		s->rdma_device, (uint64_t)r->reads_posted, (uint64_t)r->bytes_read,
 		(uint64_t)r->fetches, (uint64_t)r->fetch_errors, (uint64_t)r->completion_errors,
 		(uint64_t)r->conns_out, (uint64_t)r->conns_in, (uint64_t)r->conns_refused,
 		(uint64_t)r->leases_active, (uint64_t)r->leases_granted,
-		(uint64_t)r->leases_expired);
+		(uint64_t)r->leases_expired, (uint64_t)r->descs, (uint64_t)r->digests_checked,
+		(uint64_t)r->digest_mismatches, (uint64_t)r->digests_computed,
+		(uint64_t)r->msgs_refused);
 }
 
 static void peers_json(const struct peers_snapshot *s, FILE *out)
@@ -465,10 +603,11 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		"\"member_digest\":\"%016" PRIx64 "\",\"ownership_digest\":\"%016" PRIx64
 		"\",\"ownership_members\":%u,\"entries_added\":%" PRIu64
 		",\"entries_reclaimed\":%" PRIu64 ",\"refused_unauthenticated\":%" PRIu64
-		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64 ",",
+		",\"refused_authenticated\":%" PRIu64 ",\"accept_errors\":%" PRIu64
+		",\"quarantines\":%" PRIu64 ",",
 		s->members, s->digest, s->ownership_digest, s->ownership_members,
 		s->entries_added, s->entries_reclaimed, s->refused_unauth,
-		s->refused_auth, s->accept_errors);
+		s->refused_auth, s->accept_errors, s->quarantines);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
 	for (unsigned i = 0; i < s->n; i++) {
@@ -548,6 +687,8 @@ static int dispatch(struct client *cl, char *req, size_t len)
 		rc = cmd_status(cl);
 	else if (!strcmp(cmd, "prefetch"))
 		rc = cmd_paths(cl, r->args, r->nargs, do_prefetch);
+	else if (!strcmp(cmd, "prefetch-cluster"))
+		rc = cmd_prefetch_cluster(cl, r->args, r->nargs);
 	else if (!strcmp(cmd, "evict"))
 		rc = cmd_paths(cl, r->args, r->nargs, do_evict);
 	else if (!strcmp(cmd, "verify"))

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "fs/mows.h"
 
 #define REFRESH_WAIT_MS 60000 /* mowsctl refresh waits this long for the walk */
+#define REFRESH_SLICE_MS 200   /* and checks this often whether the mount has ended */
 
 int64_t mows_mtime_ns(const struct stat *st)
 {
@@ -29,6 +31,7 @@ int mows_inodes_init(struct mows *m)
 	struct stat st;
 	if (fstat(cache_tree_root_fd(m->tree), &st) < 0)
 		return -errno;
+	cache_tree_identity(m->tree, "", &st);
 	m->root.dev = st.st_dev;
 	m->root.ino = st.st_ino;
 	m->root.type = S_IFDIR;
@@ -70,10 +73,28 @@ int mows_meta_stat(struct mows *m, const char *relpath, struct stat *st)
 	return i >= 0 ? 0 : -ENOENT;
 }
 
+/*
+ * Whether this mount has ended: its FUSE device is closed, or reports an error once the
+ * kernel dropped the mount (libfuse resets its own "exited" flag when the loop ends).
+ */
+static bool mount_gone(struct mows *m)
+{
+	struct pollfd p = { .fd = fuse_session_fd(m->se), .events = POLLIN };
+	if (p.fd < 0) /* fuse_session_unmount() closed it */
+		return true;
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
 int mows_refresh(struct mows *m, FILE *out)
 {
 	uint64_t t0 = mono_ns();
-	int rc = cache_tree_meta_refresh(m->tree, REFRESH_WAIT_MS);
+	struct deadline dl = deadline_in_ms(REFRESH_WAIT_MS);
+	int64_t ticket = cache_tree_meta_ask(m->tree);
+	int rc;
+	/* In slices: an unmount must not wait for a listing stuck in a stalled store. */
+	while ((rc = cache_tree_meta_wait(m->tree, ticket, REFRESH_SLICE_MS)) == -ETIMEDOUT &&
+	       !deadline_passed(&dl) && !mount_gone(m))
+		;
 	if (rc) {
 		fprintf(out, "! refresh of %s: %s%s\n", m->backing, strerror(-rc),
 			rc == -ETIMEDOUT ? " (still running; the old snapshot serves until it ends)"

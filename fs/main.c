@@ -482,8 +482,11 @@ static int prepare(struct mows *m)
 	if (!m->control)
 		return fail(err);
 	if (m->cfg.metrics_listen[0] &&
-	    !(m->metrics = metrics_new(m, m->cfg.metrics_listen, err, sizeof(err))))
+	    !(m->metrics = metrics_new(m, m->cfg.metrics_listen, err, sizeof(err)))) {
+		control_free(m->control); /* removes the socket file: nothing will serve it */
+		m->control = NULL;
 		return fail(err);
+	}
 	return 0;
 }
 
@@ -554,10 +557,13 @@ int main(int argc, char **argv)
 		return rc;
 	fuse_set_log_func(fuse_log_to_mows);
 	m.se = new_session(&m, &o);
-	if (!m.se)
-		return fail("bad FUSE options (see the messages above)");
-	if (fuse_set_signal_handlers(m.se) ||
+	if (!m.se || fuse_set_signal_handlers(m.se) ||
 	    (m.pt_wanted ? mows_pt_mount(&m, m.backing) : fuse_session_mount(m.se, m.mountpoint))) {
+		/* The control socket was bound already: remove it, or mowsctl would find a
+		 * socket that nothing answers (and the next start would have to claim it). */
+		control_free(m.control);
+		if (!m.se)
+			return fail("bad FUSE options (see the messages above)");
 		fprintf(stderr, "mows-fuse: cannot mount on %s (see the messages above)\n",
 			m.mountpoint);
 		return 1;

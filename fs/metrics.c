@@ -125,6 +125,7 @@ struct peer_totals {
 	unsigned state[PEER_NSTATES];
 	uint64_t in[TR_N], out;      /* out: chunks served over TCP, the only ones net/ counts */
 	uint64_t errors, bad_crc;
+	uint64_t quarantines;        /* times a peer was quarantined, since start */
 };
 
 /* Sums the peers' snapshot (taken under their lock; summed and formatted without it). */
@@ -134,6 +135,7 @@ static void peer_totals(struct mows *m, struct peer_totals *t)
 	memset(t, 0, sizeof(*t));
 	if (!m->peers || peers_snapshot(m->peers, &s))
 		return;
+	t->quarantines = s.quarantines;
 	for (unsigned i = 0; i < s.n; i++) {
 		const struct peer_info *pi = &s.peers[i];
 		for (unsigned k = 0; k < PEER_NSTATES; k++)
@@ -167,6 +169,8 @@ static void format_peers(FILE *out, struct mows *m, const struct cache_stats *st
 	counter(out, "mows_peer_errors_total", "Failed chunk requests to peers", t.errors);
 	gauge(out, "mows_peers_quarantined", "Peers quarantined now for sending bad chunks",
 	      t.state[PEER_QUARANTINED]);
+	counter(out, "mows_peer_quarantines_total",
+		"Times a peer was quarantined for sending chunks with bad CRCs", t.quarantines);
 	family(out, "mows_crc_mismatches_total", "counter",
 	       "CRC-32 mismatches: whole files read from storage against the manifest, chunks "
 	       "received from peers against the sender's CRC");

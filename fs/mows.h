@@ -14,8 +14,8 @@
  *   - the notify thread (notify.c, only under systemd): probes the mount with statfs() and
  *     sends READY=1, WATCHDOG=1 and STATUS=; holds no lock of ours across the probe.
  *   - the metadata thread (cache/tree.c, started at INIT): takes a new snapshot of the
- *     backing tree every metadata_ttl and when asked (mowsctl refresh, an open that found its
- *     file changed); FUSE ops read the current snapshot and never list the backing.
+ *     backing tree every metadata_ttl and when asked (mowsctl refresh, a fill that found its
+ *     file changed); FUSE ops read the current snapshot and never call into the backing.
  */
 #ifndef MOWS_FS_MOWS_H
 #define MOWS_FS_MOWS_H
@@ -42,9 +42,9 @@ struct notify;
 /*
  * One FUSE inode. A regular file's identity includes its size and mtime, so a rewritten
  * backing file becomes a new FUSE inode with its own page cache: old mappings keep old bytes.
- * An inode holds no descriptor: each op opens its relpath beneath the root again (one
- * confined open, cache/tree.h) and checks the identity, so descriptors never grow with the
- * inodes the kernel remembers.
+ * An inode holds no descriptor, and no op opens the backing: its identity comes from the
+ * metadata snapshot, and fills open the file (one confined open, cache/tree.h) through the
+ * tree's bounded pool, so descriptors never grow with the inodes the kernel remembers.
  */
 struct mows_inode {
 	dev_t dev;

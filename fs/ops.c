@@ -30,8 +30,6 @@ struct dir_handle {
 	ino_t ino;                   /* its own inode number, for "." */
 };
 
-#define STALE_REFRESH_WAIT_MS 5000 /* an open of a changed file waits this for a snapshot */
-
 static struct mows *ctx(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
@@ -92,14 +90,12 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 }
 
 /*
- * Current attributes of @in, from the snapshot (or the backing itself when @backing);
- * -ESTALE when its path names another object now.
+ * Current attributes of @in, from the snapshot (never the backing); -ESTALE when its path
+ * names another object now.
  */
-static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st, bool backing)
+static int inode_stat(struct mows *m, struct mows_inode *in, struct stat *st)
 {
-	int rc = !backing ? mows_meta_stat(m, in->relpath, st)
-	       : in == &m->root ? (fstat(cache_tree_root_fd(m->tree), st) < 0 ? -errno : 0)
-				: cache_tree_stat(m->tree, in->relpath, st);
+	int rc = mows_meta_stat(m, in->relpath, st);
 	if (rc == 0 && (st->st_dev != in->dev || st->st_ino != in->ino ||
 			(S_ISREG(st->st_mode) && ((uint64_t)st->st_size != in->size ||
 						  mows_mtime_ns(st) != in->mtime_ns))))
@@ -129,7 +125,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct mows *m = ctx(req);
 	struct mows_inode *in = mows_inode_get(m, ino);
 	struct stat st;
-	int rc = inode_stat(m, in, &st, false);
+	int rc = inode_stat(m, in, &st);
 	/* A rewritten, replaced or removed file is a new inode or none: this one keeps
 	 * describing the version it was, and the kernel asks again next time. */
 	if (rc == -ESTALE || rc == -ENOENT) {
@@ -174,16 +170,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ---- files ---- */
 
 /*
- * Returns @in's cache version (referenced): the one it already has when its backing file is
- * still that version, else a new one. NULL with errno set (ESTALE: the name now holds
- * another file, and the kernel looks it up again).
+ * Returns @in's cache version (referenced): the one it already has while the snapshot still
+ * shows that file, else a new one. From memory only: an open of a cached file touches
+ * nothing below mows (the first fill opens the backing file). NULL with errno set (ESTALE:
+ * the name now holds another file, and the kernel looks it up again).
  */
 static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
 {
 	struct stat st;
-	int rc = inode_stat(m, in, &st, true);
-	if (rc == -ESTALE || rc == -ENOENT) /* changed since the snapshot: take a new one */
-		cache_tree_meta_refresh(m->tree, STALE_REFRESH_WAIT_MS);
+	int rc = inode_stat(m, in, &st);
 	if (rc) {
 		errno = rc == -ENOENT ? ESTALE : -rc;
 		return NULL;

@@ -5,10 +5,9 @@
  * rewrite RDMA payloads on the fabric can change the chunk, and a CRC-32 does not stop that
  * (it is linear: any wanted CRC can be made by changing four bytes). So the holder sends the
  * chunk's digest in its descriptor reply, which travels inside TLS with the address, key and
- * length, and the reader checks the bytes it read against it. (As net/rdma.h stands, DESC
- * travels as an RDMA SEND, outside TLS, where the same attacker could rewrite digest and
- * all: DESC_REQ/DESC must move onto the peer's TLS link, or each DESC must carry a MAC keyed
- * by tls_conn_export() of the link that handed out the ticket.)
+ * length, and the reader checks the bytes it read against it. The DESC travels over the
+ * peer's TLS link, never over the RDMA connection (net/rdma.h), so the digest cannot be
+ * rewritten along with the bytes.
  *
  *   DIGEST_SHA256 (rdma_verify = sha256, default): SHA-256 of the chunk. Unkeyed is enough:
  *     the expected value arrives authenticated over TLS, so a forger must find a second
@@ -16,7 +15,8 @@
  *   DIGEST_CRC32 (rdma_verify = crc32): the zlib CRC-32 mows computes anyway; catches
  *     accidents, not attackers. Only for a fabric the operator trusts.
  *
- * A holder can compute a chunk's SHA-256 once (when it fills it) and send it to every reader.
+ * A holder computes a chunk's SHA-256 once while the chunk stays cached (net/rdma.c keeps a
+ * memo) and sends it to every reader.
  *
  *   DIGEST_GMAC (not yet a rdma_verify value): AES-128-GMAC, a MAC under a key the fabric
  *     never sees, ~8x cheaper than SHA-256 here (mows-tlsbench: ~0.1 vs ~0.8 CPU s/GB), for

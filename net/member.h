@@ -24,7 +24,7 @@
 
 #define MEMBERS_MAX 16384
 #define MEMBERS_PROBES 256        /* members not up that one heartbeat round probes at once */
-#define MEMBER_MAX_IDLE 4         /* pooled connections kept per member */
+#define MEMBER_MAX_IDLE 8         /* pooled RDMA connections kept per member */
 #define MEMBER_ADDR_LEN (INET6_ADDRSTRLEN + 16)
 
 struct transport_conn;
@@ -66,6 +66,7 @@ struct member {
 	uint16_t caps;            /* from its HELLO */
 	const char *transport;    /* of its last new connection: "tcp" or "rdma" */
 	bool rdma_failed;         /* logged that RDMA to it failed */
+	uint64_t rdma_retry_ns;   /* no RDMA connect attempt before this (it failed) */
 	struct pconn idle[MEMBER_MAX_IDLE];   /* RDMA connections, one user each */
 	unsigned nidle, busy;             /* busy: requests in flight, any transport */
 	struct mux *mux;          /* the one TCP link that carries our requests, or NULL */

@@ -11,8 +11,10 @@
 
 struct mux_req {
 	uint32_t id;
-	void *dst;
-	size_t len;
+	uint8_t type;             /* the answer's frame type: PROTO_DATA or PROTO_RDMA_DESC */
+	void *dst;                /* DATA: the slot; RDMA_DESC: the answer buffer */
+	size_t len;               /* DATA: the chunk's length; RDMA_DESC: dst's capacity */
+	size_t anslen;            /* RDMA_DESC: the answer's length */
 	bool done;                /* answered: rc and crc are set */
 	bool filling;             /* a reader is writing into dst */
 	int rc;
@@ -23,6 +25,7 @@ struct mux_req {
 struct mux {
 	struct link *link;
 	uint32_t max_payload, frame_ms;
+	mux_orphan_fn orphan;     /* set before the mux is shared */
 	atomic_int refs;
 	atomic_int err;           /* 0, or why the mux is broken */
 	pthread_mutex_t lock;
@@ -47,6 +50,11 @@ struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms)
 	atomic_init(&x->refs, 1);
 	pthread_mutex_init(&x->lock, NULL);
 	return x;
+}
+
+void mux_set_orphan(struct mux *x, mux_orphan_fn fn)
+{
+	x->orphan = fn;
 }
 
 bool mux_broken(struct mux *x)
@@ -102,11 +110,9 @@ static void do_unlink(struct mux *x, struct mux_req *r)
 		}
 }
 
-static int send_get(struct mux *x, const struct transport_chunk_req *req, uint32_t id,
-		    const struct deadline *dl)
+static void get_of(const struct transport_chunk_req *req, struct proto_get *get)
 {
-	uint8_t buf[PROTO_HDR_LEN + PROTO_GET_LEN];
-	struct proto_get get = {
+	*get = (struct proto_get){
 		.file_key = req->file_key,
 		.file_size = req->file_size,
 		.mtime_ns = req->mtime_ns,
@@ -114,15 +120,20 @@ static int send_get(struct mux *x, const struct transport_chunk_req *req, uint32
 		.chunk_size = req->chunk_size,
 		.flags = req->fill ? PROTO_GET_FILL : 0,
 	};
-	proto_hdr_encode(buf, PROTO_GET, 0, PROTO_GET_LEN, id);
-	proto_get_encode(buf + PROTO_HDR_LEN, &get);
-	struct iovec iov = { buf, sizeof(buf) };
-	return link_sendv(x->link, &iov, 1, dl);
 }
 
-/* Lock held. Takes the sender's turn (by @dl), sends the GET, hands the turn on. */
-static int do_send_turn(struct mux *x, const struct transport_chunk_req *req, uint32_t id,
-			const struct deadline *dl)
+static int send_frame(struct mux *x, uint8_t type, const void *payload, uint32_t len,
+		      uint32_t id, const struct deadline *dl)
+{
+	uint8_t hdr[PROTO_HDR_LEN];
+	proto_hdr_encode(hdr, type, 0, len, id);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)payload, len } };
+	return link_sendv(x->link, iov, len ? 2 : 1, dl);
+}
+
+/* Lock held. Takes the sender's turn (by @dl), sends one frame, hands the turn on. */
+static int do_send_turn(struct mux *x, uint8_t type, const void *payload, uint32_t len,
+			uint32_t id, const struct deadline *dl)
 {
 	while (x->sending && !mux_broken(x))
 		if (deadline_cond_wait(&x->cond, &x->lock, dl) == -ETIMEDOUT)
@@ -131,7 +142,7 @@ static int do_send_turn(struct mux *x, const struct transport_chunk_req *req, ui
 		return atomic_load(&x->err);
 	x->sending = true;
 	pthread_mutex_unlock(&x->lock);
-	int rc = send_get(x, req, id, dl);
+	int rc = send_frame(x, type, payload, len, id, dl);
 	pthread_mutex_lock(&x->lock);
 	x->sending = false;
 	pthread_cond_broadcast(&x->cond);
@@ -165,7 +176,31 @@ static void do_answer(struct mux *x, struct mux_req *r, int rc, uint32_t crc)
 	pthread_cond_broadcast(&x->cond);
 }
 
-/* The reader's role, lock not held: one whole DATA frame, into the slot it answers. */
+/* A small RDMA_DESC answer (whole frame in hand): copied to its asker. */
+static int read_small(struct mux *x, const struct proto_hdr *hdr, const struct deadline *fdl)
+{
+	uint8_t buf[PROTO_RDMA_MSG_MAX];
+	if (hdr->len > sizeof(buf))
+		return -EPROTO;
+	int rc = link_recv(x->link, buf, hdr->len, fdl);
+	if (rc)
+		return -EPROTO;
+	pthread_mutex_lock(&x->lock);
+	struct mux_req *r = do_find(x, hdr->req_id);
+	if (r && r->type == PROTO_RDMA_DESC && hdr->len <= r->len) {
+		memcpy(r->dst, buf, hdr->len);
+		r->anslen = hdr->len;
+		do_answer(x, r, 0, 0);
+	} else if (r) {
+		do_answer(x, r, -EPROTO, 0);
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (!r && x->orphan)
+		x->orphan(x, buf, hdr->len); /* its asker left: undo what it got */
+	return 0;
+}
+
+/* The reader's role, lock not held: one whole frame; DATA goes into the slot it answers. */
 static int read_one(struct mux *x, const struct deadline *dl)
 {
 	int64_t left = deadline_left_ms(dl);
@@ -179,6 +214,8 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	rc = link_recv(x->link, hbuf, sizeof(hbuf), &fdl);
 	if (rc == 0)
 		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr, x->max_payload);
+	if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
+		return read_small(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type != PROTO_DATA)
 		rc = -EPROTO;
 	if (rc == 0)
@@ -192,7 +229,7 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	void *dst = NULL;
 	if (r && data.status) {
 		do_answer(x, r, data.status == ENOENT ? -ENOENT : -EIO, 0);
-	} else if (r && data.length != r->len) {
+	} else if (r && (data.length != r->len || r->type != PROTO_DATA)) {
 		do_answer(x, r, -EPROTO, 0);
 	} else if (r) {
 		r->filling = true;
@@ -237,29 +274,61 @@ static int do_wait_answer(struct mux *x, struct mux_req *r, const struct deadlin
 	return 0;
 }
 
-int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
-	      uint32_t *crc, const struct deadline *dl)
+/* Sends one request frame and waits for its answer, which read_one() files in @r. */
+static int request(struct mux *x, struct mux_req *r, const void *payload, uint32_t len,
+		   uint8_t type, const struct deadline *dl)
 {
-	struct mux_req r = { .dst = dst, .len = len };
 	pthread_mutex_lock(&x->lock);
 	if (mux_broken(x)) {
 		pthread_mutex_unlock(&x->lock);
 		return atomic_load(&x->err);
 	}
-	r.id = ++x->next_id;
-	r.next = x->reqs;
-	x->reqs = &r;
-	int rc = do_send_turn(x, req, r.id, dl);
+	r->id = ++x->next_id;
+	r->next = x->reqs;
+	x->reqs = r;
+	int rc = do_send_turn(x, type, payload, len, r->id, dl);
 	if (rc == 0)
-		rc = do_wait_answer(x, &r, dl);
+		rc = do_wait_answer(x, r, dl);
 	/* Never leave while a reader writes into our slot. */
-	while (r.filling)
+	while (r->filling)
 		pthread_cond_wait(&x->cond, &x->lock);
-	do_unlink(x, &r);
-	if (r.done) {
-		rc = r.rc;
+	do_unlink(x, r);
+	if (r->done)
+		rc = r->rc;
+	pthread_mutex_unlock(&x->lock);
+	return rc;
+}
+
+int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
+	      uint32_t *crc, const struct deadline *dl)
+{
+	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len };
+	uint8_t buf[PROTO_GET_LEN];
+	struct proto_get get;
+	get_of(req, &get);
+	proto_get_encode(buf, &get);
+	int rc = request(x, &r, buf, sizeof(buf), PROTO_GET, dl);
+	if (r.done)
 		*crc = r.crc;
-	}
+	return rc;
+}
+
+int mux_call(struct mux *x, uint8_t type, const void *payload, uint32_t len, void *ans,
+	     size_t cap, size_t *anslen, const struct deadline *dl)
+{
+	struct mux_req r = { .type = type, .dst = ans, .len = cap };
+	if (type != PROTO_RDMA_DESC)
+		return -EINVAL;
+	int rc = request(x, &r, payload, len, type, dl);
+	*anslen = rc == 0 ? r.anslen : 0;
+	return rc;
+}
+
+int mux_send(struct mux *x, uint8_t type, const void *payload, uint32_t len,
+	     const struct deadline *dl)
+{
+	pthread_mutex_lock(&x->lock);
+	int rc = mux_broken(x) ? atomic_load(&x->err) : do_send_turn(x, type, payload, len, 0, dl);
 	pthread_mutex_unlock(&x->lock);
 	return rc;
 }

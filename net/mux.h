@@ -1,6 +1,7 @@
 /*
  * The multiplexed TCP transport: one authenticated link per peer carries many chunk
- * requests at once. Each GET has its own request id; DATA answers may come back in any order.
+ * requests at once, and the RDMA descriptor requests of net/rdma.h (mux_call, mux_send), so
+ * that every descriptor travels inside TLS. Each GET has its own request id; DATA answers may come back in any order.
  * There is no I/O thread: the requesters take turns (leader/follower). One sends at a time;
  * one reads at a time, and the reader receives each DATA frame straight into the slot of the
  * request it answers, whoever asked, then hands the reader's role on. A requester whose
@@ -32,6 +33,30 @@ struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms);
  * another -errno when the mux is broken. */
 int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
 	      uint32_t *crc, const struct deadline *dl);
+
+/*
+ * A small request of frame type @type (PROTO_RDMA_DESC only) whose answer, a frame of the
+ * same type with the same request id and at most @cap bytes, is copied into @ans (its length
+ * in *@anslen). Returns 0, -ETIMEDOUT, -EPROTO (the answer was not what was asked for), or
+ * -errno when the mux is broken. Any thread, with mux_fetch() calls at once.
+ */
+int mux_call(struct mux *x, uint8_t type, const void *payload, uint32_t len, void *ans,
+	     size_t cap, size_t *anslen, const struct deadline *dl);
+
+/* Sends one frame that has no answer (request id 0), when the sender's turn comes. Returns
+ * 0 or -errno (a failed send breaks the mux). */
+int mux_send(struct mux *x, uint8_t type, const void *payload, uint32_t len,
+	     const struct deadline *dl);
+
+/*
+ * Called with an RDMA_DESC answer (@len bytes) whose asker is gone (its deadline passed), on
+ * the thread that read it, without the mux's lock, so that the asker's layer can undo what
+ * the answer granted (net/peer.c releases the lease). It may call mux_send().
+ */
+typedef void (*mux_orphan_fn)(struct mux *x, const void *msg, size_t len);
+
+/* Sets the orphan handler; call once, right after mux_new(), before the mux is shared. */
+void mux_set_orphan(struct mux *x, mux_orphan_fn fn);
 
 /* Whether the mux is broken (then it only fails). Lock-free. */
 bool mux_broken(struct mux *x);

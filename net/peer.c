@@ -20,10 +20,13 @@
 #include "net/mux.h"
 #include "net/owners.h"
 #include "net/plan.h"
+#include "net/srv.h"
 #include "net/tcp.h"
 
 #define PROBE_HANDSHAKE_MS 1000
 #define LEAVE_MS 300
+#define SRV_TARGETS_MAX 4096     /* targets taken from one SRV name */
+#define RDMA_RETRY_MS 10000     /* after a failed RDMA connect, TCP for this long */
 
 static uint64_t ms_ns(uint64_t ms)
 {
@@ -77,7 +80,8 @@ static void mark_down(struct peers *p, struct member *m, const char *why)
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (was_up)
-		log_warn("peer %s (%s) is down: %s", m->node_id, m->addr, why);
+		log_peer_msg(LOG_WARNING, m->node_id, "peer %s (%s) is down: %s", m->node_id,
+			     m->addr, why);
 	close_conns(conns, n);
 }
 
@@ -100,7 +104,7 @@ void peers_member_left(struct peers *p, const char *node_id)
 	pthread_mutex_unlock(&p->lock);
 	close_conns(conns, n);
 	if (found)
-		log_info("peer %s left; dropped it from placement", node_id);
+		log_peer_msg(LOG_INFO, node_id, "peer %s left; dropped it from placement", node_id);
 }
 
 struct member *peers_inbound(struct peers *p, const char *node_id, const struct sockaddr *sa,
@@ -126,48 +130,6 @@ struct member *peers_inbound(struct peers *p, const char *node_id, const struct 
 	return m;
 }
 
-/* Asks an authenticated link for an RDMA ticket. Returns 0 or -errno. */
-static int ask_ticket(struct link *l, struct proto_rdma_ticket *t, const struct deadline *dl)
-{
-	uint8_t buf[PROTO_RDMA_TICKET_LEN];
-	struct proto_hdr hdr;
-	int rc = link_send_frame(l, PROTO_RDMA_DESC, 1, NULL, 0, dl);
-	if (rc == 0)
-		rc = link_recv_frame(l, &hdr, buf, sizeof(buf), dl);
-	if (rc == 0 && (hdr.type != PROTO_RDMA_DESC || proto_rdma_ticket_decode(buf, hdr.len, t)))
-		rc = -EPROTO;
-	if (rc == 0 && t->port == 0)
-		rc = -EOPNOTSUPP;
-	return rc;
-}
-
-/* Opens an RDMA connection to @m over the authenticated link @l. */
-static struct transport_conn *rdma_open(struct peers *p, struct member *m, struct link *l,
-					const struct deadline *dl)
-{
-	struct proto_rdma_ticket t;
-	int rc = ask_ticket(l, &t, dl);
-	struct transport_conn *c = NULL;
-	if (rc == 0) {
-		struct sockaddr_storage sa = m->sa;
-		if (sa.ss_family == AF_INET)
-			((struct sockaddr_in *)&sa)->sin_port = htons(t.port);
-		else
-			((struct sockaddr_in6 *)&sa)->sin6_port = htons(t.port);
-		c = rdma_ctx_connect(p->rdma, (struct sockaddr *)&sa, m->salen, t.ticket, dl);
-		rc = c ? 0 : -errno;
-	}
-	pthread_mutex_lock(&p->lock);
-	bool log = rc && !m->rdma_failed;
-	m->rdma_failed = m->rdma_failed || rc;
-	pthread_mutex_unlock(&p->lock);
-	if (log)
-		log_warn("peer %s (%s): no RDMA connection (%s); %s", m->node_id, m->addr,
-			 strerror(-rc), p->cfg->transport == TRANSPORT_RDMA ?
-			 "transport = rdma, so chunks come from the backing" : "using TCP");
-	return c;
-}
-
 /* Connects and authenticates a link to @m; checks it is still the node we knew there. */
 static struct link *link_open(struct peers *p, struct member *m, struct proto_hello *them,
 			      const struct deadline *dl, int *rc)
@@ -183,39 +145,11 @@ static struct link *link_open(struct peers *p, struct member *m, struct proto_he
 	return l;
 }
 
-/* A new connection to @m, RDMA when both ends can. */
-static int conn_open(struct peers *p, struct member *m, const struct deadline *dl,
-		     struct pconn *out)
+struct link *peers_link_open(struct peers *p, struct member *m, const struct deadline *dl,
+			     int *rc)
 {
 	struct proto_hello them;
-	int rc;
-	struct link *l = link_open(p, m, &them, dl, &rc);
-	if (!l)
-		return rc;
-	bool want_rdma = p->rdma && (them.caps & PROTO_CAP_RDMA) &&
-			 p->cfg->transport != TRANSPORT_TCP;
-	out->c = want_rdma ? rdma_open(p, m, l, dl) : NULL;
-	if (out->c) {
-		link_free(l); /* the RDMA connection stands on its own */
-		out->ops = &rdma_transport;
-	} else if (p->cfg->transport == TRANSPORT_RDMA) {
-		link_free(l);
-		return -EOPNOTSUPP;
-	} else {
-		out->c = tcp_conn_new(l, p->max_payload);
-		out->ops = &tcp_transport;
-		if (!out->c) {
-			link_free(l);
-			return -ENOMEM;
-		}
-	}
-	pthread_mutex_lock(&p->lock);
-	bool changed = m->transport != out->ops->name;
-	m->transport = out->ops->name;
-	pthread_mutex_unlock(&p->lock);
-	if (changed)
-		log_info("peer %s (%s): chunks travel by %s", m->node_id, m->addr, out->ops->name);
-	return 0;
+	return link_open(p, m, &them, dl, rc);
 }
 
 /* Lock held. Closes pooled connections idle past PEER_POOL_IDLE_MS: the server ends them. */
@@ -232,68 +166,39 @@ static unsigned do_take_stale(struct member *m, uint64_t now, struct pconn *out)
 	return k;
 }
 
-/* At most peer_inflight connections per member, pooled, whichever fill thread asks. */
-static bool conn_get(struct peers *p, struct member *m, const struct deadline *dl,
-		     struct pconn *out)
-{
-	struct pconn stale[MEMBER_MAX_IDLE];
-	pthread_mutex_lock(&p->lock);
-	unsigned nstale = do_take_stale(m, mono_ns(), stale);
-	while (!m->nidle && m->busy >= p->cfg->peer_inflight && !p->stopping)
-		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
-			break;
-	bool got = false, connect_new = false;
-	if (!p->stopping && m->nidle) {
-		*out = m->idle[--m->nidle];
-		m->busy++;
-		got = true;
-	} else if (!p->stopping && m->busy < p->cfg->peer_inflight) {
-		m->busy++;
-		connect_new = true;
-	}
-	pthread_mutex_unlock(&p->lock);
-	close_conns(stale, nstale);
-	if (!connect_new)
-		return got;
-	if (conn_open(p, m, dl, out) == 0)
-		return true;
-	pthread_mutex_lock(&p->lock);
-	m->busy--;
-	m->errors++;
-	pthread_cond_broadcast(&p->conn_cond);
-	pthread_mutex_unlock(&p->lock);
-	return false;
-}
-
-static void conn_put(struct peers *p, struct member *m, struct pconn *c, bool reuse)
-{
-	pthread_mutex_lock(&p->lock);
-	m->busy--;
-	reuse = reuse && m->up && m->listed && !p->stopping && m->nidle < MEMBER_MAX_IDLE;
-	if (reuse) {
-		c->idle_since_ns = mono_ns();
-		m->idle[m->nidle++] = *c;
-	}
-	pthread_cond_broadcast(&p->conn_cond);
-	pthread_mutex_unlock(&p->lock);
-	if (!reuse)
-		c->ops->close(c->c);
-}
-
 /* ---- fetching (a cache fill source) ---- */
 
-/* A chunk from @m did not match the CRC it came with: count it, quarantine repeat offenders. */
-static void charge_bad_crc(struct peers *p, struct member *m, uint32_t got, uint32_t sent)
+/* Lock not held. Counts a wrong chunk from @m; returns whether that quarantines it. */
+static bool charge_bad(struct peers *p, struct member *m)
 {
 	pthread_mutex_lock(&p->lock);
 	m->bad_crc++;
 	bool quarantine = m->bad_crc % PEER_BAD_LIMIT == 0;
-	if (quarantine)
+	if (quarantine) {
 		m->quarantine_until_ns = mono_ns() + ms_ns(PEER_QUARANTINE_MS);
+		p->quarantines++;
+	}
 	pthread_mutex_unlock(&p->lock);
-	log_warn("peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
-		 m->node_id, m->addr, sent, got,
-		 quarantine ? "; quarantining the peer for 60 s" : "");
+	return quarantine;
+}
+
+/* A chunk from @m did not match the CRC it came with: count it, quarantine repeat offenders. */
+static void charge_bad_crc(struct peers *p, struct member *m, uint32_t got, uint32_t sent)
+{
+	bool quarantine = charge_bad(p, m);
+	log_peer_msg(LOG_WARNING, m->node_id,
+		     "peer %s (%s) sent a chunk with crc32 %08x, but it reads %08x; dropped it%s",
+		     m->node_id, m->addr, sent, got,
+		     quarantine ? "; quarantining the peer for 60 s" : "");
+}
+
+/* A chunk read by RDMA from @m did not match the digest @m sent over TLS. */
+static void charge_bad_digest(struct peers *p, struct member *m)
+{
+	bool quarantine = charge_bad(p, m);
+	log_peer_msg(LOG_WARNING, m->node_id, "peer %s (%s): a chunk read by RDMA does not match "
+		     "the digest it sent over TLS; dropped it%s", m->node_id, m->addr,
+		     quarantine ? "; quarantining the peer for 60 s" : "");
 }
 
 static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
@@ -310,16 +215,10 @@ static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/*
- * Whether requests to @m go over pooled RDMA connections (as before the mux: each new one
- * tries RDMA and falls back to a TCP connection of its own) rather than the TCP mux.
- */
-static bool want_rdma(struct peers *p, struct member *m)
+/* Lock held. Whether chunks from @m come by RDMA (descriptors still over its mux link). */
+static bool do_want_rdma(struct peers *p, struct member *m)
 {
-	pthread_mutex_lock(&p->lock);
-	bool rdma = p->rdma && (m->caps & PROTO_CAP_RDMA) && p->cfg->transport != TRANSPORT_TCP;
-	pthread_mutex_unlock(&p->lock);
-	return rdma;
+	return p->rdma && (m->caps & PROTO_CAP_RDMA) && p->cfg->transport != TRANSPORT_TCP;
 }
 
 /* Lock held. Waits (by @dl) for room among @m's requests in flight, or a mux being made. */
@@ -329,6 +228,16 @@ static bool do_wait_room(struct peers *p, struct member *m, const struct deadlin
 		if (deadline_cond_wait(&p->conn_cond, &p->lock, dl) == -ETIMEDOUT)
 			return false;
 	return !p->stopping;
+}
+
+/* A DESC that came after its asker gave up: release its lease now, not at expiry. */
+static void desc_orphan(struct mux *x, const void *msg, size_t len)
+{
+	uint8_t rel[RDMA_MSG_MAX];
+	struct deadline dl = deadline_in_ms(1000);
+	ssize_t n = rdma_release_for(msg, len, rel, sizeof(rel));
+	if (n > 0 && mux_send(x, PROTO_RDMA_DESC, rel, (uint32_t)n, &dl))
+		log_debug("peers: cannot release a late RDMA lease; it expires on its own");
 }
 
 /* Makes @m's mux (one link for all our requests to it). Lock held; drops it meanwhile. */
@@ -344,14 +253,17 @@ static struct mux *do_mux_connect(struct peers *p, struct member *m, const struc
 		close_conns(&old, 1);
 	struct link *l = link_open(p, m, &them, dl, &rc);
 	struct mux *x = l ? mux_new(l, p->max_payload, p->cfg->request_timeout_ms) : NULL;
+	if (x)
+		mux_set_orphan(x, desc_orphan);
 	pthread_mutex_lock(&p->lock);
 	m->mux_connecting = false;
 	if (x) {
 		m->mux = x;
 		mux_get(x);
-		if (m->transport != tcp_transport.name)
+		if (m->transport != tcp_transport.name && !do_want_rdma(p, m))
 			log_info("peer %s (%s): chunks travel by tcp", m->node_id, m->addr);
-		m->transport = tcp_transport.name;
+		if (!do_want_rdma(p, m))
+			m->transport = tcp_transport.name;
 	}
 	pthread_cond_broadcast(&p->conn_cond);
 	return x;
@@ -385,15 +297,125 @@ static void mux_release(struct peers *p, struct member *m, struct mux *x)
 	mux_put(x);
 }
 
-/* One request over @m's pooled RDMA connections (or a TCP one where RDMA failed). */
-static int fetch_pooled(struct peers *p, struct member *m, const struct transport_chunk_req *req,
-			void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+/* ---- RDMA: descriptors over the member's mux link (TLS), bytes by one-sided READ ---- */
+
+static int desc_call(void *ctx, const void *req, size_t len, void *ans, size_t cap,
+		     size_t *anslen, const struct deadline *dl)
 {
-	struct pconn c;
-	if (!conn_get(p, m, dl, &c))
+	return mux_call(ctx, PROTO_RDMA_DESC, req, (uint32_t)len, ans, cap, anslen, dl);
+}
+
+static int desc_send(void *ctx, const void *msg, size_t len, const struct deadline *dl)
+{
+	return mux_send(ctx, PROTO_RDMA_DESC, msg, (uint32_t)len, dl);
+}
+
+/* Asks @m, over its mux, for a one-use RDMA ticket. Returns 0 or -errno. */
+static int ask_ticket(struct mux *x, struct proto_rdma_ticket *t, const struct deadline *dl)
+{
+	uint8_t buf[PROTO_RDMA_MSG_MAX];
+	size_t n = 0;
+	int rc = mux_call(x, PROTO_RDMA_DESC, NULL, 0, buf, sizeof(buf), &n, dl);
+	if (rc == 0 && proto_rdma_ticket_decode(buf, n, t))
+		rc = -EPROTO;
+	if (rc == 0 && t->port == 0)
+		rc = -EOPNOTSUPP;
+	return rc;
+}
+
+/* Opens an RDMA connection to @m with a ticket asked for over @x. NULL when it fails (logged
+ * once; no new attempt for RDMA_RETRY_MS). */
+static struct transport_conn *rdma_open(struct peers *p, struct member *m, struct mux *x,
+					const struct deadline *dl)
+{
+	struct proto_rdma_ticket t;
+	int rc = ask_ticket(x, &t, dl);
+	struct transport_conn *c = NULL;
+	if (rc == 0) {
+		struct sockaddr_storage sa = m->sa;
+		if (sa.ss_family == AF_INET)
+			((struct sockaddr_in *)&sa)->sin_port = htons(t.port);
+		else
+			((struct sockaddr_in6 *)&sa)->sin6_port = htons(t.port);
+		c = rdma_ctx_connect(p->rdma, (struct sockaddr *)&sa, m->salen, t.ticket, dl);
+		rc = c ? 0 : -errno;
+	}
+	explicit_bzero(&t, sizeof(t));
+	pthread_mutex_lock(&p->lock);
+	bool log = rc && !m->rdma_failed;
+	m->rdma_failed = rc != 0;
+	m->rdma_retry_ns = rc ? mono_ns() + ms_ns(RDMA_RETRY_MS) : 0;
+	pthread_mutex_unlock(&p->lock);
+	if (log)
+		log_warn("peer %s (%s): no RDMA connection (%s); %s", m->node_id, m->addr,
+			 strerror(-rc), p->cfg->transport == TRANSPORT_RDMA ?
+			 "transport = rdma, so chunks come from the backing" : "using TCP");
+	return c;
+}
+
+/* An idle RDMA connection to @m, or a new one; NULL while RDMA to it is failing. */
+static struct transport_conn *rconn_take(struct peers *p, struct member *m, struct mux *x,
+					 const struct deadline *dl)
+{
+	struct pconn stale[MEMBER_MAX_IDLE];
+	uint64_t now = mono_ns();
+	pthread_mutex_lock(&p->lock);
+	unsigned nstale = do_take_stale(m, now, stale);
+	struct transport_conn *c = m->nidle ? m->idle[--m->nidle].c : NULL;
+	bool try = !c && now >= m->rdma_retry_ns;
+	pthread_mutex_unlock(&p->lock);
+	close_conns(stale, nstale);
+	return c ? c : try ? rdma_open(p, m, x, dl) : NULL;
+}
+
+static void rconn_put(struct peers *p, struct member *m, struct transport_conn *c, bool reuse)
+{
+	pthread_mutex_lock(&p->lock);
+	reuse = reuse && m->up && m->listed && !p->stopping && m->nidle < MEMBER_MAX_IDLE;
+	if (reuse)
+		m->idle[m->nidle++] = (struct pconn){ .c = c, .ops = &rdma_transport,
+						      .idle_since_ns = mono_ns() };
+	pthread_mutex_unlock(&p->lock);
+	if (!reuse)
+		rdma_transport.close(c);
+}
+
+static void note_transport(struct peers *p, struct member *m, const char *name)
+{
+	pthread_mutex_lock(&p->lock);
+	bool changed = m->transport != name;
+	m->transport = name;
+	pthread_mutex_unlock(&p->lock);
+	if (changed)
+		log_info("peer %s (%s): chunks travel by %s", m->node_id, m->addr, name);
+}
+
+/*
+ * One request to an RDMA member: the descriptor over its mux (inside TLS), the bytes by a
+ * READ on a pooled RDMA connection, checked against the digest; TCP over the same mux where
+ * RDMA to it fails (unless transport = rdma).
+ */
+static int fetch_rdma(struct peers *p, struct member *m, const struct transport_chunk_req *req,
+		      void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+{
+	struct mux *x = mux_acquire(p, m, dl);
+	if (!x)
 		return -EHOSTUNREACH;
-	int rc = c.ops->fetch(c.c, req, dst, len, sent, dl);
-	conn_put(p, m, &c, rc == 0 || rc == -ENOENT || rc == -EIO);
+	struct transport_conn *c = rconn_take(p, m, x, dl);
+	int rc;
+	if (c) {
+		struct rdma_desc_link ops = { .call = desc_call, .send = desc_send, .ctx = x };
+		rdma_conn_set_link(c, &ops);
+		rc = rdma_transport.fetch(c, req, dst, len, sent, dl);
+		rconn_put(p, m, c, rc == 0 || rc == -ENOENT || rc == -EIO);
+		note_transport(p, m, rdma_transport.name);
+	} else if (p->cfg->transport == TRANSPORT_RDMA) {
+		rc = -EOPNOTSUPP;
+	} else {
+		rc = mux_fetch(x, req, dst, len, sent, dl);
+		note_transport(p, m, tcp_transport.name);
+	}
+	mux_release(p, m, x);
 	return rc;
 }
 
@@ -416,10 +438,15 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 	if (deadline_left_ms(outer) < deadline_left_ms(&dl))
 		dl = *outer;
 	uint32_t sent = 0;
-	int rc = want_rdma(p, m) ? fetch_pooled(p, m, req, dst, len, &sent, &dl)
-				 : fetch_mux(p, m, req, dst, len, &sent, &dl);
+	pthread_mutex_lock(&p->lock);
+	bool rdma = do_want_rdma(p, m);
+	pthread_mutex_unlock(&p->lock);
+	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, &dl)
+		      : fetch_mux(p, m, req, dst, len, &sent, &dl);
 	if (rc == -EHOSTUNREACH)
 		return rc;
+	if (rc == -EBADMSG)
+		charge_bad_digest(p, m);
 	if (rc == 0) {
 		uint32_t got = mows_crc32(0, dst, len);
 		if (got != sent) {
@@ -451,6 +478,18 @@ static unsigned live_members(struct peers *p, struct member ***ms, uint64_t **ha
 	p->nfetching++;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+unsigned peers_live(struct peers *p, struct member ***ms, uint64_t **hashes)
+{
+	return live_members(p, ms, hashes);
+}
+
+static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n);
+
+void peers_live_put(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
+{
+	put_members(p, ms, hashes, n ? n - 1 : 0);
 }
 
 static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n)
@@ -558,8 +597,9 @@ static void peers_charge(void *ctx, uint32_t origin, struct cache_file *f, uint6
 	pthread_mutex_unlock(&p->lock);
 	if (!m)
 		return; /* reclaimed since: nobody left to charge */
-	log_warn("peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it",
-		 chunk, cache_file_relpath(f), m->node_id);
+	log_peer_msg(LOG_WARNING, m->node_id,
+		     "peer chunk %" PRIu64 " of %s was wrong: charging %s, which sent it", chunk,
+		     cache_file_relpath(f), m->node_id);
 	charge_bad_crc(p, m, good, sent);
 	pthread_mutex_lock(&p->lock);
 	member_put(m);
@@ -601,14 +641,54 @@ static void addrs_push(struct addr_list *a, const struct sockaddr *sa, socklen_t
 	a->len[a->n++] = len;
 }
 
+static void resolve_host(struct peers *p, const char *host, const char *port,
+			 struct addr_list *a);
+
+/* A name without a port: its SRV records' targets and ports (net/srv.h). */
+static void resolve_srv(struct peers *p, const char *entry, size_t len, struct addr_list *a)
+{
+	char name[SRV_NAME_MAX], port[8];
+	unsigned n = 0;
+	struct srv_target *t = len < sizeof(name) ? malloc(SRV_TARGETS_MAX * sizeof(*t)) : NULL;
+	int rc = t ? 0 : len < sizeof(name) ? -ENOMEM : -ENAMETOOLONG;
+	if (rc == 0) {
+		memcpy(name, entry, len);
+		name[len] = '\0';
+		rc = srv_resolve(name, t, SRV_TARGETS_MAX, &n);
+	}
+	if (rc)
+		log_warn("peers: '%.*s' (a name without a port, so a DNS SRV name): %s; %s",
+			 (int)len, entry, rc == -ENOENT ? "no SRV records" : rc == -EAGAIN ?
+			 "the lookup failed" : strerror(-rc), rc == -EAGAIN ?
+			 "keeping its members, trying again later" : "give HOST:PORT for a plain "
+			 "name, or publish SRV records (a headless Service with a named port)");
+	if (rc && rc != -ENOENT)
+		a->complete = false;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(port, sizeof(port), "%u", t[i].port);
+		resolve_host(p, t[i].target, port, a);
+	}
+	free(t);
+}
+
 static void resolve_entry(struct peers *p, const char *entry, size_t len, struct addr_list *a)
 {
 	char host[256], port[16];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	if (!memchr(entry, ':', len)) {
+		resolve_srv(p, entry, len, a);
+		return;
+	}
 	if (tcp_split_hostport(entry, len, host, sizeof(host), port, sizeof(port))) {
 		log_warn("peers: '%.*s': expected HOST:PORT; skipping it", (int)len, entry);
 		return;
 	}
+	resolve_host(p, host, port, a);
+}
+
+static void resolve_host(struct peers *p, const char *host, const char *port,
+			 struct addr_list *a)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	int rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc) {
 		log_warn("peers: cannot resolve '%s': %s; trying again in %u ms", host,
@@ -688,7 +768,7 @@ static void mark_up(struct peers *p, struct member *m)
 	m->gone_since_ns = 0;
 	pthread_mutex_unlock(&p->lock);
 	if (!was_up)
-		log_info("peer %s (%s) is up", m->node_id, m->addr);
+		log_peer_msg(LOG_INFO, m->node_id, "peer %s (%s) is up", m->node_id, m->addr);
 }
 
 /* A link to @m answered our handshake as @them: learn who it is. Returns 0 or -EALREADY
@@ -746,8 +826,8 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 		close_conns(conns, n);
 	}
 	if (rc == -EACCES)
-		log_warn("peer %s refused our authentication or failed its own; check that both "
-			 "use the same secret_file", m->addr);
+		log_peer_msg(LOG_WARNING, m->addr, "peer %s refused our authentication or failed "
+			     "its own; check that both use the same secret_file", m->addr);
 	pthread_mutex_lock(&p->lock);
 	m->probe_fails++;
 	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
@@ -1133,13 +1213,19 @@ int peers_start(struct peers *p)
 	int rc = rdma_start(p);
 	if (rc)
 		return rc;
-	rc = serve_start(p);
+	rc = pf_start(p);
 	if (rc)
 		return rc;
+	rc = serve_start(p);
+	if (rc) {
+		pf_stop(p);
+		return rc;
+	}
 	rc = pthread_create(&p->heartbeat, NULL, heartbeat_main, p);
 	if (rc) {
 		signal_stop(p);
 		serve_stop(p);
+		pf_stop(p);
 		return -rc;
 	}
 	p->started = true;
@@ -1155,6 +1241,7 @@ void peers_free(struct peers *p)
 	if (p->started) {
 		pthread_join(p->heartbeat, NULL); /* says LEAVE on its way out */
 		serve_stop(p);
+		pf_stop(p); /* no serving thread asks it any more */
 	}
 	/* Fill threads inside peers_source end by their deadlines; they use what we free. */
 	pthread_mutex_lock(&p->lock);
@@ -1229,6 +1316,7 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->refused_unauth = p->refused_unauth;
 	s->refused_auth = p->refused_auth;
 	s->accept_errors = p->accept_errors;
+	s->quarantines = p->quarantines;
 	pthread_mutex_unlock(&p->lock);
 	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {

@@ -116,6 +116,7 @@ struct peers_snapshot {
 	unsigned ownership_members;   /* the members that map was built for */
 	uint64_t entries_added, entries_reclaimed;
 	uint64_t refused_unauth, refused_auth, accept_errors;
+	uint64_t quarantines;     /* times a peer was quarantined for bad CRCs, since start */
 	bool has_rdma;
 	char rdma_device[64];
 	struct rdma_counters rdma;
@@ -139,6 +140,38 @@ void peers_snapshot_release(struct peers_snapshot *s);
 struct transport_chunk_req;
 int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, void *dst,
 		       size_t len, const char **transport);
+
+/* One version of a file to prefetch across the cluster (its proto_file_key() identity). */
+struct peer_pf_file {
+	uint64_t key, size;
+	int64_t mtime_ns;
+};
+
+/* One node's part in a cluster prefetch: plain data, owned by the caller. */
+struct peer_pf_node {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	uint64_t done, total;     /* bytes of its owned share filled, and the share's size */
+	int err;                  /* 0, or -errno: why its share is not (all) filled */
+	bool finished;
+};
+
+/* Called after every polling round; returning false cancels. @nodes: this node included. */
+typedef bool (*peers_pf_progress)(void *arg, uint64_t done, uint64_t total, unsigned nodes);
+
+/*
+ * Cluster prefetch (mowsctl prefetch --cluster): asks every live member, this node
+ * included, to fill its owned share of @files (the chunks balanced ownership gives it, so
+ * storage is read about once for the cluster) and polls them until every share is filled.
+ * @progress gets the bytes filled over the sum of the shares. Sets *@nodes (malloc'd, the
+ * caller frees it) and *@nnodes to each node's result. Returns 0 when every share is
+ * filled, -EIO when some node failed (its err says why; nodes is set), -ECANCELED (by
+ * @progress, or the daemon stops), or -ENOMEM. Blocks the calling thread for as long as it
+ * takes (each request bounded by request_timeout; 60 s without progress ends it); call it
+ * from a control client's thread, never from a cache, FUSE or peer thread.
+ */
+int peers_prefetch_cluster(struct peers *p, const struct peer_pf_file *files, size_t nfiles,
+			   peers_pf_progress progress, void *arg, struct peer_pf_node **nodes,
+			   unsigned *nnodes);
 
 /* Whether some peer is up. */
 bool peers_any_up(struct peers *p);

@@ -25,6 +25,9 @@
 #define SERVE_CONN_INFLIGHT 32     /* requests of one connection queued or being served */
 
 struct serve_job;
+struct serve_worker;
+enum { SERVE_FAST, SERVE_FILL };
+struct pf_table;
 
 struct serve_ticket {
 	uint8_t bytes[RDMA_TICKET_LEN];
@@ -76,12 +79,20 @@ struct peers {
 	struct serve_pending pending[2 * SERVE_UNAUTH_MAX];   /* protected by lock */
 	struct serve_ticket tickets[SERVE_MAX_TICKETS];       /* protected by lock */
 	bool stopping;             /* protected by lock */
-	struct serve_job *jobs, **jobs_tail; /* GETs waiting for a worker, protected by lock */
+	/*
+	 * GETs waiting for a worker, in two lanes (net/serve.c): SERVE_FAST for answers that
+	 * cannot wait on storage (a chunk pinned at arrival, or no fill asked), SERVE_FILL for
+	 * owner fills. Fast workers take only fast jobs, so a probe or a cached chunk never
+	 * queues behind fills reading the backing. Protected by lock.
+	 */
+	struct serve_job *jobs[2], **jobs_tail[2];
 	pthread_cond_t job_cond;   /* a job was queued, or the workers stop */
 	bool workers_stop;         /* protected by lock */
-	pthread_t *workers;        /* the serve workers, set before they start */
+	struct serve_worker *workers; /* the serve workers, set before they start */
 	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
+	struct pf_table *pf;       /* prefetch jobs for peers (net/prefetch.c, its own lock) */
+	uint64_t quarantines;      /* peers quarantined so far, protected by lock */
 	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
 };
@@ -101,5 +112,27 @@ void peers_member_left(struct peers *p, const char *node_id);
  * NULL (ourselves, or the table is full). */
 struct member *peers_inbound(struct peers *p, const char *node_id, const struct sockaddr *sa,
 			     socklen_t len);
+
+/*
+ * net/peer.c, for net/prefetch.c. peers_live(): the live members for placement, referenced,
+ * with this node last (ms[n - 1] NULL, hashes[n - 1] our hash); release with
+ * peers_live_put(). peers_link_open(): an authenticated link to @m (see link_open).
+ */
+unsigned peers_live(struct peers *p, struct member ***ms, uint64_t **hashes);
+void peers_live_put(struct peers *p, struct member **ms, uint64_t *hashes, unsigned n);
+struct link *peers_link_open(struct peers *p, struct member *m, const struct deadline *dl,
+			     int *rc);
+
+/*
+ * net/prefetch.c: jobs that fill this node's owned share of a file for PREFETCH requests
+ * (ours or a peer's). pf_start() creates the table and its threads (PF_THREADS); pf_stop()
+ * stops them (each ends within request_timeout) and frees every job.
+ * pf_request() starts or polls the job of (@rq->run_id, @rq->file_key) and fills @st;
+ * called from serving threads and from the thread running peers_prefetch_cluster().
+ */
+int pf_start(struct peers *p);
+void pf_stop(struct peers *p);
+void pf_request(struct peers *p, const struct proto_prefetch *rq,
+		struct proto_prefetch_status *st);
 
 #endif

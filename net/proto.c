@@ -24,8 +24,11 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_PONG] = { "PONG", PROTO_PING_LEN, PROTO_PING_LEN },
 	[PROTO_GET] = { "GET", PROTO_GET_LEN, PROTO_GET_LEN },
 	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_LEN, UINT32_MAX },
-	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, PROTO_RDMA_TICKET_LEN },
+	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, PROTO_RDMA_MSG_MAX },
 	[PROTO_LEAVE] = { "LEAVE", 0, 0 },
+	[PROTO_PREFETCH] = { "PREFETCH", PROTO_PREFETCH_LEN, PROTO_PREFETCH_LEN },
+	[PROTO_PREFETCH_STATUS] = { "PREFETCH_STATUS", PROTO_PREFETCH_STATUS_LEN,
+				    PROTO_PREFETCH_STATUS_LEN },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -297,5 +300,74 @@ int proto_rdma_ticket_decode(const void *payload, size_t len, struct proto_rdma_
 	memcpy(&w, payload, sizeof(w));
 	out->port = be16toh(w.port);
 	memcpy(out->ticket, w.ticket, sizeof(out->ticket));
+	return 0;
+}
+
+void proto_prefetch_encode(void *buf, const struct proto_prefetch *in)
+{
+	struct proto_wire_prefetch w = {
+		.run_id = htobe64(in->run_id),
+		.file_key = htobe64(in->file_key),
+		.file_size = htobe64(in->file_size),
+		.mtime_ns = (int64_t)htobe64((uint64_t)in->mtime_ns),
+		.placement = htobe64(in->placement),
+		.chunk_size = htobe32(in->chunk_size),
+		.flags = htobe32(in->flags),
+	};
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_prefetch_decode(const void *payload, size_t len, struct proto_prefetch *out)
+{
+	struct proto_wire_prefetch w;
+	struct proto_prefetch r;
+
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	r.run_id = be64toh(w.run_id);
+	r.file_key = be64toh(w.file_key);
+	r.file_size = be64toh(w.file_size);
+	r.mtime_ns = (int64_t)be64toh((uint64_t)w.mtime_ns);
+	r.placement = be64toh(w.placement);
+	r.chunk_size = be32toh(w.chunk_size);
+	r.flags = be32toh(w.flags);
+	if (r.run_id == 0 || r.chunk_size == 0 || r.flags != 0)
+		return -EPROTO;
+	*out = r;
+	return 0;
+}
+
+void proto_prefetch_status_encode(void *buf, const struct proto_prefetch_status *in)
+{
+	struct proto_wire_prefetch_status w = {
+		.status = (int32_t)htobe32((uint32_t)in->status),
+		.flags = htobe32(in->flags),
+		.done = htobe64(in->done),
+		.total = htobe64(in->total),
+	};
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_prefetch_status_decode(const void *payload, size_t len,
+				 struct proto_prefetch_status *out)
+{
+	struct proto_wire_prefetch_status w;
+	struct proto_prefetch_status r;
+
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	r.status = (int32_t)be32toh((uint32_t)w.status);
+	r.flags = be32toh(w.flags);
+	r.done = be64toh(w.done);
+	r.total = be64toh(w.total);
+	if (r.status < 0 || r.status > PROTO_STATUS_MAX)
+		return -EPROTO;
+	if ((r.flags & ~(uint32_t)PROTO_PREFETCH_FLAGS_KNOWN) || r.done > r.total)
+		return -EPROTO;
+	*out = r;
 	return 0;
 }

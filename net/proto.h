@@ -10,8 +10,8 @@
  *   header:    u32 magic 0x4d4f5753 ("MOWS") | u8 version (1) | u8 type | u16 flags (0)
  *              | u32 payload length | u32 request id
  *
- * Request ids: the sender of a request (PING, GET) picks any id; the reply (PONG, DATA)
- * echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
+ * Request ids: the sender of a request (PING, GET, PREFETCH) picks any id; the reply (PONG,
+ * DATA, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
  * No header flags are defined in version 1: senders send 0 and receivers reject anything
  * else, so a later meaning can never be silently ignored by an old peer.
  *
@@ -53,9 +53,11 @@ enum proto_type {
 	PROTO_PONG = 6,		/* struct proto_ping, the PING's timestamp echoed */
 	PROTO_GET = 7,		/* struct proto_get */
 	PROTO_DATA = 8,		/* struct proto_data, then the chunk bytes */
-	PROTO_RDMA_DESC = 9,	/* request: empty; answer: struct proto_rdma_ticket */
+	PROTO_RDMA_DESC = 9,	/* empty -> struct proto_rdma_ticket; or a net/rdma.h message */
 	PROTO_LEAVE = 10,	/* empty: the sender stops now; drop it from placement */
-	PROTO_TYPE_MAX = PROTO_LEAVE,
+	PROTO_PREFETCH = 11,	/* struct proto_prefetch: start, or poll, filling a share */
+	PROTO_PREFETCH_STATUS = 12,	/* struct proto_prefetch_status, answers a PREFETCH */
+	PROTO_TYPE_MAX = PROTO_PREFETCH_STATUS,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
@@ -130,6 +132,25 @@ struct proto_wire_rdma_ticket {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_rdma_ticket) == 34, "RDMA ticket is 34 bytes");
 
+struct proto_wire_prefetch {
+	uint64_t run_id;
+	uint64_t file_key;
+	uint64_t file_size;
+	int64_t mtime_ns;
+	uint64_t placement;
+	uint32_t chunk_size;
+	uint32_t flags;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_prefetch) == 48, "PREFETCH is 48 bytes");
+
+struct proto_wire_prefetch_status {
+	int32_t status;
+	uint32_t flags;
+	uint64_t done;
+	uint64_t total;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS is 24 bytes");
+
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
 #define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
@@ -137,6 +158,11 @@ _Static_assert(sizeof(struct proto_wire_rdma_ticket) == 34, "RDMA ticket is 34 b
 #define PROTO_GET_LEN		((uint32_t)sizeof(struct proto_wire_get))
 #define PROTO_DATA_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_data))
 #define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
+#define PROTO_PREFETCH_LEN	((uint32_t)sizeof(struct proto_wire_prefetch))
+#define PROTO_PREFETCH_STATUS_LEN	((uint32_t)sizeof(struct proto_wire_prefetch_status))
+/* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
+ * that module encodes: a request with a payload is one, and so is its answer. */
+#define PROTO_RDMA_MSG_MAX	128
 
 /* The largest payload any frame legitimately has before authentication (a HELLO). */
 #define PROTO_PREAUTH_MAX_PAYLOAD	PROTO_HELLO_MAX_LEN
@@ -200,6 +226,48 @@ struct proto_data {
 struct proto_rdma_ticket {
 	uint16_t port;
 	uint8_t ticket[32];
+};
+
+/*
+ * PREFETCH asks the receiver to fill its owned share of one version of a file (the chunks
+ * it owns by the balanced ownership both ends use, net/owners.h) into its cache, reading
+ * storage for them as their owner. The same request polls: the receiver keeps one job per
+ * (run_id, file) and answers every PREFETCH of that pair with the job's progress, starting
+ * it on the first. run_id is picked at random by the node that drives a cluster prefetch
+ * (mowsctl prefetch --cluster), once per command, so that a later command starts afresh.
+ * placement is the sender's placement digest (peers' own definition): a receiver that
+ * ranks chunks over another member set answers EAGAIN instead of filling a different share.
+ * Decoding rejects run_id 0, chunk_size 0 and any flag (none are defined).
+ */
+struct proto_prefetch {
+	uint64_t run_id;
+	uint64_t file_key;	/* proto_file_key() */
+	uint64_t file_size;
+	int64_t mtime_ns;
+	uint64_t placement;
+	uint32_t chunk_size;
+	uint32_t flags;		/* 0 */
+};
+
+/*
+ * PREFETCH_STATUS answers a PREFETCH. status is 0 or a positive errno below 4096:
+ *   EAGAIN   the receiver places chunks over another member set: ask again later;
+ *   EBUSY    the receiver runs as many jobs as it keeps: ask again later;
+ *   ENOENT   the receiver has no such version of the file;
+ *   EINVAL   chunk_size differs from the receiver's;
+ *   EIO      (with DONE) some owned chunks could not be filled.
+ * done and total are bytes of the receiver's share (done <= total); DONE is set once every
+ * chunk of the share was tried. Decoding rejects unknown flags, done > total, and a status
+ * outside 0..4095.
+ */
+#define PROTO_PREFETCH_DONE		(1u << 0)
+#define PROTO_PREFETCH_FLAGS_KNOWN	PROTO_PREFETCH_DONE
+
+struct proto_prefetch_status {
+	int32_t status;
+	uint32_t flags;		/* PROTO_PREFETCH_* */
+	uint64_t done;
+	uint64_t total;
 };
 
 /* ---- functions ---- */
@@ -276,6 +344,14 @@ int proto_data_decode_fixed(const void *fixed, uint32_t payload_len, struct prot
 /* RDMA_DESC answer payload. Writes PROTO_RDMA_TICKET_LEN bytes. */
 void proto_rdma_ticket_encode(void *buf, const struct proto_rdma_ticket *in);
 int proto_rdma_ticket_decode(const void *payload, size_t len, struct proto_rdma_ticket *out);
+
+/* PREFETCH and PREFETCH_STATUS payloads. Write PROTO_PREFETCH_LEN and
+ * PROTO_PREFETCH_STATUS_LEN bytes. */
+void proto_prefetch_encode(void *buf, const struct proto_prefetch *in);
+int proto_prefetch_decode(const void *payload, size_t len, struct proto_prefetch *out);
+void proto_prefetch_status_encode(void *buf, const struct proto_prefetch_status *in);
+int proto_prefetch_status_decode(const void *payload, size_t len,
+				 struct proto_prefetch_status *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

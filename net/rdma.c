@@ -20,15 +20,14 @@
 #include "common/log.h"
 
 #define MSG_RECVS	8		/* receive buffers per connection */
-#define MSG_SENDS	2		/* send buffers: request or answer, and RELEASE */
-#define SEND_MAIN	0
-#define SEND_RELEASE	1
+#define MSG_SENDS	2		/* send slots: none used since descriptors left for TLS */
 #define SLOT_MSGS	(MSG_RECVS + MSG_SENDS)
 #define MAX_SLOTS	512		/* connections, in and out, a context can ever hold */
 #define READ_WR_MAX	(1u << 20)	/* bytes per RDMA READ work request */
 #define READ_DEPTH	8		/* READs in flight per fetch */
 #define LEASES_MAX	1024
-#define CONN_LEASES_MAX	4		/* a well-behaved requester holds at most one */
+#define OWNER_LEASES_MAX 64		/* per link: at most peer_inflight in flight */
+#define MEMO_SLOTS	512		/* SHA-256 digests of cached chunks kept */
 #define LEASE_MIN_MS	10000
 #define ESTABLISH_MS	10000		/* an accepted connection must be up by then */
 #define TICK_MS		1000
@@ -60,15 +59,22 @@ struct rdma_wire_desc {
 	uint64_t addr;
 	uint64_t lease;
 } __attribute__((packed));
-_Static_assert(RDMA_HDR_LEN + sizeof(struct rdma_wire_desc) == RDMA_DESC_LEN, "DESC is 40 bytes");
+struct rdma_wire_digest {
+	uint8_t kind;
+	uint8_t len;
+	uint16_t zero;
+	uint8_t bytes[DIGEST_MAX];
+} __attribute__((packed));
+_Static_assert(RDMA_HDR_LEN + sizeof(struct rdma_wire_desc) + sizeof(struct rdma_wire_digest) ==
+	       RDMA_DESC_LEN && RDMA_DESC_LEN <= RDMA_MSG_MAX, "DESC is 76 bytes");
 
 struct rdma_wire_release {
 	uint64_t lease;
 } __attribute__((packed));
 _Static_assert(RDMA_HDR_LEN + sizeof(struct rdma_wire_release) == RDMA_RELEASE_LEN,
 	       "RELEASE is 16 bytes");
-_Static_assert(RDMA_DESC_REQ_LEN == 48 && RDMA_DESC_REQ_LEN <= RDMA_MSG_MAX,
-	       "DESC_REQ is 48 bytes");
+_Static_assert(RDMA_DESC_REQ_LEN == 52 && RDMA_DESC_REQ_LEN <= RDMA_MSG_MAX,
+	       "DESC_REQ is 52 bytes");
 
 struct rdma_wire_connect {
 	uint32_t magic;
@@ -90,13 +96,55 @@ _Static_assert(sizeof(struct rdma_wire_accept) == RDMA_ACCEPT_PRIV_LEN, "accept 
 
 /* ---- messages ---- */
 
+static bool kind_ok(uint8_t kind)
+{
+	return kind == DIGEST_SHA256 || kind == DIGEST_CRC32;
+}
+
 static bool desc_ok(const struct rdma_desc *d)
 {
+	static const uint8_t zero[DIGEST_MAX];
 	if (d->status < 0 || d->status >= 4096)
 		return false;
 	if (d->status)
-		return !d->crc32 && !d->length && !d->rkey && !d->addr && !d->lease;
+		return !d->crc32 && !d->length && !d->rkey && !d->addr && !d->lease &&
+		       !d->digest.kind && !d->digest.len;
+	if (!kind_ok(d->digest.kind) || d->digest.len != digest_len(d->digest.kind) ||
+	    memcmp(d->digest.bytes + d->digest.len, zero, DIGEST_MAX - d->digest.len))
+		return false;
 	return d->length && d->lease && d->addr + d->length > d->addr;
+}
+
+static void desc_encode(uint8_t *p, const struct rdma_desc *d)
+{
+	struct rdma_wire_desc w = {
+		.status = (int32_t)htobe32((uint32_t)d->status),
+		.crc32 = htobe32(d->crc32), .length = htobe32(d->length),
+		.rkey = htobe32(d->rkey), .addr = htobe64(d->addr),
+		.lease = htobe64(d->lease),
+	};
+	struct rdma_wire_digest g = { .kind = d->digest.kind, .len = d->digest.len };
+	memcpy(g.bytes, d->digest.bytes, d->digest.len <= DIGEST_MAX ? d->digest.len : 0);
+	memcpy(p, &w, sizeof(w));
+	memcpy(p + sizeof(w), &g, sizeof(g));
+}
+
+static int desc_decode(const uint8_t *p, struct rdma_desc *d)
+{
+	struct rdma_wire_desc w;
+	struct rdma_wire_digest g;
+	memcpy(&w, p, sizeof(w));
+	memcpy(&g, p + sizeof(w), sizeof(g));
+	*d = (struct rdma_desc){
+		.status = (int32_t)be32toh((uint32_t)w.status),
+		.crc32 = be32toh(w.crc32), .length = be32toh(w.length),
+		.rkey = be32toh(w.rkey), .addr = be64toh(w.addr), .lease = be64toh(w.lease),
+		.digest = { .kind = g.kind, .len = g.len },
+	};
+	if (g.zero || g.len > DIGEST_MAX)
+		return -EPROTO;
+	memcpy(d->digest.bytes, g.bytes, DIGEST_MAX);
+	return desc_ok(d) ? 0 : -EPROTO;
 }
 
 ssize_t rdma_msg_encode(void *buf, size_t buflen, const struct rdma_msg *m)
@@ -111,23 +159,18 @@ ssize_t rdma_msg_encode(void *buf, size_t buflen, const struct rdma_msg *m)
 	case RDMA_MSG_DESC_REQ:
 		len = RDMA_DESC_REQ_LEN;
 		proto_get_encode(tmp + RDMA_HDR_LEN, &m->u.get);
-		if (proto_get_decode(tmp + RDMA_HDR_LEN, PROTO_GET_LEN, &check))
+		if (proto_get_decode(tmp + RDMA_HDR_LEN, PROTO_GET_LEN, &check) ||
+		    !kind_ok(m->digest_kind))
 			return -EINVAL;
+		memset(tmp + RDMA_HDR_LEN + PROTO_GET_LEN, 0, 4);
+		tmp[RDMA_HDR_LEN + PROTO_GET_LEN] = m->digest_kind;
 		break;
-	case RDMA_MSG_DESC: {
-		const struct rdma_desc *d = &m->u.desc;
-		struct rdma_wire_desc w = {
-			.status = (int32_t)htobe32((uint32_t)d->status),
-			.crc32 = htobe32(d->crc32), .length = htobe32(d->length),
-			.rkey = htobe32(d->rkey), .addr = htobe64(d->addr),
-			.lease = htobe64(d->lease),
-		};
-		if (!desc_ok(d))
+	case RDMA_MSG_DESC:
+		if (!desc_ok(&m->u.desc))
 			return -EINVAL;
 		len = RDMA_DESC_LEN;
-		memcpy(tmp + RDMA_HDR_LEN, &w, sizeof(w));
+		desc_encode(tmp + RDMA_HDR_LEN, &m->u.desc);
 		break;
-	}
 	case RDMA_MSG_RELEASE: {
 		struct rdma_wire_release w = { .lease = htobe64(m->u.lease) };
 		if (!m->u.lease || m->req_id)
@@ -160,22 +203,17 @@ int rdma_msg_decode(const void *buf, size_t len, struct rdma_msg *out)
 	out->type = h.type;
 	out->req_id = be32toh(h.req_id);
 	switch (h.type) {
-	case RDMA_MSG_DESC_REQ:
-		if (len != RDMA_DESC_REQ_LEN)
+	case RDMA_MSG_DESC_REQ: {
+		const uint8_t *k = p + RDMA_HDR_LEN + PROTO_GET_LEN;
+		if (len != RDMA_DESC_REQ_LEN || !kind_ok(k[0]) || k[1] || k[2] || k[3])
 			return -EPROTO;
+		out->digest_kind = k[0];
 		return proto_get_decode(p + RDMA_HDR_LEN, PROTO_GET_LEN, &out->u.get) ? -EPROTO : 0;
-	case RDMA_MSG_DESC: {
-		struct rdma_wire_desc w;
+	}
+	case RDMA_MSG_DESC:
 		if (len != RDMA_DESC_LEN)
 			return -EPROTO;
-		memcpy(&w, p + RDMA_HDR_LEN, sizeof(w));
-		out->u.desc = (struct rdma_desc){
-			.status = (int32_t)be32toh((uint32_t)w.status),
-			.crc32 = be32toh(w.crc32), .length = be32toh(w.length),
-			.rkey = be32toh(w.rkey), .addr = be64toh(w.addr), .lease = be64toh(w.lease),
-		};
-		return desc_ok(&out->u.desc) ? 0 : -EPROTO;
-	}
+		return desc_decode(p + RDMA_HDR_LEN, &out->u.desc);
 	case RDMA_MSG_RELEASE: {
 		struct rdma_wire_release w;
 		if (len != RDMA_RELEASE_LEN || out->req_id)
@@ -325,6 +363,15 @@ unsigned rdma_leases_count(const struct rdma_leases *t, const void *owner)
 
 /* ---- the context and its connections ---- */
 
+/* A SHA-256 the holder computed for the bytes of one cached chunk in one slab place. */
+struct digest_memo {
+	uint64_t file_key, chunk;
+	const void *data;
+	size_t len;
+	uint32_t crc;
+	struct digest d;                 /* kind 0: an empty slot */
+};
+
 struct rdma_ctx {
 	/* Set once by rdma_ctx_new() / rdma_ctx_listen(). */
 	const struct mows_config *cfg;
@@ -345,6 +392,7 @@ struct rdma_ctx {
 	int stop_fd;
 	pthread_t cm_thread;
 	bool listening;
+	bool corrupt_reads;              /* test-only fault: MOWS_TEST_RDMA_CORRUPT=1 */
 
 	/* Atomic (COUNT), except leases_granted, leases_expired and bytes_leased: protected by
 	 * lock. leases_active is leases.active. */
@@ -353,6 +401,7 @@ struct rdma_ctx {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;             /* a serving thread ended */
 	struct rdma_leases leases;       /* protected by lock */
+	struct digest_memo memo[MEMO_SLOTS]; /* protected by lock */
 	bool slot_used[MAX_SLOTS];       /* protected by lock */
 	struct transport_conn *serving;  /* protected by lock */
 	unsigned nserving;               /* protected by lock */
@@ -379,6 +428,8 @@ struct transport_conn {
 	int err;                           /* first error; 0 while usable */
 	uint32_t next_id;
 	bool keep_leases;                  /* test hook */
+	struct rdma_desc_link link;        /* where fetch() asks for descriptors */
+	bool has_link;
 	/* Server side. */
 	int stop_fd;                       /* written by the CM thread and rdma_ctx_free() */
 	bool established;                  /* protected by r->lock */
@@ -645,50 +696,9 @@ static bool ready_inbox(const struct transport_conn *c)
 	return c->in_count > 0;
 }
 
-static bool ready_send(const struct transport_conn *c)
-{
-	return !c->send_busy[c->want_send];
-}
-
 static bool ready_reads(const struct transport_conn *c)
 {
 	return c->reads_out == 0 || (c->read_off < c->read_len && c->reads_out < c->read_depth);
-}
-
-static int conn_send(struct transport_conn *c, unsigned idx, const struct rdma_msg *m,
-		     const struct deadline *dl)
-{
-	c->want_send = idx;
-	int rc = conn_wait(c, ready_send, dl);
-	if (rc)
-		return rc;
-	ssize_t len = rdma_msg_encode(msg_buf(c, MSG_RECVS + idx), RDMA_MSG_MAX, m);
-	if (len < 0)
-		return (int)len;
-	struct ibv_sge sge = { .addr = (uintptr_t)msg_buf(c, MSG_RECVS + idx),
-			       .length = (uint32_t)len, .lkey = c->r->msg_mr->lkey };
-	struct ibv_send_wr wr = { .wr_id = WRID(WR_SEND, idx), .sg_list = &sge, .num_sge = 1,
-				  .opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED };
-	struct ibv_send_wr *bad;
-	rc = verbs_rc(ibv_post_send(c->id->qp, &wr, &bad));
-	if (rc) {
-		conn_fail(c, rc);
-		return rc;
-	}
-	c->send_busy[idx] = true;
-	return 0;
-}
-
-/* Takes the oldest received message, decodes it and gives its buffer back to the QP. */
-static int conn_take_msg(struct transport_conn *c, struct rdma_msg *m)
-{
-	unsigned i = c->in_idx[c->in_head];
-	uint32_t len = c->in_len[c->in_head];
-	c->in_head = (c->in_head + 1) % MSG_RECVS;
-	c->in_count--;
-	int rc = rdma_msg_decode(msg_buf(c, i), len, m);
-	int prc = post_recv(c, i);
-	return rc ? rc : prc;
 }
 
 /* ---- serving (the chunk's holder) ---- */
@@ -729,24 +739,75 @@ static void expire_leases(struct rdma_ctx *r)
 	} while (n == 32);
 }
 
-/* Pins the chunk and leases it to @c; fills @d. */
-static void grant(struct transport_conn *c, const struct proto_get *g, struct rdma_desc *d)
+/* The memo slot for a chunk. */
+static struct digest_memo *memo_slot(struct rdma_ctx *r, const struct proto_get *g)
 {
-	struct rdma_ctx *r = c->r;
+	uint64_t h = (g->file_key ^ (g->chunk * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+	return &r->memo[(h >> 32) % MEMO_SLOTS];
+}
+
+static bool memo_matches(const struct digest_memo *e, const struct proto_get *g,
+			 const struct cache_span *span, uint32_t crc)
+{
+	return e->d.kind == DIGEST_SHA256 && e->file_key == g->file_key && e->chunk == g->chunk &&
+	       e->data == span->data && e->len == span->len && e->crc == crc;
+}
+
+/*
+ * The digest of the pinned chunk @g names, as @kind: the CRC-32 the cache holds for it, or
+ * its SHA-256, computed once per cached chunk (the memo) and without the lock.
+ */
+static int chunk_digest(struct rdma_ctx *r, const struct proto_get *g,
+			const struct cache_span *span, uint32_t crc, uint8_t kind,
+			struct digest *out)
+{
+	if (kind == DIGEST_CRC32) {
+		*out = (struct digest){ .kind = DIGEST_CRC32, .len = 4,
+					.bytes = { crc >> 24, crc >> 16, crc >> 8, crc } };
+		return 0;
+	}
+	struct digest_memo *e = memo_slot(r, g);
+	pthread_mutex_lock(&r->lock);
+	bool hit = memo_matches(e, g, span, crc);
+	if (hit)
+		*out = e->d;
+	pthread_mutex_unlock(&r->lock);
+	if (hit)
+		return 0;
+	int rc = digest_compute(DIGEST_SHA256, span->data, span->len, out);
+	if (rc)
+		return rc;
+	COUNT(r, digests_computed, 1);
+	pthread_mutex_lock(&r->lock);
+	*e = (struct digest_memo){ .file_key = g->file_key, .chunk = g->chunk,
+				   .data = span->data, .len = span->len, .crc = crc, .d = *out };
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+static int32_t status_of(int rc)
+{
+	return rc == -ENOENT ? ENOENT : rc < 0 && rc > -4096 ? -rc : EIO;
+}
+
+/* Pins the chunk, digests it and leases it to @owner; fills @d. */
+static void grant(struct rdma_ctx *r, const void *owner, const struct proto_get *g,
+		  uint8_t kind, struct rdma_desc *d)
+{
 	struct cache_span span;
 	uint32_t crc = 0;
 	uint64_t lease;
 
 	pthread_mutex_lock(&r->lock);
-	unsigned held = rdma_leases_count(&r->leases, c);
+	unsigned held = rdma_leases_count(&r->leases, owner);
 	pthread_mutex_unlock(&r->lock);
-	if (held >= CONN_LEASES_MAX) {
+	if (held >= OWNER_LEASES_MAX) {
 		d->status = EBUSY;
 		return;
 	}
 	int rc = r->host.pin(r->host.ctx, g, &span, &crc);
 	if (rc) {
-		d->status = rc == -ENOENT ? ENOENT : rc < 0 && rc > -4096 ? -rc : EIO;
+		d->status = status_of(rc);
 		return;
 	}
 	if (!rdma_range_inside(r->slab, r->slab_len, span.data, span.len) ||
@@ -757,9 +818,11 @@ static void grant(struct transport_conn *c, const struct proto_get *g, struct rd
 		d->status = EIO;
 		return;
 	}
+	rc = chunk_digest(r, g, &span, crc, kind, &d->digest);
 	pthread_mutex_lock(&r->lock);
-	rc = rdma_leases_add(&r->leases, c, &span,
-			     mono_ns() + (uint64_t)lease_ms(r) * 1000000, &lease);
+	if (rc == 0)
+		rc = rdma_leases_add(&r->leases, owner, &span,
+				     mono_ns() + (uint64_t)lease_ms(r) * 1000000, &lease);
 	if (rc == 0) {
 		r->n.leases_granted++;
 		r->n.bytes_leased += span.len;
@@ -767,24 +830,30 @@ static void grant(struct transport_conn *c, const struct proto_get *g, struct rd
 	pthread_mutex_unlock(&r->lock);
 	if (rc) {
 		r->host.unpin(r->host.ctx, &span);
-		d->status = EBUSY;
+		*d = (struct rdma_desc){ .status = rc == -ENOSPC ? EBUSY : EIO };
 		return;
 	}
-	*d = (struct rdma_desc){ .crc32 = crc, .length = (uint32_t)span.len, .rkey = r->mr->rkey,
-				 .addr = (uintptr_t)span.data, .lease = lease };
+	d->crc32 = crc;
+	d->length = (uint32_t)span.len;
+	d->rkey = r->mr->rkey;
+	d->addr = (uintptr_t)span.data;
+	d->lease = lease;
 }
 
-static int serve_msg(struct transport_conn *c)
+ssize_t rdma_ctx_answer(struct rdma_ctx *r, const void *owner, const void *msg, size_t len,
+			void *ans, size_t cap)
 {
-	struct rdma_ctx *r = c->r;
 	struct rdma_msg m, a = { .type = RDMA_MSG_DESC };
 	struct cache_span span;
-	int rc = conn_take_msg(c, &m);
-	if (rc)
-		return rc;
+	if (cap < RDMA_MSG_MAX)
+		return -ENOSPC;
+	if (rdma_msg_decode(msg, len, &m))
+		return -EPROTO;
 	if (m.type == RDMA_MSG_RELEASE) {
+		if (!r)
+			return 0;
 		pthread_mutex_lock(&r->lock);
-		rc = rdma_leases_take(&r->leases, m.u.lease, c, &span);
+		int rc = rdma_leases_take(&r->leases, m.u.lease, owner, &span);
 		pthread_mutex_unlock(&r->lock);
 		if (rc == 0)
 			r->host.unpin(r->host.ctx, &span);
@@ -792,10 +861,41 @@ static int serve_msg(struct transport_conn *c)
 	}
 	if (m.type != RDMA_MSG_DESC_REQ)
 		return -EPROTO;
-	struct deadline dl = deadline_in_ms(r->cfg->request_timeout_ms);
 	a.req_id = m.req_id;
-	grant(c, &m.u.get, &a.u.desc);
-	return conn_send(c, SEND_MAIN, &a, &dl);
+	if (r)
+		grant(r, owner, &m.u.get, m.digest_kind, &a.u.desc);
+	else
+		a.u.desc.status = EOPNOTSUPP;
+	return rdma_msg_encode(ans, cap, &a);
+}
+
+ssize_t rdma_release_for(const void *desc, size_t len, void *out, size_t cap)
+{
+	struct rdma_msg d, m = { .type = RDMA_MSG_RELEASE };
+	if (rdma_msg_decode(desc, len, &d) || d.type != RDMA_MSG_DESC)
+		return -EPROTO;
+	if (d.u.desc.status)
+		return 0;
+	m.u.lease = d.u.desc.lease;
+	return rdma_msg_encode(out, cap, &m);
+}
+
+void rdma_ctx_drop_owner(struct rdma_ctx *r, const void *owner)
+{
+	if (r && owner)
+		drop_leases(r, owner);
+}
+
+/* A message on an RDMA connection: mows never sends one (descriptors travel inside TLS). */
+static int serve_msg(struct transport_conn *c)
+{
+	struct rdma_ctx *r = c->r;
+	c->in_head = (c->in_head + 1) % MSG_RECVS;
+	c->in_count--;
+	COUNT(r, msgs_refused, 1);
+	log_warn("rdma: %s sent a message over its RDMA connection, where mows sends none "
+		 "(descriptors travel over the TLS link); closing that connection", c->peer);
+	return -EPROTO;
 }
 
 static bool stale_unestablished(struct transport_conn *c)
@@ -1278,24 +1378,65 @@ static int conn_read(struct transport_conn *c, uint8_t *dst, size_t len, uint64_
 	return 0;
 }
 
-static int wait_desc(struct transport_conn *c, uint32_t id, struct rdma_desc *d,
-		     const struct deadline *dl)
+void rdma_conn_set_link(struct transport_conn *c, const struct rdma_desc_link *l)
 {
-	struct rdma_msg m;
-	int rc = conn_wait(c, ready_inbox, dl);
-	if (rc == 0)
-		rc = conn_take_msg(c, &m);
-	if (rc == 0 && (m.type != RDMA_MSG_DESC || m.req_id != id))
-		rc = -EPROTO;
-	if (rc == 0)
-		*d = m.u.desc;
-	return rc;
+	c->link = *l;
+	c->has_link = true;
 }
 
-static int release(struct transport_conn *c, uint64_t lease, const struct deadline *dl)
+/* Asks the holder, over the link, for the descriptor of @req. */
+static int ask_desc(struct transport_conn *c, const struct transport_chunk_req *req,
+		    struct rdma_desc *d, const struct deadline *dl)
 {
+	uint8_t buf[RDMA_MSG_MAX], ans[RDMA_MSG_MAX];
+	size_t alen = 0;
+	struct rdma_msg a, m = {
+		.type = RDMA_MSG_DESC_REQ, .req_id = ++c->next_id,
+		.digest_kind = (uint8_t)digest_kind_of(c->r->cfg->rdma_verify),
+		.u.get = { .file_key = req->file_key, .file_size = req->file_size,
+			   .mtime_ns = req->mtime_ns, .chunk = req->chunk,
+			   .chunk_size = req->chunk_size, .flags = req->fill ? PROTO_GET_FILL : 0 },
+	};
+	ssize_t len = rdma_msg_encode(buf, sizeof(buf), &m);
+	if (len < 0)
+		return (int)len;
+	int rc = c->link.call(c->link.ctx, buf, (size_t)len, ans, sizeof(ans), &alen, dl);
+	if (rc)
+		return rc;
+	COUNT(c->r, descs, 1);
+	if (rdma_msg_decode(ans, alen, &a) || a.type != RDMA_MSG_DESC || a.req_id != m.req_id)
+		return -EPROTO;
+	if (!a.u.desc.status && a.u.desc.digest.kind != m.digest_kind)
+		return -EPROTO; /* never a weaker check than ours */
+	*d = a.u.desc;
+	return 0;
+}
+
+static void release(struct transport_conn *c, uint64_t lease, const struct deadline *dl)
+{
+	uint8_t buf[RDMA_MSG_MAX];
 	struct rdma_msg m = { .type = RDMA_MSG_RELEASE, .u.lease = lease };
-	return c->keep_leases ? 0 : conn_send(c, SEND_RELEASE, &m, dl);
+	ssize_t len = rdma_msg_encode(buf, sizeof(buf), &m);
+	/* A lost RELEASE costs a pinned chunk until the link closes or the lease expires. */
+	if (!c->keep_leases && len > 0 && c->link.send(c->link.ctx, buf, (size_t)len, dl))
+		log_debug("rdma: cannot send RELEASE over the link");
+}
+
+/* Checks the bytes the READ brought against the descriptor's digest. */
+static int verify(struct transport_conn *c, uint8_t *dst, size_t len, const struct rdma_desc *d)
+{
+	if (c->r->corrupt_reads)
+		dst[len / 2] ^= 0x5a;
+	int rc = digest_check(dst, len, &d->digest);
+	if (rc == 0) {
+		COUNT(c->r, digests_checked, 1);
+		return 0;
+	}
+	COUNT(c->r, digest_mismatches, 1);
+	log_warn("rdma: a chunk read by RDMA does not match its %s digest; refused it (the "
+		 "fabric or the peer altered it)", d->digest.kind == DIGEST_SHA256 ? "SHA-256" :
+		 "CRC-32");
+	return -EBADMSG;
 }
 
 static int rdma_fetch(struct transport_conn *c, const struct transport_chunk_req *req,
@@ -1303,22 +1444,16 @@ static int rdma_fetch(struct transport_conn *c, const struct transport_chunk_req
 {
 	struct rdma_ctx *r = c->r;
 	struct rdma_desc d;
-	struct rdma_msg m = {
-		.type = RDMA_MSG_DESC_REQ, .req_id = ++c->next_id,
-		.u.get = { .file_key = req->file_key, .file_size = req->file_size,
-			   .mtime_ns = req->mtime_ns, .chunk = req->chunk,
-			   .chunk_size = req->chunk_size, .flags = req->fill ? PROTO_GET_FILL : 0 },
-	};
 	int rc;
 
 	conn_cm_event(c); /* a peer that went away between fetches fails fast */
 	if (c->err)
 		return c->err;
+	if (!c->has_link)
+		return -ENOTCONN;
 	if (!rdma_range_inside(r->slab, r->slab_len, dst, len) || len > UINT32_MAX)
 		return -EINVAL;
-	rc = conn_send(c, SEND_MAIN, &m, dl);
-	if (rc == 0)
-		rc = wait_desc(c, m.req_id, &d, dl);
+	rc = ask_desc(c, req, &d, dl);
 	if (rc)
 		goto out_break;
 	if (d.status) {
@@ -1331,13 +1466,13 @@ static int rdma_fetch(struct transport_conn *c, const struct transport_chunk_req
 		goto out_break;
 	}
 	rc = conn_read(c, dst, len, d.addr, d.rkey, dl);
+	if (rc == 0)
+		rc = verify(c, dst, len, &d);
+	release(c, d.lease, dl);
 	if (rc)
 		goto out_break;
 	*crc = d.crc32;
 	COUNT(r, fetches, 1);
-	/* The bytes are here; a failed RELEASE only breaks the connection for next time. */
-	if (release(c, d.lease, dl))
-		conn_break(c, c->err ? c->err : -ECONNRESET);
 	return 0;
 out_break:
 	COUNT(r, fetch_errors, 1);
@@ -1484,6 +1619,11 @@ struct rdma_ctx *rdma_ctx_new(const struct mows_config *cfg, void *slab_base, si
 	r->stop_fd = -1;
 	r->lease_ms = cfg->request_timeout_ms > LEASE_MIN_MS ? cfg->request_timeout_ms :
 		      LEASE_MIN_MS;
+	const char *fault = getenv("MOWS_TEST_RDMA_CORRUPT");
+	r->corrupt_reads = fault && !strcmp(fault, "1");
+	if (r->corrupt_reads)
+		log_warn("rdma: MOWS_TEST_RDMA_CORRUPT=1: flipping a byte of every RDMA READ "
+			 "(a test fault; the digest check must refuse every such chunk)");
 	pthread_mutex_init(&r->lock, NULL);
 	if (deadline_cond_init(&r->cond) || rdma_leases_init(&r->leases, LEASES_MAX) ||
 	    !(r->msgs = aligned_alloc(4096, (size_t)MAX_SLOTS * SLOT_MSGS * RDMA_MSG_MAX))) {
@@ -1591,6 +1731,11 @@ void rdma_stats(struct rdma_ctx *r, struct rdma_counters *out)
 		.conns_out = load(&r->n.conns_out),
 		.conns_in = load(&r->n.conns_in),
 		.conns_refused = load(&r->n.conns_refused),
+		.descs = load(&r->n.descs),
+		.digests_checked = load(&r->n.digests_checked),
+		.digest_mismatches = load(&r->n.digest_mismatches),
+		.digests_computed = load(&r->n.digests_computed),
+		.msgs_refused = load(&r->n.msgs_refused),
 	};
 	pthread_mutex_lock(&r->lock);
 	out->leases_active = r->leases.active;

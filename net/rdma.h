@@ -3,39 +3,59 @@
  * straight into the requester's slot, with rdma_cm (RC queue pairs) and libibverbs.
  *
  * Memory. rdma_ctx_new() registers the whole slab once, as one memory region with local
- * write and remote read access, plus one small region for the request messages of every
+ * write and remote read access, plus one small region for the receive buffers of every
  * connection the context will ever have. Nothing is registered per connection or per I/O.
- * The remote key of the slab is only ever sent on a connection the server accepted, and it
- * accepts one only when the connect request carries a ticket that the peer layer handed
- * out over an authenticated TCP connection (host->ticket_ok). A peer that holds the key
+ * The remote key of the slab is only ever sent over a peer's authenticated link (TLS), to a
+ * peer whose RDMA connection the server accepted because its connect request carried a
+ * ticket handed out over that same kind of link (host->ticket_ok). A peer that holds the key
  * can read the whole slab for as long as it stays connected; peers are trusted with cached
  * chunks anyway, and a slab holds nothing but cached chunks.
  *
- * Requests. Over a connection the requester sends DESC_REQ (which chunk of which file
- * version, as a TCP GET names it); the server pins the chunk (host->pin), records a lease
- * and answers DESC (status, address, remote key, length, CRC-32, lease id). The requester
- * RDMA-READs the bytes into its slot and sends RELEASE (lease id); the server unpins. A
- * lease also ends when its connection goes, and it expires lease_ms (at least 10 s, at
- * least request_timeout) after it was granted, so a requester that vanishes cannot keep a
- * chunk pinned. A chunk whose lease expired may be reused while a slow reader still reads
- * it: the reader's CRC check (net/peer.c) then rejects the bytes.
+ * Descriptors travel inside TLS, never over the RDMA connection. The requester sends
+ * DESC_REQ (which chunk of which file version, as a TCP GET names it, and the digest it
+ * wants) over its authenticated link to the holder, in a PROTO_RDMA_DESC frame (net/mux.c);
+ * the holder pins the chunk (host->pin), records a lease owned by that link and answers DESC
+ * (status, address, remote key, length, CRC-32, lease id, digest) in a PROTO_RDMA_DESC frame
+ * on the same link (rdma_ctx_answer(), called by net/serve.c). The requester RDMA-READs the
+ * bytes into its slot over its RDMA connection, checks them against the digest, and sends
+ * RELEASE (lease id) over the link; the holder unpins. A lease also ends when its link
+ * closes (rdma_ctx_drop_owner()), and it expires lease_ms (at least 10 s, at least
+ * request_timeout) after it was granted, so a requester that vanishes cannot keep a chunk
+ * pinned. A chunk whose lease expired may be reused while a slow reader still reads it: the
+ * reader's digest check then rejects the bytes. The RDMA connection carries one-sided READs
+ * only: a message (SEND) arriving on one is counted (msgs_refused) and ends it.
+ *
+ * The digest (rdma_verify). Whoever can write RDMA payloads on the fabric can rewrite the
+ * bytes of a READ; a CRC-32 cannot stop them (it is linear), so by default the DESC carries
+ * the chunk's SHA-256, which arrives authenticated by TLS: forging bytes means finding a
+ * second preimage. The holder computes it once per cached chunk, not per read: a small memo
+ * in the context keyed by (file key, chunk, slab address, length, CRC-32), the CRC being the
+ * cache's own for the bytes now in that slot, so a slot refilled with other bytes misses.
+ * SHA-256 runs ~1.4 GB/s per core here (~0.7 CPU s/GB, SHA-NI); the reader pays that once
+ * per chunk read, the holder once per chunk cached. AES-GMAC under a key exported from the
+ * link's TLS session would be ~8x cheaper, but it is a MAC per (link, read): the holder would
+ * pay it on every read instead of once, and its nonce discipline is one more thing to get
+ * wrong; SHA-256 keeps the expensive part on the reader, where it scales with the readers.
+ * rdma_verify = crc32 sends the cache's CRC-32 only, for a fabric the operator trusts.
+ * The reader asks for the kind its own rdma_verify names and refuses any other.
  *
  * The messages are fixed-width and big-endian (rdma.c), of at most RDMA_MSG_MAX bytes:
- *   header     u8 version (1) | u8 type | u16 reserved (0) | u32 request id
- *   DESC_REQ   header | the 40-byte GET payload of net/proto.h (proto_get_encode)
+ *   header     u8 version (2) | u8 type | u16 reserved (0) | u32 request id
+ *   DESC_REQ   header | the 40-byte GET payload of net/proto.h | u8 digest kind | 3 zero
  *   DESC       header | i32 status | u32 crc32 | u32 length | u32 rkey | u64 addr | u64 lease
+ *              | u8 digest kind | u8 digest length | u16 zero | 32 bytes of digest (zero-padded)
  *   RELEASE    header | u64 lease                     (request id 0; no answer)
  * The connect request's private data is u32 magic "MWRD" | u8 version | 3 zero bytes |
  * 32-byte ticket; the accept's (and a reject's) is u32 magic | u8 version | u8 reason.
  *
  * Threads. The context owns, once rdma_ctx_listen() ran: the CM thread (accepts and
  * rejects connections, sees disconnects, expires leases) and one serving thread per
- * accepted connection (answers its DESC_REQ and RELEASE; calls host->pin and host->unpin).
+ * accepted connection (watches it; it carries no messages). rdma_ctx_answer() runs on the
+ * caller's thread (net/serve.c's workers) and calls host->pin and host->unpin there.
  * Client connections have no thread: fetch() runs on its caller's thread, and each
- * connection is used by one thread at a time. Lock: ctx->lock (the lease table, the list of
- * serving connections, the message slots); no lock is held across a verbs or rdma_cm call
- * that can block, nor across a host callback. The host callbacks may be called from the
- * CM thread (ticket_ok, unpin) and from every serving thread (pin, unpin) at once.
+ * connection is used by one thread at a time. Lock: ctx->lock (the lease table, the digest
+ * memo, the list of serving connections, the slots); no lock is held across a verbs or
+ * rdma_cm call that can block, nor across a host callback, nor while hashing.
  */
 #ifndef MOWS_NET_RDMA_H
 #define MOWS_NET_RDMA_H
@@ -49,6 +69,7 @@
 #include "cache/cache.h"
 #include "common/config.h"
 #include "common/deadline.h"
+#include "net/digest.h"
 #include "net/proto.h"
 #include "net/transport.h"
 
@@ -65,7 +86,7 @@ struct rdma_host {
 	 * returns 0 with its bytes in @span, inside the slab given to rdma_ctx_new(), and
 	 * its CRC-32 in *@crc; or -ENOENT (not held, not asked to fill), -EIO, or another
 	 * -errno, which the requester sees as -EIO. Must give up by a deadline of its own
-	 * (request_timeout): the connection waits for it. Called on serving threads.
+	 * (request_timeout). Called on the threads that call rdma_ctx_answer().
 	 */
 	int (*pin)(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc);
 	/* Unpins a span pin() returned. Called once per successful pin(), on any thread. */
@@ -88,6 +109,9 @@ struct rdma_counters {
 	uint64_t fetch_errors;       /* fetches that failed, -ENOENT excepted */
 	uint64_t completion_errors;  /* work completions with an error other than a flush */
 	uint64_t conns_out;          /* connections made */
+	uint64_t descs;              /* descriptors received over a peer link (TLS) */
+	uint64_t digests_checked;    /* chunks whose digest matched after the READ */
+	uint64_t digest_mismatches;  /* chunks refused: the READ's bytes did not match */
 	/* As the server. */
 	uint64_t conns_in;           /* connections accepted */
 	uint64_t conns_refused;      /* refused: bad ticket, wrong device, no room */
@@ -95,6 +119,9 @@ struct rdma_counters {
 	uint64_t leases_granted;
 	uint64_t leases_expired;     /* ended by lease_ms rather than RELEASE or disconnect */
 	uint64_t bytes_leased;       /* bytes offered in granted leases */
+	uint64_t digests_computed;   /* SHA-256 digests computed (the memo missed) */
+	uint64_t msgs_refused;       /* messages that came over an RDMA connection (never
+					sent by mows; each ended its connection) */
 };
 
 /*
@@ -145,29 +172,76 @@ struct transport_conn *rdma_ctx_connect(struct rdma_ctx *r, const struct sockadd
 					const struct deadline *dl);
 
 /*
- * The RDMA transport (net/transport.h). fetch() additionally returns -EINVAL, having sent
- * nothing, when [dst, dst + len) is not inside the context's slab (the connection stays
- * usable). After -ECONNRESET (peer gone), -EIO from a failed completion, -ETIMEDOUT,
- * -EPROTO or any error but -ENOENT, -EIO from the server's status and -EINVAL the
- * connection is broken: its queue pair is already destroyed, so no RDMA READ can still
- * write into @dst once fetch() has returned; close it. close() tears everything down.
+ * How a requester reaches the holder's descriptor service: over its authenticated link to
+ * that peer (net/peer.c passes its mux). Both return 0 or -errno and never wait past @dl.
+ */
+struct rdma_desc_link {
+	/* Sends the @len-byte message @req and receives the answer (at most @cap bytes) into
+	 * @ans, its length in *@anslen. */
+	int (*call)(void *ctx, const void *req, size_t len, void *ans, size_t cap,
+		    size_t *anslen, const struct deadline *dl);
+	/* Sends the @len-byte message @msg, which has no answer (RELEASE). */
+	int (*send)(void *ctx, const void *msg, size_t len, const struct deadline *dl);
+	void *ctx;
+};
+
+/* Sets the link @c's next fetch() asks for its descriptor (copied; @l->ctx must outlive
+ * that fetch). A fetch without one returns -ENOTCONN. */
+void rdma_conn_set_link(struct transport_conn *c, const struct rdma_desc_link *l);
+
+/*
+ * The RDMA transport (net/transport.h). fetch() gets the descriptor over the link set with
+ * rdma_conn_set_link(), READs the chunk, checks it against the digest rdma_verify asks for
+ * (-EBADMSG when it does not match: the bytes in @dst must not be used) and releases the
+ * lease over the link. It additionally returns -EINVAL, having sent nothing, when [dst, dst +
+ * len) is not inside the context's slab (the connection stays usable), and the link's own
+ * errors (-ETIMEDOUT, -EPIPE...). After -ECONNRESET (peer gone), -EIO from a failed
+ * completion, -ETIMEDOUT, -EPROTO, -EBADMSG or any error but -ENOENT, -EIO from the
+ * server's status and -EINVAL the connection is broken: its queue pair is already
+ * destroyed, so no RDMA READ can still write into @dst once fetch() has returned; close it.
+ * close() tears everything down.
  */
 extern const struct transport_ops rdma_transport;
+
+/*
+ * The holder's side of the descriptor exchange. Answers the @len-byte message @msg that
+ * came over the authenticated link @owner (any pointer that identifies it until
+ * rdma_ctx_drop_owner()): a DESC_REQ pins the chunk (host->pin: may fill, up to
+ * request_timeout), leases it to @owner and writes the DESC (or a DESC with an error
+ * status) into @ans; a RELEASE ends the lease if @owner holds it. Returns the answer's
+ * length (0: no answer to send), or -EPROTO for a message that does not decode (close the
+ * link), -ENOSPC when @cap < RDMA_MSG_MAX. @r may be NULL (no RDMA here): every DESC_REQ is
+ * answered EOPNOTSUPP. Any thread; blocks in host->pin without a lock.
+ */
+ssize_t rdma_ctx_answer(struct rdma_ctx *r, const void *owner, const void *msg, size_t len,
+			void *ans, size_t cap);
+
+/*
+ * For a requester that gave up on a DESC before it came (its deadline passed): writes into
+ * @out the RELEASE that ends the lease the @len-byte DESC @desc granted. Returns its length,
+ * 0 when @desc granted none (an error status), or -EPROTO when @desc is not a DESC. Pure.
+ */
+ssize_t rdma_release_for(const void *desc, size_t len, void *out, size_t cap);
+
+/* Ends every lease @owner holds (its link closed). NULL @r is ignored. Any thread. */
+void rdma_ctx_drop_owner(struct rdma_ctx *r, const void *owner);
 
 /* Copies the node-wide counters. Any thread. */
 void rdma_stats(struct rdma_ctx *r, struct rdma_counters *out);
 
 /* ---- for tests: the pure logic, usable without a device ---- */
 
-#define RDMA_PROTO_VERSION	1
+#define RDMA_PROTO_VERSION	2
 #define RDMA_MAGIC		0x4d575244u	/* "MWRD" */
-#define RDMA_MSG_MAX		64
+#define RDMA_MSG_MAX		96
 #define RDMA_HDR_LEN		8
-#define RDMA_DESC_REQ_LEN	(RDMA_HDR_LEN + PROTO_GET_LEN)
-#define RDMA_DESC_LEN		(RDMA_HDR_LEN + 32)
+#define RDMA_DESC_REQ_LEN	(RDMA_HDR_LEN + PROTO_GET_LEN + 4)
+#define RDMA_DESC_LEN		(RDMA_HDR_LEN + 32 + 4 + DIGEST_MAX)
 #define RDMA_RELEASE_LEN	(RDMA_HDR_LEN + 8)
 #define RDMA_CONNECT_PRIV_LEN	(8 + RDMA_TICKET_LEN)
 #define RDMA_ACCEPT_PRIV_LEN	8
+
+_Static_assert(RDMA_MSG_MAX <= PROTO_RDMA_MSG_MAX, "an RDMA message fits a RDMA_DESC frame");
 
 enum rdma_msg_type {
 	RDMA_MSG_DESC_REQ = 1,
@@ -185,7 +259,8 @@ enum rdma_refusal {
 
 /*
  * DESC. status is 0 or a positive errno below 4096; with a non-zero status every other
- * field is 0. With status 0, length is 1.. and addr + length does not wrap.
+ * field is 0. With status 0, length is 1.., addr + length does not wrap, and the digest is
+ * a DIGEST_SHA256 or DIGEST_CRC32 of its own length (digest_len()).
  */
 struct rdma_desc {
 	int32_t status;
@@ -194,11 +269,13 @@ struct rdma_desc {
 	uint32_t rkey;
 	uint64_t addr;
 	uint64_t lease;
+	struct digest digest;
 };
 
 struct rdma_msg {
 	uint8_t type;            /* enum rdma_msg_type */
 	uint32_t req_id;
+	uint8_t digest_kind;     /* DESC_REQ: the enum digest_kind wanted (SHA256 or CRC32) */
 	union {
 		struct proto_get get;    /* DESC_REQ */
 		struct rdma_desc desc;   /* DESC */
@@ -270,7 +347,10 @@ unsigned rdma_leases_count(const struct rdma_leases *t, const void *owner);
 
 /*
  * Test hooks, for test/rdma/rdma_pair.c only: make leases last @ms, and make a connection
- * keep its leases (never send RELEASE), to see them expire.
+ * keep its leases (never send RELEASE), to see them expire. And a fault for the VM tests:
+ * with MOWS_TEST_RDMA_CORRUPT=1 in the environment when rdma_ctx_new() runs, every RDMA READ
+ * has one byte flipped on arrival, as a fabric that rewrites payloads would (the digest check
+ * must refuse each such chunk).
  */
 void rdma_ctx_test_lease_ms(struct rdma_ctx *r, unsigned ms);
 void rdma_conn_test_keep_leases(struct transport_conn *c);

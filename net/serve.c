@@ -1,6 +1,10 @@
 /*
  * Serving peers: the listener, inbound budgets, one reading thread per inbound connection,
- * and a fixed pool of workers that answer GETs (owner fills included) in any order.
+ * and a fixed pool of workers that answer GETs in any order, in two lanes: a GET whose chunk
+ * is cached (pinned when it arrives) or that asks no fill is answered by a fast worker; an
+ * owner fill, which may read the backing for seconds, by a fill worker. So answers that
+ * could go at once never wait behind storage reads: probes stay probes, and an owner keeps
+ * streaming the chunks it holds while it reads the next ones.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +25,7 @@
 
 #define RATELIMIT_MS 10000
 #define TICKET_MS 10000
+#define SERVE_FAST_WORKERS 4
 
 struct serve_arg {
 	struct peers *p;
@@ -64,7 +69,19 @@ struct serve_job {
 	struct sconn *sc;
 	uint32_t req_id;
 	struct proto_get g;
+	struct cache_file *f;     /* the version it names, or NULL (answered ENOENT) */
+	bool pinned;              /* span holds the chunk, pinned when the GET arrived */
+	struct cache_span span;
+	uint32_t crc;
+	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
+	uint8_t rdma[RDMA_MSG_MAX];
 	struct serve_job *next;
+};
+
+struct serve_worker {
+	struct peers *p;
+	bool fast;                /* takes SERVE_FAST jobs only */
+	pthread_t thread;
 };
 
 static void sconn_put(struct sconn *sc)
@@ -72,6 +89,7 @@ static void sconn_put(struct sconn *sc)
 	if (atomic_fetch_sub(&sc->refs, 1) != 1)
 		return;
 	struct peers *p = sc->p;
+	rdma_ctx_drop_owner(p->rdma, sc); /* the leases this link held */
 	link_free(sc->link);
 	pthread_mutex_lock(&p->lock);
 	member_put(sc->m);
@@ -114,16 +132,22 @@ static int sconn_send_frame(struct sconn *sc, uint8_t type, uint32_t id, const v
 
 /* ---- requests ---- */
 
-static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
+/* The version @g names if the cache has it open (memory only, never the backing), or NULL. */
+static struct cache_file *file_cached(struct peers *p, const struct proto_get *g)
 {
 	struct cache_file *f = cache_file_by_key(p->cache, g->file_key);
 	if (f && (cache_file_size(f) != g->file_size || cache_file_mtime_ns(f) != g->mtime_ns)) {
 		cache_file_put(p->cache, f);
 		f = NULL;
 	}
-	if (!f)
-		f = p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
 	return f;
+}
+
+/* The version @g names, opening it beneath the backing root if need be, or NULL. */
+static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
+{
+	struct cache_file *f = file_cached(p, g);
+	return f ? f : p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
 }
 
 static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status, uint32_t crc,
@@ -158,29 +182,53 @@ static void count_served(struct peers *p, struct member *m, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Answers a GET, on a worker. A fill (we own the chunk) reads the backing on this thread. */
-static int serve_get(struct peers *p, struct sconn *sc, uint32_t id, const struct proto_get *g)
+/*
+ * Answers a GET, on a worker: the chunk pinned when it arrived, or else filled (we own the
+ * chunk) on this thread, reading the backing if no holder has it.
+ */
+static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 {
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	const struct proto_get *g = &j->g;
 	if (g->chunk_size != cache_chunk_size(p->cache))
-		return send_data(p, sc, id, EINVAL, 0, NULL, 0, &dl);
-	struct cache_file *f = file_for(p, g);
-	if (!f)
-		return send_data(p, sc, id, ENOENT, 0, NULL, 0, &dl);
-	struct cache_span span;
-	uint32_t crc;
-	int rc = cache_serve_chunk(p->cache, f, g->chunk, g->flags & PROTO_GET_FILL, &dl, &span,
-				   &crc);
-	if (rc) {
-		cache_file_put(p->cache, f);
-		return send_data(p, sc, id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, &dl);
-	}
-	rc = send_data(p, sc, id, 0, crc, span.data, (uint32_t)span.len, &dl);
-	cache_read_done(p->cache, &span, 1);
-	cache_file_put(p->cache, f);
+		return send_data(p, sc, j->req_id, EINVAL, 0, NULL, 0, &dl);
+	if (!j->f && (g->flags & PROTO_GET_FILL))
+		j->f = file_for(p, g); /* an owner fill of a file not open here yet */
+	if (!j->f)
+		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, &dl);
+	int rc = 0;
+	if (!j->pinned)
+		rc = cache_serve_chunk(p->cache, j->f, g->chunk, g->flags & PROTO_GET_FILL, &dl,
+				       &j->span, &j->crc);
+	if (rc)
+		return send_data(p, sc, j->req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, &dl);
+	j->pinned = true;
+	rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, &dl);
 	if (rc == 0)
-		count_served(p, sc->m, span.len);
+		count_served(p, sc->m, j->span.len);
 	return rc;
+}
+
+/* Answers an RDMA descriptor message (net/rdma.h), on a worker: DESC_REQ may fill. */
+static int serve_rdma_msg(struct peers *p, struct sconn *sc, const struct serve_job *j)
+{
+	uint8_t ans[RDMA_MSG_MAX];
+	ssize_t n = rdma_ctx_answer(p->rdma, sc, j->rdma, j->rdma_len, ans, sizeof(ans));
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (n < 0)
+		link_shutdown(sc->link); /* not a message a mows peer sends */
+	if (n <= 0)
+		return (int)n;
+	return sconn_send_frame(sc, PROTO_RDMA_DESC, j->req_id, ans, (uint32_t)n, &dl);
+}
+
+static void job_free(struct peers *p, struct serve_job *j)
+{
+	if (j->pinned)
+		cache_read_done(p->cache, &j->span, 1);
+	if (j->f)
+		cache_file_put(p->cache, j->f);
+	free(j);
 }
 
 static void run_job(struct peers *p, struct serve_job *j)
@@ -189,32 +237,44 @@ static void run_job(struct peers *p, struct serve_job *j)
 	pthread_mutex_lock(&sc->lock);
 	bool closed = sc->closed;
 	pthread_mutex_unlock(&sc->lock);
-	if (!closed && serve_get(p, sc, j->req_id, &j->g))
+	if (!closed && (j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j)))
 		log_debug("peer connection: answering a GET: failed to send");
 	pthread_mutex_lock(&sc->lock);
 	sc->inflight--;
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
 	sconn_put(sc);
-	free(j);
+	job_free(p, j);
+}
+
+/* Lock held. The next job for worker @w: fast workers take fast jobs only; fill workers
+ * take fills first, then fast jobs when no fill waits. NULL when there is none. */
+static struct serve_job *do_take_job(struct peers *p, const struct serve_worker *w)
+{
+	int lane = !w->fast && p->jobs[SERVE_FILL] ? SERVE_FILL : SERVE_FAST;
+	struct serve_job *j = p->jobs[lane];
+	if (j) {
+		p->jobs[lane] = j->next;
+		if (!p->jobs[lane])
+			p->jobs_tail[lane] = &p->jobs[lane];
+	}
+	return j;
 }
 
 /* A serve worker: answers queued GETs until stop; at stop, drops what is left. */
 static void *worker_main(void *arg)
 {
-	struct peers *p = arg;
+	struct serve_worker *w = arg;
+	struct peers *p = w->p;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		struct serve_job *j = p->jobs;
+		struct serve_job *j = do_take_job(p, w);
 		if (!j && p->workers_stop)
 			break;
 		if (!j) {
 			pthread_cond_wait(&p->job_cond, &p->lock);
 			continue;
 		}
-		p->jobs = j->next;
-		if (!p->jobs)
-			p->jobs_tail = &p->jobs;
 		bool drop = p->workers_stop;
 		pthread_mutex_unlock(&p->lock);
 		if (drop) {
@@ -229,14 +289,43 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Queues a GET for the workers, once the connection has fewer than SERVE_CONN_INFLIGHT. */
-static int queue_get(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
-		     uint32_t len)
+/*
+ * Sorts a decoded GET into its lane, on the connection's reading thread, touching memory
+ * only: a cached chunk is pinned now (cache_serve_chunk without fill never waits), so it
+ * goes out by a fast worker whatever the fill workers are doing; a GET without fill is
+ * answered at once as well (ENOENT for a file not open here: we hold none of it); only an
+ * owner fill of a chunk we do not hold goes to the fill lane.
+ */
+static int classify_get(struct peers *p, struct serve_job *j)
+{
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (j->g.chunk_size != cache_chunk_size(p->cache))
+		return SERVE_FAST;
+	j->f = file_cached(p, &j->g);
+	if (j->f && cache_serve_chunk(p->cache, j->f, j->g.chunk, false, &dl, &j->span,
+				      &j->crc) == 0)
+		j->pinned = true;
+	return j->pinned || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
+}
+
+/*
+ * Queues a GET, or an RDMA descriptor message (RDMA_DESC with a payload), for the workers,
+ * once the connection has fewer than SERVE_CONN_INFLIGHT. Descriptor messages go to the
+ * fill lane: a DESC_REQ may fill as owner.
+ */
+static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t id,
+		     const uint8_t *payload, uint32_t len)
 {
 	struct serve_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	int rc = proto_get_decode(payload, len, &j->g);
+	int rc = 0;
+	if (type == PROTO_GET)
+		rc = proto_get_decode(payload, len, &j->g);
+	else if (len <= sizeof(j->rdma))
+		memcpy(j->rdma, payload, j->rdma_len = len);
+	else
+		rc = -EPROTO;
 	struct deadline dl = deadline_in_ms(2ull * p->cfg->request_timeout_ms);
 	pthread_mutex_lock(&sc->lock);
 	while (rc == 0 && sc->inflight >= SERVE_CONN_INFLIGHT)
@@ -248,13 +337,14 @@ static int queue_get(struct peers *p, struct sconn *sc, uint32_t id, const uint8
 		free(j);
 		return rc;
 	}
+	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
 	j->sc = sc;
 	j->req_id = id;
 	atomic_fetch_add(&sc->refs, 1);
 	pthread_mutex_lock(&p->lock);
-	*p->jobs_tail = j;
-	p->jobs_tail = &j->next;
-	pthread_cond_signal(&p->job_cond);
+	*p->jobs_tail[lane] = j;
+	p->jobs_tail[lane] = &j->next;
+	pthread_cond_broadcast(&p->job_cond);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -280,6 +370,21 @@ static int send_ticket(struct peers *p, struct sconn *sc, uint32_t id, const str
 		memset(t.ticket, 0, sizeof(t.ticket));
 	proto_rdma_ticket_encode(buf, &t);
 	return sconn_send_frame(sc, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
+}
+
+/* Answers PREFETCH on the serving thread: starting or polling a job takes no fill. */
+static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+			   uint32_t len, const struct deadline *dl)
+{
+	struct proto_prefetch rq;
+	struct proto_prefetch_status st;
+	uint8_t buf[PROTO_PREFETCH_STATUS_LEN];
+	int rc = proto_prefetch_decode(payload, len, &rq);
+	if (rc)
+		return rc;
+	pf_request(p, &rq, &st);
+	proto_prefetch_status_encode(buf, &st);
+	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
 }
 
 /* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
@@ -341,7 +446,7 @@ static uint32_t idle_limit_ms(struct peers *p)
 /* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
 static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 {
-	uint8_t buf[PROTO_GET_LEN];
+	uint8_t buf[PROTO_RDMA_MSG_MAX > PROTO_PREFETCH_LEN ? PROTO_RDMA_MSG_MAX : PROTO_PREFETCH_LEN];
 	struct proto_hdr hdr;
 	struct link *l = sc->link;
 	for (;;) {
@@ -358,9 +463,13 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 		if (rc == 0 && hdr.type == PROTO_PING)
 			rc = sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
 		else if (rc == 0 && hdr.type == PROTO_GET)
-			rc = queue_get(p, sc, hdr.req_id, buf, hdr.len);
+			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
 			rc = send_ticket(p, sc, hdr.req_id, &dl);
+		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
+			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
+		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
+			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
 		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
 			peers_member_left(p, node_id);
 			return;
@@ -638,7 +747,7 @@ static void stop_workers(struct peers *p)
 	pthread_cond_broadcast(&p->job_cond);
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->nworkers; i++)
-		pthread_join(p->workers[i], NULL);
+		pthread_join(p->workers[i].thread, NULL);
 	free(p->workers);
 	p->workers = NULL;
 	p->nworkers = 0;
@@ -646,16 +755,21 @@ static void stop_workers(struct peers *p)
 
 int serve_start(struct peers *p)
 {
-	unsigned want = p->cfg->fill_threads > 4 ? p->cfg->fill_threads : 4;
-	p->jobs_tail = &p->jobs;
+	unsigned fill = p->cfg->fill_threads > 4 ? p->cfg->fill_threads : 4;
+	unsigned want = fill + SERVE_FAST_WORKERS;
+	for (int lane = SERVE_FAST; lane <= SERVE_FILL; lane++)
+		p->jobs_tail[lane] = &p->jobs[lane];
 	if (deadline_cond_init(&p->job_cond))
 		return -ENOMEM;
 	p->workers = calloc(want, sizeof(*p->workers));
 	if (!p->workers)
 		return -ENOMEM;
 	int rc = 0;
-	for (; p->nworkers < want && rc == 0; p->nworkers += rc == 0)
-		rc = -pthread_create(&p->workers[p->nworkers], NULL, worker_main, p);
+	for (; p->nworkers < want && rc == 0; p->nworkers += rc == 0) {
+		struct serve_worker *w = &p->workers[p->nworkers];
+		*w = (struct serve_worker){ .p = p, .fast = p->nworkers < SERVE_FAST_WORKERS };
+		rc = -pthread_create(&w->thread, NULL, worker_main, w);
+	}
 	if (rc == 0)
 		rc = -pthread_create(&p->listener, NULL, listener_main, p);
 	if (rc)

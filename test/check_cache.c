@@ -84,8 +84,8 @@ struct fake {
 	atomic_int nblocked;
 	atomic_uint sleep_us;
 	atomic_uint invalidates;
-	atomic_uint remote_calls;
-	atomic_uint remote_probes;    /* calls with probe_only */
+	atomic_uint remote_calls;                  /* fetches that may ask a node to fill */
+	atomic_uint remote_probes;                 /* probe_only fetches (an owner fill) */
 	atomic_bool remote_ok;
 	atomic_ullong last_cookie;
 	atomic_bool rcorrupt[MAX_FILES][MAX_CHUNKS]; /* the peer flips a bit in this chunk */
@@ -214,9 +214,11 @@ static const struct cache_source_ops fake_ops = {
 static int remote_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 			const struct deadline *dl, struct cache_fetch *out)
 {
-	atomic_fetch_add(&fk.remote_calls, 1);
-	if (out->probe_only)
+	if (out->probe_only) { /* ask nodes that hold it: none here */
 		atomic_fetch_add(&fk.remote_probes, 1);
+		return -ENOENT;
+	}
+	atomic_fetch_add(&fk.remote_calls, 1);
 	if (!atomic_load(&fk.remote_ok))
 		return -EHOSTUNREACH;
 	int rc = fake_fetch(ctx, f, chunk, dst, len, dl, out);
@@ -1208,6 +1210,73 @@ START_TEST(test_fill_deadline)
 END_TEST
 
 /*
+ * A fill stuck in its source fails every waiter at the fill's own deadline, not each at a
+ * deadline of its own; a request after that deadline (the kernel retrying the page) fails
+ * at once while the source is still stuck, and starts no second fill.
+ */
+START_TEST(test_fill_deadline_shared)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .timeout_ms = 400 });
+	int a = fake_add("d", 1, 4 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct bg_read r1, r2;
+
+	atomic_store(&fk.block[a][1], true);
+	bg_start(&r1, c, f, a, CHUNK + 10, 20);
+	ck_assert(wait_blocked(1, 2000));
+	usleep(250 * 1000);
+	bg_start(&r2, c, f, a, CHUNK + 100, 20);
+	pthread_join(r1.t, NULL);
+	pthread_join(r2.t, NULL);
+	ck_assert_msg(r1.rc == -EIO && r1.ms >= 350 && r1.ms < 1000,
+		      "first reader: %zd after %lld ms", r1.rc, (long long)r1.ms);
+	ck_assert_msg(r2.rc == -EIO && r2.ms < 300,
+		      "a reader that came 250 ms into a 400 ms fill waited %lld ms (%zd): its own "
+		      "deadline, not the fill's", (long long)r2.ms, r2.rc);
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, f, a, CHUNK, 5), -EIO);
+	int64_t ms = ms_since(t0);
+	ck_assert_msg(ms < 100, "a request after the stuck fill's deadline waited %lld ms",
+		      (long long)ms);
+	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 1);
+
+	fake_release(a, 1);
+	ck_assert(wait_uint(&fk.done[a][1], 1, 2000));
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 10, 20), 20);
+	ck_assert_uint_le(ld(&fk.fetches[a][1]), 2);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* verify = strict with a stuck chunk: the first read fails at fill_timeout, a retry at once. */
+START_TEST(test_verify_strict_stuck)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_STRICT, .timeout_ms = 400 });
+	int b = fake_add("good", 2, 4 * CHUNK + 3, 1);
+	struct cache_file *fb = open_ver(c, b, true, file_crc(b), 2, NULL);
+
+	atomic_store(&fk.block[b][2], true);
+	uint64_t t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), -EIO);
+	int64_t ms = ms_since(t0);
+	ck_assert_msg(ms >= 350 && ms < 1000, "first strict read failed after %lld ms",
+		      (long long)ms);
+	t0 = mono_ns();
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), -EIO);
+	ms = ms_since(t0);
+	ck_assert_msg(ms < 100, "a strict read retried while the chunk is stuck waited %lld ms",
+		      (long long)ms);
+	fake_release(b, 2);
+	ck_assert(wait_uint(&fk.done[b][2], 1, 2000));
+	ck_assert_int_eq(read_check(c, fb, b, 100, 10), 10);
+	ck_assert_int_eq(state_of(c, fb), CACHE_FILE_VERIFIED);
+	cache_file_put(c, fb);
+	cache_free(c);
+}
+END_TEST
+
+/*
  * A fill whose waiter gave up (deadline) after its chunk was dropped (evicted, or the file
  * replaced) is still running in a fill thread: its slot must not be freed or handed out
  * until that fill returns.
@@ -1396,6 +1465,62 @@ START_TEST(test_verify_file_good)
 	ck_assert_int_eq(cache_file_verify(c, f, &computed), 0);
 	ck_assert_uint_eq(computed, crc);
 	ck_assert_uint_eq(ld(&fk.invalidates), 0);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/*
+ * verify = file: once our readahead fills every chunk not yet checked, a read of a chunk
+ * that is ready waits for the whole-file check instead of handing out bytes the check is
+ * about to prove wrong (a kernel asking for the file a window at a time, mmap).
+ */
+START_TEST(test_verify_file_check_soon)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE, .readahead = 4 });
+	int a = fake_add("soon", 1, 3 * CHUNK + 100, 1);
+	struct cache_file *f = open_ver(c, a, true, file_crc(a) ^ 1, 0x500, NULL);
+	struct cache_span spans[MAX_SPANS];
+	unsigned n;
+	struct bg_read r;
+
+	atomic_store(&fk.block[a][3], true);
+	ck_assert_int_eq(cache_read(c, f, 0, 100, true, spans, MAX_SPANS, &n), 100);
+	cache_read_done(c, spans, n);
+	ck_assert(wait_uint(&fk.done[a][2], 1, 2000));
+	ck_assert(wait_blocked(1, 2000));
+	bg_start(&r, c, f, a, CHUNK + 10, 100); /* chunk 1 is ready, chunk 3 still filling */
+	usleep(150 * 1000);
+	fake_release(a, 3);
+	pthread_join(r.t, NULL);
+	ck_assert_msg(r.rc == -EIO, "a read of a ready chunk while the rest of a bad file was "
+		      "filling returned %zd after %lld ms, not EIO after the check", r.rc,
+		      (long long)r.ms);
+	ck_assert_msg(r.ms >= 100, "it did not wait for the check (%lld ms)", (long long)r.ms);
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_BAD);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* A version that mismatched once (RETRYING) hands out none of its refill unchecked. */
+START_TEST(test_verify_file_retrying_gated)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
+	int a = fake_add("retry", 1, 3 * CHUNK + 100, 1);
+	struct cache_file *f = open_ver(c, a, true, file_crc(a), 0x501, NULL);
+	struct cache_span spans[MAX_SPANS];
+	unsigned n;
+
+	atomic_store(&fk.corrupt[a][1], true); /* storage gives chunk 1 wrong, every time */
+	ck_assert_int_eq(read_check(c, f, a, 0, 10), 10);
+	ck_assert_int_eq(cache_read(c, f, CHUNK, 10, false, spans, MAX_SPANS, &n), 10);
+	cache_read_done(c, spans, n); /* wrong bytes: chunk 3 was not asked for yet */
+	ck_assert_int_eq(cache_file_prefetch(c, f, NULL, NULL), 0); /* chunks 2, 3: mismatch */
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_RETRYING);
+	/* The refill of chunk 1 is as wrong: no read may have it before the check. */
+	ck_assert_int_eq(read_check(c, f, a, CHUNK + 10, 10), -EIO);
+	ck_assert_int_eq(state_of(c, f), CACHE_FILE_BAD);
 	cache_file_put(c, f);
 	cache_free(c);
 }
@@ -1676,11 +1801,11 @@ START_TEST(test_sources_and_serve)
 	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), -ENOENT);
 	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 0);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 4, true, &dl, &span, &crc), -EINVAL);
-	/* A fill for a peer asks peers only whether they hold the chunk (probe_only): here
-	 * the remote holds it and sends it. */
+	/* A fill for a peer never asks a peer to fill, even one that would answer: it only
+	 * probes holders (cache_fetch.probe_only). */
 	atomic_store(&fk.remote_ok, true);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 3, true, &dl, &span, &crc), 0);
-	ck_assert_uint_eq(ld(&fk.remote_calls), 2);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 1);
 	ck_assert_uint_eq(ld(&fk.remote_probes), 1);
 	ck_assert_uint_eq(span.len, 5);
 	ck_assert_int_eq(spans_check(a, 3 * CHUNK, 5, &span, 1, why, sizeof(why)), 0);
@@ -1694,10 +1819,9 @@ START_TEST(test_sources_and_serve)
 	cache_read_done(c, &span, 1);
 	ck_assert_uint_eq(ld(&fk.fetches[a][0]), 1);
 
-	/* A reader's fill may use the peer, which now answers, as a fill (not a probe). */
+	/* A reader's fill may use the peer, which now answers. */
 	ck_assert_int_eq(read_check(c, f, a, CHUNK, 10), 10);
-	ck_assert_uint_eq(ld(&fk.remote_calls), 3);
-	ck_assert_uint_eq(ld(&fk.remote_probes), 1);
+	ck_assert_uint_eq(ld(&fk.remote_calls), 2);
 	ck_assert_int_eq(cache_serve_chunk(c, f, 1, false, &dl, &span, &crc), 0);
 	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
 	cache_read_done(c, &span, 1);
@@ -2099,16 +2223,20 @@ static Suite *cache_suite(void)
 		{ "fill_error_not_cached", test_fill_error_not_cached },
 		{ "fill_stale", test_fill_stale },
 		{ "fill_deadline", test_fill_deadline },
+		{ "fill_deadline_shared", test_fill_deadline_shared },
 		{ "abandoned_fill_after_evict", test_abandoned_fill_after_evict },
 		{ "abandoned_fill_after_replace", test_abandoned_fill_after_replace },
 		{ "abandoned_fill_slot_reuse", test_abandoned_fill_slot_reuse },
 		{ "versions", test_versions },
 		{ "verify_file_good", test_verify_file_good },
 		{ "verify_file_bad", test_verify_file_bad },
+		{ "verify_file_check_soon", test_verify_file_check_soon },
+		{ "verify_file_retrying_gated", test_verify_file_retrying_gated },
 		{ "verify_api", test_verify_api },
 		{ "verify_chunk_refill_differs", test_verify_chunk_refill_differs },
 		{ "verify_strict", test_verify_strict },
 		{ "verify_strict_concurrent", test_verify_strict_concurrent },
+		{ "verify_strict_stuck", test_verify_strict_stuck },
 		{ "prefetch", test_prefetch },
 		{ "readahead", test_readahead },
 		{ "foreach_current_only", test_foreach_current_only },

@@ -2,7 +2,8 @@
  * Pins net/mux.h over a socketpair with a scripted server: many requests share one link and
  * each gets its own answer though the server answers in reverse order; a request that timed
  * out leaves, and its late answer is read away without harming the next; a closed stream
- * fails every waiter.
+ * fails every waiter. Small RDMA_DESC calls share the link with GETs, and an answer that
+ * comes after its asker left goes to the orphan handler, which may send on the mux.
  */
 #include <check.h>
 #include <errno.h>
@@ -204,6 +205,91 @@ START_TEST(closed_stream_fails_every_waiter)
 }
 END_TEST
 
+/* ---- small RDMA_DESC calls (net/rdma.h descriptors) beside GETs ---- */
+
+static char orphan_seen[16];
+
+/* Reads one RDMA_DESC frame; returns its request id and copies its payload. */
+static uint32_t read_desc(struct link *l, char *payload, uint32_t cap)
+{
+	struct deadline dl = deadline_in_ms(5000);
+	struct proto_hdr h;
+	memset(payload, 0, cap);
+	ck_assert_int_eq(link_recv_frame(l, &h, payload, cap - 1, &dl), 0);
+	ck_assert_int_eq(h.type, PROTO_RDMA_DESC);
+	return h.req_id;
+}
+
+static void send_desc(struct link *l, uint32_t id, const char *payload)
+{
+	struct deadline dl = deadline_in_ms(5000);
+	ck_assert_int_eq(link_send_frame(l, PROTO_RDMA_DESC, id, payload,
+					 (uint32_t)strlen(payload), &dl), 0);
+}
+
+/*
+ * Answers call "one" at once; answers call "late" only after its asker left, then a GET;
+ * then expects the frame the orphan handler sent about the late answer.
+ */
+static void *desc_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	char p[32];
+	uint32_t id = read_desc(l, p, sizeof(p));
+	ck_assert_str_eq(p, "one");
+	send_desc(l, id, "answer-one");
+	uint32_t late = read_desc(l, p, sizeof(p));
+	ck_assert_str_eq(p, "late");
+	uint32_t gid;
+	uint64_t ch;
+	read_get(l, &gid, &ch);
+	send_desc(l, late, "lease-7");
+	send_data(l, gid, ch);
+	id = read_desc(l, p, sizeof(p));
+	ck_assert_uint_eq(id, 0);
+	ck_assert_str_eq(p, "release-7");
+	link_free(l);
+	return NULL;
+}
+
+static void on_orphan(struct mux *x, const void *msg, size_t len)
+{
+	struct deadline dl = deadline_in_ms(1000);
+	memcpy(orphan_seen, msg, len < sizeof(orphan_seen) - 1 ? len : sizeof(orphan_seen) - 1);
+	if (len == 7 && !memcmp(msg, "lease-7", 7))
+		ck_assert_int_eq(mux_send(x, PROTO_RDMA_DESC, "release-7", 9, &dl), 0);
+}
+
+START_TEST(calls_and_orphans)
+{
+	static struct client b;
+	pthread_t tb, srv;
+	struct mux *x = pair();
+	mux_set_orphan(x, on_orphan);
+	ck_assert_int_eq(pthread_create(&srv, NULL, desc_server, NULL), 0);
+	char ans[32] = "";
+	size_t n = 0;
+	struct deadline dl = deadline_in_ms(5000);
+	ck_assert_int_eq(mux_call(x, PROTO_RDMA_DESC, "one", 3, ans, sizeof(ans), &n, &dl), 0);
+	ck_assert_uint_eq(n, 10);
+	ck_assert(!memcmp(ans, "answer-one", 10));
+	/* Only RDMA_DESC calls exist. */
+	ck_assert_int_eq(mux_call(x, PROTO_GET, "x", 1, ans, sizeof(ans), &n, &dl), -EINVAL);
+	dl = deadline_in_ms(200);
+	ck_assert_int_eq(mux_call(x, PROTO_RDMA_DESC, "late", 4, ans, sizeof(ans), &n, &dl),
+			 -ETIMEDOUT);
+	b = (struct client){ .x = x, .chunk = 5 };
+	ck_assert_int_eq(pthread_create(&tb, NULL, client_main, &b), 0);
+	pthread_join(tb, NULL);
+	ck_assert_int_eq(b.rc, 0);
+	pthread_join(srv, NULL);
+	ck_assert_str_eq(orphan_seen, "lease-7");
+	ck_assert(!mux_broken(x));
+	mux_put(x);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mux");
@@ -212,6 +298,7 @@ int main(void)
 	tcase_add_test(tc, answers_out_of_order);
 	tcase_add_test(tc, late_answer_is_read_away);
 	tcase_add_test(tc, closed_stream_fails_every_waiter);
+	tcase_add_test(tc, calls_and_orphans);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

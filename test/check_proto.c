@@ -34,6 +34,8 @@ static int decode_payload(uint8_t type, const void *p, size_t len)
 	struct proto_ping pi;
 	struct proto_get g;
 	struct proto_data d;
+	struct proto_prefetch pf;
+	struct proto_prefetch_status ps;
 
 	switch (type) {
 	case PROTO_HELLO:
@@ -50,6 +52,10 @@ static int decode_payload(uint8_t type, const void *p, size_t len)
 		return proto_get_decode(p, len, &g);
 	case PROTO_DATA:
 		return proto_data_decode(p, len, &d);
+	case PROTO_PREFETCH:
+		return proto_prefetch_decode(p, len, &pf);
+	case PROTO_PREFETCH_STATUS:
+		return proto_prefetch_status_decode(p, len, &ps);
 	default:
 		return -EPROTO;
 	}
@@ -158,13 +164,16 @@ START_TEST(test_hdr_every_type)
 		{ PROTO_AUTH_OK, 0 }, { PROTO_AUTH_FAIL, 0 }, { PROTO_PING, 8 }, { PROTO_PONG, 8 },
 		{ PROTO_GET, 40 }, { PROTO_DATA, 12 }, { PROTO_DATA, 12 + (4u << 20) },
 		{ PROTO_RDMA_DESC, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_TICKET_LEN },
+		{ PROTO_PREFETCH, 48 }, { PROTO_PREFETCH_STATUS, 24 },
+		{ PROTO_RDMA_DESC, 100 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX },
 	};
 	static const struct { uint8_t type; uint32_t len; } bad[] = {
 		{ PROTO_HELLO, 0 }, { PROTO_HELLO, 39 }, { PROTO_HELLO, 104 }, { PROTO_AUTH, 32 },
 		{ PROTO_AUTH, 34 }, { PROTO_AUTH_OK, 1 }, { PROTO_AUTH_FAIL, 1 }, { PROTO_PING, 7 },
 		{ PROTO_PONG, 9 }, { PROTO_GET, 39 }, { PROTO_GET, 41 }, { PROTO_DATA, 11 },
-		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_TICKET_LEN + 1 },
-		{ PROTO_RDMA_DESC, 100 },
+		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX + 1 },
+		{ PROTO_PREFETCH, 0 }, { PROTO_PREFETCH, 47 },
+		{ PROTO_PREFETCH, 49 }, { PROTO_PREFETCH_STATUS, 23 }, { PROTO_PREFETCH_STATUS, 25 },
 	};
 	uint8_t buf[PROTO_HDR_LEN];
 	struct proto_hdr h;
@@ -623,6 +632,88 @@ START_TEST(test_garbage)
 }
 END_TEST
 
+START_TEST(test_prefetch_round_trip)
+{
+	struct proto_prefetch in = { .run_id = 0x0102030405060708ull, .file_key = 0x1122334455667788ull,
+				     .file_size = 5ull << 30, .mtime_ns = -3, .placement = 0xfeedull,
+				     .chunk_size = 4u << 20 }, out;
+	uint8_t buf[PROTO_PREFETCH_LEN + 1];
+	static const uint8_t head[] = { 1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x22 };
+
+	ck_assert_uint_eq(PROTO_PREFETCH_LEN, 48);
+	proto_prefetch_encode(buf, &in);
+	ck_assert_mem_eq(buf, head, sizeof(head)); /* big-endian on the wire */
+	ck_assert_int_eq(proto_prefetch_decode(buf, PROTO_PREFETCH_LEN, &out), 0);
+	ck_assert_uint_eq(out.run_id, in.run_id);
+	ck_assert_uint_eq(out.file_key, in.file_key);
+	ck_assert_uint_eq(out.file_size, in.file_size);
+	ck_assert_int_eq(out.mtime_ns, -3);
+	ck_assert_uint_eq(out.placement, in.placement);
+	ck_assert_uint_eq(out.chunk_size, in.chunk_size);
+	ck_assert_uint_eq(out.flags, 0);
+	/* Every length but 48 is refused, and nothing is written then. */
+	struct proto_prefetch keep = { .run_id = 77 };
+	for (size_t len = 0; len <= sizeof(buf); len++) {
+		if (len == PROTO_PREFETCH_LEN)
+			continue;
+		out = keep;
+		ck_assert_int_eq(proto_prefetch_decode(buf, len, &out), -EPROTO);
+		ck_assert_uint_eq(out.run_id, 77);
+	}
+	struct proto_prefetch bad = in;
+	bad.run_id = 0;
+	proto_prefetch_encode(buf, &bad);
+	ck_assert_int_eq(proto_prefetch_decode(buf, PROTO_PREFETCH_LEN, &out), -EPROTO);
+	bad = in;
+	bad.chunk_size = 0;
+	proto_prefetch_encode(buf, &bad);
+	ck_assert_int_eq(proto_prefetch_decode(buf, PROTO_PREFETCH_LEN, &out), -EPROTO);
+	bad = in;
+	bad.flags = 1;
+	proto_prefetch_encode(buf, &bad);
+	ck_assert_int_eq(proto_prefetch_decode(buf, PROTO_PREFETCH_LEN, &out), -EPROTO);
+	/* An empty file is a valid request: its share is empty. */
+	bad = in;
+	bad.file_size = 0;
+	proto_prefetch_encode(buf, &bad);
+	ck_assert_int_eq(proto_prefetch_decode(buf, PROTO_PREFETCH_LEN, &out), 0);
+}
+END_TEST
+
+START_TEST(test_prefetch_status)
+{
+	struct proto_prefetch_status in = { .status = 0, .flags = PROTO_PREFETCH_DONE,
+					    .done = 123, .total = 1ull << 40 }, out;
+	uint8_t buf[PROTO_PREFETCH_STATUS_LEN + 1];
+
+	ck_assert_uint_eq(PROTO_PREFETCH_STATUS_LEN, 24);
+	proto_prefetch_status_encode(buf, &in);
+	ck_assert_int_eq(proto_prefetch_status_decode(buf, PROTO_PREFETCH_STATUS_LEN, &out), 0);
+	ck_assert_int_eq(out.status, 0);
+	ck_assert_uint_eq(out.flags, PROTO_PREFETCH_DONE);
+	ck_assert_uint_eq(out.done, 123);
+	ck_assert_uint_eq(out.total, 1ull << 40);
+	ck_assert_int_eq(proto_prefetch_status_decode(buf, PROTO_PREFETCH_STATUS_LEN - 1, &out),
+			 -EPROTO);
+	ck_assert_int_eq(proto_prefetch_status_decode(buf, PROTO_PREFETCH_STATUS_LEN + 1, &out),
+			 -EPROTO);
+	ck_assert_int_eq(proto_prefetch_status_decode(buf, 0, &out), -EPROTO);
+	static const struct proto_prefetch_status bad[] = {
+		{ .status = -1 }, { .status = 4096 }, { .flags = 2 }, { .flags = 0x80000000u },
+		{ .done = 2, .total = 1 },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		proto_prefetch_status_encode(buf, &bad[i]);
+		ck_assert_int_eq(proto_prefetch_status_decode(buf, PROTO_PREFETCH_STATUS_LEN, &out),
+				 -EPROTO);
+	}
+	in = (struct proto_prefetch_status){ .status = EAGAIN };
+	proto_prefetch_status_encode(buf, &in);
+	ck_assert_int_eq(proto_prefetch_status_decode(buf, PROTO_PREFETCH_STATUS_LEN, &out), 0);
+	ck_assert_int_eq(out.status, EAGAIN);
+}
+END_TEST
+
 START_TEST(test_file_key)
 {
 	const char *path = "model/weights.bin";
@@ -674,6 +765,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_data_round_trip);
 	tcase_add_test(tc, test_data_inconsistent);
 	tcase_add_test(tc, test_garbage);
+	tcase_add_test(tc, test_prefetch_round_trip);
+	tcase_add_test(tc, test_prefetch_status);
 	tcase_add_test(tc, test_file_key);
 	suite_add_tcase(s, tc);
 	return s;

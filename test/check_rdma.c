@@ -30,7 +30,10 @@ static const struct rdma_desc a_desc = {
 	.rkey = 0x11223344,
 	.addr = 0x00007f0012345000ull,
 	.lease = 0x0000000500000007ull,
+	.digest = { .kind = DIGEST_CRC32, .len = 4, .bytes = { 0xcb, 0xf4, 0x39, 0x26 } },
 };
+
+#define CRC_DIGEST { .kind = DIGEST_CRC32, .len = 4, .bytes = { 1, 2, 3, 4 } }
 
 static uint32_t xorshift32(uint32_t *x)
 {
@@ -66,16 +69,18 @@ static void check_lengths(const uint8_t *buf, size_t len)
 
 START_TEST(test_desc_req_bytes)
 {
-	struct rdma_msg m = { .type = RDMA_MSG_DESC_REQ, .req_id = 0xa1b2c3d4, .u.get = a_get };
+	struct rdma_msg m = { .type = RDMA_MSG_DESC_REQ, .req_id = 0xa1b2c3d4, .u.get = a_get,
+			      .digest_kind = DIGEST_SHA256 };
 	struct rdma_msg out;
 	uint8_t buf[RDMA_MSG_MAX];
 	static const uint8_t want[RDMA_DESC_REQ_LEN] = {
-		1, 1, 0, 0, 0xa1, 0xb2, 0xc3, 0xd4,
+		2, 1, 0, 0, 0xa1, 0xb2, 0xc3, 0xd4,
 		1, 2, 3, 4, 5, 6, 7, 8,
 		0, 0, 0, 0, 0, 0xa0, 0, 0,
 		0x17, 0x97, 0x9c, 0xfe, 0x3d, 0x85, 0xcd, 0x15,
 		0, 0, 0, 0, 0, 0, 0, 2,
 		0, 0x40, 0, 0, 0, 0, 0, 1,
+		DIGEST_SHA256, 0, 0, 0,
 	};
 
 	ck_assert_uint_eq(encode(buf, &m), RDMA_DESC_REQ_LEN);
@@ -84,6 +89,7 @@ START_TEST(test_desc_req_bytes)
 	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), 0);
 	ck_assert_uint_eq(out.type, RDMA_MSG_DESC_REQ);
 	ck_assert_uint_eq(out.req_id, 0xa1b2c3d4);
+	ck_assert_uint_eq(out.digest_kind, DIGEST_SHA256);
 	ck_assert_mem_eq(&out.u.get, &a_get, sizeof(a_get));
 }
 END_TEST
@@ -94,11 +100,13 @@ START_TEST(test_desc_bytes)
 	struct rdma_msg out;
 	uint8_t buf[RDMA_MSG_MAX];
 	static const uint8_t want[RDMA_DESC_LEN] = {
-		1, 2, 0, 0, 0, 0, 0, 7,
+		2, 2, 0, 0, 0, 0, 0, 7,
 		0, 0, 0, 0, 0xcb, 0xf4, 0x39, 0x26,
 		0, 0x20, 0, 0, 0x11, 0x22, 0x33, 0x44,
 		0, 0, 0x7f, 0, 0x12, 0x34, 0x50, 0,
 		0, 0, 0, 5, 0, 0, 0, 7,
+		DIGEST_CRC32, 4, 0, 0, 0xcb, 0xf4, 0x39, 0x26,
+		/* 28 bytes of zero padding follow */
 	};
 
 	ck_assert_uint_eq(encode(buf, &m), RDMA_DESC_LEN);
@@ -117,7 +125,7 @@ START_TEST(test_release_bytes)
 	struct rdma_msg out;
 	uint8_t buf[RDMA_MSG_MAX];
 	static const uint8_t want[RDMA_RELEASE_LEN] = {
-		1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 3,
+		2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 3,
 	};
 
 	ck_assert_uint_eq(encode(buf, &m), RDMA_RELEASE_LEN);
@@ -138,7 +146,9 @@ START_TEST(test_header_rules)
 	size_t len = encode(buf, &m);
 
 	memcpy(bad, buf, len);
-	bad[0] = 2; /* version */
+	bad[0] = 1; /* version 1 sent descriptors over RDMA: refused */
+	ck_assert_int_eq(rdma_msg_decode(bad, len, &out), -EPROTO);
+	bad[0] = 3;
 	ck_assert_int_eq(rdma_msg_decode(bad, len, &out), -EPROTO);
 	memcpy(bad, buf, len);
 	bad[0] = 0;
@@ -152,7 +162,7 @@ START_TEST(test_header_rules)
 		if (t == RDMA_MSG_DESC)
 			continue;
 		memcpy(bad, buf, len);
-		bad[1] = (uint8_t)t; /* a 40-byte body is only ever a DESC */
+		bad[1] = (uint8_t)t; /* a 76-byte body is only ever a DESC */
 		ck_assert_int_eq(rdma_msg_decode(bad, len, &out), -EPROTO);
 	}
 	ck_assert_int_eq(rdma_msg_decode(NULL, 0, &out), -EPROTO);
@@ -171,15 +181,24 @@ START_TEST(test_desc_rules)
 		{ .status = EIO, .rkey = 1 },
 		{ .status = EIO, .addr = 1 },
 		{ .status = EIO, .lease = 1 },
-		{ .length = 0, .addr = 4096, .lease = 1 },              /* empty */
-		{ .length = 16, .addr = 4096, .lease = 0 },             /* no lease */
-		{ .length = 16, .addr = UINT64_MAX - 8, .lease = 1 },   /* wraps */
+		{ .length = 0, .addr = 4096, .lease = 1, .digest = CRC_DIGEST },       /* empty */
+		{ .length = 16, .addr = 4096, .lease = 0, .digest = CRC_DIGEST },      /* no lease */
+		{ .length = 16, .addr = UINT64_MAX - 8, .lease = 1, .digest = CRC_DIGEST }, /* wraps */
+		{ .length = 16, .addr = 4096, .lease = 1 },                            /* no digest */
+		{ .length = 16, .addr = 4096, .lease = 1,                              /* GMAC */
+		  .digest = { .kind = DIGEST_GMAC, .len = 16 } },
+		{ .length = 16, .addr = 4096, .lease = 1,                              /* short */
+		  .digest = { .kind = DIGEST_SHA256, .len = 4 } },
+		{ .length = 16, .addr = 4096, .lease = 1,                              /* padding */
+		  .digest = { .kind = DIGEST_CRC32, .len = 4, .bytes = { [4] = 1 } } },
+		{ .status = ENOENT, .digest = CRC_DIGEST },                            /* with error */
 	};
 	struct rdma_desc good[] = {
 		{ .status = ENOENT },
 		{ .status = 4095 },
-		{ .length = 1, .addr = 0, .lease = 1 },
-		{ .length = UINT32_MAX, .addr = UINT64_MAX - UINT32_MAX, .lease = UINT64_MAX },
+		{ .length = 1, .addr = 0, .lease = 1, .digest = CRC_DIGEST },
+		{ .length = UINT32_MAX, .addr = UINT64_MAX - UINT32_MAX, .lease = UINT64_MAX,
+		  .digest = { .kind = DIGEST_SHA256, .len = 32, .bytes = { 9, [31] = 9 } } },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -197,6 +216,9 @@ START_TEST(test_desc_rules)
 		memcpy(buf + 20, &rkey, 4);
 		memcpy(buf + 24, &addr, 8);
 		memcpy(buf + 32, &lease, 8);
+		buf[40] = bad[i].digest.kind;
+		buf[41] = bad[i].digest.len;
+		memcpy(buf + 44, bad[i].digest.bytes, DIGEST_MAX);
 		ck_assert_msg(rdma_msg_decode(buf, RDMA_DESC_LEN, &out) == -EPROTO,
 			      "bad[%zu] decoded", i);
 	}
@@ -211,9 +233,13 @@ END_TEST
 
 START_TEST(test_desc_req_rules)
 {
-	struct rdma_msg m = { .type = RDMA_MSG_DESC_REQ, .req_id = 1, .u.get = a_get }, out;
+	struct rdma_msg m = { .type = RDMA_MSG_DESC_REQ, .req_id = 1, .u.get = a_get,
+			      .digest_kind = DIGEST_SHA256 }, out;
 	uint8_t buf[RDMA_MSG_MAX];
 
+	m.digest_kind = DIGEST_GMAC; /* not a kind a reader may ask for */
+	ck_assert_int_eq(rdma_msg_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.digest_kind = DIGEST_SHA256;
 	m.u.get.chunk_size = 0;
 	ck_assert_int_eq(rdma_msg_encode(buf, sizeof(buf), &m), -EINVAL);
 	m.u.get = a_get;
@@ -225,7 +251,14 @@ START_TEST(test_desc_req_rules)
 	m.u.get = a_get;
 	ck_assert_int_eq(rdma_msg_encode(buf, RDMA_DESC_REQ_LEN - 1, &m), -ENOSPC);
 	ck_assert_int_eq(rdma_msg_encode(buf, RDMA_DESC_REQ_LEN, &m), RDMA_DESC_REQ_LEN);
-	buf[RDMA_DESC_REQ_LEN - 1] = 2; /* unknown GET flag on the wire */
+	buf[47] = 2; /* unknown GET flag on the wire */
+	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), -EPROTO);
+	buf[47] = 1;
+	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), 0);
+	buf[48] = 0; /* no digest kind */
+	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), -EPROTO);
+	buf[48] = DIGEST_CRC32;
+	buf[50] = 1; /* padding */
 	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), -EPROTO);
 	m.type = 0;
 	ck_assert_int_eq(rdma_msg_encode(buf, sizeof(buf), &m), -EINVAL);
@@ -252,7 +285,7 @@ START_TEST(test_garbage)
 		for (size_t k = 0; k < len; k++)
 			buf[k] = (uint8_t)xorshift32(&x);
 		if (len >= 2 && (x & 3)) {  /* mostly plausible headers */
-			buf[0] = 1;
+			buf[0] = RDMA_PROTO_VERSION;
 			buf[1] = (uint8_t)(1 + x % 3);
 			if (len >= 4)
 				buf[2] = buf[3] = 0;
@@ -283,7 +316,7 @@ START_TEST(test_connect_priv)
 	ck_assert_uint_eq(buf[1], 'W');
 	ck_assert_uint_eq(buf[2], 'R');
 	ck_assert_uint_eq(buf[3], 'D');
-	ck_assert_uint_eq(buf[4], 1);
+	ck_assert_uint_eq(buf[4], RDMA_PROTO_VERSION);
 	ck_assert_mem_eq(buf + 8, ticket, RDMA_TICKET_LEN);
 	/* rdma_cm hands the listener its whole private data area, zero-padded. */
 	ck_assert_int_eq(rdma_connect_priv_decode(buf, sizeof(buf), got), 0);
@@ -432,6 +465,59 @@ START_TEST(test_leases_expiry_and_owner)
 }
 END_TEST
 
+/* A DESC that came after its asker gave up is answered with the RELEASE of its lease. */
+START_TEST(test_release_for)
+{
+	struct rdma_msg d = { .type = RDMA_MSG_DESC, .req_id = 9, .u.desc = a_desc }, out;
+	uint8_t buf[RDMA_MSG_MAX], rel[RDMA_MSG_MAX];
+	size_t len = encode(buf, &d);
+	ck_assert_int_eq(rdma_release_for(buf, len, rel, sizeof(rel)), RDMA_RELEASE_LEN);
+	ck_assert_int_eq(rdma_msg_decode(rel, RDMA_RELEASE_LEN, &out), 0);
+	ck_assert_uint_eq(out.type, RDMA_MSG_RELEASE);
+	ck_assert_uint_eq(out.u.lease, a_desc.lease);
+	/* An error status granted no lease; anything but a DESC is not ours to answer. */
+	d.u.desc = (struct rdma_desc){ .status = EIO };
+	len = encode(buf, &d);
+	ck_assert_int_eq(rdma_release_for(buf, len, rel, sizeof(rel)), 0);
+	ck_assert_int_eq(rdma_release_for(buf, len - 1, rel, sizeof(rel)), -EPROTO);
+	struct rdma_msg r = { .type = RDMA_MSG_RELEASE, .u.lease = 5 };
+	len = encode(buf, &r);
+	ck_assert_int_eq(rdma_release_for(buf, len, rel, sizeof(rel)), -EPROTO);
+	uint8_t ticket[34] = { 0x1b, 0x9e };
+	ck_assert_int_eq(rdma_release_for(ticket, sizeof(ticket), rel, sizeof(rel)), -EPROTO);
+}
+END_TEST
+
+/* The holder's side of the descriptor exchange on a node without RDMA: every DESC_REQ that
+ * comes over a peer link is answered EOPNOTSUPP, a RELEASE is taken silently, and a message
+ * that does not decode closes the link. */
+START_TEST(test_answer_without_rdma)
+{
+	struct rdma_msg m = { .type = RDMA_MSG_DESC_REQ, .req_id = 42, .u.get = a_get,
+			      .digest_kind = DIGEST_SHA256 }, out;
+	uint8_t req[RDMA_MSG_MAX], ans[RDMA_MSG_MAX];
+	size_t len = encode(req, &m);
+	int owner;
+
+	ck_assert_int_eq(rdma_ctx_answer(NULL, &owner, req, len, ans, sizeof(ans)),
+			 RDMA_DESC_LEN);
+	ck_assert_int_eq(rdma_msg_decode(ans, RDMA_DESC_LEN, &out), 0);
+	ck_assert_uint_eq(out.type, RDMA_MSG_DESC);
+	ck_assert_uint_eq(out.req_id, 42);
+	ck_assert_int_eq(out.u.desc.status, EOPNOTSUPP);
+	ck_assert_int_eq(rdma_ctx_answer(NULL, &owner, req, len, ans, RDMA_MSG_MAX - 1), -ENOSPC);
+	ck_assert_int_eq(rdma_ctx_answer(NULL, &owner, req, len - 1, ans, sizeof(ans)), -EPROTO);
+	/* A DESC is an answer, never a request. */
+	struct rdma_msg d = { .type = RDMA_MSG_DESC, .req_id = 1, .u.desc = a_desc };
+	len = encode(req, &d);
+	ck_assert_int_eq(rdma_ctx_answer(NULL, &owner, req, len, ans, sizeof(ans)), -EPROTO);
+	struct rdma_msg r = { .type = RDMA_MSG_RELEASE, .u.lease = 5 };
+	len = encode(req, &r);
+	ck_assert_int_eq(rdma_ctx_answer(NULL, &owner, req, len, ans, sizeof(ans)), 0);
+	rdma_ctx_drop_owner(NULL, &owner);
+}
+END_TEST
+
 /* On a node without RDMA (like this test host, usually) the caller learns ENODEV and why. */
 START_TEST(test_ctx_no_device)
 {
@@ -467,6 +553,8 @@ static Suite *rdma_suite(void)
 		{ "leases_basic", test_leases_basic },
 		{ "leases_full_and_reuse", test_leases_full_and_reuse },
 		{ "leases_expiry_and_owner", test_leases_expiry_and_owner },
+		{ "answer_without_rdma", test_answer_without_rdma },
+		{ "release_for", test_release_for },
 		{ "ctx_no_device", test_ctx_no_device },
 	};
 

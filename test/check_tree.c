@@ -500,6 +500,69 @@ START_TEST(test_open_key)
 }
 END_TEST
 
+/*
+ * With the metadata thread running, a version comes from the snapshot (the backing is not
+ * opened: a file removed since the listing still gets one, and its fill fails); a file whose
+ * chunks are all cached has its pooled descriptor closed.
+ */
+START_TEST(test_versions_from_memory)
+{
+	enum { CH = 65536 };
+	struct mows_config cfg;
+	char err[512];
+	config_defaults(&cfg);
+	cfg.chunk_size = CH;
+	cfg.max_memory = 16 * CH;
+	cfg.hugepages = HUGEPAGES_OFF;
+	cfg.fill_threads = 2;
+	cfg.fill_timeout_ms = 2000;
+	cfg.verify = VERIFY_OFF;
+	struct cache *c = cache_new(&cfg, err, sizeof(err));
+	ck_assert_msg(c != NULL, "cache_new: %s", err);
+	struct cache_tree *t = tree_make(c, 0, 4);
+	ck_assert_int_eq(cache_add_source(c, &cache_backing_source, t), 0);
+	ck_assert_int_eq(cache_start(c), 0);
+	put_file("whole.bin", 3 * CH + 5);
+	put_file("gone.bin", 100);
+	ck_assert_int_eq(cache_tree_meta_load(t), 0);
+	ck_assert_int_eq(cache_tree_meta_start(t, 3600000), 0);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/gone.bin", root);
+	ck_assert_int_eq(unlink(p), 0);
+	struct cache_file *g = cache_tree_version(t, "gone.bin", 0, NULL);
+	ck_assert_ptr_nonnull(g); /* from memory: the backing was not asked */
+	struct cache_span sp[8];
+	unsigned n = 0;
+	ck_assert_int_eq(cache_read(c, g, 0, 100, false, sp, 8, &n), -EIO);
+	cache_file_put(c, g);
+	ck_assert_ptr_null(cache_tree_version(t, "never-listed", 0, NULL));
+	ck_assert_int_eq(errno, ENOENT);
+
+	struct cache_file *f = cache_tree_version(t, "whole.bin", 0, NULL);
+	ck_assert_ptr_nonnull(f);
+	unsigned open_now, max;
+	cache_tree_pool_stats(t, &open_now, &max);
+	ck_assert_uint_eq(open_now, 0); /* no descriptor until a fill */
+	ck_assert_int_eq(cache_read(c, f, 0, CH, false, sp, 8, &n), CH);
+	cache_read_done(c, sp, n);
+	ck_assert_int_eq(cache_read(c, f, CH, 3 * CH, false, sp, 8, &n), 2 * CH + 5);
+	ck_assert_uint_eq(((const unsigned char *)sp[n - 1].data)[sp[n - 1].len - 1],
+			  (unsigned char)((3 * CH + 4) * 7 + 3 * CH + 5));
+	cache_read_done(c, sp, n);
+	/* Every chunk cached: the descriptor is gone (closed by the completing fill thread). */
+	for (int i = 0; i < 100; i++) {
+		cache_tree_pool_stats(t, &open_now, &max);
+		if (!open_now)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(open_now, 0);
+	cache_file_put(c, f);
+	cache_free(c);
+	cache_tree_free(t);
+}
+END_TEST
+
 static Suite *tree_suite(void)
 {
 	Suite *s = suite_create("tree");
@@ -515,6 +578,7 @@ static Suite *tree_suite(void)
 	tcase_add_test(tc, test_meta_holder);
 	tcase_add_test(tc, test_open_key);
 	tcase_add_test(tc, test_key_index_from_snapshot);
+	tcase_add_test(tc, test_versions_from_memory);
 	suite_add_tcase(s, tc);
 	return s;
 }

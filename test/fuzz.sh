@@ -14,7 +14,7 @@ case $secs in
 ''|*[!0-9]*) echo "fuzz: '$secs' is not a number of seconds; run e.g. $0 60" >&2; exit 2 ;;
 esac
 [ $# -gt 0 ] && shift
-targets=${*:-proto ctlproto manifest config}
+targets=${*:-proto ctlproto manifest chunkmap config}
 
 if ! command -v clang >/dev/null 2>&1; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -35,11 +35,19 @@ srcs() {
 	proto) echo net/proto.c ;;
 	ctlproto) echo common/ctlproto.c ;;
 	manifest) echo cache/manifest.c common/log.c ;;
+	chunkmap) echo cache/chunkmap.c cache/manifest.c common/crc.c common/log.c ;;
 	config) echo common/config.c common/log.c ;;
-	*) echo "fuzz: no target '$1' (proto ctlproto manifest config)" >&2; exit 2 ;;
+	*) echo "fuzz: no target '$1' (proto ctlproto manifest chunkmap config)" >&2; exit 2 ;;
 	esac
 }
-libs() { [ "$1" = config ] && pkg-config --libs inih || true; }
+# common/log.c writes to journald (libsystemd); common/crc.c is ISA-L's; config is inih's.
+libs() {
+	case $1 in
+	manifest) pkg-config --libs libsystemd ;;
+	chunkmap) pkg-config --libs libsystemd libisal ;;
+	config) pkg-config --libs inih libsystemd ;;
+	esac
+}
 
 # A few valid inputs to start from; libFuzzer mutates them.
 seed() {
@@ -56,6 +64,9 @@ seed() {
 		printf 'quote" \316\273 \377 \340\200\200 tab\t' >"$d/seed-name" ;;
 	manifest)
 		printf '# crc32.txt\ncbf43926  a.bin\nCBF43926 sub/b c.bin\n0000000g bad\n00000000 ../x\n' >"$d/seed-manifest" ;;
+	chunkmap)
+		# first byte: the regrouping target's multiple
+		printf '\002# crc32.chunks\nmows-crc32-chunks 1 4096\n5000 a.bin cbf43926 00000001\n0 empty\n4096 d/b 12345678\n' >"$d/seed-chunks" ;;
 	config)
 		# every key of the example, uncommented: small inputs keep the fuzzer fast
 		{ echo '[mows]'; sed -n 's/^#\([a-z_0-9]* =\)/\1/p' mows.conf.example; } >"$d/seed-example"

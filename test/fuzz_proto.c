@@ -83,6 +83,27 @@ static void fuzz_data(const uint8_t *p, size_t len)
 	CHECK(memcmp(again, p, PROTO_DATA_FIXED_LEN) == 0);
 }
 
+/* PREFETCH and PREFETCH_STATUS: accepted payloads re-encode to the same bytes. */
+static void fuzz_prefetch(uint8_t type, const uint8_t *p, size_t len)
+{
+	uint8_t again[PROTO_PREFETCH_LEN];
+	if (type == PROTO_PREFETCH) {
+		struct proto_prefetch r;
+		if (proto_prefetch_decode(p, len, &r))
+			return;
+		CHECK(len == PROTO_PREFETCH_LEN && r.run_id && r.chunk_size && !r.flags);
+		proto_prefetch_encode(again, &r);
+		CHECK(memcmp(again, p, len) == 0);
+		return;
+	}
+	struct proto_prefetch_status st;
+	if (proto_prefetch_status_decode(p, len, &st))
+		return;
+	CHECK(len == PROTO_PREFETCH_STATUS_LEN && st.done <= st.total && st.status >= 0);
+	proto_prefetch_status_encode(again, &st);
+	CHECK(memcmp(again, p, len) == 0);
+}
+
 static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 {
 	switch (type) {
@@ -105,6 +126,10 @@ static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 		break;
 	case PROTO_DATA:
 		fuzz_data(p, len);
+		break;
+	case PROTO_PREFETCH:
+	case PROTO_PREFETCH_STATUS:
+		fuzz_prefetch(type, p, len);
 		break;
 	}
 }

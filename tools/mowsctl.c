@@ -4,6 +4,7 @@
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] status
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] status --watch [--interval S]
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch|evict|verify PATH...
+ *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch --cluster PATH...
  *
  * Without -s or -m the daemon is found from the first PATH (the mows mount holding it), else
  * from the only socket in /run/mows. The protocol is common/ctlproto.h; names in text output
@@ -44,6 +45,9 @@ static void usage(FILE *out)
 		     "  status --watch [--interval S]\n"
 		     "                  the same as rates, redrawn every S seconds (1) until Ctrl-C\n"
 		     "  prefetch PATH.. fill files (or whole directories) into the cache\n"
+		     "  prefetch --cluster PATH...\n"
+		     "                  every live peer fills the chunks it owns (storage read once\n"
+		     "                  for the cluster); one progress bar for the whole cluster\n"
 		     "  evict PATH...   drop files from the cache\n"
 		     "  verify PATH...  read files and check them against the CRC manifest\n"
 		     "  peers           every peer: state, transport, bytes in and out, errors\n"
@@ -418,6 +422,18 @@ int main(int argc, char **argv)
 			memmove(&argv[k], &argv[k + 1], (size_t)(argc - k - 1) * sizeof(*argv));
 			argc--, k--;
 		}
+	bool cluster = false;
+	for (int k = i; k < argc; k++) /* prefetch --cluster */
+		if (!strcmp(argv[k], "--cluster")) {
+			cluster = true;
+			memmove(&argv[k], &argv[k + 1], (size_t)(argc - k - 1) * sizeof(*argv));
+			argc--, k--;
+		}
+	if (cluster && strcmp(cmd, "prefetch")) {
+		fprintf(stderr, "mowsctl: --cluster goes with prefetch (mowsctl prefetch --cluster "
+			"PATH...)\n");
+		return EXIT_USAGE;
+	}
 	bool watch = false;
 	double interval = 1.0;
 	if (watch_args(&argc, argv, i, &watch, &interval))
@@ -471,7 +487,8 @@ int main(int argc, char **argv)
 	 * rather than die of SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	FILE *req = fdopen(dup(fd), "w");
-	int rc = req ? ctl_request_write(req, cmd, json, abs + i, (unsigned)(argc - i)) : -errno;
+	const char *wire = cluster ? "prefetch-cluster" : cmd;
+	int rc = req ? ctl_request_write(req, wire, json, abs + i, (unsigned)(argc - i)) : -errno;
 	if (req && fclose(req) && rc == 0)
 		rc = -errno;
 	if (rc && rc != -EPIPE && rc != -EIO) {

@@ -57,37 +57,12 @@ log() { echo "[bench-cluster +${SECONDS}s] $*" >&2; }
 die() { echo "[bench-cluster] error: $*" >&2; exit 1; }
 PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3
 
-# ---- cleanup ------------------------------------------------------------------------------
-
-WORK=""
-CLUSTER_MADE=0
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM HUP
-	set +e
-	if [ "$CLUSTER_MADE" = 1 ]; then
-		save_logs final
-		"$TOOL" -n "$CLUSTER" down >/dev/null 2>&1 ||
-			{ log "mows-cluster -n $CLUSTER down failed; run it again by hand"; rc=1; }
-	fi
-	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
-			log "work directory kept (model, node logs): $WORK"
-		else
-			rm -rf --one-file-system "$WORK"
-		fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
+# shellcheck source=test/bench/lib_cluster_bench.sh
+. "$ROOT/test/bench/lib_cluster_bench.sh"
+trap bench_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
-
-# ---- helpers ------------------------------------------------------------------------------
-
-# shellcheck source=test/bench/lib_cluster_bench.sh
-. "$ROOT/test/bench/lib_cluster_bench.sh"
 
 
 # ---- set-up -------------------------------------------------------------------------------

@@ -1,6 +1,30 @@
 # Sourced by the cluster benchmarks (cluster.sh, fleet.sh): helpers over tools/mows-cluster.
-# Needs ROOT, TOOL, CLUSTER, STATE, TIMEOUT, READER, WORK and PY set by the caller, and die/log.
+# Needs ROOT, TOOL, CLUSTER, STATE, TIMEOUT, READER and PY set by the caller, and log/die;
+# the caller sets WORK once it made its work dir and CLUSTER_MADE=1 while a cluster is up.
 # shellcheck shell=bash
+
+WORK=""
+CLUSTER_MADE=0
+# EXIT trap: removes the cluster (saving its logs) and the work dir (kept on failure or
+# with KEEP=1).
+bench_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM HUP
+	set +e
+	if [ "$CLUSTER_MADE" = 1 ]; then
+		save_logs final
+		"$TOOL" -n "$CLUSTER" down >/dev/null 2>&1 ||
+			{ log "mows-cluster -n $CLUSTER down failed; run it again by hand"; rc=1; }
+	fi
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		if [ "${KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+			log "work directory kept (model, node logs): $WORK"
+		else
+			rm -rf --one-file-system "$WORK"
+		fi
+	fi
+	exit "$rc"
+}
 
 size_bytes() { # 512M -> bytes
 	local v=${1%[bB]} mult=1

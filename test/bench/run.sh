@@ -10,7 +10,10 @@
 #   (c) kernel page cache warm: mows vs tmpfs.
 #   (d) four processes mmapping the model at once: page cache growth and daemon memory.
 #   (e) rclone mount --vfs-cache-mode full, cache warm, vs mows.
-#   (f) node memory after a cold read with open_wait = complete (passthrough), and how soon
+#   (f) an object-store backing: Debian's s3fs over a local S3 server (s3rver, test/s3):
+#       a warm read through mows vs a direct s3fs read, and the store requests (counted at
+#       the server) that a warm pass over the model through mows makes.
+#   (g) node memory after a cold read with open_wait = complete (passthrough), and how soon
 #       the mount is ready.
 #
 # Both sides of a comparison are measured in the same round, in the opposite order in every
@@ -28,7 +31,8 @@
 #   MOWS_BENCH_READAHEAD_KB [1024] mows --readahead-kb, and read_ahead_kb of the other FUSE mounts
 #   MOWS_BENCH_MAX_MEMORY [size + max(size/8, 256M)] mows --max-memory
 #   MOWS_BENCH_HUGEPAGES [auto]   mows --hugepages
-#   MOWS_BENCH_SECTIONS [a b c d e f] which measurements to run
+#   MOWS_BENCH_SECTIONS [a b c d e f g] which measurements to run
+#   MOWS_BENCH_S3_SIZE [256M]     model size for (f) (uploaded through s3fs first)
 #   MOWS_BENCH_DIR [/var/tmp]     where the work directory (model, caches, logs) is made
 #   MOWS_BENCH_KEEP [0]           1 keeps the work directory (logs) after the run
 #   MOWS_BENCH_TIMEOUT [300]      seconds one reader may take before it counts as failed
@@ -44,7 +48,8 @@ ROUNDS=${MOWS_BENCH_ROUNDS:-5}
 NET_ROUNDS=${MOWS_BENCH_NET_ROUNDS:-3}
 READAHEAD_KB=${MOWS_BENCH_READAHEAD_KB:-1024}
 HUGEPAGES=${MOWS_BENCH_HUGEPAGES:-auto}
-SECTIONS=${MOWS_BENCH_SECTIONS:-a b c d e f}
+SECTIONS=${MOWS_BENCH_SECTIONS:-a b c d e f g}
+S3_SIZE=${MOWS_BENCH_S3_SIZE:-256M}
 KEEP=${MOWS_BENCH_KEEP:-0}
 TIMEOUT=${MOWS_BENCH_TIMEOUT:-300}
 RESULTS=$BENCH/last-results.md
@@ -780,9 +785,100 @@ section_e() {
 	unmount_one "$mnt"
 }
 
-# --- (f) node memory after a cold read with open_wait = complete; start-up time ---------------
+# --- (f) an object store under mows: s3fs over a local S3 server ------------------------------
+S3_NPM=${MOWS_NPM_DIR:-/var/cache/mows-npm}
+
+# s3_requests_now: lines in the S3 server's request log so far.
+s3_requests_now() { wc -l <"$WORK/s3-requests.log"; }
+
+# s3_mount_bucket mnt opts: mounts the bucket with s3fs (which daemonizes); waits 15 s.
+s3_mount_bucket() {
+	local i
+	mkdir -p "$1"
+	s3fs model "$1" -o "passwd_file=$WORK/s3.passwd,url=http://127.0.0.1:$S3_PORT,use_path_request_style${2:+,$2}" \
+		>>"$WORK/logs/s3fs.log" 2>&1 || return 1
+	MOUNTS+=("$1")
+	for ((i = 0; i < 150; i++)); do
+		is_mounted "$1" && stat "$1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+s3_setup() {
+	local i
+	S3_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	mkdir -p "$WORK/s3-data" "$WORK/s3-model"
+	: >"$WORK/s3-requests.log"
+	node "$ROOT/test/s3/s3server.js" "$WORK/s3-data" "$S3_PORT" model "$WORK/s3-requests.log" \
+		>"$WORK/logs/s3server.log" 2>&1 </dev/null &
+	DAEMONS+=($!)
+	for ((i = 0; i < 200; i++)); do
+		grep -q '^listening' "$WORK/logs/s3server.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q '^listening' "$WORK/logs/s3server.log" || { log "the S3 server did not start"; return 1; }
+	printf 'S3RVER:S3RVER\n' >"$WORK/s3.passwd"
+	chmod 600 "$WORK/s3.passwd"
+	"$WORK/bin/genmodel" "$WORK/s3-model" "$(size_bytes "$S3_SIZE")" "$SHARDS" 1
+	s3_mount_bucket "$WORK/mnt/s3-upload" "" || { log "s3fs cannot mount the bucket"; return 1; }
+	cp "$WORK/s3-model"/* "$WORK/mnt/s3-upload/" && unmount_one "$WORK/mnt/s3-upload"
+	# No stat cache in s3fs: every stat mows made would reach the store (as once it expired).
+	s3_mount_bucket "$WORK/mnt/s3" "ro,max_stat_cache_size=0"
+}
+
 section_f() {
 	cpu_idle_note "(f)"
+	local r who s3=$WORK/mnt/s3 mnt=$WORK/mnt/mows-s3 n0 n1 i st used model_s3=0 f
+	if ! command -v s3fs >/dev/null || ! command -v node >/dev/null ||
+		[ ! -d "$S3_NPM/node_modules/s3rver" ]; then
+		NOTES+=("**(f) not measured: needs s3fs, node and the npm package s3rver in $S3_NPM (make deps).**")
+		FAILED=1
+		return 0
+	fi
+	if ! s3_setup; then
+		NOTES+=("**(f) not measured: the local S3 server or s3fs did not come up; logs in $WORK/logs.**")
+		FAILED=1
+		return 0
+	fi
+	for f in "$WORK/s3-model"/*; do model_s3=$((model_s3 + $(stat -c %s "$f"))); done
+	local -A dir=([mows]=$mnt [s3fs]=$s3)
+	if start_mows mows-s3 "$s3"; then
+		fg_run timeout -k 5 "$TIMEOUT" "$WORK/bin/reader" -m read $(model_files "$mnt") >/dev/null || true
+		for ((i = 0; i < 300; i++)); do # the cold read's fills may end after the reader
+			used=$(json_get "$(mows_status "$MOWS_SOCK")" bytes_from_backing)
+			[[ $used =~ ^[0-9]+$ ]] && [ "$used" -ge "$model_s3" ] && break
+			sleep 0.1
+		done
+		verify_copy "$WORK/s3-model" "$mnt" "(f)"
+	fi
+	warm_up $(model_files "$s3")
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for who in $(in_order "$r" mows s3fs); do
+			drop_caches
+			measure "f.$who.read" read $(model_files "${dir[$who]}")
+		done
+	done
+	row "(f) warm read over s3fs, page cache dropped, read() 1 MiB" \
+		f.mows.read "s3fs direct" f.s3fs.read 10
+	# A warm pass, past the kernel's name and attribute caches (1 s): every file read, every
+	# name listed and stat'ed; the S3 server counts what reaches the store.
+	if [ "$MOWS_OK" = 1 ] && is_mounted "$mnt"; then
+		sleep 2.5
+		n0=$(s3_requests_now)
+		drop_caches
+		(cd "$mnt" && cat -- * >/dev/null && ls -lR >/dev/null) || FAILED=1
+		n1=$(s3_requests_now)
+		ROWS+=("| (f) storage requests during a warm pass over the model through mows (cat of every file and ls -lR; all requests at the S3 server) | $((n1 - n0)) | - | - | 0 | $([ $((n1 - n0)) -eq 0 ] && echo yes || echo '**no**') |")
+		unmount_one "$mnt"
+	fi
+	NOTES+=("(f) s3fs $(s3fs --version 2>/dev/null | head -1 | grep -o 'V[0-9.]*') -o ro,max_stat_cache_size=0 over s3rver on loopback (test/s3/s3server.js), a $(gib "$model_s3") model in $SHARDS shards. mows was warmed by one read through it; the direct s3fs read downloads again (s3fs keeps no copy of a closed file). The S3 server, s3fs and mows share this machine's CPUs.")
+	unmount_one "$s3"
+}
+
+# --- (g) node memory after a cold read with open_wait = complete; start-up time ---------------
+section_g() {
+	cpu_idle_note "(g)"
 	local mnt=$WORK/mnt/mows-wait c0 c1 back store node met ratio t0 ms
 	[ "$MOWS_OK" = 1 ] || return 0
 	drop_caches
@@ -793,7 +889,7 @@ section_f() {
 		return 0
 	fi
 	ms=$((($(date +%s%N) - t0) / 1000000))
-	measure f.mows.cold read $(model_files "$mnt")
+	measure g.mows.cold read $(model_files "$mnt")
 	c1=$(meminfo_kb Cached)
 	back=$(resident "$MODEL")
 	store=$(json_get "$(mows_status "$MOWS_SOCK")" memory.used)
@@ -802,18 +898,18 @@ section_f() {
 	node=$(((c1 - c0) * 1024 - back))
 	ratio=$(awk -v a="$node" -v b="$MODEL_B" 'BEGIN { printf "%.2fx", a / b }')
 	met=$(awk -v a="$node" -v b="$MODEL_B" 'BEGIN { print (a <= 1.05 * b) ? "yes" : "**no**" }')
-	ROWS+=("| (f) node memory after a cold read, open_wait = complete (passthrough), page cache dropped before | $(gib "$node") (cache store $(gib "$store"); backing files' page cache $(gib "$back") apart) | the model $(gib "$MODEL_B") | $ratio | <= 1.05x | $met |")
-	ROWS+=("| (f) that cold read, read() 1 MiB (opens wait for their file) | ${BEST[f.mows.cold]:-?} GB/s | - | - | info | - |")
+	ROWS+=("| (g) node memory after a cold read, open_wait = complete (passthrough), page cache dropped before | $(gib "$node") (cache store $(gib "$store"); backing files' page cache $(gib "$back") apart) | the model $(gib "$MODEL_B") | $ratio | <= 1.05x | $met |")
+	ROWS+=("| (g) that cold read, read() 1 MiB (opens wait for their file) | ${BEST[g.mows.cold]:-?} GB/s | - | - | info | - |")
 	met=$([ "$ms" -le 500 ] && echo yes || echo "**no**")
-	ROWS+=("| (f) mount ready after start, max_memory $MAXMEM | $ms ms | - | - | <= 500 ms | $met |")
-	verify_copy "$mnt" "$MODEL" "(f) mows with open_wait = complete"
-	NOTES+=("(f) node memory = growth of Cached in /proc/meminfo (page cache and shmem) over the cold read, less the backing files' pages (fincore); other work on the machine adds to it.")
+	ROWS+=("| (g) mount ready after start, max_memory $MAXMEM | $ms ms | - | - | <= 500 ms | $met |")
+	verify_copy "$mnt" "$MODEL" "(g) mows with open_wait = complete"
+	NOTES+=("(g) node memory = growth of Cached in /proc/meminfo (page cache and shmem) over the cold read, less the backing files' pages (fincore); other work on the machine adds to it.")
 	unmount_one "$mnt"
 }
 
 # --- run -------------------------------------------------------------------------------------
 if want a; then section_a; fi
-if want b || want c || want d || want e; then
+if want b || want c || want d || want e || want g; then
 	mkdir -p "$TMPFS"
 	mount -t tmpfs -o "size=$((MODEL_B / 1048576 + 64))m" mows-bench "$TMPFS"
 	MOUNTS+=("$TMPFS")
@@ -827,8 +923,9 @@ if want b || want c || want d || want e; then
 	if want c; then section_c; fi
 	if want d && [ "$MOWS_OK" = 1 ]; then section_d; fi
 	if want e; then section_e; fi
-	if want f; then section_f; fi
+	if want g; then section_g; fi
 fi
+if want f; then section_f; fi
 
 {
 	echo "## mows benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads a file through read() or mmap and compares it with a reference, for the fault tests.
 
-    faultread.py MODE FILE REF LIMIT      MODE is read or mmap; LIMIT in seconds
+    faultread.py MODE FILE REF LIMIT [through]    MODE is read or mmap; LIMIT in seconds
 
 Prints one line: OUTCOME OFFSET MAX_WAIT, where OUTCOME is
     ok       every byte equal to REF (OFFSET is the size)
@@ -12,6 +12,10 @@ Prints one line: OUTCOME OFFSET MAX_WAIT, where OUTCOME is
     hang     one step (a read() or a touch of a mapping) took longer than LIMIT seconds (the
              reader is waited for up to 30 s to tell how long, and what came then)
     error    anything else (OFFSET -1, the message on stderr)
+With "through", a wrong byte does not end the reading: it goes on to the end of the file,
+and a reader that got wrong bytes and then an error reports wrong+eio or wrong+sigbus with
+the offset of its first wrong byte; "wrong" then means that it reached the end of the file
+with wrong bytes and no error (what verify = file promises never happens).
 and MAX_WAIT, the longest single step in seconds. The reading runs in a child process so
 that a SIGBUS or a hang can be seen from outside; steps are 256 KiB.
 """
@@ -28,7 +32,7 @@ STEP = 256 * 1024
 HARD_CAP = 30.0  # a step past LIMIT is a hang; waiting on to here measures how long it is
 
 
-def child(mode, path, ref):
+def child(mode, path, ref, through=False):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     want = open(ref, 'rb').read()
     fd = os.open(path, os.O_RDONLY)
@@ -37,6 +41,7 @@ def child(mode, path, ref):
         m = mmap.mmap(fd, 0, prot=mmap.PROT_READ) if want else b''
         size = len(m)
     off = 0
+    wrong = False
     while off < len(want):
         out.write('T %d\n' % off)
         out.flush()
@@ -51,19 +56,24 @@ def child(mode, path, ref):
         exp = want[off:off + len(got)]
         if got != exp:
             bad = next(i for i in range(len(got)) if i >= len(exp) or got[i] != exp[i])
-            out.write('W %d\n' % (off + bad))
-            return
+            if not wrong:
+                out.write('W %d\n' % (off + bad))
+            wrong = True
+            if not through or len(got) > len(exp):
+                return
         off += len(got)
     if mode == 'read' and os.pread(fd, 1, off):
         out.write('W %d\n' % off)  # longer than REF
         return
-    out.write('OK %d\n' % off)
+    out.write('%s %d\n' % ('WEND' if wrong else 'OK', off))
 
 
-def parent(mode, path, ref, limit):
-    p = subprocess.Popen([sys.executable, __file__, '--child', mode, path, ref],
+def parent(mode, path, ref, limit, through=False):
+    p = subprocess.Popen([sys.executable, __file__, '--child', mode, path, ref] +
+                         (['through'] if through else []),
                          stdout=subprocess.PIPE, text=True, bufsize=1)
     max_wait, last_t, last_off, result = 0.0, time.monotonic(), 0, None
+    first_wrong = None
     buf = ''
     while result is None:
         r, _, _ = select.select([p.stdout], [], [], HARD_CAP - (time.monotonic() - last_t))
@@ -78,8 +88,12 @@ def parent(mode, path, ref, limit):
         last_t = now
         if not line:
             p.wait()
-            if p.returncode == -signal.SIGBUS:
+            if p.returncode == -signal.SIGBUS and first_wrong is not None:
+                result = ('wrong+sigbus', first_wrong)
+            elif p.returncode == -signal.SIGBUS:
                 result = ('sigbus', last_off)
+            elif first_wrong is not None and p.returncode == 0:
+                result = ('wrong', first_wrong)  # longer than REF
             else:
                 result = ('error', -1)
                 print('faultread: child exited %s' % p.returncode, file=sys.stderr)
@@ -87,12 +101,18 @@ def parent(mode, path, ref, limit):
         w = line.split()
         if w[0] == 'T':
             last_off = int(w[1])
+        elif w[0] == 'E' and first_wrong is not None and int(w[2]) == 5:
+            result = ('wrong+eio', first_wrong)
         elif w[0] == 'E':
             result = ('eio' if int(w[2]) == 5 else 'error', int(w[1]))
             if int(w[2]) != 5:
                 print('faultread: errno %s at %s' % (w[2], w[1]), file=sys.stderr)
+        elif w[0] == 'W' and through and first_wrong is None:
+            first_wrong = int(w[1])
         elif w[0] == 'W':
             result = ('wrong', int(w[1]))
+        elif w[0] in ('S', 'WEND') and first_wrong is not None:
+            result = ('wrong', first_wrong)  # reached the end with wrong bytes, no error
         elif w[0] == 'S':
             result = ('short', int(w[1]))
         elif w[0] == 'OK':
@@ -107,6 +127,7 @@ def parent(mode, path, ref, limit):
 
 if __name__ == '__main__':
     if sys.argv[1] == '--child':
-        child(*sys.argv[2:5])
+        child(*sys.argv[2:5], through=sys.argv[5:6] == ['through'])
     else:
-        parent(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        parent(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]),
+               through=sys.argv[5:6] == ['through'])

@@ -9,6 +9,8 @@
 #   s3_requests [METHOD] requests the store has answered so far (of METHOD: GET, HEAD, ...)
 #   s3_lists             LIST requests (bucket GETs with a prefix or delimiter) so far
 #   s3_pause / s3_resume SIGSTOP / SIGCONT the server: a store that stops answering
+#   s3_tmp_bytes         bytes of the deleted temporary files the read-only s3fs holds open
+#                        (its copies of the objects open through it)
 #
 # Globals: S3_MNT (the read-only s3fs mount), S3_PID (the server), S3_LOG (one line per request).
 
@@ -36,6 +38,9 @@ _s3_mount() {
 		[ $SECONDS -ge $end ] && fail "s3fs did not mount $mnt within 15 s: $(tail -n 3 "$SCRATCH/s3fs.log")"
 		sleep 0.1
 	done
+	# s3fs daemonizes: cleanup waits for (or ends) the process itself, not just the mount.
+	local pid
+	for pid in $(pgrep -f "^s3fs $S3_BUCKET $mnt "); do mows_track_pid "$pid"; done
 }
 
 s3_up() {
@@ -61,7 +66,9 @@ s3_up() {
 		fail "upload of $src into the bucket failed"
 	fusermount3 -u "$SCRATCH/s3-upload" || fail "cannot unmount the upload mount"
 	S3_MNT=$SCRATCH/s3
-	_s3_mount "$S3_MNT" "ro"
+	# No stat cache in s3fs: every stat mows makes reaches the store, as it does in production
+	# once the cache has expired, so the tests count what mows asks of the store.
+	_s3_mount "$S3_MNT" "ro,max_stat_cache_size=0"
 }
 
 s3_requests() {
@@ -72,3 +79,15 @@ s3_lists() { grep -cE "^GET /$S3_BUCKET/?\?.*(prefix=|delimiter=|list-type=)" "$
 
 s3_pause() { kill -STOP "$S3_PID"; }
 s3_resume() { kill -CONT "$S3_PID"; }
+
+s3_tmp_bytes() {
+	local pid fd n=0
+	pid=$(pgrep -f "^s3fs $S3_BUCKET $S3_MNT" | head -n 1)
+	[ -n "$pid" ] || fail "no s3fs process for $S3_MNT"
+	for fd in "/proc/$pid/fd/"*; do
+		case $(readlink "$fd" 2>/dev/null) in
+		*' (deleted)') n=$((n + $(stat -L -c %s "$fd" 2>/dev/null || echo 0))) ;;
+		esac
+	done
+	echo "$n"
+}

@@ -88,7 +88,11 @@ out=$(unshare -m --propagation private sh -c "mount -t tmpfs none /dev && \
 	fail "unshare failed: $out"
 [[ $out == *check=0* ]] || soft_fail "with no /dev/fuse, --check-config: $out"
 [[ $out == *start=1* ]] || soft_fail "with no /dev/fuse, a real start should exit 1: $out"
-rm -f "$SOCK" # the failed real start (exit 1) leaves its control socket behind
+# A start that fails at mount time (exit 1) removes the control socket it had bound.
+if [ -e "$SOCK" ]; then
+	soft_fail "the real start that failed to mount (exit 1) left its control socket $SOCK behind"
+	rm -f "$SOCK"
+fi
 # No MOUNTPOINT: the settings alone.
 check --max-memory=64M --backing "$B"
 [ $RC -eq 0 ] || soft_fail "no mountpoint: exit $RC: $(cat "$ERR")"

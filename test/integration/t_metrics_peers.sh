@@ -12,7 +12,9 @@ B=$SCRATCH/backing
 rand_file "$B/model.bin" $((24 * MiB + 5))
 free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pa=$(free_port) pb=$(free_port) ma=$(free_port) mb=$(free_port)
-common=(--chunk-size=1M --max-memory=64M --insecure=true --tls=off --transport=tcp --heartbeat=200ms)
+# No readahead of our own: every chunk b reads is one its reader waits for, so the bytes it
+# reads count by the source that filled them (with readahead they may count as cache hits).
+common=(--chunk-size=1M --max-memory=64M --insecure=true --tls=off --transport=tcp --heartbeat=200ms --readahead-chunks=0)
 mows_mount "$B" "$SCRATCH/a" "${common[@]}" --node-id="a$$" --listen="127.0.0.1:$pa" \
 	--peers="127.0.0.1:$pb" --metrics-listen="127.0.0.1:$ma"
 SA=$MOWS_SOCK
@@ -54,6 +56,8 @@ v=$(metric "$mb" 'mows_read_bytes_total{source="peer"}')
 [ "$v" != none ] && [ "$v" -gt 0 ] || fail "b: mows_read_bytes_total{source=\"peer\"} is '$v' after reading chunks a owns"
 assert_eq 0 "$(metric "$mb" 'mows_peers{state="down"}')" "b: peers down"
 assert_eq 0 "$(metric "$mb" 'mows_crc_mismatches_total{source="peer"}')" "b: bad chunks from the peer"
+pj quar_b "$SCRATCH/pb.json" 'j["quarantines"]'
+assert_eq "$quar_b" "$(metric "$mb" mows_peer_quarantines_total)" "b: quarantines (t_peer_quarantine makes some)"
 note "b took $in_b bytes from a ($filled_b filled from the peer), a sent $out_a"
 
 for p in "$ma" "$mb"; do

@@ -190,7 +190,8 @@ for n in mows_build_info mows_read_bytes_total mows_fill_bytes_total mows_cache_
 	mows_cache_capacity_bytes mows_cache_chunk_size_bytes mows_cache_chunks \
 	mows_cache_hits_total mows_cache_misses_total mows_fills_total mows_fill_errors_total \
 	mows_evictions_total mows_crc_mismatches_total mows_peers mows_peer_bytes_total \
-	mows_peer_errors_total mows_peers_quarantined mows_fill_duration_seconds_bucket \
+	mows_peer_errors_total mows_peers_quarantined mows_peer_quarantines_total \
+	mows_fill_duration_seconds_bucket \
 	mows_fill_duration_seconds_sum mows_fill_duration_seconds_count \
 	mows_read_duration_seconds_bucket mows_read_duration_seconds_sum \
 	mows_read_duration_seconds_count; do

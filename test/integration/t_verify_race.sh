@@ -87,6 +87,7 @@ note "$bad of $((2 * RUNS + 10)) reads reached EOF (or hung) without an error"
 # The mismatch is logged, and other reads of a healthy file work.
 grep -q "crc32 mismatch: read-0.bin" "$MOWS_LOG" || soft_fail "no 'crc32 mismatch: read-0.bin' in the daemon log"
 cp "$SCRATCH/seed.bin" "$B/healthy.bin"
+mows_ctl refresh >/dev/null || fail "mowsctl refresh failed" # a new file shows after a refresh
 assert_cmp "$SCRATCH/seed.bin" "$M/healthy.bin"
 soft_done
 mows_umount "$M"

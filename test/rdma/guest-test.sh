@@ -10,7 +10,8 @@
 #  4. rdma_pair survive: the server is SIGKILLed while a 32 MiB chunk is being read;
 #  5. two mows-fuse daemons on 169.254.77.1:7071/7072 sharing one backing dir, files read
 #     through node 2 so that chunks come from node 1 (by RDMA when the daemon has it), node
-#     1 SIGKILLed in the middle of a bigger file, and a node with the wrong secret.
+#     1 SIGKILLed in the middle of a bigger file, a node with the wrong secret, descriptors
+#     over TLS with SHA-256 checked, and a node whose RDMA READs are tampered with.
 # Each check prints "ok NAME ..." or "FAIL NAME: ..."; the last line is "N passed, N failed".
 # Exit status: the number of failures (0 = all passed).
 #
@@ -275,6 +276,23 @@ daemon_tests() {
 	else
 		fail "rdma_counters: nm found no rdma_ctx_new in mows-fuse (stripped, or peer.c does not call net/rdma.c), so RDMA traffic cannot be demanded"
 	fi
+	# The descriptors came over the TLS link, not the RDMA connection, and every chunk
+	# read by RDMA was checked against the SHA-256 the holder sent inside TLS.
+	if [ "$DAEMON_RDMA" = yes ]; then
+		local descs checked bad computed refused
+		descs=$(rdma_num 2 descs)
+		checked=$(rdma_num 2 digests_checked)
+		bad=$(rdma_num 2 digest_mismatches)
+		computed=$(rdma_num 1 digests_computed)
+		refused=$(rdma_num 1 msgs_refused)
+		if [ "${descs:-0}" -gt 0 ] && [ "${checked:-0}" -gt 0 ] && [ "$bad" = 0 ] &&
+			[ "${computed:-0}" -gt 0 ] && [ "$refused" = 0 ] &&
+			grep -q 'TLS 1.3 on every peer connection' /tmp/n2.log; then
+			ok "desc_over_tls n2 got $descs descriptors over its TLS link and checked $checked SHA-256 digests (0 mismatches); n1 computed $computed, and no message crossed an RDMA connection"
+		else
+			fail "desc_over_tls: n2 descs '$descs', digests_checked '$checked', mismatches '$bad'; n1 digests_computed '$computed', msgs_refused '$refused'"
+		fi
+	fi
 
 	# A node with another secret: authentication fails, so it never gets a ticket, no RDMA
 	# connection is accepted from it, and it still reads correct bytes from its backing.
@@ -299,6 +317,27 @@ daemon_tests() {
 		stop_node 3
 	else
 		fail "wrong_secret: node 3 did not start"
+	fi
+
+	# A fabric that rewrites RDMA payloads (MOWS_TEST_RDMA_CORRUPT=1 flips a byte of every
+	# READ on n4): the digest check refuses each chunk, and n4 still reads correct bytes.
+	if [ "$DAEMON_RDMA" = yes ]; then
+		if MOWS_TEST_RDMA_CORRUPT=1 start_node 4 7074 /tmp/secret "$IP:7071"; then
+			wait_up 4
+			local ok4=no mism chk4
+			cmp "/mnt/n4/model/small.bin" "$B/model/small.bin" && ok4=yes
+			mism=$(rdma_num 4 digest_mismatches)
+			chk4=$(rdma_num 4 digests_checked)
+			if [ $ok4 = yes ] && [ "${mism:-0}" -gt 0 ] && [ "$chk4" = 0 ] &&
+				grep -q 'does not match' /tmp/n4.log; then
+				ok "tampered_rdma_refused n4 refused $mism tampered RDMA reads and read small.bin correctly"
+			else
+				fail "tampered_rdma_refused: bytes right: $ok4, mismatches '$mism', digests_checked '$chk4': $(peers_json 4)"
+			fi
+			stop_node 4
+		else
+			fail "tampered_rdma_refused: node 4 did not start"
+		fi
 	fi
 
 	# tools/mows-peerbench against n1, over each transport: the tool users run on real NICs.
@@ -354,7 +393,7 @@ if ! want daemons; then
 	:
 elif [ -c /dev/fuse ] && command -v mows-fuse >/dev/null; then
 	daemon_tests
-	for n in 1 2 3; do
+	for n in 1 2 3 4; do
 		[ -f "/tmp/n$n.log" ] || continue
 		if [ "$FAILED" -gt 0 ]; then
 			echo "--- last lines of node $n's log:"

@@ -275,6 +275,13 @@ run_vm() {
 
 pick_cache
 need_qemu
+# One run at a time per cache: two runs (two worktrees, or make check beside make
+# check-rdma) would overwrite each other's test archive and results.
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+	say "another run holds $CACHE/.lock; waiting (at most ${TIMEOUT}s; MOWS_RDMA_VM_CACHE=DIR runs apart)"
+	flock -w "$TIMEOUT" 9 || die "$CACHE is still busy after ${TIMEOUT}s"
+fi
 case ${1:-run} in
 prepare)
 	fetch
