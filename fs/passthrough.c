@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +228,11 @@ void mows_pt_unmount(struct mows *m)
 {
 	if (m->fuse_fd < 0)
 		return;
-	/* Already gone after fusermount3 -u; EINVAL then is no error. */
+	/* POLLERR: already unmounted (fusermount3 -u) or aborted. Then whatever is mounted
+	 * there now is not ours (in overmount mode, what mows was mounted over): leave it. */
+	struct pollfd pfd = { .fd = m->fuse_fd };
+	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))
+		return;
 	if (umount2(m->mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 		log_warn("cannot unmount %s: %s", m->mountpoint, strerror(errno));
 }
