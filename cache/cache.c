@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1207,6 +1209,30 @@ static int do_want_chunks(struct cache *c, struct cache_file *f, uint64_t size)
 	return 0;
 }
 
+/*
+ * Out of descriptors creating a cache file: said once a minute, naming the limit and the fix
+ * in the words cache/tree.c uses for backing files.
+ */
+static void note_nofile(int err, const char *relpath)
+{
+	static _Atomic uint64_t last_ns;
+	uint64_t now = mono_ns(), prev = atomic_load(&last_ns);
+	struct rlimit rl = { 0 };
+	if ((prev && now - prev < 60ull * 1000000000ull) ||
+	    !atomic_compare_exchange_strong(&last_ns, &prev, now))
+		return;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (err == -EMFILE)
+		log_err("out of file descriptors opening the cache file of %s: this process may have "
+			"%llu open (RLIMIT_NOFILE, hard limit %llu); raise LimitNOFILE= in the "
+			"systemd unit or 'ulimit -n' before starting mows-fuse", relpath,
+			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+	else
+		log_err("out of file descriptors opening the cache file of %s: the system-wide "
+			"limit is reached (ENFILE); raise it with 'sysctl fs.file-max' or close other "
+			"programs", relpath);
+}
+
 /* The warm-restart index entry for the version @info describes, if one is unclaimed. */
 static struct cache_store_entry *do_kept_entry(struct cache *c,
 					       const struct cache_file_info *info)
@@ -1247,8 +1273,11 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 		f->adopt_from = kept;
 	} else if (c->store && (rc = cache_store_file_create(c->store, c->next_file_id + 1,
 							    info->size, &f->sf)) < 0) {
-		log_warn("cache: cannot create the cache file of %s in %s: %s", info->relpath,
-			 cache_store_dir(c->store), strerror(-rc));
+		if (rc == -EMFILE || rc == -ENFILE)
+			note_nofile(rc, info->relpath);
+		else
+			log_warn("cache: cannot create the cache file of %s in %s: %s",
+				 info->relpath, cache_store_dir(c->store), strerror(-rc));
 		goto out_free;
 	}
 	f->fd = info->fd;
