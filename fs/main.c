@@ -553,8 +553,10 @@ int main(int argc, char **argv)
 		return rc;
 	if (o.check_only)
 		return check_config(&m);
-	if ((rc = prepare(&m)))
+	if ((rc = prepare(&m))) {
+		cache_free(m.cache); /* detaches the cache tmpfs it may have mounted */
 		return rc;
+	}
 	fuse_set_log_func(fuse_log_to_mows);
 	m.se = new_session(&m, &o);
 	if (!m.se || fuse_set_signal_handlers(m.se) ||
@@ -562,6 +564,7 @@ int main(int argc, char **argv)
 		/* The control socket was bound already: remove it, or mowsctl would find a
 		 * socket that nothing answers (and the next start would have to claim it). */
 		control_free(m.control);
+		cache_free(m.cache);
 		if (!m.se)
 			return fail("bad FUSE options (see the messages above)");
 		fprintf(stderr, "mows-fuse: cannot mount on %s (see the messages above)\n",
