@@ -4,15 +4,18 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache/chunkmap.h"
 #include "cache/slab.h"
+#include "cache/store.h"
 #include "common/crc.h"
 #include "common/log.h"
 
@@ -107,6 +110,14 @@ struct cache_file {
 	uint32_t *bad_got;        /* the CRC storage gave for a bad chunk */
 	uint64_t nbad;
 	struct cache_file *tnext;
+	/* Store mode: the version's file, constant once created; occupant[k] is the one slot
+	 * whose bytes are at chunk k's range (indexed or dropped but pinned), or NIL. */
+	struct cache_store_file sf;
+	int32_t *occupant;        /* protected by cache->lock */
+	uint32_t pt_refs;         /* passthrough opens; while > 0 every chunk is pinned */
+	int32_t *pt_slots;        /* the slots pinned for them, protected by cache->lock */
+	bool keep_file;           /* listed in the warm-restart index: not unlinked */
+	struct cache_store_entry *adopt_from; /* its kept file, until its chunks are adopted */
 };
 
 struct source {
@@ -116,7 +127,13 @@ struct source {
 };
 
 struct cache {
-	struct cache_slab slab;
+	struct cache_slab slab;    /* slab mode only */
+	struct cache_store *store; /* store mode (cache_store = files): chunks in files */
+	uint32_t nslots;           /* chunks that may be held at once */
+	bool warm;                 /* warm_restart: the store and an index outlive us */
+	bool keeping;              /* cache_free() keeps the bytes: no holes punched */
+	struct cache_store_index adopt; /* what the last daemon kept, until cache_adopt() */
+	uint64_t adopted, adopted_bytes, dropped; /* chunks, protected by lock */
 	uint64_t chunk_size;
 	unsigned fill_threads, readahead_chunks, fill_timeout_ms;
 	enum config_verify verify;
@@ -144,12 +161,24 @@ struct cache {
 	pthread_t populate;        /* faults the slab in just ahead of the slots in use */
 	bool populating;
 	pthread_cond_t populate_cond; /* pristine advanced, or stop */
+	pthread_t indexer;         /* warm_restart: writes the index while chunks change */
+	bool indexing;
+	pthread_cond_t index_cond; /* stop */
 
 	/* The crc32.chunks sidecar, protected by lock. */
 	struct cache_chunkmap *chunkmap;
 	bool chunkmap_present;
 	struct stat chunkmap_st;
 };
+
+/* Where slot @i's bytes are: its chunk's range of its version's file, or its slab slot. */
+static unsigned char *slot_data(const struct cache *c, uint32_t i)
+{
+	const struct slot *s = &c->slots[i];
+	if (c->store)
+		return s->file->sf.map + s->chunk * c->chunk_size;
+	return cache_slab_slot(&c->slab, i);
+}
 
 /* ---- slot lists and index (lock held) ---- */
 
@@ -258,6 +287,9 @@ static void snapshot_free(struct crc_snapshot *p)
 
 static void file_free(struct cache_file *f)
 {
+	cache_store_file_release(&f->sf, f->keep_file);
+	free(f->occupant);
+	free(f->pt_slots);
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->relpath);
@@ -307,6 +339,11 @@ static void do_slot_free(struct cache *c, int32_t i)
 		s->file->cached_chunks--;
 		s->file->cached_bytes -= s->len;
 	}
+	if (c->store && s->file->occupant[s->chunk] == i) {
+		s->file->occupant[s->chunk] = NIL;
+		if (!c->keeping)
+			cache_store_punch(&s->file->sf, s->chunk * c->chunk_size, s->len);
+	}
 	do_file_put(s->file);
 	s->file = NULL;
 	s->state = SLOT_FREE;
@@ -330,7 +367,7 @@ static void do_slot_drop(struct cache *c, int32_t i)
 
 static void do_file_drop_chunks(struct cache *c, struct cache_file *f)
 {
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
+	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state != SLOT_FREE && c->slots[i].file == f && c->slots[i].indexed)
 			do_slot_drop(c, (int32_t)i);
 }
@@ -358,7 +395,7 @@ static int32_t do_alloc_slot(struct cache *c, bool may_wait, const struct deadli
 	for (;;) {
 		if (c->free.n)
 			return do_list_pop(c, &c->free);
-		if (c->pristine < c->slab.nslots) {
+		if (c->pristine < c->nslots) {
 			pthread_cond_signal(&c->populate_cond);
 			return (int32_t)c->pristine++;
 		}
@@ -400,6 +437,8 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->started = s->overdue_told = false;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
+	if (c->store)
+		f->occupant[chunk] = i;
 }
 
 static void do_start_fill(struct cache *c, int32_t i, struct cache_file *f, uint64_t chunk,
@@ -443,19 +482,61 @@ static void do_wait_failed(struct slot *s)
 }
 
 /*
+ * Store mode: the range of @chunk in @f's file has one occupant slot at a time. When the
+ * index misses, an occupant may still be there, dropped from the index but pinned (or still
+ * filling). A ready one of the current generation holds the right bytes: it is indexed
+ * again. Anything else must be freed before a new fill may write the range: with @wait,
+ * waits for that until @dl (-EIO after it), without, returns -EAGAIN. Returns the slot, NIL
+ * when the chunk is neither indexed nor occupied, or -errno.
+ */
+static int32_t do_find(struct cache *c, struct cache_file *f, uint64_t chunk, bool wait,
+		       const struct deadline *dl)
+{
+	for (;;) {
+		int32_t i = do_lookup(c, f, chunk);
+		if (i != NIL || !c->store)
+			return i;
+		int32_t o = f->occupant[chunk];
+		if (o == NIL)
+			return NIL;
+		struct slot *s = &c->slots[o];
+		if (s->state == SLOT_READY && s->gen == f->gen && f->state != CACHE_FILE_BAD) {
+			do_index_add(c, o);
+			if (!s->pins)
+				do_list_push(c, &c->lru, o);
+			return o;
+		}
+		if (!wait)
+			return -EAGAIN;
+		if (deadline_cond_wait(&c->slot_cond, &c->lock, dl) == -ETIMEDOUT &&
+		    do_lookup(c, f, chunk) == NIL && f->occupant[chunk] == o) {
+			log_warn("cache: chunk %" PRIu64 " of %s: its old bytes stayed pinned for "
+				 "fill_timeout", chunk, f->relpath);
+			return -EIO;
+		}
+	}
+}
+
+/*
  * Finds or starts the fill of @chunk. With @wait, pins the slot, waits until @dl for it to
  * be filled and returns its index (pinned) or -errno; without, returns 0 or -EAGAIN.
  */
 static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chunk,
 			    enum prio prio, bool wait, const struct deadline *dl, bool *hit)
 {
-	int32_t i = do_lookup(c, f, chunk);
+	int32_t i = do_find(c, f, chunk, wait, dl);
+	if (i < NIL)
+		return i;
 	if (i == NIL) {
 		i = do_alloc_slot(c, wait, dl);
 		if (i < 0)
 			return wait ? i : -EAGAIN;
 		/* do_alloc_slot() may have waited: another reader may have started it since. */
-		int32_t other = do_lookup(c, f, chunk);
+		int32_t other = do_find(c, f, chunk, wait, dl);
+		if (other < NIL) {
+			do_list_push(c, &c->free, i);
+			return other;
+		}
 		if (other != NIL) {
 			do_list_push(c, &c->free, i);
 			i = other;
@@ -792,6 +873,16 @@ static struct cache_file *do_fill_done(struct cache *c, int32_t i, int rc, unsig
 	return inval;
 }
 
+/* Takes the memory for a fill before a source writes it: ENOSPC here, never a SIGBUS. */
+static int store_alloc(struct cache *c, struct slot *s)
+{
+	int rc = cache_store_alloc(&s->file->sf, s->chunk * c->chunk_size, s->len);
+	if (rc)
+		log_warn("cache: cannot take %u bytes in the cache store %s for %s: %s", s->len,
+			 cache_store_dir(c->store), s->file->relpath, strerror(-rc));
+	return rc;
+}
+
 /* Every chunk of @f is cached: the sources may let go of what they hold for it. No lock. */
 static void tell_complete(struct cache *c, struct cache_file *f)
 {
@@ -808,7 +899,7 @@ static void tell_complete(struct cache *c, struct cache_file *f)
 static void do_run_fill(struct cache *c, int32_t i)
 {
 	struct slot *s = &c->slots[i];
-	void *dst = cache_slab_slot(&c->slab, (uint32_t)i);
+	void *dst = slot_data(c, (uint32_t)i);
 	if (c->verify != VERIFY_OFF)
 		do_set_expect(s->file, s);
 	else
@@ -819,7 +910,9 @@ static void do_run_fill(struct cache *c, int32_t i)
 
 	unsigned src = 0;
 	uint64_t t0 = mono_ns();
-	int rc = fetch_from_sources(c, s, dst, &src);
+	int rc = c->store ? store_alloc(c, s) : 0;
+	if (rc == 0)
+		rc = fetch_from_sources(c, s, dst, &src);
 	hist_add(&c->fill_hist, mono_ns() - t0);
 
 	pthread_mutex_lock(&c->lock);
@@ -855,7 +948,62 @@ static void *fill_main(void *arg)
 	return NULL;
 }
 
+static int do_write_index(struct cache *c);
+static void *index_main(void *arg);
+
 /* ---- construction ---- */
+
+/*
+ * Warm restart: reads what a previous daemon kept. A torn or foreign index means a cold
+ * start: the store is mounted afresh, so none of its files is ever served.
+ */
+static void load_kept(struct cache *c, const struct mows_config *cfg, char *err, size_t errlen)
+{
+	int rc = cache_store_index_load(c->store, cfg->chunk_size, &c->adopt);
+	if (rc == 0) {
+		log_info("warm restart: the index lists %zu kept files", c->adopt.n);
+		return;
+	}
+	if (rc == -ENOENT)
+		return; /* a fresh store */
+	log_warn("warm restart: the index in %s is torn or of another version or chunk size "
+		 "(%s); starting cold", cfg->cache_dir, strerror(-rc));
+	cache_store_free(c->store, false);
+	c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, false,
+				   cfg->hugepages != HUGEPAGES_OFF, err, errlen);
+}
+
+/*
+ * Files on the store's tmpfs (cache_store = files, or auto with a cache_dir), else the slab.
+ * auto falls back to the slab, with a log line, when the tmpfs cannot be mounted.
+ */
+static int cache_storage_init(struct cache *c, const struct mows_config *cfg, char *err,
+			      size_t errlen)
+{
+	c->nslots = (uint32_t)(cfg->max_memory / cfg->chunk_size);
+	if (cfg->cache_store != STORE_SLAB && cfg->cache_dir[0] && c->nslots) {
+		c->warm = cfg->warm_restart;
+		c->store = cache_store_new(cfg->cache_dir, c->nslots * cfg->chunk_size, c->warm,
+					   cfg->hugepages != HUGEPAGES_OFF, err, errlen);
+		if (c->store && c->warm)
+			load_kept(c, cfg, err, errlen);
+		if (c->store) {
+			log_info("cache: %u chunks of %llu KiB in files on a %s tmpfs at %s "
+				 "(memory taken as chunks fill)", c->nslots,
+				 (unsigned long long)(cfg->chunk_size >> 10),
+				 cfg->hugepages == HUGEPAGES_OFF ? "small-page" : "huge-page",
+				 cfg->cache_dir);
+			return 0;
+		}
+		if (cfg->cache_store == STORE_FILES)
+			return -errno;
+		log_warn("cache: %s; using the slab", err);
+	}
+	int rc = cache_slab_init(&c->slab, cfg->max_memory, cfg->chunk_size, cfg->hugepages,
+				 err, errlen);
+	c->nslots = c->slab.nslots;
+	return rc;
+}
 
 struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 {
@@ -864,8 +1012,7 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	int rc = cache_slab_init(&c->slab, cfg->max_memory, cfg->chunk_size, cfg->hugepages,
-				 err, errlen);
+	int rc = cache_storage_init(c, cfg, err, errlen);
 	if (rc)
 		goto out_free;
 	c->chunk_size = cfg->chunk_size;
@@ -874,13 +1021,13 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 	c->fill_timeout_ms = cfg->fill_timeout_ms;
 	c->verify = cfg->verify;
 	c->nbuckets = 1;
-	while (c->nbuckets < 2 * c->slab.nslots)
+	while (c->nbuckets < 2 * c->nslots)
 		c->nbuckets <<= 1;
-	c->slots = calloc(c->slab.nslots, sizeof(*c->slots));
+	c->slots = calloc(c->nslots, sizeof(*c->slots));
 	c->buckets = malloc(c->nbuckets * sizeof(*c->buckets));
 	if (!c->slots || !c->buckets) {
 		rc = -ENOMEM;
-		snprintf(err, errlen, "out of memory for %u cache slots", c->slab.nslots);
+		snprintf(err, errlen, "out of memory for %u cache slots", c->nslots);
 		goto out_release;
 	}
 	for (uint32_t b = 0; b < c->nbuckets; b++)
@@ -891,20 +1038,22 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 	list_init(&c->queue[1]);
 	pthread_mutex_init(&c->lock, NULL);
 	if ((rc = deadline_cond_init(&c->fill_cond)) || (rc = deadline_cond_init(&c->slot_cond)) ||
-	    (rc = deadline_cond_init(&c->work_cond)) || (rc = deadline_cond_init(&c->populate_cond))) {
+	    (rc = deadline_cond_init(&c->work_cond)) || (rc = deadline_cond_init(&c->populate_cond)) ||
+	    (rc = deadline_cond_init(&c->index_cond))) {
 		snprintf(err, errlen, "cannot create condition variables: %s", strerror(-rc));
 		goto out_release;
 	}
-	c->st.max_memory = (uint64_t)c->slab.nslots * c->chunk_size;
+	c->st.max_memory = (uint64_t)c->nslots * c->chunk_size;
 	c->st.chunk_size = c->chunk_size;
-	c->st.slots = c->slab.nslots;
-	c->st.slab_kind = cache_slab_kind_name(c->slab.kind);
+	c->st.slots = c->nslots;
+	c->st.slab_kind = c->store ? "files" : cache_slab_kind_name(c->slab.kind);
 	return c;
 
 out_release:
 	free(c->slots);
 	free(c->buckets);
 	cache_slab_release(&c->slab);
+	cache_store_free(c->store, false);
 out_free:
 	free(c);
 	errno = -rc;
@@ -962,7 +1111,10 @@ static void *populate_main(void *arg)
 
 int cache_start(struct cache *c)
 {
-	c->populating = pthread_create(&c->populate, NULL, populate_main, c) == 0;
+	/* Store mode takes each chunk's memory as its fill starts (store_alloc()). */
+	c->populating = !c->store && pthread_create(&c->populate, NULL, populate_main, c) == 0;
+	c->indexing = c->store && c->warm &&
+		      pthread_create(&c->indexer, NULL, index_main, c) == 0;
 	c->threads = calloc(c->fill_threads, sizeof(*c->threads));
 	if (!c->threads)
 		return -ENOMEM;
@@ -981,9 +1133,12 @@ static bool stop_threads(struct cache *c)
 	c->stop = true;
 	pthread_cond_broadcast(&c->work_cond);
 	pthread_cond_broadcast(&c->populate_cond);
+	pthread_cond_broadcast(&c->index_cond);
 	pthread_mutex_unlock(&c->lock);
 	if (c->populating)
 		pthread_join(c->populate, NULL); /* at most one 64 MiB step */
+	if (c->indexing)
+		pthread_join(c->indexer, NULL); /* at most one index write */
 	struct deadline dl = deadline_in_ms(3000);
 	for (unsigned t = 0; t < c->nthreads; t++) {
 		struct timespec until;
@@ -1003,7 +1158,14 @@ void cache_free(struct cache *c)
 		return;
 	if (!stop_threads(c))
 		return; /* a stuck thread still uses the slab: let process exit reclaim it */
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
+	if (c->store && c->warm) {
+		int rc = do_write_index(c);
+		if (rc)
+			log_warn("cache: cannot write the warm-restart index: %s; the next daemon "
+				 "starts cold", strerror(-rc));
+		c->keeping = rc == 0;
+	}
+	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state != SLOT_FREE)
 			do_slot_free(c, (int32_t)i);
 	for (unsigned b = 0; b < FILE_BUCKETS; b++)
@@ -1017,6 +1179,8 @@ void cache_free(struct cache *c)
 	free(c->buckets);
 	cache_chunkmap_free(c->chunkmap);
 	cache_slab_release(&c->slab);
+	cache_store_index_release(&c->adopt);
+	cache_store_free(c->store, c->keeping);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -1045,6 +1209,44 @@ static int do_want_chunks(struct cache *c, struct cache_file *f, uint64_t size)
 	return 0;
 }
 
+/*
+ * Out of descriptors creating a cache file: said once a minute, naming the limit and the fix
+ * in the words cache/tree.c uses for backing files.
+ */
+static void note_nofile(int err, const char *relpath)
+{
+	static _Atomic uint64_t last_ns;
+	uint64_t now = mono_ns(), prev = atomic_load(&last_ns);
+	struct rlimit rl = { 0 };
+	if ((prev && now - prev < 60ull * 1000000000ull) ||
+	    !atomic_compare_exchange_strong(&last_ns, &prev, now))
+		return;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (err == -EMFILE)
+		log_err("out of file descriptors opening the cache file of %s: this process may have "
+			"%llu open (RLIMIT_NOFILE, hard limit %llu); raise LimitNOFILE= in the "
+			"systemd unit or 'ulimit -n' before starting mows-fuse", relpath,
+			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+	else
+		log_err("out of file descriptors opening the cache file of %s: the system-wide "
+			"limit is reached (ENFILE); raise it with 'sysctl fs.file-max' or close other "
+			"programs", relpath);
+}
+
+/* The warm-restart index entry for the version @info describes, if one is unclaimed. */
+static struct cache_store_entry *do_kept_entry(struct cache *c,
+					       const struct cache_file_info *info)
+{
+	for (size_t i = 0; i < c->adopt.n; i++) {
+		struct cache_store_entry *e = &c->adopt.e[i];
+		if (!e->claimed && e->key == info->key && e->dev == (uint64_t)info->dev &&
+		    e->ino == (uint64_t)info->ino && e->size == info->size &&
+		    e->mtime_ns == info->mtime_ns && !strcmp(e->relpath, info->relpath))
+			return e;
+	}
+	return NULL;
+}
+
 static struct cache_file *file_new(struct cache *c, const struct cache_file_info *info)
 {
 	struct cache_file *f = calloc(1, sizeof(*f));
@@ -1057,12 +1259,26 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 	f->crc_known = calloc(n, 1);
 	f->from = calloc(n, sizeof(*f->from));
 	f->claimed = calloc(n, 1);
+	if (c->store)
+		f->occupant = malloc(n * sizeof(*f->occupant));
+	int rc = -ENOMEM;
 	if (!f->relpath || !f->crc || !f->crc_known || !f->from || !f->claimed ||
-	    do_want_chunks(c, f, info->size) < 0) {
-		f->fd = -1;
-		file_free(f);
-		errno = ENOMEM;
-		return NULL;
+	    (c->store && !f->occupant) || do_want_chunks(c, f, info->size) < 0)
+		goto out_free;
+	for (uint64_t k = 0; c->store && k < n; k++)
+		f->occupant[k] = NIL;
+	struct cache_store_entry *kept = c->store ? do_kept_entry(c, info) : NULL;
+	if (kept && cache_store_file_adopt(c->store, kept->name, info->size, &f->sf) == 0) {
+		kept->claimed = true;
+		f->adopt_from = kept;
+	} else if (c->store && (rc = cache_store_file_create(c->store, c->next_file_id + 1,
+							    info->size, &f->sf)) < 0) {
+		if (rc == -EMFILE || rc == -ENFILE)
+			note_nofile(rc, info->relpath);
+		else
+			log_warn("cache: cannot create the cache file of %s in %s: %s",
+				 info->relpath, cache_store_dir(c->store), strerror(-rc));
+		goto out_free;
 	}
 	f->fd = info->fd;
 	f->dev = info->dev;
@@ -1080,6 +1296,170 @@ static struct cache_file *file_new(struct cache *c, const struct cache_file_info
 		log_err("crc32 mismatch: %s: manifest %08x, computed 00000000 (empty file)",
 			f->relpath, f->expected);
 	return f;
+out_free:
+	f->fd = -1;
+	file_free(f);
+	errno = -rc;
+	return NULL;
+}
+
+/*
+ * Warm restart: takes the chunks of @f's kept file whose bytes still give the CRC the index
+ * (and crc32.chunks, when it lists the file) names; punches out the others. Runs at start-up
+ * (cache_adopt()), before anything reads, so the CRCs are computed under the lock.
+ */
+static void do_adopt_chunks(struct cache *c, struct cache_file *f)
+{
+	struct cache_store_entry *e = f->adopt_from;
+	f->adopt_from = NULL;
+	for (uint64_t k = 0; k < f->nchunks && k < e->nchunks; k++) {
+		if (!e->have[k])
+			continue;
+		size_t len = chunk_len(c, f, k);
+		uint32_t crc = mows_crc32(0, f->sf.map + k * c->chunk_size, len);
+		bool ok = crc == e->crc[k] && (!f->want || f->want[k] == crc);
+		int32_t i = ok ? do_alloc_slot(c, false, NULL) : -EAGAIN;
+		if (i < 0) {
+			cache_store_punch(&f->sf, k * c->chunk_size, len);
+			c->dropped++;
+			continue;
+		}
+		do_begin_fill(c, i, f, k);
+		struct slot *s = &c->slots[i];
+		s->crc = crc;
+		s->src = 0;
+		s->origin = 0;
+		s->state = SLOT_READY;
+		f->cached_chunks++;
+		f->cached_bytes += len;
+		if (c->verify != VERIFY_OFF) {
+			f->crc[k] = crc;
+			f->crc_known[k] = 1;
+			f->from[k] = (struct chunk_from){ 0 };
+			f->ncrc_known++;
+		}
+		do_list_push(c, &c->lru, i);
+		c->adopted++;
+		c->adopted_bytes += len;
+	}
+	if (c->verify >= VERIFY_FILE && f->has_crc && f->ncrc_known == f->nchunks &&
+	    f->state == CACHE_FILE_OK)
+		do_file_check(c, f); /* no kernel pages yet: nothing to invalidate */
+}
+
+int cache_adopt(struct cache *c, void (*open_version)(void *ctx, const char *relpath),
+		void *ctx)
+{
+	if (!c->store || !c->warm)
+		return 0;
+	for (size_t i = 0; i < c->adopt.n; i++)
+		open_version(ctx, c->adopt.e[i].relpath);
+	pthread_mutex_lock(&c->lock);
+	size_t files = 0;
+	for (size_t i = 0; i < c->adopt.n; i++)
+		files += c->adopt.e[i].claimed;
+	/* Files nobody claimed, and any a killed daemon made after its last index. */
+	cache_store_sweep(c->store, &c->adopt);
+	log_info("warm restart: adopted %" PRIu64 " chunks (%" PRIu64 " MiB) of %zu of %zu kept "
+		 "files; dropped %" PRIu64 " chunks and %zu files (changed, or their CRC did not "
+		 "check)", c->adopted, c->adopted_bytes >> 20, files, c->adopt.n, c->dropped,
+		 c->adopt.n - files);
+	cache_store_index_release(&c->adopt);
+	int n = (int)c->adopted;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/*
+ * Lists every current version's cached chunks in @idx (released by the caller), marking the
+ * versions' files to be kept when @keep (at exit).
+ */
+static int do_build_index(struct cache *c, struct cache_store_index *out, bool keep)
+{
+	struct cache_store_index idx = { .chunk_size = c->chunk_size };
+	size_t cap = 0;
+	int rc = 0;
+	for (unsigned b = 0; b < FILE_BUCKETS && rc == 0; b++)
+		for (struct cache_file *f = c->files[b]; f && rc == 0; f = f->tnext) {
+			if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE ||
+			    f->local_only || !f->cached_chunks || !f->sf.exists)
+				continue;
+			if (idx.n == cap) {
+				cap = cap ? 2 * cap : 64;
+				void *p = realloc(idx.e, cap * sizeof(*idx.e));
+				if (!p) {
+					rc = -ENOMEM;
+					break;
+				}
+				idx.e = p;
+			}
+			struct cache_store_entry *e = &idx.e[idx.n];
+			memset(e, 0, sizeof(*e));
+			idx.n++;
+			snprintf(e->name, sizeof(e->name), "%s", f->sf.name);
+			e->relpath = strdup(f->relpath);
+			e->key = f->key, e->dev = f->dev, e->ino = f->ino, e->size = f->size;
+			e->mtime_ns = f->mtime_ns, e->nchunks = f->nchunks;
+			e->have = calloc(f->nchunks ? f->nchunks : 1, 1);
+			e->crc = calloc(f->nchunks ? f->nchunks : 1, sizeof(*e->crc));
+			if (!e->relpath || !e->have || !e->crc) {
+				rc = -ENOMEM;
+				break;
+			}
+			for (uint64_t k = 0; k < f->nchunks; k++) {
+				int32_t i = f->occupant[k];
+				if (i == NIL || c->slots[i].state != SLOT_READY || !c->slots[i].indexed)
+					continue;
+				e->have[k] = 1;
+				e->crc[k] = c->slots[i].crc;
+			}
+			f->keep_file = keep;
+		}
+	*out = idx;
+	return rc;
+}
+
+/* At a clean exit with warm_restart: the index, and the listed files kept. */
+static int do_write_index(struct cache *c)
+{
+	struct cache_store_index idx;
+	int rc = do_build_index(c, &idx, true);
+	if (rc == 0)
+		rc = cache_store_index_write(c->store, &idx);
+	cache_store_index_release(&idx);
+	return rc;
+}
+
+/*
+ * With warm_restart, the index is also written every INDEX_EVERY_MS while chunks change, so
+ * a daemon that is killed leaves one a new daemon can use: whatever changed since is caught
+ * by the CRC check of each adopted chunk, and files it does not list are removed at start.
+ */
+#define INDEX_EVERY_MS 2000
+
+static void *index_main(void *arg)
+{
+	struct cache *c = arg;
+	uint64_t seen = UINT64_MAX;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		struct deadline dl = deadline_in_ms(INDEX_EVERY_MS);
+		deadline_cond_wait(&c->index_cond, &c->lock, &dl);
+		uint64_t now = c->st.fills + c->st.evictions + c->adopted;
+		if (c->stop || now == seen)
+			continue;
+		struct cache_store_index idx;
+		int rc = do_build_index(c, &idx, false);
+		pthread_mutex_unlock(&c->lock);
+		if (rc == 0)
+			rc = cache_store_index_write(c->store, &idx);
+		cache_store_index_release(&idx);
+		pthread_mutex_lock(&c->lock);
+		if (rc == 0)
+			seen = now;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
 }
 
 struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info *info,
@@ -1118,6 +1498,8 @@ struct cache_file *cache_file_open(struct cache *c, const struct cache_file_info
 	uint32_t b = path_bucket(f->relpath);
 	f->tnext = c->files[b];
 	c->files[b] = f;
+	if (f->adopt_from)
+		do_adopt_chunks(c, f);
 	pthread_mutex_unlock(&c->lock);
 	return f;
 }
@@ -1179,8 +1561,13 @@ struct cache_file *cache_file_by_key(struct cache *c, uint64_t key)
 
 void cache_slab_region(struct cache *c, void **base, size_t *len)
 {
-	*base = c->slab.base;
-	*len = c->slab.map_len;
+	*base = c->store ? NULL : c->slab.base;
+	*len = c->store ? 0 : c->slab.map_len;
+}
+
+bool cache_has_store(const struct cache *c)
+{
+	return c->store != NULL;
 }
 
 uint64_t cache_chunk_size(const struct cache *c)
@@ -1354,7 +1741,7 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 		uint64_t cstart = k * c->chunk_size;
 		uint64_t from = off > cstart ? off - cstart : 0;
 		uint64_t to = end - cstart < c->slots[i].len ? end - cstart : c->slots[i].len;
-		spans[n].data = (char *)cache_slab_slot(&c->slab, (uint32_t)i) + from;
+		spans[n].data = slot_data(c, (uint32_t)i) + from;
 		spans[n].len = (size_t)(to - from);
 		spans[n].slot = (uint32_t)i;
 		if (hit)
@@ -1412,8 +1799,8 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	if (chunk >= f->nchunks)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	int32_t i = do_lookup(c, f, chunk);
-	int rc = 0;
+	int32_t i = do_find(c, f, chunk, true, dl);
+	int rc = i < NIL ? i : 0;
 	/* Never send a chunk of a version that failed its check, even while it is refilled. */
 	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE || f->local_only)
 		rc = -EIO;
@@ -1424,8 +1811,12 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	bool here = false;
 	if (rc == 0 && i == NIL) {
 		i = do_alloc_slot(c, true, dl);
-		if (i >= 0 && do_lookup(c, f, chunk) != NIL) { /* started while we waited */
+		int32_t other = i >= 0 ? do_find(c, f, chunk, true, dl) : NIL;
+		if (i >= 0 && other != NIL) { /* started while we waited, or busy */
 			do_list_push(c, &c->free, i);
+			i = other;
+			if (other < NIL)
+				rc = other;
 		} else if (i >= 0) {
 			do_begin_fill(c, i, f, chunk);
 			here = true;
@@ -1441,7 +1832,7 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	if (rc == 0 && i < 0)
 		rc = i;
 	if (rc == 0) {
-		span->data = cache_slab_slot(&c->slab, (uint32_t)i);
+		span->data = slot_data(c, (uint32_t)i);
 		span->len = c->slots[i].len;
 		span->slot = (uint32_t)i;
 		*crc = c->slots[i].crc;
@@ -1509,6 +1900,99 @@ int cache_file_prefetch(struct cache *c, struct cache_file *f,
 			bool (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
 {
 	return fill_all(c, f, false, progress, arg);
+}
+
+/* ---- passthrough ---- */
+
+/* Whether @f is complete and as verified as the settings ask: a passthrough reader gets its
+ * file's bytes with no check of ours in between. */
+static bool do_pt_ready(struct cache *c, struct cache_file *f)
+{
+	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE ||
+	    f->state == CACHE_FILE_RETRYING || f->local_only || f->nbad ||
+	    f->cached_chunks != f->nchunks)
+		return false;
+	if (c->verify >= VERIFY_FILE && f->has_crc && f->state != CACHE_FILE_VERIFIED)
+		return false;
+	return c->verify != VERIFY_STRICT || f->has_crc || f->strict_checked;
+}
+
+int cache_file_passthrough_get(struct cache *c, struct cache_file *f)
+{
+	if (!c->store)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&c->lock);
+	int rc = 0;
+	if (f->pt_refs)
+		goto out_ok; /* its chunks are pinned: the bytes cannot have changed */
+	rc = -EAGAIN;
+	if (!do_pt_ready(c, f))
+		goto out_unlock;
+	rc = -ENOMEM;
+	if (!f->pt_slots && f->nchunks &&
+	    !(f->pt_slots = malloc(f->nchunks * sizeof(*f->pt_slots))))
+		goto out_unlock;
+	for (uint64_t k = 0; k < f->nchunks; k++) {
+		int32_t i = do_lookup(c, f, k);
+		if (i == NIL || c->slots[i].state != SLOT_READY) {
+			rc = -EAGAIN;
+			goto out_unlock;
+		}
+		f->pt_slots[k] = i;
+	}
+	for (uint64_t k = 0; k < f->nchunks; k++) {
+		struct slot *s = &c->slots[f->pt_slots[k]];
+		if (!s->pins)
+			do_list_del(c, f->pt_slots[k]);
+		s->pins++;
+	}
+out_ok:
+	f->pt_refs++;
+	rc = 0;
+out_unlock:
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		return rc;
+	int fd = cache_store_file_open(&f->sf);
+	if (fd < 0)
+		cache_file_passthrough_put(c, f);
+	return fd;
+}
+
+void cache_file_passthrough_put(struct cache *c, struct cache_file *f)
+{
+	pthread_mutex_lock(&c->lock);
+	if (f->pt_refs && --f->pt_refs == 0)
+		for (uint64_t k = 0; k < f->nchunks; k++)
+			do_unpin(c, f->pt_slots[k]);
+	pthread_mutex_unlock(&c->lock);
+}
+
+struct wait_arg {
+	const struct deadline *dl;
+};
+
+static bool before_deadline(void *arg, uint64_t done, uint64_t total)
+{
+	(void)done;
+	(void)total;
+	return !deadline_passed(((struct wait_arg *)arg)->dl);
+}
+
+int cache_file_wait_complete(struct cache *c, struct cache_file *f, const struct deadline *dl)
+{
+	struct wait_arg wa = { .dl = dl };
+	int rc = fill_all(c, f, false, before_deadline, &wa);
+	if (rc == -ECANCELED)
+		return -ETIMEDOUT;
+	if (rc == 0 && c->verify == VERIFY_STRICT && f->has_crc)
+		rc = strict_check(c, f);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->lock);
+	bool ready = f->pt_refs || do_pt_ready(c, f);
+	pthread_mutex_unlock(&c->lock);
+	return ready ? 0 : -EAGAIN;
 }
 
 int cache_file_verify(struct cache *c, struct cache_file *f, uint32_t *computed)
@@ -1638,7 +2122,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	*st = c->st;
 	st->used_memory = (uint64_t)(c->pristine - c->free.n) * c->chunk_size;
 	st->slots_ready = c->lru.n;
-	for (uint32_t i = 0; i < c->slab.nslots; i++)
+	for (uint32_t i = 0; i < c->nslots; i++)
 		if (c->slots[i].state == SLOT_READY && c->slots[i].pins)
 			st->slots_ready++;
 	pthread_mutex_unlock(&c->lock);

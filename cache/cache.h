@@ -220,6 +220,9 @@ struct cache_file *cache_file_find(struct cache *c, const char *relpath);
 /* The slab: every chunk lives in [*base, *base + *len). For registering it with a NIC. */
 void cache_slab_region(struct cache *c, void **base, size_t *len);
 
+/* Whether chunks live in files (cache_store = files): passthrough is possible. */
+bool cache_has_store(const struct cache *c);
+
 /* The chunk size in bytes. */
 uint64_t cache_chunk_size(const struct cache *c);
 
@@ -293,6 +296,40 @@ struct cache_bad_chunk {
  */
 size_t cache_file_bad_chunks(struct cache *c, struct cache_file *f,
 			     struct cache_bad_chunk *out, size_t max);
+
+/*
+ * FUSE passthrough (store mode only). When every chunk of @f is cached and the version is as
+ * verified as `verify` asks (a manifest entry matched; strict: checked), or when passthrough
+ * opens of @f exist already, pins every chunk of @f (none is evicted or refilled until the
+ * matching put) and returns the descriptor of its cache file: chunk n at n x chunk_size,
+ * the file's size that of the version: a new read-only descriptor the caller closes (the
+ * bytes stay until the last put, whether or not it is open). Returns -EAGAIN when @f is not complete or not verified (serve it the
+ * ordinary way), -EOPNOTSUPP in slab mode, -ENOMEM. Any thread.
+ */
+int cache_file_passthrough_get(struct cache *c, struct cache_file *f);
+
+/* Drops one cache_file_passthrough_get(); the last one unpins the chunks. */
+void cache_file_passthrough_put(struct cache *c, struct cache_file *f);
+
+/*
+ * Fills every chunk of @f and waits for its check, until @dl. Returns 0 when
+ * cache_file_passthrough_get() would succeed now, -ETIMEDOUT past @dl, -EAGAIN when it is
+ * complete but cannot stay so (larger than max_memory, or evicted meanwhile), -EIO for a bad
+ * file, or another -errno of the fills. Blocks: not on a thread that must stay responsive.
+ */
+int cache_file_wait_complete(struct cache *c, struct cache_file *f, const struct deadline *dl);
+
+/*
+ * Warm restart (warm_restart = on, cache in files): calls @open_version for the relpath of
+ * every file the previous daemon kept; the caller opens that path's version with
+ * cache_file_open() (and puts it). A version whose identity (key, device, inode, size,
+ * mtime) matches a kept file takes that file, and every chunk whose bytes still give the
+ * CRC the index names (and crc32.chunks, when it lists the file) is cached again without a
+ * read; other chunks and unclaimed files are dropped. Call once at start-up, after the fill
+ * sources are set and before anything reads. Returns the chunks adopted. Logs one line.
+ */
+int cache_adopt(struct cache *c, void (*open_version)(void *ctx, const char *relpath),
+		void *ctx);
 
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 void cache_file_get_status(struct cache *c, struct cache_file *f, struct cache_file_status *st);

@@ -74,12 +74,27 @@ static const char *const rdma_verify_names[] = {
 	[RDMA_VERIFY_SHA256] = "sha256", [RDMA_VERIFY_CRC32] = "crc32",
 };
 
+static const char *const store_names[] = {
+	[STORE_AUTO] = "auto", [STORE_FILES] = "files", [STORE_SLAB] = "slab",
+};
+
+static const char *const passthrough_names[] = {
+	[PASSTHROUGH_AUTO] = "auto", [PASSTHROUGH_ON] = "on", [PASSTHROUGH_OFF] = "off",
+};
+
+static const char *const open_wait_names[] = {
+	[OPEN_WAIT_OFF] = "off", [OPEN_WAIT_COMPLETE] = "complete",
+};
+
 /* Enum fields are stored through an int; these make sure that is the same thing. */
 _Static_assert(sizeof(enum config_hugepages) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_verify) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_prefetch) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_transport) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_rdma_verify) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_store) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_passthrough) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_open_wait) == sizeof(int), "enum size");
 
 static int name_index(const char *const *names, size_t n, const char *s)
 {
@@ -112,6 +127,21 @@ static int parse_transport(const char *s)
 static int parse_rdma_verify(const char *s)
 {
 	return name_index(rdma_verify_names, ARRAY_SIZE(rdma_verify_names), s);
+}
+
+static int parse_store(const char *s)
+{
+	return name_index(store_names, ARRAY_SIZE(store_names), s);
+}
+
+static int parse_passthrough(const char *s)
+{
+	return name_index(passthrough_names, ARRAY_SIZE(passthrough_names), s);
+}
+
+static int parse_open_wait(const char *s)
+{
+	return name_index(open_wait_names, ARRAY_SIZE(open_wait_names), s);
 }
 
 static int parse_bool(const char *s)
@@ -225,6 +255,24 @@ static const struct config_key config_keys[] = {
 	{ .name = "rdma_verify", .type = KEY_ENUM, .offset = FIELD(rdma_verify),
 	  .def = "sha256", .parse_enum = parse_rdma_verify, .choices = "sha256 or crc32",
 	  .desc = "check of chunks read by RDMA (crc32 only on a trusted fabric)" },
+	{ .name = "cache_store", .type = KEY_ENUM, .offset = FIELD(cache_store), .def = "auto",
+	  .parse_enum = parse_store, .choices = "auto, files or slab",
+	  .desc = "chunks in files on a private huge-page tmpfs, or in one slab" },
+	{ .name = "cache_dir", .type = KEY_PATH, .offset = FIELD(cache_dir), .def = "",
+	  .flags = KEY_EMPTY_OK,
+	  .desc = "where the cache tmpfs is mounted (empty: /run/mows/<escaped mountpoint>.cache)" },
+	{ .name = "passthrough", .type = KEY_ENUM, .offset = FIELD(passthrough), .def = "auto",
+	  .parse_enum = parse_passthrough, .choices = "auto, on or off",
+	  .desc = "open complete, verified files in FUSE passthrough mode onto the cache" },
+	{ .name = "open_wait", .type = KEY_ENUM, .offset = FIELD(open_wait), .def = "off",
+	  .parse_enum = parse_open_wait, .choices = "off or complete",
+	  .desc = "complete: an open waits until the file is cached and verified" },
+	{ .name = "open_wait_timeout", .type = KEY_MS, .offset = FIELD(open_wait_timeout_ms),
+	  .def = "10m", .min = 100, .max = MS_PER_H,
+	  .desc = "longest wait of an open under open_wait = complete" },
+	{ .name = "warm_restart", .type = KEY_ENUM, .offset = FIELD(warm_restart), .def = "off",
+	  .parse_enum = parse_bool, .choices = "on or off",
+	  .desc = "keep the cache files at exit and adopt them at start when they check" },
 };
 
 __attribute__((format(printf, 3, 4)))

@@ -24,6 +24,9 @@ enum config_verify { VERIFY_OFF, VERIFY_CHUNK, VERIFY_FILE, VERIFY_STRICT };
 enum config_prefetch { PREFETCH_OFF, PREFETCH_ON_MOUNT, PREFETCH_IDLE };
 enum config_transport { TRANSPORT_AUTO, TRANSPORT_RDMA, TRANSPORT_TCP };
 enum config_rdma_verify { RDMA_VERIFY_SHA256, RDMA_VERIFY_CRC32 };
+enum config_store { STORE_AUTO, STORE_FILES, STORE_SLAB };
+enum config_passthrough { PASSTHROUGH_AUTO, PASSTHROUGH_ON, PASSTHROUGH_OFF };
+enum config_open_wait { OPEN_WAIT_OFF, OPEN_WAIT_COMPLETE };
 
 #define CONFIG_PATH_MAX 4096
 
@@ -69,6 +72,14 @@ struct mows_config {
 	char tls_key[CONFIG_PATH_MAX];        /* PEM private key */
 	char tls_ca[CONFIG_PATH_MAX];         /* PEM CA that peers' certificates verify against */
 	enum config_rdma_verify rdma_verify;  /* digest of RDMA-read chunks, default sha256 */
+
+	/* Where chunk bytes live (cache/store.h) and FUSE passthrough onto them (fs/). */
+	enum config_store cache_store;        /* default auto: files unless hugetlb or RDMA */
+	char cache_dir[CONFIG_PATH_MAX];      /* "" = /run/mows/<escaped mountpoint>.cache */
+	enum config_passthrough passthrough;  /* default auto */
+	enum config_open_wait open_wait;      /* default off */
+	unsigned open_wait_timeout_ms;        /* bound of an open_wait = complete, default 10m */
+	int warm_restart;                     /* keep the cache files for the next daemon, 0 */
 };
 
 /* Fills @cfg with every default. */

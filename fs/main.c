@@ -10,6 +10,7 @@
  * Exit status: 0 after a clean unmount or SIGTERM, 1 when mounting or running fails, 2 for
  * bad usage or configuration.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -140,6 +141,52 @@ static int fail(const char *msg)
 	return EXIT_USAGE;
 }
 
+/* Whether this machine has an RDMA device (which transport = auto would use). */
+static bool rdma_device_present(void)
+{
+	DIR *d = opendir("/sys/class/infiniband");
+	struct dirent *e;
+	bool found = false;
+	while (d && !found && (e = readdir(d)))
+		found = e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Where chunks live. Files on a huge-page tmpfs (cache/store.h) make passthrough possible
+ * and take memory as chunks fill; the slab stays where files cannot serve: hugetlb pages
+ * (hugepages = on; hugetlbfs cannot back passthrough) and RDMA (a memory region pins the
+ * pages it was registered with, so a chunk's hole punched and refilled would leave the NIC
+ * reading the old pages; the slab is registered once). auto picks files otherwise.
+ */
+static int choose_store(struct mows *m, char *err, size_t errlen)
+{
+	struct mows_config *c = &m->cfg;
+	bool rdma = c->listen[0] && (c->transport == TRANSPORT_RDMA ||
+				     (c->transport == TRANSPORT_AUTO && rdma_device_present()));
+	if (c->cache_store == STORE_FILES && c->transport == TRANSPORT_RDMA) {
+		snprintf(err, errlen, "cache_store = files with transport = rdma: RDMA reads need "
+			 "the slab; set cache_store = slab (or auto), or transport = tcp");
+		return -EINVAL;
+	}
+	if (c->cache_store == STORE_AUTO && (c->hugepages == HUGEPAGES_ON || rdma)) {
+		log_info("cache: in the slab (%s)", rdma ? "RDMA needs it" : "hugepages = on");
+		c->cache_store = STORE_SLAB;
+	}
+	if (c->cache_store != STORE_SLAB && !c->cache_dir[0] && m->socket_path[0]) {
+		/* /run/mows/<escaped mountpoint>.sock -> .cache */
+		snprintf(c->cache_dir, sizeof(c->cache_dir), "%s", m->socket_path);
+		char *dot = strrchr(c->cache_dir, '.');
+		if (dot && !strcmp(dot, ".sock"))
+			strcpy(dot, ".cache");
+		else
+			strncat(c->cache_dir, ".cache", sizeof(c->cache_dir) - strlen(c->cache_dir) - 1);
+	}
+	return 0;
+}
+
 /* Settings from the file, then the command line, then the paths they imply. */
 static int configure(struct mows *m, const struct options *o)
 {
@@ -167,6 +214,8 @@ static int configure(struct mows *m, const struct options *o)
 		snprintf(m->socket_path, sizeof(m->socket_path), "%s", m->cfg.control_socket);
 	else if (m->mountpoint[0])
 		config_default_socket(m->mountpoint, m->socket_path, sizeof(m->socket_path));
+	if (choose_store(m, err, sizeof(err)))
+		return fail(err);
 	log_set_level(m->cfg.log_level);
 	m->foreground = o->foreground;
 	return 0;
@@ -378,6 +427,13 @@ static int list_model_files(void *ctx, struct place_file **files, size_t *n, uin
 	return 0;
 }
 
+/* Warm restart: opens the version of a file the last daemon kept (cache_adopt()). */
+static void adopt_open(void *ctx, const char *relpath)
+{
+	struct mows *m = ctx;
+	cache_file_put(m->cache, mows_version_at(m, relpath));
+}
+
 /* Everything that can fail for a reason the user should fix, before mounting. */
 static int prepare(struct mows *m)
 {
@@ -386,6 +442,8 @@ static int prepare(struct mows *m)
 		return EXIT_USAGE;
 	m->cache = cache_new(&m->cfg, err, sizeof(err));
 	if (!m->cache)
+		return fail(err);
+	if (mows_pt_detect(m, err, sizeof(err)))
 		return fail(err);
 	struct cache_tree_config tc = {
 		.path = m->backing,
@@ -416,6 +474,10 @@ static int prepare(struct mows *m)
 			 strerror(-mrc));
 		return fail(err);
 	}
+	if (m->cfg.warm_restart && !cache_has_store(m->cache))
+		log_warn("warm_restart: needs the cache in files (cache_store); starting cold");
+	else if (m->cfg.warm_restart)
+		cache_adopt(m->cache, adopt_open, m);
 	m->control = control_new(m, m->socket_path, err, sizeof(err));
 	if (!m->control)
 		return fail(err);
@@ -491,14 +553,18 @@ int main(int argc, char **argv)
 		return rc;
 	if (o.check_only)
 		return check_config(&m);
-	if ((rc = prepare(&m)))
+	if ((rc = prepare(&m))) {
+		cache_free(m.cache); /* detaches the cache tmpfs it may have mounted */
 		return rc;
+	}
 	fuse_set_log_func(fuse_log_to_mows);
 	m.se = new_session(&m, &o);
-	if (!m.se || fuse_set_signal_handlers(m.se) || fuse_session_mount(m.se, m.mountpoint)) {
+	if (!m.se || fuse_set_signal_handlers(m.se) ||
+	    (m.pt_wanted ? mows_pt_mount(&m, m.backing) : fuse_session_mount(m.se, m.mountpoint))) {
 		/* The control socket was bound already: remove it, or mowsctl would find a
 		 * socket that nothing answers (and the next start would have to claim it). */
 		control_free(m.control);
+		cache_free(m.cache);
 		if (!m.se)
 			return fail("bad FUSE options (see the messages above)");
 		fprintf(stderr, "mows-fuse: cannot mount on %s (see the messages above)\n",
@@ -510,7 +576,8 @@ int main(int argc, char **argv)
 	fuse_daemonize(m.foreground);
 	rc = serve(&m);
 	log_info("unmounting %s", m.mountpoint);
-	fuse_session_unmount(m.se);
+	fuse_session_unmount(m.se); /* nothing when mows mounted it itself: */
+	mows_pt_unmount(&m);
 	notify_stop(&m);
 	fuse_remove_signal_handlers(m.se);
 	prefetch_stop(&m);

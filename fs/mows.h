@@ -57,6 +57,9 @@ struct mows_inode {
 	/* Protected by mows->ino_lock. */
 	uint64_t nlookup;
 	struct cache_file *file;   /* this inode's version, from its first open */
+	uint32_t opens_plain;      /* opens served through the daemon */
+	uint32_t opens_pt;         /* opens in passthrough mode onto backing_id */
+	int backing_id;            /* the kernel's id of file's cache file, while opens_pt */
 	struct mows_inode *hnext;
 };
 
@@ -93,6 +96,14 @@ struct mows {
 	struct hist read_latency;         /* FUSE reads, request to reply; atomic */
 	struct metrics *metrics;          /* NULL when metrics_listen is not set */
 	struct notify *notify;            /* NULL when not started by systemd */
+
+	/* FUSE passthrough (passthrough.c). */
+	bool pt_wanted;                   /* detected possible at start: mows mounts itself */
+	int fuse_fd;                      /* /dev/fuse when mows mounted it, else -1 */
+	_Atomic uint64_t init_unique;     /* the INIT request, seen by the read hook */
+	_Atomic bool pt_offered;          /* the kernel offered passthrough at INIT */
+	_Atomic bool pt_negotiated;       /* our INIT reply asked for it */
+	_Atomic bool pt_failed;           /* a backing open failed: no more tries */
 };
 
 /* ops.c */
@@ -103,6 +114,29 @@ void mows_present_stat(struct stat *st);
 void mows_inval_stop(struct mows *m);
 /* Cache event: queue an invalidation of the kernel's pages of FUSE inode @cookie. */
 void mows_invalidate(void *ctx, uint64_t cookie);
+
+/* passthrough.c */
+struct fuse_req;
+/*
+ * At start, after the cache exists: whether passthrough can work here (passthrough key,
+ * the cache in files, kernel >= 6.9, CAP_SYS_ADMIN). Logs one line. -EINVAL with a message
+ * in @err when passthrough = on cannot be had.
+ */
+int mows_pt_detect(struct mows *m, char *err, size_t errlen);
+/* Opens /dev/fuse, mounts it on the mountpoint and gives it to m->se. 0 or -1 (logged). */
+int mows_pt_mount(struct mows *m, const char *fsname);
+/* Unmounts what mows_pt_mount() mounted (nothing otherwise). */
+void mows_pt_unmount(struct mows *m);
+/* Whether opens may go passthrough now (negotiated at INIT, no refusal since). */
+bool mows_pt_usable(struct mows *m);
+/*
+ * Chooses the mode of an open of @in (version @f): returns the backing id with *@pt true,
+ * or -1 for an ordinary open. Every open must be undone with mows_pt_release().
+ */
+int mows_pt_open(struct mows *m, struct mows_inode *in, struct cache_file *f, bool *pt);
+void mows_pt_release(struct mows *m, struct mows_inode *in, struct cache_file *f, bool pt);
+/* Replies to an open with FOPEN_PASSTHROUGH onto @backing_id. As fuse_reply_open(). */
+int mows_pt_reply_open(struct fuse_req *req, uint64_t fh, int backing_id);
 
 /* inode.c */
 int mows_inodes_init(struct mows *m);

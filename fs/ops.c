@@ -18,6 +18,8 @@
 
 struct mows_fh {
 	struct cache_file *file;
+	struct mows_inode *in;       /* held by the kernel while the file is open */
+	bool pt;                     /* opened in passthrough mode (passthrough.c) */
 	_Atomic uint64_t next_off;   /* where a sequential reader reads next */
 };
 
@@ -200,6 +202,25 @@ static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
 	return f;
 }
 
+/*
+ * open_wait = complete: fill the whole file and wait for its check (bounded), so that the
+ * open gets passthrough. Not when ordinary opens of the inode exist: it could not have it.
+ */
+static void wait_complete(struct mows *m, struct mows_inode *in, struct cache_file *f)
+{
+	pthread_mutex_lock(&m->ino_lock);
+	bool plain = in->opens_plain > 0;
+	pthread_mutex_unlock(&m->ino_lock);
+	if (plain)
+		return;
+	struct deadline dl = deadline_in_ms(m->cfg.open_wait_timeout_ms);
+	int rc = cache_file_wait_complete(m->cache, f, &dl);
+	if (rc)
+		log_info("open_wait: %s is served through the daemon: %s", in->relpath,
+			 rc == -EAGAIN ? "it does not fit in max_memory" :
+			 rc == -ETIMEDOUT ? "not complete within open_wait_timeout" : strerror(-rc));
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mows *m = ctx(req);
@@ -224,9 +245,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, err);
 		return;
 	}
+	if (m->cfg.open_wait == OPEN_WAIT_COMPLETE && mows_pt_usable(m))
+		wait_complete(m, in, h->file);
+	h->in = in;
+	int backing_id = mows_pt_open(m, in, h->file, &h->pt);
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	int rc = h->pt ? mows_pt_reply_open(req, fi->fh, backing_id) : fuse_reply_open(req, fi);
+	if (rc == -ENOENT) {
+		mows_pt_release(m, in, h->file, h->pt);
 		cache_file_put(m->cache, h->file);
 		free(h);
 	}
@@ -266,6 +293,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)ino;
 	struct mows_fh *h = (struct mows_fh *)(uintptr_t)fi->fh;
+	mows_pt_release(ctx(req), h->in, h->file, h->pt);
 	cache_file_put(ctx(req)->cache, h->file);
 	free(h);
 	fuse_reply_err(req, 0);

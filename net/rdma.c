@@ -1637,8 +1637,16 @@ struct rdma_ctx *rdma_ctx_new(const struct mows_config *cfg, void *slab_base, si
 		goto out_free;
 	}
 	rc = pick_device(r, err, errlen);
-	if (rc == 0)
+	if (rc == 0 && (!slab_base || !slab_len)) {
+		/* Chunks in files (cache_store = files): a region pins the pages it was registered
+		 * with, and an evicted chunk's hole refilled gets new ones, so only the slab can be
+		 * registered once and read by peers (fs/main.c chooses the slab when RDMA is used). */
+		snprintf(err, errlen, "rdma: device %s found, but the cache is in files, not in the "
+			 "slab; peers use TCP (set cache_store = slab for RDMA)", r->device);
+		rc = -EOPNOTSUPP;
+	} else if (rc == 0) {
 		rc = register_memory(r, err, errlen);
+	}
 	if (rc)
 		goto out_release_memory;
 	log_info("rdma: device %s port %u, %zu bytes of slab registered", r->device,

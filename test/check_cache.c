@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -280,6 +282,9 @@ struct opts {
 	bool remote_first;  /* register the remote source before the local one */
 };
 
+/* Second pass of the suite: chunks in files on a tmpfs of the cache's own (cache/store.h). */
+static char store_dir[64];
+
 static struct cache *cache_make(struct opts o)
 {
 	struct mows_config cfg;
@@ -293,6 +298,10 @@ static struct cache *cache_make(struct opts o)
 	cfg.fill_timeout_ms = o.timeout_ms ? o.timeout_ms : 5000;
 	cfg.readahead_chunks = o.readahead;
 	cfg.verify = o.verify;
+	if (store_dir[0]) {
+		cfg.cache_store = STORE_FILES;
+		snprintf(cfg.cache_dir, sizeof(cfg.cache_dir), "%s", store_dir);
+	}
 	struct cache *c = cache_new(&cfg, err, sizeof(err));
 	ck_assert_msg(c != NULL, "cache_new: %s", err);
 	if (o.remote_first)
@@ -665,7 +674,7 @@ START_TEST(test_stats_counters)
 	ck_assert_uint_eq(st.slots, SLOTS);
 	ck_assert_uint_eq(st.slots_ready, 2);
 	ck_assert_uint_eq(st.used_memory, 2 * CHUNK);
-	ck_assert_str_eq(st.slab_kind, "off");
+	ck_assert_str_eq(st.slab_kind, store_dir[0] ? "files" : "off");
 	ck_assert_uint_eq(cache_source_stats(c, 0, &name, &bytes), 1);
 	ck_assert_str_eq(name, "fake");
 	ck_assert_uint_eq(bytes, 2 * CHUNK);
@@ -2026,6 +2035,151 @@ START_TEST(test_provenance_own_storage_bad)
 }
 END_TEST
 
+/* ---- passthrough (store mode) ---- */
+
+/* Whether bytes [0, size) of descriptor @fd are fake file @i. */
+static bool fd_matches(int fd, int i)
+{
+	struct fake_file ff = fake_file(i);
+	unsigned char *got = malloc(CHUNK), *want = malloc(CHUNK);
+	bool ok = got && want;
+	for (uint64_t off = 0; ok && off < ff.size; off += CHUNK) {
+		size_t n = ff.size - off < CHUNK ? (size_t)(ff.size - off) : CHUNK;
+		gen_bytes(ff.seed, off, want, n);
+		ok = pread(fd, got, n, (off_t)off) == (ssize_t)n && memcmp(got, want, n) == 0;
+	}
+	free(got);
+	free(want);
+	return ok;
+}
+
+/* Reads fake file @i chunk by chunk (fewer slots than chunks), checking every byte. */
+static void read_chunks_ok(struct cache *c, struct cache_file *f, int i)
+{
+	for (uint64_t off = 0; off < fake_file(i).size; off += CHUNK)
+		ck_assert_int_eq(read_check(c, f, i, off, CHUNK), (ssize_t)expect_len(i, off, CHUNK));
+}
+
+static uint64_t fd_blocks(int fd)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* Passthrough pins a complete file: eviction pressure never takes its bytes; the last put
+ * gives them back to eviction, which punches them out of the file. */
+START_TEST(test_passthrough_pins)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("pt", 1, 4 * CHUNK + 99, 1);
+	int b = fake_add("churn", 2, 40 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a), *g = open_plain(c, b);
+
+	if (!store_dir[0]) {
+		ck_assert_int_eq(cache_file_passthrough_get(c, f), -EOPNOTSUPP);
+		goto out;
+	}
+	ck_assert_int_eq(cache_file_passthrough_get(c, f), -EAGAIN); /* nothing cached yet */
+	read_check(c, f, a, 0, 2 * CHUNK);
+	ck_assert_int_eq(cache_file_passthrough_get(c, f), -EAGAIN); /* partly cached */
+	struct deadline dl = deadline_in_ms(5000);
+	ck_assert_int_eq(cache_file_wait_complete(c, f, &dl), 0);
+	int fd = cache_file_passthrough_get(c, f);
+	ck_assert_int_ge(fd, 0);
+	int fd2 = cache_file_passthrough_get(c, f); /* a second open */
+	ck_assert_int_ge(fd2, 0);
+	ck_assert(fd_matches(fd2, a));
+	close(fd2);
+	ck_assert(fd_matches(fd, a));
+	unsigned before = ld(&fk.total);
+	for (int round = 0; round < 3; round++)
+		read_chunks_ok(c, g, b); /* 40 chunks through 11 free slots */
+	ck_assert_uint_ge(ld(&fk.total) - before, 3 * 40);
+	ck_assert(fd_matches(fd, a));
+	for (unsigned k = 0; k < 5; k++)
+		ck_assert_uint_eq(ld(&fk.fetches[a][k]), 1);
+	cache_file_passthrough_put(c, f);
+	ck_assert(fd_matches(fd, a)); /* one open left */
+	cache_file_passthrough_put(c, f);
+	read_chunks_ok(c, g, b);
+	ck_assert_uint_eq(fd_blocks(fd), 0); /* evicted: punched out of the file */
+	ck_assert_int_eq(cache_file_passthrough_get(c, f), -EAGAIN);
+out:
+	cache_file_put(c, f);
+	cache_file_put(c, g);
+	cache_free(c);
+}
+END_TEST
+
+/* Only a version that matched its manifest entry opens in passthrough (verify = file). */
+START_TEST(test_passthrough_verified_only)
+{
+	if (!store_dir[0])
+		return;
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_FILE });
+	int a = fake_add("good", 1, 3 * CHUNK + 5, 1);
+	int b = fake_add("bad", 2, 3 * CHUNK + 5, 1);
+	struct cache_file *f = open_ver(c, a, true, file_crc(a), 7, NULL);
+	struct cache_file *g = open_ver(c, b, true, file_crc(b) ^ 1, 8, NULL);
+	struct deadline dl = deadline_in_ms(5000);
+
+	ck_assert_int_eq(cache_file_wait_complete(c, f, &dl), 0);
+	int fd = cache_file_passthrough_get(c, f);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(fd_matches(fd, a));
+	ck_assert_int_lt(cache_file_wait_complete(c, g, &dl), 0);
+	ck_assert_int_eq(cache_file_passthrough_get(c, g), -EAGAIN);
+	cache_file_passthrough_put(c, f);
+	cache_file_put(c, f);
+	cache_file_put(c, g);
+	cache_free(c);
+}
+END_TEST
+
+/* A file larger than the cache never becomes complete: the open is served the ordinary way. */
+START_TEST(test_passthrough_too_big)
+{
+	if (!store_dir[0])
+		return;
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("big", 1, 20 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct deadline dl = deadline_in_ms(5000);
+
+	ck_assert_int_eq(cache_file_wait_complete(c, f, &dl), -EAGAIN);
+	ck_assert_int_eq(cache_file_passthrough_get(c, f), -EAGAIN);
+	read_chunks_ok(c, f, a);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* A pinned chunk that was dropped from the index (mowsctl evict) keeps its range of the file:
+ * a new fill of that chunk waits for it or takes it back, never writes under a reader. */
+START_TEST(test_store_one_occupant)
+{
+	if (!store_dir[0])
+		return;
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("occ", 1, 4 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct deadline dl = deadline_in_ms(5000);
+
+	ck_assert_int_eq(cache_file_wait_complete(c, f, &dl), 0);
+	int fd = cache_file_passthrough_get(c, f);
+	ck_assert_int_ge(fd, 0);
+	cache_file_evict(c, f);
+	read_check(c, f, a, 0, 4 * CHUNK); /* the pinned chunks are taken back */
+	for (unsigned k = 0; k < 4; k++)
+		ck_assert_uint_eq(ld(&fk.fetches[a][k]), 1);
+	ck_assert(fd_matches(fd, a));
+	cache_file_passthrough_put(c, f);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 static void foreach_count(void *arg, struct cache_file *f)
 {
 	(void)f;
@@ -2092,6 +2246,10 @@ static Suite *cache_suite(void)
 		{ "sidecar_chunk_too_big", test_sidecar_chunk_too_big },
 		{ "provenance_refill", test_provenance_refill },
 		{ "provenance_own_storage_bad", test_provenance_own_storage_bad },
+		{ "passthrough_pins", test_passthrough_pins },
+		{ "passthrough_verified_only", test_passthrough_verified_only },
+		{ "passthrough_too_big", test_passthrough_too_big },
+		{ "store_one_occupant", test_store_one_occupant },
 	};
 
 	for (size_t k = 0; k < sizeof(tests) / sizeof(tests[0]); k++) {
@@ -2104,12 +2262,24 @@ static Suite *cache_suite(void)
 	return s;
 }
 
-int main(void)
+static int run_suite(void)
 {
 	SRunner *sr = srunner_create(cache_suite());
-
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	return failed;
+}
+
+/* The whole suite twice: chunks in the slab, then in files on the store's tmpfs (as root). */
+int main(void)
+{
+	int failed = run_suite();
+	snprintf(store_dir, sizeof(store_dir), "/tmp/mows-check-store.%d", (int)getpid());
+	printf("again with cache_store = files in %s\n", store_dir);
+	fflush(stdout);
+	failed += run_suite();
+	umount2(store_dir, MNT_DETACH); /* left by a test that failed before cache_free() */
+	rmdir(store_dir);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

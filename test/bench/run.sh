@@ -13,6 +13,8 @@
 #   (f) an object-store backing: Debian's s3fs over a local S3 server (s3rver, test/s3):
 #       a warm read through mows vs a direct s3fs read, and the store requests (counted at
 #       the server) that a warm pass over the model through mows makes.
+#   (g) node memory after a cold read with open_wait = complete (passthrough), and how soon
+#       the mount is ready.
 #
 # Both sides of a comparison are measured in the same round, in the opposite order in every
 # other round, and the best round counts (idle memory on this kind of machine faults back
@@ -29,7 +31,7 @@
 #   MOWS_BENCH_READAHEAD_KB [1024] mows --readahead-kb, and read_ahead_kb of the other FUSE mounts
 #   MOWS_BENCH_MAX_MEMORY [size + max(size/8, 256M)] mows --max-memory
 #   MOWS_BENCH_HUGEPAGES [auto]   mows --hugepages
-#   MOWS_BENCH_SECTIONS [a b c d e f] which measurements to run
+#   MOWS_BENCH_SECTIONS [a b c d e f g] which measurements to run
 #   MOWS_BENCH_S3_SIZE [256M]     model size for (f) (uploaded through s3fs first)
 #   MOWS_BENCH_DIR [/var/tmp]     where the work directory (model, caches, logs) is made
 #   MOWS_BENCH_KEEP [0]           1 keeps the work directory (logs) after the run
@@ -46,7 +48,7 @@ ROUNDS=${MOWS_BENCH_ROUNDS:-5}
 NET_ROUNDS=${MOWS_BENCH_NET_ROUNDS:-3}
 READAHEAD_KB=${MOWS_BENCH_READAHEAD_KB:-1024}
 HUGEPAGES=${MOWS_BENCH_HUGEPAGES:-auto}
-SECTIONS=${MOWS_BENCH_SECTIONS:-a b c d e f}
+SECTIONS=${MOWS_BENCH_SECTIONS:-a b c d e f g}
 S3_SIZE=${MOWS_BENCH_S3_SIZE:-256M}
 KEEP=${MOWS_BENCH_KEEP:-0}
 TIMEOUT=${MOWS_BENCH_TIMEOUT:-300}
@@ -412,18 +414,20 @@ ensure_hugepages() {
 		NOTES+=("vm.nr_hugepages: asked for $((cur + need - avail)), the kernel gave $HUGEPAGES_SET.")
 }
 
-# start_mows name backing: mounts mows at $WORK/mnt/name; sets MOWS_SOCK and MOWS_PID.
+# start_mows name backing [mows-fuse options...]: mounts mows at $WORK/mnt/name; sets
+# MOWS_SOCK and MOWS_PID.
 start_mows() {
-	local mnt=$WORK/mnt/$1 t0 ms
+	local mnt=$WORK/mnt/$1 back=$2 t0 ms name=$1
+	shift 2
 	[ "$MOWS_OK" = 1 ] || return 1
 	ensure_hugepages
-	MOWS_SOCK=$WORK/$1.sock
+	MOWS_SOCK=$WORK/$name.sock
 	t0=$(date +%s%N)
-	start_daemon "$mnt" "$WORK/logs/$1.log" "$ROOT/mows-fuse" -f --backing "$2" \
+	start_daemon "$mnt" "$WORK/logs/$name.log" "$ROOT/mows-fuse" -f --backing "$back" \
 		--control-socket "$MOWS_SOCK" --max-memory="$MAXMEM" --hugepages="$HUGEPAGES" \
-		--readahead-kb="$READAHEAD_KB" "$mnt" || return 1
+		--readahead-kb="$READAHEAD_KB" "$@" "$mnt" || return 1
 	ms=$((($(date +%s%N) - t0) / 1000000))
-	log "mows ($1) mounted ${ms} ms after start"
+	log "mows ($name) mounted ${ms} ms after start"
 	[ "$ms" -le "$MOWS_START_MAX_MS" ] || MOWS_START_MAX_MS=$ms
 	MOWS_PID=${PID_OF[$mnt]}
 }
@@ -563,15 +567,20 @@ TMPFS=$WORK/tmpfs
 TMPFS_HUGE=$WORK/tmpfs-huge
 MOWS_MNT=$WORK/mnt/mows
 
+# setup_warm_mows [name [mows-fuse options...]]: a mows daemon (default: "mows") with its
+# cache warm and the model read through it once.
 setup_warm_mows() {
-	local st used i
-	log "starting mows over $MODEL"
-	start_mows mows "$MODEL" || return 1
+	local st used i name=${1:-mows}
+	shift || true
+	log "starting mows ($name) over $MODEL"
+	start_mows "$name" "$MODEL" "$@" || return 1
 	log "mows mounted; prefetching"
-	MOWS_MAIN_PID=$MOWS_PID
-	MOWS_MAIN_SOCK=$MOWS_SOCK
+	if [ "$name" = mows ]; then
+		MOWS_MAIN_PID=$MOWS_PID
+		MOWS_MAIN_SOCK=$MOWS_SOCK
+	fi
 	if ! fg_run timeout -k 5 "$TIMEOUT" "$ROOT/mowsctl" -s "$MOWS_SOCK" prefetch \
-		$(model_files "$MOWS_MNT") >"$WORK/logs/prefetch.log" 2>&1; then
+		$(model_files "$WORK/mnt/$name") >"$WORK/logs/prefetch.log" 2>&1; then
 		NOTES+=("mowsctl prefetch failed: $(head -c 300 "$WORK/logs/prefetch.log" | tr '\n' ' ')")
 	fi
 	for ((i = 0; i < 600; i++)); do # prefetch may return before the fills finish
@@ -582,17 +591,18 @@ setup_warm_mows() {
 	done
 	log "after prefetch: $(head -c 400 <<<"$st")"
 	# Read everything once as well, so the cache is warm even if prefetch did less.
-	if ! fg_run timeout -k 5 "$TIMEOUT" "$WORK/bin/reader" -m read $(model_files "$MOWS_MNT") \
-		>/dev/null; then
+	if ! fg_run timeout -k 5 "$TIMEOUT" "$WORK/bin/reader" -m read \
+		$(model_files "$WORK/mnt/$name") >/dev/null; then
 		log "reading the model through mows failed"
 		return 1
 	fi
 	log "verifying the data mows serves"
-	verify_copy "$MOWS_MNT" "$MODEL" "mows over local disk"
+	verify_copy "$WORK/mnt/$name" "$MODEL" "mows ($name) over local disk"
+	[ "$name" = mows ] || return 0
 	WARM_STATUS=$(mows_status "$MOWS_SOCK")
 	WARM_FROM_BACKING=$(json_get "$WARM_STATUS" bytes_from_backing)
 	MOWS_HUGEPAGES=$(json_get "$WARM_STATUS" memory.hugepages)
-	if [ "$HUGEPAGES" != off ] && [ "$MOWS_HUGEPAGES" != hugetlb ]; then
+	if [ "$HUGEPAGES" != off ] && [ "$MOWS_HUGEPAGES" != hugetlb ] && [ "$MOWS_HUGEPAGES" != files ]; then
 		NOTES+=("mows ran with hugepages '$MOWS_HUGEPAGES', not hugetlb: the pool was too small when it started ($(grep -E 'HugePages_(Total|Free|Rsvd)' /proc/meminfo | tr -s ' \n' ' ')).")
 	fi
 	MOWS_RA=$(get_readahead "$MOWS_MNT")
@@ -617,8 +627,13 @@ check_still_warm() {
 
 section_b() {
 	cpu_idle_note "(b)"
-	local r mode who memfs=$WORK/mnt/memfs
-	local -A dir=([mows]=$MOWS_MNT [memfs]=$memfs [tmpfs]=$TMPFS)
+	local r mode who memfs=$WORK/mnt/memfs plain=$WORK/mnt/mows-plain
+	local -A dir=([mows]=$MOWS_MNT [memfs]=$memfs [tmpfs]=$TMPFS [plain]=$plain)
+	# The ordinary path beside passthrough: a second daemon with passthrough = off.
+	if [ "$MOWS_OK" = 1 ] && ! setup_warm_mows mows-plain --passthrough=off; then
+		NOTES+=("**mows with --passthrough=off did not start or serve; no (b) plain rows.**")
+		FAILED=1
+	fi
 	start_daemon "$memfs" "$WORK/logs/memfs.log" "$BENCH/memfs" "$MODEL" "$memfs" -f \
 		-o ro,fsname=mows-bench-memfs,subtype=memfs
 	set_readahead "$memfs" "$READAHEAD_KB"
@@ -626,18 +641,19 @@ section_b() {
 	mount -t tmpfs -o "size=$((MODEL_B / 1048576 + 64))m,huge=always" mows-bench "$TMPFS_HUGE"
 	MOUNTS+=("$TMPFS_HUGE")
 	cp "$MODEL"/* "$TMPFS_HUGE"/
-	[ "$MOWS_OK" = 1 ] && warm_up $(model_files "$MOWS_MNT")
+	[ "$MOWS_OK" = 1 ] && warm_up $(model_files "$MOWS_MNT") $(model_files "$plain")
 	warm_up $(model_files "$memfs")
 	warm_up $(model_files "$TMPFS") $(model_files "$TMPFS_HUGE")
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for mode in read mmap; do
-			for who in $(in_order "$r" mows memfs tmpfs); do
+			for who in $(in_order "$r" mows memfs tmpfs plain); do
 				drop_caches
+				[ "$who" = plain ] && [ "$MOWS_OK" != 1 ] && continue
 				measure "b.$who.$mode" "$mode" $(model_files "${dir[$who]}")
 			done
+			drop_caches
+			measure "b.tmpfshuge.$mode" "$mode" $(model_files "$TMPFS_HUGE")
 		done
-		drop_caches
-		measure b.tmpfshuge.mmap mmap $(model_files "$TMPFS_HUGE")
 	done
 	check_still_warm "(b)"
 	row "(b) daemon cache warm, page cache dropped, read() 1 MiB" \
@@ -647,10 +663,18 @@ section_b() {
 	row "(b) same, read() 1 MiB, vs tmpfs" b.mows.read "tmpfs" b.tmpfs.read ""
 	row "(b) same, mmap+memcpy, vs FUSE baseline" b.mows.mmap "memfs" b.memfs.mmap ""
 	row "(b) same, mmap+memcpy, vs tmpfs with huge=always" \
-		b.mows.mmap "tmpfs huge=always" b.tmpfshuge.mmap ""
+		b.mows.mmap "tmpfs huge=always" b.tmpfshuge.mmap 0.9
+	row "(b) same, read() 1 MiB, vs tmpfs with huge=always" \
+		b.mows.read "tmpfs huge=always" b.tmpfshuge.read 0.9
+	row "(b) passthrough = off (the ordinary path), read() 1 MiB" \
+		b.plain.read "memfs (FUSE baseline)" b.memfs.read 0.9
+	row "(b) passthrough = off (the ordinary path), mmap+memcpy" \
+		b.plain.mmap "tmpfs" b.tmpfs.mmap 0.8
+	NOTES+=("(b) mows runs with its defaults: the cache in files on its own huge-page tmpfs and passthrough = auto, so every open of the warm model is a passthrough open onto those files (see the daemon log); mows-plain is a second daemon with --passthrough=off, warmed the same way: the ordinary FUSE path.")
 	NOTES+=("(b) memfs (test/bench/memfs.c) serves the model from anonymous memory (MADV_HUGEPAGE) with fuse_reply_buf, multithreaded, keep_cache; its read_ahead_kb raised to $READAHEAD_KB like mows'. tmpfs is mounted with default options (4 KiB pages, like /dev/shm here); the huge=always row is for context only.")
 	unmount_one "$memfs"
 	unmount_one "$TMPFS_HUGE"
+	is_mounted "$plain" && unmount_one "$plain"
 }
 
 # --- (c) kernel page cache warm ------------------------------------------------------------
@@ -719,7 +743,7 @@ section_d() {
 	fi
 	ROWS+=("| (d) 4 processes mmap the model at once: memory | page cache +$(gib "$growth") (model files resident: $(gib "$res")), daemon $(gib "$daemon") | naive per-process copies $(gib "$naive") | $(awk -v a="$total" -v b="$naive" 'BEGIN { printf "%.2fx", a / b }') | 1 page-cache copy ($(gib "$MODEL_B")) + daemon cache (<= $MAXMEM) | $met |")
 	ROWS+=("| (d) 4 processes mmap at once: aggregate | ${BEST[d.mows.mmap4]:-n/a} GB/s | - | - | info | - |")
-	NOTES+=("(d) page cache growth = Cached in /proc/meminfo after minus before (after drop_caches); daemon = VmRSS $(mib "$rss") + its HugetlbPages $(gib "$huge") (/proc/PID/status; system-wide HugePages_Total - HugePages_Free was $(gib "$sys_huge")). The daemon maps all of max_memory at start.")
+	NOTES+=("(d) page cache growth = Cached in /proc/meminfo after minus before (after drop_caches); daemon = VmRSS $(mib "$rss") + its HugetlbPages $(gib "$huge") (/proc/PID/status; system-wide HugePages_Total - HugePages_Free was $(gib "$sys_huge")). With the cache in files VmRSS counts the cache files the daemon maps (shmem), the same pages passthrough readers map.")
 	check_still_warm "(d)"
 }
 
@@ -852,9 +876,40 @@ section_f() {
 	unmount_one "$s3"
 }
 
+# --- (g) node memory after a cold read with open_wait = complete; start-up time ---------------
+section_g() {
+	cpu_idle_note "(g)"
+	local mnt=$WORK/mnt/mows-wait c0 c1 back store node met ratio t0 ms
+	[ "$MOWS_OK" = 1 ] || return 0
+	drop_caches
+	c0=$(meminfo_kb Cached)
+	t0=$(date +%s%N)
+	if ! start_mows mows-wait "$MODEL" --open-wait=complete; then
+		FAILED=1
+		return 0
+	fi
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	measure g.mows.cold read $(model_files "$mnt")
+	c1=$(meminfo_kb Cached)
+	back=$(resident "$MODEL")
+	store=$(json_get "$(mows_status "$MOWS_SOCK")" memory.used)
+	# Cached counts shmem (the cache store) and every page cache; the backing files' clean
+	# pages are reclaimable and counted apart, as in (a).
+	node=$(((c1 - c0) * 1024 - back))
+	ratio=$(awk -v a="$node" -v b="$MODEL_B" 'BEGIN { printf "%.2fx", a / b }')
+	met=$(awk -v a="$node" -v b="$MODEL_B" 'BEGIN { print (a <= 1.05 * b) ? "yes" : "**no**" }')
+	ROWS+=("| (g) node memory after a cold read, open_wait = complete (passthrough), page cache dropped before | $(gib "$node") (cache store $(gib "$store"); backing files' page cache $(gib "$back") apart) | the model $(gib "$MODEL_B") | $ratio | <= 1.05x | $met |")
+	ROWS+=("| (g) that cold read, read() 1 MiB (opens wait for their file) | ${BEST[g.mows.cold]:-?} GB/s | - | - | info | - |")
+	met=$([ "$ms" -le 500 ] && echo yes || echo "**no**")
+	ROWS+=("| (g) mount ready after start, max_memory $MAXMEM | $ms ms | - | - | <= 500 ms | $met |")
+	verify_copy "$mnt" "$MODEL" "(g) mows with open_wait = complete"
+	NOTES+=("(g) node memory = growth of Cached in /proc/meminfo (page cache and shmem) over the cold read, less the backing files' pages (fincore); other work on the machine adds to it.")
+	unmount_one "$mnt"
+}
+
 # --- run -------------------------------------------------------------------------------------
 if want a; then section_a; fi
-if want b || want c || want d || want e; then
+if want b || want c || want d || want e || want g; then
 	mkdir -p "$TMPFS"
 	mount -t tmpfs -o "size=$((MODEL_B / 1048576 + 64))m" mows-bench "$TMPFS"
 	MOUNTS+=("$TMPFS")
@@ -868,6 +923,7 @@ if want b || want c || want d || want e; then
 	if want c; then section_c; fi
 	if want d && [ "$MOWS_OK" = 1 ]; then section_d; fi
 	if want e; then section_e; fi
+	if want g; then section_g; fi
 fi
 if want f; then section_f; fi
 
@@ -883,7 +939,7 @@ if want f; then section_f; fi
 	printf '%s\n' "${ROWS[@]}"
 	echo
 	for n in "${NOTES[@]}"; do echo "- $n"; done
-	echo "- The slowest mows start (mount visible in /proc/mounts) took ${MOWS_START_MAX_MS} ms; it maps and populates all of --max-memory first."
+	echo "- The slowest mows start (mount visible in /proc/mounts) took ${MOWS_START_MAX_MS} ms; with the cache in files memory is taken as chunks fill (with the slab, a populate thread runs a bounded lead ahead)."
 	[ "$DISTURBED" = 0 ] || echo "- Other processes dropped the page cache during $DISTURBED page-cache-warm measurements (seen in /proc/vmstat drop_pagecache); those were warmed again and repeated (at most twice)."
 	echo "- GB/s of every round:$(for l in "${LABELS[@]}"; do printf ' %s [%s];' "$l" "${RAW[$l]}"; done)"
 	echo "- CPU idle in the second before each section (the rest is other work on the machine): ${IDLE_NOTES%, }; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

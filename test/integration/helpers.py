@@ -267,8 +267,8 @@ def cmd_status_check(args):
     for k in ("max", "used"):
         need(mem, k, (int,), "memory.")
     hp = need(mem, "hugepages", (str,), "memory.")
-    if hp is not None and hp not in ("hugetlb", "thp", "off"):
-        errs.append("memory.hugepages is %r, expected hugetlb, thp or off" % hp)
+    if hp is not None and hp not in ("hugetlb", "thp", "off", "files"):
+        errs.append("memory.hugepages is %r, expected hugetlb, thp, off or files" % hp)
     ch = need(j, "chunks", (dict,), "") or {}
     for k in ("size", "slots", "cached"):
         need(ch, k, (int,), "chunks.")

@@ -132,6 +132,11 @@ _mows_cleanup() {
 		# Repeated so that it ends the output that run.sh shows.
 		[ -n "$_MOWS_FAILMSG" ] && printf 'FAIL: %s: %s\n' "$MOWS_TEST" "$_MOWS_FAILMSG" >&2
 	fi
+	# A daemon that was killed leaves its cache tmpfs (cache/store.h) for the next to detach.
+	if [ -n "${SCRATCH:-}" ]; then
+		awk -v s="$SCRATCH/" '$1 == "mows-cache" && index($2, s) == 1 { print $2 }' \
+			/proc/mounts | while read -r m; do umount -l "$m"; done
+	fi
 	# Never recurse into a mount: remove the scratch dir only when nothing is left there.
 	if [ -n "${SCRATCH:-}" ] && [ -d "$SCRATCH" ]; then
 		if grep -qF " $SCRATCH/" /proc/mounts; then

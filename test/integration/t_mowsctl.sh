@@ -16,7 +16,8 @@ rel=big.bin
 size=$(stat -c %s "$B/$rel")
 st=$SCRATCH/st.json
 
-mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M --verify=file
+# passthrough = off: this test counts the reads the daemon serves; passthrough reads bypass it.
+mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M --verify=file --passthrough=off
 assert_eq 600 "$(stat -c %a "$MOWS_SOCK")" "mode of the control socket $MOWS_SOCK"
 
 out=$(mows_ctl status 2>&1) || fail "mowsctl -s $MOWS_SOCK status exited $?: $out"

@@ -58,7 +58,8 @@ assert_eq 2 "$rc" "exit status with metrics_listen on a port in use (output: $ou
 assert_not_mounted "$SCRATCH/never"
 
 mport=$(free_port)
-mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M --metrics-listen="127.0.0.1:$mport"
+# passthrough = off: this test counts the reads the daemon serves; passthrough reads bypass it.
+mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M --metrics-listen="127.0.0.1:$mport" --passthrough=off
 
 pport=$(free_port)
 mkdir -p "$PROM_DIR"
