@@ -87,8 +87,9 @@ static int64_t mtime_ns_of(const struct stat *st)
 void cache_tree_note_nofile(int err, const char *what)
 {
 	static _Atomic uint64_t last_ns;
-	if (err < 0)
-		err = -err;
+	if (err >= 0)
+		return; /* a descriptor, not an error: fd 23 or 24 is no ENFILE or EMFILE */
+	err = -err;
 	if (err != EMFILE && err != ENFILE)
 		return;
 	uint64_t now = mono_ns(), prev = atomic_load(&last_ns);
@@ -331,7 +332,7 @@ static int walk_read_dir(struct walk *w, const struct walk_item *d, struct walk_
 		int err = fd < 0 ? -fd : errno;
 		if (fd >= 0)
 			close(fd);
-		cache_tree_note_nofile(err, "a backing directory");
+		cache_tree_note_nofile(-err, "a backing directory");
 		char why[96];
 		snprintf(why, sizeof(why), "cannot read the directory: %s", strerror(err));
 		walk_skip(w, &w->skipped_unreadable, LOG_WARNING, d->relpath, why);

@@ -104,7 +104,8 @@ const char *cache_tree_kind(mode_t mode);
 
 /*
  * Logs once a minute at most that a descriptor could not be opened because of @err
- * (EMFILE or ENFILE; anything else is ignored), naming the limit and how to raise it. @what
+ * (-EMFILE or -ENFILE, as open() calls here return them; anything else, a descriptor
+ * included, is ignored), naming the limit and how to raise it. @what
  * says what was being opened. Safe from any thread; usable by every part of the daemon.
  */
 void cache_tree_note_nofile(int err, const char *what);
