@@ -70,6 +70,9 @@ static const char *const transport_names[] = {
 	[TRANSPORT_AUTO] = "auto", [TRANSPORT_RDMA] = "rdma", [TRANSPORT_TCP] = "tcp",
 };
 
+static const char *const ownership_names[] = {
+	[OWNERSHIP_BALANCED] = "balanced", [OWNERSHIP_RENDEZVOUS] = "rendezvous",
+};
 static const char *const rdma_verify_names[] = {
 	[RDMA_VERIFY_SHA256] = "sha256", [RDMA_VERIFY_CRC32] = "crc32",
 };
@@ -92,6 +95,7 @@ _Static_assert(sizeof(enum config_verify) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_prefetch) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_transport) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_rdma_verify) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_ownership) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_store) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_passthrough) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_open_wait) == sizeof(int), "enum size");
@@ -122,6 +126,11 @@ static int parse_prefetch(const char *s)
 static int parse_transport(const char *s)
 {
 	return name_index(transport_names, ARRAY_SIZE(transport_names), s);
+}
+
+static int parse_ownership(const char *s)
+{
+	return name_index(ownership_names, ARRAY_SIZE(ownership_names), s);
 }
 
 static int parse_rdma_verify(const char *s)
@@ -236,6 +245,9 @@ static const struct config_key config_keys[] = {
 	{ .name = "transport", .type = KEY_ENUM, .offset = FIELD(transport), .def = "auto",
 	  .parse_enum = parse_transport, .choices = "auto, rdma or tcp",
 	  .desc = "how chunks travel between peers" },
+	{ .name = "ownership", .type = KEY_ENUM, .offset = FIELD(ownership), .def = "balanced",
+	  .parse_enum = parse_ownership, .choices = "balanced or rendezvous",
+	  .desc = "who owns a chunk: a map balanced over the model, or plain rendezvous" },
 	{ .name = "rdma_device", .type = KEY_PATH, .offset = FIELD(rdma_device), .def = "",
 	  .flags = KEY_EMPTY_OK, .desc = "RDMA device to use (empty: the first active one)" },
 	{ .name = "rdma_port", .type = KEY_UINT, .offset = FIELD(rdma_port), .def = "1",

@@ -24,6 +24,7 @@ enum config_verify { VERIFY_OFF, VERIFY_CHUNK, VERIFY_FILE, VERIFY_STRICT };
 enum config_prefetch { PREFETCH_OFF, PREFETCH_ON_MOUNT, PREFETCH_IDLE };
 enum config_transport { TRANSPORT_AUTO, TRANSPORT_RDMA, TRANSPORT_TCP };
 enum config_rdma_verify { RDMA_VERIFY_SHA256, RDMA_VERIFY_CRC32 };
+enum config_ownership { OWNERSHIP_BALANCED, OWNERSHIP_RENDEZVOUS };
 enum config_store { STORE_AUTO, STORE_FILES, STORE_SLAB };
 enum config_passthrough { PASSTHROUGH_AUTO, PASSTHROUGH_ON, PASSTHROUGH_OFF };
 enum config_open_wait { OPEN_WAIT_OFF, OPEN_WAIT_COMPLETE };
@@ -72,6 +73,7 @@ struct mows_config {
 	char tls_key[CONFIG_PATH_MAX];        /* PEM private key */
 	char tls_ca[CONFIG_PATH_MAX];         /* PEM CA that peers' certificates verify against */
 	enum config_rdma_verify rdma_verify;  /* digest of RDMA-read chunks, default sha256 */
+	enum config_ownership ownership;      /* chunk owners: balanced map or plain rendezvous */
 
 	/* Where chunk bytes live (cache/store.h) and FUSE passthrough onto them (fs/). */
 	enum config_store cache_store;        /* default auto: files unless hugetlb or RDMA */

@@ -1055,7 +1055,7 @@ static void update_owners(struct peers *p)
 	struct member **ms;
 	uint64_t *hashes;
 	unsigned n = live_members(p, &ms, &hashes);
-	if (p->host.list_files)
+	if (p->host.list_files && p->cfg->ownership == OWNERSHIP_BALANCED)
 		owners_update(p->owners, hashes, n, p->host.list_files, p->host.ctx);
 	put_members(p, ms, hashes, n ? n - 1 : 0);
 }
