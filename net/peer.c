@@ -519,9 +519,10 @@ static int run_plan(struct peers *p, const struct plan *pl, struct member **ms,
 
 /*
  * Flags in @older[0..n-1] the members that ran PEER_OLDER_MS or more before this node
- * started: only they can hold a chunk we own but have not read yet (we joined a warm
- * cluster), so only they are probed. In a cold burst no member is older and an owner reads
- * storage at once. The last entry (this node) is never older.
+ * started: besides the next-ranked member, only they can hold a chunk we own but have not
+ * read yet (we joined a warm cluster), so only they are probed. In a cold burst no member is
+ * older and an owner reads storage after one probe. The last entry (this node) is never
+ * older.
  */
 static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *older)
 {

@@ -31,14 +31,18 @@ static void add_hints(const struct plan_input *in, const unsigned *order, struct
 	}
 }
 
-/* Asks up to PLAN_PROBES members ranked after @pos, not planned yet, without fill. */
+/*
+ * Asks, without fill, up to PLAN_PROBES members ranked after @pos and not planned yet: the
+ * first of them always (it owned the chunk before we joined, if only we joined), the others
+ * only when they ran well before us (in->older).
+ */
 static void add_probes(const struct plan_input *in, const unsigned *order, unsigned pos,
 		       struct plan *p)
 {
 	unsigned probes = 0;
 	for (unsigned k = pos; k < in->n && probes < PLAN_PROBES; k++)
 		if (order[k] != in->self && !planned(p, order[k]) &&
-		    (!in->older || in->older[order[k]])) {
+		    (!in->older || probes == 0 || in->older[order[k]])) {
 			add_step(p, order[k], false);
 			probes++;
 		}

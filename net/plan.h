@@ -14,9 +14,9 @@
  *   2. Members in rank order. A member at rank r is asked with fill when r < replicas + f,
  *      f = owner-walk steps before it (each step is tried only when all before it failed, so
  *      f failed owners pass ownership down the ranking).
- *   3. When this node is at such an owner rank itself, the plan asks up to PLAN_PROBES of
- *      the next-ranked members that ran before this node started (plan_input.older) without
- *      fill (one of them owned the chunk before we and
+ *   3. When this node is at such an owner rank itself, the plan asks without fill the
+ *      next-ranked member, then up to PLAN_PROBES - 1 more of the next-ranked members that ran
+ *      well before this node started (plan_input.older) (one of them owned the chunk before we and
  *      other new nodes joined, if the cluster was warm: several nodes joining at once take
  *      the top ranks from the old owner) and ends with self_owner set: we fill from
  *      storage only when no live node that placement ranks near the top holds the chunk.

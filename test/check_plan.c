@@ -83,8 +83,8 @@ START_TEST(owner_probes_previous_owners_without_fill)
 }
 END_TEST
 
-/* Only members that ran well before us are probed: after a join they hold what we own;
- * in a cold burst none is older and the owner reads storage at once. */
+/* Beyond the next-ranked member, only members that ran well before us are probed: after a
+ * join they hold what we own; in a cold burst none is older, one probe and then storage. */
 START_TEST(owner_probes_only_older_members)
 {
 	setup_nodes(12);
@@ -97,14 +97,16 @@ START_TEST(owner_probes_only_older_members)
 	struct plan pl;
 	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
 	ck_assert(pl.self_owner);
-	ck_assert_uint_eq(pl.n, 2);
-	ck_assert_uint_eq(pl.step[0].member, o[5]);
-	ck_assert_uint_eq(pl.step[1].member, o[9]);
-	ck_assert(!pl.step[0].fill && !pl.step[1].fill);
-	memset(older, 0, sizeof(older)); /* a cold burst: nobody to probe */
+	ck_assert_uint_eq(pl.n, 3); /* the next-ranked member always, then the older ones */
+	ck_assert_uint_eq(pl.step[0].member, o[1]);
+	ck_assert_uint_eq(pl.step[1].member, o[5]);
+	ck_assert_uint_eq(pl.step[2].member, o[9]);
+	ck_assert(!pl.step[0].fill && !pl.step[1].fill && !pl.step[2].fill);
+	memset(older, 0, sizeof(older)); /* a cold burst: the next-ranked member only */
 	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
 	ck_assert(pl.self_owner);
-	ck_assert_uint_eq(pl.n, 0);
+	ck_assert_uint_eq(pl.n, 1);
+	ck_assert_uint_eq(pl.step[0].member, o[1]);
 }
 END_TEST
 
