@@ -50,24 +50,13 @@ TIMEOUT=${MOWS_BENCH_CLUSTER_TIMEOUT:-900}
 KEEP=${MOWS_BENCH_CLUSTER_KEEP:-0}
 BENCH_DIR=${MOWS_BENCH_DIR:-/var/tmp}
 CLUSTER=bc$$
-STATE=/run/mows-cluster/$CLUSTER
-READER='cd /mnt/model && find . -type f -print0 | sort -z | xargs -0 cat >/dev/null'
-
-log() { echo "[bench-cluster +${SECONDS}s] $*" >&2; }
-die() { echo "[bench-cluster] error: $*" >&2; exit 1; }
-PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3
-
+BENCH_NAME=bench-cluster
 # shellcheck source=test/bench/lib_cluster_bench.sh
 . "$ROOT/test/bench/lib_cluster_bench.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 
 # ---- set-up -------------------------------------------------------------------------------
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network and mount namespaces, FUSE)"
 for t in ip tc nsenter unshare sshfs ssh-keygen ss flock setsid; do
 	command -v "$t" >/dev/null || die "needs '$t'; run make deps"
 done

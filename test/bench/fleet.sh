@@ -39,21 +39,10 @@ EXTRA_ARGS=${MOWS_BENCH_FLEET_MOWS_ARGS:---readahead-chunks=16 --fill-threads=8}
 TIMEOUT=${MOWS_BENCH_FLEET_TIMEOUT:-600}
 BENCH_DIR=${MOWS_BENCH_DIR:-/var/tmp}
 CLUSTER=bf$$
-STATE=/run/mows-cluster/$CLUSTER
-READER='cd /mnt/model && find . -type f -print0 | sort -z | xargs -0 cat >/dev/null'
-
-log() { echo "[bench-fleet +${SECONDS}s] $*" >&2; }
-die() { echo "[bench-fleet] error: $*" >&2; exit 1; }
-PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3
-
+BENCH_NAME=bench-fleet
 # shellcheck source=test/bench/lib_cluster_bench.sh
 . "$ROOT/test/bench/lib_cluster_bench.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network and mount namespaces, FUSE)"
 for b in mows-fuse mowsctl mows-crc32; do
 	[ -x "$ROOT/$b" ] || die "$ROOT/$b is not built; run make"
 done

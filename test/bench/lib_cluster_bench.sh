@@ -1,7 +1,14 @@
 # Sourced by the cluster benchmarks (cluster.sh, fleet.sh): helpers over tools/mows-cluster.
-# Needs ROOT, TOOL, CLUSTER, STATE, TIMEOUT, READER and PY set by the caller, and log/die;
-# the caller sets WORK once it made its work dir and CLUSTER_MADE=1 while a cluster is up.
+# The caller sets ROOT, TOOL, TIMEOUT, BENCH_NAME and CLUSTER first; this sets STATE, READER,
+# PY, log/die and the traps, and checks for root. The caller sets WORK once it made its work
+# dir and CLUSTER_MADE=1 while a cluster is up.
 # shellcheck shell=bash
+
+STATE=/run/mows-cluster/$CLUSTER
+READER='cd /mnt/model && find . -type f -print0 | sort -z | xargs -0 cat >/dev/null'
+log() { echo "[$BENCH_NAME +${SECONDS}s] $*" >&2; }
+die() { echo "[$BENCH_NAME] error: $*" >&2; exit 1; }
+PY=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || PY=python3
 
 WORK=""
 CLUSTER_MADE=0
@@ -25,6 +32,11 @@ bench_cleanup() {
 	fi
 	exit "$rc"
 }
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+[ "$(id -u)" -eq 0 ] || die "needs root (network and mount namespaces, FUSE)"
 
 size_bytes() { # 512M -> bytes
 	local v=${1%[bB]} mult=1
