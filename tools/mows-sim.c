@@ -27,6 +27,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,21 @@ struct flow {
 	bool frozen;
 };
 
+/*
+ * A binary min-heap of fixed-size elements whose first member is their double key: the
+ * progressive filling's resources and the simulation's events use the one implementation.
+ */
+#define MINHEAP_ESZ_MAX 64
+struct minheap {
+	unsigned char *v;
+	size_t esz;		/* element size, set by the first push */
+	unsigned n, cap;
+};
+
+struct heap_item { double key; unsigned res, ver; };
+_Static_assert(offsetof(struct heap_item, key) == 0 && sizeof(struct heap_item) <= MINHEAP_ESZ_MAX,
+	       "a minheap element starts with its double key");
+
 struct net {
 	unsigned nres;
 	double *cap;		/* per resource, bytes/s; INFINITY = no limit */
@@ -87,9 +103,7 @@ struct net {
 	unsigned *cnt, *start, *list, *ver;
 	struct flow *flows;
 	unsigned nflows, flows_cap;
-	/* heap of (share, resource, version) for progressive filling */
-	struct heap_item { double key; unsigned res, ver; } *heap;
-	unsigned nheap, heap_cap;
+	struct minheap heap;	/* (share, resource, version) for progressive filling */
 	bool dirty;		/* flows started or ended since the rates were computed */
 };
 
@@ -114,47 +128,67 @@ static void *xrealloc(void *p, size_t n, size_t size)
 	return p;
 }
 
-static void heap_push(struct net *nt, double key, unsigned res)
+static double mh_key(const struct minheap *h, unsigned i)
 {
-	unsigned i;
+	double k;
+	memcpy(&k, h->v + (size_t)i * h->esz, sizeof(k));
+	return k;
+}
 
-	if (nt->nheap == nt->heap_cap) {
-		nt->heap_cap = nt->heap_cap ? 2 * nt->heap_cap : 256;
-		nt->heap = xrealloc(nt->heap, nt->heap_cap, sizeof(*nt->heap));
+static void mh_swap(struct minheap *h, unsigned a, unsigned b)
+{
+	unsigned char t[MINHEAP_ESZ_MAX], *pa = h->v + (size_t)a * h->esz,
+					   *pb = h->v + (size_t)b * h->esz;
+	memcpy(t, pa, h->esz);
+	memcpy(pa, pb, h->esz);
+	memcpy(pb, t, h->esz);
+}
+
+/* The smallest key, INFINITY when the heap is empty. */
+static double mh_min(const struct minheap *h)
+{
+	return h->n ? mh_key(h, 0) : INFINITY;
+}
+
+static void mh_push(struct minheap *h, const void *e, size_t esz)
+{
+	h->esz = esz;
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 256;
+		h->v = xrealloc(h->v, h->cap, esz);
 	}
-	i = nt->nheap++;
-	nt->heap[i] = (struct heap_item){ key, res, nt->ver[res] };
-	while (i && nt->heap[(i - 1) / 2].key > nt->heap[i].key) {
-		struct heap_item t = nt->heap[i];
-
-		nt->heap[i] = nt->heap[(i - 1) / 2];
-		nt->heap[(i - 1) / 2] = t;
+	unsigned i = h->n++;
+	memcpy(h->v + (size_t)i * esz, e, esz);
+	while (i && mh_key(h, (i - 1) / 2) > mh_key(h, i)) {
+		mh_swap(h, i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
 }
 
-static struct heap_item heap_pop(struct net *nt)
+/* Moves the element with the smallest key to @out; the heap must not be empty. */
+static void mh_pop(struct minheap *h, void *out)
 {
-	struct heap_item top = nt->heap[0];
 	unsigned i = 0;
-
-	nt->heap[0] = nt->heap[--nt->nheap];
+	memcpy(out, h->v, h->esz);
+	memcpy(h->v, h->v + (size_t)--h->n * h->esz, h->esz);
 	for (;;) {
 		unsigned l = 2 * i + 1, r = l + 1, m = i;
 
-		if (l < nt->nheap && nt->heap[l].key < nt->heap[m].key)
+		if (l < h->n && mh_key(h, l) < mh_key(h, m))
 			m = l;
-		if (r < nt->nheap && nt->heap[r].key < nt->heap[m].key)
+		if (r < h->n && mh_key(h, r) < mh_key(h, m))
 			m = r;
 		if (m == i)
 			break;
-		struct heap_item t = nt->heap[i];
-
-		nt->heap[i] = nt->heap[m];
-		nt->heap[m] = t;
+		mh_swap(h, i, m);
 		i = m;
 	}
-	return top;
+}
+
+static void heap_push(struct net *nt, double key, unsigned res)
+{
+	struct heap_item it = { key, res, nt->ver[res] };
+	mh_push(&nt->heap, &it, sizeof(it));
 }
 
 /* Flows by resource, in CSR form: list[start[r] .. start[r + 1]). */
@@ -184,7 +218,7 @@ static void net_index(struct net *nt)
 static void net_rates(struct net *nt)
 {
 	net_index(nt);
-	nt->nheap = 0;
+	nt->heap.n = 0;
 	for (unsigned r = 0; r < nt->nres; r++) {
 		nt->rem[r] = nt->cap[r];
 		nt->ver[r]++;
@@ -195,8 +229,9 @@ static void net_rates(struct net *nt)
 		nt->flows[f].frozen = false;
 		nt->flows[f].rate = INFINITY;
 	}
-	while (nt->nheap) {
-		struct heap_item it = heap_pop(nt);
+	while (nt->heap.n) {
+		struct heap_item it;
+		mh_pop(&nt->heap, &it);
 		unsigned r = it.res;
 
 		if (it.ver != nt->ver[r] || !nt->cnt[r])
@@ -272,8 +307,7 @@ struct sim {
 	unsigned **holders;	/* per chunk: nodes that hold or get it, in the order they began */
 	unsigned *nholders;
 	struct node *nodes;
-	struct event *ev;	/* a binary heap by time */
-	unsigned nev, ev_cap;
+	struct minheap ev;	/* struct event by time */
 	struct net net;
 	double now, storage_bytes;
 	unsigned readers_left, events;
@@ -289,47 +323,12 @@ static unsigned char *st(const struct sim *s, int node, unsigned c)
 	return &s->state[(size_t)node * s->nchunks + c];
 }
 
+_Static_assert(offsetof(struct event, t) == 0 && sizeof(struct event) <= MINHEAP_ESZ_MAX,
+	       "a minheap element starts with its double key");
+
 static void ev_push(struct sim *s, struct event e)
 {
-	unsigned i;
-
-	if (s->nev == s->ev_cap) {
-		s->ev_cap = s->ev_cap ? 2 * s->ev_cap : 1024;
-		s->ev = xrealloc(s->ev, s->ev_cap, sizeof(*s->ev));
-	}
-	i = s->nev++;
-	s->ev[i] = e;
-	while (i && s->ev[(i - 1) / 2].t > s->ev[i].t) {
-		struct event t = s->ev[i];
-
-		s->ev[i] = s->ev[(i - 1) / 2];
-		s->ev[(i - 1) / 2] = t;
-		i = (i - 1) / 2;
-	}
-}
-
-static struct event ev_pop(struct sim *s)
-{
-	struct event top = s->ev[0];
-	unsigned i = 0;
-
-	s->ev[0] = s->ev[--s->nev];
-	for (;;) {
-		unsigned l = 2 * i + 1, r = l + 1, m = i;
-
-		if (l < s->nev && s->ev[l].t < s->ev[m].t)
-			m = l;
-		if (r < s->nev && s->ev[r].t < s->ev[m].t)
-			m = r;
-		if (m == i)
-			break;
-		struct event t = s->ev[i];
-
-		s->ev[i] = s->ev[m];
-		s->ev[m] = t;
-		i = m;
-	}
-	return top;
+	mh_push(&s->ev, &e, sizeof(e));
 }
 
 static void flow_start(struct sim *s, int src, int dst, unsigned c)
@@ -660,7 +659,7 @@ static void sim_loop(struct sim *s)
 {
 	while (s->readers_left) {
 		double tf = next_completion(s);
-		double te = s->nev ? s->ev[0].t : INFINITY;
+		double te = mh_min(&s->ev);
 		double t = tf < te ? tf : te;
 
 		if (isinf(t)) {
@@ -671,8 +670,9 @@ static void sim_loop(struct sim *s)
 			exit(1);
 		}
 		flows_advance(s, t);
-		while (s->nev && s->ev[0].t <= s->now + 1e-12) {
-			struct event e = ev_pop(s);
+		while (s->ev.n && mh_min(&s->ev) <= s->now + 1e-12) {
+			struct event e;
+			mh_pop(&s->ev, &e);
 
 			event_run(s, &e);
 			s->events++;
@@ -806,7 +806,7 @@ static void sim_free(struct sim *s)
 	free(s->state);
 	free(s->wait_head);
 	free(s->waiters);
-	free(s->ev);
+	free(s->ev.v);
 	free(s->net.cap);
 	free(s->net.rem);
 	free(s->net.cnt);
@@ -814,7 +814,7 @@ static void sim_free(struct sim *s)
 	free(s->net.start);
 	free(s->net.list);
 	free(s->net.flows);
-	free(s->net.heap);
+	free(s->net.heap.v);
 }
 
 /* A warm cluster: the first cfg.nodes nodes hold every chunk. */
