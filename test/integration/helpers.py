@@ -11,6 +11,7 @@ import mmap
 import os
 import random
 import stat
+import struct
 import sys
 import zlib
 
@@ -288,6 +289,24 @@ def cmd_status_check(args):
             errs.append("%sstate is %r, expected one of %s" % (w, s, ", ".join(states)))
     if errs:
         die("status JSON: " + "; ".join(errs))
+
+
+def journal_fields(data):
+    """The fields of one datagram of systemd's native journal protocol, as a dict (for tests
+    that listen on a journal socket; import helpers after adding this directory to sys.path)."""
+    fields, i = {}, 0
+    while i < len(data):
+        nl = data.index(b"\n", i)
+        line = data[i:nl]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+            i = nl + 1
+        else:
+            n = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
+            k, v = line, data[nl + 9:nl + 9 + n]
+            i = nl + 9 + n + 1
+        fields[k.decode()] = v.decode(errors="replace")
+    return fields
 
 
 COMMANDS = {

@@ -52,26 +52,14 @@ LOWER_PID=$MOWS_PID
 # The listener: every datagram as one JSON line {t, sock, fields}; on READY=1 it reads
 # model.bin through the mount at once and records whether that worked.
 cat >"$SCRATCH/listen.py" <<'PY'
-import json, os, select, socket, struct, sys, time
+import json, os, select, socket, sys, time
+sys.path.insert(0, os.environ["MOWS_IT"])
+from helpers import journal_fields
 notify_path, journal_path, out_path, mnt, backing = sys.argv[1:6]
 def bind(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.bind(path)
     return s
-def journal_fields(data):   # systemd's native journal protocol
-    fields, i = {}, 0
-    while i < len(data):
-        nl = data.index(b"\n", i)
-        line = data[i:nl]
-        if b"=" in line:
-            k, v = line.split(b"=", 1)
-            i = nl + 1
-        else:
-            n = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
-            k, v = line, data[nl + 9:nl + 9 + n]
-            i = nl + 9 + n + 1
-        fields[k.decode()] = v.decode(errors="replace")
-    return fields
 def serves():
     try:
         with open("/proc/mounts") as f:
@@ -99,7 +87,7 @@ while True:
         print(json.dumps(ev), file=out, flush=True)
 PY
 mkdir -p "$M"
-"$PYTHON" "$SCRATCH/listen.py" "$SCRATCH/notify.sock" /run/systemd/journal/socket "$EV" \
+MOWS_IT="$MOWS_IT" "$PYTHON" "$SCRATCH/listen.py" "$SCRATCH/notify.sock" /run/systemd/journal/socket "$EV" \
 	"$(realpath "$M")" "$B" 2>"$SCRATCH/listen.err" &
 LISTENER_PID=$!
 retry_until 10 test -s "$EV" || fail "listener did not start: $(cat "$SCRATCH/listen.err")"

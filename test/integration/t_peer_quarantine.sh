@@ -31,21 +31,9 @@ _quar_cleanup() {
 trap _quar_cleanup EXIT
 
 cat >"$SCRATCH/journal.py" <<'PY'
-import json, socket, struct, sys
-def fields(data):   # systemd's native journal protocol
-    out, i = {}, 0
-    while i < len(data):
-        nl = data.index(b"\n", i)
-        line = data[i:nl]
-        if b"=" in line:
-            k, v = line.split(b"=", 1)
-            i = nl + 1
-        else:
-            n = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
-            k, v = line, data[nl + 9:nl + 9 + n]
-            i = nl + 9 + n + 1
-        out[k.decode()] = v.decode(errors="replace")
-    return out
+import json, os, socket, sys
+sys.path.insert(0, os.environ["MOWS_IT"])
+from helpers import journal_fields as fields
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
 out = open(sys.argv[2], "a")
@@ -53,7 +41,7 @@ print(json.dumps({"listening": True}), file=out, flush=True)
 while True:
     print(json.dumps(fields(s.recv(1 << 16))), file=out, flush=True)
 PY
-"$PYTHON" "$SCRATCH/journal.py" /run/systemd/journal/socket "$EV" 2>"$SCRATCH/journal.err" &
+MOWS_IT="$MOWS_IT" "$PYTHON" "$SCRATCH/journal.py" /run/systemd/journal/socket "$EV" 2>"$SCRATCH/journal.err" &
 LISTENER_PID=$!
 retry_until 10 test -s "$EV" || fail "journal listener did not start: $(cat "$SCRATCH/journal.err")"
 # count EXPR: journal entries (f) for which the Python expression EXPR holds.
