@@ -24,6 +24,7 @@
 #   cluster_sum VAR EXPR NODE...     the sum of a status EXPR over nodes
 #   cluster_wait_up SECS NODE PEER... until NODE sees every PEER up
 #   cluster_wait_mesh SECS NODE...   until every NODE sees every other one up
+#   cluster_wait_ownership SECS NODE...  until every NODE ranks with one ownership map for them all
 #   cluster_evict SECS NODE...       mowsctl evict /mnt/model on each, then waits until neither
 #                                    mows nor the kernel's page cache holds any of it
 #   cluster_sums DIR FILE            sha256 of every file under DIR, as the readers print them
@@ -201,6 +202,28 @@ cluster_wait_up() { # SECS NODE PEER...
 		[ $SECONDS -ge $end ] &&
 			_cluster_fail "node$(_cluster_idx "$node") does not see $* up after ${secs}s:$(_cluster_peers_text "$node")"
 		sleep 0.1
+	done
+}
+
+# cluster_wait_ownership SECS NODE...: until every NODE ranks chunks with one ownership map
+# built for all of them (the same nonzero digest and member count in mowsctl peers); sets
+# CLUSTER_OWNERSHIP to "DIGEST/MEMBERS".
+cluster_wait_ownership() {
+	local secs=$1 end=$(($1 + SECONDS)) n _wo_d digests
+	shift
+	while :; do
+		digests=$(for n; do
+			cluster_get _wo_d "$n" peers 'j["ownership_digest"] + "/" + str(j["ownership_members"])'
+			echo "$_wo_d"
+		done | sort -u)
+		if [ "$(wc -l <<<"$digests")" -eq 1 ] && [[ $digests == */$# ]] &&
+			[[ $digests != 0000000000000000/* ]]; then
+			CLUSTER_OWNERSHIP=$digests
+			return 0
+		fi
+		[ $SECONDS -ge $end ] &&
+			_cluster_fail "nodes $* do not agree on one ownership map for $# members within ${secs}s: $(echo $digests)"
+		sleep 0.2
 	done
 }
 

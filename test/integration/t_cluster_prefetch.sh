@@ -25,16 +25,7 @@ cluster_up --nodes 4 --model "$M" \
 cluster_wait_mesh 20 1 2 3 4
 
 # Every node ranks chunks with the same ownership map before the command starts.
-end=$((SECONDS + 15))
-while :; do
-	digests=$(for i in 1 2 3 4; do
-		cluster_get d "$i" peers 'j["ownership_digest"] + "/" + str(j["ownership_members"])'
-		echo "$d"
-	done | sort -u)
-	[ "$(wc -l <<<"$digests")" -eq 1 ] && [[ $digests == */4 ]] && [[ $digests != 0000000000000000/* ]] && break
-	[ $SECONDS -ge $end ] && fail "nodes do not agree on one ownership map for 4 members within 15 s: $(echo $digests)"
-	sleep 0.2
-done
+cluster_wait_ownership 15 1 2 3 4
 
 pf() { # OUT ERR ARGS...: mowsctl on node1, inside its namespace (the paths are its mount's)
 	local out=$1 err=$2

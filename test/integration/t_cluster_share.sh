@@ -27,17 +27,8 @@ cluster_up --nodes 4 --model "$M" --storage-rate 200mbit \
 cluster_wait_mesh 20 1 2 3 4
 
 # Balanced ownership: every node builds the same map for the 4 members and the model's files.
-end=$((SECONDS + 15))
-while :; do
-	digests=$(for i in 1 2 3 4; do
-		cluster_get d "$i" peers 'j["ownership_digest"] + "/" + str(j["ownership_members"])'
-		echo "$d"
-	done | sort -u)
-	[ "$(wc -l <<<"$digests")" -eq 1 ] && [[ $digests == */4 ]] && [[ $digests != 0000000000000000/* ]] && break
-	[ $SECONDS -ge $end ] && fail "nodes do not agree on one ownership map for 4 members within 15 s: $(echo $digests)"
-	sleep 0.2
-done
-note "ownership map agreed: $digests"
+cluster_wait_ownership 15 1 2 3 4
+note "ownership map agreed: $CLUSTER_OWNERSHIP"
 
 # ---- a. four nodes, cold, at once ----
 cluster_storage_bytes sb0
