@@ -583,14 +583,19 @@ static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
 		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64
 		",\"descs\":%" PRIu64 ",\"digests_checked\":%" PRIu64
 		",\"digest_mismatches\":%" PRIu64 ",\"digests_computed\":%" PRIu64
-		",\"msgs_refused\":%" PRIu64 "},",
+		",\"msgs_refused\":%" PRIu64 ",\"regions_active\":%" PRIu64
+		",\"region_bytes\":%" PRIu64 ",\"regions_registered\":%" PRIu64
+		",\"regions_forgotten\":%" PRIu64 ",\"region_reg_us\":%" PRIu64
+		",\"region_reg_max_us\":%" PRIu64 "},",
 		s->rdma_device, (uint64_t)r->reads_posted, (uint64_t)r->bytes_read,
 		(uint64_t)r->fetches, (uint64_t)r->fetch_errors, (uint64_t)r->completion_errors,
 		(uint64_t)r->conns_out, (uint64_t)r->conns_in, (uint64_t)r->conns_refused,
 		(uint64_t)r->leases_active, (uint64_t)r->leases_granted,
 		(uint64_t)r->leases_expired, (uint64_t)r->descs, (uint64_t)r->digests_checked,
 		(uint64_t)r->digest_mismatches, (uint64_t)r->digests_computed,
-		(uint64_t)r->msgs_refused);
+		(uint64_t)r->msgs_refused, (uint64_t)r->regions_active, (uint64_t)r->region_bytes,
+		(uint64_t)r->regions_registered, (uint64_t)r->regions_forgotten,
+		(uint64_t)r->region_reg_ns / 1000, (uint64_t)r->region_reg_max_ns / 1000);
 }
 
 static void peers_json(const struct peers_snapshot *s, FILE *out)

@@ -1944,3 +1944,9 @@ void rdma_conn_test_keep_leases(struct transport_conn *c)
 {
 	c->keep_leases = true;
 }
+
+int rdma_ctx_test_register(struct rdma_ctx *r, const void *p, size_t len)
+{
+	uint32_t lkey, rkey;
+	return region_keys(r, p, len, &lkey, &rkey);
+}

@@ -388,5 +388,8 @@ unsigned rdma_leases_count(const struct rdma_leases *t, const void *owner);
  */
 void rdma_ctx_test_lease_ms(struct rdma_ctx *r, unsigned ms);
 void rdma_conn_test_keep_leases(struct transport_conn *c);
+/* Files mode, for timing registrations (rdma_pair regbench): registers [@p, + @len) as a
+ * chunk region would be (rdma_ctx_forget() ends it). 0 or -errno. */
+int rdma_ctx_test_register(struct rdma_ctx *r, const void *p, size_t len);
 
 #endif
