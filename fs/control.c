@@ -240,7 +240,12 @@ static void status_json(struct client *cl, const struct cache_stats *st)
 		if (!strcmp(name, "backing"))
 			backing = bytes;
 	}
-	fprintf(out, "},\"bytes_from_backing\":%llu,\"files\":[", (unsigned long long)backing);
+	fprintf(out, "},\"bytes_from_backing\":%llu", (unsigned long long)backing);
+	fprintf(out, ",\"passthrough_opens\":%llu,\"passthrough_bytes_opened\":%llu"
+		",\"passthrough_open_now\":%llu,\"files\":[",
+		(unsigned long long)atomic_load(&m->pt_opens),
+		(unsigned long long)atomic_load(&m->pt_bytes_opened),
+		(unsigned long long)atomic_load(&m->pt_open_now));
 	struct status_walk w = { cl, true };
 	cache_foreach_file(m->cache, status_file, &w);
 	fputs("]}\n", out);
@@ -267,6 +272,10 @@ static void status_text(struct client *cl, const struct cache_stats *st)
 	fprintf(out, ". fills    %llu, errors %llu, evictions %llu\n",
 		(unsigned long long)st->fills, (unsigned long long)st->fill_errors,
 		(unsigned long long)st->evictions);
+	fprintf(out, ". passthrough %llu opens of %s (read by the kernel, not counted above), "
+		"%llu open now\n", (unsigned long long)atomic_load(&m->pt_opens),
+		config_format_size(atomic_load(&m->pt_bytes_opened), a, sizeof(a)),
+		(unsigned long long)atomic_load(&m->pt_open_now));
 	fprintf(out, ". %-9s %8s %8s  %s\n", "STATE", "CACHED", "SIZE", "PATH");
 	struct status_walk w = { cl, true };
 	cache_foreach_file(m->cache, status_file, &w);

@@ -104,6 +104,10 @@ struct mows {
 	_Atomic bool pt_offered;          /* the kernel offered passthrough at INIT */
 	_Atomic bool pt_negotiated;       /* our INIT reply asked for it */
 	_Atomic bool pt_failed;           /* a backing open failed: no more tries */
+	/* Passthrough opens, which the kernel then serves without us (status, /metrics). */
+	_Atomic uint64_t pt_opens;        /* opens that went passthrough, since start */
+	_Atomic uint64_t pt_bytes_opened; /* the file size of each of those, summed */
+	_Atomic uint64_t pt_open_now;     /* passthrough opens not released yet */
 };
 
 /* ops.c */

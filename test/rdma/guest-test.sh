@@ -139,7 +139,7 @@ two_process() { # NAME PORT CHUNK COUNT
 if want pair; then
 	two_process fetch_4MiB_x40 7481 4M 40
 	two_process fetch_16MiB_x6 7482 16M 6
-	RDMA_PAIR_FILES=1 two_process files_fetch_4MiB_x40 7485 4M 40
+	RDMA_PAIR_FILES=1 two_process files_fetch_4MiB_x20 7485 4M 20
 fi
 
 # The server dies in the middle of a 32 MiB chunk (about a second of reading under TCG).
@@ -375,14 +375,14 @@ daemon_tests() {
 		skip "peerbench: mows-peerbench is not in this image"
 	fi
 
-	# The cache in files under eviction: n5 and n6 hold 8 chunks each, and n6 reads 24 MiB
+	# The cache in files under eviction: n5 and n6 hold 10 chunks each, and n6 reads 24 MiB
 	# of big.bin, about half of it (the chunks n5 owns) by RDMA from n5. Both evict all the
 	# time: n5 chunks it just leased out, n6 the slots READs landed in. Every region must go
 	# with its chunk (regions_forgotten) and no byte may be wrong.
 	if [ "$DAEMON_RDMA" = yes ]; then
 		local p56="$IP:7075,$IP:7076"
-		if MAXMEM=8M start_node 5 7075 /tmp/secret "$p56" &&
-			MAXMEM=8M start_node 6 7076 /tmp/secret "$p56" && wait_up 6 && wait_up 5; then
+		if MAXMEM=10M start_node 5 7075 /tmp/secret "$p56" &&
+			MAXMEM=10M start_node 6 7076 /tmp/secret "$p56" && wait_up 6 && wait_up 5; then
 			local same=no f5 f6 g5 r6 m6 a5
 			head -c 24M "$B/model/big.bin" >/tmp/big24.want
 			timeout -s KILL 180 head -c 24M /mnt/n6/model/big.bin >/tmp/big24.got &&
@@ -394,9 +394,9 @@ daemon_tests() {
 			r6=$(rdma_num 6 bytes_read)
 			m6=$(rdma_num 6 digest_mismatches)
 			if [ $same = yes ] && [ "${g5:-0}" -gt 8 ] && [ "${f5:-0}" -gt 0 ] &&
-				[ "${a5:-99}" -le 8 ] && [ "${f6:-0}" -gt 0 ] && [ "${r6:-0}" -gt 0 ] &&
+				[ "${a5:-99}" -le 10 ] && [ "${f6:-0}" -gt 0 ] && [ "${r6:-0}" -gt 0 ] &&
 				[ "$m6" = 0 ]; then
-				ok "files_evict_under_rdma 24 MiB through 8-chunk caches: right bytes; n5 leased $g5 chunks, forgot $f5 regions (holds $a5); n6 read $r6 bytes by RDMA and forgot $f6 regions, 0 digest mismatches"
+				ok "files_evict_under_rdma 24 MiB through 10-chunk caches: right bytes; n5 leased $g5 chunks, forgot $f5 regions (holds $a5); n6 read $r6 bytes by RDMA and forgot $f6 regions, 0 digest mismatches"
 			else
 				fail "files_evict_under_rdma: bytes right: $same; n5 leases $g5, regions forgotten '$f5', active '$a5'; n6 bytes_read '$r6', forgotten '$f6', mismatches '$m6'"
 				echo "n5: $(peers_json 5)"
