@@ -531,7 +531,7 @@ static int region_register(struct rdma_ctx *r, const void *p, size_t len, struct
 		free(e);
 		if (!__atomic_exchange_n(&r->region_failed_told, true, __ATOMIC_RELAXED))
 			log_warn("rdma: cannot register a chunk of %zu bytes with %s: %s%s%s; that "
-				 "chunk goes by TCP", len, r->device, strerror(-rc),
+				 "chunk comes from another source", len, r->device, strerror(-rc),
 				 rc == -ENOMEM || rc == -EPERM ? "; the memlock limit must be "
 				 "unlimited, it is " : "", rc == -ENOMEM || rc == -EPERM ?
 				 memlock_limit(lim, sizeof(lim)) : "");

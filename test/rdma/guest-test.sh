@@ -384,8 +384,8 @@ daemon_tests() {
 		if MAXMEM=10M start_node 5 7075 /tmp/secret "$p56" &&
 			MAXMEM=10M start_node 6 7076 /tmp/secret "$p56" && wait_up 6 && wait_up 5; then
 			local same=no f5 f6 g5 r6 m6 a5
-			head -c 24M "$B/model/big.bin" >/tmp/big24.want
-			timeout -s KILL 180 head -c 24M /mnt/n6/model/big.bin >/tmp/big24.got &&
+			head -c $((24 << 20)) "$B/model/big.bin" >/tmp/big24.want
+			timeout -s KILL 180 head -c $((24 << 20)) /mnt/n6/model/big.bin >/tmp/big24.got &&
 				cmp -s /tmp/big24.got /tmp/big24.want && same=yes
 			f5=$(rdma_num 5 regions_forgotten)
 			a5=$(rdma_num 5 regions_active)
