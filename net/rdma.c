@@ -1138,10 +1138,10 @@ static void refuse(struct rdma_ctx *r, struct rdma_cm_id *id, enum rdma_refusal 
 {
 	uint8_t priv[RDMA_ACCEPT_PRIV_LEN];
 	rdma_accept_priv_encode(priv, why);
+	COUNT(r, conns_refused, 1); /* before the peer can learn of it */
 	if (rdma_reject(id, priv, sizeof(priv)))
 		log_debug("rdma: rdma_reject: %s", strerror(errno));
 	rdma_destroy_id(id);
-	COUNT(r, conns_refused, 1);
 }
 
 static void peer_name(struct rdma_cm_id *id, char *buf, size_t len)
