@@ -89,6 +89,8 @@ want self && self_test
 if want files; then
 	RDMA_PAIR_FILES=1 self_test 7472 files
 	grep -q '^ok files_files_evict' /tmp/self.log || fail "files_evict: did not run"
+	grep -q '^ok files_files_lease_pins_region' /tmp/self.log ||
+		fail "files_lease_pins_region: did not pass"
 	timeout -s KILL 120 rdma_pair regbench >/tmp/regbench.log 2>&1
 	cat /tmp/regbench.log
 	tally /tmp/regbench.log

@@ -1188,6 +1188,49 @@ static void self_files_evict(struct side *sv, struct side *cl, const char *ip, u
 		   (unsigned long long)(c1.regions_registered - c0.regions_registered));
 }
 
+/*
+ * Files mode: a leased chunk is pinned, so eviction passes it by and its region stays; once
+ * the lease ends (here: the link closes) the chunk is evicted and its region goes with it.
+ */
+static void self_files_lease(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256];
+	struct rdma_counters a, b, d;
+	fake_evict_all(&sv->fake);
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("files_lease_pins_region", "connect: %s", strerror(errno));
+		return;
+	}
+	rdma_conn_test_keep_leases(c);
+	int rc = fetch_check(cl, c, 0xc3, cl->fake.slot_size, 0, 0, FETCH_MS, why, sizeof(why));
+	rdma_stats(sv->r, &a);
+	unsigned held = fake_evict_all(&sv->fake);
+	rdma_stats(sv->r, &b);
+	undial(c); /* the server ends the link's leases */
+	bool clean = settled(sv, 5000, &d);
+	unsigned after = fake_evict_all(&sv->fake);
+	rdma_stats(sv->r, &d);
+	if (rc)
+		fail("files_lease_pins_region", "%s", why);
+	else if (held || a.leases_active != 1 || b.regions_active != a.regions_active ||
+		 b.regions_forgotten != a.regions_forgotten)
+		fail("files_lease_pins_region", "with the lease held: %u evicted, leases %llu, "
+		     "regions %llu -> %llu, forgotten %llu -> %llu", held,
+		     (unsigned long long)a.leases_active, (unsigned long long)a.regions_active,
+		     (unsigned long long)b.regions_active, (unsigned long long)a.regions_forgotten,
+		     (unsigned long long)b.regions_forgotten);
+	else if (!clean || after != 1 || d.regions_active != 0 ||
+		 d.regions_forgotten != b.regions_forgotten + 1)
+		fail("files_lease_pins_region", "after the lease ended: settled %d, %u evicted, "
+		     "regions %llu, forgotten %llu -> %llu", clean, after,
+		     (unsigned long long)d.regions_active, (unsigned long long)b.regions_forgotten,
+		     (unsigned long long)d.regions_forgotten);
+	else
+		ok("files_lease_pins_region", "a leased chunk was not evicted and kept its region; "
+		   "once the lease ended it was, and its region went with it");
+}
+
 /* rdma_ctx_free() with a connected, idle requester: bounded, and the requester then fails
  * fast instead of waiting for its deadline. */
 static void self_free_server(struct side *sv, struct side *cl, const char *ip, unsigned port)
@@ -1250,8 +1293,10 @@ static int run_self(const char *ip, unsigned port)
 	self_deadline_mid_read(&sv, &cl, ip, port);
 	self_churn(&sv, &cl, ip, port);
 	self_parallel(&cl, ip, port);
-	if (files_mode)
+	if (files_mode) {
 		self_files_evict(&sv, &cl, ip, port);
+		self_files_lease(&sv, &cl, ip, port);
+	}
 	self_memlock();
 	self_free_server(&sv, &cl, ip, port);
 	shutdown(tcp, SHUT_RDWR);
@@ -1483,6 +1528,16 @@ static int run_regbench(void)
 		printf("regbench %zu KiB: %llu us (%.1f us per MiB)\n", sizes[i] >> 10,
 		       (unsigned long long)(ns[2] / 1000),
 		       (double)ns[2] / 1000.0 / ((double)sizes[i] / (1 << 20)));
+	}
+	/* What a chunk evicted and filled again costs the store itself: punch and take anew. */
+	for (unsigned i = 1; i <= 4; i++) {
+		size_t len = (size_t)1 << (18 + 2 * i); /* 1, 4, 16, 64 MiB */
+		uint64_t t0 = mono_ns();
+		cache_store_punch(&s.fake.file, 0, len);
+		int rc = cache_store_alloc(&s.fake.file, 0, len);
+		uint64_t us = (mono_ns() - t0) / 1000;
+		printf("refill %zu KiB: %llu us (punch and populate)%s\n", len >> 10,
+		       (unsigned long long)us, rc ? " FAILED" : "");
 	}
 	ok("regbench", NULL);
 	rdma_ctx_free(s.r);
