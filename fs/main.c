@@ -10,7 +10,6 @@
  * Exit status: 0 after a clean unmount or SIGTERM, 1 when mounting or running fails, 2 for
  * bad usage or configuration.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
