@@ -47,6 +47,19 @@ static int answer_status(int status, uint8_t **ans, uint32_t *anslen)
 	return 0;
 }
 
+/*
+ * Whether a REFRESH from a node holding @have lists again: yes when it holds our snapshot,
+ * or ours is older than a poll. A node behind ours (it has not polled since our last
+ * listing, and a fill of it found a file changed) takes ours: the burst of refreshes that
+ * one change causes across the cluster lists once.
+ */
+static bool refresh_due(struct meta_share *ms, uint64_t have)
+{
+	uint64_t age = cache_tree_meta_age_ms(ms->t);
+	return have == cache_tree_meta_version(ms->t) || age == UINT64_MAX ||
+	       age >= CACHE_TREE_POLL_MS;
+}
+
 int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, uint8_t **ans,
 		      uint32_t *anslen)
 {
@@ -56,7 +69,7 @@ int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, 
 		return rc;
 	if (!ms)
 		return answer_status(ENOENT, ans, anslen);
-	if (rq.flags & PROTO_META_REFRESH) {
+	if ((rq.flags & PROTO_META_REFRESH) && refresh_due(ms, rq.have_version)) {
 		rc = cache_tree_meta_refresh(ms->t, ms->cfg->request_timeout_ms);
 		if (rc)
 			log_info("metadata: a refresh a peer asked for: %s; sharing the snapshot "

@@ -16,7 +16,9 @@
  *   - every CACHE_TREE_POLL_MS (a META_GET naming the version it holds: SAME costs ~60
  *     bytes, no store access), so a new listing reaches every node within one poll;
  *   - on every refresh request (mowsctl refresh, a fill that found its file changed, a key
- *     miss): REFRESH, so the lister lists again and the cluster's snapshot is renewed;
+ *     miss): REFRESH, so the lister lists again and the cluster's snapshot is renewed
+ *     (unless the asker is behind a listing younger than a poll: it takes that one, so one
+ *     change found by fills on many nodes lists once);
  *     a refresh on the lister lists there, and the others pick it up at their next poll.
  * A node falls back to its own listing (when due) whenever the lister fails, and the member
  * set soon names another lister (a dead one leaves placement after peer_timeout).

@@ -154,9 +154,12 @@ note "a: lister $lister; one listing = $one LIST; the burst of $N nodes: $((l1 -
 
 # ---- b. a changed file and a refresh on a node that is not the lister ----
 other=$((li % N + 1))
+rand_file "$SRC/tok/tokenizer.json" 77777
+mows_make_manifest "$SRC" # the new version is checked against its CRCs like any other
+sum_new=$(sha256sum <"$SRC/tok/tokenizer.json" | awk '{ print $1 }')
 upload_mount
-rand_file "$UP/tok/tokenizer.json" 77777
-sum_new=$(sha256sum <"$UP/tok/tokenizer.json" | awk '{ print $1 }')
+cp "$SRC/tok/tokenizer.json" "$UP/tok/tokenizer.json" && cp "$SRC"/crc32.* "$UP/" ||
+	fail "b: cannot write the new version into the bucket"
 upload_umount
 sleep 1.5
 r0=$(s3_lists)
