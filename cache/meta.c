@@ -339,13 +339,15 @@ static void put_be(struct wbuf *w, uint64_t v, unsigned bytes)
 
 static void put_bytes(struct wbuf *w, const void *src, size_t len)
 {
-	memcpy(w->p + w->n, src, len);
+	if (len) /* src may be NULL then (no symlink target) */
+		memcpy(w->p + w->n, src, len);
 	w->n += len;
 }
 
-static int64_t ts_ns(const struct timespec *ts)
+/* In two's complement modulo 2^64, so that every decoded time encodes back unchanged. */
+static uint64_t ts_ns(const struct timespec *ts)
 {
-	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
 }
 
 static struct timespec ns_ts(int64_t ns)
@@ -378,9 +380,9 @@ static void put_node(struct wbuf *w, const struct meta_node *nd)
 	put_be(w, (uint64_t)st->st_size, 8);
 	put_be(w, (uint64_t)st->st_blocks, 8);
 	put_be(w, (uint64_t)st->st_blksize, 4);
-	put_be(w, (uint64_t)ts_ns(&st->st_atim), 8);
-	put_be(w, (uint64_t)ts_ns(&st->st_mtim), 8);
-	put_be(w, (uint64_t)ts_ns(&st->st_ctim), 8);
+	put_be(w, ts_ns(&st->st_atim), 8);
+	put_be(w, ts_ns(&st->st_mtim), 8);
+	put_be(w, ts_ns(&st->st_ctim), 8);
 	put_be(w, strlen(nd->name), 2);
 	put_be(w, tlen, 2);
 	put_bytes(w, nd->name, strlen(nd->name));
