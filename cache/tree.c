@@ -84,6 +84,7 @@ struct cache_tree {
 	bool meta_stop;                 /* protected by meta_lock */
 	bool meta_running;              /* the thread exists; protected by meta_lock */
 	uint64_t meta_kicked_ns;        /* last cache_tree_meta_kick(); protected by meta_lock */
+	bool meta_kick_pending;         /* a kick not yet served; protected by meta_lock */
 	unsigned meta_ttl_ms;
 	pthread_cond_t meta_wake;       /* to the metadata thread */
 	pthread_cond_t meta_done;       /* from it: a refresh ended */
@@ -95,6 +96,8 @@ struct cache_tree {
 	struct cache_tree_meta_source src;
 	bool has_src;
 	bool ino_by_path;               /* identity by relpath on any backing */
+	bool src_off;                   /* our backing disagrees with the cluster's snapshot:
+					 * list it ourselves from now on; metadata thread only */
 	dev_t root_dev;
 	struct tree_share *share;       /* the snapshot's shared form; protected by meta_lock */
 	uint64_t meta_listed_ns;        /* mono_ns() of its listing; protected by meta_lock */
@@ -940,14 +943,28 @@ static bool meta_due(struct cache_tree *t)
 	return age == UINT64_MAX || age >= t->meta_ttl_ms;
 }
 
-/* One refresh for request @n: from the source when it has the cluster's snapshot. */
-static void meta_refresh_once(struct cache_tree *t, uint64_t n, bool forced)
+/*
+ * One refresh for request @n: from the source when it has the cluster's snapshot. @kicked:
+ * a fill found its file changed; if the cluster's snapshot, listed again for it, is still
+ * the one we had, this node's backing disagrees with the lister's (another store, copies
+ * with other mtimes): it lists its own from now on, which is always right.
+ */
+static void meta_refresh_once(struct cache_tree *t, uint64_t n, bool forced, bool kicked)
 {
-	if (!t->has_src) {
+	if (!t->has_src || t->src_off) {
 		meta_take(t, n);
 		return;
 	}
-	if (t->src.fetch(t->src.ctx, forced) != 1 && (forced || meta_due(t))) {
+	uint64_t was = cache_tree_meta_version(t);
+	int rc = t->src.fetch(t->src.ctx, forced);
+	if (rc == 1 && kicked && was && cache_tree_meta_version(t) == was) {
+		log_warn("metadata: a file in this node's backing differs from the cluster's "
+			 "snapshot, and listing again did not change that; this node lists its own "
+			 "backing from now on (do all nodes mount the same store?)");
+		t->src_off = true;
+		rc = 0;
+	}
+	if (rc != 1 && (forced || meta_due(t))) {
 		meta_take(t, n);
 		return;
 	}
@@ -968,9 +985,10 @@ static void *meta_main(void *arg)
 		if (t->meta_stop)
 			break;
 		uint64_t n = t->meta_asked;
-		bool forced = n != t->meta_served;
+		bool forced = n != t->meta_served, kicked = t->meta_kick_pending;
+		t->meta_kick_pending = false;
 		pthread_mutex_unlock(&t->meta_lock);
-		meta_refresh_once(t, n, forced);
+		meta_refresh_once(t, n, forced, kicked);
 		pthread_mutex_lock(&t->meta_lock);
 	}
 	pthread_mutex_unlock(&t->meta_lock);
@@ -1175,6 +1193,7 @@ void cache_tree_meta_kick(struct cache_tree *t)
 	if (t->meta_running && t->meta_asked == t->meta_served &&
 	    (!t->meta_kicked_ns || now - t->meta_kicked_ns >= t->cfg.rescan_min_ms * 1000000ull)) {
 		t->meta_kicked_ns = now;
+		t->meta_kick_pending = true;
 		t->meta_asked++;
 		pthread_cond_signal(&t->meta_wake);
 	}

@@ -17,6 +17,7 @@
 
 #define RETRY_MS 100            /* the lister has no snapshot yet: ask again this soon */
 #define MAX_RESTARTS 3          /* the snapshot changed while we read it in pieces */
+#define REFRESH_MIN_MS 1000     /* a listing this young answers every REFRESH */
 
 struct meta_share {
 	struct peers *p;
@@ -48,16 +49,17 @@ static int answer_status(int status, uint8_t **ans, uint32_t *anslen)
 }
 
 /*
- * Whether a REFRESH from a node holding @have lists again: yes when it holds our snapshot,
- * or ours is older than a poll. A node behind ours (it has not polled since our last
- * listing, and a fill of it found a file changed) takes ours: the burst of refreshes that
- * one change causes across the cluster lists once.
+ * Whether a REFRESH from a node holding @have lists again: yes when ours is older than a
+ * poll, or when it holds ours and ours is older than REFRESH_MIN_MS. A node behind ours (it
+ * has not polled since our last listing, and a fill of it found a file changed) takes ours:
+ * the burst of refreshes that one change causes across the cluster lists once, and the
+ * store is listed at most once per REFRESH_MIN_MS however many nodes ask.
  */
 static bool refresh_due(struct meta_share *ms, uint64_t have)
 {
 	uint64_t age = cache_tree_meta_age_ms(ms->t);
-	return have == cache_tree_meta_version(ms->t) || age == UINT64_MAX ||
-	       age >= CACHE_TREE_POLL_MS;
+	return age == UINT64_MAX || age >= CACHE_TREE_POLL_MS ||
+	       (have == cache_tree_meta_version(ms->t) && age >= REFRESH_MIN_MS);
 }
 
 int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, uint8_t **ans,
@@ -286,6 +288,8 @@ static int fetch(void *ctx, bool forced)
 /* Waits until the live member set has been the same for three heartbeats (bounded). */
 static void settle(struct meta_share *ms)
 {
+	if (!ms->cfg->peers[0] && !ms->cfg->peers_file[0])
+		return; /* nobody to wait for: peers that come later find our snapshot */
 	uint64_t hb = ms->cfg->heartbeat_ms, quiet_ms = 3 * hb;
 	struct deadline dl = deadline_in_ms(META_SHARE_SETTLE_MAX_MS);
 	uint64_t last = 0, since = mono_ns();
