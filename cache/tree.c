@@ -544,6 +544,16 @@ static void keys_sync(struct cache_tree *t)
 	cache_meta_put(m);
 }
 
+/* Waits (at most @wait_ms) until there is a snapshot. */
+static void meta_wait_first(struct cache_tree *t, unsigned wait_ms)
+{
+	struct deadline dl = deadline_in_ms(wait_ms);
+	pthread_mutex_lock(&t->meta_lock);
+	while (!t->meta && deadline_cond_wait(&t->meta_done, &t->meta_lock, &dl) == 0)
+		;
+	pthread_mutex_unlock(&t->meta_lock);
+}
+
 /*
  * Finds files new since the table was built, and installs the result. Called by the one
  * thread that set keys_walking. With the metadata thread running that thread lists the
@@ -552,13 +562,16 @@ static void keys_sync(struct cache_tree *t)
  */
 static void keys_rescan(struct cache_tree *t)
 {
-	bool running;
-	cache_meta_put(meta_get_gen(t, NULL, &running));
-	running = running || t->has_src; /* never a walk of our own while peers list */
+	bool thread;
+	cache_meta_put(meta_get_gen(t, NULL, &thread));
+	bool running = thread || t->has_src; /* never a walk of our own while peers list */
 	struct key_table fresh = { 0 };
 	int rc = 0;
 	if (running) {
-		cache_tree_meta_refresh(t, KEYS_WAIT_MS);
+		if (thread)
+			cache_tree_meta_refresh(t, KEYS_WAIT_MS);
+		else
+			meta_wait_first(t, KEYS_WAIT_MS); /* the mount's snapshot is on its way */
 		keys_sync(t);
 	} else {
 		void *arg[2] = { t, &fresh };

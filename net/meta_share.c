@@ -33,6 +33,8 @@ struct meta_share {
 	char link_node[PROTO_NODE_ID_MAX + 1]; /* the node @link goes to; fetching thread */
 	uint8_t *frame;         /* one META frame's payload; fetching thread */
 	char last_lister[PROTO_NODE_ID_MAX + 1]; /* for logging changes; fetching thread */
+	int last_err;           /* the last ask's result, logged when it changes; fetching thread */
+	uint64_t refused;       /* a version that did not import; fetching thread */
 };
 
 /* ---- answering ---- */
@@ -195,8 +197,8 @@ static int take(struct meta_share *ms, bool refresh, const struct deadline *dl)
 				     .flags = refresh ? PROTO_META_REFRESH : 0 };
 	struct proto_meta a;
 	uint8_t *blob = NULL;
-	int rc = 0;
-	for (unsigned restarts = 0; rc == 0 && restarts <= MAX_RESTARTS; restarts++) {
+	int rc = -EAGAIN; /* changed under us every time: ask again at the next poll */
+	for (unsigned restarts = 0; restarts <= MAX_RESTARTS; restarts++) {
 		rc = exchange(ms, &rq, &a, dl);
 		if (rc == 0 && a.status)
 			rc = -a.status;
@@ -208,13 +210,18 @@ static int take(struct meta_share *ms, bool refresh, const struct deadline *dl)
 			break;
 		}
 		uint64_t version = a.version, total = a.total;
+		if (version == ms->refused) {
+			rc = -EPROTO; /* refused before: not again every poll */
+			break;
+		}
 		free(blob);
 		blob = malloc(total ? total : 1);
 		if (!blob)
 			return -ENOMEM;
 		uint64_t off = 0;
 		while (rc == 0 && a.version == version && a.total == total && a.offset == off) {
-			memcpy(blob + off, a.data, a.length);
+			if (a.length)
+				memcpy(blob + off, a.data, a.length);
 			off += a.length;
 			if (off == total)
 				break;
@@ -225,9 +232,13 @@ static int take(struct meta_share *ms, bool refresh, const struct deadline *dl)
 		}
 		if (rc == 0 && off == total) {
 			rc = cache_tree_meta_import(ms->t, blob, total, version, a.age_ms);
+			if (rc)
+				ms->refused = version;
 			break;
 		}
-		rc = rc == -ERANGE ? 0 : rc; /* it changed under us: again, from the start */
+		if (rc && rc != -ERANGE)
+			break;
+		rc = -EAGAIN; /* it changed under us: again, from the start */
 		rq = (struct proto_meta_get){ 0 };
 	}
 	free(blob);
@@ -267,9 +278,10 @@ static int ask_once(struct meta_share *ms, bool refresh)
 	int rc = link_to(ms, m, &dl);
 	if (rc == 0)
 		rc = take(ms, refresh, &dl);
-	if (rc < 0 && rc != -EAGAIN)
+	if (rc < 0 && rc != -EAGAIN && rc != ms->last_err)
 		log_info("metadata: the snapshot of node %s: %s; listing the backing here when due",
 			 m->node_id, rc == -ESTALE ? "older than metadata_ttl" : strerror(-rc));
+	ms->last_err = rc;
 	member_drop(ms, m);
 	return rc == 1 || rc == -EAGAIN ? rc : 0;
 }

@@ -812,6 +812,7 @@ s3_setup() {
 	: >"$WORK/s3-requests.log"
 	node "$ROOT/test/s3/s3server.js" "$WORK/s3-data" "$S3_PORT" model "$WORK/s3-requests.log" \
 		>"$WORK/logs/s3server.log" 2>&1 </dev/null &
+	S3_PID=$!
 	DAEMONS+=($!)
 	for ((i = 0; i < 200; i++)); do
 		grep -q '^listening' "$WORK/logs/s3server.log" 2>/dev/null && break
@@ -825,6 +826,25 @@ s3_setup() {
 	cp "$WORK/s3-model"/* "$WORK/mnt/s3-upload/" && unmount_one "$WORK/mnt/s3-upload"
 	# No stat cache in s3fs: every stat mows made would reach the store (as once it expired).
 	s3_mount_bucket "$WORK/mnt/s3" "ro,max_stat_cache_size=0"
+}
+
+# section_f_stopped MNT: re-reads of the warm model through mows with the store stopped
+# (SIGSTOP of the S3 server, an overloaded store) and running, interleaved round by round
+# (in_order: neither side always first) and each the best of ROUNDS, so that load from other
+# work on the machine hits both alike. Nothing on this path reaches the store (the warm-pass
+# row counts 0 requests), so the ratio measures noise around 1.0x, not a cost.
+section_f_stopped() {
+	local mnt=$1 r who
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for who in $(in_order "$r" running stopped); do
+			[ "$who" = stopped ] && kill -STOP "$S3_PID"
+			drop_caches
+			measure "f.mows.$who" read $(model_files "$mnt")
+			[ "$who" = stopped ] && kill -CONT "$S3_PID"
+		done
+	done
+	row "(f) store stopped: re-read of every cached file through mows, vs the store running (interleaved, best of $ROUNDS)" \
+		f.mows.stopped "store running" f.mows.running 0.9
 }
 
 section_f() {
@@ -870,6 +890,7 @@ section_f() {
 		(cd "$mnt" && cat -- * >/dev/null && ls -lR >/dev/null) || FAILED=1
 		n1=$(s3_requests_now)
 		ROWS+=("| (f) storage requests during a warm pass over the model through mows (cat of every file and ls -lR; all requests at the S3 server) | $((n1 - n0)) | - | - | 0 | $([ $((n1 - n0)) -eq 0 ] && echo yes || echo '**no**') |")
+		section_f_stopped "$mnt"
 		unmount_one "$mnt"
 	fi
 	NOTES+=("(f) s3fs $(s3fs --version 2>/dev/null | head -1 | grep -o 'V[0-9.]*') -o ro,max_stat_cache_size=0 over s3rver on loopback (test/s3/s3server.js), a $(gib "$model_s3") model in $SHARDS shards. mows was warmed by one read through it; the direct s3fs read downloads again (s3fs keeps no copy of a closed file). The S3 server, s3fs and mows share this machine's CPUs.")
