@@ -903,7 +903,8 @@ static struct tree_share *share_build(struct cache_tree *t, struct cache_meta *m
 	if (rc == 0)
 		rc = cache_meta_encode(m, &tree, &tlen);
 	uint64_t total = SHARE_HDR_LEN + nlen + tlen + t->texts[0].len + t->texts[1].len;
-	uint8_t *b = rc == 0 && total <= CACHE_TREE_SHARE_MAX && nlen < 65536 ? malloc(total) : NULL;
+	bool fits = total <= CACHE_TREE_SHARE_MAX && nlen < 65536;
+	uint8_t *b = rc == 0 && fits ? malloc(total) : NULL;
 	if (b) {
 		put32(b, SHARE_MAGIC);
 		put32(b + 4, 1u << 16 | (t->texts[0].text ? 1 : 0) | (t->texts[1].text ? 2 : 0));
@@ -1022,8 +1023,8 @@ int cache_tree_share_get(struct cache_tree *t, struct cache_tree_share *out)
 	if (sh) {
 		atomic_fetch_add(&sh->refs, 1);
 		*out = (struct cache_tree_share){ .bytes = sh->bytes, .len = sh->len,
-						  .version = sh->version, .ref = sh,
-						  .age_ms = (mono_ns() - t->meta_listed_ns) / 1000000 };
+						  .version = sh->version, .ref = sh };
+		out->age_ms = (mono_ns() - t->meta_listed_ns) / 1000000;
 	}
 	pthread_mutex_unlock(&t->meta_lock);
 	return sh ? 0 : -EAGAIN;

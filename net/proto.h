@@ -320,8 +320,9 @@ struct proto_meta_get {
  * and age_ms (how long ago the backing was listed for it) name the snapshot; SAME says it is
  * the requester's have_version (no bytes follow); otherwise the frame carries the bytes
  * [offset, offset + n) of its total bytes, n = payload length - PROTO_META_FIXED_LEN, at
- * most PROTO_META_PIECE_MAX, at least 1 unless total is 0. Decoding rejects unknown flags, a status outside 0..4095, bytes with a status
- * or SAME, version 0 with status 0, total over PROTO_META_TOTAL_MAX and a piece past total.
+ * most PROTO_META_PIECE_MAX, at least 1 unless total is 0. Decoding rejects unknown flags, a
+ * status outside 0..4095, bytes with a status or SAME, version 0 with status 0, total over
+ * PROTO_META_TOTAL_MAX, a piece past total and an empty piece before it.
  */
 #define PROTO_META_SAME		(1u << 0)
 #define PROTO_META_FLAGS_KNOWN	PROTO_META_SAME
@@ -333,7 +334,7 @@ struct proto_meta {
 	uint64_t age_ms;
 	uint64_t total;
 	uint64_t offset;
-	const uint8_t *data;	/* set by the decoder (into the payload, or NULL); not encoded */
+	const uint8_t *data;	/* set by the decoder (into the payload, or NULL) */
 	uint32_t length;	/* bytes at data; not encoded (the frame's length says it) */
 };
 

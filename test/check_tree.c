@@ -589,8 +589,9 @@ START_TEST(test_meta_wire)
 	int64_t i = cache_meta_find(d, "a/m.bin");
 	ck_assert_int_ge(i, 0);
 	ck_assert_int_eq(cache_meta_stat(d, (uint64_t)i)->st_size, 7);
+	int64_t j = cache_meta_find(m, "a/m.bin");
 	ck_assert_int_eq(cache_meta_stat(d, (uint64_t)i)->st_mtim.tv_nsec,
-			 cache_meta_stat(m, (uint64_t)cache_meta_find(m, "a/m.bin"))->st_mtim.tv_nsec);
+			 cache_meta_stat(m, (uint64_t)j)->st_mtim.tv_nsec);
 	ck_assert_str_eq(cache_meta_target(d, (uint64_t)cache_meta_find(d, "a/link")), "../top");
 	ck_assert_int_eq(cache_meta_encode(d, &again, &len2), 0);
 	ck_assert_uint_eq(len2, len);
@@ -648,8 +649,9 @@ START_TEST(test_meta_share_import)
 	fprintf(fp, "0123abcd x.bin\n");
 	fclose(fp);
 	char err[512];
-	struct cache_tree_config cfg = { .path = root, .file_key = test_key, .crc32_file = "crc32.txt",
-					 .verify = true, .rescan_min_ms = 1 };
+	struct cache_tree_config cfg = { .path = root, .file_key = test_key,
+					 .crc32_file = "crc32.txt", .verify = true,
+					 .rescan_min_ms = 1 };
 	struct cache_tree *a = cache_tree_new(&cfg, NULL, err, sizeof(err));
 	ck_assert_msg(a != NULL, "%s", err);
 	struct cache_tree_meta_source src = { .fetch = stub_fetch };
