@@ -830,32 +830,38 @@ s3_setup() {
 
 # section_f_stopped MNT: re-reads of the warm model through mows with the store stopped
 # (SIGSTOP of the S3 server, an overloaded store) and running, interleaved round by round
-# (in_order: neither side always first) and each the best of ROUNDS, so that load from other
-# work on the machine hits both alike. Nothing on this path reaches the store (the warm-pass
-# row counts 0 requests), so the ratio measures noise around 1.0x, not a cost.
-# Each measurement reads the model 4 times (one read of a small model takes a few tens of
-# ms, where one scheduling hiccup moves the rate by half). The row's ratio is the median of
-# the rounds' paired ratios (stopped / running, measured back to back), which a single
-# lucky or unlucky round cannot move as it moves a best-of on each side.
+# (the order rotates) over at least 9 rounds. Each measurement reads the model 4 times: one
+# read of a small model takes tens of ms, where one scheduling hiccup moves the rate by half.
+# The row's ratio is the median of the rounds' paired ratios (stopped / running, measured
+# back to back), which one lucky or unlucky round cannot move as it moves a best-of; a
+# control pair (a second read with the store running: running2 / running) measures the
+# noise floor in the same rounds, so a ratio inside the control's range is noise, not a cost.
 section_f_stopped() {
-	local mnt=$1 r who ratios med
-	local -a files
+	local mnt=$1 r who rounds=$((ROUNDS > 9 ? ROUNDS : 9)) ratio control
+	local -a files order=(running stopped running2)
 	read -ra files <<<"$(model_files "$mnt")"
-	for ((r = 1; r <= ROUNDS; r++)); do
-		for who in $(in_order "$r" running stopped); do
+	for ((r = 0; r < rounds; r++)); do
+		for who in "${order[@]:r % 3}" "${order[@]:0:r % 3}"; do
 			[ "$who" = stopped ] && kill -STOP "$S3_PID"
 			drop_caches
 			measure "f.mows.$who" read "${files[@]}" "${files[@]}" "${files[@]}" "${files[@]}"
 			[ "$who" = stopped ] && kill -CONT "$S3_PID"
 		done
 	done
-	ratios=$(awk -v s="${RAW[f.mows.stopped]:-}" -v r="${RAW[f.mows.running]:-}" 'BEGIN {
-		n = split(s, a, " "); m = split(r, b, " ")
-		for (i = 1; i <= n && i <= m; i++) if (b[i] > 0) printf "%.2f ", a[i] / b[i] }')
-	med=$(tr ' ' '\n' <<<"$ratios" | grep . | sort -n | awk '{ v[NR] = $1 } END {
-		if (NR) printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-	ROWS+=("| (f) store stopped (SIGSTOP): re-read of every cached file through mows, vs the store running; median of $ROUNDS interleaved pairs | ${BEST[f.mows.stopped]:-n/a} GB/s (best) | store running ${BEST[f.mows.running]:-n/a} GB/s (best) | ${med:-n/a}x | >= 0.9x | $(awk -v m="${med:-0}" 'BEGIN { print (m >= 0.9) ? "yes" : "**no**" }') |")
-	NOTES+=("(f) store stopped vs running, each round's ratio: ${ratios:-none}(median ${med:-n/a}x). The re-read path reaches nothing below mows (the warm-pass row counts 0 requests at the server), so the spread is the machine's noise; the CPU-idle note says how busy it was.")
+	ratio=$(paired_median "${RAW[f.mows.stopped]:-}" "${RAW[f.mows.running]:-}")
+	control=$(paired_median "${RAW[f.mows.running2]:-}" "${RAW[f.mows.running]:-}")
+	ROWS+=("| (f) store stopped (SIGSTOP): re-read of every cached file through mows, vs the store running; median of $rounds interleaved pairs (control: running / running ${control% *}x, range ${control#* }) | ${BEST[f.mows.stopped]:-n/a} GB/s (best) | store running ${BEST[f.mows.running]:-n/a} GB/s (best) | ${ratio% *}x | >= 0.9x | $(awk -v m="${ratio% *}" 'BEGIN { print (m + 0 >= 0.9) ? "yes" : "**no**" }') |")
+	NOTES+=("(f) store stopped vs running: paired ratios range ${ratio#* }, median ${ratio% *}x; the control (two reads with the store running) ranges ${control#* }, median ${control% *}x. The re-read path reaches nothing below mows (the warm-pass row counts 0 requests at the server; with passthrough the reads do not even enter the daemon), so a spread as wide as the control's is this machine's noise; the CPU-idle note says how busy it was.")
+}
+
+# paired_median "A1 A2 ..." "B1 B2 ...": "MEDIAN MIN-MAX" of the ratios Ai / Bi.
+paired_median() {
+	awk -v s="$1" -v r="$2" 'BEGIN {
+		n = split(s, a, " "); m = split(r, b, " "); k = 0
+		for (i = 1; i <= n && i <= m; i++) if (b[i] > 0) v[++k] = a[i] / b[i]
+		for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+		if (!k) { print "n/a n/a"; exit }
+		printf "%.2f %.2f-%.2f", k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2, v[1], v[k] }'
 }
 
 section_f() {
