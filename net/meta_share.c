@@ -103,26 +103,36 @@ int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, 
 
 /* ---- asking ---- */
 
-/* The lister by the live member set, referenced (NULL: this node). *@digest: the set. */
-static struct member *lister(struct meta_share *ms, uint64_t *digest)
+/*
+ * The first @max members ranked for META_SHARE_KEY over the live set (the lister first),
+ * referenced; NULL stands for this node, and the list ends after it. Returns how many.
+ * *@digest (may be NULL): the live set, order-independent.
+ */
+static unsigned ranked(struct meta_share *ms, struct member **out, unsigned max,
+		       uint64_t *digest)
 {
 	struct member **mv;
 	uint64_t *hashes, d = 0;
-	unsigned n = peers_live(ms->p, &mv, &hashes);
-	struct member *m = NULL;
+	unsigned n = peers_live(ms->p, &mv, &hashes), k = 0;
+	unsigned *order = n ? malloc(n * sizeof(*order)) : NULL;
 	for (unsigned i = 0; i < n; i++)
-		d += fmix64(hashes[i]); /* order-independent */
-	unsigned o = n ? place_owner(META_SHARE_KEY, 0, hashes, n) : PLACE_NONE;
-	if (o != PLACE_NONE && o + 1 < n) {
-		m = mv[o];
+		d += fmix64(hashes[i]);
+	if (order) {
+		place_rank(META_SHARE_KEY, 0, hashes, n, order);
 		pthread_mutex_lock(&ms->p->lock);
-		member_get(m);
+		while (k < max && k < n) {
+			out[k] = order[k] + 1 < n ? mv[order[k]] : NULL;
+			if (!out[k++])
+				break;
+			member_get(out[k - 1]);
+		}
 		pthread_mutex_unlock(&ms->p->lock);
 	}
+	free(order);
 	peers_live_put(ms->p, mv, hashes, n);
 	if (digest)
 		*digest = d;
-	return m;
+	return k;
 }
 
 static void member_drop(struct meta_share *ms, struct member *m)
@@ -262,27 +272,49 @@ static void leave(struct meta_share *ms)
 	pthread_mutex_unlock(&ms->lock);
 }
 
-/* One ask of the lister now: 1 current, 0 this node lists, -EAGAIN the lister has none. */
-static int ask_once(struct meta_share *ms, bool refresh)
+/* One ask of @m: 1 current, -EAGAIN it has no snapshot yet, -ENOTCONN unreachable, else
+ * -errno (this node lists when due). */
+static int ask(struct meta_share *ms, struct member *m, bool refresh)
 {
-	struct member *m = lister(ms, NULL);
-	if (!m)
-		return 0;
-	if (strcmp(ms->last_lister, m->node_id)) {
+	struct deadline cdl = deadline_in_ms(ms->cfg->request_timeout_ms);
+	int rc = link_to(ms, m, &cdl);
+	if (rc)
+		return rc == -ECANCELED ? rc : -ENOTCONN;
+	/* A REFRESH may wait for the lister's listing (its request_timeout), then the answer. */
+	struct deadline dl = deadline_in_ms(2ull * ms->cfg->request_timeout_ms + 1000);
+	rc = take(ms, refresh, &dl);
+	if (rc == 1 && strcmp(ms->last_lister, m->node_id)) {
 		log_info("metadata: node %s lists the backing for the cluster; taking its snapshot",
 			 m->node_id);
 		snprintf(ms->last_lister, sizeof(ms->last_lister), "%s", m->node_id);
 	}
-	uint64_t ms_wait = 2ull * ms->cfg->request_timeout_ms + 1000;
-	struct deadline dl = deadline_in_ms(ms_wait);
-	int rc = link_to(ms, m, &dl);
-	if (rc == 0)
-		rc = take(ms, refresh, &dl);
+	return rc;
+}
+
+/*
+ * One ask now, of the lister, or when it cannot be reached of the next by rank (at most
+ * META_SHARE_TRIES): 1 current, 0 this node lists (it is next, or an answer failed),
+ * -EAGAIN the node asked has no snapshot yet.
+ */
+static int ask_once(struct meta_share *ms, bool refresh)
+{
+	struct member *cand[META_SHARE_TRIES];
+	unsigned k = ranked(ms, cand, META_SHARE_TRIES, NULL);
+	int rc = 0;
+	const char *who = NULL;
+	for (unsigned i = 0; i < k && cand[i]; i++) {
+		rc = ask(ms, cand[i], refresh);
+		who = cand[i]->node_id;
+		if (rc != -ENOTCONN)
+			break;
+	}
 	if (rc < 0 && rc != -EAGAIN && rc != ms->last_err)
 		log_info("metadata: the snapshot of node %s: %s; listing the backing here when due",
-			 m->node_id, rc == -ESTALE ? "older than metadata_ttl" : strerror(-rc));
+			 who, rc == -ESTALE ? "older than metadata_ttl" :
+			 rc == -ENOTCONN ? "unreachable" : strerror(-rc));
 	ms->last_err = rc;
-	member_drop(ms, m);
+	for (unsigned i = 0; i < k; i++)
+		member_drop(ms, cand[i]);
 	return rc == 1 || rc == -EAGAIN ? rc : 0;
 }
 
@@ -307,7 +339,9 @@ static void settle(struct meta_share *ms)
 	uint64_t last = 0, since = mono_ns();
 	while (!deadline_passed(&dl)) {
 		uint64_t d;
-		member_drop(ms, lister(ms, &d));
+		struct member *first[1];
+		if (ranked(ms, first, 1, &d))
+			member_drop(ms, first[0]);
 		if (d != last) {
 			last = d;
 			since = mono_ns();
@@ -339,8 +373,8 @@ int meta_share_first(struct meta_share *ms)
 		return 0;
 	}
 	if (rc == -EAGAIN)
-		log_warn("metadata: node %s had no snapshot within %u s; listing the backing here",
-			 ms->last_lister, META_SHARE_FIRST_MS / 1000);
+		log_warn("metadata: the lister had no snapshot within %u s; listing the backing here",
+			 META_SHARE_FIRST_MS / 1000);
 	return cache_tree_meta_load(ms->t);
 }
 

@@ -20,8 +20,11 @@
  *     (unless the asker is behind a listing younger than a poll: it takes that one, so one
  *     change found by fills on many nodes lists once);
  *     a refresh on the lister lists there, and the others pick it up at their next poll.
- * A node falls back to its own listing (when due) whenever the lister fails, and the member
- * set soon names another lister (a dead one leaves placement after peer_timeout).
+ * When the lister cannot be reached (it died and is still in the member set until
+ * peer_timeout), a node asks the next by the same rank, up to META_SHARE_TRIES members, so
+ * a dead lister costs one listing (by the first live member after it), not one per node; a
+ * node that comes to itself in that order lists. A node falls back to its own listing
+ * (when due) whenever an answer fails, and the member set soon names another lister.
  *
  * What stays checked: a copied snapshot serves names and attributes; a fill still opens the
  * file on this node's backing, and a size or mtime that differs makes it a new version (and
@@ -49,6 +52,7 @@ struct meta_share;
 #define META_SHARE_KEY 0x6d6f77732d6d6574ull
 #define META_SHARE_SETTLE_MAX_MS 10000
 #define META_SHARE_FIRST_MS 15000
+#define META_SHARE_TRIES 3      /* the lister, then the next by rank while unreachable */
 
 /*
  * Sets up metadata sharing for @t over @p (both must outlive it): registers as the tree's

@@ -10,8 +10,9 @@
 #   b. a file changed in the store and `mowsctl refresh` on a node that is not the lister:
 #      the lister lists again (at most one listing), and every node shows the new version
 #      and reads its new bytes within 10 s;
-#   c. the lister killed (SIGKILL): a node that starts then still mounts within 20 s (it
-#      falls back to another lister or its own listing) and shows the new tree.
+#   c. the lister killed (SIGKILL): while the others still count it live, a refresh on one
+#      of them works and the cluster lists once (the next member by rank answers); a node
+#      that starts then still mounts within 20 s and shows the new tree.
 # On code without metadata_from_peers every node lists the store itself: a. fails (4 listings).
 # timeout: 300
 # shellcheck disable=SC2154 # variables set by cluster_get (printf -v)
@@ -177,8 +178,22 @@ lr=$(( $(s3_lists) - r0 ))
 note "b: every node reads the new version; the refresh on node$other cost $lr LIST"
 [ "$lr" -le "$one" ] || fail "b: a refresh on node$other sent $lr LIST requests; one listing is $one"
 
-# ---- c. the lister killed: a node starting now still mounts ----
+# ---- c. the lister killed: a refresh still works, and a node starting now still mounts ----
 kill -KILL "$(mows_pid "$li")" || fail "c: cannot kill $lister's mows-fuse"
+# The others still count it live (peer_timeout 2 s): they ask the next member by rank.
+# Two refreshes on two of them, back to back: one listing for the cluster, not one each.
+other2=$((other % N + 1))
+r0=$(s3_lists)
+t0=$(date +%s%N)
+for n in $other $other2; do
+	timeout 20 "$MOWS_CTL" -s "$CLUSTER_STATE/node$n.sock" refresh >/dev/null ||
+		fail "c: mowsctl refresh on node$n right after $lister was killed failed"
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+sleep 3 # every node polls (every 2 s) past the dead lister
+lc=$(( $(s3_lists) - r0 ))
+note "c: refreshes on node$other and node$other2 with $lister just killed: $ms ms, $lc LIST for the cluster"
+[ "$lc" -le "$one" ] || fail "c: with $lister killed, two refreshes and the polls that followed sent $lc LIST requests; one listing is $one"
 other_pid=$(mows_pid "$other")
 kill -TERM "$other_pid" || fail "c: cannot stop node$other's mows-fuse"
 end=$((SECONDS + 15))
