@@ -1296,8 +1296,8 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	deadline_cond_init(&t->keys_cond);
 	deadline_cond_init(&t->meta_wake);
 	deadline_cond_init(&t->meta_done);
-	if (t->cfg.verify)
-		cache_tree_manifest_refresh(t);
+	/* No manifest read here: the first snapshot brings it (a listing reads it, a peer's
+	 * copy carries it), and without one a version's open reads it (version_open). */
 	return t;
 
 out_free:
