@@ -179,10 +179,28 @@ note "b: every node reads the new version; the refresh on node$other cost $lr LI
 [ "$lr" -le "$one" ] || fail "b: a refresh on node$other sent $lr LIST requests; one listing is $one"
 
 # ---- c. the lister killed: a refresh still works, and a node starting now still mounts ----
+# The nodes by their rank for the lister's key (net/place.h, net/meta_share.h), first = lister.
+ranked=$("$PYTHON" - $(seq $N) <<-'PY'
+	import sys
+	M = (1 << 64) - 1
+	def fmix(h):
+	    h ^= h >> 33; h = (h * 0xff51afd7ed558ccd) & M; h ^= h >> 33
+	    h = (h * 0xc4ceb93e1a85ec53) & M; return h ^ (h >> 33)
+	def fnv(h, b):
+	    for c in b: h = ((h ^ c) * 0x100000001b3) & M
+	    return h
+	def node_hash(i):
+	    return fmix(fnv(fnv(0xcbf29ce484222325, b"mows-node\0"), b"node%s" % i.encode()))
+	k = fmix(0x6d6f77732d6d6574 ^ fmix(0x9e3779b97f4a7c15))
+	print(" ".join(sorted(sys.argv[1:], key=lambda i: -fmix(node_hash(i) ^ k))))
+	PY
+) || fail "c: cannot rank the nodes"
+read -r r0n r1n r2n r3n <<<"$ranked"
+[ "$r0n" = "$li" ] || fail "c: the nodes took node$li's snapshot, but node$r0n ranks first ($ranked)"
 kill -KILL "$(mows_pid "$li")" || fail "c: cannot kill $lister's mows-fuse"
-# The others still count it live (peer_timeout 2 s): they ask the next member by rank.
-# Two refreshes on two of them, back to back: one listing for the cluster, not one each.
-other2=$((other % N + 1))
+# The others still count it live (peer_timeout 2 s): they ask the next by rank, node$r1n.
+# Refreshes on the other two, back to back: one listing (node$r1n's), not one each.
+other=$r2n other2=$r3n
 r0=$(s3_lists)
 t0=$(date +%s%N)
 for n in $other $other2; do
