@@ -75,7 +75,7 @@ int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, 
 		return answer_status(ENOENT, ans, anslen);
 	if ((rq.flags & PROTO_META_REFRESH) && refresh_due(ms, rq.have_version)) {
 		rc = cache_tree_meta_refresh(ms->t, ms->cfg->request_timeout_ms);
-		if (rc)
+		if (rc && rc != -ESRCH) /* ESRCH: our mount's snapshot is still on its way */
 			log_info("metadata: a refresh a peer asked for: %s; sharing the snapshot "
 				 "taken before", strerror(-rc));
 	}
@@ -94,7 +94,8 @@ int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, 
 	*ans = malloc(PROTO_META_FIXED_LEN + a.length);
 	if (*ans) {
 		proto_meta_encode(*ans, &a);
-		memcpy(*ans + PROTO_META_FIXED_LEN, sh.bytes + rq.offset, a.length);
+		if (a.length)
+			memcpy(*ans + PROTO_META_FIXED_LEN, sh.bytes + rq.offset, a.length);
 		*anslen = PROTO_META_FIXED_LEN + a.length;
 	}
 	cache_tree_share_put(&sh);
