@@ -35,6 +35,7 @@ struct meta_share {
 	char last_lister[PROTO_NODE_ID_MAX + 1]; /* for logging changes; fetching thread */
 	int last_err;           /* the last ask's result, logged when it changes; fetching thread */
 	uint64_t refused;       /* a version that did not import; fetching thread */
+	unsigned fanout;        /* children per node of the ask tree; set at new */
 };
 
 /* ---- answering ---- */
@@ -105,27 +106,52 @@ int meta_share_answer(struct meta_share *ms, const void *payload, uint32_t len, 
 /* ---- asking ---- */
 
 /*
- * The first @max members ranked for META_SHARE_KEY over the live set (the lister first),
- * referenced; NULL stands for this node, and the list ends after it. Returns how many.
- * *@digest (may be NULL): the live set, order-independent.
+ * Positions to ask, from the live set ranked for META_SHARE_KEY (position 0 is the lister)
+ * and this node's position @pos: its ancestors in the fan-out tree (parent (pos - 1) /
+ * fanout, then its parent, ... up to 0), then the positions below @pos the ancestors left
+ * out, lowest first. At most @max; none for the lister itself.
+ */
+static unsigned ask_order(unsigned pos, unsigned fanout, unsigned *out, unsigned max)
+{
+	unsigned k = 0;
+	for (unsigned p = pos; p > 0 && k < max;) {
+		p = (p - 1) / fanout;
+		out[k++] = p;
+	}
+	for (unsigned p = 1; p < pos && k < max; p++) {
+		bool seen = false;
+		for (unsigned j = 0; j < k; j++)
+			seen = seen || out[j] == p;
+		if (!seen)
+			out[k++] = p;
+	}
+	return k;
+}
+
+/*
+ * The members this node asks, in order (see ask_order), referenced; an empty list when it
+ * is the lister. Returns how many. *@digest (may be NULL): the live set, order-independent.
  */
 static unsigned ranked(struct meta_share *ms, struct member **out, unsigned max,
 		       uint64_t *digest)
 {
 	struct member **mv;
 	uint64_t *hashes, d = 0;
-	unsigned n = peers_live(ms->p, &mv, &hashes), k = 0;
+	unsigned n = peers_live(ms->p, &mv, &hashes), k = 0, pos[META_SHARE_TRIES];
 	unsigned *order = n ? malloc(n * sizeof(*order)) : NULL;
 	for (unsigned i = 0; i < n; i++)
 		d += fmix64(hashes[i]);
 	if (order) {
 		place_rank(META_SHARE_KEY, 0, hashes, n, order);
+		unsigned self = 0;
+		while (self < n && order[self] != n - 1) /* we are index n - 1 */
+			self++;
+		k = ask_order(self, ms->fanout, pos, max < META_SHARE_TRIES ? max :
+							   META_SHARE_TRIES);
 		pthread_mutex_lock(&ms->p->lock);
-		while (k < max && k < n) {
-			out[k] = order[k] + 1 < n ? mv[order[k]] : NULL;
-			if (!out[k++])
-				break;
-			member_get(out[k - 1]);
+		for (unsigned i = 0; i < k; i++) {
+			out[i] = mv[order[pos[i]]];
+			member_get(out[i]);
 		}
 		pthread_mutex_unlock(&ms->p->lock);
 	}
@@ -213,8 +239,9 @@ static int take(struct meta_share *ms, bool refresh, const struct deadline *dl)
 		rc = exchange(ms, &rq, &a, dl);
 		if (rc == 0 && a.status)
 			rc = -a.status;
-		if (rc == 0 && a.age_ms > ms->cfg->metadata_ttl_ms + 2ull * CACHE_TREE_POLL_MS)
-			rc = -ESTALE; /* the lister does not list: its store may be down */
+		if (rc == 0 && a.age_ms > ms->cfg->metadata_ttl_ms + 8ull * CACHE_TREE_POLL_MS)
+			rc = -ESTALE; /* the lister does not list (its store may be down): a
+				       * poll per level of the tree is the slack */
 		if (rc || (a.flags & PROTO_META_SAME)) {
 			if (rc == 0)
 				cache_tree_meta_heard(ms->t, a.version, a.age_ms);
@@ -293,9 +320,9 @@ static int ask(struct meta_share *ms, struct member *m, bool refresh)
 }
 
 /*
- * One ask now, of the lister, or when it cannot be reached of the next by rank (at most
- * META_SHARE_TRIES): 1 current, 0 this node lists (it is next, or an answer failed),
- * -EAGAIN the node asked has no snapshot yet.
+ * One ask now, of this node's parent in the fan-out tree, or when it cannot be reached of
+ * the next in ask_order (at most META_SHARE_TRIES): 1 current, 0 this node lists (it is the
+ * lister, none answered, or an answer failed), -EAGAIN the node asked has no snapshot yet.
  */
 static int ask_once(struct meta_share *ms, bool refresh)
 {
@@ -303,7 +330,7 @@ static int ask_once(struct meta_share *ms, bool refresh)
 	unsigned k = ranked(ms, cand, META_SHARE_TRIES, NULL);
 	int rc = 0;
 	const char *who = NULL;
-	for (unsigned i = 0; i < k && cand[i]; i++) {
+	for (unsigned i = 0; i < k; i++) {
 		rc = ask(ms, cand[i], refresh);
 		who = cand[i]->node_id;
 		if (rc != -ENOTCONN)
@@ -340,9 +367,9 @@ static void settle(struct meta_share *ms)
 	uint64_t last = 0, since = mono_ns();
 	while (!deadline_passed(&dl)) {
 		uint64_t d;
-		struct member *first[1];
-		if (ranked(ms, first, 1, &d))
-			member_drop(ms, first[0]);
+		struct member *first[META_SHARE_TRIES];
+		for (unsigned k = ranked(ms, first, META_SHARE_TRIES, &d); k > 0; k--)
+			member_drop(ms, first[k - 1]);
 		if (d != last) {
 			last = d;
 			since = mono_ns();
@@ -395,6 +422,10 @@ struct meta_share *meta_share_new(struct peers *p, struct cache_tree *t,
 	ms->p = p;
 	ms->t = t;
 	ms->cfg = cfg;
+	ms->fanout = META_SHARE_FANOUT;
+	const char *f = getenv("MOWS_TEST_META_FANOUT"); /* test-only: deep trees, few nodes */
+	if (f && atoi(f) >= 1)
+		ms->fanout = (unsigned)atoi(f);
 	pthread_mutex_init(&ms->lock, NULL);
 	p->meta = ms;
 	cache_tree_meta_set_source(t, &(struct cache_tree_meta_source){ .fetch = fetch,

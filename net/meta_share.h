@@ -4,10 +4,15 @@
  * form defined in cache/tree.h) over the peer protocol (META_GET / META, net/proto.h).
  * A burst of N nodes starting at once lists the store once, not N times.
  *
- * Who lists: the lister is the owner of the fixed key META_SHARE_KEY, chunk 0, by plain
- * rendezvous (place_owner, net/place.h) over the live members, this node included; every
- * node computes the same one from the same member set. The lister's metadata thread lists
- * as before (every metadata_ttl and when asked). Every other node asks the lister:
+ * Who lists: the live members, this node included, ranked for the fixed key META_SHARE_KEY,
+ * chunk 0, by plain rendezvous (place_rank, net/place.h); every node computes the same
+ * order from the same member set. The first, the lister, lists as before (every
+ * metadata_ttl and when asked). The others form a tree of fan-out META_SHARE_FANOUT over
+ * that order: the node at position i asks the one at (i - 1) / META_SHARE_FANOUT, so no
+ * node answers more than META_SHARE_FANOUT others (one link each, polls included) and a new
+ * listing reaches every node within a poll per level (log16 of the cluster: 3 levels for
+ * 4,000 nodes). Below, "the lister" is that parent for every node but the lister's
+ * children. Every node but the lister asks:
  *   - at mount (meta_share_first): after the member set has been stable for three
  *     heartbeats (at most META_SHARE_SETTLE_MAX_MS), it takes the lister's snapshot,
  *     waiting while the lister has none yet; it lists the backing itself when the lister
@@ -20,10 +25,12 @@
  *     (unless the asker is behind a listing younger than a poll: it takes that one, so one
  *     change found by fills on many nodes lists once);
  *     a refresh on the lister lists there, and the others pick it up at their next poll.
- * When the lister cannot be reached (it died and is still in the member set until
- * peer_timeout), a node asks the next by the same rank, up to META_SHARE_TRIES members, so
- * a dead lister costs one listing (by the first live member after it), not one per node; a
- * node that comes to itself in that order lists. A node falls back to its own listing
+ * When the parent cannot be reached (it died and is still in the member set until
+ * peer_timeout), a node asks the parent's parent, then the lowest positions (at most
+ * META_SHARE_TRIES members in all), so a dead lister costs one listing (by the member in
+ * position 1, whose only ancestor is the lister), not one per node. A REFRESH travels up the
+ * tree (each node asks its parent before it answers, within request_timeout; past that it
+ * answers with what it has, and the polls bring the new listing down). A node falls back to its own listing
  * (when due) whenever an answer fails, and the member set soon names another lister.
  *
  * What stays checked: a copied snapshot serves names and attributes; a fill still opens the
@@ -52,7 +59,8 @@ struct meta_share;
 #define META_SHARE_KEY 0x6d6f77732d6d6574ull
 #define META_SHARE_SETTLE_MAX_MS 10000
 #define META_SHARE_FIRST_MS 15000
-#define META_SHARE_TRIES 3      /* the lister, then the next by rank while unreachable */
+#define META_SHARE_TRIES 3      /* the parent, then the next in order while unreachable */
+#define META_SHARE_FANOUT 16    /* nodes that ask one node (MOWS_TEST_META_FANOUT in tests) */
 
 /*
  * Sets up metadata sharing for @t over @p (both must outlive it): registers as the tree's
