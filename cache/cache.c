@@ -2105,6 +2105,29 @@ int cache_chunkmap_refresh(struct cache *c, int dirfd, const char *manifest)
 	return 0;
 }
 
+int cache_chunkmap_set_text(struct cache *c, const char *name, const char *text, size_t len)
+{
+	char err[512] = "";
+	if (c->verify == VERIFY_OFF)
+		return 0;
+	struct cache_chunkmap *fresh = NULL;
+	if (text) {
+		fresh = cache_chunkmap_parse(text, len, name, c->chunk_size, NULL, err, sizeof(err));
+		if (!fresh) {
+			log_warn("%s (from a peer); the sidecar in use stays", err);
+			return -errno;
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	struct cache_chunkmap *old = c->chunkmap;
+	c->chunkmap = fresh;
+	c->chunkmap_present = text != NULL;
+	memset(&c->chunkmap_st, 0, sizeof(c->chunkmap_st)); /* a local refresh reads it again */
+	pthread_mutex_unlock(&c->lock);
+	cache_chunkmap_free(old);
+	return 0;
+}
+
 size_t cache_file_bad_chunks(struct cache *c, struct cache_file *f,
 			     struct cache_bad_chunk *out, size_t max)
 {

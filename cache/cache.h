@@ -295,6 +295,14 @@ void cache_file_evict(struct cache *c, struct cache_file *f);
  */
 int cache_chunkmap_refresh(struct cache *c, int dirfd, const char *manifest);
 
+/*
+ * Installs the sidecar from its text as a peer read it (@text NULL: there is none), for a
+ * node that copies another's metadata snapshot (net/meta_share.h). @name is for messages.
+ * A later cache_chunkmap_refresh() reads the file again. Returns 0, or -errno when the text
+ * is refused (the sidecar in use stays).
+ */
+int cache_chunkmap_set_text(struct cache *c, const char *name, const char *text, size_t len);
+
 /* A chunk whose storage bytes failed crc32.chunks (read twice). */
 struct cache_bad_chunk {
 	uint64_t chunk, offset, len;

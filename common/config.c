@@ -285,6 +285,9 @@ static const struct config_key config_keys[] = {
 	{ .name = "warm_restart", .type = KEY_ENUM, .offset = FIELD(warm_restart), .def = "off",
 	  .parse_enum = parse_bool, .choices = "on or off",
 	  .desc = "keep the cache files at exit and adopt them at start when they check" },
+	{ .name = "metadata_from_peers", .type = KEY_ENUM, .offset = FIELD(metadata_from_peers),
+	  .def = "on", .parse_enum = parse_bool, .choices = "on or off",
+	  .desc = "one node of the peers lists the backing, the others copy its snapshot" },
 };
 
 __attribute__((format(printf, 3, 4)))

@@ -36,6 +36,7 @@
 struct fuse_session;
 struct control;
 struct peers;
+struct meta_share;
 struct metrics;
 struct notify;
 
@@ -76,6 +77,7 @@ struct mows {
 	struct fuse_session *se;
 	struct control *control;
 	struct peers *peers;          /* NULL when listen is not set */
+	struct meta_share *mshare;    /* metadata from peers (net/meta_share.h), or NULL */
 	pthread_t prefetch_thread;
 	bool prefetching;
 	_Atomic bool prefetch_stopping;

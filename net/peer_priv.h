@@ -28,6 +28,7 @@ struct serve_job;
 struct serve_worker;
 enum { SERVE_FAST, SERVE_FILL };
 struct pf_table;
+struct meta_share;
 
 struct serve_ticket {
 	uint8_t bytes[RDMA_TICKET_LEN];
@@ -94,6 +95,7 @@ struct peers {
 	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
 	struct pf_table *pf;       /* prefetch jobs for peers (net/prefetch.c, its own lock) */
+	struct meta_share *meta;   /* META_GET answerer (net/meta_share.h); set before start */
 	uint64_t quarantines;      /* peers quarantined so far, protected by lock */
 	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */

@@ -57,7 +57,9 @@ enum proto_type {
 	PROTO_LEAVE = 10,	/* empty: the sender stops now; drop it from placement */
 	PROTO_PREFETCH = 11,	/* struct proto_prefetch: start, or poll, filling a share */
 	PROTO_PREFETCH_STATUS = 12,	/* struct proto_prefetch_status, answers a PREFETCH */
-	PROTO_TYPE_MAX = PROTO_PREFETCH_STATUS,
+	PROTO_META_GET = 13,	/* struct proto_meta_get: a piece of the metadata snapshot */
+	PROTO_META = 14,	/* struct proto_meta, then the piece; answers a META_GET */
+	PROTO_TYPE_MAX = PROTO_META,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
@@ -151,6 +153,25 @@ struct proto_wire_prefetch_status {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS is 24 bytes");
 
+struct proto_wire_meta_get {
+	uint64_t have_version;
+	uint64_t offset;
+	uint32_t flags;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_meta_get) == 24, "META_GET is 24 bytes");
+
+/* Followed by the piece of the snapshot, up to PROTO_META_PIECE_MAX bytes, in the frame. */
+struct proto_wire_meta {
+	int32_t status;
+	uint32_t flags;
+	uint64_t version;
+	uint64_t age_ms;
+	uint64_t total;
+	uint64_t offset;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_meta) == 40, "META fixed part is 40 bytes");
+
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
 #define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX + 8)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
@@ -160,6 +181,10 @@ _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS
 #define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
 #define PROTO_PREFETCH_LEN	((uint32_t)sizeof(struct proto_wire_prefetch))
 #define PROTO_PREFETCH_STATUS_LEN	((uint32_t)sizeof(struct proto_wire_prefetch_status))
+#define PROTO_META_GET_LEN	((uint32_t)sizeof(struct proto_wire_meta_get))
+#define PROTO_META_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_meta))
+#define PROTO_META_PIECE_MAX	(1u << 20)
+#define PROTO_META_TOTAL_MAX	(256u << 20)	/* = CACHE_TREE_SHARE_MAX */
 /* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
  * that module encodes: a request with a payload is one, and so is its answer. */
 #define PROTO_RDMA_MSG_MAX	128
@@ -272,6 +297,47 @@ struct proto_prefetch_status {
 	uint64_t total;
 };
 
+/*
+ * META_GET asks for the sender's metadata snapshot in its shared form (cache/tree.h), one
+ * piece at a time: the piece at @offset of the snapshot whose version the answer names. A
+ * requester that already holds version @have_version (0: none) gets SAME and no bytes.
+ * REFRESH (only with offset 0) asks the receiver to list its backing again first (it waits
+ * for that listing, at most its request_timeout). Decoding rejects unknown flags, a nonzero
+ * reserved field and REFRESH with an offset.
+ */
+#define PROTO_META_REFRESH	(1u << 0)
+#define PROTO_META_GET_FLAGS_KNOWN	PROTO_META_REFRESH
+
+struct proto_meta_get {
+	uint64_t have_version;
+	uint64_t offset;
+	uint32_t flags;		/* PROTO_META_REFRESH */
+};
+
+/*
+ * META answers a META_GET. status is 0 or a positive errno below 4096: EAGAIN (no snapshot
+ * yet: ask again), ENOENT (this node shares no snapshot). With status 0: version (nonzero)
+ * and age_ms (how long ago the backing was listed for it) name the snapshot; SAME says it is
+ * the requester's have_version (no bytes follow); otherwise the frame carries the bytes
+ * [offset, offset + n) of its total bytes, n = payload length - PROTO_META_FIXED_LEN, at
+ * most PROTO_META_PIECE_MAX, at least 1 unless total is 0. Decoding rejects unknown flags, a
+ * status outside 0..4095, bytes with a status or SAME, version 0 with status 0, total over
+ * PROTO_META_TOTAL_MAX, a piece past total and an empty piece before it.
+ */
+#define PROTO_META_SAME		(1u << 0)
+#define PROTO_META_FLAGS_KNOWN	PROTO_META_SAME
+
+struct proto_meta {
+	int32_t status;
+	uint32_t flags;		/* PROTO_META_SAME */
+	uint64_t version;
+	uint64_t age_ms;
+	uint64_t total;
+	uint64_t offset;
+	const uint8_t *data;	/* set by the decoder (into the payload, or NULL) */
+	uint32_t length;	/* bytes at data; not encoded (the frame's length says it) */
+};
+
 /* ---- functions ---- */
 
 /* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
@@ -354,6 +420,13 @@ int proto_prefetch_decode(const void *payload, size_t len, struct proto_prefetch
 void proto_prefetch_status_encode(void *buf, const struct proto_prefetch_status *in);
 int proto_prefetch_status_decode(const void *payload, size_t len,
 				 struct proto_prefetch_status *out);
+
+/* META_GET: writes PROTO_META_GET_LEN bytes. META: writes the PROTO_META_FIXED_LEN-byte
+ * fixed part (data and length ignored); the sender follows it with the piece. */
+void proto_meta_get_encode(void *buf, const struct proto_meta_get *in);
+int proto_meta_get_decode(const void *payload, size_t len, struct proto_meta_get *out);
+void proto_meta_encode(void *buf, const struct proto_meta *in);
+int proto_meta_decode(const void *payload, size_t len, struct proto_meta *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

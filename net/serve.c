@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "net/auth.h"
+#include "net/meta_share.h"
 #include "net/peer_priv.h"
 #include "net/tcp.h"
 
@@ -387,6 +388,21 @@ static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const
 	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
 }
 
+/* Answers META_GET (net/meta_share.h) on the serving thread: memory, or a REFRESH's wait. */
+static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+		       uint32_t len)
+{
+	uint8_t *ans;
+	uint32_t anslen;
+	int rc = meta_share_answer(p->meta, payload, len, &ans, &anslen);
+	if (rc == 0) { /* the send's own deadline: a REFRESH may have waited for a listing */
+		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+		rc = sconn_send_frame(sc, PROTO_META, id, ans, anslen, &dl);
+		free(ans);
+	}
+	return rc;
+}
+
 /* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
 
 bool serve_rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN])
@@ -470,6 +486,8 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
 			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
+		else if (rc == 0 && hdr.type == PROTO_META_GET)
+			rc = answer_meta(p, sc, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
 			peers_member_left(p, node_id);
 			return;

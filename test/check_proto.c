@@ -756,6 +756,83 @@ START_TEST(test_file_key)
 }
 END_TEST
 
+START_TEST(test_meta_get)
+{
+	struct proto_meta_get in = { .have_version = 0x0102030405060708ull, .offset = 0,
+				     .flags = PROTO_META_REFRESH }, out;
+	uint8_t buf[PROTO_META_GET_LEN + 1];
+	static const uint8_t head[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+	ck_assert_uint_eq(PROTO_META_GET_LEN, 24);
+	proto_meta_get_encode(buf, &in);
+	ck_assert_mem_eq(buf, head, sizeof(head));
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), 0);
+	ck_assert_uint_eq(out.have_version, in.have_version);
+	ck_assert_uint_eq(out.flags, PROTO_META_REFRESH);
+	for (size_t len = 0; len <= sizeof(buf); len++)
+		if (len != PROTO_META_GET_LEN)
+			ck_assert_int_eq(proto_meta_get_decode(buf, len, &out), -EPROTO);
+	struct proto_meta_get bad = in;
+	bad.offset = 5; /* REFRESH only at the start */
+	proto_meta_get_encode(buf, &bad);
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), -EPROTO);
+	bad.flags = 0;
+	proto_meta_get_encode(buf, &bad);
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), 0);
+	bad.flags = 2;
+	proto_meta_get_encode(buf, &bad);
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), -EPROTO);
+	proto_meta_get_encode(buf, &in);
+	buf[PROTO_META_GET_LEN - 1] = 1; /* reserved */
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), -EPROTO);
+}
+END_TEST
+
+/* Encodes @in with @n piece bytes and decodes it. */
+static int meta_rt(const struct proto_meta *in, uint32_t n, struct proto_meta *out)
+{
+	static uint8_t buf[PROTO_META_FIXED_LEN + 64];
+	proto_meta_encode(buf, in);
+	memset(buf + PROTO_META_FIXED_LEN, 0xab, n);
+	return proto_meta_decode(buf, PROTO_META_FIXED_LEN + n, out);
+}
+
+START_TEST(test_meta_answer)
+{
+	struct proto_meta in = { .version = 9, .age_ms = 1500, .total = 100, .offset = 90 }, out;
+	ck_assert_uint_eq(PROTO_META_FIXED_LEN, 40);
+	ck_assert_int_eq(meta_rt(&in, 10, &out), 0);
+	ck_assert_uint_eq(out.length, 10);
+	ck_assert_uint_eq(out.age_ms, 1500);
+	ck_assert_uint_eq(out.data[9], 0xab);
+	ck_assert_int_eq(meta_rt(&in, 11, &out), -EPROTO);  /* past total */
+	ck_assert_int_eq(meta_rt(&in, 0, &out), -EPROTO);   /* no bytes, none SAME */
+	struct proto_meta same = { .flags = PROTO_META_SAME, .version = 9, .total = 100 };
+	ck_assert_int_eq(meta_rt(&same, 0, &out), 0);
+	ck_assert_int_eq(meta_rt(&same, 1, &out), -EPROTO);
+	struct proto_meta st = { .status = 11 };
+	ck_assert_int_eq(meta_rt(&st, 0, &out), 0);
+	ck_assert_int_eq(out.status, 11);
+	ck_assert_int_eq(meta_rt(&st, 1, &out), -EPROTO);
+	st.status = -1;
+	ck_assert_int_eq(meta_rt(&st, 0, &out), -EPROTO);
+	struct proto_meta bad = in;
+	bad.version = 0;
+	ck_assert_int_eq(meta_rt(&bad, 10, &out), -EPROTO);
+	bad = in;
+	bad.flags = 2;
+	ck_assert_int_eq(meta_rt(&bad, 10, &out), -EPROTO);
+	bad = in;
+	bad.total = (uint64_t)PROTO_META_TOTAL_MAX + 1;
+	ck_assert_int_eq(meta_rt(&bad, 10, &out), -EPROTO);
+	struct proto_meta empty = { .version = 3, .total = 0 };
+	ck_assert_int_eq(meta_rt(&empty, 0, &out), 0);
+	ck_assert_ptr_null(out.data);
+	uint8_t small[PROTO_META_FIXED_LEN - 1] = { 0 };
+	ck_assert_int_eq(proto_meta_decode(small, sizeof(small), &out), -EPROTO);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -779,6 +856,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_prefetch_round_trip);
 	tcase_add_test(tc, test_prefetch_status);
 	tcase_add_test(tc, test_file_key);
+	tcase_add_test(tc, test_meta_get);
+	tcase_add_test(tc, test_meta_answer);
 	suite_add_tcase(s, tc);
 	return s;
 }
