@@ -13,7 +13,9 @@
  * listing reaches every node within a poll per level (log16 of the cluster: 3 levels for
  * 4,000 nodes). Below, "the lister" is that parent for every node but the lister's
  * children. Every node but the lister asks:
- *   - at mount (meta_share_first): after the member set has been stable for three
+ *   - at mount (meta_share_first): at once when its parent has a snapshot already (a node
+ *     joining a running cluster, found within two heartbeats); otherwise (a cold burst)
+ *     after the member set has been stable for three
  *     heartbeats (at most META_SHARE_SETTLE_MAX_MS), it takes the lister's snapshot,
  *     waiting while the lister has none yet; it lists the backing itself when the lister
  *     cannot be reached, when its snapshot is older than metadata_ttl, or when the wait
