@@ -140,6 +140,9 @@ struct cache {
 	struct source sources[MAX_SOURCES];
 	unsigned nsources;
 	struct cache_events events;
+	cache_fill_hook_fn fill_hook;  /* protected by lock; called without it */
+	void *fill_hook_ctx;           /* protected by lock */
+	unsigned fill_hook_calls;      /* hook calls running, protected by lock */
 
 	pthread_mutex_t lock;
 	pthread_cond_t fill_cond;  /* a slot left FILLING */
@@ -917,16 +920,43 @@ static void do_run_fill(struct cache *c, int32_t i)
 
 	pthread_mutex_lock(&c->lock);
 	struct cache_file *f = s->file;
+	uint64_t chunk = s->chunk;
 	f->refs++; /* the slot's reference may go with it in do_fill_done() */
 	struct cache_file *inval = do_fill_done(c, i, rc, src);
 	bool complete = rc == 0 && f->cached_chunks == f->nchunks;
+	cache_fill_hook_fn hook = c->fill_hook;
+	void *hook_ctx = c->fill_hook_ctx;
+	c->fill_hook_calls += hook != NULL;
 	pthread_mutex_unlock(&c->lock);
+	if (hook)
+		hook(hook_ctx, f->key, chunk);
 	if (inval)
 		settle_and_put(c, inval);
 	if (complete)
 		tell_complete(c, f);
 	cache_file_put(c, f);
 	pthread_mutex_lock(&c->lock);
+	if (hook && --c->fill_hook_calls == 0)
+		pthread_cond_broadcast(&c->fill_cond);
+}
+
+void cache_set_fill_hook(struct cache *c, cache_fill_hook_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&c->lock);
+	c->fill_hook = fn;
+	c->fill_hook_ctx = ctx;
+	while (!fn && c->fill_hook_calls)
+		pthread_cond_wait(&c->fill_cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_chunk_filling(struct cache *c, struct cache_file *f, uint64_t chunk)
+{
+	pthread_mutex_lock(&c->lock);
+	int32_t i = chunk < f->nchunks ? do_lookup(c, f, chunk) : NIL;
+	bool filling = i >= 0 && c->slots[i].state == SLOT_FILLING;
+	pthread_mutex_unlock(&c->lock);
+	return filling;
 }
 
 static void *fill_main(void *arg)

@@ -254,6 +254,19 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
 		      const struct deadline *dl, struct cache_span *span, uint32_t *crc);
 
+/*
+ * Called after every fill of a chunk ends, whether it succeeded or failed, with the
+ * version's key (cache_file_key) and the chunk: a holder that parked a peer's request for
+ * the chunk (the swarm, net/serve.c) looks again then. Runs on the thread that filled, with
+ * no cache lock held; it must not block. cache_set_fill_hook() sets it (NULL: none); clearing
+ * it waits for calls still running, so the hook's context may be freed afterwards.
+ */
+typedef void (*cache_fill_hook_fn)(void *ctx, uint64_t file_key, uint64_t chunk);
+void cache_set_fill_hook(struct cache *c, cache_fill_hook_fn fn, void *ctx);
+
+/* Whether a fill of chunk @chunk of @f is queued or running now. Never waits. Any thread. */
+bool cache_chunk_filling(struct cache *c, struct cache_file *f, uint64_t chunk);
+
 /* Unpins spans from cache_read() or cache_serve_chunk(). */
 void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n);
 

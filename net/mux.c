@@ -15,6 +15,7 @@ struct mux_req {
 	void *dst;                /* DATA: the slot; RDMA_DESC: the answer buffer */
 	size_t len;               /* DATA: the chunk's length; RDMA_DESC: dst's capacity */
 	size_t anslen;            /* RDMA_DESC: the answer's length */
+	char *holder;             /* DATA: where a REDIRECT's node id goes (NULL: none taken) */
 	bool done;                /* answered: rc and crc are set */
 	bool filling;             /* a reader is writing into dst */
 	int rc;
@@ -188,6 +189,26 @@ static int read_small(struct mux *x, const struct proto_hdr *hdr, const struct d
 	return 0;
 }
 
+/* A REDIRECT answer to a GET: the holder's id goes to its asker, which gets -EXDEV. */
+static int read_redirect(struct mux *x, const struct proto_hdr *hdr, const struct deadline *fdl)
+{
+	uint8_t buf[PROTO_REDIRECT_MAX_LEN];
+	struct proto_redirect rd;
+	if (hdr->len > sizeof(buf) || link_recv(x->link, buf, hdr->len, fdl) ||
+	    proto_redirect_decode(buf, hdr->len, &rd))
+		return -EPROTO;
+	pthread_mutex_lock(&x->lock);
+	struct mux_req *r = do_find(x, hdr->req_id);
+	if (r && r->type == PROTO_DATA && r->holder) {
+		memcpy(r->holder, rd.node_id, sizeof(rd.node_id));
+		do_answer(x, r, -EXDEV, 0);
+	} else if (r) {
+		do_answer(x, r, -EPROTO, 0); /* a REDIRECT we could not have asked for */
+	}
+	pthread_mutex_unlock(&x->lock);
+	return 0;
+}
+
 /* The reader's role, lock not held: one whole frame; DATA goes into the slot it answers. */
 static int read_one(struct mux *x, const struct deadline *dl)
 {
@@ -204,6 +225,8 @@ static int read_one(struct mux *x, const struct deadline *dl)
 		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr, x->max_payload);
 	if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
 		return read_small(x, &hdr, &fdl);
+	if (rc == 0 && hdr.type == PROTO_REDIRECT)
+		return read_redirect(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type != PROTO_DATA)
 		rc = -EPROTO;
 	if (rc == 0)
@@ -290,7 +313,13 @@ static int request(struct mux *x, struct mux_req *r, const void *payload, uint32
 int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
 	      uint32_t *crc, const struct deadline *dl)
 {
-	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len };
+	return mux_fetch_swarm(x, req, dst, len, crc, NULL, dl);
+}
+
+int mux_fetch_swarm(struct mux *x, const struct transport_chunk_req *req, void *dst,
+		    size_t len, uint32_t *crc, char *holder, const struct deadline *dl)
+{
+	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len, .holder = holder };
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_get get = transport_req_get(req);
 	proto_get_encode(buf, &get);

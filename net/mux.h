@@ -35,6 +35,14 @@ int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, s
 	      uint32_t *crc, const struct deadline *dl);
 
 /*
+ * As mux_fetch(); a REDIRECT answer (the swarm: the owner names an earlier requester to ask
+ * with WAIT) puts the holder's node id in @holder (PROTO_NODE_ID_MAX + 1 bytes, or NULL when
+ * the caller cannot take one: a REDIRECT is then -EPROTO) and returns -EXDEV.
+ */
+int mux_fetch_swarm(struct mux *x, const struct transport_chunk_req *req, void *dst,
+		    size_t len, uint32_t *crc, char *holder, const struct deadline *dl);
+
+/*
  * A small request of frame type @type (PROTO_RDMA_DESC only) whose answer, a frame of the
  * same type with the same request id and at most @cap bytes, is copied into @ans (its length
  * in *@anslen). Returns 0, -ETIMEDOUT, -EPROTO (the answer was not what was asked for), or

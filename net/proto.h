@@ -57,18 +57,28 @@ enum proto_type {
 	PROTO_LEAVE = 10,	/* empty: the sender stops now; drop it from placement */
 	PROTO_PREFETCH = 11,	/* struct proto_prefetch: start, or poll, filling a share */
 	PROTO_PREFETCH_STATUS = 12,	/* struct proto_prefetch_status, answers a PREFETCH */
-	PROTO_TYPE_MAX = PROTO_PREFETCH_STATUS,
+	PROTO_REDIRECT = 13,	/* struct proto_redirect: answers a GET, "ask this holder" */
+	PROTO_TYPE_MAX = PROTO_REDIRECT,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
 #define PROTO_CAP_RDMA		(1u << 0)
+/* The sender takes GET_WAIT and GET_NOREDIRECT and may answer a FILL with REDIRECT. A node
+ * sends those flags, and REDIRECT, only to peers that said SWARM (old peers reject them). */
+#define PROTO_CAP_SWARM		(1u << 1)
 
 /*
  * GET flags; receivers reject bits they do not know. FILL: the receiver is the chunk's owner
- * and fills it from its backing if it does not hold it.
+ * and fills it from its backing if it does not hold it; an owner that already serves enough
+ * requesters of the chunk may answer REDIRECT instead (the swarm, net/swarm.h), unless
+ * NOREDIRECT is set. WAIT (never with FILL): the receiver was named by a REDIRECT; it
+ * answers at once when it holds the chunk, when its own fill of the chunk ends if one runs
+ * (ENOENT if that fails), else ENOENT at once. WAIT and NOREDIRECT go only to SWARM peers.
  */
 #define PROTO_GET_FILL		(1u << 0)
-#define PROTO_GET_FLAGS_KNOWN	PROTO_GET_FILL
+#define PROTO_GET_WAIT		(1u << 1)
+#define PROTO_GET_NOREDIRECT	(1u << 2)
+#define PROTO_GET_FLAGS_KNOWN	(PROTO_GET_FILL | PROTO_GET_WAIT | PROTO_GET_NOREDIRECT)
 
 /* ---- wire layout (big-endian; proto.c only) ---- */
 
@@ -151,6 +161,12 @@ struct proto_wire_prefetch_status {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS is 24 bytes");
 
+/* REDIRECT: followed by node_id_len bytes of the holder's node id, nothing else. */
+struct proto_wire_redirect {
+	uint8_t node_id_len;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_redirect) == 1, "REDIRECT fixed part is 1 byte");
+
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
 #define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX + 8)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
@@ -160,6 +176,7 @@ _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS
 #define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
 #define PROTO_PREFETCH_LEN	((uint32_t)sizeof(struct proto_wire_prefetch))
 #define PROTO_PREFETCH_STATUS_LEN	((uint32_t)sizeof(struct proto_wire_prefetch_status))
+#define PROTO_REDIRECT_MAX_LEN	((uint32_t)sizeof(struct proto_wire_redirect) + PROTO_NODE_ID_MAX)
 /* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
  * that module encodes: a request with a payload is one, and so is its answer. */
 #define PROTO_RDMA_MSG_MAX	128
@@ -272,6 +289,15 @@ struct proto_prefetch_status {
 	uint64_t total;
 };
 
+/*
+ * REDIRECT answers a GET with FILL from a SWARM peer: the receiver (the chunk's owner) serves
+ * enough requesters of this chunk already; ask @node_id, which asked before, with WAIT. The
+ * id is a valid node id (proto_node_id_ok); decoding rejects anything else.
+ */
+struct proto_redirect {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+};
+
 /* ---- functions ---- */
 
 /* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
@@ -354,6 +380,10 @@ int proto_prefetch_decode(const void *payload, size_t len, struct proto_prefetch
 void proto_prefetch_status_encode(void *buf, const struct proto_prefetch_status *in);
 int proto_prefetch_status_decode(const void *payload, size_t len,
 				 struct proto_prefetch_status *out);
+
+/* REDIRECT payload. Returns its length, or -EINVAL for an invalid node id. */
+ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in);
+int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

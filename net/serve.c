@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "net/auth.h"
 #include "net/peer_priv.h"
+#include "net/swarm.h"
 #include "net/tcp.h"
 
 #define RATELIMIT_MS 10000
@@ -57,6 +58,7 @@ struct sconn {
 	struct peers *p;
 	struct link *link;
 	struct member *m;         /* referenced, or NULL */
+	uint16_t caps;            /* the peer's HELLO caps */
 	atomic_int refs;          /* the serving thread and every job */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;      /* a send ended, or a job ended */
@@ -73,6 +75,8 @@ struct serve_job {
 	bool pinned;              /* span holds the chunk, pinned when the GET arrived */
 	struct cache_span span;
 	uint32_t crc;
+	char redirect[PROTO_NODE_ID_MAX + 1]; /* non-empty: answer REDIRECT to this holder */
+	uint64_t park_until_ns;   /* a parked GET WAIT: answered by then */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
 	uint8_t rdma[RDMA_MSG_MAX];
 	struct serve_job *next;
@@ -182,6 +186,50 @@ static void count_served(struct peers *p, struct member *m, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
+static void count_swarm(struct peers *p, uint64_t *counter)
+{
+	pthread_mutex_lock(&p->lock);
+	(*counter)++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The swarm, as owner: "ask that holder" (net/swarm.h). */
+static int send_redirect(struct peers *p, struct sconn *sc, struct serve_job *j,
+			 const struct deadline *dl)
+{
+	uint8_t buf[PROTO_REDIRECT_MAX_LEN];
+	struct proto_redirect rd;
+	memcpy(rd.node_id, j->redirect, sizeof(rd.node_id));
+	ssize_t n = proto_redirect_encode(buf, sizeof(buf), &rd);
+	if (n < 0)
+		return (int)n;
+	count_swarm(p, &p->sw.redirects_sent);
+	return sconn_send_frame(sc, PROTO_REDIRECT, j->req_id, buf, (uint32_t)n, dl);
+}
+
+/*
+ * The swarm, as a holder an owner named: the chunk if we hold it now (pinned on arrival, or
+ * after the fill it was parked on), else ENOENT; never a fill.
+ */
+static int serve_wait(struct peers *p, struct sconn *sc, struct serve_job *j,
+		      const struct deadline *dl)
+{
+	const struct proto_get *g = &j->g;
+	if (!j->pinned && j->f && g->chunk_size == cache_chunk_size(p->cache) &&
+	    cache_serve_chunk(p->cache, j->f, g->chunk, false, dl, &j->span, &j->crc) == 0)
+		j->pinned = true;
+	if (!j->pinned) {
+		count_swarm(p, &p->sw.holder_misses);
+		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, dl);
+	}
+	int rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, dl);
+	if (rc == 0) {
+		count_served(p, sc->m, j->span.len);
+		count_swarm(p, &p->sw.served_as_holder);
+	}
+	return rc;
+}
+
 /*
  * Answers a GET, on a worker: the chunk pinned when it arrived, or else filled (we own the
  * chunk) on this thread, reading the backing if no holder has it.
@@ -190,6 +238,10 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 {
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	const struct proto_get *g = &j->g;
+	if (j->redirect[0])
+		return send_redirect(p, sc, j, &dl);
+	if (g->flags & PROTO_GET_WAIT)
+		return serve_wait(p, sc, j, &dl);
 	if (g->chunk_size != cache_chunk_size(p->cache))
 		return send_data(p, sc, j->req_id, EINVAL, 0, NULL, 0, &dl);
 	if (!j->f && (g->flags & PROTO_GET_FILL))
@@ -290,6 +342,113 @@ static void *worker_main(void *arg)
 }
 
 /*
+ * The swarm, as owner (net/swarm.h): whether to answer this GET FILL with a REDIRECT, and
+ * to whom (j->redirect). Only a SWARM peer that did not say NOREDIRECT is redirected, and
+ * only to a member that is up.
+ */
+static bool swarm_redirect(struct peers *p, struct serve_job *j)
+{
+	struct sconn *sc = j->sc;
+	uint32_t parent = 0;
+	if (!(j->g.flags & PROTO_GET_FILL) || (j->g.flags & PROTO_GET_NOREDIRECT) ||
+	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm ||
+	    !swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid,
+			 p->cfg->swarm_fanout, &parent))
+		return false;
+	pthread_mutex_lock(&p->lock);
+	struct member *h = members_find_uid(&p->members, parent);
+	if (h && h->up && !h->self && h->node_id[0])
+		memcpy(j->redirect, h->node_id, sizeof(j->redirect));
+	pthread_mutex_unlock(&p->lock);
+	return j->redirect[0] != 0;
+}
+
+/* Lock held. Puts @j on lane @lane's queue. */
+static void do_queue_job(struct peers *p, struct serve_job *j, int lane)
+{
+	j->next = NULL;
+	*p->jobs_tail[lane] = j;
+	p->jobs_tail[lane] = &j->next;
+	pthread_cond_broadcast(&p->job_cond);
+}
+
+/* Lock held. Takes parked jobs that @match (NULL: all) onto the fast lane. */
+static void do_unpark(struct peers *p, bool (*match)(const struct serve_job *, const void *),
+		      const void *arg)
+{
+	for (struct serve_job **pp = &p->parked; *pp;) {
+		struct serve_job *j = *pp;
+		if (match && !match(j, arg)) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		p->nparked--;
+		do_queue_job(p, j, SERVE_FAST);
+	}
+}
+
+struct chunk_id {
+	uint64_t key, chunk;
+};
+
+static bool same_chunk(const struct serve_job *j, const void *arg)
+{
+	const struct chunk_id *c = arg;
+	return j->g.file_key == c->key && j->g.chunk == c->chunk;
+}
+
+static bool overdue(const struct serve_job *j, const void *arg)
+{
+	return j->park_until_ns <= *(const uint64_t *)arg;
+}
+
+static bool is_job(const struct serve_job *j, const void *arg)
+{
+	return j == arg;
+}
+
+/* Cache fill hook: a fill ended here; the GET WAITs parked on it are answered now. */
+static void serve_fill_hook(void *ctx, uint64_t file_key, uint64_t chunk)
+{
+	struct peers *p = ctx;
+	struct chunk_id c = { file_key, chunk };
+	pthread_mutex_lock(&p->lock);
+	if (p->nparked)
+		do_unpark(p, same_chunk, &c);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void serve_sweep(struct peers *p)
+{
+	uint64_t now = mono_ns();
+	pthread_mutex_lock(&p->lock);
+	if (p->nparked)
+		do_unpark(p, overdue, &now);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Parks a GET WAIT until the fill of its chunk here ends (or fill_timeout), so that no worker
+ * waits. The fill may have ended between classify_get() and now: look again once parked.
+ */
+static void park_job(struct peers *p, struct serve_job *j)
+{
+	j->park_until_ns = mono_ns() + (uint64_t)p->cfg->fill_timeout_ms * 1000000;
+	pthread_mutex_lock(&p->lock);
+	j->next = p->parked;
+	p->parked = j;
+	p->nparked++;
+	p->sw.holder_parked++;
+	pthread_mutex_unlock(&p->lock);
+	if (cache_chunk_filling(p->cache, j->f, j->g.chunk))
+		return;
+	pthread_mutex_lock(&p->lock);
+	do_unpark(p, is_job, j);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
  * Sorts a decoded GET into its lane, on the connection's reading thread, touching memory
  * only: a cached chunk is pinned now (cache_serve_chunk without fill never waits), so it
  * goes out by a fast worker whatever the fill workers are doing; a GET without fill is
@@ -305,6 +464,15 @@ static int classify_get(struct peers *p, struct serve_job *j)
 	if (j->f && cache_serve_chunk(p->cache, j->f, j->g.chunk, false, &dl, &j->span,
 				      &j->crc) == 0)
 		j->pinned = true;
+	if (j->g.flags & PROTO_GET_WAIT)
+		return !j->pinned && j->f && cache_chunk_filling(p->cache, j->f, j->g.chunk) ?
+		       SERVE_PARK : SERVE_FAST;
+	if (swarm_redirect(p, j)) {
+		if (j->pinned)
+			cache_read_done(p->cache, &j->span, 1);
+		j->pinned = false;
+		return SERVE_FAST;
+	}
 	return j->pinned || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
 }
 
@@ -337,14 +505,16 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 		free(j);
 		return rc;
 	}
-	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
 	j->sc = sc;
 	j->req_id = id;
 	atomic_fetch_add(&sc->refs, 1);
+	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
+	if (lane == SERVE_PARK) {
+		park_job(p, j);
+		return 0;
+	}
 	pthread_mutex_lock(&p->lock);
-	*p->jobs_tail[lane] = j;
-	p->jobs_tail[lane] = &j->next;
-	pthread_cond_broadcast(&p->job_cond);
+	do_queue_job(p, j, lane);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -483,7 +653,8 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 	}
 }
 
-static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m)
+static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m,
+			       uint16_t caps)
 {
 	struct sconn *sc = calloc(1, sizeof(*sc));
 	if (!sc || deadline_cond_init(&sc->cond)) {
@@ -493,6 +664,7 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 	sc->p = p;
 	sc->link = l;
 	sc->m = m;
+	sc->caps = caps;
 	atomic_init(&sc->refs, 1);
 	pthread_mutex_init(&sc->lock, NULL);
 	return sc;
@@ -500,9 +672,10 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 
 /* The connection, its link and member now belong to the connection's jobs too. */
 static void serve_conn(struct peers *p, struct serve_arg *a, struct member *m,
-		       const char *node_id)
+		       const struct proto_hello *them)
 {
-	struct sconn *sc = sconn_new(p, a->link, m);
+	const char *node_id = them->node_id;
+	struct sconn *sc = sconn_new(p, a->link, m, them->caps);
 	if (!sc) {
 		link_free(a->link);
 		pthread_mutex_lock(&p->lock);
@@ -578,7 +751,7 @@ static void *serve_main(void *arg)
 		struct sockaddr_storage sa;
 		socklen_t len = listen_addr(a, them.listen_port, &sa);
 		struct member *m = peers_inbound(p, them.node_id, (struct sockaddr *)&sa, len);
-		serve_conn(p, a, m, them.node_id);
+		serve_conn(p, a, m, &them);
 		pthread_mutex_lock(&p->lock);
 		p->nauth--;
 		pthread_mutex_unlock(&p->lock);
@@ -761,6 +934,9 @@ int serve_start(struct peers *p)
 		p->jobs_tail[lane] = &p->jobs[lane];
 	if (deadline_cond_init(&p->job_cond))
 		return -ENOMEM;
+	p->swarm = swarm_new();
+	if (!p->swarm)
+		return -ENOMEM;
 	p->workers = calloc(want, sizeof(*p->workers));
 	if (!p->workers)
 		return -ENOMEM;
@@ -772,9 +948,14 @@ int serve_start(struct peers *p)
 	}
 	if (rc == 0)
 		rc = -pthread_create(&p->listener, NULL, listener_main, p);
-	if (rc)
+	if (rc) {
 		stop_workers(p);
-	return rc;
+		swarm_free(p->swarm);
+		p->swarm = NULL;
+		return rc;
+	}
+	cache_set_fill_hook(p->cache, serve_fill_hook, p);
+	return 0;
 }
 
 void serve_stop(struct peers *p)
@@ -789,5 +970,11 @@ void serve_stop(struct peers *p)
 	while (p->nserving)
 		pthread_cond_wait(&p->stop_cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
+	cache_set_fill_hook(p->cache, NULL, NULL); /* waits for hook calls still running */
+	pthread_mutex_lock(&p->lock);
+	do_unpark(p, NULL, NULL); /* dropped with the queue below */
+	pthread_mutex_unlock(&p->lock);
 	stop_workers(p); /* each job ends by request_timeout; those still queued are dropped */
+	swarm_free(p->swarm);
+	p->swarm = NULL;
 }
