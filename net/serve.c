@@ -77,6 +77,7 @@ struct serve_job {
 	uint32_t crc;
 	char redirect[PROTO_NODE_ID_MAX + 1]; /* non-empty: answer REDIRECT to this holder */
 	uint64_t park_until_ns;   /* a parked GET WAIT: answered by then */
+	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
 	uint8_t rdma[RDMA_MSG_MAX];
 	struct serve_job *next;
@@ -291,6 +292,8 @@ static void run_job(struct peers *p, struct serve_job *j)
 	pthread_mutex_unlock(&sc->lock);
 	if (!closed && (j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j)))
 		log_debug("peer connection: answering a GET: failed to send");
+	if (j->admitted && sc->m)
+		swarm_done(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid);
 	pthread_mutex_lock(&sc->lock);
 	sc->inflight--;
 	pthread_cond_broadcast(&sc->cond);
@@ -351,9 +354,11 @@ static bool swarm_redirect(struct peers *p, struct serve_job *j)
 	struct sconn *sc = j->sc;
 	uint32_t parent = 0;
 	if (!(j->g.flags & PROTO_GET_FILL) || (j->g.flags & PROTO_GET_NOREDIRECT) ||
-	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm ||
-	    !swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid,
-			 p->cfg->swarm_fanout, &parent))
+	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm || !p->cfg->swarm_fanout)
+		return false;
+	j->admitted = true; /* swarm_done() when its answer was sent */
+	if (!swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid, p->cfg->swarm_fanout,
+			 &parent))
 		return false;
 	pthread_mutex_lock(&p->lock);
 	struct member *h = members_find_uid(&p->members, parent);

@@ -4,17 +4,20 @@
  * (issue 7 item 4; the model is tools/mows-sim.c's plan_swarm).
  *
  * Definition. The owner of a chunk (the node asked for it with GET FILL) records, per
- * chunk, the requesters it answered, in arrival order. It serves the first @fanout itself.
- * A later requester is assigned to the earliest recorded requester that has fewer than
- * @fanout assigned to it, and gets a REDIRECT naming it; the requester then asks that node
+ * chunk, the requesters it answered, in arrival order. It serves a requester itself while
+ * it serves fewer than @fanout of them at that moment (swarm_done() ends one). Otherwise the
+ * requester is assigned to the earliest recorded requester that has fewer than @fanout
+ * assigned to it, and gets a REDIRECT naming it; the requester then asks that node
  * with GET WAIT (serve it when you hold it or when your own fill of it ends, else ENOENT at
  * once) and, when that fails, asks the owner again with NOREDIRECT, which the owner always
  * serves itself.
  *
  * Guarantees. A requester's parent arrived before it, so waits form a tree rooted at the
- * owner: no cycle. The owner serves at most @fanout requesters of a chunk from a tree
- * (requesters that come back with NOREDIRECT are served too), each parent at most @fanout
- * children. With fanout 4, 16 requesters of one chunk are at most two levels deep.
+ * owner: no cycle. The owner sends a chunk to at most @fanout admitted requesters at once
+ * (requesters that come back with NOREDIRECT are served too, uncounted), each parent gets at
+ * most @fanout children. A burst of 16 requesters of one chunk that arrive while the owner
+ * still reads it is at most two levels deep with fanout 4; requesters that come when the
+ * owner is idle again are served by the owner (mows-sim --plan tree models both).
  *
  * Memory: a fixed table of SWARM_SETS x SWARM_WAYS chunk entries (about 350 bytes each,
  * ~360 KiB in all), least recently used entry of a set replaced; each entry records at most
@@ -51,5 +54,8 @@ void swarm_free(struct swarm *s);
  */
 bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who,
 		 unsigned fanout, uint32_t *parent);
+
+/* The owner's send of the chunk to @who (admitted to be served) ended, well or not. */
+void swarm_done(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who);
 
 #endif

@@ -263,7 +263,7 @@ START_TEST(swarm_tree)
 			direct++;
 		}
 	}
-	ck_assert_uint_eq(direct, 4);
+	ck_assert_uint_eq(direct, 4); /* none of the owner's sends ended meanwhile */
 	for (uint32_t who = 1; who <= 30; who++)
 		ck_assert_uint_le(kids[who], 4);
 	/* Requesters 5..8 go to 1, 9..12 to 2: the earliest with room. */
@@ -280,6 +280,14 @@ START_TEST(swarm_tree)
 	ck_assert(!swarm_admit(s, 0x1234, 7, 20, 4, &parent));
 	ck_assert(!swarm_admit(s, 0x1234, 8, 20, 4, &parent));
 	ck_assert(!swarm_admit(s, 0x9999, 7, 99, 0, &parent));
+	/* Once the owner's sends end, it serves the next requesters itself again. */
+	for (uint32_t who = 1; who <= 4; who++)
+		swarm_done(s, 0x1234, 7, who);
+	swarm_done(s, 0x1234, 7, 5); /* never served by the owner: no effect */
+	for (uint32_t who = 31; who <= 34; who++)
+		ck_assert(!swarm_admit(s, 0x1234, 7, who, 4, &parent));
+	ck_assert(swarm_admit(s, 0x1234, 7, 35, 4, &parent));
+	ck_assert_uint_eq(parent, 7); /* 1..6 have 4 each, 7 has 29 and 30 */
 	for (uint32_t who = 100; who < 110; who++)
 		ck_assert(!swarm_admit(s, 0x9999, 7, who, 0, &parent));
 	swarm_free(s);

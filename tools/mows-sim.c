@@ -308,7 +308,7 @@ struct sim {
 	unsigned *nholders;
 	/* PLAN_TREE, per chunk: the owner's swarm table (net/swarm.h): requesters in arrival
 	 * order, how many were assigned to each, how many the owner serves itself. */
-	unsigned *tree_who, *tree_kids, *tree_n, *tree_served;
+	unsigned *tree_who, *tree_kids, *tree_n, *tree_served; /* served: sends running now */
 	double delay;		/* extra latency of the request job_step() is sending (a REDIRECT) */
 	struct node *nodes;
 	struct minheap ev;	/* struct event by time */
@@ -467,9 +467,10 @@ static int plan_swarm(struct sim *s, int x, unsigned c, int tried, bool *fill)
 
 /*
  * plan_tree(): the swarm as built (net/swarm.h, net/peer.c run_step): a non-owner asks the
- * owner with fill; the owner serves the first `fanout` requesters of a chunk itself and
- * answers each later one with a REDIRECT (one more round trip) to the earliest requester
- * that has fewer than `fanout` assigned to it, which serves it once it holds the chunk
+ * owner with fill; the owner serves a requester itself while it sends the chunk to fewer
+ * than `fanout` at that moment (tree_served counts them; a send that ends lowers it) and
+ * answers the others with a REDIRECT (one more round trip) to the earliest requester that
+ * has fewer than `fanout` assigned to it, which serves it once it holds the chunk
  * (GET WAIT). Each requester is served once (by the owner, or by the one it was assigned
  * to), so serve_waiters() hands nothing on. The owner's own plan is plan_today()'s.
  */
@@ -685,6 +686,9 @@ static void flows_advance(struct sim *s, double t)
 	for (unsigned i = 0; i < ndone; i++) {
 		if (done[i].src >= 0)
 			s->nodes[done[i].src].serving--;
+		if (done[i].src >= 0 && s->cfg.plan == PLAN_TREE &&
+		    (unsigned)done[i].src == s->owner[done[i].chunk] && s->tree_served[done[i].chunk])
+			s->tree_served[done[i].chunk]--; /* the owner's send ended (swarm_done) */
 		arrived(s, done[i].dst, done[i].chunk);
 	}
 	free(done);
