@@ -23,9 +23,9 @@ cluster_sums "$M" "$WANT"
 cluster_model_bytes MODEL "$M"
 note "model: $(wc -l <"$WANT") files, $MODEL bytes; swarm_fanout $FANOUT"
 
-# Node links at 200 Mbit/s: a joiner needs over a second for the model, so the four ask for
+# Node links at 100 Mbit/s: a joiner needs over two seconds for the model, so the four ask for
 # each chunk at about the same time.
-cluster_up --nodes 2 --model "$M" --storage-rate 400mbit --node-rate 200mbit \
+cluster_up --nodes 2 --model "$M" --storage-rate 400mbit --node-rate 100mbit \
 	--mows-args "--max-memory=96M --chunk-size=1M --swarm-fanout=$FANOUT $CLUSTER_PEER_ARGS"
 cluster_wait_mesh 20 1 2
 cluster_read "$SCRATCH/warm.json" 1-2 || fail "warm: a reader failed: $(cat "$SCRATCH/warm.json")"
