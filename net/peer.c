@@ -398,7 +398,7 @@ static void note_transport(struct peers *p, struct member *m, const char *name)
  */
 static int fetch_rdma(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		      void *dst, size_t len, uint32_t *sent, char *holder,
-		      const struct deadline *dl)
+		      struct cache_relay *relay, const struct deadline *dl)
 {
 	struct mux *x = mux_acquire(p, m, dl);
 	if (!x)
@@ -414,7 +414,7 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 	} else if (p->cfg->transport == TRANSPORT_RDMA) {
 		rc = -EOPNOTSUPP;
 	} else {
-		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, dl);
+		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl);
 		note_transport(p, m, tcp_transport.name);
 	}
 	mux_release(p, m, x);
@@ -423,12 +423,12 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 
 static int fetch_mux(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		     void *dst, size_t len, uint32_t *sent, char *holder,
-		     const struct deadline *dl)
+		     struct cache_relay *relay, const struct deadline *dl)
 {
 	struct mux *x = mux_acquire(p, m, dl);
 	if (!x)
 		return -EHOSTUNREACH;
-	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, dl);
+	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl);
 	mux_release(p, m, x);
 	return rc;
 }
@@ -448,8 +448,8 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 	pthread_mutex_lock(&p->lock);
 	bool rdma = do_want_rdma(p, m);
 	pthread_mutex_unlock(&p->lock);
-	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, &dl)
-		      : fetch_mux(p, m, req, dst, len, &sent, holder, &dl);
+	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, out->relay, &dl)
+		      : fetch_mux(p, m, req, dst, len, &sent, holder, out->relay, &dl);
 	if (rc == -EHOSTUNREACH)
 		return rc;
 	if (rc == -EBADMSG)
@@ -655,7 +655,7 @@ int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, v
 		       size_t len, const char **transport)
 {
 	struct member *m = first_up(p);
-	struct cache_fetch out;
+	struct cache_fetch out = { 0 };
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	if (!m)
 		return -EHOSTUNREACH;

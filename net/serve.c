@@ -76,6 +76,7 @@ struct serve_job {
 	struct cache_span span;
 	uint32_t crc;
 	char redirect[PROTO_NODE_ID_MAX + 1]; /* non-empty: answer REDIRECT to this holder */
+	struct cache_relay *relay; /* set: span is pinned while its fill runs; relay it */
 	uint64_t park_until_ns;   /* a parked GET WAIT: answered by then */
 	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
@@ -104,8 +105,8 @@ static void sconn_put(struct sconn *sc)
 	free(sc);
 }
 
-/* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
-static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
+/* Takes the connection's send turn (by @dl). Returns 0 or -ETIMEDOUT. */
+static int sconn_turn_take(struct sconn *sc, const struct deadline *dl)
 {
 	int rc = 0;
 	pthread_mutex_lock(&sc->lock);
@@ -114,15 +115,28 @@ static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct 
 	if (rc == 0)
 		sc->sending = true;
 	pthread_mutex_unlock(&sc->lock);
-	if (rc)
-		return rc;
-	rc = link_sendv(sc->link, iov, n, dl);
+	return rc;
+}
+
+/* Hands the send turn on; after a failed send (@rc) the stream is lost: it is shut down. */
+static void sconn_turn_give(struct sconn *sc, int rc)
+{
 	pthread_mutex_lock(&sc->lock);
 	sc->sending = false;
 	if (rc)
 		link_shutdown(sc->link); /* part of a frame may have gone: the stream is lost */
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
+}
+
+/* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
+static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
+{
+	int rc = sconn_turn_take(sc, dl);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, iov, n, dl);
+	sconn_turn_give(sc, rc);
 	return rc;
 }
 
@@ -208,17 +222,79 @@ static int send_redirect(struct peers *p, struct sconn *sc, struct serve_job *j,
 	return sconn_send_frame(sc, PROTO_REDIRECT, j->req_id, buf, (uint32_t)n, dl);
 }
 
+/* Sends the bytes of a relayed chunk from @sent on, as they arrive; the last byte only once
+ * the fill ended well with the CRC announced. Returns 0, or -EIO: stop, break the stream. */
+static int relay_bytes(struct peers *p, struct sconn *sc, struct serve_job *j, uint32_t attempt,
+		       uint32_t crc, const struct deadline *dl)
+{
+	const struct cache_relay *r = j->relay;
+	uint32_t len = (uint32_t)j->span.len, sent = 0, final = 0;
+	while (sent < len) {
+		int done = cache_relay_done(p->cache, &j->span, &final);
+		uint32_t have = done == 1 ? len : atomic_load(&r->arrived);
+		if (atomic_load(&r->attempt) != attempt || done < 0 || (done == 1 && final != crc))
+			return -EIO; /* another attempt, a failed fill, other bytes: never send on */
+		if (done == 0 && have >= len)
+			have = len - 1; /* held back until the fill is checked */
+		if (have > sent) {
+			struct iovec iov = { (uint8_t *)j->span.data + sent, have - sent };
+			if (link_sendv(sc->link, &iov, 1, dl))
+				return -EIO;
+			sent = have;
+		} else if (deadline_passed(dl)) {
+			return -EIO;
+		} else {
+			usleep(200);
+		}
+	}
+	return 0;
+}
+
+/*
+ * The swarm, as a holder: relays a chunk while our own fill of it receives it. The DATA
+ * frame carries the CRC our source announced; a byte is sent only once it landed here, the
+ * last one only once our fill checked the whole chunk against that CRC. Anything else (the
+ * fill fails, starts over, or ends with other bytes) breaks the stream, so the requester
+ * never takes a wrong chunk for a right one (it checks the CRC as well).
+ */
+static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
+		       const struct deadline *dl)
+{
+	uint32_t attempt = atomic_load(&j->relay->attempt), crc = atomic_load(&j->relay->crc);
+	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
+	struct proto_data d = { .crc32 = crc, .length = (uint32_t)j->span.len };
+	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, j->req_id);
+	proto_data_encode(head + PROTO_HDR_LEN, &d);
+	struct iovec iov = { head, sizeof(head) };
+	int rc = sconn_turn_take(sc, dl);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, &iov, 1, dl);
+	if (rc == 0)
+		rc = relay_bytes(p, sc, j, attempt, crc, dl);
+	sconn_turn_give(sc, rc);
+	if (rc == 0) {
+		count_served(p, sc->m, j->span.len);
+		count_swarm(p, &p->sw.served_as_holder);
+		count_swarm(p, &p->sw.relayed);
+	}
+	return rc;
+}
+
 /*
  * The swarm, as a holder an owner named: the chunk if we hold it now (pinned on arrival, or
- * after the fill it was parked on), else ENOENT; never a fill.
+ * after the fill it was parked on), relayed while it arrives here, or else ENOENT; never a
+ * fill.
  */
+static int wait_state(struct peers *p, struct serve_job *j);
+
 static int serve_wait(struct peers *p, struct sconn *sc, struct serve_job *j,
 		      const struct deadline *dl)
 {
-	const struct proto_get *g = &j->g;
-	if (!j->pinned && j->f && g->chunk_size == cache_chunk_size(p->cache) &&
-	    cache_serve_chunk(p->cache, j->f, g->chunk, false, dl, &j->span, &j->crc) == 0)
-		j->pinned = true;
+	if (!j->pinned && !j->relay)
+		wait_state(p, j);
+	if (j->relay)
+		return serve_relay(p, sc, j, dl);
 	if (!j->pinned) {
 		count_swarm(p, &p->sw.holder_misses);
 		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, dl);
@@ -277,7 +353,7 @@ static int serve_rdma_msg(struct peers *p, struct sconn *sc, const struct serve_
 
 static void job_free(struct peers *p, struct serve_job *j)
 {
-	if (j->pinned)
+	if (j->pinned || j->relay)
 		cache_read_done(p->cache, &j->span, 1);
 	if (j->f)
 		cache_file_put(p->cache, j->f);
@@ -342,6 +418,28 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/*
+ * A GET WAIT for a chunk not pinned: SERVE_FAST when it can be answered now (j->pinned: the
+ * chunk is here; j->relay: our fill of it is receiving it; neither: ENOENT), SERVE_PARK when
+ * our fill of it runs but has nothing yet (the fill hook wakes it). Touches memory only.
+ */
+static int wait_state(struct peers *p, struct serve_job *j)
+{
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (!j->f || j->g.chunk_size != cache_chunk_size(p->cache))
+		return SERVE_FAST;
+	if (cache_serve_chunk(p->cache, j->f, j->g.chunk, false, &dl, &j->span, &j->crc) == 0) {
+		j->pinned = true;
+		return SERVE_FAST;
+	}
+	int rc = p->corrupt_sends ? (cache_chunk_filling(p->cache, j->f, j->g.chunk) ? -EAGAIN :
+				     -ENOENT)
+		 : cache_relay_pin(p->cache, j->f, j->g.chunk, &j->span, &j->relay);
+	if (rc)
+		j->relay = NULL;
+	return rc == -EAGAIN ? SERVE_PARK : SERVE_FAST;
 }
 
 /*
@@ -446,8 +544,13 @@ static void park_job(struct peers *p, struct serve_job *j)
 	p->nparked++;
 	p->sw.holder_parked++;
 	pthread_mutex_unlock(&p->lock);
-	if (cache_chunk_filling(p->cache, j->f, j->g.chunk))
-		return;
+	struct cache_span span;
+	struct cache_relay *relay;
+	int rc = cache_relay_pin(p->cache, j->f, j->g.chunk, &span, &relay);
+	if (rc == 0)
+		cache_read_done(p->cache, &span, 1);
+	if (rc == -EAGAIN)
+		return; /* the fill hook wakes it: announced, or ended */
 	pthread_mutex_lock(&p->lock);
 	do_unpark(p, is_job, j);
 	pthread_mutex_unlock(&p->lock);
@@ -470,8 +573,7 @@ static int classify_get(struct peers *p, struct serve_job *j)
 				      &j->crc) == 0)
 		j->pinned = true;
 	if (j->g.flags & PROTO_GET_WAIT)
-		return !j->pinned && j->f && cache_chunk_filling(p->cache, j->f, j->g.chunk) ?
-		       SERVE_PARK : SERVE_FAST;
+		return j->pinned ? SERVE_FAST : wait_state(p, j);
 	if (swarm_redirect(p, j)) {
 		if (j->pinned)
 			cache_read_done(p->cache, &j->span, 1);
