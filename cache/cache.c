@@ -789,6 +789,9 @@ static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
 			 const struct deadline *dl)
 {
 	struct cache_fetch out = { .probe_only = s->serving, .relay = &s->relay };
+	/* Whatever a relayer sent of an earlier attempt is void: it sees the attempt change. */
+	atomic_store(&s->relay.announced, false);
+	atomic_fetch_add(&s->relay.attempt, 1);
 	int rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len, dl,
 					  &out);
 	if (rc)
