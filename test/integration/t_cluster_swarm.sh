@@ -70,6 +70,7 @@ note "b: owners sent $sent REDIRECTs, requesters got $redirected; $from_holder c
 [ "$sent" -gt 0 ] || fail "b: no owner answered REDIRECT (swarm_fanout $FANOUT): the swarm is off"
 assert_eq "$sent" "$redirected" "b: REDIRECTs received (sent: $sent)"
 [ "$from_holder" -gt 0 ] || fail "b: no chunk came from a holder an owner named"
-assert_eq "$from_holder" "$as_holder" "b: chunks served as holder (received from holders: $from_holder)"
+# A holder's answer that came after its requester gave up counts on the holder's side only.
+assert_le "$from_holder" "$as_holder" "b: chunks received from holders vs served as holder"
 assert_eq "$redirected" $((from_holder + fallbacks)) "b: REDIRECTs = chunks from holders + fallbacks"
 note "pass"
