@@ -58,7 +58,7 @@ struct sconn {
 	struct peers *p;
 	struct link *link;
 	struct member *m;         /* referenced, or NULL */
-	uint16_t caps;            /* the peer's HELLO caps */
+	uint16_t caps;            /* the peer's HELLO caps, set at creation, read-only */
 	atomic_int refs;          /* the serving thread and every job */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;      /* a send ended, or a job ended */
