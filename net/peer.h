@@ -115,6 +115,7 @@ struct peers_swarm_counters {
 	uint64_t fallbacks;       /* as requester: the holder failed, the owner asked again */
 	uint64_t served_as_holder; /* as holder: GET WAITs served */
 	uint64_t relayed;         /* of them, sent on while our own fill received the chunk */
+	uint64_t relays_stopped;  /* relays broken off: our fill failed or started over */
 	uint64_t holder_parked;   /* as holder: GET WAITs parked until our fill ended */
 	uint64_t holder_misses;   /* as holder: GET WAITs answered ENOENT */
 };

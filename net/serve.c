@@ -270,8 +270,8 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 	if (rc)
 		return rc;
 	rc = link_sendv(sc->link, &iov, 1, dl);
-	if (rc == 0)
-		rc = relay_bytes(p, sc, j, attempt, crc, dl);
+	if (rc == 0 && (rc = relay_bytes(p, sc, j, attempt, crc, dl)) == -EIO)
+		count_swarm(p, &p->sw.relays_stopped);
 	sconn_turn_give(sc, rc);
 	if (rc == 0) {
 		count_served(p, sc->m, j->span.len);

@@ -6,7 +6,11 @@
 #   a. the joiners get the right bytes and read at most 0.05x the model from storage;
 #   b. owners answered requests with REDIRECT, the requesters got those chunks from the
 #      holders named (GET WAIT served by a node that is not the chunk's owner), and what the
-#      holders served adds up on both ends.
+#      holders served adds up on both ends;
+#   c. node1 turns into an owner that corrupts every chunk it sends (with the CRC of the
+#      right bytes); the five others read cold at once: the holders it named get its bad
+#      chunks and relay them while they arrive, so a relay must stop before its last byte;
+#      every reader still gets the right bytes, and only node1 is ever charged a bad CRC.
 # SWARM_FANOUT=0 runs it with the swarm off: then b must fail (the test can fail).
 # timeout: 240
 # shellcheck disable=SC2154 # variables set by cluster_get, cluster_json, ... (printf -v)
@@ -73,4 +77,34 @@ assert_eq "$sent" "$redirected" "b: REDIRECTs received (sent: $sent)"
 # A holder's answer that came after its requester gave up counts on the holder's side only.
 assert_le "$from_holder" "$as_holder" "b: chunks received from holders vs served as holder"
 assert_eq "$redirected" $((from_holder + fallbacks)) "b: REDIRECTs = chunks from holders + fallbacks"
+
+# ---- c. an owner that corrupts what it sends ----
+out=$(mows_cluster kill node1 2>&1) || fail "c: mows-cluster kill node1: $out"
+out=$(mows_cluster start node1 --env MOWS_TEST_CORRUPT_SENDS=1 2>&1) ||
+	fail "c: mows-cluster start node1 --env MOWS_TEST_CORRUPT_SENDS=1: $out"
+grep -q "MOWS_TEST_CORRUPT_SENDS=1: this node corrupts" "$CLUSTER_STATE/node1.log" ||
+	fail "c: node1 did not start with the corruption fault"
+cluster_wait_mesh 30 1 2 3 4 5 6
+cluster_wait_ownership 20 1 2 3 4 5 6
+cluster_evict 20 2 3 4 5 6
+swarm_sum relayed0 relayed
+swarm_sum stopped0 relays_stopped
+cluster_read "$SCRATCH/c.json" 2-6 || fail "c: a reader failed: $(cat "$SCRATCH/c.json")"
+cluster_check_sums "$WANT" 2-6
+swarm_sum relayed1 relayed
+swarm_sum stopped1 relays_stopped
+charged=0
+for i in 2 3 4 5 6; do
+	cluster_get v "$i" peers 'peer("node1")["bad_crc"]'
+	charged=$((charged + v))
+	for k in 2 3 4 5 6; do
+		[ "$k" -eq "$i" ] && continue
+		cluster_get v "$i" peers "peer(\"node$k\")[\"bad_crc\"]"
+		assert_eq 0 "$v" "c: bad CRCs node$i charged to node$k, which only relays"
+	done
+done
+note "c: nodes 2-6 read the right bytes; they charged node1 $charged bad CRCs and nobody" \
+	"else; $((relayed1 - relayed0)) chunks were relayed whole meanwhile and" \
+	"$((stopped1 - stopped0)) relays were broken off before their last byte"
+[ "$charged" -gt 0 ] || fail "c: nobody charged node1, which corrupts every chunk it sends"
 note "pass"
