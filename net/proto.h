@@ -11,7 +11,7 @@
  *              | u32 payload length | u32 request id
  *
  * Request ids: the sender of a request (PING, GET, PREFETCH) picks any id; the reply (PONG,
- * DATA, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
+ * DATA or REDIRECT, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
  * No header flags are defined in version 1: senders send 0 and receivers reject anything
  * else, so a later meaning can never be silently ignored by an old peer.
  *
