@@ -32,6 +32,7 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_META_GET] = { "META_GET", PROTO_META_GET_LEN, PROTO_META_GET_LEN },
 	[PROTO_META] = { "META", PROTO_META_FIXED_LEN,
 			 PROTO_META_FIXED_LEN + PROTO_META_PIECE_MAX },
+	[PROTO_REDIRECT] = { "REDIRECT", 2, PROTO_REDIRECT_MAX_LEN },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -226,6 +227,8 @@ int proto_get_decode(const void *payload, size_t len, struct proto_get *out)
 	g.flags = be32toh(w.flags);
 	if (g.chunk_size == 0 || (g.flags & ~(uint32_t)PROTO_GET_FLAGS_KNOWN))
 		return -EPROTO;
+	if ((g.flags & PROTO_GET_WAIT) && (g.flags & PROTO_GET_FILL))
+		return -EPROTO;
 	/* The chunk must start before EOF; written so that chunk * chunk_size cannot overflow. */
 	if (g.file_size == 0 || g.chunk > (g.file_size - 1) / g.chunk_size)
 		return -EPROTO;
@@ -278,6 +281,36 @@ int proto_data_decode(const void *payload, size_t len, struct proto_data *out)
 	return 0;
 }
 
+
+ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in)
+{
+	struct proto_wire_redirect w;
+
+	if (!proto_node_id_ok(in->node_id))
+		return -EINVAL;
+	size_t idlen = strlen(in->node_id);
+	if (buflen < sizeof(w) + idlen)
+		return -ENOSPC;
+	w.node_id_len = (uint8_t)idlen;
+	memcpy(buf, &w, sizeof(w));
+	memcpy((uint8_t *)buf + sizeof(w), in->node_id, idlen);
+	return (ssize_t)(sizeof(w) + idlen);
+}
+
+int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out)
+{
+	struct proto_wire_redirect w;
+
+	if (len < sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	const uint8_t *id = (const uint8_t *)payload + sizeof(w);
+	if (len != sizeof(w) + w.node_id_len || !node_id_bytes_ok(id, w.node_id_len))
+		return -EPROTO;
+	memcpy(out->node_id, id, w.node_id_len);
+	out->node_id[w.node_id_len] = '\0';
+	return 0;
+}
 
 uint64_t proto_file_key(const char *relpath, uint64_t size, int64_t mtime_ns)
 {

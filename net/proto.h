@@ -11,7 +11,7 @@
  *              | u32 payload length | u32 request id
  *
  * Request ids: the sender of a request (PING, GET, PREFETCH) picks any id; the reply (PONG,
- * DATA, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
+ * DATA or REDIRECT, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
  * No header flags are defined in version 1: senders send 0 and receivers reject anything
  * else, so a later meaning can never be silently ignored by an old peer.
  *
@@ -59,18 +59,28 @@ enum proto_type {
 	PROTO_PREFETCH_STATUS = 12,	/* struct proto_prefetch_status, answers a PREFETCH */
 	PROTO_META_GET = 13,	/* struct proto_meta_get: a piece of the metadata snapshot */
 	PROTO_META = 14,	/* struct proto_meta, then the piece; answers a META_GET */
-	PROTO_TYPE_MAX = PROTO_META,
+	PROTO_REDIRECT = 15,	/* struct proto_redirect: answers a GET, "ask this holder" */
+	PROTO_TYPE_MAX = PROTO_REDIRECT,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
 #define PROTO_CAP_RDMA		(1u << 0)
+/* The sender takes GET_WAIT and GET_NOREDIRECT and may answer a FILL with REDIRECT. A node
+ * sends those flags, and REDIRECT, only to peers that said SWARM (old peers reject them). */
+#define PROTO_CAP_SWARM		(1u << 1)
 
 /*
  * GET flags; receivers reject bits they do not know. FILL: the receiver is the chunk's owner
- * and fills it from its backing if it does not hold it.
+ * and fills it from its backing if it does not hold it; an owner that already serves enough
+ * requesters of the chunk may answer REDIRECT instead (the swarm, net/swarm.h), unless
+ * NOREDIRECT is set. WAIT (never with FILL): the receiver was named by a REDIRECT; it
+ * answers at once when it holds the chunk, when its own fill of the chunk ends if one runs
+ * (ENOENT if that fails), else ENOENT at once. WAIT and NOREDIRECT go only to SWARM peers.
  */
 #define PROTO_GET_FILL		(1u << 0)
-#define PROTO_GET_FLAGS_KNOWN	PROTO_GET_FILL
+#define PROTO_GET_WAIT		(1u << 1)
+#define PROTO_GET_NOREDIRECT	(1u << 2)
+#define PROTO_GET_FLAGS_KNOWN	(PROTO_GET_FILL | PROTO_GET_WAIT | PROTO_GET_NOREDIRECT)
 
 /* ---- wire layout (big-endian; proto.c only) ---- */
 
@@ -172,6 +182,12 @@ struct proto_wire_meta {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_meta) == 40, "META fixed part is 40 bytes");
 
+/* REDIRECT: followed by node_id_len bytes of the holder's node id, nothing else. */
+struct proto_wire_redirect {
+	uint8_t node_id_len;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_redirect) == 1, "REDIRECT fixed part is 1 byte");
+
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
 #define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX + 8)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
@@ -185,6 +201,8 @@ _Static_assert(sizeof(struct proto_wire_meta) == 40, "META fixed part is 40 byte
 #define PROTO_META_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_meta))
 #define PROTO_META_PIECE_MAX	(1u << 20)
 #define PROTO_META_TOTAL_MAX	(256u << 20)	/* = CACHE_TREE_SHARE_MAX */
+
+#define PROTO_REDIRECT_MAX_LEN	((uint32_t)sizeof(struct proto_wire_redirect) + PROTO_NODE_ID_MAX)
 /* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
  * that module encodes: a request with a payload is one, and so is its answer. */
 #define PROTO_RDMA_MSG_MAX	128
@@ -338,6 +356,15 @@ struct proto_meta {
 	uint32_t length;	/* bytes at data; not encoded (the frame's length says it) */
 };
 
+/*
+ * REDIRECT answers a GET with FILL from a SWARM peer: the receiver (the chunk's owner) serves
+ * enough requesters of this chunk already; ask @node_id, which asked before, with WAIT. The
+ * id is a valid node id (proto_node_id_ok); decoding rejects anything else.
+ */
+struct proto_redirect {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+};
+
 /* ---- functions ---- */
 
 /* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
@@ -427,6 +454,10 @@ void proto_meta_get_encode(void *buf, const struct proto_meta_get *in);
 int proto_meta_get_decode(const void *payload, size_t len, struct proto_meta_get *out);
 void proto_meta_encode(void *buf, const struct proto_meta *in);
 int proto_meta_decode(const void *payload, size_t len, struct proto_meta *out);
+
+/* REDIRECT payload. Returns its length, or -EINVAL for an invalid node id. */
+ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in);
+int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

@@ -473,6 +473,25 @@ static int get_rc(struct proto_get g)
 	return proto_get_decode(buf, sizeof(buf), &out);
 }
 
+START_TEST(test_redirect)
+{
+	struct proto_redirect in = { .node_id = "node-7" }, out;
+	uint8_t buf[PROTO_REDIRECT_MAX_LEN + 4];
+	ssize_t n = proto_redirect_encode(buf, sizeof(buf), &in);
+	ck_assert_int_eq(n, 7);
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n, &out), 0);
+	ck_assert_str_eq(out.node_id, "node-7");
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n - 1, &out), -EPROTO);
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n + 1, &out), -EPROTO);
+	buf[3] = ' ';
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n, &out), -EPROTO);
+	buf[0] = 0;
+	ck_assert_int_eq(proto_redirect_decode(buf, 1, &out), -EPROTO);
+	struct proto_redirect bad = { .node_id = "" };
+	ck_assert_int_eq(proto_redirect_encode(buf, sizeof(buf), &bad), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_get_inconsistent)
 {
 	struct proto_get g = sample_get();
@@ -480,10 +499,17 @@ START_TEST(test_get_inconsistent)
 	g.chunk_size = 0;
 	ck_assert_int_eq(get_rc(g), -EPROTO);
 	g = sample_get();
-	for (int bit = 1; bit < 32; bit++) {
+	for (int bit = 3; bit < 32; bit++) {
 		g.flags = PROTO_GET_FILL | (1u << bit);
 		ck_assert_int_eq(get_rc(g), -EPROTO);
 	}
+	/* The swarm's flags: WAIT never with FILL; NOREDIRECT with FILL. */
+	g.flags = PROTO_GET_FILL | PROTO_GET_WAIT;
+	ck_assert_int_eq(get_rc(g), -EPROTO);
+	g.flags = PROTO_GET_WAIT;
+	ck_assert_int_eq(get_rc(g), 0);
+	g.flags = PROTO_GET_FILL | PROTO_GET_NOREDIRECT;
+	ck_assert_int_eq(get_rc(g), 0);
 	/* 10 GiB in 4 MiB chunks: 0..2559 exist, 2560 does not. */
 	g = sample_get();
 	g.chunk = 2560;
@@ -850,6 +876,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_empty_and_ping);
 	tcase_add_test(tc, test_get_round_trip);
 	tcase_add_test(tc, test_get_inconsistent);
+	tcase_add_test(tc, test_redirect);
 	tcase_add_test(tc, test_data_round_trip);
 	tcase_add_test(tc, test_data_inconsistent);
 	tcase_add_test(tc, test_garbage);

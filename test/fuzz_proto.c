@@ -128,6 +128,18 @@ static void fuzz_meta(uint8_t type, const uint8_t *p, size_t len)
 	CHECK(memcmp(again, p, PROTO_META_FIXED_LEN) == 0);
 }
 
+static void fuzz_redirect(const uint8_t *p, size_t len)
+{
+	uint8_t again[PROTO_REDIRECT_MAX_LEN];
+	struct proto_redirect r;
+
+	if (proto_redirect_decode(p, len, &r))
+		return;
+	CHECK(proto_node_id_ok(r.node_id));
+	CHECK(proto_redirect_encode(again, sizeof(again), &r) == (ssize_t)len);
+	CHECK(memcmp(again, p, len) == 0);
+}
+
 static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 {
 	switch (type) {
@@ -158,6 +170,9 @@ static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 	case PROTO_META_GET:
 	case PROTO_META:
 		fuzz_meta(type, p, len);
+		break;
+	case PROTO_REDIRECT:
+		fuzz_redirect(p, len);
 		break;
 	}
 }
