@@ -61,6 +61,21 @@ static void teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* Directories, two files, a file at the top, a symlink and a FIFO: 8 entries below root. */
+static void put_sample_tree(void)
+{
+	put_dir("a");
+	put_dir("a/deep");
+	put_file("a/z.bin", 5);
+	put_file("a/m.bin", 7);
+	put_file("top", 1);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/a/link", root);
+	ck_assert_int_eq(symlink("../top", p), 0);
+	snprintf(p, sizeof(p), "%s/fifo", root);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+}
+
 static struct cache_tree *tree_make(struct cache *c, unsigned depth_max, unsigned max_open)
 {
 	char err[512];
@@ -340,16 +355,7 @@ END_TEST
 START_TEST(test_meta_snapshot)
 {
 	put_dir("b");
-	put_dir("a");
-	put_dir("a/deep");
-	put_file("a/z.bin", 5);
-	put_file("a/m.bin", 7);
-	put_file("top", 1);
-	char p[512];
-	snprintf(p, sizeof(p), "%s/a/link", root);
-	ck_assert_int_eq(symlink("../top", p), 0);
-	snprintf(p, sizeof(p), "%s/fifo", root);
-	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	put_sample_tree();
 	struct cache_tree *t = tree_make(NULL, 0, 0);
 	struct cache_meta *m = cache_meta_build(t, 8);
 	ck_assert_ptr_nonnull(m);
@@ -566,16 +572,7 @@ END_TEST
 /* The wire form: encode, decode, encode again gives the same bytes; damage is refused. */
 START_TEST(test_meta_wire)
 {
-	put_dir("a");
-	put_dir("a/deep");
-	put_file("a/z.bin", 5);
-	put_file("a/m.bin", 7);
-	put_file("top", 1);
-	char p[512];
-	snprintf(p, sizeof(p), "%s/a/link", root);
-	ck_assert_int_eq(symlink("../top", p), 0);
-	snprintf(p, sizeof(p), "%s/fifo", root);
-	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	put_sample_tree();
 	struct cache_tree *t = tree_make(NULL, 0, 0);
 	struct cache_meta *m = cache_meta_build(t, 8);
 	ck_assert_ptr_nonnull(m);

@@ -40,22 +40,7 @@ nexec() { local i=$1 secs=$2; shift 2; mows_cluster exec "node$i" --timeout "$se
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRET")
 
 # ---- the S3 server, on the storage host ----
-S3_LOG=$SCRATCH/s3-requests.log
-: >"$S3_LOG"
-: >"$SCRATCH/s3server.out"
-mkdir -p "$SCRATCH/s3-data"
-nsenter --net="$STOR_NS" env S3_ADDRESS=0.0.0.0 node "$MOWS_ROOT/test/s3/s3server.js" \
-	"$SCRATCH/s3-data" $PORT "$S3_BUCKET" "$S3_LOG" >"$SCRATCH/s3server.out" 2>&1 </dev/null &
-S3_PID=$!
-mows_track_pid "$S3_PID"
-end=$((SECONDS + 20))
-until grep -q '^listening' "$SCRATCH/s3server.out"; do
-	pid_alive "$S3_PID" || fail "the S3 server exited: $(cat "$SCRATCH/s3server.out")"
-	[ $SECONDS -ge $end ] && fail "the S3 server did not listen within 20 s"
-	sleep 0.1
-done
-printf 'S3RVER:S3RVER\n' >"$SCRATCH/s3.passwd"
-chmod 600 "$SCRATCH/s3.passwd"
+s3_server_start $PORT nsenter --net="$STOR_NS" env S3_ADDRESS=0.0.0.0
 
 # upload_mount: a writable s3fs mount of the bucket on $SCRATCH/s3-upload (host mount
 # namespace, storage network namespace); upload_umount ends it.
