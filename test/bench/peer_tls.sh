@@ -9,7 +9,9 @@
 #
 #   MOWS_PTLS_ROUNDS [5]  MOWS_PTLS_SECONDS [5]  MOWS_PTLS_INFLIGHT [4]  MOWS_PTLS_SIZE [256]
 #   (MiB)  MOWS_PTLS_TASKSET ["", e.g. "0 1": pin the serving daemons to CPU 0 and the
-#   reader to CPU 1, a core per side]
+#   reader to CPU 1, a core per side]  MOWS_PTLS_BASELINE ["": a directory holding another
+#   build's mows-fuse and mows-peerbench, e.g. of the commit before a change: its TLS is
+#   measured in the same rounds, as a third row]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,6 +20,7 @@ SECS=${MOWS_PTLS_SECONDS:-5}
 INFLIGHT=${MOWS_PTLS_INFLIGHT:-4}
 SIZE_MB=${MOWS_PTLS_SIZE:-256}
 PIN=(${MOWS_PTLS_TASKSET:-})
+BASE=${MOWS_PTLS_BASELINE:-}
 WORK=$(mktemp -d /tmp/mows-ptls.$$.XXXXXX)
 PIDS=()
 
@@ -47,11 +50,11 @@ cpu_for() { # side (0 daemon, 1 reader) -> taskset prefix
 	[ ${#PIN[@]} -eq 2 ] && echo "taskset -c ${PIN[$1]}" || true
 }
 
-# start NAME PORT ARGS...: a foreground daemon; echoes its pid
+# start NAME PORT ARGS...: a foreground daemon (of $BIN); echoes its pid
 start() {
 	local name=$1 port=$2; shift 2
 	mkdir -p "$WORK/mnt-$name"
-	$(cpu_for 0) "$ROOT/mows-fuse" -f --backing "$WORK/backing" --listen "127.0.0.1:$port" \
+	$(cpu_for 0) "${BIN:-$ROOT}/mows-fuse" -f --backing "$WORK/backing" --listen "127.0.0.1:$port" \
 		--node-id "ptls-$name-$$" --max-memory 512M --verify off \
 		--control-socket "$WORK/$name.sock" "$@" "$WORK/mnt-$name" \
 		>"$WORK/$name.log" 2>&1 &
@@ -64,7 +67,14 @@ PID_TLS=$(start tls "$PORT_TLS" --secret-file "$WORK/secret")
 PIDS+=("$PID_TLS")
 PID_OFF=$(start off "$PORT_OFF" --tls off --insecure true)
 PIDS+=("$PID_OFF")
-for name in tls off; do
+MODES="tls off"
+if [ -n "$BASE" ]; then
+	PORT_BASE=$((PORT_TLS + 2))
+	PID_BASE=$(BIN=$BASE start base "$PORT_BASE" --secret-file "$WORK/secret")
+	PIDS+=("$PID_BASE")
+	MODES="tls off base"
+fi
+for name in $MODES; do
 	for _ in $(seq 100); do
 		mountpoint -q "$WORK/mnt-$name" && break
 		sleep 0.1
@@ -76,24 +86,27 @@ done
 # bench MODE SECONDS [ARGS...]: one mows-peerbench run; its output to stdout
 bench() {
 	local mode=$1 secs=$2 args; shift 2
+	local bin=$ROOT
 	if [ "$mode" = tls ]; then
 		args=(--peer "127.0.0.1:$PORT_TLS" --secret-file "$WORK/secret" --peer-pid "$PID_TLS")
+	elif [ "$mode" = base ]; then
+		args=(--peer "127.0.0.1:$PORT_BASE" --secret-file "$WORK/secret" --peer-pid "$PID_BASE")
+		bin=$BASE
 	else
 		args=(--peer "127.0.0.1:$PORT_OFF" --tls off --insecure --peer-pid "$PID_OFF")
 	fi
-	$(cpu_for 1) "$ROOT/mows-peerbench" "${args[@]}" --backing "$WORK/backing" \
+	$(cpu_for 1) "$bin/mows-peerbench" "${args[@]}" --backing "$WORK/backing" \
 		--file model.bin --transport tcp --seconds "$secs" --inflight "$INFLIGHT" "$@" \
 		2>>"$WORK/peerbench.log"
 }
 
 # Warm both daemons' caches (a first pass reads the backing).
-bench tls 2 >/dev/null
-bench off 2 >/dev/null
+for mode in $MODES; do bench "$mode" 2 >/dev/null; done
 
 declare -A best
 for r in $(seq "$ROUNDS"); do
-	order="tls off"
-	[ $((r % 2)) = 0 ] && order="off tls"
+	order=$MODES
+	[ $((r % 2)) = 0 ] && order=$(echo "$MODES" | tr ' ' '\n' | tac | tr '\n' ' ')
 	for mode in $order; do
 		out=$(bench "$mode" "$SECS")
 		echo "round $r $mode: $(echo "$out" | tr '\n' ' ')"
@@ -120,5 +133,18 @@ echo "| | GB/s | CPU s/GB, reader | CPU s/GB, serving mows-fuse |"
 echo "|---|---|---|---|"
 echo "| \`tls = off\` (insecure) | $off_g | $off_h | $off_p |"
 echo "| TLS 1.3 (PSK) | $on_g | $on_h | $on_p |"
+if [ -n "$BASE" ]; then
+	read -r b_g b_h b_p <<<"${best[base]}"
+	echo "| TLS 1.3 (PSK), baseline build | $b_g | $b_h | $b_p |"
+fi
 echo "| SHA-256 check of each chunk (reader) | | $on_d | |"
 awk "BEGIN{printf \"\nTLS / plain: %.2fx; one core per end could drive TLS at %.2f GB/s (reader), %.2f GB/s (sender)\n\", $on_g / $off_g, 1 / $on_h, 1 / $on_p}"
+
+# The bound: AES-128-GCM on one core (what OpenSSL's record layer runs), over 16 KiB records.
+if command -v openssl >/dev/null; then
+	aes=$(openssl speed -evp aes-128-gcm -bytes 16384 -seconds 2 2>/dev/null |
+	      awk '/^AES-128-GCM/ { sub(/k$/, "", $2); print $2 * 1000 / 1e9 }')
+	if [ -n "$aes" ]; then
+		awk "BEGIN{printf \"AES-128-GCM (openssl speed, 16 KiB records): %.2f GB/s per core = %.3f CPU-s per GB; with the plaintext path, the least TLS can cost is ~%.3f (reader) and ~%.3f (sender) CPU-s per GB\n\", $aes, 1 / $aes, $off_h + 1 / $aes, $off_p + 1 / $aes}"
+	fi
+fi
