@@ -2,10 +2,11 @@
 # TLS on vs off through the whole chunk path: mows-peerbench fetching 4 MiB chunks from a
 # live mows-fuse over loopback TCP (mux, serve workers, cache), once from a daemon with TLS
 # (PSK) and once from one with tls = off + insecure, in alternating order, ROUNDS rounds.
-# Prints every run and a markdown table of the best round of each: GB/s, the TLS/plain
-# ratio, CPU seconds per GB of the reader (mows-peerbench) and of the serving mows-fuse; then
-# one more run for the reader's SHA-256 check (rdma_verify) per GB, which TCP chunks skip. Run as root (FUSE mounts); everything it
-# makes is undone on exit.
+# Prints every run and a markdown table: each mode's best GB/s, the TLS/plain ratio, and
+# the median CPU seconds per GB of the reader (mows-peerbench) and of the serving mows-fuse;
+# then one more run for the reader's SHA-256 check (rdma_verify) per GB, which TCP chunks
+# skip; last, AES-128-GCM on one core (openssl speed), the crypto bound. Run as root (FUSE
+# mounts); everything it makes is undone on exit, and a run that fails fails the script.
 #
 #   MOWS_PTLS_ROUNDS [5]  MOWS_PTLS_SECONDS [5]  MOWS_PTLS_INFLIGHT [4]  MOWS_PTLS_SIZE [256]
 #   (MiB)  MOWS_PTLS_TASKSET ["", e.g. "0 1": pin the serving daemons to CPU 0 and the
@@ -103,7 +104,19 @@ bench() {
 # Warm both daemons' caches (a first pass reads the backing).
 for mode in $MODES; do bench "$mode" 2 >/dev/null; done
 
-declare -A best
+# median MODE COLUMN: the median of a column (2 GB/s, 3 reader, 4 sender) over MODE's runs
+median() {
+	awk -v m="$1" -v c="$2" '$1 == m { print $c }' "$WORK/runs" | sort -g |
+		awk '{ v[NR] = $1 } END { printf "%.3f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# summary MODE: the best GB/s, then the median CPU s/GB of reader and sender
+summary() {
+	echo "$(awk -v m="$1" '$1 == m && $2 > b { b = $2 } END { print b }' "$WORK/runs")" \
+		"$(median "$1" 3)" "$(median "$1" 4)"
+}
+
+: >"$WORK/runs"
 for r in $(seq "$ROUNDS"); do
 	order=$MODES
 	[ $((r % 2)) = 0 ] && order=$(echo "$MODES" | tr ' ' '\n' | tac | tr '\n' ' ')
@@ -113,9 +126,9 @@ for r in $(seq "$ROUNDS"); do
 		gbps=$(echo "$out" | sed -n 's/.*= \([0-9.]*\) GB\/s.*/\1/p')
 		here=$(echo "$out" | sed -n 's/.*: \([0-9.]*\) CPU-s per GB here.*/\1/p')
 		peer=$(echo "$out" | sed -n 's/.*, \([0-9.]*\) CPU-s per GB on the peer.*/\1/p')
-		if [ -z "${best[$mode]:-}" ] || awk "BEGIN{exit !($gbps > ${best[$mode]%% *})}"; then
-			best[$mode]="$gbps $here $peer"
-		fi
+		[ -n "$gbps" ] && [ -n "$here" ] && [ -n "$peer" ] ||
+			{ echo "peer_tls.sh: run $r $mode failed: $out" >&2; exit 1; }
+		echo "$mode $gbps $here $peer" >>"$WORK/runs"
 	done
 done
 
@@ -123,18 +136,19 @@ done
 out=$(bench tls "$SECS" --digest sha256)
 echo "digest run: $(echo "$out" | tr '\n' ' ')"
 on_d=$(echo "$out" | sed -n 's/^digest sha256: \([0-9.]*\) CPU-s per GB.*/\1/p')
-read -r on_g on_h on_p <<<"${best[tls]}"
-read -r off_g off_h off_p <<<"${best[off]}"
+read -r on_g on_h on_p <<<"$(summary tls)"
+read -r off_g off_h off_p <<<"$(summary off)"
 echo
 echo "mows-peerbench, loopback, ${SIZE_MB} MiB file, 4 MiB chunks, $INFLIGHT in flight, warm;"
-echo "best of $ROUNDS interleaved runs of $SECS s${PIN:+, daemon on CPU ${PIN[0]}, reader on CPU ${PIN[1]}}"
+echo "$ROUNDS interleaved runs of $SECS s${PIN:+, daemon on CPU ${PIN[0]}, reader on CPU ${PIN[1]}}:"
+echo "GB/s of the best run, CPU s/GB the median of the runs"
 echo
 echo "| | GB/s | CPU s/GB, reader | CPU s/GB, serving mows-fuse |"
 echo "|---|---|---|---|"
 echo "| \`tls = off\` (insecure) | $off_g | $off_h | $off_p |"
 echo "| TLS 1.3 (PSK) | $on_g | $on_h | $on_p |"
 if [ -n "$BASE" ]; then
-	read -r b_g b_h b_p <<<"${best[base]}"
+	read -r b_g b_h b_p <<<"$(summary base)"
 	echo "| TLS 1.3 (PSK), baseline build | $b_g | $b_h | $b_p |"
 fi
 echo "| SHA-256 check of each chunk (reader) | | $on_d | |"
