@@ -74,7 +74,9 @@ static int bio_sock_write(BIO *b, const char *buf, size_t len, size_t *done)
 	int rc;
 
 	BIO_clear_retry_flags(b);
-	if (c->wq_len && c->wq_len + len > TLS_WQ_CAP && (rc = wq_flush(c)) && rc != -EAGAIN) {
+	/* Room for this record, or (outside a batch) the queue gone before it. */
+	if (c->wq_len && (!c->batch || c->wq_len + len > TLS_WQ_CAP) &&
+	    (rc = wq_flush(c)) && rc != -EAGAIN) {
 		errno = -rc;
 		return 0;
 	}
