@@ -95,6 +95,12 @@ bench: deps all
 bench-tls: mows-tlsbench
 	./mows-tlsbench
 
+# TLS on vs off through the daemon's chunk path (mows-peerbench against live mows-fuse
+# daemons on loopback), CPU per GB at each end; MOWS_PTLS_TASKSET="0 1" gives each end a core.
+.PHONY: bench-peer-tls
+bench-peer-tls: mows-fuse mows-peerbench
+	./test/bench/peer_tls.sh
+
 # 8 simulated nodes cold-starting at once, then a ninth joining (tools/mows-cluster); then the
 # fleet shapes: K nodes joining a warm cluster at once, 16 and 32 nodes cold at once.
 bench-cluster: deps all

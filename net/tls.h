@@ -158,7 +158,9 @@ int tls_send_all(struct tls_conn *c, const void *buf, size_t len, const struct d
  * TLS_SENDV_COALESCE bytes) go out in one record; large ones are handed to OpenSSL from the
  * caller's memory with no copy on our side (OpenSSL 3.0 copies each 16 KiB record into its
  * write buffer and encrypts it there; without kTLS that copy is the price of TLS). Frames
- * of 64 KiB or more are sent under TCP_CORK, so records leave in full-size segments. The
+ * of 64 KiB or more are sent in batches: the records queue in a 256 KiB buffer of the conn
+ * (made at the first such frame, kept until tls_conn_free()) and leave in one send() per
+ * batch instead of one per record; the queue is empty again when this returns 0. The
  * caller keeps the memory valid and unchanged until this returns. Returns 0 or -errno.
  */
 #define TLS_SENDV_COALESCE 512

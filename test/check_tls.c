@@ -198,6 +198,9 @@ struct side {
 	int rc;
 	char err[TLS_ERR_MAX];
 	char peer[128];
+	char cipher[64];
+	int send_ms;			/* send_until_fail(): deadline of each frame */
+	bool slow;			/* recv_frames(): a pause after every piece */
 	uint8_t exported[32];
 	struct tls_conn *conn;
 	pthread_t thread;
@@ -216,6 +219,7 @@ static void *side_main(void *arg)
 	s->rc = tls_handshake(s->conn, &dl);
 	if (!s->rc) {
 		snprintf(s->peer, sizeof(s->peer), "%s", tls_conn_peer_name(s->conn));
+		snprintf(s->cipher, sizeof(s->cipher), "%s", tls_conn_cipher(s->conn));
 		tls_conn_export(s->conn, "mows test", s->exported, sizeof(s->exported));
 		if (s->rekey)
 			tls_conn_set_rekey_bytes(s->conn, s->rekey);
@@ -284,6 +288,9 @@ START_TEST(test_psk_ok)
 	ck_assert_msg(c.rc == 0 && s.rc == 0, "client %d '%s', server %d '%s'", c.rc, c.err, s.rc,
 		      s.err);
 	ck_assert_str_eq(c.peer, "psk:" TLS_PSK_IDENTITY);
+	/* The fastest suite here (AES-NI): ChaCha20 would cost chunk throughput. */
+	ck_assert_str_eq(c.cipher, "TLS_AES_128_GCM_SHA256");
+	ck_assert_str_eq(s.cipher, "TLS_AES_128_GCM_SHA256");
 	ck_assert_int_eq(memcmp(c.exported, s.exported, sizeof(c.exported)), 0);
 	ck_assert(!tls_ctx_is_cert(a));
 	tls_ctx_free(a);
@@ -377,6 +384,7 @@ START_TEST(test_cert_ok)
 		      s.err);
 	ck_assert_str_eq(c.peer, "node2");
 	ck_assert_str_eq(s.peer, "node1");
+	ck_assert_str_eq(c.cipher, "TLS_AES_128_GCM_SHA256");
 	ck_assert_int_eq(memcmp(c.exported, s.exported, sizeof(c.exported)), 0);
 	ck_assert(tls_ctx_is_cert(a));
 	tls_ctx_free(a);
@@ -774,6 +782,8 @@ static int recv_frames(struct side *s)
 					rc = -EILSEQ;	/* a wrong byte delivered */
 			if (!rc)
 				s->delivered += PIECE;
+			if (s->slow)
+				usleep(100);
 		}
 	}
 	free(buf);
@@ -803,6 +813,103 @@ START_TEST(test_large_transfer)
 	/* New keys every MiB on the way, and the receiver followed every one. */
 	ck_assert_uint_ge(c.key_updates, 60);
 	ck_assert_uint_eq(s.key_updates, 0);
+	tls_ctx_free(a);
+}
+END_TEST
+
+/*
+ * Client: 4 MiB frames (sent as batches of records) until one fails or s->bytes went out,
+ * each by a deadline of s->send_ms; the time the last one took in s->delivered (ms).
+ * Server: reads nothing for s->send_ms, then hangs up.
+ */
+static int send_until_fail(struct side *s)
+{
+	uint8_t *chunk = calloc(1, CHUNK), hdr[16] = "MOWS";
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { chunk, CHUNK } };
+	int rc = 0;
+
+	if (s->server) {
+		usleep((useconds_t)s->send_ms * 1000);
+		free(chunk);
+		return 0;
+	}
+	for (size_t off = 0; off < s->bytes && !rc; off += CHUNK) {
+		struct deadline dl = deadline_in_ms((uint64_t)s->send_ms);
+		uint64_t t0 = mono_ns();
+
+		rc = tls_sendv(s->conn, iov, 2, &dl);
+		s->delivered = (size_t)((mono_ns() - t0) / 1000000);
+	}
+	free(chunk);
+	return rc;
+}
+
+/* Runs send_until_fail() on a loopback TCP pair: the server silent for @hold_ms. */
+static void run_sender(struct side *c, struct side *s, int hold_ms, int send_ms)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	int fds[2];
+
+	tcp_pair(fds);
+	*c = (struct side){ .ctx = a, .fd = fds[0], .after = send_until_fail, .bytes = 1u << 30,
+			    .send_ms = send_ms };
+	*s = (struct side){ .ctx = a, .fd = fds[1], .server = true, .after = send_until_fail,
+			    .send_ms = hold_ms };
+	start(s);
+	start(c);
+	finish(s);	/* the server hangs up first */
+	finish(c);
+	tls_ctx_free(a);
+}
+
+/* A reader that stops reading: a batched send waits for the socket only by its deadline. */
+START_TEST(test_write_deadline)
+{
+	struct side c, s;
+
+	run_sender(&c, &s, 1500, 600);
+	ck_assert_msg(c.rc == -ETIMEDOUT, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(strstr(c.err, "TLS write timed out"), "%s", c.err);
+	ck_assert_uint_ge(c.delivered, 590);
+	ck_assert_uint_lt(c.delivered, 1100);
+}
+END_TEST
+
+/* A reader that hangs up mid-stream: the batched sender learns it, never succeeds. */
+START_TEST(test_write_peer_gone)
+{
+	struct side c, s;
+
+	run_sender(&c, &s, 100, 5000);
+	ck_assert_msg(c.rc == -EPIPE || c.rc == -ECONNRESET, "client %d '%s'", c.rc, c.err);
+	ck_assert_msg(c.err[0], "no message for %d", c.rc);
+}
+END_TEST
+
+/*
+ * A reader slower than the writer: every batch ends with the socket full, and the last
+ * records of each frame still have to reach the reader (nothing left queued behind).
+ */
+START_TEST(test_slow_reader)
+{
+	struct tls_ctx *a = psk_ctx("k");
+	struct side c = { .after = send_frames, .bytes = 16u << 20 };
+	struct side s = { .after = recv_frames, .bytes = 16u << 20, .server = true, .slow = true };
+	int fds[2], small = 32 * 1024;
+
+	tcp_pair(fds);
+	/* Socket buffers smaller than a batch: its last send() waits for the reader. */
+	setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	c.ctx = a, c.fd = fds[0];
+	s.ctx = a, s.fd = fds[1];
+	start(&s);
+	start(&c);
+	finish(&s);
+	finish(&c);
+	ck_assert_msg(s.rc == 0, "server %d '%s'", s.rc, s.err);
+	ck_assert_msg(c.rc == 0, "client %d '%s'", c.rc, c.err);
+	ck_assert_uint_eq(s.delivered, 16u << 20);
 	tls_ctx_free(a);
 }
 END_TEST
@@ -1133,6 +1240,9 @@ static Suite *tls_suite(void)
 	tcase_add_test(td, test_large_transfer);
 	tcase_add_test(td, test_event_loop);
 	tcase_add_test(td, test_full_duplex);
+	tcase_add_test(td, test_slow_reader);
+	tcase_add_test(td, test_write_deadline);
+	tcase_add_test(td, test_write_peer_gone);
 	tcase_add_test(td, test_tampering_relay);
 	tcase_add_test(td, test_digest);
 	tcase_add_test(td, test_gmac);
