@@ -285,6 +285,9 @@ static const struct config_key config_keys[] = {
 	{ .name = "warm_restart", .type = KEY_ENUM, .offset = FIELD(warm_restart), .def = "off",
 	  .parse_enum = parse_bool, .choices = "on or off",
 	  .desc = "keep the cache files at exit and adopt them at start when they check" },
+	{ .name = "supervise", .type = KEY_ENUM, .offset = FIELD(supervise), .def = "off",
+	  .parse_enum = parse_bool, .choices = "on or off",
+	  .desc = "a supervisor holds the mount and restarts the serving process when it dies" },
 };
 
 __attribute__((format(printf, 3, 4)))

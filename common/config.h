@@ -82,6 +82,7 @@ struct mows_config {
 	enum config_open_wait open_wait;      /* default off */
 	unsigned open_wait_timeout_ms;        /* bound of an open_wait = complete, default 10m */
 	int warm_restart;                     /* keep the cache files for the next daemon, 0 */
+	int supervise;                        /* a supervisor keeps the mount (fs/supervisor.h), 0 */
 };
 
 /* Fills @cfg with every default. */

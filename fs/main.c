@@ -31,6 +31,7 @@
 #include "fs/metrics.h"
 #include "fs/mows.h"
 #include "fs/notify.h"
+#include "fs/supervisor.h"
 #include "net/auth.h"
 #include "net/peer.h"
 #include "net/proto.h"
@@ -466,7 +467,7 @@ static int prepare(struct mows *m)
 	cache_add_source(m->cache, &cache_backing_source, m->tree);
 	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
 							   .ctx = m });
-	if (mows_inodes_init(m))
+	if (mows_inodes_init(m) || mows_handles_init(m))
 		return fail("out of memory");
 	int mrc = cache_tree_meta_load(m->tree);
 	if (mrc) {
@@ -533,6 +534,8 @@ static int serve(struct mows *m)
 		return 1;
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	fuse_loop_cfg_set_idle_threads(lc, 4);
+	if (m->super)
+		super_child_ready(m->super);
 	int rc = fuse_session_loop_mt(m->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	/* libfuse reports the signal that ended the loop as a positive number: a clean stop. */
@@ -541,6 +544,20 @@ static int serve(struct mows *m)
 	else if (rc < 0)
 		log_err("FUSE session ended with an error: %s", strerror(-rc));
 	return rc < 0 ? 1 : 0;
+}
+
+/* A supervised child in daemon mode: what fuse_daemonize() does, but the fork. */
+static void child_quiet(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+	if (chdir("/") < 0 || fd < 0)
+		log_warn("cannot leave the working directory or open /dev/null: %s",
+			 strerror(errno));
+	if (fd >= 0) {
+		dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
 }
 
 int main(int argc, char **argv)
@@ -553,6 +570,15 @@ int main(int argc, char **argv)
 		return rc;
 	if (o.check_only)
 		return check_config(&m);
+	char err[512];
+	if (super_child_attach(&m, err, sizeof(err)))
+		return fail(err);
+	if (!m.super && m.cfg.supervise)
+		return super_run(&m, argv);
+	if (m.super && !m.cfg.warm_restart) {
+		/* A restarted child adopts the cache it finds: the index must be kept current. */
+		m.cfg.warm_restart = 1;
+	}
 	if ((rc = prepare(&m))) {
 		cache_free(m.cache); /* detaches the cache tmpfs it may have mounted */
 		return rc;
@@ -560,7 +586,8 @@ int main(int argc, char **argv)
 	fuse_set_log_func(fuse_log_to_mows);
 	m.se = new_session(&m, &o);
 	if (!m.se || fuse_set_signal_handlers(m.se) ||
-	    (m.pt_wanted ? mows_pt_mount(&m, m.backing) : fuse_session_mount(m.se, m.mountpoint))) {
+	    ((m.pt_wanted || m.super) ? mows_pt_mount(&m, m.backing) :
+					fuse_session_mount(m.se, m.mountpoint))) {
 		/* The control socket was bound already: remove it, or mowsctl would find a
 		 * socket that nothing answers (and the next start would have to claim it). */
 		control_free(m.control);
@@ -573,7 +600,14 @@ int main(int argc, char **argv)
 	}
 	if (!journal && !m.foreground)
 		log_use_syslog("mows-fuse");
-	fuse_daemonize(m.foreground);
+	if (m.super) { /* the supervisor detached; no fork here */
+		super_child_signals(m.super, m.se);
+		if (!m.foreground)
+			child_quiet();
+		mows_opens_adopt_all(&m);
+	} else {
+		fuse_daemonize(m.foreground);
+	}
 	rc = serve(&m);
 	log_info("unmounting %s", m.mountpoint);
 	fuse_session_unmount(m.se); /* nothing when mows mounted it itself: */
@@ -587,7 +621,9 @@ int main(int argc, char **argv)
 	mows_inval_stop(&m);
 	fuse_session_destroy(m.se);
 	mows_inodes_release(&m);
+	mows_handles_release(&m);
 	cache_free(m.cache);
 	cache_tree_free(m.tree); /* after the cache: its fill threads read through the tree */
+	super_child_free(m.super);
 	return rc;
 }

@@ -1,0 +1,763 @@
+/* The supervisor and a serving child's side of it; see fs/supervisor.h. */
+#include "fs/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/deadline.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "fs/mows.h"
+
+#define SUPER_FAST_EXIT_MS 5000    /* a child that dies sooner after its start: a crash loop */
+#define SUPER_BACKOFF_MIN_MS 500
+#define SUPER_BACKOFF_MAX_MS 30000
+#define SUPER_STOP_WAIT_MS 30000   /* a stopping child gets this long, then SIGKILL */
+#define SUPER_ANSWER_MS 5000       /* a child waits this long for an answer to an upgrade */
+#define OPENS_SLOTS 65536u
+#define INIT_MAX 128
+#define NOTIFY_RESEND 7            /* enum fuse_notify_code, kernel 6.9+ (protocol 7.40) */
+#define RESEND_MINOR 40
+
+#define ENV_SOCK "MOWS_SUPER_FD"
+#define ENV_FUSE "MOWS_FUSE_FD"
+#define ENV_OPENS "MOWS_OPENS_FD"
+#define ENV_INIT "MOWS_INIT"
+#define ENV_RESTARTS "MOWS_RESTARTS"
+#define ENV_TEST_FAIL "MOWS_TEST_CHILD_FAIL_IF" /* tests: a child exits at start while it exists */
+
+enum { SM_FD = 1, SM_INIT, SM_READY, SM_UPGRADE, SM_OK, SM_ERR };
+
+struct super_msg {
+	uint32_t type, flag, len;
+	char data[PATH_MAX];
+};
+
+#define MSG_SIZE(n) (offsetof(struct super_msg, data) + (n))
+
+/* ---- the table of opens (a memfd the supervisor holds, mapped by every child) ---- */
+
+static size_t opens_bytes(void)
+{
+	return OPENS_SLOTS * sizeof(struct mows_open_rec);
+}
+
+/* Linear probing; keys are never removed, a record without opens is reused. */
+static struct mows_open_rec *opens_find(struct mows_open_rec *t, uint64_t nodeid, bool create)
+{
+	uint32_t start = (uint32_t)fmix64(nodeid) % OPENS_SLOTS;
+	struct mows_open_rec *reuse = NULL;
+	for (uint32_t k = 0; k < OPENS_SLOTS; k++) {
+		struct mows_open_rec *r = &t[(start + k) % OPENS_SLOTS];
+		if (r->nodeid == nodeid)
+			return r;
+		if (!reuse && !r->plain && !r->pt)
+			reuse = r;
+		if (!r->nodeid)
+			break;
+	}
+	if (!create || !reuse)
+		return NULL;
+	reuse->nodeid = nodeid;
+	reuse->backing_id = -1;
+	return reuse;
+}
+
+/* ---- the child's side ---- */
+
+struct super_child {
+	int sock;                     /* to the supervisor */
+	int fuse_fd;                  /* inherited, or -1 */
+	struct mows_open_rec *opens;  /* the shared table, or NULL */
+	unsigned restarts;
+	uint8_t init[INIT_MAX];
+	size_t init_len;
+	bool init_pt;
+	pthread_mutex_t lock;         /* one exchange on sock at a time */
+};
+
+static _Atomic bool handover_flag;
+static struct fuse_session *handover_se;
+
+static int env_fd(const char *name)
+{
+	const char *v = getenv(name);
+	char *end;
+	long fd = v ? strtol(v, &end, 10) : -1;
+	return v && *end == '\0' && fd >= 0 && fd < INT_MAX && fcntl((int)fd, F_GETFD) >= 0 ?
+		       (int)fd : -1;
+}
+
+static int hex_decode(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+	size_t n = strlen(s);
+	if (n % 2 || n / 2 > cap)
+		return -EINVAL;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		out[i] = (uint8_t)v;
+	}
+	*len = n / 2;
+	return 0;
+}
+
+int super_child_attach(struct mows *m, char *err, size_t errlen)
+{
+	m->super = NULL;
+	if (!getenv(ENV_SOCK))
+		return 0;
+	struct super_child *sc = calloc(1, sizeof(*sc));
+	if (!sc) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&sc->lock, NULL);
+	sc->sock = env_fd(ENV_SOCK);
+	sc->fuse_fd = getenv(ENV_FUSE) ? env_fd(ENV_FUSE) : -1;
+	int ofd = env_fd(ENV_OPENS);
+	const char *init = getenv(ENV_INIT), *restarts = getenv(ENV_RESTARTS);
+	sc->restarts = restarts ? (unsigned)strtoul(restarts, NULL, 10) : 0;
+	if (init && (init[0] != '0' && init[0] != '1'))
+		init = NULL;
+	if (sc->sock < 0 || (getenv(ENV_FUSE) && sc->fuse_fd < 0) || ofd < 0 ||
+	    (init && (init[1] != ':' || hex_decode(init + 2, sc->init, sizeof(sc->init),
+						   &sc->init_len)))) {
+		snprintf(err, errlen, "started by a mows-fuse supervisor with an environment it "
+			 "does not understand (%s, %s, %s, %s): start mows-fuse itself, not its "
+			 "serving process", ENV_SOCK, ENV_FUSE, ENV_OPENS, ENV_INIT);
+		free(sc);
+		return -EINVAL;
+	}
+	sc->init_pt = init && init[0] == '1';
+	void *p = mmap(NULL, opens_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, ofd, 0);
+	close(ofd);
+	sc->opens = p == MAP_FAILED ? NULL : p;
+	if (!sc->opens)
+		log_warn("supervisor: cannot map the table of opens: %s; opens made before a "
+			 "restart are not known to this process", strerror(errno));
+	const char *fail_if = getenv(ENV_TEST_FAIL);
+	if (fail_if && access(fail_if, F_OK) == 0) {
+		snprintf(err, errlen, "%s=%s exists: this serving process exits (a test)",
+			 ENV_TEST_FAIL, fail_if);
+		free(sc);
+		return -EINVAL;
+	}
+	unsetenv(ENV_SOCK), unsetenv(ENV_FUSE), unsetenv(ENV_OPENS), unsetenv(ENV_INIT);
+	m->super = sc;
+	return 0;
+}
+
+void super_child_free(struct super_child *sc)
+{
+	if (!sc)
+		return;
+	if (sc->opens)
+		munmap(sc->opens, opens_bytes());
+	close(sc->sock);
+	pthread_mutex_destroy(&sc->lock);
+	free(sc);
+}
+
+int super_child_fuse_fd(const struct super_child *sc)
+{
+	return sc->fuse_fd;
+}
+
+unsigned super_child_restarts(const struct super_child *sc)
+{
+	return sc->restarts;
+}
+
+static int child_send(struct super_child *sc, const struct super_msg *msg, int fd)
+{
+	struct iovec iov = { (void *)msg, MSG_SIZE(msg->len) };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	pthread_mutex_lock(&sc->lock);
+	ssize_t n = sendmsg(sc->sock, &mh, MSG_NOSIGNAL);
+	pthread_mutex_unlock(&sc->lock);
+	return n < 0 ? -errno : 0;
+}
+
+int super_child_send_fd(struct super_child *sc, int fuse_fd)
+{
+	struct super_msg msg = { .type = SM_FD };
+	return child_send(sc, &msg, fuse_fd);
+}
+
+const void *super_child_init(const struct super_child *sc, size_t *len, bool *pt)
+{
+	*len = sc->init_len;
+	*pt = sc->init_pt;
+	return sc->init_len ? sc->init : NULL;
+}
+
+void super_child_report_init(struct super_child *sc, const void *init_in, size_t len, bool pt)
+{
+	struct super_msg msg = { .type = SM_INIT, .flag = pt };
+	msg.len = (uint32_t)(len < INIT_MAX ? len : INIT_MAX);
+	memcpy(msg.data, init_in, msg.len);
+	int rc = child_send(sc, &msg, -1);
+	if (rc)
+		log_err("supervisor: cannot record the INIT of this mount: %s; a restarted "
+			"serving process will not be able to serve it", strerror(-rc));
+}
+
+void super_child_ready(struct super_child *sc)
+{
+	struct super_msg msg = { .type = SM_READY };
+	child_send(sc, &msg, -1);
+}
+
+int super_child_upgrade(struct super_child *sc, const char *binary, char *out, size_t outlen)
+{
+	struct super_msg msg = { .type = SM_UPGRADE };
+	msg.len = (uint32_t)snprintf(msg.data, sizeof(msg.data), "%s", binary) + 1;
+	if (msg.len > sizeof(msg.data))
+		return -ENAMETOOLONG;
+	int rc = child_send(sc, &msg, -1);
+	if (rc)
+		return rc;
+	/* Only this thread reads the socket (the control thread serves one upgrade at a time
+	 * under sc->lock); the supervisor answers at once. */
+	pthread_mutex_lock(&sc->lock);
+	struct pollfd p = { .fd = sc->sock, .events = POLLIN };
+	ssize_t n = -1;
+	if (poll(&p, 1, SUPER_ANSWER_MS) == 1)
+		n = recv(sc->sock, &msg, sizeof(msg), 0);
+	pthread_mutex_unlock(&sc->lock);
+	if (n < (ssize_t)MSG_SIZE(0) || msg.len >= sizeof(msg.data))
+		return n < 0 ? -ETIMEDOUT : -EPROTO;
+	msg.data[msg.len] = '\0';
+	snprintf(out, outlen, "%s", msg.data);
+	return msg.type == SM_OK ? 0 : -EINVAL;
+}
+
+static void on_handover(int sig)
+{
+	(void)sig;
+	atomic_store(&handover_flag, true);
+	if (handover_se)
+		fuse_session_exit(handover_se);
+}
+
+void super_child_signals(struct super_child *sc, void *se)
+{
+	(void)sc;
+	struct sigaction sa = { .sa_handler = on_handover };
+	sigemptyset(&sa.sa_mask);
+	handover_se = se;
+	sigaction(SIGUSR2, &sa, NULL);
+}
+
+bool super_child_handover(void)
+{
+	return atomic_load(&handover_flag);
+}
+
+struct mows_open_rec *super_opens_rec(struct super_child *sc, uint64_t nodeid, bool create)
+{
+	return sc && sc->opens ? opens_find(sc->opens, nodeid, create) : NULL;
+}
+
+void super_opens_foreach(struct super_child *sc, void (*fn)(void *arg, uint64_t nodeid),
+			 void *arg)
+{
+	if (!sc || !sc->opens)
+		return;
+	for (uint32_t k = 0; k < OPENS_SLOTS; k++)
+		if (sc->opens[k].nodeid && (sc->opens[k].plain || sc->opens[k].pt))
+			fn(arg, sc->opens[k].nodeid);
+}
+
+/* ---- the supervisor ---- */
+
+struct super {
+	struct mows *m;
+	char **argv;
+	char binary[PATH_MAX], prev_binary[PATH_MAX];
+	int fuse_fd;                /* the mount's device, once the first child handed it over */
+	int opens_fd;
+	int sig_fd;
+	int sock;                   /* our end of the current child's socket, or -1 */
+	int report_fd;              /* to the process that started us (daemon mode), or -1 */
+	pid_t child;
+	uint64_t child_start_ns, died_ns, next_start_ns, stop_by_ns;
+	bool child_ready, handover, stopping, upgrading;
+	unsigned restarts, fast_exits;
+	uint8_t init[INIT_MAX];
+	size_t init_len;
+	bool init_pt;
+	int exit_status;
+};
+
+static void report_start(struct super *s, uint8_t status)
+{
+	if (s->report_fd < 0)
+		return;
+	if (write(s->report_fd, &status, 1) != 1)
+		log_warn("supervisor: cannot report the start to the parent: %s", strerror(errno));
+	close(s->report_fd);
+	s->report_fd = -1;
+}
+
+/* Daemon mode: the caller waits until the first child mounted (or failed), we go on. */
+static int detach(struct super *s)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		uint8_t status = 1;
+		close(p[1]);
+		while (read(p[0], &status, 1) < 0 && errno == EINTR)
+			;
+		_exit(status);
+	}
+	close(p[0]);
+	setsid();
+	s->report_fd = p[1];
+	return 0;
+}
+
+static void quiet_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		return;
+	dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+	if (fd > 2)
+		close(fd);
+}
+
+static void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", in[i]);
+	out[2 * n] = '\0';
+}
+
+static int keep_open(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+}
+
+/* In the forked child, before exec: only async-signal-safe-ish work (we are single-threaded). */
+static void exec_child(struct super *s, int sock, const sigset_t *old)
+{
+	char v[32], init[2 * INIT_MAX + 3];
+	sigprocmask(SIG_SETMASK, old, NULL);
+	keep_open(sock), keep_open(s->opens_fd);
+	snprintf(v, sizeof(v), "%d", sock);
+	setenv(ENV_SOCK, v, 1);
+	snprintf(v, sizeof(v), "%d", s->opens_fd);
+	setenv(ENV_OPENS, v, 1);
+	snprintf(v, sizeof(v), "%u", s->restarts);
+	setenv(ENV_RESTARTS, v, 1);
+	if (s->fuse_fd >= 0) {
+		keep_open(s->fuse_fd);
+		snprintf(v, sizeof(v), "%d", s->fuse_fd);
+		setenv(ENV_FUSE, v, 1);
+	}
+	if (s->init_len) {
+		init[0] = s->init_pt ? '1' : '0';
+		init[1] = ':';
+		hex_encode(s->init, s->init_len, init + 2);
+		setenv(ENV_INIT, init, 1);
+	}
+	execv(s->binary, s->argv);
+	fprintf(stderr, "mows-fuse: supervisor: cannot run %s: %s\n", s->binary, strerror(errno));
+	_exit(127);
+}
+
+static int spawn(struct super *s)
+{
+	int sv[2];
+	sigset_t all, old;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		exec_child(s, sv[1], &old);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	int e = errno;
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return -e;
+	}
+	s->sock = sv[0];
+	s->child = pid;
+	s->child_ready = false;
+	s->child_start_ns = mono_ns();
+	log_info("supervisor: started serving process %d (%s)%s", (int)pid, s->binary,
+		 s->restarts ? "" : "; it mounts");
+	return 0;
+}
+
+/* Whether the FUSE connection still exists (POLLERR once it is unmounted or aborted). */
+static bool connection_alive(const struct super *s)
+{
+	struct pollfd p = { .fd = s->fuse_fd, .events = 0 };
+	return s->fuse_fd >= 0 && !(poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLNVAL)));
+}
+
+static unsigned init_minor(const struct super *s)
+{
+	uint32_t minor = 0;
+	if (s->init_len >= 8)
+		memcpy(&minor, s->init + 4, sizeof(minor));
+	return minor;
+}
+
+/* Requests the dead child read and never answered go back to the queue, marked as resent. */
+static void resend(struct super *s)
+{
+	struct { uint32_t len; int32_t error; uint64_t unique; } oh = { 16, NOTIFY_RESEND, 0 };
+	if (init_minor(s) < RESEND_MINOR) {
+		log_info("supervisor: the kernel (FUSE protocol 7.%u) cannot resend requests; "
+			 "those the old process had read get no answer until they are interrupted",
+			 init_minor(s));
+		return;
+	}
+	if (write(s->fuse_fd, &oh, sizeof(oh)) != (ssize_t)sizeof(oh))
+		log_warn("supervisor: FUSE_NOTIFY_RESEND failed: %s", strerror(errno));
+}
+
+static const char *exit_text(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	return buf;
+}
+
+/* Plans the next child after a crash: at once, or after a backoff in a crash loop. */
+static void plan_restart(struct super *s, int status)
+{
+	char why[96];
+	uint64_t lived_ms = (s->died_ns - s->child_start_ns) / 1000000;
+	bool fast = !s->child_ready || lived_ms < SUPER_FAST_EXIT_MS;
+	s->fast_exits = fast ? s->fast_exits + 1 : 0;
+	if (s->upgrading && !s->child_ready) {
+		log_err("supervisor: the new binary %s never served; going back to %s", s->binary,
+			s->prev_binary);
+		snprintf(s->binary, sizeof(s->binary), "%s", s->prev_binary);
+		s->upgrading = false;
+	}
+	uint64_t delay_ms = 0;
+	if (s->fast_exits > 1) {
+		unsigned shift = s->fast_exits - 2 < 16 ? s->fast_exits - 2 : 16;
+		delay_ms = (uint64_t)SUPER_BACKOFF_MIN_MS << shift;
+		if (delay_ms > SUPER_BACKOFF_MAX_MS)
+			delay_ms = SUPER_BACKOFF_MAX_MS;
+	}
+	if (delay_ms)
+		log_err("supervisor: serving process %d %s %.1f s after its start (%u quick exits "
+			"in a row): next start in %.1f s", (int)s->child,
+			exit_text(status, why, sizeof(why)), (double)lived_ms / 1000, s->fast_exits,
+			(double)delay_ms / 1000);
+	else
+		log_err("supervisor: serving process %d %s; starting a new one", (int)s->child,
+			exit_text(status, why, sizeof(why)));
+	s->next_start_ns = s->died_ns + delay_ms * 1000000;
+}
+
+static void child_exited(struct super *s, int status)
+{
+	char why[96];
+	s->died_ns = mono_ns();
+	if (s->sock >= 0)
+		close(s->sock);
+	s->sock = -1;
+	if (s->fuse_fd < 0) { /* it never mounted: a start-up failure, reported as it was */
+		s->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+		s->stopping = true;
+		report_start(s, (uint8_t)s->exit_status);
+	} else if (s->stopping) {
+		s->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+		log_info("supervisor: serving process %d %s", (int)s->child,
+			 exit_text(status, why, sizeof(why)));
+	} else if (!connection_alive(s)) {
+		log_info("supervisor: the mount has ended; serving process %d %s", (int)s->child,
+			 exit_text(status, why, sizeof(why)));
+		s->stopping = true;
+	} else {
+		s->restarts++;
+		if (s->handover) {
+			log_info("supervisor: serving process %d handed over; starting %s",
+				 (int)s->child, s->binary);
+			s->next_start_ns = s->died_ns;
+			s->fast_exits = 0;
+		} else {
+			plan_restart(s, status);
+		}
+		s->handover = false;
+		resend(s);
+	}
+	s->child = 0;
+}
+
+static void reap(struct super *s)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		if (pid == s->child)
+			child_exited(s, status);
+}
+
+static void answer(struct super *s, bool reply, int type, const char *text)
+{
+	if (!reply)
+		return;
+	struct super_msg msg = { .type = (uint32_t)type };
+	msg.len = (uint32_t)snprintf(msg.data, sizeof(msg.data), "%s", text);
+	if (msg.len >= sizeof(msg.data))
+		msg.len = sizeof(msg.data) - 1;
+	send(s->sock, &msg, MSG_SIZE(msg.len), MSG_NOSIGNAL);
+}
+
+/* Hands the mount to @binary (empty: ours again); with @reply, answers the child's request. */
+static void upgrade(struct super *s, const char *binary, bool reply)
+{
+	char path[PATH_MAX], text[PATH_MAX + 128];
+	struct stat st;
+	if (!binary[0])
+		binary = s->binary;
+	errno = 0;
+	if (!realpath(binary, path) || stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    access(path, X_OK) < 0) {
+		snprintf(text, sizeof(text), "binary '%s': %s; give the path of an executable "
+			 "mows-fuse", binary, errno ? strerror(errno) : "not a regular file");
+		answer(s, reply, SM_ERR, text);
+		return;
+	}
+	if (s->handover || s->stopping) {
+		answer(s, reply, SM_ERR, "a handover or stop is already under way; try again in a moment");
+		return;
+	}
+	snprintf(s->prev_binary, sizeof(s->prev_binary), "%s", s->binary);
+	snprintf(s->binary, sizeof(s->binary), "%s", path);
+	s->upgrading = strcmp(s->prev_binary, s->binary) != 0;
+	s->handover = true;
+	snprintf(text, sizeof(text), "handing the mount to %s (serving process %d stops)",
+		 s->binary, (int)s->child);
+	answer(s, reply, SM_OK, text);
+	log_info("supervisor: %s", text);
+	kill(s->child, SIGUSR2);
+}
+
+static int recv_msg(struct super *s, struct super_msg *msg, int *fd)
+{
+	struct iovec iov = { msg, sizeof(*msg) };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	*fd = -1;
+	ssize_t n = recvmsg(s->sock, &mh, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return n == 0 ? -EPIPE : -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if ((size_t)n < MSG_SIZE(0) || msg->len > (size_t)n - MSG_SIZE(0))
+		return -EPROTO;
+	return 0;
+}
+
+static void child_message(struct super *s)
+{
+	struct super_msg msg;
+	int fd;
+	int rc = recv_msg(s, &msg, &fd);
+	if (rc) {
+		if (rc == -EPIPE) { /* the child is gone; SIGCHLD follows */
+			close(s->sock);
+			s->sock = -1;
+		}
+		return;
+	}
+	if (msg.type == SM_FD && fd >= 0 && s->fuse_fd < 0) {
+		s->fuse_fd = fd;
+		report_start(s, 0);
+		if (!s->m->foreground)
+			quiet_stdio();
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (msg.type == SM_INIT && msg.len <= sizeof(s->init)) {
+		memcpy(s->init, msg.data, msg.len);
+		s->init_len = msg.len;
+		s->init_pt = msg.flag;
+	} else if (msg.type == SM_READY) {
+		s->child_ready = true;
+		if (s->restarts)
+			log_info("supervisor: serving again with process %d, %.0f ms after the last "
+				 "one ended", (int)s->child,
+				 (double)(mono_ns() - s->died_ns) / 1e6);
+		s->upgrading = false;
+	} else if (msg.type == SM_UPGRADE) {
+		msg.data[msg.len < sizeof(msg.data) ? msg.len : sizeof(msg.data) - 1] = '\0';
+		upgrade(s, msg.data, true);
+	}
+}
+
+static void on_signal(struct super *s)
+{
+	struct signalfd_siginfo si;
+	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD) {
+			reap(s);
+		} else if (si.ssi_signo == SIGUSR2 && s->child > 0 && !s->stopping) {
+			upgrade(s, "", false);
+		} else if (si.ssi_signo != SIGUSR2 && !s->stopping) {
+			log_info("supervisor: stopping on signal %u", si.ssi_signo);
+			s->stopping = true;
+			s->stop_by_ns = mono_ns() + (uint64_t)SUPER_STOP_WAIT_MS * 1000000;
+			if (s->child > 0)
+				kill(s->child, SIGTERM);
+		}
+	}
+}
+
+static int poll_timeout(const struct super *s)
+{
+	uint64_t now = mono_ns(), until = 0;
+	if (s->child <= 0 && !s->stopping)
+		until = s->next_start_ns;
+	else if (s->child > 0 && s->stopping)
+		until = s->stop_by_ns;
+	else
+		return -1;
+	return until <= now ? 0 : (int)((until - now) / 1000000 + 1);
+}
+
+/* The mount and the cache tmpfs go with the supervisor, as with a daemon without one. */
+static void teardown(struct super *s)
+{
+	struct mows *m = s->m;
+	if (s->fuse_fd >= 0 && connection_alive(s) &&
+	    umount2(m->mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		log_warn("supervisor: cannot unmount %s: %s", m->mountpoint, strerror(errno));
+	if (s->fuse_fd >= 0 && !m->cfg.warm_restart && m->cfg.cache_dir[0] &&
+	    umount2(m->cfg.cache_dir, MNT_DETACH) == 0)
+		rmdir(m->cfg.cache_dir);
+	if (s->fuse_fd >= 0)
+		close(s->fuse_fd);
+	close(s->opens_fd);
+	close(s->sig_fd);
+}
+
+static int super_setup(struct super *s)
+{
+	sigset_t set;
+	ssize_t n = readlink("/proc/self/exe", s->binary, sizeof(s->binary) - 1);
+	if (n <= 0)
+		return -errno;
+	s->binary[n] = '\0';
+	s->opens_fd = memfd_create("mows-opens", MFD_CLOEXEC);
+	if (s->opens_fd < 0 || ftruncate(s->opens_fd, (off_t)opens_bytes()) < 0)
+		return -errno;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD), sigaddset(&set, SIGTERM), sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP), sigaddset(&set, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return s->sig_fd < 0 ? -errno : 0;
+}
+
+int super_run(struct mows *m, char **argv)
+{
+	static struct super s;
+	s = (struct super){ .m = m, .argv = argv, .fuse_fd = -1, .opens_fd = -1, .sock = -1,
+			    .report_fd = -1 };
+	if (geteuid() != 0) {
+		fprintf(stderr, "mows-fuse: supervise = on: the supervisor mounts /dev/fuse itself, "
+			"which needs root; run as root or set supervise = off\n");
+		return 2;
+	}
+	int rc = super_setup(&s);
+	if (rc == 0 && !m->foreground)
+		rc = detach(&s);
+	if (rc) {
+		fprintf(stderr, "mows-fuse: supervisor: cannot start: %s\n", strerror(-rc));
+		return 1;
+	}
+	if (!m->foreground && !log_use_journal("mows-fuse"))
+		log_use_syslog("mows-fuse");
+	while (!s.stopping || s.child > 0) {
+		if (s.child <= 0 && !s.stopping && mono_ns() >= s.next_start_ns &&
+		    (rc = spawn(&s))) {
+			log_err("supervisor: cannot start a serving process: %s", strerror(-rc));
+			s.next_start_ns = mono_ns() + (uint64_t)SUPER_BACKOFF_MAX_MS * 1000000;
+		}
+		struct pollfd p[2] = { { .fd = s.sig_fd, .events = POLLIN },
+				       { .fd = s.sock, .events = POLLIN } };
+		if (poll(p, s.sock >= 0 ? 2 : 1, poll_timeout(&s)) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			on_signal(&s);
+		if (s.sock >= 0 && p[1].revents)
+			child_message(&s);
+		if (s.stopping && s.child > 0 && mono_ns() >= s.stop_by_ns) {
+			log_warn("supervisor: serving process %d did not stop; killing it",
+				 (int)s.child);
+			kill(s.child, SIGKILL);
+			s.stop_by_ns = UINT64_MAX;
+		}
+	}
+	teardown(&s);
+	report_start(&s, (uint8_t)(s.exit_status ? s.exit_status : 1));
+	log_info("supervisor: the mount of %s ended after %u restarts", m->mountpoint,
+		 s.restarts);
+	return s.exit_status;
+}
