@@ -185,7 +185,7 @@ int super_child_fuse_fd(const struct super_child *sc)
 
 unsigned super_child_restarts(const struct super_child *sc)
 {
-	return sc->restarts;
+	return sc ? sc->restarts : 0;
 }
 
 static int child_send(struct super_child *sc, const struct super_msg *msg, int fd)
@@ -380,10 +380,13 @@ static int keep_open(int fd)
 }
 
 /* In the forked child, before exec: only async-signal-safe-ish work (we are single-threaded). */
-static void exec_child(struct super *s, int sock, const sigset_t *old)
+static void exec_child(struct super *s, int sock)
 {
 	char v[32], init[2 * INIT_MAX + 3];
-	sigprocmask(SIG_SETMASK, old, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL); /* ours are blocked for the signalfd */
 	keep_open(sock), keep_open(s->opens_fd);
 	snprintf(v, sizeof(v), "%d", sock);
 	setenv(ENV_SOCK, v, 1);
@@ -418,7 +421,7 @@ static int spawn(struct super *s)
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(sv[0]);
-		exec_child(s, sv[1], &old);
+		exec_child(s, sv[1]);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	int e = errno;

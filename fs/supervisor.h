@@ -80,6 +80,7 @@ int super_child_upgrade(struct super_child *sc, const char *binary, char *msg, s
 bool super_child_handover(void);
 /* Installs the SIGUSR2 handler that ends the session loop @se for a handover. */
 void super_child_signals(struct super_child *sc, void *se);
+/* How many times the mount's serving process was replaced (0 when not supervised, NULL). */
 unsigned super_child_restarts(const struct super_child *sc);
 
 /*

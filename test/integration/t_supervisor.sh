@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# supervise = on: the mount survives its serving process. With 2 read() readers and 2 mmap
+# readers mid-file (passthrough = auto, then off):
+#   - SIGKILL of the serving process: a new one serves within 2 s (measured: a lookup sent
+#     right after the kill is answered by the new process), 0 reader errors, every byte
+#     right (sha256 of what each reader read), 0 bytes read from storage by the new process
+#     (it adopts the cache), status shows a new pid and restarts = 1;
+#   - `mowsctl upgrade --binary` to a copy of the binary: the same, restarts = 2, and the
+#     serving process runs the new binary.
+# Then: a file opened before a restart and changed while no process served gets ESTALE, not
+# the new bytes; a serving process that cannot start is restarted with backoff (one log line
+# per backoff, the supervisor's CPU time stays small), and serves once it can.
+# timeout: 240
+. "$(dirname "$0")/lib.sh"
+
+B=$SCRATCH/backing
+M=$SCRATCH/mnt
+S=$SCRATCH/store
+FAILIF=$SCRATCH/child-must-fail
+mkdir -p "$B"
+for f in r1 r2 m1 m2; do rand_file "$B/$f.bin" $((24 * MiB + 4097)); done
+rand_file "$B/stale.bin" $((2 * MiB))
+mows_make_manifest "$B"
+cp "$MOWS_FUSE" "$SCRATCH/mows-fuse-new"
+
+# A reader: read() or mmap, 1 MiB at a time with a pause, so that it is mid-file when the
+# serving process goes. Drops the file's pages first, so that reads reach the daemon (or the
+# passthrough backing), not the page cache. Writes "ok SHA256" or "error ..." to OUT.
+cat >"$SCRATCH/reader.py" <<'EOF'
+import hashlib, mmap, os, sys, time
+mode, path, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+h = hashlib.sha256()
+try:
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    size = os.fstat(fd).st_size
+    mm = mmap.mmap(fd, size, prot=mmap.PROT_READ) if mode == "mmap" else None
+    off = 0
+    while off < size:
+        n = min(1 << 20, size - off)
+        b = mm[off:off + n] if mm else os.pread(fd, n, off)
+        if len(b) != n:
+            raise OSError(0, "short read at %d: %d of %d" % (off, len(b), n))
+        h.update(b)
+        off += n
+        time.sleep(pause)
+    res = "ok " + h.hexdigest()
+except OSError as e:
+    res = "error %s at %s" % (e, time.strftime("%T"))
+with open(out, "w") as f:
+    f.write(res + "\n")
+EOF
+
+# A holder: opens PATH, waits for GO to exist, then reads 4 KiB and writes what happened.
+cat >"$SCRATCH/holder.py" <<'EOF'
+import errno, os, sys, time
+path, go, out, ready = sys.argv[1:5]
+fd = os.open(path, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+open(ready, "w").close()
+end = time.time() + 60
+while not os.path.exists(go) and time.time() < end:
+    time.sleep(0.05)
+try:
+    b = os.pread(fd, 4096, 0)
+    res = "read %d bytes" % len(b)
+except OSError as e:
+    res = "errno %s" % errno.errorcode.get(e.errno, e.errno)
+with open(out, "w") as f:
+    f.write(res + "\n")
+EOF
+
+status_get() { # KEY: from status --json of the current serving process
+	local v
+	mows_status_json "$SCRATCH/st.json"
+	jget v "$SCRATCH/st.json" "j[\"$1\"]"
+	echo "$v"
+}
+
+# Waits (10 s) until the serving process is not $1 and answers status; prints its pid.
+wait_new_pid() {
+	local old=$1 end=$((SECONDS + 10)) p
+	while [ $SECONDS -lt $end ]; do
+		p=$("$MOWS_CTL" -s "$MOWS_SOCK" --json status 2>/dev/null | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+		[ -n "$p" ] && [ "$p" != "$old" ] && { echo "$p"; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
+start_readers() {
+	rm -f "$SCRATCH"/out.*
+	READERS=()
+	local f mode
+	for f in r1 r2 m1 m2; do
+		mode=read
+		[ "${f:0:1}" = m ] && mode=mmap
+		timeout 120 "$PYTHON" "$SCRATCH/reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" 0.06 &
+		READERS+=($!)
+	done
+}
+
+check_readers() { # WHAT
+	local f got want
+	for pid in "${READERS[@]}"; do wait "$pid"; done
+	for f in r1 r2 m1 m2; do
+		got=$(cat "$SCRATCH/out.$f" 2>/dev/null)
+		want="ok $(sha256sum <"$B/$f.bin" | cut -d' ' -f1)"
+		[ "$got" = "$want" ] || soft_fail "$1: reader $f: '$got' (want '$want')"
+	done
+}
+
+# SIGKILLs pid $1 and prints the seconds until a lookup of a new name, sent once the
+# process is dead, is answered (it waits in the kernel until a new serving process does).
+kill_and_time() {
+	local t0=$EPOCHREALTIME end=$((SECONDS + 5))
+	kill -KILL "$1"
+	while pid_alive "$1" && [ $SECONDS -lt $end ]; do sleep 0.005; done
+	stat "$M/no-such-file-$RANDOM$RANDOM" >/dev/null 2>&1
+	echo "$EPOCHREALTIME - $t0" | bc
+}
+
+one_mode() { # PASSTHROUGH
+	local pt=$1 pid newpid took
+	mows_mount "$B" "$M" --supervise=on --passthrough="$pt" --chunk-size=1M \
+		--max-memory=256M --cache-dir="$S"
+	for f in r1 r2 m1 m2; do cat "$M/$f.bin" >/dev/null || fail "warming $f.bin"; done
+	sleep 3 # the index is written every 2 s while chunks change
+	pid=$(status_get pid)
+	assert_eq 0 "$(status_get restarts)" "restarts at start (passthrough=$pt)"
+
+	# SIGKILL mid-file.
+	start_readers
+	sleep 0.6
+	took=$(kill_and_time "$pid")
+	note "passthrough=$pt: SIGKILL of pid $pid: serving again after $took s"
+	[ "$(echo "$took <= 2" | bc)" = 1 ] || soft_fail "passthrough=$pt: serving again took $took s (goal 2 s)"
+	check_readers "passthrough=$pt, SIGKILL"
+	newpid=$(wait_new_pid "$pid") || fail "passthrough=$pt: no new serving process after SIGKILL"
+	assert_eq 1 "$(status_get restarts)" "restarts after SIGKILL (passthrough=$pt)"
+	assert_eq 0 "$(status_get bytes_from_backing)" "storage bytes read by the new process (passthrough=$pt, SIGKILL)"
+	note "passthrough=$pt: SIGKILL: 0 reader errors, all bytes right, 0 storage bytes"
+
+	# mowsctl upgrade to another binary, mid-file.
+	sleep 3
+	start_readers
+	sleep 0.6
+	local t0=$EPOCHREALTIME
+	mows_ctl upgrade --binary "$SCRATCH/mows-fuse-new" >"$SCRATCH/up.out" 2>&1 ||
+		fail "mowsctl upgrade: $(cat "$SCRATCH/up.out")"
+	pid2=$(wait_new_pid "$newpid") || fail "passthrough=$pt: no new serving process after the upgrade"
+	took=$(echo "$EPOCHREALTIME - $t0" | bc)
+	note "passthrough=$pt: upgrade: pid $pid2 serves after $took s"
+	[ "$(echo "$took <= 2" | bc)" = 1 ] || soft_fail "passthrough=$pt: upgrade took $took s (goal 2 s)"
+	check_readers "passthrough=$pt, upgrade"
+	assert_eq "$SCRATCH/mows-fuse-new" "$(readlink "/proc/$pid2/exe")" "binary of the new serving process"
+	assert_eq 2 "$(status_get restarts)" "restarts after the upgrade (passthrough=$pt)"
+	assert_eq 0 "$(status_get bytes_from_backing)" "storage bytes read by the new process (passthrough=$pt, upgrade)"
+	note "passthrough=$pt: upgrade: 0 reader errors, all bytes right, 0 storage bytes"
+	mows_umount "$M"
+	assert_eq 0 "$MOWS_EXIT" "supervisor exit status (passthrough=$pt)"
+	is_mounted "$S" && fail "the cache tmpfs $S is still mounted after the supervisor stopped"
+	return 0
+}
+
+one_mode auto
+one_mode off
+
+# A node id the new process cannot resolve: ESTALE. A crash loop backs off.
+export MOWS_TEST_CHILD_FAIL_IF=$FAILIF
+mows_mount "$B" "$M" --supervise=on --passthrough=off --chunk-size=1M --max-memory=64M \
+	--cache-dir="$S"
+unset MOWS_TEST_CHILD_FAIL_IF
+"$PYTHON" "$SCRATCH/holder.py" "$M/stale.bin" "$SCRATCH/go" "$SCRATCH/held.out" "$SCRATCH/held.ready" &
+holder=$!
+end=$((SECONDS + 10))
+until [ -f "$SCRATCH/held.ready" ]; do
+	[ $SECONDS -ge $end ] && fail "the holder did not open stale.bin"
+	sleep 0.05
+done
+pid=$(status_get pid)
+touch "$FAILIF"
+kill -KILL "$pid"
+# While no process can serve: stale.bin changes (new bytes, new mtime).
+rand_file "$B/stale.bin" $((2 * MiB))
+touch -d '+7 seconds' "$B/stale.bin"
+mows_make_manifest "$B"
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$MOWS_PID/stat")
+sleep 8
+cpu1=$(awk '{ print $14 + $15 }' "/proc/$MOWS_PID/stat")
+backoffs=$(grep -c 'next start in' "$MOWS_LOG")
+starts=$(grep -c 'supervisor: started serving process' "$MOWS_LOG")
+note "crash loop: $starts starts, $backoffs backoff lines, supervisor CPU $((cpu1 - cpu0)) ticks in 8 s"
+[ "$backoffs" -ge 3 ] || soft_fail "crash loop: $backoffs backoff lines in 8 s (want >= 3)"
+[ "$starts" -le 8 ] || soft_fail "crash loop: $starts starts in 8 s: no backoff"
+[ $((cpu1 - cpu0)) -le 50 ] || soft_fail "crash loop: the supervisor used $((cpu1 - cpu0)) ticks of CPU in 8 s"
+rm -f "$FAILIF"
+newpid=$(wait_new_pid "$pid") || fail "no serving process 10 s after the crash loop ended"
+touch "$SCRATCH/go"
+wait "$holder"
+assert_eq "errno ESTALE" "$(cat "$SCRATCH/held.out")" "a read of a file changed while no process served"
+assert_cmp "$B/stale.bin" "$M/stale.bin" # a new open: the new bytes
+assert_eq "$newpid" "$(status_get pid)" "pid in status after the crash loop"
+mows_umount "$M"
+soft_done
+exit 0
