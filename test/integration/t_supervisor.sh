@@ -166,6 +166,32 @@ one_mode() { # PASSTHROUGH
 one_mode auto
 one_mode off
 
+# A request in flight in the process that dies is resent (FUSE_NOTIFY_RESEND) and answered
+# by the next one: the backing of slow.bin stalls its first read, the serving process is
+# killed while a reader's read waits for that fill, and the reader still gets every byte.
+F=$SCRATCH/faultfs
+mkdir -p "$SCRATCH/slowsrc"
+rand_file "$SCRATCH/slowsrc/slow.bin" $((3 * MiB))
+mows_make_manifest "$SCRATCH/slowsrc"
+echo "slow.bin 0 - stall 2 times=1" >"$SCRATCH/rules"
+faultfs_mount "$SCRATCH/slowsrc" "$F" "$SCRATCH/rules"
+mows_mount "$F" "$M" --supervise=on --passthrough=off --chunk-size=1M --max-memory=64M \
+	--cache-dir="$S"
+pid=$(status_get pid)
+timeout 30 "$PYTHON" "$SCRATCH/reader.py" read "$M/slow.bin" "$SCRATCH/out.slow" 0 &
+slow=$!
+end=$((SECONDS + 10))
+until grep -q 'stall slow.bin' "$FAULTFS_LOG"; do
+	[ $SECONDS -ge $end ] && fail "the read of slow.bin never reached its backing"
+	sleep 0.02
+done
+kill -KILL "$pid"
+wait "$slow"
+assert_eq "ok $(sha256sum <"$SCRATCH/slowsrc/slow.bin" | cut -d' ' -f1)" \
+	"$(cat "$SCRATCH/out.slow" 2>/dev/null)" "a read in flight when the serving process died"
+grep -q 'cannot resend' "$MOWS_LOG" && fail "this kernel cannot resend requests (needs 6.9)"
+mows_umount "$M"
+
 # A node id the new process cannot resolve: ESTALE. A crash loop backs off.
 export MOWS_TEST_CHILD_FAIL_IF=$FAILIF
 mows_mount "$B" "$M" --supervise=on --passthrough=off --chunk-size=1M --max-memory=64M \
