@@ -579,7 +579,13 @@ int main(int argc, char **argv)
 		/* A restarted child adopts the cache it finds: the index must be kept current. */
 		m.cfg.warm_restart = 1;
 	}
-	if ((rc = prepare(&m))) {
+	/* A restart is on every waiting reader's path: adopting the cache (a CRC of every
+	 * chunk) runs ahead of the readers' own work on a busy machine. */
+	bool urgent = m.super && super_child_restarts(m.super) && setpriority(PRIO_PROCESS, 0, -10) == 0;
+	rc = prepare(&m);
+	if (urgent)
+		setpriority(PRIO_PROCESS, 0, 0);
+	if (rc) {
 		cache_free(m.cache); /* detaches the cache tmpfs it may have mounted */
 		return rc;
 	}

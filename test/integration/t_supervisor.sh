@@ -10,15 +10,21 @@
 # Then: a file opened before a restart and changed while no process served gets ESTALE, not
 # the new bytes; a serving process that cannot start is restarted with backoff (one log line
 # per backoff, the supervisor's CPU time stays small), and serves once it can.
+# Scale (for the README's bench figures): MOWS_SUPER_FILE_MIB (24) per reader's file,
+# MOWS_SUPER_PAUSE (0.06 s) between a reader's 1 MiB reads, MOWS_SUPER_MAX_MEMORY (256M).
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
+
+FILE_MIB=${MOWS_SUPER_FILE_MIB:-24}
+PAUSE=${MOWS_SUPER_PAUSE:-0.06}
+MAXMEM=${MOWS_SUPER_MAX_MEMORY:-256M}
 
 B=$SCRATCH/backing
 M=$SCRATCH/mnt
 S=$SCRATCH/store
 FAILIF=$SCRATCH/child-must-fail
 mkdir -p "$B"
-for f in r1 r2 m1 m2; do rand_file "$B/$f.bin" $((24 * MiB + 4097)); done
+for f in r1 r2 m1 m2; do rand_file "$B/$f.bin" $((FILE_MIB * MiB + 4097)); done
 rand_file "$B/stale.bin" $((2 * MiB))
 mows_make_manifest "$B"
 cp "$MOWS_FUSE" "$SCRATCH/mows-fuse-new"
@@ -95,7 +101,7 @@ start_readers() {
 	for f in r1 r2 m1 m2; do
 		mode=read
 		[ "${f:0:1}" = m ] && mode=mmap
-		timeout 120 "$PYTHON" "$SCRATCH/reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" 0.06 &
+		timeout 120 "$PYTHON" "$SCRATCH/reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" "$PAUSE" &
 		READERS+=($!)
 	done
 }
@@ -123,7 +129,7 @@ kill_and_time() {
 one_mode() { # PASSTHROUGH
 	local pt=$1 pid newpid took
 	mows_mount "$B" "$M" --supervise=on --passthrough="$pt" --chunk-size=1M \
-		--max-memory=256M --cache-dir="$S"
+		--max-memory="$MAXMEM" --cache-dir="$S"
 	for f in r1 r2 m1 m2; do cat "$M/$f.bin" >/dev/null || fail "warming $f.bin"; done
 	sleep 3 # the index is written every 2 s while chunks change
 	pid=$(status_get pid)
@@ -136,6 +142,7 @@ one_mode() { # PASSTHROUGH
 	note "passthrough=$pt: SIGKILL of pid $pid: serving again after $took s"
 	[ "$(echo "$took <= 2" | bc)" = 1 ] || soft_fail "passthrough=$pt: serving again took $took s (goal 2 s)"
 	check_readers "passthrough=$pt, SIGKILL"
+	grep 'supervisor: serving again' "$MOWS_LOG" | tail -n 1 | sed 's/^/  /' 
 	newpid=$(wait_new_pid "$pid") || fail "passthrough=$pt: no new serving process after SIGKILL"
 	assert_eq 1 "$(status_get restarts)" "restarts after SIGKILL (passthrough=$pt)"
 	assert_eq 0 "$(status_get bytes_from_backing)" "storage bytes read by the new process (passthrough=$pt, SIGKILL)"
