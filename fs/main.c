@@ -571,8 +571,12 @@ int main(int argc, char **argv)
 	if (o.check_only)
 		return check_config(&m);
 	char err[512];
-	if (super_child_attach(&m, err, sizeof(err)))
-		return fail(err);
+	if (super_is_child() && !o.foreground && !journal)
+		log_use_syslog("mows-fuse"); /* our stderr is the supervisor's /dev/null */
+	if (super_child_attach(&m, err, sizeof(err))) {
+		log_err("%s", err);
+		return EXIT_USAGE;
+	}
 	if (!m.super && m.cfg.supervise)
 		return super_run(&m, argv);
 	if (m.super && !m.cfg.warm_restart) {

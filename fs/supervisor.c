@@ -19,7 +19,9 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "common/deadline.h"
@@ -119,6 +121,11 @@ static int hex_decode(const char *s, uint8_t *out, size_t cap, size_t *len)
 	}
 	*len = n / 2;
 	return 0;
+}
+
+bool super_is_child(void)
+{
+	return getenv(ENV_SOCK) != NULL;
 }
 
 int super_child_attach(struct mows *m, char *err, size_t errlen)
@@ -458,6 +465,11 @@ static unsigned init_minor(const struct super *s)
 static void resend(struct super *s)
 {
 	struct { uint32_t len; int32_t error; uint64_t unique; } oh = { 16, NOTIFY_RESEND, 0 };
+	if (!s->init_len) { /* the INIT itself may be what the dead child had read */
+		if (write(s->fuse_fd, &oh, sizeof(oh)) < 0)
+			log_debug("supervisor: FUSE_NOTIFY_RESEND: %s", strerror(errno));
+		return;
+	}
 	if (init_minor(s) < RESEND_MINOR) {
 		log_info("supervisor: the kernel (FUSE protocol 7.%u) cannot resend requests; "
 			 "those the old process had read get no answer until they are interrupted",
@@ -659,8 +671,9 @@ static void on_signal(struct super *s)
 	while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGCHLD) {
 			reap(s);
-		} else if (si.ssi_signo == SIGUSR2 && s->child > 0 && !s->stopping) {
-			upgrade(s, "", false);
+		} else if (si.ssi_signo == SIGUSR2) {
+			if (s->child > 0 && s->fuse_fd >= 0 && !s->stopping)
+				upgrade(s, "", false);
 		} else if (si.ssi_signo != SIGUSR2 && !s->stopping) {
 			log_info("supervisor: stopping on signal %u", si.ssi_signo);
 			s->stopping = true;
@@ -690,8 +703,10 @@ static void teardown(struct super *s)
 	if (s->fuse_fd >= 0 && connection_alive(s) &&
 	    umount2(m->mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 		log_warn("supervisor: cannot unmount %s: %s", m->mountpoint, strerror(errno));
-	if (s->fuse_fd >= 0 && !m->cfg.warm_restart && m->cfg.cache_dir[0] &&
-	    umount2(m->cfg.cache_dir, MNT_DETACH) == 0)
+	struct statfs sf;
+	if (s->fuse_fd >= 0 && !m->cfg.warm_restart && m->cfg.cache_store != STORE_SLAB &&
+	    m->cfg.cache_dir[0] && statfs(m->cfg.cache_dir, &sf) == 0 &&
+	    sf.f_type == TMPFS_MAGIC && umount2(m->cfg.cache_dir, MNT_DETACH) == 0)
 		rmdir(m->cfg.cache_dir);
 	if (s->fuse_fd >= 0)
 		close(s->fuse_fd);

@@ -50,6 +50,9 @@ struct mows_open_rec {
  */
 int super_run(struct mows *m, char **argv);
 
+/* Whether a supervisor started this process (its environment says so). */
+bool super_is_child(void);
+
 /*
  * In a child: reads what the supervisor passed in the environment into m->super (NULL when
  * not supervised). 0, or -EINVAL with a message in @err.

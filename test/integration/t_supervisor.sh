@@ -234,6 +234,21 @@ wait "$holder"
 assert_eq "errno ESTALE" "$(cat "$SCRATCH/held.out")" "a read of a file changed while no process served"
 assert_cmp "$B/stale.bin" "$M/stale.bin" # a new open: the new bytes
 assert_eq "$newpid" "$(status_get pid)" "pid in status after the crash loop"
+
+# Bad upgrades say what is wrong and change nothing.
+chmod -x "$SCRATCH/mows-fuse-new"
+out=$(mows_ctl upgrade --binary "$SCRATCH/mows-fuse-new" 2>&1) && fail "an upgrade to a non-executable file succeeded: $out"
+case $out in *"mows-fuse-new"*"executable"*) ;; *) fail "upgrade to a non-executable file: unclear message: $out" ;; esac
+out=$(mows_ctl upgrade "$SCRATCH" 2>&1)
+[ $? -eq 2 ] || fail "mowsctl upgrade PATH (not --binary) did not exit 2: $out"
+assert_eq "$newpid" "$(status_get pid)" "pid after refused upgrades"
+mows_umount "$M"
+
+mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M
+out=$(mows_ctl upgrade 2>&1) && fail "mowsctl upgrade without a supervisor succeeded: $out"
+case $out in *"supervise = on"*) ;; *) fail "upgrade without a supervisor: unclear message: $out" ;; esac
+assert_eq 0 "$(status_get restarts)" "restarts without a supervisor"
+assert_eq "$MOWS_PID" "$(status_get pid)" "pid without a supervisor"
 mows_umount "$M"
 soft_done
 exit 0
