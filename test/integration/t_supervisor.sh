@@ -173,6 +173,45 @@ one_mode() { # PASSTHROUGH
 one_mode auto
 one_mode off
 
+# Open modes across a restart (the table of opens the supervisor holds): every open of a
+# file open at the same time uses one mode, whichever process made it; a mix fails (EIO).
+HOLDERS=()
+hold() { # PATH TAG: opens PATH in the background until $SCRATCH/go.TAG exists
+	rm -f "$SCRATCH/held.$2" "$SCRATCH/ready.$2"
+	"$PYTHON" "$SCRATCH/holder.py" "$1" "$SCRATCH/go.$2" "$SCRATCH/held.$2" "$SCRATCH/ready.$2" &
+	HOLDERS+=($!)
+	local end=$((SECONDS + 10))
+	until [ -f "$SCRATCH/ready.$2" ]; do
+		[ $SECONDS -ge $end ] && fail "the holder did not open $1"
+		sleep 0.05
+	done
+}
+mows_mount "$B" "$M" --supervise=on --passthrough=auto --chunk-size=1M --max-memory=256M \
+	--cache-dir="$S"
+hold "$M/r1.bin" plain             # not cached yet: an ordinary open
+cat "$M/r1.bin" >/dev/null         # cached now, but ordinary: one is open
+cat "$M/m1.bin" >/dev/null
+hold "$M/m1.bin" pt                # cached and verified: passthrough
+grep -q 'passthrough: m1.bin opens onto' "$MOWS_LOG" || fail "m1.bin did not open in passthrough mode"
+sleep 3
+pid=$(status_get pid)
+kill -KILL "$pid"
+newpid=$(wait_new_pid "$pid") || fail "no new serving process"
+lines=$(wc -l <"$MOWS_LOG")
+assert_cmp "$B/r1.bin" "$M/r1.bin" # must be ordinary too
+assert_cmp "$B/m1.bin" "$M/m1.bin" # must share the old process's backing
+tail -n +"$lines" "$MOWS_LOG" | grep -q 'passthrough: r1.bin opens onto' &&
+	fail "r1.bin opened in passthrough mode while an ordinary open from before the restart was open"
+touch "$SCRATCH/go.plain" "$SCRATCH/go.pt"
+wait "${HOLDERS[@]}"
+assert_eq "read 4096 bytes" "$(cat "$SCRATCH/held.plain")" "the ordinary open held across the restart"
+assert_eq "read 4096 bytes" "$(cat "$SCRATCH/held.pt")" "the passthrough open held across the restart"
+# Their releases reached the new process: r1.bin opens in passthrough mode now.
+cat "$M/r1.bin" >/dev/null
+tail -n +"$lines" "$MOWS_LOG" | grep -q 'passthrough: r1.bin opens onto' ||
+	fail "r1.bin still not in passthrough mode after the open from before the restart was closed"
+mows_umount "$M"
+
 # A request in flight in the process that dies is resent (FUSE_NOTIFY_RESEND) and answered
 # by the next one: the backing of slow.bin stalls its first read, the serving process is
 # killed while a reader's read waits for that fill, and the reader still gets every byte.
