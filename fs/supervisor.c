@@ -401,6 +401,11 @@ static void exec_child(struct super *s, int sock)
 	setenv(ENV_OPENS, v, 1);
 	snprintf(v, sizeof(v), "%u", s->restarts);
 	setenv(ENV_RESTARTS, v, 1);
+	const char *wd = getenv("WATCHDOG_PID"); /* systemd's, naming us: the child pings */
+	if (wd && atol(wd) == (long)getppid()) {
+		snprintf(v, sizeof(v), "%d", (int)getpid());
+		setenv("WATCHDOG_PID", v, 1);
+	}
 	if (s->fuse_fd >= 0) {
 		keep_open(s->fuse_fd);
 		snprintf(v, sizeof(v), "%d", s->fuse_fd);

@@ -173,6 +173,58 @@ one_mode() { # PASSTHROUGH
 one_mode auto
 one_mode off
 
+# Under systemd (Type=notify, NotifyAccess=main, a watchdog): the unit's main process is the
+# supervisor, so READY=1, WATCHDOG=1 and STATUS= come on its behalf from every serving
+# process; a handover sends no STOPPING=1 (the service goes on), the final stop does.
+cat >"$SCRATCH/listen.py" <<'EOF2'
+import json, os, socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+out = open(sys.argv[2], "a")
+while True:
+    data, anc, _, _ = s.recvmsg(1 << 16, socket.CMSG_SPACE(12))
+    pid = next((struct.unpack("iII", d)[0] for l, t, d in anc
+                if l == socket.SOL_SOCKET and t == socket.SCM_CREDENTIALS), -1)
+    f = dict(l.split("=", 1) for l in data.decode().splitlines() if "=" in l)
+    print(json.dumps({"t": time.monotonic(), "pid": pid, "f": f}), file=out, flush=True)
+EOF2
+EV=$SCRATCH/notify.jsonl
+: >"$EV"
+"$PYTHON" "$SCRATCH/listen.py" "$SCRATCH/notify.sock" "$EV" &
+LISTENER=$!
+printf '#!/bin/sh\nexport WATCHDOG_PID=$$\nexec "%s" "$@"\n' "$MOWS_FUSE" >"$SCRATCH/as-systemd"
+chmod +x "$SCRATCH/as-systemd"
+retry_until 5 test -S "$SCRATCH/notify.sock" || fail "the notify listener did not start"
+nev() { # EXPR: datagrams satisfying EXPR (e: the event, f: its fields)
+	"$PYTHON" -c '
+import json, sys
+print(sum(bool(eval(sys.argv[2], {}, {"e": e, "f": e["f"]})) for e in map(json.loads, open(sys.argv[1]))))' "$EV" "$1"
+}
+REAL_FUSE=$MOWS_FUSE
+MOWS_FUSE=$SCRATCH/as-systemd NOTIFY_SOCKET=$SCRATCH/notify.sock WATCHDOG_USEC=400000 \
+	mows_mount "$B" "$M" --supervise=on --chunk-size=1M --max-memory=64M --cache-dir="$S"
+MOWS_FUSE=$REAL_FUSE
+sup=$MOWS_PID
+retry_until 10 test "$(nev 'f.get("READY") == "1"')" -ge 1 || fail "no READY=1 under supervise = on"
+pid=$(status_get pid)
+kill -KILL "$pid"
+newpid=$(wait_new_pid "$pid") || fail "no new serving process"
+w0=$(nev 'f.get("WATCHDOG") == "1"')
+sleep 1.5
+w1=$(nev 'f.get("WATCHDOG") == "1"')
+[ $((w1 - w0)) -ge 4 ] || fail "$((w1 - w0)) WATCHDOG=1 in 1.5 s from the new serving process (WATCHDOG_USEC=400000)"
+mows_ctl upgrade >/dev/null || fail "mowsctl upgrade failed"
+wait_new_pid "$newpid" >/dev/null || fail "no new serving process after the upgrade"
+sleep 0.5
+assert_eq 0 "$(nev '"STOPPING" in f')" "STOPPING=1 datagrams before the final stop"
+assert_eq 0 "$(nev "e['pid'] != $sup")" "datagrams not on behalf of the supervisor (pid $sup)"
+mows_umount "$M"
+retry_until 5 test "$(nev '"STOPPING" in f')" -ge 1 || fail "no STOPPING=1 at the final stop"
+note "systemd: $(nev 'f.get("READY") == "1"') READY=1, $((w1 - w0)) WATCHDOG=1 in 1.5 s after a restart, all from pid $sup"
+kill "$LISTENER"
+wait "$LISTENER" 2>/dev/null
+
 # Open modes across a restart (the table of opens the supervisor holds): every open of a
 # file open at the same time uses one mode, whichever process made it; a mix fails (EIO).
 HOLDERS=()
