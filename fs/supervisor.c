@@ -108,16 +108,21 @@ static int env_fd(const char *name)
 		       (int)fd : -1;
 }
 
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static int hex_decode(const char *s, uint8_t *out, size_t cap, size_t *len)
 {
 	size_t n = strlen(s);
 	if (n % 2 || n / 2 > cap)
 		return -EINVAL;
 	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+		int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
 			return -EINVAL;
-		out[i] = (uint8_t)v;
+		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	*len = n / 2;
 	return 0;
@@ -495,6 +500,15 @@ static const char *exit_text(int status, char *buf, size_t len)
 	return buf;
 }
 
+uint64_t super_backoff_ms(unsigned fast_exits)
+{
+	if (fast_exits < 2)
+		return 0;
+	unsigned shift = fast_exits - 2 < 16 ? fast_exits - 2 : 16;
+	uint64_t ms = (uint64_t)SUPER_BACKOFF_MIN_MS << shift;
+	return ms < SUPER_BACKOFF_MAX_MS ? ms : SUPER_BACKOFF_MAX_MS;
+}
+
 /* Plans the next child after a crash: at once, or after a backoff in a crash loop. */
 static void plan_restart(struct super *s, int status)
 {
@@ -508,13 +522,7 @@ static void plan_restart(struct super *s, int status)
 		snprintf(s->binary, sizeof(s->binary), "%s", s->prev_binary);
 		s->upgrading = false;
 	}
-	uint64_t delay_ms = 0;
-	if (s->fast_exits > 1) {
-		unsigned shift = s->fast_exits - 2 < 16 ? s->fast_exits - 2 : 16;
-		delay_ms = (uint64_t)SUPER_BACKOFF_MIN_MS << shift;
-		if (delay_ms > SUPER_BACKOFF_MAX_MS)
-			delay_ms = SUPER_BACKOFF_MAX_MS;
-	}
+	uint64_t delay_ms = super_backoff_ms(s->fast_exits);
 	if (delay_ms)
 		log_err("supervisor: serving process %d %s %.1f s after its start (%u quick exits "
 			"in a row): next start in %.1f s", (int)s->child,

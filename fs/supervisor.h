@@ -45,6 +45,13 @@ struct mows_open_rec {
 };
 
 /*
+ * The wait before the next start after @fast_exits quick exits in a row: none for the
+ * first (a process that ran a while and died is restarted at once, and so is one quick
+ * exit), then 0.5 s doubling up to 30 s.
+ */
+uint64_t super_backoff_ms(unsigned fast_exits);
+
+/*
  * Runs the supervisor for @m (configured, not prepared): starts children with @argv until
  * it is stopped or the mount ends. Returns the exit status of mows-fuse.
  */
