@@ -333,6 +333,12 @@ case $out in *"mows-fuse-new"*"executable"*) ;; *) fail "upgrade to a non-execut
 out=$(mows_ctl upgrade "$SCRATCH" 2>&1)
 [ $? -eq 2 ] || fail "mowsctl upgrade PATH (not --binary) did not exit 2: $out"
 assert_eq "$newpid" "$(status_get pid)" "pid after refused upgrades"
+# An upgrade to a binary that never serves goes back to the one that did.
+mows_ctl upgrade --binary /bin/false >/dev/null || fail "mowsctl upgrade --binary /bin/false was refused"
+pid3=$(wait_new_pid "$newpid") || fail "no serving process after an upgrade to /bin/false"
+assert_eq "$(readlink -f "$MOWS_FUSE")" "$(readlink "/proc/$pid3/exe")" "binary after a failed upgrade"
+grep -q 'never served; going back to' "$MOWS_LOG" || fail "no log line about going back to the old binary"
+assert_cmp "$B/r2.bin" "$M/r2.bin"
 mows_umount "$M"
 
 mows_mount "$B" "$M" --chunk-size=1M --max-memory=64M
