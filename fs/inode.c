@@ -199,7 +199,9 @@ static struct mows_inode *inode_insert(struct mows *m, struct mows_inode *fresh,
 {
 	pthread_mutex_lock(&m->ino_lock);
 	struct mows_inode *in = do_inode_insert(m, fresh);
-	if (in)
+	if (in && n == MOWS_NLOOKUP_UNKNOWN) /* never forgotten; two resolutions add nothing */
+		in->nlookup = in->nlookup > n ? in->nlookup : n;
+	else if (in)
 		in->nlookup += n;
 	pthread_mutex_unlock(&m->ino_lock);
 	if (in == fresh) {

@@ -16,6 +16,9 @@
  *   - the metadata thread (cache/tree.c, started at INIT): takes a new snapshot of the
  *     backing tree every metadata_ttl and when asked (mowsctl refresh, a fill that found its
  *     file changed); FUSE ops read the current snapshot and never call into the backing.
+ * With supervise = on this process is the child of a supervisor process (supervisor.h) that
+ * holds the FUSE device; node ids and fh values are chosen so that a later child can serve
+ * the ones this process handed out. THREADS.md lists every thread and lock.
  */
 #ifndef MOWS_FS_MOWS_H
 #define MOWS_FS_MOWS_H
