@@ -25,6 +25,8 @@
  *
  * The supervisor is single-threaded (signalfd + poll) and never touches the cache or FUSE
  * requests. Stopping it (SIGTERM, SIGINT, SIGHUP) stops the child, then unmounts.
+ * fs/supervisor.c is the supervisor process, fs/super_child.c a serving process's side
+ * (super_child_*, super_opens_*), fs/super_priv.h what they share.
  */
 #ifndef MOWS_FS_SUPERVISOR_H
 #define MOWS_FS_SUPERVISOR_H
