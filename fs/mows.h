@@ -119,6 +119,8 @@ struct mows {
 	unsigned char init_in[64];        /* the kernel's INIT body, by the read hook */
 	size_t init_len;
 	_Atomic int init_replay;          /* supervised: the saved INIT (passthrough.c) */
+	unsigned char init_reply[80];     /* libfuse's answer to it, set before init_replay */
+	size_t init_reply_len;            /* is INIT_DONE; read-only afterwards */
 
 	/* Open file and directory handles (ops.c): fh = epoch << 40 | slot. */
 	pthread_mutex_t fh_lock;

@@ -180,6 +180,26 @@ static ssize_t replay_init(struct mows *m, void *buf, size_t len)
 	return h.len;
 }
 
+/*
+ * The kernel's INIT again, after a replay: the previous child recorded it and died before
+ * its answer went out, and the supervisor's FUSE_NOTIFY_RESEND queued it once more. libfuse
+ * would refuse a second INIT (and the connection with it): the answer libfuse gave the
+ * replay is the one the kernel is waiting for.
+ */
+_Static_assert(sizeof(((struct mows *)0)->init_reply) ==
+	       sizeof(struct pt_out_header) + sizeof(struct pt_init_out), "init_reply");
+
+static void answer_init_again(struct mows *m, int fd, uint64_t unique)
+{
+	struct pt_out_header *oh = (struct pt_out_header *)m->init_reply;
+	oh->unique = unique;
+	if (write(fd, m->init_reply, m->init_reply_len) != (ssize_t)m->init_reply_len)
+		log_err("supervisor: cannot answer the kernel's INIT again: %s", strerror(errno));
+	else
+		log_info("supervisor: the kernel's INIT came again (the previous process died "
+			 "answering it): answered as negotiated");
+}
+
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct mows *m = userdata;
@@ -189,13 +209,19 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	/* Another worker: no request may reach libfuse before it has taken the INIT. */
 	while (atomic_load(&m->init_replay) == INIT_REPLAYING)
 		usleep(1000);
-	ssize_t n = read(fd, buf, len);
-	if (n < (ssize_t)sizeof(struct pt_in_header))
-		return n;
-	const struct pt_in_header *h = buf;
-	if (h->opcode == PT_OP_INIT)
-		note_init(m, buf, (size_t)n);
-	return n;
+	for (;;) {
+		ssize_t n = read(fd, buf, len);
+		if (n < (ssize_t)sizeof(struct pt_in_header))
+			return n;
+		const struct pt_in_header *h = buf;
+		if (h->opcode != PT_OP_INIT)
+			return n;
+		if (!m->init_reply_len || atomic_load(&m->init_replay) != INIT_DONE) {
+			note_init(m, buf, (size_t)n);
+			return n;
+		}
+		answer_init_again(m, fd, h->unique);
+	}
 }
 
 static size_t iov_total(const struct iovec *iov, int count)
@@ -204,6 +230,15 @@ static size_t iov_total(const struct iovec *iov, int count)
 	for (int k = 0; k < count; k++)
 		n += iov[k].iov_len;
 	return n;
+}
+
+/* Asks for passthrough in an INIT reply (header and struct pt_init_out). */
+static void ask_passthrough(unsigned char *reply)
+{
+	struct pt_init_out *out = (struct pt_init_out *)(reply + sizeof(struct pt_out_header));
+	out->flags |= PT_INIT_EXT;
+	out->flags2 |= PT_FLAGS2_PASSTHROUGH;
+	out->max_stack_depth = PT_STACK_DEPTH;
 }
 
 /*
@@ -222,14 +257,12 @@ static ssize_t answer_init(struct mows *m, int fd, const struct iovec *iov, int 
 	}
 	struct pt_out_header *oh = (struct pt_out_header *)buf;
 	bool pt = !oh->error && len == sizeof(buf) && m->pt_wanted && atomic_load(&m->pt_offered);
-	if (pt) {
-		struct pt_init_out *out = (struct pt_init_out *)(buf + sizeof(*oh));
-		out->flags |= PT_INIT_EXT;
-		out->flags2 |= PT_FLAGS2_PASSTHROUGH;
-		out->max_stack_depth = PT_STACK_DEPTH;
-	}
-	if (m->super && !oh->error)
+	if (pt)
+		ask_passthrough(buf);
+	if (m->super && !oh->error) {
 		super_child_report_init(m->super, m->init_in, m->init_len, pt);
+		super_child_test_crash("answering INIT");
+	}
 	ssize_t n = write(fd, buf, len);
 	if (n == (ssize_t)len && pt)
 		atomic_store(&m->pt_negotiated, true);
@@ -246,10 +279,17 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	const struct pt_out_header *oh = iov[0].iov_base;
 	if (oh->unique == REPLAY_UNIQUE && atomic_load(&m->init_replay) == INIT_REPLAYING) {
 		/* The kernel negotiated once, with the first child: this answer stays here. */
-		size_t body;
+		size_t body, n = iov_total(iov, count);
 		bool pt;
 		super_child_init(m->super, &body, &pt);
 		atomic_store(&m->pt_negotiated, !oh->error && pt && m->pt_wanted);
+		if (!oh->error && n == sizeof(m->init_reply)) { /* for answer_init_again() */
+			for (int k = 0, at = 0; k < count; at += (int)iov[k].iov_len, k++)
+				memcpy(m->init_reply + at, iov[k].iov_base, iov[k].iov_len);
+			if (pt && m->pt_wanted)
+				ask_passthrough(m->init_reply);
+			m->init_reply_len = n;
+		}
 		atomic_store(&m->init_replay, INIT_DONE);
 		log_info("supervisor: serving the mount's connection as it was negotiated%s",
 			 pt ? " (with passthrough)" : "");

@@ -206,6 +206,15 @@ void super_child_report_init(struct super_child *sc, const void *init_in, size_t
 			"serving process will not be able to serve it", strerror(-rc));
 }
 
+void super_child_test_crash(const char *where)
+{
+	const char *path = getenv(ENV_TEST_CRASH);
+	if (!path || unlink(path) < 0)
+		return;
+	log_warn("%s: dying %s (a test)", ENV_TEST_CRASH, where);
+	raise(SIGKILL);
+}
+
 void super_child_ready(struct super_child *sc)
 {
 	struct super_msg msg = { .type = SM_READY };

@@ -22,6 +22,7 @@
 #define ENV_INIT "MOWS_INIT"       /* "P:HEX": P 1 when passthrough was negotiated */
 #define ENV_RESTARTS "MOWS_RESTARTS"
 #define ENV_TEST_FAIL "MOWS_TEST_CHILD_FAIL_IF" /* tests: a child exits at start while it exists */
+#define ENV_TEST_CRASH "MOWS_TEST_CHILD_CRASH_IF" /* tests: a child dies at a crash point, once */
 
 /* child -> supervisor: SM_FD, SM_INIT, SM_READY, SM_UPGRADE; the answer: SM_OK or SM_ERR */
 enum { SM_FD = 1, SM_INIT, SM_READY, SM_UPGRADE, SM_OK, SM_ERR };

@@ -80,6 +80,11 @@ int super_child_send_fd(struct super_child *sc, int fuse_fd);
 const void *super_child_init(const struct super_child *sc, size_t *len, bool *pt);
 /* Records the INIT this child is about to answer (before the reply is written). */
 void super_child_report_init(struct super_child *sc, const void *init_in, size_t len, bool pt);
+/*
+ * Tests: when MOWS_TEST_CHILD_CRASH_IF names a file that exists, removes it and dies here
+ * (SIGKILL), so a test can place a crash at the worst moment (@where, logged) once.
+ */
+void super_child_test_crash(const char *where);
 /* Says the child is serving (resets the crash-loop count). */
 void super_child_ready(struct super_child *sc);
 /*

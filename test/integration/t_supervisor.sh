@@ -173,6 +173,18 @@ one_mode() { # PASSTHROUGH
 one_mode auto
 one_mode off
 
+# The first serving process dies after it recorded the kernel's INIT and before its answer
+# went out: the kernel resends the INIT to the next one, which answers it as negotiated
+# (libfuse itself would refuse a second INIT, and the connection with it).
+touch "$SCRATCH/crash-at-init"
+MOWS_TEST_CHILD_CRASH_IF=$SCRATCH/crash-at-init \
+	mows_mount "$B" "$M" --supervise=on --chunk-size=1M --max-memory=64M --cache-dir="$S"
+assert_cmp "$B/r2.bin" "$M/r2.bin"
+grep -q 'dying answering INIT' "$MOWS_LOG" || fail "the test crash point was not reached"
+grep -q "the kernel's INIT came again" "$MOWS_LOG" || fail "no log line about the INIT answered again"
+assert_eq 1 "$(status_get restarts)" "restarts after a death at INIT"
+mows_umount "$M"
+
 # Under systemd (Type=notify, NotifyAccess=main, a watchdog): the unit's main process is the
 # supervisor, so READY=1, WATCHDOG=1 and STATUS= come on its behalf from every serving
 # process; a handover sends no STOPPING=1 (the service goes on), the final stop does.
