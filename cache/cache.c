@@ -1565,6 +1565,16 @@ void cache_slab_region(struct cache *c, void **base, size_t *len)
 	*len = c->store ? 0 : c->slab.map_len;
 }
 
+void cache_set_forget(struct cache *c, void (*fn)(void *ctx, const void *addr, size_t len),
+		      void *ctx)
+{
+	if (!c->store)
+		return;
+	pthread_mutex_lock(&c->lock);
+	cache_store_set_forget(c->store, fn, ctx);
+	pthread_mutex_unlock(&c->lock);
+}
+
 bool cache_has_store(const struct cache *c)
 {
 	return c->store != NULL;

@@ -217,8 +217,19 @@ struct cache_file *cache_file_by_key(struct cache *c, uint64_t key);
 /* Returns a reference to the current version of @relpath, or NULL (errno ENOENT). */
 struct cache_file *cache_file_find(struct cache *c, const char *relpath);
 
-/* The slab: every chunk lives in [*base, *base + *len). For registering it with a NIC. */
+/* The slab: every chunk lives in [*base, *base + *len). For registering it with a NIC.
+ * NULL and 0 when chunks live in files (register each chunk's span, and cache_set_forget()). */
 void cache_slab_region(struct cache *c, void **base, size_t *len);
+
+/*
+ * Files mode, for a NIC that registers chunks' spans (net/rdma.c): @fn(@ctx, addr, len) is
+ * called before the bytes at [addr, + len) are punched out (a chunk evicted or dropped) or
+ * unmapped (a version freed), so that a memory region over them goes first. Never for a
+ * chunk that is pinned or filling. Called with cache->lock held: @fn must not call into the
+ * cache. NULL @fn unsets it; do that before @ctx goes. No-op in slab mode. Any thread.
+ */
+void cache_set_forget(struct cache *c, void (*fn)(void *ctx, const void *addr, size_t len),
+		      void *ctx);
 
 /* Whether chunks live in files (cache_store = files): passthrough is possible. */
 bool cache_has_store(const struct cache *c);

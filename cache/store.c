@@ -25,6 +25,8 @@ struct cache_store {
 	char dir[CONFIG_PATH_MAX];
 	int dirfd;
 	uint64_t gen;         /* this daemon's file names: g<gen>-v<id> */
+	void (*forget)(void *ctx, const void *addr, size_t len); /* protected by cache->lock */
+	void *forget_ctx;
 };
 
 #define INDEX_NAME "index"
@@ -153,12 +155,27 @@ out_close:;
 	return rc;
 }
 
+void cache_store_set_forget(struct cache_store *s,
+			    void (*fn)(void *ctx, const void *addr, size_t len), void *ctx)
+{
+	s->forget = fn;
+	s->forget_ctx = ctx;
+}
+
+static void forget(const struct cache_store_file *f, uint64_t off, uint64_t len)
+{
+	if (f->store->forget && len)
+		f->store->forget(f->store->forget_ctx, f->map + off, len);
+}
+
 void cache_store_file_release(struct cache_store_file *f, bool keep)
 {
 	if (!f->exists)
 		return;
-	if (f->map)
+	if (f->map) {
+		forget(f, 0, f->map_len);
 		munmap(f->map, f->map_len);
+	}
 	if (!keep)
 		unlinkat(f->store->dirfd, f->name, 0);
 	f->exists = false;
@@ -185,6 +202,7 @@ int cache_store_alloc(struct cache_store_file *f, uint64_t off, uint64_t len)
 
 void cache_store_punch(struct cache_store_file *f, uint64_t off, uint64_t len)
 {
+	forget(f, off, len);
 	/* page_up: a file's last page, past its end, too */
 	if (madvise(f->map + off, page_up(len), MADV_REMOVE) < 0)
 		log_warn("cache: cannot give back bytes %" PRIu64 "-%" PRIu64 " of %s: %s", off,

@@ -112,6 +112,15 @@ const char *cache_store_dir(const struct cache_store *s);
 int cache_store_file_create(struct cache_store *s, uint64_t id, uint64_t size,
 			    struct cache_store_file *out);
 
+/*
+ * A say before bytes go, for whoever registered file memory with a NIC (net/rdma.c, through
+ * cache_set_forget()): @fn(@ctx, addr, len) runs before cache_store_punch() gives a range
+ * back and before cache_store_file_release() unmaps a file, so that no memory region keeps
+ * pages the file no longer holds. NULL @fn: none. Set and called under cache->lock.
+ */
+void cache_store_set_forget(struct cache_store *s,
+			    void (*fn)(void *ctx, const void *addr, size_t len), void *ctx);
+
 /* Unmaps and unlinks (unless @keep: left for a warm restart). Safe on a zeroed file. */
 void cache_store_file_release(struct cache_store_file *f, bool keep);
 

@@ -76,7 +76,7 @@ struct mows_config {
 	enum config_ownership ownership;      /* chunk owners: balanced map or plain rendezvous */
 
 	/* Where chunk bytes live (cache/store.h) and FUSE passthrough onto them (fs/). */
-	enum config_store cache_store;        /* default auto: files unless hugetlb or RDMA */
+	enum config_store cache_store;        /* default auto: files unless hugetlb */
 	char cache_dir[CONFIG_PATH_MAX];      /* "" = /run/mows/<escaped mountpoint>.cache */
 	enum config_passthrough passthrough;  /* default auto */
 	enum config_open_wait open_wait;      /* default off */

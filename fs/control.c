@@ -243,7 +243,12 @@ static void status_json(struct client *cl, const struct cache_stats *st)
 		if (!strcmp(name, "backing"))
 			backing = bytes;
 	}
-	fprintf(out, "},\"bytes_from_backing\":%llu,\"files\":[", (unsigned long long)backing);
+	fprintf(out, "},\"bytes_from_backing\":%llu", (unsigned long long)backing);
+	fprintf(out, ",\"passthrough_opens\":%llu,\"passthrough_bytes_opened\":%llu"
+		",\"passthrough_open_now\":%llu,\"files\":[",
+		(unsigned long long)atomic_load(&m->pt_opens),
+		(unsigned long long)atomic_load(&m->pt_bytes_opened),
+		(unsigned long long)atomic_load(&m->pt_open_now));
 	struct status_walk w = { cl, true };
 	cache_foreach_file(m->cache, status_file, &w);
 	fputs("]}\n", out);
@@ -272,6 +277,10 @@ static void status_text(struct client *cl, const struct cache_stats *st)
 	fprintf(out, ". fills    %llu, errors %llu, evictions %llu\n",
 		(unsigned long long)st->fills, (unsigned long long)st->fill_errors,
 		(unsigned long long)st->evictions);
+	fprintf(out, ". passthrough %llu opens of %s (read by the kernel, not counted above), "
+		"%llu open now\n", (unsigned long long)atomic_load(&m->pt_opens),
+		config_format_size(atomic_load(&m->pt_bytes_opened), a, sizeof(a)),
+		(unsigned long long)atomic_load(&m->pt_open_now));
 	fprintf(out, ". %-9s %8s %8s  %s\n", "STATE", "CACHED", "SIZE", "PATH");
 	struct status_walk w = { cl, true };
 	cache_foreach_file(m->cache, status_file, &w);
@@ -588,14 +597,19 @@ static void peers_rdma_json(const struct peers_snapshot *s, FILE *out)
 		",\"leases_granted\":%" PRIu64 ",\"leases_expired\":%" PRIu64
 		",\"descs\":%" PRIu64 ",\"digests_checked\":%" PRIu64
 		",\"digest_mismatches\":%" PRIu64 ",\"digests_computed\":%" PRIu64
-		",\"msgs_refused\":%" PRIu64 "},",
+		",\"msgs_refused\":%" PRIu64 ",\"regions_active\":%" PRIu64
+		",\"region_bytes\":%" PRIu64 ",\"regions_registered\":%" PRIu64
+		",\"regions_forgotten\":%" PRIu64 ",\"region_reg_us\":%" PRIu64
+		",\"region_reg_max_us\":%" PRIu64 "},",
 		s->rdma_device, (uint64_t)r->reads_posted, (uint64_t)r->bytes_read,
 		(uint64_t)r->fetches, (uint64_t)r->fetch_errors, (uint64_t)r->completion_errors,
 		(uint64_t)r->conns_out, (uint64_t)r->conns_in, (uint64_t)r->conns_refused,
 		(uint64_t)r->leases_active, (uint64_t)r->leases_granted,
 		(uint64_t)r->leases_expired, (uint64_t)r->descs, (uint64_t)r->digests_checked,
 		(uint64_t)r->digest_mismatches, (uint64_t)r->digests_computed,
-		(uint64_t)r->msgs_refused);
+		(uint64_t)r->msgs_refused, (uint64_t)r->regions_active, (uint64_t)r->region_bytes,
+		(uint64_t)r->regions_registered, (uint64_t)r->regions_forgotten,
+		(uint64_t)r->region_reg_ns / 1000, (uint64_t)r->region_reg_max_ns / 1000);
 }
 
 static void peers_json(const struct peers_snapshot *s, FILE *out)

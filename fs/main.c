@@ -10,7 +10,6 @@
  * Exit status: 0 after a clean unmount or SIGTERM, 1 when mounting or running fails, 2 for
  * bad usage or configuration.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -142,38 +141,19 @@ static int fail(const char *msg)
 	return EXIT_USAGE;
 }
 
-/* Whether this machine has an RDMA device (which transport = auto would use). */
-static bool rdma_device_present(void)
-{
-	DIR *d = opendir("/sys/class/infiniband");
-	struct dirent *e;
-	bool found = false;
-	while (d && !found && (e = readdir(d)))
-		found = e->d_name[0] != '.';
-	if (d)
-		closedir(d);
-	return found;
-}
-
 /*
  * Where chunks live. Files on a huge-page tmpfs (cache/store.h) make passthrough possible
- * and take memory as chunks fill; the slab stays where files cannot serve: hugetlb pages
- * (hugepages = on; hugetlbfs cannot back passthrough) and RDMA (a memory region pins the
- * pages it was registered with, so a chunk's hole punched and refilled would leave the NIC
- * reading the old pages; the slab is registered once). auto picks files otherwise.
+ * and take memory as chunks fill; RDMA serves from them too (a memory region per chunk,
+ * net/rdma.h). The slab stays only for hugetlb pages (hugepages = on: hugetlbfs cannot back
+ * passthrough) or when asked for (cache_store = slab). auto picks files otherwise.
  */
 static int choose_store(struct mows *m, char *err, size_t errlen)
 {
 	struct mows_config *c = &m->cfg;
-	bool rdma = c->listen[0] && (c->transport == TRANSPORT_RDMA ||
-				     (c->transport == TRANSPORT_AUTO && rdma_device_present()));
-	if (c->cache_store == STORE_FILES && c->transport == TRANSPORT_RDMA) {
-		snprintf(err, errlen, "cache_store = files with transport = rdma: RDMA reads need "
-			 "the slab; set cache_store = slab (or auto), or transport = tcp");
-		return -EINVAL;
-	}
-	if (c->cache_store == STORE_AUTO && (c->hugepages == HUGEPAGES_ON || rdma)) {
-		log_info("cache: in the slab (%s)", rdma ? "RDMA needs it" : "hugepages = on");
+	(void)err;
+	(void)errlen;
+	if (c->cache_store == STORE_AUTO && c->hugepages == HUGEPAGES_ON) {
+		log_info("cache: in the slab (hugepages = on)");
 		c->cache_store = STORE_SLAB;
 	}
 	if (c->cache_store != STORE_SLAB && !c->cache_dir[0] && m->socket_path[0]) {

@@ -180,6 +180,20 @@ static void format_peers(FILE *out, struct mows *m, const struct cache_stats *st
 	fprintf(out, "mows_crc_mismatches_total{source=\"peer\"} %" PRIu64 "\n", t.bad_crc);
 }
 
+/* Opens the kernel serves itself: their reads never reach mows, so only opens count. */
+static void format_passthrough(FILE *out, struct mows *m)
+{
+	counter(out, "mows_passthrough_opens_total",
+		"Opens served in FUSE passthrough mode: the kernel reads them from the cache's "
+		"files, and none of their reads are in mows_read_bytes_total",
+		atomic_load(&m->pt_opens));
+	counter(out, "mows_passthrough_opened_bytes_total",
+		"File bytes made readable through passthrough opens: each adds its file's size, "
+		"however much of it is then read", atomic_load(&m->pt_bytes_opened));
+	gauge(out, "mows_passthrough_open_files", "Passthrough opens not closed yet",
+	      atomic_load(&m->pt_open_now));
+}
+
 int metrics_format(struct mows *m, char **buf, size_t *len)
 {
 	struct cache_stats st;
@@ -200,6 +214,7 @@ int metrics_format(struct mows *m, char **buf, size_t *len)
 		super_child_restarts(m->super));
 	histogram(out, "mows_read_duration_seconds",
 		  "Time from a FUSE read request to its reply", &reads);
+	format_passthrough(out, m);
 	bool bad = ferror(out);
 	if (fclose(out) || bad) {
 		free(*buf);

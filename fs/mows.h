@@ -131,6 +131,10 @@ struct mows {
 
 	/* Supervision (supervisor.c): NULL unless a supervisor started this process. */
 	struct super_child *super;
+	/* Passthrough opens, which the kernel then serves without us (status, /metrics). */
+	_Atomic uint64_t pt_opens;        /* opens that went passthrough, since start */
+	_Atomic uint64_t pt_bytes_opened; /* the file size of each of those, summed */
+	_Atomic uint64_t pt_open_now;     /* passthrough opens not released yet */
 };
 
 /* ops.c */

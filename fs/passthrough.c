@@ -444,6 +444,11 @@ int mows_pt_open(struct mows *m, struct mows_inode *in, struct cache_file *f, bo
 	}
 	if (!*pt)
 		in->opens_plain++;
+	if (*pt) {
+		atomic_fetch_add(&m->pt_opens, 1);
+		atomic_fetch_add(&m->pt_bytes_opened, in->size);
+		atomic_fetch_add(&m->pt_open_now, 1);
+	}
 	int id = in->backing_id;
 	do_rec_sync(m, in);
 	pthread_mutex_unlock(&m->ino_lock);
@@ -457,6 +462,7 @@ void mows_pt_release(struct mows *m, struct mows_inode *in, struct cache_file *f
 		in->opens_plain--;
 	} else {
 		cache_file_passthrough_put(m->cache, f);
+		atomic_fetch_sub(&m->pt_open_now, 1);
 		if (--in->opens_pt == 0)
 			do_backing_close(m, in);
 	}

@@ -1189,6 +1189,12 @@ out_free:
 	return NULL;
 }
 
+/* The cache is about to punch out or unmap these bytes: their memory region goes first. */
+static void rdma_forget(void *ctx, const void *addr, size_t len)
+{
+	rdma_ctx_forget(ctx, addr, len);
+}
+
 /* RDMA, when configured and a device works; after daemonizing (verbs and fork do not mix). */
 static int rdma_start(struct peers *p)
 {
@@ -1208,6 +1214,7 @@ static int rdma_start(struct peers *p)
 		p->rdma = NULL;
 	}
 	if (p->rdma) {
+		cache_set_forget(p->cache, rdma_forget, p->rdma);
 		p->self.caps = PROTO_CAP_RDMA;
 		log_info("peers: RDMA on %s, port %u", rdma_ctx_device(p->rdma), p->listen_port);
 		return 0;
@@ -1279,6 +1286,8 @@ void peers_free(struct peers *p)
 	}
 	members_release(&p->members);
 	owners_free(p->owners);
+	if (p->rdma)
+		cache_set_forget(p->cache, NULL, NULL);
 	rdma_ctx_free(p->rdma);
 	close(p->listen_fd);
 	close(p->stop_fd);

@@ -32,6 +32,8 @@
 #define ESTABLISH_MS	10000		/* an accepted connection must be up by then */
 #define TICK_MS		1000
 #define STOP_EXTRA_MS	5000
+#define REGION_BUCKETS	1024		/* hash buckets of the chunk regions (files mode) */
+#define REGIONS_SPARE	64		/* device MRs left for the message buffers and slack */
 
 /* wr_id: what completed (top byte) and a buffer index or a READ's length. */
 #define WR_RECV		1ull
@@ -363,6 +365,18 @@ unsigned rdma_leases_count(const struct rdma_leases *t, const void *owner)
 
 /* ---- the context and its connections ---- */
 
+/*
+ * Files mode: one memory region per chunk's bytes, registered the first time the chunk is
+ * served or filled by RDMA and deregistered by rdma_ctx_forget() before those bytes are
+ * punched out or unmapped. Keyed by the chunk's first byte.
+ */
+struct chunk_region {
+	const uint8_t *addr;
+	size_t len;
+	struct ibv_mr *mr;
+	struct chunk_region *next;       /* bucket chain */
+};
+
 /* A SHA-256 the holder computed for the bytes of one cached chunk in one slab place. */
 struct digest_memo {
 	uint64_t file_key, chunk;
@@ -378,9 +392,10 @@ struct rdma_ctx {
 	struct rdma_host host;
 	struct ibv_context *verbs;       /* opened and owned by librdmacm */
 	struct ibv_pd *pd;
-	struct ibv_mr *mr;               /* the slab */
-	uint8_t *slab;
+	struct ibv_mr *mr;               /* the slab; NULL in files mode */
+	uint8_t *slab;                   /* NULL in files mode: chunk regions instead */
 	size_t slab_len;
+	uint32_t regions_max;            /* files mode: chunk regions the device allows us */
 	uint8_t *msgs;                   /* MAX_SLOTS * SLOT_MSGS buffers of RDMA_MSG_MAX */
 	struct ibv_mr *msg_mr;
 	char device[64];
@@ -393,9 +408,10 @@ struct rdma_ctx {
 	pthread_t cm_thread;
 	bool listening;
 	bool corrupt_reads;              /* test-only fault: MOWS_TEST_RDMA_CORRUPT=1 */
+	bool region_failed_told;         /* atomic: a failed chunk registration was logged */
 
-	/* Atomic (COUNT), except leases_granted, leases_expired and bytes_leased: protected by
-	 * lock. leases_active is leases.active. */
+	/* Atomic (COUNT), except leases_granted, leases_expired, bytes_leased and the region_
+	 * ones: protected by lock. leases_active is leases.active. */
 	struct rdma_counters n;
 
 	pthread_mutex_t lock;
@@ -404,6 +420,7 @@ struct rdma_ctx {
 	struct digest_memo memo[MEMO_SLOTS]; /* protected by lock */
 	bool slot_used[MAX_SLOTS];       /* protected by lock */
 	struct transport_conn *serving;  /* protected by lock */
+	struct chunk_region *regions[REGION_BUCKETS]; /* files mode, protected by lock */
 	unsigned nserving;               /* protected by lock */
 	bool stopping;                   /* protected by lock */
 };
@@ -458,6 +475,165 @@ static void set_nonblock(int fd)
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0)
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* ---- memory regions: the slab's, or one per chunk (files mode) ---- */
+
+static const char *memlock_limit(char *buf, size_t len);
+
+#define REGION_GRANULE_SHIFT 21	/* chunk regions are hashed by the 2 MiB unit they start in */
+
+static struct chunk_region **region_bucket(struct rdma_ctx *r, uintptr_t addr)
+{
+	uint64_t h = (uint64_t)(addr >> REGION_GRANULE_SHIFT) * 0x9e3779b97f4a7c15ull;
+	return &r->regions[(h >> 32) % REGION_BUCKETS];
+}
+
+/* The region registered for [@addr, + @len), or NULL. Lock held. */
+static struct ibv_mr *do_region_find(struct rdma_ctx *r, const void *addr, size_t len)
+{
+	for (struct chunk_region *e = *region_bucket(r, (uintptr_t)addr); e; e = e->next)
+		if (e->addr == addr && e->len >= len)
+			return e->mr;
+	return NULL;
+}
+
+static void region_free(struct chunk_region *e)
+{
+	if (ibv_dereg_mr(e->mr))
+		log_warn("rdma: cannot deregister a chunk's memory region: %s", strerror(errno));
+	free(e);
+}
+
+static void do_region_count(struct rdma_ctx *r, const struct chunk_region *e, uint64_t ns)
+{
+	r->n.regions_active++;
+	r->n.region_bytes += e->len;
+	r->n.regions_registered++;
+	r->n.region_reg_ns += ns;
+	if (ns > r->n.region_reg_max_ns)
+		r->n.region_reg_max_ns = ns;
+}
+
+/* Registers [@p, + @len) as a chunk region, or finds the one another thread just did. */
+static int region_register(struct rdma_ctx *r, const void *p, size_t len, struct ibv_mr **out)
+{
+	char lim[32];
+	struct chunk_region *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	uint64_t t0 = mono_ns();
+	e->mr = ibv_reg_mr(r->pd, (void *)(uintptr_t)p, len,
+			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ);
+	uint64_t ns = mono_ns() - t0;
+	if (!e->mr) {
+		int rc = -(errno ? errno : ENOMEM);
+		free(e);
+		if (!__atomic_exchange_n(&r->region_failed_told, true, __ATOMIC_RELAXED))
+			log_warn("rdma: cannot register a chunk of %zu bytes with %s: %s%s%s; that "
+				 "chunk comes from another source", len, r->device, strerror(-rc),
+				 rc == -ENOMEM || rc == -EPERM ? "; the memlock limit must be "
+				 "unlimited, it is " : "", rc == -ENOMEM || rc == -EPERM ?
+				 memlock_limit(lim, sizeof(lim)) : "");
+		return rc;
+	}
+	e->addr = p;
+	e->len = len;
+	pthread_mutex_lock(&r->lock);
+	struct ibv_mr *won = do_region_find(r, p, len);
+	if (!won) {
+		struct chunk_region **b = region_bucket(r, (uintptr_t)p);
+		e->next = *b;
+		*b = e;
+		do_region_count(r, e, ns);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (won) {
+		region_free(e);
+		*out = won;
+		return 0;
+	}
+	*out = e->mr;
+	return 0;
+}
+
+/*
+ * The keys under which [@p, + @len) can be read and written: the slab's (-EINVAL when it is
+ * not inside), or its chunk region's, registered now if it has none (-ENOSPC when the
+ * device allows no more). The caller has the chunk pinned or owns its fill, so the region
+ * cannot be forgotten while it uses the keys.
+ */
+static int region_keys(struct rdma_ctx *r, const void *p, size_t len, uint32_t *lkey,
+		       uint32_t *rkey)
+{
+	if (!len || len > UINT32_MAX)
+		return -EINVAL;
+	if (r->slab) {
+		if (!rdma_range_inside(r->slab, r->slab_len, p, len))
+			return -EINVAL;
+		*lkey = r->mr->lkey;
+		*rkey = r->mr->rkey;
+		return 0;
+	}
+	pthread_mutex_lock(&r->lock);
+	struct ibv_mr *mr = do_region_find(r, p, len);
+	bool room = r->n.regions_active < r->regions_max;
+	pthread_mutex_unlock(&r->lock);
+	if (!mr && !room)
+		return -ENOSPC;
+	if (!mr) {
+		int rc = region_register(r, p, len, &mr);
+		if (rc)
+			return rc;
+	}
+	*lkey = mr->lkey;
+	*rkey = mr->rkey;
+	return 0;
+}
+
+void rdma_ctx_forget(struct rdma_ctx *r, const void *addr, size_t len)
+{
+	if (!r || r->slab || !len)
+		return;
+	uintptr_t a = (uintptr_t)addr, b = a + len;
+	struct chunk_region *gone = NULL;
+	pthread_mutex_lock(&r->lock);
+	/* Chunks do not overlap, so a region overlapping the range starts inside it. */
+	for (uintptr_t g = a >> REGION_GRANULE_SHIFT;
+	     g <= (b - 1) >> REGION_GRANULE_SHIFT && r->n.regions_active; g++) {
+		struct chunk_region **pp = region_bucket(r, g << REGION_GRANULE_SHIFT);
+		while (*pp) {
+			struct chunk_region *e = *pp;
+			if ((uintptr_t)e->addr < a || (uintptr_t)e->addr >= b) {
+				pp = &e->next;
+				continue;
+			}
+			*pp = e->next;
+			e->next = gone;
+			gone = e;
+			r->n.regions_active--;
+			r->n.region_bytes -= e->len;
+			r->n.regions_forgotten++;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	while (gone) {
+		struct chunk_region *e = gone;
+		gone = e->next;
+		region_free(e);
+	}
+}
+
+/* Deregisters every chunk region (the context is going). */
+static void forget_all_regions(struct rdma_ctx *r)
+{
+	for (unsigned i = 0; i < REGION_BUCKETS; i++)
+		while (r->regions[i]) {
+			struct chunk_region *e = r->regions[i];
+			r->regions[i] = e->next;
+			region_free(e);
+		}
+	r->n.regions_active = r->n.region_bytes = 0;
 }
 
 static uint8_t *msg_buf(struct transport_conn *c, unsigned i)
@@ -805,17 +981,19 @@ static void grant(struct rdma_ctx *r, const void *owner, const struct proto_get 
 		d->status = EBUSY;
 		return;
 	}
+	uint32_t lkey, rkey;
 	int rc = r->host.pin(r->host.ctx, g, &span, &crc);
 	if (rc) {
 		d->status = status_of(rc);
 		return;
 	}
-	if (!rdma_range_inside(r->slab, r->slab_len, span.data, span.len) ||
-	    span.len > UINT32_MAX) {
-		log_err("rdma: host pinned a span outside the registered slab (%p, %zu bytes)",
-			span.data, span.len);
+	rc = region_keys(r, span.data, span.len, &lkey, &rkey);
+	if (rc) {
+		if (rc == -EINVAL)
+			log_err("rdma: host pinned a span outside the registered slab (%p, %zu "
+				"bytes)", span.data, span.len);
 		r->host.unpin(r->host.ctx, &span);
-		d->status = EIO;
+		d->status = rc == -ENOSPC || rc == -ENOMEM ? EBUSY : EIO;
 		return;
 	}
 	rc = chunk_digest(r, g, &span, crc, kind, &d->digest);
@@ -835,7 +1013,7 @@ static void grant(struct rdma_ctx *r, const void *owner, const struct proto_get 
 	}
 	d->crc32 = crc;
 	d->length = (uint32_t)span.len;
-	d->rkey = r->mr->rkey;
+	d->rkey = rkey;
 	d->addr = (uintptr_t)span.data;
 	d->lease = lease;
 }
@@ -960,10 +1138,10 @@ static void refuse(struct rdma_ctx *r, struct rdma_cm_id *id, enum rdma_refusal 
 {
 	uint8_t priv[RDMA_ACCEPT_PRIV_LEN];
 	rdma_accept_priv_encode(priv, why);
+	COUNT(r, conns_refused, 1); /* before the peer can learn of it */
 	if (rdma_reject(id, priv, sizeof(priv)))
 		log_debug("rdma: rdma_reject: %s", strerror(errno));
 	rdma_destroy_id(id);
-	COUNT(r, conns_refused, 1);
 }
 
 static void peer_name(struct rdma_cm_id *id, char *buf, size_t len)
@@ -1340,8 +1518,8 @@ out_destroy:
 	return NULL;
 }
 
-static int conn_read(struct transport_conn *c, uint8_t *dst, size_t len, uint64_t addr,
-		     uint32_t rkey, const struct deadline *dl)
+static int conn_read(struct transport_conn *c, uint8_t *dst, uint32_t lkey, size_t len,
+		     uint64_t addr, uint32_t rkey, const struct deadline *dl)
 {
 	struct rdma_ctx *r = c->r;
 	c->read_off = 0;
@@ -1355,7 +1533,7 @@ static int conn_read(struct transport_conn *c, uint8_t *dst, size_t len, uint64_
 			size_t n = len - c->read_off < r->read_wr_max ? len - c->read_off :
 				   r->read_wr_max;
 			struct ibv_sge sge = { .addr = (uintptr_t)(dst + c->read_off),
-					       .length = (uint32_t)n, .lkey = r->mr->lkey };
+					       .length = (uint32_t)n, .lkey = lkey };
 			struct ibv_send_wr wr = {
 				.wr_id = WRID(WR_READ, n), .sg_list = &sge, .num_sge = 1,
 				.opcode = IBV_WR_RDMA_READ, .send_flags = IBV_SEND_SIGNALED,
@@ -1451,8 +1629,10 @@ static int rdma_fetch(struct transport_conn *c, const struct transport_chunk_req
 		return c->err;
 	if (!c->has_link)
 		return -ENOTCONN;
-	if (!rdma_range_inside(r->slab, r->slab_len, dst, len) || len > UINT32_MAX)
-		return -EINVAL;
+	uint32_t lkey, rkey;
+	rc = region_keys(r, dst, len, &lkey, &rkey);
+	if (rc)
+		return rc;
 	rc = ask_desc(c, req, &d, dl);
 	if (rc)
 		goto out_break;
@@ -1465,7 +1645,7 @@ static int rdma_fetch(struct transport_conn *c, const struct transport_chunk_req
 		rc = -EPROTO;
 		goto out_break;
 	}
-	rc = conn_read(c, dst, len, d.addr, d.rkey, dl);
+	rc = conn_read(c, dst, lkey, len, d.addr, d.rkey, dl);
 	if (rc == 0)
 		rc = verify(c, dst, len, &d);
 	release(c, d.lease, dl);
@@ -1570,12 +1750,14 @@ static int register_memory(struct rdma_ctx *r, char *err, size_t errlen)
 			 r->device, strerror(-rc));
 		return rc;
 	}
-	r->mr = ibv_reg_mr(r->pd, r->slab, r->slab_len,
-			   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ);
-	if (r->mr)
+	r->regions_max = da.max_mr > REGIONS_SPARE ? (uint32_t)(da.max_mr - REGIONS_SPARE) : 1;
+	if (r->slab)
+		r->mr = ibv_reg_mr(r->pd, r->slab, r->slab_len,
+				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ);
+	if (r->mr || !r->slab)
 		r->msg_mr = ibv_reg_mr(r->pd, r->msgs, (size_t)MAX_SLOTS * SLOT_MSGS * RDMA_MSG_MAX,
 				       IBV_ACCESS_LOCAL_WRITE);
-	if (r->mr && r->msg_mr)
+	if ((r->mr || !r->slab) && r->msg_mr)
 		return 0;
 	rc = -(errno ? errno : ENOMEM);
 	if (rc == -ENOMEM || rc == -EPERM)
@@ -1592,6 +1774,7 @@ static int register_memory(struct rdma_ctx *r, char *err, size_t errlen)
 
 static void release_memory(struct rdma_ctx *r)
 {
+	forget_all_regions(r);
 	if (r->msg_mr && ibv_dereg_mr(r->msg_mr))
 		log_warn("rdma: cannot deregister the message buffers: %s", strerror(errno));
 	if (r->mr && ibv_dereg_mr(r->mr))
@@ -1636,21 +1819,22 @@ struct rdma_ctx *rdma_ctx_new(const struct mows_config *cfg, void *slab_base, si
 		snprintf(err, errlen, "rdma: eventfd: %s", strerror(errno));
 		goto out_free;
 	}
-	rc = pick_device(r, err, errlen);
-	if (rc == 0 && (!slab_base || !slab_len)) {
-		/* Chunks in files (cache_store = files): a region pins the pages it was registered
-		 * with, and an evicted chunk's hole refilled gets new ones, so only the slab can be
-		 * registered once and read by peers (fs/main.c chooses the slab when RDMA is used). */
-		snprintf(err, errlen, "rdma: device %s found, but the cache is in files, not in the "
-			 "slab; peers use TCP (set cache_store = slab for RDMA)", r->device);
-		rc = -EOPNOTSUPP;
-	} else if (rc == 0) {
-		rc = register_memory(r, err, errlen);
+	if (!slab_base || !slab_len) {
+		r->slab = NULL; /* files mode */
+		r->slab_len = 0;
 	}
+	rc = pick_device(r, err, errlen);
+	if (rc == 0)
+		rc = register_memory(r, err, errlen);
 	if (rc)
 		goto out_release_memory;
-	log_info("rdma: device %s port %u, %zu bytes of slab registered", r->device,
-		 cfg->rdma_port, slab_len);
+	if (r->slab)
+		log_info("rdma: device %s port %u, %zu bytes of slab registered", r->device,
+			 cfg->rdma_port, slab_len);
+	else
+		log_info("rdma: device %s port %u; the cache is in files: one memory region per "
+			 "chunk, registered when RDMA first serves or fills it (at most %u)",
+			 r->device, cfg->rdma_port, r->regions_max);
 	return r;
 out_release_memory:
 	release_memory(r);
@@ -1742,6 +1926,12 @@ void rdma_stats(struct rdma_ctx *r, struct rdma_counters *out)
 	out->leases_granted = r->n.leases_granted;
 	out->leases_expired = r->n.leases_expired;
 	out->bytes_leased = r->n.bytes_leased;
+	out->regions_active = r->n.regions_active;
+	out->region_bytes = r->n.region_bytes;
+	out->regions_registered = r->n.regions_registered;
+	out->regions_forgotten = r->n.regions_forgotten;
+	out->region_reg_ns = r->n.region_reg_ns;
+	out->region_reg_max_ns = r->n.region_reg_max_ns;
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -1753,4 +1943,10 @@ void rdma_ctx_test_lease_ms(struct rdma_ctx *r, unsigned ms)
 void rdma_conn_test_keep_leases(struct transport_conn *c)
 {
 	c->keep_leases = true;
+}
+
+int rdma_ctx_test_register(struct rdma_ctx *r, const void *p, size_t len)
+{
+	uint32_t lkey, rkey;
+	return region_keys(r, p, len, &lkey, &rkey);
 }

@@ -2,14 +2,30 @@
  * The RDMA transport: chunks move by one-sided RDMA READ from the serving node's slab
  * straight into the requester's slot, with rdma_cm (RC queue pairs) and libibverbs.
  *
- * Memory. rdma_ctx_new() registers the whole slab once, as one memory region with local
- * write and remote read access, plus one small region for the receive buffers of every
- * connection the context will ever have. Nothing is registered per connection or per I/O.
- * The remote key of the slab is only ever sent over a peer's authenticated link (TLS), to a
+ * Memory. With the cache in the slab (cache_store = slab), rdma_ctx_new() registers the
+ * whole slab once, as one memory region with local write and remote read access. With the
+ * cache in files (cache_store = files, the default) there is no slab: each chunk's bytes, a
+ * range of its version's file mapping (cache/store.h), get a memory region of their own
+ * (local write, remote read), registered the first time that chunk is served (grant()) or
+ * filled (fetch() into it) by RDMA, and kept while the chunk stays cached. A region pins the
+ * pages it was registered with: a hole punched and refilled gets new pages that the NIC would
+ * never see, and an unmapped range may be mapped again by another file. So the cache calls
+ * rdma_ctx_forget() (through cache_set_forget(), under its lock) before it punches a chunk
+ * out or unmaps a file, and the region goes first. The cache never does that to a chunk that
+ * is pinned, and a lease pins its chunk (host->pin) and a fill owns its slot, so a region is
+ * never forgotten under a READ that a live lease or fill covers; one forgotten under an
+ * expired lease's READ makes that READ fail (remote access error), it never reads other bytes.
+ * Costs, measured (README "RDMA"): one region per chunk held that RDMA touched, so at most
+ * max_memory / chunk_size regions, whatever the number of files; each registration takes
+ * time in proportion to its size, once per chunk cached, never per READ.
+ * Both modes: one small region for the receive buffers of every connection the context will
+ * ever have. Nothing is registered per connection or per I/O.
+ * A remote key is only ever sent over a peer's authenticated link (TLS), to a
  * peer whose RDMA connection the server accepted because its connect request carried a
- * ticket handed out over that same kind of link (host->ticket_ok). A peer that holds the key
- * can read the whole slab for as long as it stays connected; peers are trusted with cached
- * chunks anyway, and a slab holds nothing but cached chunks.
+ * ticket handed out over that same kind of link (host->ticket_ok). A peer that holds the
+ * slab's key can read the whole slab for as long as it stays connected; one that holds a
+ * chunk region's key, that chunk while it stays cached; peers are trusted with cached
+ * chunks anyway.
  *
  * Descriptors travel inside TLS, never over the RDMA connection. The requester sends
  * DESC_REQ (which chunk of which file version, as a TCP GET names it, and the digest it
@@ -122,12 +138,21 @@ struct rdma_counters {
 	uint64_t digests_computed;   /* SHA-256 digests computed (the memo missed) */
 	uint64_t msgs_refused;       /* messages that came over an RDMA connection (never
 					sent by mows; each ended its connection) */
+	/* Files mode (the cache in files): one memory region per chunk served or filled. */
+	uint64_t regions_active;     /* chunk regions registered now */
+	uint64_t region_bytes;       /* bytes they cover */
+	uint64_t regions_registered; /* ibv_reg_mr calls for chunks, ever */
+	uint64_t regions_forgotten;  /* deregistered because the cache gave the bytes back */
+	uint64_t region_reg_ns;      /* time spent in those registrations, in total */
+	uint64_t region_reg_max_ns;  /* the longest one */
 };
 
 /*
  * Opens the RDMA device cfg->rdma_device (or, when "", the first one whose port
  * cfg->rdma_port is ACTIVE), allocates a protection domain and registers [@slab_base,
  * + @slab_len) once as one memory region, with the message buffers. @host is copied.
+ * A NULL @slab_base (length 0) is files mode: chunk regions are registered as chunks are
+ * served and filled, and the cache must be told to call rdma_ctx_forget().
  * Returns the context, or NULL with errno set and a message in @err:
  *   ENODEV  no such device, or no usable one (no RDMA here): the caller runs TCP only.
  *   ENOMEM/EPERM  registration failed; the message says the memlock limit must be
@@ -194,7 +219,8 @@ void rdma_conn_set_link(struct transport_conn *c, const struct rdma_desc_link *l
  * rdma_conn_set_link(), READs the chunk, checks it against the digest rdma_verify asks for
  * (-EBADMSG when it does not match: the bytes in @dst must not be used) and releases the
  * lease over the link. It additionally returns -EINVAL, having sent nothing, when [dst, dst +
- * len) is not inside the context's slab (the connection stays usable), and the link's own
+ * len) is not inside the context's slab (slab mode), or -ENOSPC/-ENOMEM when a region for
+ * it cannot be registered (files mode; the connection stays usable), and the link's own
  * errors (-ETIMEDOUT, -EPIPE...). After -ECONNRESET (peer gone), -EIO from a failed
  * completion, -ETIMEDOUT, -EPROTO, -EBADMSG or any error but -ENOENT, -EIO from the
  * server's status and -EINVAL the connection is broken: its queue pair is already
@@ -225,6 +251,14 @@ ssize_t rdma_release_for(const void *desc, size_t len, void *out, size_t cap);
 
 /* Ends every lease @owner holds (its link closed). NULL @r is ignored. Any thread. */
 void rdma_ctx_drop_owner(struct rdma_ctx *r, const void *owner);
+
+/*
+ * Files mode: deregisters every chunk region that overlaps [@addr, + @len) (the cache is
+ * about to punch those bytes out or unmap them). Any thread, any locks held but the
+ * context's own (the cache calls it under cache->lock: lock order cache->lock, then the
+ * context's lock); a verbs call, no waiting on the network. No-op for NULL @r or slab mode.
+ */
+void rdma_ctx_forget(struct rdma_ctx *r, const void *addr, size_t len);
 
 /* Copies the node-wide counters. Any thread. */
 void rdma_stats(struct rdma_ctx *r, struct rdma_counters *out);
@@ -354,5 +388,8 @@ unsigned rdma_leases_count(const struct rdma_leases *t, const void *owner);
  */
 void rdma_ctx_test_lease_ms(struct rdma_ctx *r, unsigned ms);
 void rdma_conn_test_keep_leases(struct transport_conn *c);
+/* Files mode, for timing registrations (rdma_pair regbench): registers [@p, + @len) as a
+ * chunk region would be (rdma_ctx_forget() ends it). 0 or -errno. */
+int rdma_ctx_test_register(struct rdma_ctx *r, const void *p, size_t len);
 
 #endif

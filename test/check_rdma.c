@@ -536,6 +536,23 @@ START_TEST(test_ctx_no_device)
 }
 END_TEST
 
+/* The cache in files (no slab) is no reason to refuse RDMA: only the device is. */
+START_TEST(test_ctx_files_mode_no_device)
+{
+	struct mows_config cfg;
+	struct rdma_host host = { 0 };
+	char err[512] = "";
+
+	config_defaults(&cfg);
+	snprintf(cfg.rdma_device, sizeof(cfg.rdma_device), "no-such-hca9");
+	struct rdma_ctx *r = rdma_ctx_new(&cfg, NULL, 0, &host, err, sizeof(err));
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(errno, ENODEV);
+	ck_assert_msg(!strstr(err, "slab"), "%s", err);
+	rdma_ctx_forget(NULL, err, sizeof(err)); /* no context: nothing to forget */
+}
+END_TEST
+
 static Suite *rdma_suite(void)
 {
 	Suite *s = suite_create("rdma");
@@ -556,6 +573,7 @@ static Suite *rdma_suite(void)
 		{ "answer_without_rdma", test_answer_without_rdma },
 		{ "release_for", test_release_for },
 		{ "ctx_no_device", test_ctx_no_device },
+		{ "ctx_files_mode_no_device", test_ctx_files_mode_no_device },
 	};
 
 	for (size_t k = 0; k < sizeof(tests) / sizeof(tests[0]); k++) {

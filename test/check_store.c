@@ -88,6 +88,55 @@ static int load(uint64_t chunk_size, struct cache_store_index *idx)
 	return rc;
 }
 
+/* What the forget hook (cache_store_set_forget()) was told, in order. */
+struct forgot {
+	unsigned n;
+	const void *addr[4];
+	size_t len[4];
+	unsigned char first_byte[4]; /* the bytes were still there when it ran */
+};
+
+static void note_forget(void *ctx, const void *addr, size_t len)
+{
+	struct forgot *g = ctx;
+	if (g->n < 4) {
+		g->addr[g->n] = addr;
+		g->len[g->n] = len;
+		g->first_byte[g->n] = *(const unsigned char *)addr;
+	}
+	g->n++;
+}
+
+/* RDMA regions over chunks are dropped before their bytes are punched out or unmapped. */
+START_TEST(test_forget_before_punch_and_unmap)
+{
+	struct cache_store *s = store_make(false);
+	struct cache_store_file f;
+	struct forgot g = { 0 };
+	ck_assert_int_eq(cache_store_file_create(s, 1, (4u << 20) + 10, &f), 0);
+	cache_store_set_forget(s, note_forget, &g);
+	ck_assert_int_eq(cache_store_alloc(&f, 2u << 20, (2u << 20) + 10), 0);
+	memset(f.map + (2u << 20), 0xab, (2u << 20) + 10);
+	cache_store_punch(&f, 2u << 20, (2u << 20) + 10);
+	ck_assert_uint_eq(g.n, 1);
+	ck_assert_ptr_eq(g.addr[0], f.map + (2u << 20));
+	ck_assert_uint_eq(g.len[0], (2u << 20) + 10);
+	ck_assert_uint_eq(g.first_byte[0], 0xab);
+	unsigned char *map = f.map;
+	size_t map_len = f.map_len;
+	cache_store_file_release(&f, false);
+	ck_assert_uint_eq(g.n, 2);
+	ck_assert_ptr_eq(g.addr[1], map);
+	ck_assert_uint_eq(g.len[1], map_len);
+	cache_store_set_forget(s, NULL, NULL);
+	ck_assert_int_eq(cache_store_file_create(s, 2, 4096, &f), 0);
+	cache_store_punch(&f, 0, 4096);
+	cache_store_file_release(&f, false);
+	ck_assert_uint_eq(g.n, 2); /* unset: not called */
+	cache_store_free(s, false);
+}
+END_TEST
+
 START_TEST(test_index_round_trip)
 {
 	struct cache_store_index idx;
@@ -169,6 +218,7 @@ static Suite *store_suite(void)
 	Suite *s = suite_create("store");
 	TCase *tc = tcase_create("store");
 	tcase_add_test(tc, test_alloc_and_punch);
+	tcase_add_test(tc, test_forget_before_punch_and_unmap);
 	tcase_add_test(tc, test_index_round_trip);
 	tcase_add_test(tc, test_index_torn);
 	tcase_add_test(tc, test_index_altered);

@@ -275,6 +275,8 @@ def cmd_status_check(args):
         need(ch, k, (int,), "chunks.")
     for k in ("hits", "misses", "bytes_from_backing"):
         need(j, k, (int,), "")
+    for k in ("passthrough_opens", "passthrough_bytes_opened", "passthrough_open_now"):
+        need(j, k, (int,), "")
     hr = need(j, "hit_ratio", (int, float), "")
     if hr is not None and not 0 <= hr <= 1:
         errs.append("hit_ratio %r is not within 0..1" % hr)

@@ -16,7 +16,8 @@
 # Exit status: the number of failures (0 = all passed).
 #
 # Arguments (MOWS_RDMA_VM_ARGS on the host, comma-separated): sections to run, of self,
-# pair, kill, hold, daemons; none = all.
+# files, pair, kill, hold, daemons; none = all. The daemons keep their cache in files (the
+# default): RDMA serves and fills chunk regions of the cache store's files.
 export PATH=/usr/bin LC_ALL=C
 IP=169.254.77.1
 PASSED=0 FAILED=0 SKIPPED=0
@@ -70,16 +71,31 @@ fi
 
 # ---- 2. one process ---------------------------------------------------------------------
 
-self_test() {
-	timeout -s KILL 240 rdma_pair self "$IP" 7471 >/tmp/self.log 2>&1
+self_test() { # [PORT [TAG]]: TAG "files" runs it with the fake hosts' slots in store files
+	local port=${1:-7471} tag=${2:-self}
+	timeout -s KILL 240 rdma_pair self "$IP" "$port" >/tmp/self.log 2>&1
 	local rc=$?
+	[ "$tag" = self ] || sed -i "s/^ok /ok ${tag}_/; s/^FAIL /FAIL ${tag}_/" /tmp/self.log
 	cat /tmp/self.log
 	tally /tmp/self.log
 	grep -q '^rdma_pair: .* passed' /tmp/self.log ||
-		fail "rdma_pair_self: ended without a summary (status $rc)"
-	[ $rc -eq 0 ] || grep -q '^FAIL ' /tmp/self.log || fail "rdma_pair_self: exit status $rc"
+		fail "rdma_pair_$tag: ended without a summary (status $rc)"
+	[ $rc -eq 0 ] || grep -q '^FAIL ' /tmp/self.log || fail "rdma_pair_$tag: exit status $rc"
 }
 want self && self_test
+
+# The same suite with the cache in files: no slab, a memory region per chunk, forgotten
+# when the chunk is punched out (files_evict checks a refilled chunk is never read stale).
+if want files; then
+	RDMA_PAIR_FILES=1 self_test 7472 files
+	grep -q '^ok files_files_evict' /tmp/self.log || fail "files_evict: did not run"
+	grep -q '^ok files_files_lease_pins_region' /tmp/self.log ||
+		fail "files_lease_pins_region: did not pass"
+	timeout -s KILL 120 rdma_pair regbench >/tmp/regbench.log 2>&1
+	cat /tmp/regbench.log
+	tally /tmp/regbench.log
+	grep -q '^regbench 262144 KiB' /tmp/regbench.log || fail "regbench: no result for 256 MiB"
+fi
 
 # ---- 3. two processes -------------------------------------------------------------------
 
@@ -125,6 +141,7 @@ two_process() { # NAME PORT CHUNK COUNT
 if want pair; then
 	two_process fetch_4MiB_x40 7481 4M 40
 	two_process fetch_16MiB_x6 7482 16M 6
+	RDMA_PAIR_FILES=1 two_process files_fetch_4MiB_x20 7485 4M 20
 fi
 
 # The server dies in the middle of a 32 MiB chunk (about a second of reading under TCG).
@@ -188,13 +205,14 @@ declare -A DPID=()
 
 mounted() { grep -q " $1 fuse" /proc/mounts; }
 
-# start_node N PORT SECRET_FILE PEERS: mows-fuse -f in the background on /mnt/nN.
+# start_node N PORT SECRET_FILE PEERS: mows-fuse -f in the background on /mnt/nN
+# (MAXMEM in the environment: its max_memory, 96M by default).
 start_node() {
 	local n=$1 port=$2 secret=$3 peers=$4 i
 	mkdir -p "/mnt/n$n"
 	mows-fuse -f --backing "$B" --control-socket "/run/n$n.sock" --log-level=debug \
 		--node-id "n$n" --listen "$IP:$port" --peers "$peers" --secret-file "$secret" \
-		--transport rdma --max-memory 96M --chunk-size 1M --fill-threads 2 \
+		--transport rdma --max-memory "${MAXMEM:-96M}" --chunk-size 1M --fill-threads 2 \
 		--heartbeat 500ms --peer-timeout 2s --request-timeout 5s \
 		"/mnt/n$n" >"/tmp/n$n.log" 2>&1 </dev/null &
 	DPID[$n]=$!
@@ -359,6 +377,40 @@ daemon_tests() {
 		skip "peerbench: mows-peerbench is not in this image"
 	fi
 
+	# The cache in files under eviction: n5 and n6 hold 10 chunks each, and n6 reads 24 MiB
+	# of big.bin, about half of it (the chunks n5 owns) by RDMA from n5. Both evict all the
+	# time: n5 chunks it just leased out, n6 the slots READs landed in. Every region must go
+	# with its chunk (regions_forgotten) and no byte may be wrong.
+	if [ "$DAEMON_RDMA" = yes ]; then
+		local p56="$IP:7075,$IP:7076"
+		if MAXMEM=10M start_node 5 7075 /tmp/secret "$p56" &&
+			MAXMEM=10M start_node 6 7076 /tmp/secret "$p56" && wait_up 6 && wait_up 5; then
+			local same=no f5 f6 g5 r6 m6 a5
+			head -c $((24 << 20)) "$B/model/big.bin" >/tmp/big24.want
+			timeout -s KILL 180 head -c $((24 << 20)) /mnt/n6/model/big.bin >/tmp/big24.got &&
+				cmp -s /tmp/big24.got /tmp/big24.want && same=yes
+			f5=$(rdma_num 5 regions_forgotten)
+			a5=$(rdma_num 5 regions_active)
+			g5=$(rdma_num 5 leases_granted)
+			f6=$(rdma_num 6 regions_forgotten)
+			r6=$(rdma_num 6 bytes_read)
+			m6=$(rdma_num 6 digest_mismatches)
+			if [ $same = yes ] && [ "${g5:-0}" -gt 8 ] && [ "${f5:-0}" -gt 0 ] &&
+				[ "${a5:-99}" -le 10 ] && [ "${f6:-0}" -gt 0 ] && [ "${r6:-0}" -gt 0 ] &&
+				[ "$m6" = 0 ]; then
+				ok "files_evict_under_rdma 24 MiB through 10-chunk caches: right bytes; n5 leased $g5 chunks, forgot $f5 regions (holds $a5); n6 read $r6 bytes by RDMA and forgot $f6 regions, 0 digest mismatches"
+			else
+				fail "files_evict_under_rdma: bytes right: $same; n5 leases $g5, regions forgotten '$f5', active '$a5'; n6 bytes_read '$r6', forgotten '$f6', mismatches '$m6'"
+				echo "n5: $(peers_json 5)"
+				echo "n6: $(peers_json 6)"
+			fi
+		else
+			fail "files_evict_under_rdma: nodes 5 and 6 did not start or see each other"
+		fi
+		stop_node 6
+		stop_node 5
+	fi
+
 	# n1 dies in the middle of big.bin: n2's reads go on from the backing (or TCP) and
 	# every byte is still right.
 	rm -f /tmp/big.out
@@ -393,7 +445,7 @@ if ! want daemons; then
 	:
 elif [ -c /dev/fuse ] && command -v mows-fuse >/dev/null; then
 	daemon_tests
-	for n in 1 2 3 4; do
+	for n in 1 2 3 4 5 6; do
 		[ -f "/tmp/n$n.log" ] || continue
 		if [ "$FAILED" -gt 0 ]; then
 			echo "--- last lines of node $n's log:"

@@ -12,6 +12,14 @@
  *                                          reconnecting fails without leaking
  *   rdma_pair hold ADDR PORT CHUNK         fetches 2 chunks keeping their leases, prints
  *                                          "holding" and waits to be killed
+ *   rdma_pair regbench                     times chunk memory registration (files mode)
+ *                                          for sizes 64 KiB .. 256 MiB
+ *
+ * With RDMA_PAIR_FILES=1 in the environment both fake hosts keep their slots in a file of a
+ * cache store (cache/store.h, a huge-page tmpfs), as the daemon does with the cache in
+ * files: the context has no slab and registers a region per chunk; the server punches a
+ * slot out (which forgets its region) before it refills it, and the requester punches its
+ * destination out before every fetch, as an evicted slot refilled would be.
  *
  * Descriptors (DESC_REQ, DESC, RELEASE) do not cross the RDMA connection: as the daemon
  * sends them over its TLS link, rdma_pair sends them over a plain TCP stream to the same
@@ -41,6 +49,7 @@
 #include "common/crc.h"
 #include "common/deadline.h"
 #include "common/log.h"
+#include "cache/store.h"
 #include "net/rdma.h"
 
 #define MAX_SLOTS 8
@@ -50,6 +59,7 @@
 #define FETCH_MS 20000
 
 static unsigned passed, failed;
+static bool files_mode;           /* RDMA_PAIR_FILES=1: slots in a cache store file */
 
 static void ok(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -133,25 +143,81 @@ struct fake {
 	uint32_t crc[MAX_SLOTS];
 	unsigned pins[MAX_SLOTS];
 	uint64_t pinned, unpinned, fills, tickets_checked; /* protected by lock */
+	struct cache_store *store;       /* files mode */
+	struct cache_store_file file;    /* files mode: the slots, slot_size apart */
 };
+
+static unsigned stores_made;
 
 static int fake_init(struct fake *f, size_t slot_size, unsigned nslots)
 {
+	char dir[96], err[512];
 	memset(f, 0, sizeof(*f));
 	pthread_mutex_init(&f->lock, NULL);
 	f->slot_size = slot_size;
 	f->nslots = nslots;
-	f->slab = aligned_alloc(4096, slot_size * nslots);
-	if (!f->slab)
-		return -ENOMEM;
-	memset(f->slab, 0, slot_size * nslots);
+	if (!files_mode) {
+		f->slab = aligned_alloc(4096, slot_size * nslots);
+		if (!f->slab)
+			return -ENOMEM;
+		memset(f->slab, 0, slot_size * nslots);
+		return 0;
+	}
+	snprintf(dir, sizeof(dir), "/tmp/rdma_pair-store.%d.%u", (int)getpid(), stores_made++);
+	f->store = cache_store_new(dir, slot_size * nslots, false, true, err, sizeof(err));
+	if (!f->store) {
+		fprintf(stderr, "rdma_pair: %s\n", err);
+		return -errno;
+	}
+	int rc = cache_store_file_create(f->store, 1, slot_size * nslots, &f->file);
+	if (rc == 0)
+		rc = cache_store_alloc(&f->file, 0, slot_size * nslots);
+	if (rc) {
+		fprintf(stderr, "rdma_pair: a store file of %zu bytes: %s\n", slot_size * nslots,
+			strerror(-rc));
+		return rc;
+	}
+	f->slab = f->file.map;
 	return 0;
 }
 
 static void fake_release(struct fake *f)
 {
-	free(f->slab);
+	if (f->store) {
+		cache_store_set_forget(f->store, NULL, NULL);
+		cache_store_file_release(&f->file, false);
+		cache_store_free(f->store, false);
+	} else {
+		free(f->slab);
+	}
 	pthread_mutex_destroy(&f->lock);
+}
+
+/* Files mode: slot @s's bytes are given back (its region forgotten first) and taken anew,
+ * as the cache evicts a chunk and fills another into its hole. Lock held. */
+static void do_fake_refresh(struct fake *f, unsigned s)
+{
+	if (!f->store)
+		return;
+	cache_store_punch(&f->file, (uint64_t)s * f->slot_size, f->slot_size);
+	if (cache_store_alloc(&f->file, (uint64_t)s * f->slot_size, f->slot_size))
+		fprintf(stderr, "rdma_pair: cannot take slot %u's bytes again\n", s);
+}
+
+/* Evicts every unpinned slot (files mode: punches it out); the next fill takes slot 0. */
+static unsigned fake_evict_all(struct fake *f)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&f->lock);
+	for (unsigned s = 0; s < f->nslots; s++)
+		if (!f->pins[s] && f->valid[s]) {
+			do_fake_refresh(f, s);
+			f->valid[s] = false;
+			n++;
+		}
+	f->next = 0;
+	pthread_mutex_unlock(&f->lock);
+	return n;
 }
 
 static int fake_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc)
@@ -184,6 +250,8 @@ static int fake_pin(void *ctx, const struct proto_get *g, struct cache_span *spa
 			return -EBUSY;
 		}
 		f->next = (s + 1) % f->nslots;
+		if (f->valid[s])
+			do_fake_refresh(f, s);
 		uint8_t *p = f->slab + s * f->slot_size;
 		pattern_fill(p, g->file_key, off, len);
 		f->crc[s] = mows_crc32(0, p, len);
@@ -241,6 +309,11 @@ struct side {
 	int tcp;                     /* the descriptor service's listener, or -1 */
 };
 
+static void forget_region(void *ctx, const void *addr, size_t len)
+{
+	rdma_ctx_forget(ctx, addr, len);
+}
+
 static int side_init(struct side *s, size_t chunk, unsigned slots)
 {
 	char err[512];
@@ -251,11 +324,15 @@ static int side_init(struct side *s, size_t chunk, unsigned slots)
 		return -ENOMEM;
 	struct rdma_host host = { .pin = fake_pin, .unpin = fake_unpin,
 				  .ticket_ok = fake_ticket_ok, .ctx = &s->fake };
-	s->r = rdma_ctx_new(&s->cfg, s->fake.slab, chunk * slots, &host, err, sizeof(err));
+	/* Files mode: no slab; a region per chunk, forgotten when the store punches it. */
+	s->r = rdma_ctx_new(&s->cfg, files_mode ? NULL : s->fake.slab,
+			    files_mode ? 0 : chunk * slots, &host, err, sizeof(err));
 	if (!s->r) {
 		fprintf(stderr, "rdma_pair: rdma_ctx_new: %s\n", err);
 		return -errno;
 	}
+	if (s->fake.store)
+		cache_store_set_forget(s->fake.store, forget_region, s->r);
 	return 0;
 }
 
@@ -384,6 +461,11 @@ static void desc_service(struct side *sv, int tcp)
 static void side_free_ctx(struct side *sv)
 {
 	pthread_rwlock_wrlock(&sv->rlock);
+	if (sv->fake.store) {
+		pthread_mutex_lock(&sv->fake.lock);
+		cache_store_set_forget(sv->fake.store, NULL, NULL);
+		pthread_mutex_unlock(&sv->fake.lock);
+	}
 	rdma_ctx_free(sv->r);
 	sv->r = NULL;
 	pthread_rwlock_unlock(&sv->rlock);
@@ -493,6 +575,11 @@ static int fetch_check(struct side *cl, struct transport_conn *c, uint64_t key,
 					   .chunk_size = (uint32_t)cs, .fill = true };
 	struct deadline dl = deadline_in_ms(ms);
 	uint32_t crc = 0;
+	if (cl->fake.store) { /* fresh pages, as a slot evicted and refilled gets */
+		pthread_mutex_lock(&cl->fake.lock);
+		do_fake_refresh(&cl->fake, slot);
+		pthread_mutex_unlock(&cl->fake.lock);
+	}
 	memset(dst, 0xee, len);
 	int rc = rdma_transport.fetch(c, &req, dst, len, &crc, &dl);
 	if (rc) {
@@ -656,7 +743,10 @@ static void self_basic(struct side *sv, struct side *cl, const char *ip, unsigne
 	else
 		ok("status", "-ENOENT and -EIO passed through; connection still works");
 
-	/* A destination outside the registered slab is refused before anything is sent. */
+	/* A destination outside the registered slab is refused before anything is sent (slab
+	 * mode: files mode registers the chunk the cache hands it, wherever it is). */
+	if (files_mode)
+		goto out_leases;
 	uint8_t *outside = malloc(cs);
 	req.file_key = 0x99;
 	r1 = outside ? rdma_transport.fetch(c, &req, outside, cs, &crc, &dl) : -ENOMEM;
@@ -668,7 +758,7 @@ static void self_basic(struct side *sv, struct side *cl, const char *ip, unsigne
 		     rc ? why : "ok");
 	else
 		ok("dst_outside_mr", "-EINVAL; connection still works");
-
+out_leases:
 	if (!settled(sv, 3000, &st))
 		fail("leases_released", "%llu leases still active after RELEASE",
 		     (unsigned long long)st.leases_active);
@@ -1047,6 +1137,100 @@ static void self_memlock(void)
 		fail("memlock_message", "errno %d: %s", e, msg);
 }
 
+/*
+ * Files mode: a chunk evicted (its hole punched) and another filled into the same place gets
+ * new pages. Its old region must be gone, or the NIC would serve the old pages: the server's
+ * digest (computed from the new bytes) would then refuse them, and a requester's READ would
+ * land in pages its slot no longer has (the pattern check fails).
+ */
+static void self_files_evict(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256];
+	struct rdma_counters a, b, c0, c1;
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("files_evict", "connect: %s", strerror(errno));
+		return;
+	}
+	size_t cs = cl->fake.slot_size;
+	fake_evict_all(&sv->fake);
+	rdma_stats(cl->r, &c0);
+	int rc = fetch_check(cl, c, 0xa1, cs, 0, 0, FETCH_MS, why, sizeof(why)); /* slot 0 */
+	rdma_stats(sv->r, &a);
+	unsigned evicted = fake_evict_all(&sv->fake);
+	rdma_stats(sv->r, &b);
+	if (!rc)
+		rc = fetch_check(cl, c, 0xb2, cs, 0, 0, FETCH_MS, why, sizeof(why)); /* slot 0 again */
+	if (!rc)
+		rc = fetch_check(cl, c, 0xb2, cs, 0, 0, FETCH_MS, why, sizeof(why)); /* a hit */
+	rdma_stats(cl->r, &c1);
+	undial(c);
+	if (rc)
+		fail("files_evict", "%s", why);
+	else if (!a.regions_active || b.regions_active || b.regions_forgotten <= a.regions_forgotten ||
+		 !evicted)
+		fail("files_evict", "server regions %llu -> %llu after evicting %u slots, "
+		     "forgotten %llu -> %llu", (unsigned long long)a.regions_active,
+		     (unsigned long long)b.regions_active, evicted,
+		     (unsigned long long)a.regions_forgotten,
+		     (unsigned long long)b.regions_forgotten);
+	else if (c1.regions_registered - c0.regions_registered < 3 ||
+		 c1.regions_active != c0.regions_active)
+		fail("files_evict", "requester registered %llu regions for 3 fetches into punched "
+		     "slots, active %llu -> %llu",
+		     (unsigned long long)(c1.regions_registered - c0.regions_registered),
+		     (unsigned long long)c0.regions_active, (unsigned long long)c1.regions_active);
+	else
+		ok("files_evict", "the server's region went with the evicted chunk (%llu forgotten) "
+		   "and the chunk refilled in its place was read right, twice; the requester "
+		   "registered a region per punched slot (%llu)",
+		   (unsigned long long)(b.regions_forgotten - a.regions_forgotten),
+		   (unsigned long long)(c1.regions_registered - c0.regions_registered));
+}
+
+/*
+ * Files mode: a leased chunk is pinned, so eviction passes it by and its region stays; once
+ * the lease ends (here: the link closes) the chunk is evicted and its region goes with it.
+ */
+static void self_files_lease(struct side *sv, struct side *cl, const char *ip, unsigned port)
+{
+	char why[256];
+	struct rdma_counters a, b, d;
+	fake_evict_all(&sv->fake);
+	struct transport_conn *c = dial(cl, ip, port, NULL, 10000);
+	if (!c) {
+		fail("files_lease_pins_region", "connect: %s", strerror(errno));
+		return;
+	}
+	rdma_conn_test_keep_leases(c);
+	int rc = fetch_check(cl, c, 0xc3, cl->fake.slot_size, 0, 0, FETCH_MS, why, sizeof(why));
+	rdma_stats(sv->r, &a);
+	unsigned held = fake_evict_all(&sv->fake);
+	rdma_stats(sv->r, &b);
+	undial(c); /* the server ends the link's leases */
+	bool clean = settled(sv, 5000, &d);
+	unsigned after = fake_evict_all(&sv->fake);
+	rdma_stats(sv->r, &d);
+	if (rc)
+		fail("files_lease_pins_region", "%s", why);
+	else if (held || a.leases_active != 1 || b.regions_active != a.regions_active ||
+		 b.regions_forgotten != a.regions_forgotten)
+		fail("files_lease_pins_region", "with the lease held: %u evicted, leases %llu, "
+		     "regions %llu -> %llu, forgotten %llu -> %llu", held,
+		     (unsigned long long)a.leases_active, (unsigned long long)a.regions_active,
+		     (unsigned long long)b.regions_active, (unsigned long long)a.regions_forgotten,
+		     (unsigned long long)b.regions_forgotten);
+	else if (!clean || after != 1 || d.regions_active != 0 ||
+		 d.regions_forgotten != b.regions_forgotten + 1)
+		fail("files_lease_pins_region", "after the lease ended: settled %d, %u evicted, "
+		     "regions %llu, forgotten %llu -> %llu", clean, after,
+		     (unsigned long long)d.regions_active, (unsigned long long)b.regions_forgotten,
+		     (unsigned long long)d.regions_forgotten);
+	else
+		ok("files_lease_pins_region", "a leased chunk was not evicted and kept its region; "
+		   "once the lease ended it was, and its region went with it");
+}
+
 /* rdma_ctx_free() with a connected, idle requester: bounded, and the requester then fails
  * fast instead of waiting for its deadline. */
 static void self_free_server(struct side *sv, struct side *cl, const char *ip, unsigned port)
@@ -1109,6 +1293,10 @@ static int run_self(const char *ip, unsigned port)
 	self_deadline_mid_read(&sv, &cl, ip, port);
 	self_churn(&sv, &cl, ip, port);
 	self_parallel(&cl, ip, port);
+	if (files_mode) {
+		self_files_evict(&sv, &cl, ip, port);
+		self_files_lease(&sv, &cl, ip, port);
+	}
 	self_memlock();
 	self_free_server(&sv, &cl, ip, port);
 	shutdown(tcp, SHUT_RDWR);
@@ -1299,11 +1487,70 @@ static int run_hold(const char *ip, unsigned port, size_t cs)
 		pause();
 }
 
+/*
+ * Files mode: how long registering one chunk region takes, by size, on pages of a huge-page
+ * tmpfs file already filled (as a chunk is when it is first served). Prints one line per
+ * size; the median of 5.
+ */
+static int run_regbench(void)
+{
+	static const size_t sizes[] = { 64u << 10, 1u << 20, 2u << 20, 4u << 20, 16u << 20,
+					64u << 20, 256u << 20 };
+	struct side s;
+	files_mode = true;
+	if (side_init(&s, 256u << 20, 1)) {
+		fail("regbench", "setup failed");
+		return 1;
+	}
+	memset(s.fake.slab, 0x3c, 256u << 20);
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint64_t ns[5];
+		int rc = 0;
+		for (unsigned k = 0; k < 5 && !rc; k++) {
+			struct rdma_counters a, b;
+			rdma_stats(s.r, &a);
+			rc = rdma_ctx_test_register(s.r, s.fake.slab, sizes[i]);
+			rdma_stats(s.r, &b);
+			ns[k] = b.region_reg_ns - a.region_reg_ns;
+			rdma_ctx_forget(s.r, s.fake.slab, sizes[i]);
+		}
+		if (rc) {
+			fail("regbench", "%zu bytes: %s", sizes[i], strerror(-rc));
+			break;
+		}
+		for (unsigned x = 0; x < 5; x++)
+			for (unsigned y = x + 1; y < 5; y++)
+				if (ns[y] < ns[x]) {
+					uint64_t t = ns[x];
+					ns[x] = ns[y];
+					ns[y] = t;
+				}
+		printf("regbench %zu KiB: %llu us (%.1f us per MiB)\n", sizes[i] >> 10,
+		       (unsigned long long)(ns[2] / 1000),
+		       (double)ns[2] / 1000.0 / ((double)sizes[i] / (1 << 20)));
+	}
+	/* What a chunk evicted and filled again costs the store itself: punch and take anew. */
+	for (unsigned i = 1; i <= 4; i++) {
+		size_t len = (size_t)1 << (18 + 2 * i); /* 1, 4, 16, 64 MiB */
+		uint64_t t0 = mono_ns();
+		cache_store_punch(&s.fake.file, 0, len);
+		int rc = cache_store_alloc(&s.fake.file, 0, len);
+		uint64_t us = (mono_ns() - t0) / 1000;
+		printf("refill %zu KiB: %llu us (punch and populate)%s\n", len >> 10,
+		       (unsigned long long)us, rc ? " FAILED" : "");
+	}
+	ok("regbench", NULL);
+	rdma_ctx_free(s.r);
+	fake_release(&s.fake);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(getenv("RDMA_PAIR_DEBUG") ? LOG_DEBUG : LOG_WARNING);
+	files_mode = getenv("RDMA_PAIR_FILES") && !strcmp(getenv("RDMA_PAIR_FILES"), "1");
 	if (argc == 4 && !strcmp(argv[1], "self"))
 		run_self(argv[2], (unsigned)atoi(argv[3]));
 	else if (argc == 5 && !strcmp(argv[1], "serve"))
@@ -1313,11 +1560,14 @@ int main(int argc, char **argv)
 			  (unsigned)atoi(argv[5]));
 	else if (argc == 5 && !strcmp(argv[1], "hold"))
 		return run_hold(argv[2], (unsigned)atoi(argv[3]), parse_size(argv[4]));
+	else if (argc == 2 && !strcmp(argv[1], "regbench"))
+		run_regbench();
 	else if (argc == 5 && !strcmp(argv[1], "survive"))
 		run_survive(argv[2], (unsigned)atoi(argv[3]), parse_size(argv[4]));
 	else {
 		fprintf(stderr, "usage: rdma_pair self ADDR PORT | serve ADDR PORT CHUNK | "
-			"fetch ADDR PORT CHUNK N | survive ADDR PORT CHUNK | hold ADDR PORT CHUNK\n");
+			"fetch ADDR PORT CHUNK N | survive ADDR PORT CHUNK | hold ADDR PORT CHUNK | "
+			"regbench\n");
 		return 2;
 	}
 	printf("rdma_pair: %u passed, %u failed\n", passed, failed);
