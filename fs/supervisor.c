@@ -40,7 +40,7 @@ struct super {
 	int report_fd;              /* to the process that started us (daemon mode), or -1 */
 	pid_t child;
 	uint64_t child_start_ns, died_ns, next_start_ns, stop_by_ns;
-	bool child_ready, handover, stopping, upgrading;
+	bool child_ready, child_dead, handover, stopping, upgrading;
 	unsigned restarts, fast_exits;
 	uint8_t init[INIT_MAX];
 	size_t init_len;
@@ -161,7 +161,7 @@ static int spawn(struct super *s)
 	}
 	s->sock = sv[0];
 	s->child = pid;
-	s->child_ready = false;
+	s->child_ready = s->child_dead = false;
 	s->child_start_ns = mono_ns();
 	log_info("supervisor: started serving process %d (%s)%s", (int)pid, s->binary,
 		 s->restarts ? "" : "; it mounts");
@@ -246,10 +246,20 @@ static void plan_restart(struct super *s, int status)
 	s->next_start_ns = s->died_ns + delay_ms * 1000000;
 }
 
+static void child_message(struct super *s);
+
 static void child_exited(struct super *s, int status)
 {
 	char why[96];
 	s->died_ns = mono_ns();
+	/* What it sent before it died (the device, its INIT) counts: read it first. */
+	s->child_dead = true;
+	for (int k = 0; k < 64 && s->sock >= 0; k++) {
+		struct pollfd p = { .fd = s->sock, .events = POLLIN };
+		if (poll(&p, 1, 0) != 1)
+			break;
+		child_message(s);
+	}
 	if (s->sock >= 0)
 		close(s->sock);
 	s->sock = -1;
@@ -316,7 +326,7 @@ static void upgrade(struct super *s, const char *binary, bool reply)
 		answer(s, reply, SM_ERR, text);
 		return;
 	}
-	if (s->handover || s->stopping) {
+	if (s->handover || s->stopping || s->child_dead) {
 		answer(s, reply, SM_ERR, "a handover or stop is already under way; try again in a moment");
 		return;
 	}

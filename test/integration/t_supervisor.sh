@@ -250,7 +250,7 @@ hold() { # PATH TAG: opens PATH in the background until $SCRATCH/go.TAG exists
 		sleep 0.05
 	done
 }
-mows_mount "$B" "$M" --supervise=on --passthrough=auto --chunk-size=1M --max-memory=256M \
+mows_mount "$B" "$M" --supervise=on --passthrough=auto --chunk-size=1M --max-memory="$MAXMEM" \
 	--cache-dir="$S"
 hold "$M/r1.bin" plain             # not cached yet: an ordinary open
 cat "$M/r1.bin" >/dev/null         # cached now, but ordinary: one is open
