@@ -7,12 +7,18 @@
 #     (it adopts the cache), status shows a new pid and restarts = 1;
 #   - `mowsctl upgrade --binary` to a copy of the binary: the same, restarts = 2, and the
 #     serving process runs the new binary.
-# Then: a file opened before a restart and changed while no process served gets ESTALE, not
-# the new bytes; a serving process that cannot start is restarted with backoff (one log line
-# per backoff, the supervisor's CPU time stays small), and serves once it can.
+# Then: a read waiting on a stalled fill when its process dies is resent and answered; a
+# child that dies between recording the kernel's INIT and answering it leaves a mount the
+# next one serves; under systemd every notify datagram comes on the supervisor's behalf; an
+# ordinary and a passthrough open held across a restart keep new opens of their files in
+# their mode; a file opened before a restart and changed while no process served gets
+# ESTALE, not the new bytes; a serving process that cannot start is restarted with backoff
+# (one log line per backoff, the supervisor's CPU time stays small) and serves once it can;
+# bad upgrades are refused, one to a binary that never serves goes back; and mowsctl upgrade
+# without a supervisor says how to get one.
 # Scale (for the README's bench figures): MOWS_SUPER_FILE_MIB (24) per reader's file,
 # MOWS_SUPER_PAUSE (0.06 s) between a reader's 1 MiB reads, MOWS_SUPER_MAX_MEMORY (256M).
-# timeout: 240
+# timeout: 300
 . "$(dirname "$0")/lib.sh"
 
 FILE_MIB=${MOWS_SUPER_FILE_MIB:-24}
