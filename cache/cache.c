@@ -56,6 +56,7 @@ struct slot {
 	bool overdue_told;        /* its waiters were failed at fill_dl, and that was logged */
 	struct deadline fill_dl;  /* its fill's deadline, shared by every waiter */
 	bool indexed;             /* findable in the hash; cleared when dropped */
+	struct cache_relay relay; /* its source's progress, for relaying (atomics, no lock) */
 	struct slot_list *on;     /* the list it is on, or NULL */
 	int32_t prev, next;
 	int32_t hnext;
@@ -140,6 +141,9 @@ struct cache {
 	struct source sources[MAX_SOURCES];
 	unsigned nsources;
 	struct cache_events events;
+	cache_fill_hook_fn fill_hook;  /* protected by lock; called without it */
+	void *fill_hook_ctx;           /* protected by lock */
+	unsigned fill_hook_calls;      /* hook calls running, protected by lock */
 
 	pthread_mutex_t lock;
 	pthread_cond_t fill_cond;  /* a slot left FILLING */
@@ -435,6 +439,11 @@ static void do_begin_fill(struct cache *c, int32_t i, struct cache_file *f, uint
 	s->local_only = f->local_only;
 	s->serving = false;
 	s->started = s->overdue_told = false;
+	atomic_store(&s->relay.announced, false);
+	atomic_store(&s->relay.arrived, 0);
+	s->relay.c = c;
+	s->relay.file_key = f->key;
+	s->relay.chunk = chunk;
 	s->state = SLOT_FILLING;
 	do_index_add(c, i);
 	if (c->store)
@@ -779,7 +788,10 @@ static void settle_and_put(struct cache *c, struct cache_file *f)
 static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
 			 const struct deadline *dl)
 {
-	struct cache_fetch out = { .probe_only = s->serving };
+	struct cache_fetch out = { .probe_only = s->serving, .relay = &s->relay };
+	/* Whatever a relayer sent of an earlier attempt is void: it sees the attempt change. */
+	atomic_store(&s->relay.announced, false);
+	atomic_fetch_add(&s->relay.attempt, 1);
 	int rc = c->sources[k].ops->fetch(c->sources[k].ctx, s->file, s->chunk, dst, s->len, dl,
 					  &out);
 	if (rc)
@@ -917,16 +929,102 @@ static void do_run_fill(struct cache *c, int32_t i)
 
 	pthread_mutex_lock(&c->lock);
 	struct cache_file *f = s->file;
+	uint64_t chunk = s->chunk;
 	f->refs++; /* the slot's reference may go with it in do_fill_done() */
 	struct cache_file *inval = do_fill_done(c, i, rc, src);
 	bool complete = rc == 0 && f->cached_chunks == f->nchunks;
+	cache_fill_hook_fn hook = c->fill_hook;
+	void *hook_ctx = c->fill_hook_ctx;
+	c->fill_hook_calls += hook != NULL;
 	pthread_mutex_unlock(&c->lock);
+	if (hook)
+		hook(hook_ctx, f->key, chunk);
 	if (inval)
 		settle_and_put(c, inval);
 	if (complete)
 		tell_complete(c, f);
 	cache_file_put(c, f);
 	pthread_mutex_lock(&c->lock);
+	if (hook && --c->fill_hook_calls == 0)
+		pthread_cond_broadcast(&c->fill_cond);
+}
+
+void cache_relay_announce(struct cache_relay *r, uint32_t crc)
+{
+	struct cache *c = r->c;
+	atomic_store(&r->announced, false);
+	atomic_fetch_add(&r->attempt, 1);
+	atomic_store(&r->arrived, 0);
+	atomic_store(&r->crc, crc);
+	atomic_store(&r->announced, true);
+	pthread_mutex_lock(&c->lock);
+	cache_fill_hook_fn hook = c->fill_hook;
+	void *hook_ctx = c->fill_hook_ctx;
+	c->fill_hook_calls += hook != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (!hook)
+		return;
+	hook(hook_ctx, r->file_key, r->chunk);
+	pthread_mutex_lock(&c->lock);
+	if (--c->fill_hook_calls == 0)
+		pthread_cond_broadcast(&c->fill_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_relay_progress(struct cache_relay *r, uint32_t bytes)
+{
+	atomic_store(&r->arrived, bytes);
+}
+
+int cache_relay_pin(struct cache *c, struct cache_file *f, uint64_t chunk,
+		    struct cache_span *span, struct cache_relay **relay)
+{
+	pthread_mutex_lock(&c->lock);
+	int32_t i = chunk < f->nchunks ? do_lookup(c, f, chunk) : NIL;
+	int rc = -ENOENT;
+	if (i >= 0 && c->slots[i].state == SLOT_FILLING && c->slots[i].gen == f->gen &&
+	    f->state != CACHE_FILE_BAD && f->state != CACHE_FILE_STALE && !f->local_only)
+		rc = atomic_load(&c->slots[i].relay.announced) ? 0 : -EAGAIN;
+	if (rc == 0) {
+		struct slot *s = &c->slots[i];
+		s->pins++;
+		span->data = slot_data(c, (uint32_t)i);
+		span->len = s->len;
+		span->slot = (uint32_t)i;
+		*relay = &s->relay;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_relay_done(struct cache *c, const struct cache_span *span, uint32_t *crc)
+{
+	pthread_mutex_lock(&c->lock);
+	const struct slot *s = &c->slots[span->slot];
+	int rc = s->state == SLOT_FILLING ? 0 : s->state == SLOT_READY ? 1 : -EIO;
+	if (rc == 1)
+		*crc = s->crc;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void cache_set_fill_hook(struct cache *c, cache_fill_hook_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&c->lock);
+	c->fill_hook = fn;
+	c->fill_hook_ctx = ctx;
+	while (!fn && c->fill_hook_calls)
+		pthread_cond_wait(&c->fill_cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool cache_chunk_filling(struct cache *c, struct cache_file *f, uint64_t chunk)
+{
+	pthread_mutex_lock(&c->lock);
+	int32_t i = chunk < f->nchunks ? do_lookup(c, f, chunk) : NIL;
+	bool filling = i >= 0 && c->slots[i].state == SLOT_FILLING;
+	pthread_mutex_unlock(&c->lock);
+	return filling;
 }
 
 static void *fill_main(void *arg)
@@ -2102,6 +2200,29 @@ int cache_chunkmap_refresh(struct cache *c, int dirfd, const char *manifest)
 	pthread_mutex_unlock(&c->lock);
 	cache_chunkmap_free(old);
 	free(name);
+	return 0;
+}
+
+int cache_chunkmap_set_text(struct cache *c, const char *name, const char *text, size_t len)
+{
+	char err[512] = "";
+	if (c->verify == VERIFY_OFF)
+		return 0;
+	struct cache_chunkmap *fresh = NULL;
+	if (text) {
+		fresh = cache_chunkmap_parse(text, len, name, c->chunk_size, NULL, err, sizeof(err));
+		if (!fresh) {
+			log_warn("%s (from a peer); the sidecar in use stays", err);
+			return -errno;
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	struct cache_chunkmap *old = c->chunkmap;
+	c->chunkmap = fresh;
+	c->chunkmap_present = text != NULL;
+	memset(&c->chunkmap_st, 0, sizeof(c->chunkmap_st)); /* a local refresh reads it again */
+	pthread_mutex_unlock(&c->lock);
+	cache_chunkmap_free(old);
 	return 0;
 }
 

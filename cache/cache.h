@@ -54,6 +54,7 @@
 #ifndef MOWS_CACHE_CACHE_H
 #define MOWS_CACHE_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,29 @@ struct cache;
 struct cache_file;
 
 /*
+ * Relaying a chunk while it arrives (the swarm): a remote source that receives the chunk's
+ * bytes in order reports the CRC its sender announced and how many bytes have landed, so
+ * that a node asked for the chunk can send them on at once (cache_relay_pin()). The bytes
+ * below `arrived` of one attempt never change again; a new attempt (another source, or the
+ * same again) bumps `attempt`. Written by the source's thread, read by relayers: atomics.
+ */
+struct cache_relay {
+	_Atomic uint32_t attempt;     /* bumped by cache_relay_announce() */
+	_Atomic uint32_t crc;         /* the CRC the sender announced for this attempt */
+	_Atomic uint32_t arrived;     /* bytes of this attempt written so far */
+	_Atomic bool announced;       /* crc is set and bytes are on their way */
+	/* Set by the cache before the fetch, for the fill hook: */
+	struct cache *c;
+	uint64_t file_key, chunk;
+};
+
+/* By the source: a new attempt's bytes are coming, with this CRC (calls the fill hook, so
+ * that requests parked on the chunk can start relaying). Any thread, no lock held. */
+void cache_relay_announce(struct cache_relay *r, uint32_t crc);
+/* By the source: @bytes of the attempt have landed, in order. */
+void cache_relay_progress(struct cache_relay *r, uint32_t bytes);
+
+/*
  * A fill source: something that can produce the bytes of a chunk. The backing directory is
  * one (cache/backing.h); peers register as others. Sources are tried in registration order
  * until one returns 0.
@@ -76,6 +100,9 @@ struct cache_fetch {
 	 * nodes that hold the chunk, never ask one to fill it, so serving never waits on
 	 * fetching (net/peer.h). */
 	bool probe_only;
+	/* In: where a remote source reports its progress (cache_relay_announce/_progress) when it
+	 * receives the bytes in order; never NULL for remote sources. */
+	struct cache_relay *relay;
 	/* Out: */
 	uint32_t crc;         /* CRC-32 of the bytes written, when crc_known */
 	bool crc_known;       /* the source checked the bytes against this CRC itself */
@@ -265,6 +292,35 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
 		      const struct deadline *dl, struct cache_span *span, uint32_t *crc);
 
+/*
+ * Called after every fill of a chunk ends, whether it succeeded or failed, with the
+ * version's key (cache_file_key) and the chunk: a holder that parked a peer's request for
+ * the chunk (the swarm, net/serve.c) looks again then. Runs on the thread that filled, with
+ * no cache lock held; it must not block. cache_set_fill_hook() sets it (NULL: none); clearing
+ * it waits for calls still running, so the hook's context may be freed afterwards.
+ */
+typedef void (*cache_fill_hook_fn)(void *ctx, uint64_t file_key, uint64_t chunk);
+void cache_set_fill_hook(struct cache *c, cache_fill_hook_fn fn, void *ctx);
+
+/* Whether a fill of chunk @chunk of @f is queued or running now. Never waits. Any thread. */
+bool cache_chunk_filling(struct cache *c, struct cache_file *f, uint64_t chunk);
+
+/*
+ * For relaying (the swarm): pins chunk @chunk of @f while its fill runs and its source has
+ * announced the bytes (cache_relay_announce), and gives its slot in @span (span->len is the
+ * chunk's length; only bytes below relay->arrived are there yet) and its progress in
+ * *@relay. Returns 0 (unpin with cache_read_done()), -EAGAIN when a fill runs but nothing
+ * is announced yet, -ENOENT when no fill runs (cached already, or not at all). Never waits.
+ */
+int cache_relay_pin(struct cache *c, struct cache_file *f, uint64_t chunk,
+		    struct cache_span *span, struct cache_relay **relay);
+
+/*
+ * The fill of a span from cache_relay_pin(): 0 while it runs, 1 when it ended well (*@crc
+ * is the chunk's checked CRC), -EIO when it failed.
+ */
+int cache_relay_done(struct cache *c, const struct cache_span *span, uint32_t *crc);
+
 /* Unpins spans from cache_read() or cache_serve_chunk(). */
 void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n);
 
@@ -294,6 +350,14 @@ void cache_file_evict(struct cache *c, struct cache_file *f);
  * nothing changed (one fstatat); call before opening versions. Returns 0 or -ENOMEM.
  */
 int cache_chunkmap_refresh(struct cache *c, int dirfd, const char *manifest);
+
+/*
+ * Installs the sidecar from its text as a peer read it (@text NULL: there is none), for a
+ * node that copies another's metadata snapshot (net/meta_share.h). @name is for messages.
+ * A later cache_chunkmap_refresh() reads the file again. Returns 0, or -errno when the text
+ * is refused (the sidecar in use stays).
+ */
+int cache_chunkmap_set_text(struct cache *c, const char *name, const char *text, size_t len);
 
 /* A chunk whose storage bytes failed crc32.chunks (read twice). */
 struct cache_bad_chunk {

@@ -53,4 +53,39 @@ const struct statvfs *cache_meta_statvfs(const struct cache_meta *m);
 void cache_meta_children(const struct cache_meta *m, uint64_t i, uint64_t *first,
 			 uint64_t *n);
 
+/*
+ * ---- The wire form of a snapshot (peers copy one node's listing, net/meta_share.h) ----
+ *
+ * Version 1, every integer big-endian:
+ *
+ *   header  u32 magic 0x4d574d53 ("MWMS") | u16 version (1) | u16 flags (0) | u32 nodes
+ *           | 8 x u64 statvfs: bsize, frsize, blocks, bfree, bavail, files, ffree, namemax
+ *   node    u32 parent | u32 mode | u32 uid | u32 gid | u32 nlink | u64 size | u64 blocks
+ *           | u32 blksize | i64 atime_ns | i64 mtime_ns | i64 ctime_ns | u16 name_len
+ *           | u16 target_len | name bytes | target bytes
+ *
+ * Nodes in the snapshot's order: node 0 is the root (parent 0, empty name, a directory);
+ * every other node's parent is a directory listed before it; the children of a directory
+ * are consecutive and strictly ascending by name (strcmp). A name is 1..255 bytes with no
+ * '/' or NUL and is not "." or ".."; only a symlink has a target (1..4095 bytes, no NUL).
+ * st_dev and st_ino are not sent: the receiver gives each node its own (see @fix below).
+ * Decoding accepts exactly what encoding produces (decode then encode gives the same bytes)
+ * and rejects anything else, trailing bytes included, without reading outside the input.
+ */
+#define CACHE_META_WIRE_MAX (256u << 20)   /* the largest encoded snapshot accepted */
+
+/* Encodes @m into a new buffer *@out of *@len bytes (the caller frees it). 0 or -errno
+ * (-EFBIG past CACHE_META_WIRE_MAX, -ENOMEM). */
+int cache_meta_encode(const struct cache_meta *m, uint8_t **out, size_t *len);
+
+/*
+ * Decodes @len bytes of @buf into a new snapshot with one reference, or NULL with errno
+ * EPROTO (malformed; a reason for the log in @err) or ENOMEM. @fix (may be NULL) is called
+ * for every node with its relpath ("" for the root) to set st_dev and st_ino as this node's
+ * own listing would have (cache_tree_identity); they are 0 otherwise.
+ */
+struct cache_meta *cache_meta_decode(const void *buf, size_t len,
+				     void (*fix)(void *ctx, const char *relpath, struct stat *st),
+				     void *ctx, char *err, size_t errlen);
+
 #endif

@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cache/chunkmap.h"
 #include "cache/fdpool.h"
 #include "cache/manifest.h"
 #include "cache/meta.h"
@@ -35,6 +36,22 @@ struct key_table {
 	struct key_slot *v;
 	size_t cap;             /* a power of two, or 0 */
 	size_t n;
+};
+
+/* A snapshot's shared form (cache_tree_share), reference-counted, immutable. */
+struct tree_share {
+	_Atomic unsigned refs;
+	uint64_t version;
+	size_t len;
+	uint8_t bytes[];
+};
+
+/* A sidecar's text as the lister last read it, with the size and mtime it had. */
+struct share_text {
+	char *text;
+	size_t len;
+	off_t size;
+	struct timespec mtime;
 };
 
 struct cache_tree {
@@ -67,12 +84,24 @@ struct cache_tree {
 	bool meta_stop;                 /* protected by meta_lock */
 	bool meta_running;              /* the thread exists; protected by meta_lock */
 	uint64_t meta_kicked_ns;        /* last cache_tree_meta_kick(); protected by meta_lock */
+	bool meta_kick_pending;         /* a kick not yet served; protected by meta_lock */
 	unsigned meta_ttl_ms;
 	pthread_cond_t meta_wake;       /* to the metadata thread */
 	pthread_cond_t meta_done;       /* from it: a refresh ended */
 	pthread_t meta_thread;
 
 	struct cache_fdpool *pool;      /* read descriptors for fills */
+
+	/* Shared snapshots (cache_tree_meta_set_source): set before threads, then read-only. */
+	struct cache_tree_meta_source src;
+	bool has_src;
+	bool ino_by_path;               /* identity by relpath on any backing */
+	bool src_off;                   /* our backing disagrees with the cluster's snapshot:
+					 * list it ourselves from now on; metadata thread only */
+	dev_t root_dev;
+	struct tree_share *share;       /* the snapshot's shared form; protected by meta_lock */
+	uint64_t meta_listed_ns;        /* mono_ns() of its listing; protected by meta_lock */
+	struct share_text texts[2];     /* crc32.txt, crc32.chunks as last read; meta thread */
 };
 
 static struct cache_meta *meta_get_gen(struct cache_tree *t, uint64_t *gen, bool *running);
@@ -143,8 +172,10 @@ static int reopen_read(int rootfd, int pathfd, const char *relpath, const struct
 
 void cache_tree_identity(const struct cache_tree *t, const char *relpath, struct stat *st)
 {
-	if (t->ino_unstable)
+	if (t->ino_unstable || t->ino_by_path)
 		st->st_ino = (ino_t)(fmix64(fnv1a64(FNV64_BASIS, relpath, strlen(relpath))) | 1);
+	if (t->ino_by_path)
+		st->st_dev = t->root_dev;
 }
 
 int cache_tree_open(struct cache_tree *t, const char *relpath, enum cache_tree_open_mode mode,
@@ -513,6 +544,16 @@ static void keys_sync(struct cache_tree *t)
 	cache_meta_put(m);
 }
 
+/* Waits (at most @wait_ms) until there is a snapshot. */
+static void meta_wait_first(struct cache_tree *t, unsigned wait_ms)
+{
+	struct deadline dl = deadline_in_ms(wait_ms);
+	pthread_mutex_lock(&t->meta_lock);
+	while (!t->meta && deadline_cond_wait(&t->meta_done, &t->meta_lock, &dl) == 0)
+		;
+	pthread_mutex_unlock(&t->meta_lock);
+}
+
 /*
  * Finds files new since the table was built, and installs the result. Called by the one
  * thread that set keys_walking. With the metadata thread running that thread lists the
@@ -521,12 +562,16 @@ static void keys_sync(struct cache_tree *t)
  */
 static void keys_rescan(struct cache_tree *t)
 {
-	bool running;
-	cache_meta_put(meta_get_gen(t, NULL, &running));
+	bool thread;
+	cache_meta_put(meta_get_gen(t, NULL, &thread));
+	bool running = thread || t->has_src; /* never a walk of our own while peers list */
 	struct key_table fresh = { 0 };
 	int rc = 0;
 	if (running) {
-		cache_tree_meta_refresh(t, KEYS_WAIT_MS);
+		if (thread)
+			cache_tree_meta_refresh(t, KEYS_WAIT_MS);
+		else
+			meta_wait_first(t, KEYS_WAIT_MS); /* the mount's snapshot is on its way */
 		keys_sync(t);
 	} else {
 		void *arg[2] = { t, &fresh };
@@ -744,22 +789,54 @@ void cache_tree_fd_release(struct cache_tree *t, struct cache_file *f)
 
 /* ---- the metadata snapshot ---- */
 
-/* Installs @fresh (or records why there is none) for a refresh that served request @n. */
+static void share_put(struct tree_share *sh)
+{
+	if (sh && atomic_fetch_sub(&sh->refs, 1) == 1)
+		free(sh);
+}
+
+/* A new shared form holding a copy of @len bytes of @bytes (NULL: out of memory). */
+static struct tree_share *share_new(const void *bytes, size_t len, uint64_t version)
+{
+	struct tree_share *sh = malloc(sizeof(*sh) + len);
+	if (!sh)
+		return NULL;
+	atomic_init(&sh->refs, 1);
+	sh->version = version;
+	sh->len = len;
+	memcpy(sh->bytes, bytes, len);
+	return sh;
+}
+
+static uint64_t share_version(const void *bytes, size_t len)
+{
+	return fmix64(fnv1a64(FNV64_BASIS, bytes, len)) | 1; /* 0 means none */
+}
+
+/*
+ * Installs @fresh (or records why there is none) for a refresh that served request @n;
+ * @sh (taken over, may be NULL) is its shared form, listed @age_ms ago.
+ */
 static void meta_install(struct cache_tree *t, struct cache_meta *fresh, int err, uint64_t n,
-			 uint64_t ns)
+			 uint64_t ns, struct tree_share *sh, uint64_t age_ms)
 {
 	pthread_mutex_lock(&t->meta_lock);
 	struct cache_meta *old = NULL;
+	struct tree_share *old_sh = NULL;
 	if (fresh) {
 		old = t->meta;
 		t->meta = fresh;
 		t->meta_gen++;
+		old_sh = t->share;
+		t->share = sh;
+		sh = NULL;
+		t->meta_listed_ns = mono_ns() - age_ms * 1000000ull;
 		if (t->meta_failing)
 			log_info("metadata: the backing tree can be listed again");
 		t->meta_failing = false;
 		log_debug("metadata: %zu entries in %.1f ms", cache_meta_count(fresh),
 			  (double)ns / 1e6);
-	} else if (!t->meta_failing) {
+	} else if (!t->meta_failing && err) {
 		t->meta_failing = true;
 		log_warn("metadata: cannot list the backing tree '%s': %s; keeping the snapshot "
 			 "taken before", t->path, strerror(-err));
@@ -770,6 +847,86 @@ static void meta_install(struct cache_tree *t, struct cache_meta *fresh, int err
 	pthread_cond_broadcast(&t->meta_done);
 	pthread_mutex_unlock(&t->meta_lock);
 	cache_meta_put(old);
+	share_put(old_sh);
+	share_put(sh);
+}
+
+/* The text of sidecar @relpath as snapshot @m lists it: re-read only when it changed. */
+static int share_text_read(struct cache_tree *t, struct cache_meta *m, const char *relpath,
+			   struct share_text *st)
+{
+	int64_t i = relpath ? cache_meta_find(m, relpath) : -1;
+	const struct stat *s = i >= 0 ? cache_meta_stat(m, (uint64_t)i) : NULL;
+	if (!s || !S_ISREG(s->st_mode)) {
+		free(st->text);
+		*st = (struct share_text){ 0 };
+		return 0;
+	}
+	if (st->text && st->size == s->st_size && st->mtime.tv_sec == s->st_mtim.tv_sec &&
+	    st->mtime.tv_nsec == s->st_mtim.tv_nsec)
+		return 0;
+	char *text;
+	size_t len;
+	int rc = cache_manifest_read(t->root_fd, relpath, &text, &len);
+	if (rc)
+		return rc;
+	free(st->text);
+	*st = (struct share_text){ .text = text, .len = len, .size = s->st_size,
+				   .mtime = s->st_mtim };
+	return 0;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+#define SHARE_MAGIC 0x4d575348u
+#define SHARE_HDR_LEN 24
+
+/* The shared form of @m and the sidecars (read here when they changed), or NULL. */
+static struct tree_share *share_build(struct cache_tree *t, struct cache_meta *m)
+{
+	char *chunks = t->crc32_file ? cache_chunkmap_name(t->crc32_file) : NULL;
+	uint8_t *tree = NULL;
+	size_t tlen = 0, nlen = t->crc32_file ? strlen(t->crc32_file) : 0;
+	struct tree_share *sh = NULL;
+	int rc = share_text_read(t, m, t->crc32_file, &t->texts[0]);
+	if (rc == 0)
+		rc = share_text_read(t, m, chunks, &t->texts[1]);
+	if (rc == 0)
+		rc = cache_meta_encode(m, &tree, &tlen);
+	uint64_t total = SHARE_HDR_LEN + nlen + tlen + t->texts[0].len + t->texts[1].len;
+	bool fits = total <= CACHE_TREE_SHARE_MAX && nlen < 65536;
+	uint8_t *b = rc == 0 && fits ? malloc(total) : NULL;
+	if (b) {
+		put32(b, SHARE_MAGIC);
+		put32(b + 4, 1u << 16 | (t->texts[0].text ? 1 : 0) | (t->texts[1].text ? 2 : 0));
+		put32(b + 8, (uint32_t)nlen << 16);
+		put32(b + 12, (uint32_t)tlen);
+		put32(b + 16, (uint32_t)t->texts[0].len);
+		put32(b + 20, (uint32_t)t->texts[1].len);
+		uint8_t *p = b + SHARE_HDR_LEN;
+		memcpy(p, t->crc32_file ? t->crc32_file : "", nlen);
+		memcpy(p += nlen, tree, tlen);
+		memcpy(p += tlen, t->texts[0].text ? t->texts[0].text : "", t->texts[0].len);
+		memcpy(p += t->texts[0].len, t->texts[1].text ? t->texts[1].text : "",
+		       t->texts[1].len);
+		sh = share_new(b, total, share_version(b, total));
+	}
+	if (!sh)
+		log_warn("metadata: cannot share the snapshot with peers: %s",
+			 strerror(rc ? -rc : total > CACHE_TREE_SHARE_MAX ? EFBIG : ENOMEM));
+	free(b);
+	free(tree);
+	free(chunks);
+	return sh;
 }
 
 static int meta_take(struct cache_tree *t, uint64_t n)
@@ -783,7 +940,8 @@ static int meta_take(struct cache_tree *t, uint64_t n)
 		if (t->cfg.verify)
 			cache_tree_manifest_refresh(t);
 	}
-	meta_install(t, fresh, err, n, mono_ns() - t0);
+	struct tree_share *sh = fresh && t->has_src ? share_build(t, fresh) : NULL;
+	meta_install(t, fresh, err, n, mono_ns() - t0, sh, 0);
 	return err;
 }
 
@@ -792,24 +950,185 @@ int cache_tree_meta_load(struct cache_tree *t)
 	return meta_take(t, 0);
 }
 
+/* Whether the snapshot in use is older than the ttl (or there is none). */
+static bool meta_due(struct cache_tree *t)
+{
+	uint64_t age = cache_tree_meta_age_ms(t);
+	return age == UINT64_MAX || age >= t->meta_ttl_ms;
+}
+
+/*
+ * One refresh for request @n: from the source when it has the cluster's snapshot. @kicked:
+ * a fill found its file changed; if the cluster's snapshot, listed again for it, is still
+ * the one we had, this node's backing disagrees with the lister's (another store, copies
+ * with other mtimes): it lists its own from now on, which is always right.
+ */
+static void meta_refresh_once(struct cache_tree *t, uint64_t n, bool forced, bool kicked)
+{
+	if (!t->has_src || t->src_off) {
+		meta_take(t, n);
+		return;
+	}
+	uint64_t was = cache_tree_meta_version(t);
+	int rc = t->src.fetch(t->src.ctx, forced);
+	if (rc == 1 && kicked && was && cache_tree_meta_version(t) == was) {
+		log_warn("metadata: a file in this node's backing differs from the cluster's "
+			 "snapshot, and listing again did not change that; this node lists its own "
+			 "backing from now on (do all nodes mount the same store?)");
+		t->src_off = true;
+		rc = 0;
+	}
+	if (rc != 1 && (forced || meta_due(t))) {
+		meta_take(t, n);
+		return;
+	}
+	meta_install(t, NULL, 0, n, 0, NULL, 0); /* current: nothing to list */
+}
+
 static void *meta_main(void *arg)
 {
 	struct cache_tree *t = arg;
+	unsigned wait_ms = t->has_src && t->meta_ttl_ms > CACHE_TREE_POLL_MS ? CACHE_TREE_POLL_MS
+									 : t->meta_ttl_ms;
 	pthread_mutex_lock(&t->meta_lock);
 	while (!t->meta_stop) {
-		struct deadline dl = deadline_in_ms(t->meta_ttl_ms);
+		struct deadline dl = deadline_in_ms(wait_ms);
 		while (!t->meta_stop && t->meta_asked == t->meta_served &&
 		       deadline_cond_wait(&t->meta_wake, &t->meta_lock, &dl) == 0)
 			;
 		if (t->meta_stop)
 			break;
 		uint64_t n = t->meta_asked;
+		bool forced = n != t->meta_served, kicked = t->meta_kick_pending;
+		t->meta_kick_pending = false;
 		pthread_mutex_unlock(&t->meta_lock);
-		meta_take(t, n);
+		meta_refresh_once(t, n, forced, kicked);
 		pthread_mutex_lock(&t->meta_lock);
 	}
 	pthread_mutex_unlock(&t->meta_lock);
 	return NULL;
+}
+
+void cache_tree_meta_set_source(struct cache_tree *t, const struct cache_tree_meta_source *src)
+{
+	t->src = *src;
+	t->has_src = true;
+	t->ino_by_path = true;
+}
+
+int cache_tree_share_get(struct cache_tree *t, struct cache_tree_share *out)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	struct tree_share *sh = t->share;
+	if (sh) {
+		atomic_fetch_add(&sh->refs, 1);
+		*out = (struct cache_tree_share){ .bytes = sh->bytes, .len = sh->len,
+						  .version = sh->version, .ref = sh };
+		out->age_ms = (mono_ns() - t->meta_listed_ns) / 1000000;
+	}
+	pthread_mutex_unlock(&t->meta_lock);
+	return sh ? 0 : -EAGAIN;
+}
+
+void cache_tree_share_put(struct cache_tree_share *s)
+{
+	share_put(s->ref);
+	s->ref = NULL;
+}
+
+uint64_t cache_tree_meta_version(struct cache_tree *t)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	uint64_t v = t->share ? t->share->version : 0;
+	pthread_mutex_unlock(&t->meta_lock);
+	return v;
+}
+
+uint64_t cache_tree_meta_age_ms(struct cache_tree *t)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	uint64_t age = t->meta ? (mono_ns() - t->meta_listed_ns) / 1000000 : UINT64_MAX;
+	pthread_mutex_unlock(&t->meta_lock);
+	return age;
+}
+
+void cache_tree_meta_heard(struct cache_tree *t, uint64_t version, uint64_t age_ms)
+{
+	pthread_mutex_lock(&t->meta_lock);
+	if (t->share && t->share->version == version)
+		t->meta_listed_ns = mono_ns() - age_ms * 1000000ull;
+	pthread_mutex_unlock(&t->meta_lock);
+}
+
+/* cache_meta_decode's @fix: the identity our own listing gives each node. */
+static void import_fix(void *ctx, const char *relpath, struct stat *st)
+{
+	struct cache_tree *t = ctx;
+	st->st_dev = t->root_dev;
+	cache_tree_identity(t, relpath, st);
+}
+
+/* Installs a peer's crc32.txt text (@text NULL: none) as listed in @m. */
+static void import_manifest(struct cache_tree *t, struct cache_meta *m, const char *text,
+			    size_t len)
+{
+	if (!t->cfg.verify || !t->crc32_file)
+		return;
+	struct cache_manifest *fresh = text ? cache_manifest_parse(text, len, t->crc32_file,
+								   NULL) : NULL;
+	int64_t i = cache_meta_find(m, t->crc32_file);
+	pthread_mutex_lock(&t->manifest_lock);
+	struct cache_manifest *old = t->manifest;
+	t->manifest = fresh;
+	t->manifest_present = text != NULL;
+	if (i >= 0) /* so that a local refresh finds it unchanged */
+		t->manifest_mtime = cache_meta_stat(m, (uint64_t)i)->st_mtim;
+	pthread_mutex_unlock(&t->manifest_lock);
+	cache_manifest_free(old);
+}
+
+int cache_tree_meta_import(struct cache_tree *t, const void *bytes, size_t len,
+			   uint64_t version, uint64_t age_ms)
+{
+	const uint8_t *b = bytes;
+	char why[128] = "a bad header";
+	if (len < SHARE_HDR_LEN || len > CACHE_TREE_SHARE_MAX || get32(b) != SHARE_MAGIC ||
+	    get32(b + 4) >> 16 != 1 || (get32(b + 4) & 0xfffc) || (get32(b + 8) & 0xffff))
+		goto out_bad;
+	uint32_t flags = get32(b + 4) & 3, nlen = get32(b + 8) >> 16, tlen = get32(b + 12);
+	uint32_t mlen = get32(b + 16), clen = get32(b + 20);
+	if ((uint64_t)SHARE_HDR_LEN + nlen + tlen + mlen + clen != len ||
+	    (!(flags & 1) && mlen) || (!(flags & 2) && clen))
+		goto out_bad;
+	const char *name = (const char *)b + SHARE_HDR_LEN;
+	const char *mine = t->crc32_file ? t->crc32_file : "";
+	if (nlen != strlen(mine) || memcmp(name, mine, nlen)) {
+		log_warn("metadata: a peer's snapshot comes with crc32_file '%.*s', ours is '%s'; "
+			 "listing the backing here (set the same crc32_file on every node)",
+			 (int)(nlen > 200 ? 200 : nlen), name, mine);
+		return -EINVAL;
+	}
+	const uint8_t *tree = b + SHARE_HDR_LEN + nlen;
+	struct cache_meta *m = cache_meta_decode(tree, tlen, import_fix, t, why, sizeof(why));
+	if (!m)
+		goto out_bad;
+	struct tree_share *sh = share_new(bytes, len, version);
+	if (!sh) {
+		cache_meta_put(m);
+		return -ENOMEM;
+	}
+	char *chunks = t->crc32_file ? cache_chunkmap_name(t->crc32_file) : NULL;
+	const char *mtext = (const char *)tree + tlen, *ctext = mtext + mlen;
+	if (t->cache && chunks)
+		cache_chunkmap_set_text(t->cache, chunks, flags & 2 ? ctext : NULL, clen);
+	free(chunks);
+	import_manifest(t, m, flags & 1 ? mtext : NULL, mlen);
+	meta_install(t, m, 0, 0, 0, sh, age_ms);
+	return 0;
+
+out_bad:
+	log_warn("metadata: a peer's snapshot is malformed (%s); listing the backing here", why);
+	return -EPROTO;
 }
 
 int cache_tree_meta_start(struct cache_tree *t, unsigned ttl_ms)
@@ -888,6 +1207,7 @@ void cache_tree_meta_kick(struct cache_tree *t)
 	if (t->meta_running && t->meta_asked == t->meta_served &&
 	    (!t->meta_kicked_ns || now - t->meta_kicked_ns >= t->cfg.rescan_min_ms * 1000000ull)) {
 		t->meta_kicked_ns = now;
+		t->meta_kick_pending = true;
 		t->meta_asked++;
 		pthread_cond_signal(&t->meta_wake);
 	}
@@ -966,6 +1286,8 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 			 t->path, strerror(errno));
 		goto out_free;
 	}
+	struct stat rst;
+	t->root_dev = fstat(t->root_fd, &rst) == 0 ? rst.st_dev : 0;
 	struct statfs sfs;
 	t->ino_unstable = fstatfs(t->root_fd, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
 	pthread_mutex_init(&t->keys_lock, NULL);
@@ -974,8 +1296,8 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	deadline_cond_init(&t->keys_cond);
 	deadline_cond_init(&t->meta_wake);
 	deadline_cond_init(&t->meta_done);
-	if (t->cfg.verify)
-		cache_tree_manifest_refresh(t);
+	/* No manifest read here: the first snapshot brings it (a listing reads it, a peer's
+	 * copy carries it), and without one a version's open reads it (version_open). */
 	return t;
 
 out_free:
@@ -992,6 +1314,9 @@ void cache_tree_free(struct cache_tree *t)
 		return; /* a stuck metadata thread still uses the tree: process exit reclaims it */
 	keys_release(&t->keys);
 	cache_manifest_free(t->manifest);
+	share_put(t->share);
+	free(t->texts[0].text);
+	free(t->texts[1].text);
 	close(t->root_fd);
 	pthread_mutex_destroy(&t->keys_lock);
 	pthread_mutex_destroy(&t->manifest_lock);

@@ -204,4 +204,77 @@ void cache_tree_meta_kick(struct cache_tree *t);
 /* Numbers for tests and status: descriptors pooled now, and the pool's size. */
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);
 
+/*
+ * ---- Snapshots shared between peers (net/meta_share.h plugs in here) ----
+ *
+ * With a source set, one node of a cluster lists the backing per refresh and the others
+ * copy its snapshot: the metadata thread asks the source first (every CACHE_TREE_POLL_MS
+ * and on every refresh request), and lists the backing itself only when the source says
+ * so (this node is the lister, or the lister cannot be reached and the snapshot is due).
+ *
+ * Identity with a source: every node names a file's version by (relpath, size, mtime), as
+ * over a FUSE backing: st_ino is a hash of the relpath and st_dev the root's, on every
+ * stat this module hands out, so a copied snapshot and a local open agree. A fill still
+ * opens and fstats the file and refuses a version whose size or mtime changed (a new
+ * version, and a refresh of the cluster's snapshot), and chunks are still checked against
+ * the CRCs.
+ *
+ * The shared form of a snapshot, version 1 (big-endian):
+ *   u32 magic 0x4d575348 ("MWSH") | u16 version (1) | u16 flags (bit 0: a manifest, bit 1:
+ *   a crc32.chunks) | u16 manifest name length | u16 0 | u32 tree length | u32 manifest
+ *   length | u32 chunks length | manifest name | tree (cache/meta.h wire form) | crc32.txt
+ *   text | crc32.chunks text
+ * A text is present exactly when its flag is; the lengths add up to the whole. The manifest
+ * name must equal this node's crc32_file, else the copy is refused.
+ */
+#define CACHE_TREE_SHARE_MAX (256u << 20)
+#define CACHE_TREE_POLL_MS 2000
+
+struct cache_tree_meta_source {
+	/*
+	 * Called on the metadata thread (and by net/meta_share.h's first load) before a
+	 * listing. @forced: a refresh was asked for (mowsctl refresh, a changed file, a key
+	 * miss). Returns 1 when the snapshot in use is current with the cluster's (it may have
+	 * called cache_tree_meta_import() or cache_tree_meta_heard()), 0 when this node must
+	 * list the backing itself if the snapshot is due (@forced, or older than metadata_ttl).
+	 */
+	int (*fetch)(void *ctx, bool forced);
+	void *ctx;
+};
+
+/* Sets the source; call once, before cache_tree_meta_load() and before any thread runs. */
+void cache_tree_meta_set_source(struct cache_tree *t, const struct cache_tree_meta_source *src);
+
+/* The snapshot in its shared form, referenced (cache_tree_share_put() drops it). */
+struct cache_tree_share {
+	const uint8_t *bytes;
+	size_t len;
+	uint64_t version;   /* a hash of the bytes: equal on nodes with the same snapshot */
+	uint64_t age_ms;    /* how long ago the backing was listed for it */
+	void *ref;
+};
+
+/* 0, or -EAGAIN when there is no shared form yet (no source, or no snapshot). Any thread,
+ * memory only. */
+int cache_tree_share_get(struct cache_tree *t, struct cache_tree_share *out);
+void cache_tree_share_put(struct cache_tree_share *s);
+
+/* The version of the snapshot in use (0: none). Any thread. */
+uint64_t cache_tree_meta_version(struct cache_tree *t);
+
+/*
+ * Installs a peer's snapshot from its shared form (@len bytes, copied), listed @age_ms ago,
+ * with its manifest and crc32.chunks. Returns 0, or -EPROTO (malformed: logged), -EINVAL
+ * (another crc32_file), -ENOMEM; the snapshot in use then stays. Metadata thread, or before
+ * it starts.
+ */
+int cache_tree_meta_import(struct cache_tree *t, const void *bytes, size_t len,
+			   uint64_t version, uint64_t age_ms);
+
+/* The peer's snapshot is still @version, listed @age_ms ago: records its age. */
+void cache_tree_meta_heard(struct cache_tree *t, uint64_t version, uint64_t age_ms);
+
+/* How long ago the snapshot in use was listed (UINT64_MAX: none). Any thread. */
+uint64_t cache_tree_meta_age_ms(struct cache_tree *t);
+
 #endif

@@ -61,6 +61,8 @@ struct mows_config {
 	unsigned resolve_interval_ms;         /* peer names re-resolved, default 30s */
 	unsigned peer_inflight;               /* requests in flight per peer, default 8 */
 	unsigned max_connections;             /* inbound peer connections, default 64 */
+	unsigned swarm_fanout;                /* requesters served per chunk before handing
+						 the rest on (net/swarm.h); 0 off; default 4 */
 	enum config_prefetch prefetch;        /* default off */
 	enum config_transport transport;      /* default auto */
 	char rdma_device[CONFIG_PATH_MAX];    /* "" = the first RDMA device with an active port */
@@ -82,6 +84,7 @@ struct mows_config {
 	enum config_open_wait open_wait;      /* default off */
 	unsigned open_wait_timeout_ms;        /* bound of an open_wait = complete, default 10m */
 	int warm_restart;                     /* keep the cache files for the next daemon, 0 */
+	int metadata_from_peers;              /* take the tree snapshot from a peer, default 1 */
 	int supervise;                        /* a supervisor keeps the mount (fs/supervisor.h), 0 */
 };
 

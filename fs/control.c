@@ -627,6 +627,14 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		s->members, s->digest, s->ownership_digest, s->ownership_members,
 		s->entries_added, s->entries_reclaimed, s->refused_unauth,
 		s->refused_auth, s->accept_errors, s->quarantines);
+	fprintf(out, "\"swarm\":{\"redirects_sent\":%" PRIu64 ",\"redirected\":%" PRIu64
+		",\"from_holder\":%" PRIu64 ",\"fallbacks\":%" PRIu64 ",\"served_as_holder\":%"
+		PRIu64 ",\"relayed\":%" PRIu64 ",\"relays_stopped\":%" PRIu64
+		",\"holder_parked\":%" PRIu64
+		",\"holder_misses\":%" PRIu64 "},",
+		s->swarm.redirects_sent, s->swarm.redirected, s->swarm.from_holder,
+		s->swarm.fallbacks, s->swarm.served_as_holder, s->swarm.relayed,
+		s->swarm.relays_stopped, s->swarm.holder_parked, s->swarm.holder_misses);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
 	for (unsigned i = 0; i < s->n; i++) {

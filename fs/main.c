@@ -32,6 +32,7 @@
 #include "fs/notify.h"
 #include "fs/supervisor.h"
 #include "net/auth.h"
+#include "net/meta_share.h"
 #include "net/peer.h"
 #include "net/proto.h"
 
@@ -443,13 +444,16 @@ static int prepare(struct mows *m)
 		if (!m->peers)
 			return fail(err);
 		cache_add_source(m->cache, &peers_source, m->peers); /* before the backing */
+		if (m->cfg.metadata_from_peers &&
+		    !(m->mshare = meta_share_new(m->peers, m->tree, &m->cfg)))
+			return fail("out of memory");
 	}
 	cache_add_source(m->cache, &cache_backing_source, m->tree);
 	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
 							   .ctx = m });
 	if (mows_inodes_init(m) || mows_handles_init(m))
 		return fail("out of memory");
-	int mrc = cache_tree_meta_load(m->tree);
+	int mrc = m->mshare ? 0 : cache_tree_meta_load(m->tree); /* with peers: in serve() */
 	if (mrc) {
 		snprintf(err, sizeof(err), "backing '%s': cannot list it: %s", m->backing,
 			 strerror(-mrc));
@@ -499,8 +503,19 @@ static struct fuse_session *new_session(struct mows *m, const struct options *o)
 static int serve(struct mows *m)
 {
 	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control) ||
-	    (m->peers && peers_start(m->peers)) || prefetch_start(m) ||
-	    (m->metrics && metrics_start(m->metrics)) || notify_start(m)) {
+	    (m->peers && peers_start(m->peers))) {
+		log_err("cannot start threads: %s", strerror(errno));
+		return 1;
+	}
+	int mrc = m->mshare ? meta_share_first(m->mshare) : 0; /* before the FUSE session serves */
+	if (mrc) {
+		log_err("backing '%s': cannot list it: %s, and no peer shared its snapshot",
+			m->backing, strerror(-mrc));
+		return 1;
+	}
+	if (m->super) /* the opens a previous process left, once the snapshot is there */
+		mows_opens_adopt_all(m);
+	if (prefetch_start(m) || (m->metrics && metrics_start(m->metrics)) || notify_start(m)) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
 	}
@@ -594,7 +609,6 @@ int main(int argc, char **argv)
 		super_child_signals(m.super, m.se);
 		if (!m.foreground)
 			child_quiet();
-		mows_opens_adopt_all(&m);
 	} else {
 		fuse_daemonize(m.foreground);
 	}
@@ -607,6 +621,7 @@ int main(int argc, char **argv)
 	prefetch_stop(&m);
 	metrics_free(m.metrics);
 	control_free(m.control);
+	meta_share_stop(m.mshare);
 	peers_free(m.peers);
 	mows_inval_stop(&m);
 	fuse_session_destroy(m.se);
@@ -614,6 +629,7 @@ int main(int argc, char **argv)
 	mows_handles_release(&m);
 	cache_free(m.cache);
 	cache_tree_free(m.tree); /* after the cache: its fill threads read through the tree */
+	meta_share_free(m.mshare); /* after the tree: its metadata thread asked it */
 	super_child_free(m.super);
 	return rc;
 }

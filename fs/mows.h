@@ -39,6 +39,7 @@
 struct fuse_session;
 struct control;
 struct peers;
+struct meta_share;
 struct metrics;
 struct notify;
 struct mows_open_rec;
@@ -88,6 +89,7 @@ struct mows {
 	struct fuse_session *se;
 	struct control *control;
 	struct peers *peers;          /* NULL when listen is not set */
+	struct meta_share *mshare;    /* metadata from peers (net/meta_share.h), or NULL */
 	pthread_t prefetch_thread;
 	bool prefetching;
 	_Atomic bool prefetch_stopping;

@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cache.h"
 #include "net/link.h"
 #include "net/proto.h"
+
+#define RELAY_PIECE (256u * 1024) /* progress is reported every this many bytes */
 
 struct mux_req {
 	uint32_t id;
@@ -15,6 +18,8 @@ struct mux_req {
 	void *dst;                /* DATA: the slot; RDMA_DESC: the answer buffer */
 	size_t len;               /* DATA: the chunk's length; RDMA_DESC: dst's capacity */
 	size_t anslen;            /* RDMA_DESC: the answer's length */
+	char *holder;             /* DATA: where a REDIRECT's node id goes (NULL: none taken) */
+	struct cache_relay *relay; /* DATA: progress for relayers, or NULL */
 	bool done;                /* answered: rc and crc are set */
 	bool filling;             /* a reader is writing into dst */
 	int rc;
@@ -188,6 +193,42 @@ static int read_small(struct mux *x, const struct proto_hdr *hdr, const struct d
 	return 0;
 }
 
+/* Receives a DATA frame's bytes into @dst piece by piece, telling relayers how far it got. */
+static int recv_relayed(struct mux *x, uint8_t *dst, const struct proto_data *data,
+			struct cache_relay *relay, const struct deadline *fdl)
+{
+	int rc = 0;
+	if (data->length)
+		cache_relay_announce(relay, data->crc32);
+	for (uint32_t got = 0; got < data->length && rc == 0;) {
+		uint32_t n = data->length - got < RELAY_PIECE ? data->length - got : RELAY_PIECE;
+		rc = link_recv(x->link, dst + got, n, fdl);
+		got += rc == 0 ? n : 0;
+		cache_relay_progress(relay, got);
+	}
+	return rc;
+}
+
+/* A REDIRECT answer to a GET: the holder's id goes to its asker, which gets -EXDEV. */
+static int read_redirect(struct mux *x, const struct proto_hdr *hdr, const struct deadline *fdl)
+{
+	uint8_t buf[PROTO_REDIRECT_MAX_LEN];
+	struct proto_redirect rd;
+	if (hdr->len > sizeof(buf) || link_recv(x->link, buf, hdr->len, fdl) ||
+	    proto_redirect_decode(buf, hdr->len, &rd))
+		return -EPROTO;
+	pthread_mutex_lock(&x->lock);
+	struct mux_req *r = do_find(x, hdr->req_id);
+	if (r && r->type == PROTO_DATA && r->holder) {
+		memcpy(r->holder, rd.node_id, sizeof(rd.node_id));
+		do_answer(x, r, -EXDEV, 0);
+	} else if (r) {
+		do_answer(x, r, -EPROTO, 0); /* a REDIRECT we could not have asked for */
+	}
+	pthread_mutex_unlock(&x->lock);
+	return 0;
+}
+
 /* The reader's role, lock not held: one whole frame; DATA goes into the slot it answers. */
 static int read_one(struct mux *x, const struct deadline *dl)
 {
@@ -204,6 +245,8 @@ static int read_one(struct mux *x, const struct deadline *dl)
 		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr, x->max_payload);
 	if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
 		return read_small(x, &hdr, &fdl);
+	if (rc == 0 && hdr.type == PROTO_REDIRECT)
+		return read_redirect(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type != PROTO_DATA)
 		rc = -EPROTO;
 	if (rc == 0)
@@ -215,6 +258,7 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	pthread_mutex_lock(&x->lock);
 	struct mux_req *r = do_find(x, hdr.req_id);
 	void *dst = NULL;
+	struct cache_relay *relay = NULL;
 	if (r && data.status) {
 		do_answer(x, r, data.status == ENOENT ? -ENOENT : -EIO, 0);
 	} else if (r && (data.length != r->len || r->type != PROTO_DATA)) {
@@ -222,12 +266,14 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	} else if (r) {
 		r->filling = true;
 		dst = r->dst;
+		relay = r->relay;
 	}
 	pthread_mutex_unlock(&x->lock);
 	if (data.status)
 		return 0;
 	/* Straight into the asker's slot: no copy in between. */
-	rc = dst ? link_recv(x->link, dst, data.length, &fdl) : drain(x, data.length, &fdl);
+	rc = !dst ? drain(x, data.length, &fdl) : relay ? recv_relayed(x, dst, &data, relay, &fdl)
+		   : link_recv(x->link, dst, data.length, &fdl);
 	if (dst) {
 		pthread_mutex_lock(&x->lock);
 		r->filling = false;
@@ -290,7 +336,15 @@ static int request(struct mux *x, struct mux_req *r, const void *payload, uint32
 int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
 	      uint32_t *crc, const struct deadline *dl)
 {
-	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len };
+	return mux_fetch_swarm(x, req, dst, len, crc, NULL, NULL, dl);
+}
+
+int mux_fetch_swarm(struct mux *x, const struct transport_chunk_req *req, void *dst,
+		    size_t len, uint32_t *crc, char *holder, struct cache_relay *relay,
+		    const struct deadline *dl)
+{
+	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len, .holder = holder,
+			     .relay = relay };
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_get get = transport_req_get(req);
 	proto_get_encode(buf, &get);

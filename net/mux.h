@@ -19,6 +19,7 @@
 
 #include "net/transport.h"
 
+struct cache_relay;
 struct link;
 struct mux;
 
@@ -33,6 +34,17 @@ struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms);
  * another -errno when the mux is broken. */
 int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
 	      uint32_t *crc, const struct deadline *dl);
+
+/*
+ * As mux_fetch(); a REDIRECT answer (the swarm: the owner names an earlier requester to ask
+ * with WAIT) puts the holder's node id in @holder (PROTO_NODE_ID_MAX + 1 bytes, or NULL when
+ * the caller cannot take one: a REDIRECT is then -EPROTO) and returns -EXDEV. With @relay
+ * (cache/cache.h), the DATA's CRC is announced there before its bytes land and their
+ * progress reported as they do, for nodes that relay the chunk while it arrives.
+ */
+int mux_fetch_swarm(struct mux *x, const struct transport_chunk_req *req, void *dst,
+		    size_t len, uint32_t *crc, char *holder, struct cache_relay *relay,
+		    const struct deadline *dl);
 
 /*
  * A small request of frame type @type (PROTO_RDMA_DESC only) whose answer, a frame of the

@@ -208,7 +208,7 @@ static void count_fetch(struct peers *p, struct member *m, int rc, size_t len)
 		m->bytes_in += len;
 		m->fetches++;
 		m->last_seen_ns = mono_ns(); /* traffic is proof of life: no ping needed */
-	} else if (rc != -ENOENT) {
+	} else if (rc != -ENOENT && rc != -EXDEV) {
 		m->errors++;
 		m->suspect = true; /* ping it this round */
 	}
@@ -259,6 +259,7 @@ static struct mux *do_mux_connect(struct peers *p, struct member *m, const struc
 	m->mux_connecting = false;
 	if (x) {
 		m->mux = x;
+		m->caps = them.caps;
 		mux_get(x);
 		if (m->transport != tcp_transport.name && !do_want_rdma(p, m))
 			log_info("peer %s (%s): chunks travel by tcp", m->node_id, m->addr);
@@ -396,7 +397,8 @@ static void note_transport(struct peers *p, struct member *m, const char *name)
  * RDMA to it fails (unless transport = rdma).
  */
 static int fetch_rdma(struct peers *p, struct member *m, const struct transport_chunk_req *req,
-		      void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+		      void *dst, size_t len, uint32_t *sent, char *holder,
+		      struct cache_relay *relay, const struct deadline *dl)
 {
 	struct mux *x = mux_acquire(p, m, dl);
 	if (!x)
@@ -412,7 +414,7 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 	} else if (p->cfg->transport == TRANSPORT_RDMA) {
 		rc = -EOPNOTSUPP;
 	} else {
-		rc = mux_fetch(x, req, dst, len, sent, dl);
+		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl);
 		note_transport(p, m, tcp_transport.name);
 	}
 	mux_release(p, m, x);
@@ -420,19 +422,24 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 }
 
 static int fetch_mux(struct peers *p, struct member *m, const struct transport_chunk_req *req,
-		     void *dst, size_t len, uint32_t *sent, const struct deadline *dl)
+		     void *dst, size_t len, uint32_t *sent, char *holder,
+		     struct cache_relay *relay, const struct deadline *dl)
 {
 	struct mux *x = mux_acquire(p, m, dl);
 	if (!x)
 		return -EHOSTUNREACH;
-	int rc = mux_fetch(x, req, dst, len, sent, dl);
+	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl);
 	mux_release(p, m, x);
 	return rc;
 }
 
-/* Fetches one chunk from @m into @dst and checks its CRC. Returns 0 or -errno. */
+/*
+ * Fetches one chunk from @m into @dst and checks its CRC. Returns 0 or -errno; -EXDEV when
+ * @m answered REDIRECT (only when @holder, PROTO_NODE_ID_MAX + 1 bytes, takes its id).
+ */
 static int fetch_one(struct peers *p, struct member *m, const struct transport_chunk_req *req,
-		     void *dst, size_t len, const struct deadline *outer, struct cache_fetch *out)
+		     void *dst, size_t len, const struct deadline *outer, struct cache_fetch *out,
+		     char *holder)
 {
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	if (deadline_left_ms(outer) < deadline_left_ms(&dl))
@@ -441,8 +448,8 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 	pthread_mutex_lock(&p->lock);
 	bool rdma = do_want_rdma(p, m);
 	pthread_mutex_unlock(&p->lock);
-	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, &dl)
-		      : fetch_mux(p, m, req, dst, len, &sent, &dl);
+	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, out->relay, &dl)
+		      : fetch_mux(p, m, req, dst, len, &sent, holder, out->relay, &dl);
 	if (rc == -EHOSTUNREACH)
 		return rc;
 	if (rc == -EBADMSG)
@@ -458,7 +465,7 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 		out->origin = m->uid;
 	}
 	count_fetch(p, m, rc, len);
-	if (rc && rc != -ENOENT)
+	if (rc && rc != -ENOENT && rc != -EXDEV)
 		log_debug("peer %s: chunk %" PRIu64 ": %s", m->node_id, req->chunk, strerror(-rc));
 	return rc;
 }
@@ -504,16 +511,70 @@ static void put_members(struct peers *p, struct member **ms, uint64_t *hashes, u
 	free(hashes);
 }
 
-/* Runs the plan: 0 when a step delivered, -ENOENT to let the cache read the backing. */
-static int run_plan(struct peers *p, const struct plan *pl, struct member **ms,
+static void count_swarm(struct peers *p, uint64_t *counter)
+{
+	pthread_mutex_lock(&p->lock);
+	(*counter)++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The live member (of the @n - 1 in @ms) whose node id is @id, or NULL. */
+static struct member *live_by_id(struct member **ms, unsigned n, const char *id)
+{
+	for (unsigned i = 0; i + 1 < n; i++)
+		if (ms[i] && !strcmp(ms[i]->node_id, id))
+			return ms[i];
+	return NULL;
+}
+
+/*
+ * One step of the plan. An owner asked with fill may answer REDIRECT (the swarm,
+ * net/swarm.h): then we ask the holder it named with WAIT and, when that fails, the owner
+ * again with NOREDIRECT, which it serves itself.
+ */
+static int run_step(struct peers *p, struct member **ms, unsigned n, const struct plan_step *st,
 		    struct transport_chunk_req *req, void *dst, size_t len,
 		    const struct deadline *dl, struct cache_fetch *out)
 {
-	for (unsigned s = 0; s < pl->n && !deadline_passed(dl); s++) {
-		req->fill = pl->step[s].fill;
-		if (fetch_one(p, ms[pl->step[s].member], req, dst, len, dl, out) == 0)
+	struct member *m = ms[st->member];
+	char holder[PROTO_NODE_ID_MAX + 1] = "";
+	pthread_mutex_lock(&p->lock);
+	bool swarm = st->fill && (m->caps & PROTO_CAP_SWARM);
+	pthread_mutex_unlock(&p->lock);
+	*req = (struct transport_chunk_req){ .file_key = req->file_key,
+		.file_size = req->file_size, .mtime_ns = req->mtime_ns, .chunk = req->chunk,
+		.chunk_size = req->chunk_size, .fill = st->fill };
+	int rc = fetch_one(p, m, req, dst, len, dl, out, swarm ? holder : NULL);
+	if (rc != -EXDEV)
+		return rc;
+	count_swarm(p, &p->sw.redirected);
+	struct member *h = live_by_id(ms, n, holder);
+	if (h) {
+		req->fill = false;
+		req->wait = true;
+		rc = fetch_one(p, h, req, dst, len, dl, out, NULL);
+		if (rc == 0) {
+			count_swarm(p, &p->sw.from_holder);
 			return 0;
+		}
 	}
+	log_debug("peer %s: chunk %" PRIu64 ": holder %s named by %s failed; asking the owner",
+		  p->node_id, req->chunk, holder, m->node_id);
+	count_swarm(p, &p->sw.fallbacks);
+	req->wait = false;
+	req->fill = true;
+	req->noredirect = true;
+	return fetch_one(p, m, req, dst, len, dl, out, NULL);
+}
+
+/* Runs the plan: 0 when a step delivered, -ENOENT to let the cache read the backing. */
+static int run_plan(struct peers *p, const struct plan *pl, struct member **ms, unsigned n,
+		    struct transport_chunk_req *req, void *dst, size_t len,
+		    const struct deadline *dl, struct cache_fetch *out)
+{
+	for (unsigned s = 0; s < pl->n && !deadline_passed(dl); s++)
+		if (run_step(p, ms, n, &pl->step[s], req, dst, len, dl, out) == 0)
+			return 0;
 	return -ENOENT;
 }
 
@@ -560,7 +621,7 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	if (order)
 		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
 	if (order && older && plan_make(&in, order, &pl) == 0)
-		rc = run_plan(p, &pl, ms, &req, dst, len, dl, out);
+		rc = run_plan(p, &pl, ms, n, &req, dst, len, dl, out);
 	free(older);
 	free(order);
 	put_members(p, ms, hashes, n ? n - 1 : 0);
@@ -594,11 +655,11 @@ int peers_fetch_direct(struct peers *p, const struct transport_chunk_req *req, v
 		       size_t len, const char **transport)
 {
 	struct member *m = first_up(p);
-	struct cache_fetch out;
+	struct cache_fetch out = { 0 };
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	if (!m)
 		return -EHOSTUNREACH;
-	int rc = fetch_one(p, m, req, dst, len, &dl, &out);
+	int rc = fetch_one(p, m, req, dst, len, &dl, &out, NULL);
 	pthread_mutex_lock(&p->lock);
 	*transport = m->transport ? m->transport : "?";
 	member_put(m);
@@ -1076,6 +1137,7 @@ static void *heartbeat_main(void *arg)
 		}
 		heartbeat_round(p);
 		update_owners(p);
+		serve_sweep(p);
 	} while (!wait_round(p, p->cfg->heartbeat_ms));
 	send_leaves(p);
 	return NULL;
@@ -1168,6 +1230,7 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 		goto out_free;
 	p->listen_port = port_of(cfg->listen);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
+				      .caps = PROTO_CAP_SWARM,
 				      .secret = p->secret, .secret_len = p->secret_len,
 				      .insecure = cfg->insecure, .tls = p->tls,
 				      .start_ns = p->start_ns };
@@ -1215,7 +1278,7 @@ static int rdma_start(struct peers *p)
 	}
 	if (p->rdma) {
 		cache_set_forget(p->cache, rdma_forget, p->rdma);
-		p->self.caps = PROTO_CAP_RDMA;
+		p->self.caps |= PROTO_CAP_RDMA;
 		log_info("peers: RDMA on %s, port %u", rdma_ctx_device(p->rdma), p->listen_port);
 		return 0;
 	}
@@ -1351,6 +1414,7 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->refused_auth = p->refused_auth;
 	s->accept_errors = p->accept_errors;
 	s->quarantines = p->quarantines;
+	s->swarm = p->sw;
 	pthread_mutex_unlock(&p->lock);
 	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {

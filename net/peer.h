@@ -107,6 +107,19 @@ struct peer_info {
 	bool quarantined;
 };
 
+/* The swarm (net/swarm.h), since start. */
+struct peers_swarm_counters {
+	uint64_t redirects_sent;  /* as owner: GET FILLs answered with REDIRECT */
+	uint64_t redirected;      /* as requester: REDIRECTs received */
+	uint64_t from_holder;     /* as requester: chunks a named holder served */
+	uint64_t fallbacks;       /* as requester: the holder failed, the owner asked again */
+	uint64_t served_as_holder; /* as holder: GET WAITs served */
+	uint64_t relayed;         /* of them, sent on while our own fill received the chunk */
+	uint64_t relays_stopped;  /* relays broken off: our fill failed or started over */
+	uint64_t holder_parked;   /* as holder: GET WAITs parked until our fill ended */
+	uint64_t holder_misses;   /* as holder: GET WAITs answered ENOENT */
+};
+
 struct peers_snapshot {
 	char node_id[PROTO_NODE_ID_MAX + 1];
 	const char *listen;       /* from the configuration, lives as long as the peers */
@@ -117,6 +130,7 @@ struct peers_snapshot {
 	uint64_t entries_added, entries_reclaimed;
 	uint64_t refused_unauth, refused_auth, accept_errors;
 	uint64_t quarantines;     /* times a peer was quarantined for bad CRCs, since start */
+	struct peers_swarm_counters swarm;
 	bool has_rdma;
 	char rdma_device[64];
 	struct rdma_counters rdma;

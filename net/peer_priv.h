@@ -26,8 +26,9 @@
 
 struct serve_job;
 struct serve_worker;
-enum { SERVE_FAST, SERVE_FILL };
+enum { SERVE_FAST, SERVE_FILL, SERVE_PARK };
 struct pf_table;
+struct meta_share;
 
 struct serve_ticket {
 	uint8_t bytes[RDMA_TICKET_LEN];
@@ -94,13 +95,26 @@ struct peers {
 	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
 	struct pf_table *pf;       /* prefetch jobs for peers (net/prefetch.c, its own lock) */
+	struct meta_share *meta;   /* META_GET answerer (net/meta_share.h); set before start */
 	uint64_t quarantines;      /* peers quarantined so far, protected by lock */
+	/*
+	 * The swarm (net/swarm.h). swarm: the owner's table (its own lock). parked: GET WAITs
+	 * for chunks whose fill runs here, until the fill ends (serve_fill_hook) or their
+	 * deadline (serve_sweep); at most SERVE_CONN_INFLIGHT per connection. Counters since
+	 * start. All but swarm protected by lock.
+	 */
+	struct swarm *swarm;
+	struct serve_job *parked;
+	unsigned nparked;
+	struct peers_swarm_counters sw;
 	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
 };
 
 /* net/serve.c: the listener and serving threads. */
 int serve_start(struct peers *p);
+/* Answers parked GET WAITs whose deadline passed (heartbeat thread). */
+void serve_sweep(struct peers *p);
 /* Waits for the listener and for every serving thread (they end at stop_fd). */
 void serve_stop(struct peers *p);
 /* RDMA host callbacks for rdma_ctx_new(). */

@@ -25,6 +25,12 @@
  *      for a fill, since a fill could wait on other fills (net/peer.h). The plan is the
  *      hints and the first PLAN_PROBES members in rank order, then self_owner.
  * With fewer than two members the plan is empty and self_owner is set.
+ *
+ * The swarm (net/swarm.h) sits on top of the plan, not in it: an owner asked with fill (a
+ * step with fill, to a peer whose HELLO says SWARM) may answer REDIRECT naming an earlier
+ * requester of the chunk; the step then asks that holder with GET WAIT and, when it fails,
+ * the same owner again with NOREDIRECT (net/peer.c run_step()). Steps without fill (hints,
+ * probes) are never redirected, so rule 5 still holds: a fill for a peer waits on no fill.
  */
 #ifndef MOWS_NET_PLAN_H
 #define MOWS_NET_PLAN_H

@@ -29,6 +29,10 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_PREFETCH] = { "PREFETCH", PROTO_PREFETCH_LEN, PROTO_PREFETCH_LEN },
 	[PROTO_PREFETCH_STATUS] = { "PREFETCH_STATUS", PROTO_PREFETCH_STATUS_LEN,
 				    PROTO_PREFETCH_STATUS_LEN },
+	[PROTO_META_GET] = { "META_GET", PROTO_META_GET_LEN, PROTO_META_GET_LEN },
+	[PROTO_META] = { "META", PROTO_META_FIXED_LEN,
+			 PROTO_META_FIXED_LEN + PROTO_META_PIECE_MAX },
+	[PROTO_REDIRECT] = { "REDIRECT", 2, PROTO_REDIRECT_MAX_LEN },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -223,6 +227,8 @@ int proto_get_decode(const void *payload, size_t len, struct proto_get *out)
 	g.flags = be32toh(w.flags);
 	if (g.chunk_size == 0 || (g.flags & ~(uint32_t)PROTO_GET_FLAGS_KNOWN))
 		return -EPROTO;
+	if ((g.flags & PROTO_GET_WAIT) && (g.flags & PROTO_GET_FILL))
+		return -EPROTO;
 	/* The chunk must start before EOF; written so that chunk * chunk_size cannot overflow. */
 	if (g.file_size == 0 || g.chunk > (g.file_size - 1) / g.chunk_size)
 		return -EPROTO;
@@ -275,6 +281,36 @@ int proto_data_decode(const void *payload, size_t len, struct proto_data *out)
 	return 0;
 }
 
+
+ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in)
+{
+	struct proto_wire_redirect w;
+
+	if (!proto_node_id_ok(in->node_id))
+		return -EINVAL;
+	size_t idlen = strlen(in->node_id);
+	if (buflen < sizeof(w) + idlen)
+		return -ENOSPC;
+	w.node_id_len = (uint8_t)idlen;
+	memcpy(buf, &w, sizeof(w));
+	memcpy((uint8_t *)buf + sizeof(w), in->node_id, idlen);
+	return (ssize_t)(sizeof(w) + idlen);
+}
+
+int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out)
+{
+	struct proto_wire_redirect w;
+
+	if (len < sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	const uint8_t *id = (const uint8_t *)payload + sizeof(w);
+	if (len != sizeof(w) + w.node_id_len || !node_id_bytes_ok(id, w.node_id_len))
+		return -EPROTO;
+	memcpy(out->node_id, id, w.node_id_len);
+	out->node_id[w.node_id_len] = '\0';
+	return 0;
+}
 
 uint64_t proto_file_key(const char *relpath, uint64_t size, int64_t mtime_ns)
 {
@@ -375,6 +411,74 @@ int proto_prefetch_status_decode(const void *payload, size_t len,
 		return -EPROTO;
 	if ((r.flags & ~(uint32_t)PROTO_PREFETCH_FLAGS_KNOWN) || r.done > r.total)
 		return -EPROTO;
+	*out = r;
+	return 0;
+}
+
+void proto_meta_get_encode(void *buf, const struct proto_meta_get *in)
+{
+	struct proto_wire_meta_get w = {
+		.have_version = htobe64(in->have_version),
+		.offset = htobe64(in->offset),
+		.flags = htobe32(in->flags),
+	};
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_meta_get_decode(const void *payload, size_t len, struct proto_meta_get *out)
+{
+	struct proto_wire_meta_get w;
+	if (len != sizeof(w))
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	struct proto_meta_get r = {
+		.have_version = be64toh(w.have_version),
+		.offset = be64toh(w.offset),
+		.flags = be32toh(w.flags),
+	};
+	if ((r.flags & ~(uint32_t)PROTO_META_GET_FLAGS_KNOWN) || w.reserved ||
+	    ((r.flags & PROTO_META_REFRESH) && r.offset))
+		return -EPROTO;
+	*out = r;
+	return 0;
+}
+
+void proto_meta_encode(void *buf, const struct proto_meta *in)
+{
+	struct proto_wire_meta w = {
+		.status = (int32_t)htobe32((uint32_t)in->status),
+		.flags = htobe32(in->flags),
+		.version = htobe64(in->version),
+		.age_ms = htobe64(in->age_ms),
+		.total = htobe64(in->total),
+		.offset = htobe64(in->offset),
+	};
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_meta_decode(const void *payload, size_t len, struct proto_meta *out)
+{
+	struct proto_wire_meta w;
+	if (len < sizeof(w) || len - sizeof(w) > PROTO_META_PIECE_MAX)
+		return -EPROTO;
+	memcpy(&w, payload, sizeof(w));
+	struct proto_meta r = {
+		.status = (int32_t)be32toh((uint32_t)w.status),
+		.flags = be32toh(w.flags),
+		.version = be64toh(w.version),
+		.age_ms = be64toh(w.age_ms),
+		.total = be64toh(w.total),
+		.offset = be64toh(w.offset),
+		.length = (uint32_t)(len - sizeof(w)),
+	};
+	bool quiet = r.status != 0 || (r.flags & PROTO_META_SAME);
+	if (r.status < 0 || r.status > PROTO_STATUS_MAX ||
+	    (r.flags & ~(uint32_t)PROTO_META_FLAGS_KNOWN) || (quiet && r.length) ||
+	    (r.status == 0 && r.version == 0) || r.total > PROTO_META_TOTAL_MAX ||
+	    r.offset > r.total || r.length > r.total - r.offset ||
+	    (!quiet && r.length == 0 && r.offset < r.total))
+		return -EPROTO;
+	r.data = r.length ? (const uint8_t *)payload + sizeof(w) : NULL;
 	*out = r;
 	return 0;
 }

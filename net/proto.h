@@ -11,7 +11,7 @@
  *              | u32 payload length | u32 request id
  *
  * Request ids: the sender of a request (PING, GET, PREFETCH) picks any id; the reply (PONG,
- * DATA, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
+ * DATA or REDIRECT, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
  * No header flags are defined in version 1: senders send 0 and receivers reject anything
  * else, so a later meaning can never be silently ignored by an old peer.
  *
@@ -57,18 +57,30 @@ enum proto_type {
 	PROTO_LEAVE = 10,	/* empty: the sender stops now; drop it from placement */
 	PROTO_PREFETCH = 11,	/* struct proto_prefetch: start, or poll, filling a share */
 	PROTO_PREFETCH_STATUS = 12,	/* struct proto_prefetch_status, answers a PREFETCH */
-	PROTO_TYPE_MAX = PROTO_PREFETCH_STATUS,
+	PROTO_META_GET = 13,	/* struct proto_meta_get: a piece of the metadata snapshot */
+	PROTO_META = 14,	/* struct proto_meta, then the piece; answers a META_GET */
+	PROTO_REDIRECT = 15,	/* struct proto_redirect: answers a GET, "ask this holder" */
+	PROTO_TYPE_MAX = PROTO_REDIRECT,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
 #define PROTO_CAP_RDMA		(1u << 0)
+/* The sender takes GET_WAIT and GET_NOREDIRECT and may answer a FILL with REDIRECT. A node
+ * sends those flags, and REDIRECT, only to peers that said SWARM (old peers reject them). */
+#define PROTO_CAP_SWARM		(1u << 1)
 
 /*
  * GET flags; receivers reject bits they do not know. FILL: the receiver is the chunk's owner
- * and fills it from its backing if it does not hold it.
+ * and fills it from its backing if it does not hold it; an owner that already serves enough
+ * requesters of the chunk may answer REDIRECT instead (the swarm, net/swarm.h), unless
+ * NOREDIRECT is set. WAIT (never with FILL): the receiver was named by a REDIRECT; it
+ * answers at once when it holds the chunk, when its own fill of the chunk ends if one runs
+ * (ENOENT if that fails), else ENOENT at once. WAIT and NOREDIRECT go only to SWARM peers.
  */
 #define PROTO_GET_FILL		(1u << 0)
-#define PROTO_GET_FLAGS_KNOWN	PROTO_GET_FILL
+#define PROTO_GET_WAIT		(1u << 1)
+#define PROTO_GET_NOREDIRECT	(1u << 2)
+#define PROTO_GET_FLAGS_KNOWN	(PROTO_GET_FILL | PROTO_GET_WAIT | PROTO_GET_NOREDIRECT)
 
 /* ---- wire layout (big-endian; proto.c only) ---- */
 
@@ -151,6 +163,31 @@ struct proto_wire_prefetch_status {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS is 24 bytes");
 
+struct proto_wire_meta_get {
+	uint64_t have_version;
+	uint64_t offset;
+	uint32_t flags;
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_meta_get) == 24, "META_GET is 24 bytes");
+
+/* Followed by the piece of the snapshot, up to PROTO_META_PIECE_MAX bytes, in the frame. */
+struct proto_wire_meta {
+	int32_t status;
+	uint32_t flags;
+	uint64_t version;
+	uint64_t age_ms;
+	uint64_t total;
+	uint64_t offset;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_meta) == 40, "META fixed part is 40 bytes");
+
+/* REDIRECT: followed by node_id_len bytes of the holder's node id, nothing else. */
+struct proto_wire_redirect {
+	uint8_t node_id_len;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_redirect) == 1, "REDIRECT fixed part is 1 byte");
+
 #define PROTO_HELLO_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_hello))
 #define PROTO_HELLO_MAX_LEN	(PROTO_HELLO_FIXED_LEN + PROTO_NODE_ID_MAX + 8)
 #define PROTO_AUTH_LEN		((uint32_t)sizeof(struct proto_wire_auth))
@@ -160,6 +197,12 @@ _Static_assert(sizeof(struct proto_wire_prefetch_status) == 24, "PREFETCH_STATUS
 #define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
 #define PROTO_PREFETCH_LEN	((uint32_t)sizeof(struct proto_wire_prefetch))
 #define PROTO_PREFETCH_STATUS_LEN	((uint32_t)sizeof(struct proto_wire_prefetch_status))
+#define PROTO_META_GET_LEN	((uint32_t)sizeof(struct proto_wire_meta_get))
+#define PROTO_META_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_meta))
+#define PROTO_META_PIECE_MAX	(1u << 20)
+#define PROTO_META_TOTAL_MAX	(256u << 20)	/* = CACHE_TREE_SHARE_MAX */
+
+#define PROTO_REDIRECT_MAX_LEN	((uint32_t)sizeof(struct proto_wire_redirect) + PROTO_NODE_ID_MAX)
 /* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
  * that module encodes: a request with a payload is one, and so is its answer. */
 #define PROTO_RDMA_MSG_MAX	128
@@ -272,6 +315,56 @@ struct proto_prefetch_status {
 	uint64_t total;
 };
 
+/*
+ * META_GET asks for the sender's metadata snapshot in its shared form (cache/tree.h), one
+ * piece at a time: the piece at @offset of the snapshot whose version the answer names. A
+ * requester that already holds version @have_version (0: none) gets SAME and no bytes.
+ * REFRESH (only with offset 0) asks the receiver to list its backing again first (it waits
+ * for that listing, at most its request_timeout). Decoding rejects unknown flags, a nonzero
+ * reserved field and REFRESH with an offset.
+ */
+#define PROTO_META_REFRESH	(1u << 0)
+#define PROTO_META_GET_FLAGS_KNOWN	PROTO_META_REFRESH
+
+struct proto_meta_get {
+	uint64_t have_version;
+	uint64_t offset;
+	uint32_t flags;		/* PROTO_META_REFRESH */
+};
+
+/*
+ * META answers a META_GET. status is 0 or a positive errno below 4096: EAGAIN (no snapshot
+ * yet: ask again), ENOENT (this node shares no snapshot). With status 0: version (nonzero)
+ * and age_ms (how long ago the backing was listed for it) name the snapshot; SAME says it is
+ * the requester's have_version (no bytes follow); otherwise the frame carries the bytes
+ * [offset, offset + n) of its total bytes, n = payload length - PROTO_META_FIXED_LEN, at
+ * most PROTO_META_PIECE_MAX, at least 1 unless total is 0. Decoding rejects unknown flags, a
+ * status outside 0..4095, bytes with a status or SAME, version 0 with status 0, total over
+ * PROTO_META_TOTAL_MAX, a piece past total and an empty piece before it.
+ */
+#define PROTO_META_SAME		(1u << 0)
+#define PROTO_META_FLAGS_KNOWN	PROTO_META_SAME
+
+struct proto_meta {
+	int32_t status;
+	uint32_t flags;		/* PROTO_META_SAME */
+	uint64_t version;
+	uint64_t age_ms;
+	uint64_t total;
+	uint64_t offset;
+	const uint8_t *data;	/* set by the decoder (into the payload, or NULL) */
+	uint32_t length;	/* bytes at data; not encoded (the frame's length says it) */
+};
+
+/*
+ * REDIRECT answers a GET with FILL from a SWARM peer: the receiver (the chunk's owner) serves
+ * enough requesters of this chunk already; ask @node_id, which asked before, with WAIT. The
+ * id is a valid node id (proto_node_id_ok); decoding rejects anything else.
+ */
+struct proto_redirect {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+};
+
 /* ---- functions ---- */
 
 /* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
@@ -354,6 +447,17 @@ int proto_prefetch_decode(const void *payload, size_t len, struct proto_prefetch
 void proto_prefetch_status_encode(void *buf, const struct proto_prefetch_status *in);
 int proto_prefetch_status_decode(const void *payload, size_t len,
 				 struct proto_prefetch_status *out);
+
+/* META_GET: writes PROTO_META_GET_LEN bytes. META: writes the PROTO_META_FIXED_LEN-byte
+ * fixed part (data and length ignored); the sender follows it with the piece. */
+void proto_meta_get_encode(void *buf, const struct proto_meta_get *in);
+int proto_meta_get_decode(const void *payload, size_t len, struct proto_meta_get *out);
+void proto_meta_encode(void *buf, const struct proto_meta *in);
+int proto_meta_decode(const void *payload, size_t len, struct proto_meta *out);
+
+/* REDIRECT payload. Returns its length, or -EINVAL for an invalid node id. */
+ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in);
+int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

@@ -20,7 +20,9 @@
 
 #include "common/log.h"
 #include "net/auth.h"
+#include "net/meta_share.h"
 #include "net/peer_priv.h"
+#include "net/swarm.h"
 #include "net/tcp.h"
 
 #define RATELIMIT_MS 10000
@@ -57,6 +59,7 @@ struct sconn {
 	struct peers *p;
 	struct link *link;
 	struct member *m;         /* referenced, or NULL */
+	uint16_t caps;            /* the peer's HELLO caps, set at creation, read-only */
 	atomic_int refs;          /* the serving thread and every job */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;      /* a send ended, or a job ended */
@@ -73,6 +76,10 @@ struct serve_job {
 	bool pinned;              /* span holds the chunk, pinned when the GET arrived */
 	struct cache_span span;
 	uint32_t crc;
+	char redirect[PROTO_NODE_ID_MAX + 1]; /* non-empty: answer REDIRECT to this holder */
+	struct cache_relay *relay; /* set: span is pinned while its fill runs; relay it */
+	uint64_t park_until_ns;   /* a parked GET WAIT: answered by then */
+	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
 	uint8_t rdma[RDMA_MSG_MAX];
 	struct serve_job *next;
@@ -99,8 +106,8 @@ static void sconn_put(struct sconn *sc)
 	free(sc);
 }
 
-/* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
-static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
+/* Takes the connection's send turn (by @dl). Returns 0 or -ETIMEDOUT. */
+static int sconn_turn_take(struct sconn *sc, const struct deadline *dl)
 {
 	int rc = 0;
 	pthread_mutex_lock(&sc->lock);
@@ -109,15 +116,28 @@ static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct 
 	if (rc == 0)
 		sc->sending = true;
 	pthread_mutex_unlock(&sc->lock);
-	if (rc)
-		return rc;
-	rc = link_sendv(sc->link, iov, n, dl);
+	return rc;
+}
+
+/* Hands the send turn on; after a failed send (@rc) the stream is lost: it is shut down. */
+static void sconn_turn_give(struct sconn *sc, int rc)
+{
 	pthread_mutex_lock(&sc->lock);
 	sc->sending = false;
 	if (rc)
 		link_shutdown(sc->link); /* part of a frame may have gone: the stream is lost */
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
+}
+
+/* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
+static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
+{
+	int rc = sconn_turn_take(sc, dl);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, iov, n, dl);
+	sconn_turn_give(sc, rc);
 	return rc;
 }
 
@@ -182,6 +202,112 @@ static void count_served(struct peers *p, struct member *m, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
+static void count_swarm(struct peers *p, uint64_t *counter)
+{
+	pthread_mutex_lock(&p->lock);
+	(*counter)++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The swarm, as owner: "ask that holder" (net/swarm.h). */
+static int send_redirect(struct peers *p, struct sconn *sc, struct serve_job *j,
+			 const struct deadline *dl)
+{
+	uint8_t buf[PROTO_REDIRECT_MAX_LEN];
+	struct proto_redirect rd;
+	memcpy(rd.node_id, j->redirect, sizeof(rd.node_id));
+	ssize_t n = proto_redirect_encode(buf, sizeof(buf), &rd);
+	if (n < 0)
+		return (int)n;
+	count_swarm(p, &p->sw.redirects_sent);
+	return sconn_send_frame(sc, PROTO_REDIRECT, j->req_id, buf, (uint32_t)n, dl);
+}
+
+/* Sends the bytes of a relayed chunk from @sent on, as they arrive; the last byte only once
+ * the fill ended well with the CRC announced. Returns 0, or -EIO: stop, break the stream. */
+static int relay_bytes(struct peers *p, struct sconn *sc, struct serve_job *j, uint32_t attempt,
+		       uint32_t crc, const struct deadline *dl)
+{
+	const struct cache_relay *r = j->relay;
+	uint32_t len = (uint32_t)j->span.len, sent = 0, final = 0;
+	while (sent < len) {
+		int done = cache_relay_done(p->cache, &j->span, &final);
+		uint32_t have = done == 1 ? len : atomic_load(&r->arrived);
+		if (atomic_load(&r->attempt) != attempt || done < 0 || (done == 1 && final != crc))
+			return -EIO; /* another attempt, a failed fill, other bytes: never send on */
+		if (done == 0 && have >= len)
+			have = len - 1; /* held back until the fill is checked */
+		if (have > sent) {
+			struct iovec iov = { (uint8_t *)j->span.data + sent, have - sent };
+			if (link_sendv(sc->link, &iov, 1, dl))
+				return -EIO;
+			sent = have;
+		} else if (deadline_passed(dl)) {
+			return -EIO;
+		} else {
+			usleep(200);
+		}
+	}
+	return 0;
+}
+
+/*
+ * The swarm, as a holder: relays a chunk while our own fill of it receives it. The DATA
+ * frame carries the CRC our source announced; a byte is sent only once it landed here, the
+ * last one only once our fill checked the whole chunk against that CRC. Anything else (the
+ * fill fails, starts over, or ends with other bytes) breaks the stream, so the requester
+ * never takes a wrong chunk for a right one (it checks the CRC as well).
+ */
+static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
+		       const struct deadline *dl)
+{
+	uint32_t attempt = atomic_load(&j->relay->attempt), crc = atomic_load(&j->relay->crc);
+	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
+	struct proto_data d = { .crc32 = crc, .length = (uint32_t)j->span.len };
+	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, j->req_id);
+	proto_data_encode(head + PROTO_HDR_LEN, &d);
+	struct iovec iov = { head, sizeof(head) };
+	int rc = sconn_turn_take(sc, dl);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, &iov, 1, dl);
+	if (rc == 0 && (rc = relay_bytes(p, sc, j, attempt, crc, dl)) == -EIO)
+		count_swarm(p, &p->sw.relays_stopped);
+	sconn_turn_give(sc, rc);
+	if (rc == 0) {
+		count_served(p, sc->m, j->span.len);
+		count_swarm(p, &p->sw.served_as_holder);
+		count_swarm(p, &p->sw.relayed);
+	}
+	return rc;
+}
+
+/*
+ * The swarm, as a holder an owner named: the chunk if we hold it now (pinned on arrival, or
+ * after the fill it was parked on), relayed while it arrives here, or else ENOENT; never a
+ * fill.
+ */
+static int wait_state(struct peers *p, struct serve_job *j);
+
+static int serve_wait(struct peers *p, struct sconn *sc, struct serve_job *j,
+		      const struct deadline *dl)
+{
+	if (!j->pinned && !j->relay)
+		wait_state(p, j);
+	if (j->relay)
+		return serve_relay(p, sc, j, dl);
+	if (!j->pinned) {
+		count_swarm(p, &p->sw.holder_misses);
+		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, dl);
+	}
+	int rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, dl);
+	if (rc == 0) {
+		count_served(p, sc->m, j->span.len);
+		count_swarm(p, &p->sw.served_as_holder);
+	}
+	return rc;
+}
+
 /*
  * Answers a GET, on a worker: the chunk pinned when it arrived, or else filled (we own the
  * chunk) on this thread, reading the backing if no holder has it.
@@ -190,6 +316,10 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 {
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	const struct proto_get *g = &j->g;
+	if (j->redirect[0])
+		return send_redirect(p, sc, j, &dl);
+	if (g->flags & PROTO_GET_WAIT)
+		return serve_wait(p, sc, j, &dl);
 	if (g->chunk_size != cache_chunk_size(p->cache))
 		return send_data(p, sc, j->req_id, EINVAL, 0, NULL, 0, &dl);
 	if (!j->f && (g->flags & PROTO_GET_FILL))
@@ -224,7 +354,7 @@ static int serve_rdma_msg(struct peers *p, struct sconn *sc, const struct serve_
 
 static void job_free(struct peers *p, struct serve_job *j)
 {
-	if (j->pinned)
+	if (j->pinned || j->relay)
 		cache_read_done(p->cache, &j->span, 1);
 	if (j->f)
 		cache_file_put(p->cache, j->f);
@@ -239,6 +369,8 @@ static void run_job(struct peers *p, struct serve_job *j)
 	pthread_mutex_unlock(&sc->lock);
 	if (!closed && (j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j)))
 		log_debug("peer connection: answering a GET: failed to send");
+	if (j->admitted && sc->m)
+		swarm_done(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid);
 	pthread_mutex_lock(&sc->lock);
 	sc->inflight--;
 	pthread_cond_broadcast(&sc->cond);
@@ -290,6 +422,142 @@ static void *worker_main(void *arg)
 }
 
 /*
+ * A GET WAIT for a chunk not pinned: SERVE_FAST when it can be answered now (j->pinned: the
+ * chunk is here; j->relay: our fill of it is receiving it; neither: ENOENT), SERVE_PARK when
+ * our fill of it runs but has nothing yet (the fill hook wakes it). Touches memory only.
+ */
+static int wait_state(struct peers *p, struct serve_job *j)
+{
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	if (!j->f || j->g.chunk_size != cache_chunk_size(p->cache))
+		return SERVE_FAST;
+	if (cache_serve_chunk(p->cache, j->f, j->g.chunk, false, &dl, &j->span, &j->crc) == 0) {
+		j->pinned = true;
+		return SERVE_FAST;
+	}
+	int rc = p->corrupt_sends ? (cache_chunk_filling(p->cache, j->f, j->g.chunk) ? -EAGAIN :
+				     -ENOENT)
+		 : cache_relay_pin(p->cache, j->f, j->g.chunk, &j->span, &j->relay);
+	if (rc)
+		j->relay = NULL;
+	return rc == -EAGAIN ? SERVE_PARK : SERVE_FAST;
+}
+
+/*
+ * The swarm, as owner (net/swarm.h): whether to answer this GET FILL with a REDIRECT, and
+ * to whom (j->redirect). Only a SWARM peer that did not say NOREDIRECT is redirected, and
+ * only to a member that is up.
+ */
+static bool swarm_redirect(struct peers *p, struct serve_job *j)
+{
+	struct sconn *sc = j->sc;
+	uint32_t parent = 0;
+	if (!(j->g.flags & PROTO_GET_FILL) || (j->g.flags & PROTO_GET_NOREDIRECT) ||
+	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm || !p->cfg->swarm_fanout)
+		return false;
+	j->admitted = true; /* swarm_done() when its answer was sent */
+	if (!swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid, p->cfg->swarm_fanout,
+			 &parent))
+		return false;
+	pthread_mutex_lock(&p->lock);
+	struct member *h = members_find_uid(&p->members, parent);
+	if (h && h->up && !h->self && h->node_id[0])
+		memcpy(j->redirect, h->node_id, sizeof(j->redirect));
+	pthread_mutex_unlock(&p->lock);
+	return j->redirect[0] != 0;
+}
+
+/* Lock held. Puts @j on lane @lane's queue. */
+static void do_queue_job(struct peers *p, struct serve_job *j, int lane)
+{
+	j->next = NULL;
+	*p->jobs_tail[lane] = j;
+	p->jobs_tail[lane] = &j->next;
+	pthread_cond_broadcast(&p->job_cond);
+}
+
+/* Lock held. Takes parked jobs that @match (NULL: all) onto the fast lane. */
+static void do_unpark(struct peers *p, bool (*match)(const struct serve_job *, const void *),
+		      const void *arg)
+{
+	for (struct serve_job **pp = &p->parked; *pp;) {
+		struct serve_job *j = *pp;
+		if (match && !match(j, arg)) {
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		p->nparked--;
+		do_queue_job(p, j, SERVE_FAST);
+	}
+}
+
+struct chunk_id {
+	uint64_t key, chunk;
+};
+
+static bool same_chunk(const struct serve_job *j, const void *arg)
+{
+	const struct chunk_id *c = arg;
+	return j->g.file_key == c->key && j->g.chunk == c->chunk;
+}
+
+static bool overdue(const struct serve_job *j, const void *arg)
+{
+	return j->park_until_ns <= *(const uint64_t *)arg;
+}
+
+static bool is_job(const struct serve_job *j, const void *arg)
+{
+	return j == arg;
+}
+
+/* Cache fill hook: a fill ended here; the GET WAITs parked on it are answered now. */
+static void serve_fill_hook(void *ctx, uint64_t file_key, uint64_t chunk)
+{
+	struct peers *p = ctx;
+	struct chunk_id c = { file_key, chunk };
+	pthread_mutex_lock(&p->lock);
+	if (p->nparked)
+		do_unpark(p, same_chunk, &c);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void serve_sweep(struct peers *p)
+{
+	uint64_t now = mono_ns();
+	pthread_mutex_lock(&p->lock);
+	if (p->nparked)
+		do_unpark(p, overdue, &now);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Parks a GET WAIT until the fill of its chunk here ends (or fill_timeout), so that no worker
+ * waits. The fill may have ended between classify_get() and now: look again once parked.
+ */
+static void park_job(struct peers *p, struct serve_job *j)
+{
+	j->park_until_ns = mono_ns() + (uint64_t)p->cfg->fill_timeout_ms * 1000000;
+	pthread_mutex_lock(&p->lock);
+	j->next = p->parked;
+	p->parked = j;
+	p->nparked++;
+	p->sw.holder_parked++;
+	pthread_mutex_unlock(&p->lock);
+	struct cache_span span;
+	struct cache_relay *relay;
+	int rc = cache_relay_pin(p->cache, j->f, j->g.chunk, &span, &relay);
+	if (rc == 0)
+		cache_read_done(p->cache, &span, 1);
+	if (rc == -EAGAIN)
+		return; /* the fill hook wakes it: announced, or ended */
+	pthread_mutex_lock(&p->lock);
+	do_unpark(p, is_job, j);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
  * Sorts a decoded GET into its lane, on the connection's reading thread, touching memory
  * only: a cached chunk is pinned now (cache_serve_chunk without fill never waits), so it
  * goes out by a fast worker whatever the fill workers are doing; a GET without fill is
@@ -305,6 +573,14 @@ static int classify_get(struct peers *p, struct serve_job *j)
 	if (j->f && cache_serve_chunk(p->cache, j->f, j->g.chunk, false, &dl, &j->span,
 				      &j->crc) == 0)
 		j->pinned = true;
+	if (j->g.flags & PROTO_GET_WAIT)
+		return j->pinned ? SERVE_FAST : wait_state(p, j);
+	if (swarm_redirect(p, j)) {
+		if (j->pinned)
+			cache_read_done(p->cache, &j->span, 1);
+		j->pinned = false;
+		return SERVE_FAST;
+	}
 	return j->pinned || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
 }
 
@@ -337,14 +613,16 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 		free(j);
 		return rc;
 	}
-	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
 	j->sc = sc;
 	j->req_id = id;
 	atomic_fetch_add(&sc->refs, 1);
+	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
+	if (lane == SERVE_PARK) {
+		park_job(p, j);
+		return 0;
+	}
 	pthread_mutex_lock(&p->lock);
-	*p->jobs_tail[lane] = j;
-	p->jobs_tail[lane] = &j->next;
-	pthread_cond_broadcast(&p->job_cond);
+	do_queue_job(p, j, lane);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -385,6 +663,21 @@ static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const
 	pf_request(p, &rq, &st);
 	proto_prefetch_status_encode(buf, &st);
 	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
+}
+
+/* Answers META_GET (net/meta_share.h) on the serving thread: memory, or a REFRESH's wait. */
+static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+		       uint32_t len)
+{
+	uint8_t *ans;
+	uint32_t anslen;
+	int rc = meta_share_answer(p->meta, payload, len, &ans, &anslen);
+	if (rc == 0) { /* the send's own deadline: a REFRESH may have waited for a listing */
+		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+		rc = sconn_send_frame(sc, PROTO_META, id, ans, anslen, &dl);
+		free(ans);
+	}
+	return rc;
 }
 
 /* ---- RDMA host callbacks (called on the RDMA transport's threads) ---- */
@@ -470,6 +763,8 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
 			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
+		else if (rc == 0 && hdr.type == PROTO_META_GET)
+			rc = answer_meta(p, sc, hdr.req_id, buf, hdr.len);
 		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
 			peers_member_left(p, node_id);
 			return;
@@ -483,7 +778,8 @@ static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
 	}
 }
 
-static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m)
+static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m,
+			       uint16_t caps)
 {
 	struct sconn *sc = calloc(1, sizeof(*sc));
 	if (!sc || deadline_cond_init(&sc->cond)) {
@@ -493,6 +789,7 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 	sc->p = p;
 	sc->link = l;
 	sc->m = m;
+	sc->caps = caps;
 	atomic_init(&sc->refs, 1);
 	pthread_mutex_init(&sc->lock, NULL);
 	return sc;
@@ -500,9 +797,10 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 
 /* The connection, its link and member now belong to the connection's jobs too. */
 static void serve_conn(struct peers *p, struct serve_arg *a, struct member *m,
-		       const char *node_id)
+		       const struct proto_hello *them)
 {
-	struct sconn *sc = sconn_new(p, a->link, m);
+	const char *node_id = them->node_id;
+	struct sconn *sc = sconn_new(p, a->link, m, them->caps);
 	if (!sc) {
 		link_free(a->link);
 		pthread_mutex_lock(&p->lock);
@@ -578,7 +876,7 @@ static void *serve_main(void *arg)
 		struct sockaddr_storage sa;
 		socklen_t len = listen_addr(a, them.listen_port, &sa);
 		struct member *m = peers_inbound(p, them.node_id, (struct sockaddr *)&sa, len);
-		serve_conn(p, a, m, them.node_id);
+		serve_conn(p, a, m, &them);
 		pthread_mutex_lock(&p->lock);
 		p->nauth--;
 		pthread_mutex_unlock(&p->lock);
@@ -761,6 +1059,9 @@ int serve_start(struct peers *p)
 		p->jobs_tail[lane] = &p->jobs[lane];
 	if (deadline_cond_init(&p->job_cond))
 		return -ENOMEM;
+	p->swarm = swarm_new();
+	if (!p->swarm)
+		return -ENOMEM;
 	p->workers = calloc(want, sizeof(*p->workers));
 	if (!p->workers)
 		return -ENOMEM;
@@ -772,9 +1073,14 @@ int serve_start(struct peers *p)
 	}
 	if (rc == 0)
 		rc = -pthread_create(&p->listener, NULL, listener_main, p);
-	if (rc)
+	if (rc) {
 		stop_workers(p);
-	return rc;
+		swarm_free(p->swarm);
+		p->swarm = NULL;
+		return rc;
+	}
+	cache_set_fill_hook(p->cache, serve_fill_hook, p);
+	return 0;
 }
 
 void serve_stop(struct peers *p)
@@ -789,5 +1095,11 @@ void serve_stop(struct peers *p)
 	while (p->nserving)
 		pthread_cond_wait(&p->stop_cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
+	cache_set_fill_hook(p->cache, NULL, NULL); /* waits for hook calls still running */
+	pthread_mutex_lock(&p->lock);
+	do_unpark(p, NULL, NULL); /* dropped with the queue below */
+	pthread_mutex_unlock(&p->lock);
 	stop_workers(p); /* each job ends by request_timeout; those still queued are dropped */
+	swarm_free(p->swarm);
+	p->swarm = NULL;
 }

@@ -29,6 +29,8 @@ struct transport_chunk_req {
 	uint64_t chunk;
 	uint32_t chunk_size;
 	bool fill;            /* we ask the chunk's owner: fill it from your backing if need be */
+	bool wait;            /* we ask a holder an owner named: wait for your fill (swarm) */
+	bool noredirect;      /* with fill: serve it yourself, no REDIRECT (swarm) */
 };
 
 /* The GET frame's payload that asks for @req: one mapping for every transport. */
@@ -40,7 +42,8 @@ static inline struct proto_get transport_req_get(const struct transport_chunk_re
 		.mtime_ns = req->mtime_ns,
 		.chunk = req->chunk,
 		.chunk_size = req->chunk_size,
-		.flags = req->fill ? PROTO_GET_FILL : 0,
+		.flags = (req->fill ? PROTO_GET_FILL : 0) | (req->wait ? PROTO_GET_WAIT : 0) |
+			 (req->noredirect ? PROTO_GET_NOREDIRECT : 0),
 	};
 }
 

@@ -280,10 +280,47 @@ struct opts {
 	unsigned timeout_ms;
 	unsigned readahead;
 	bool remote_first;  /* register the remote source before the local one */
+	bool relay_first;   /* register the relaying remote source before the local one */
 };
 
 /* Second pass of the suite: chunks in files on a tmpfs of the cache's own (cache/store.h). */
 static char store_dir[64];
+
+/*
+ * A peer that relays: announces the chunk's CRC, lands the first half and reports it, waits
+ * while the chunk is blocked (fake_release), then fails (fk.fail) or lands the rest.
+ */
+static int relay_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
+		       const struct deadline *dl, struct cache_fetch *out)
+{
+	(void)ctx;
+	(void)dl;
+	int i = fake_find(f);
+	if (i < 0 || out->probe_only)
+		return -ENOENT;
+	struct fake_file ff = fake_file(i);
+	gen_bytes(ff.seed, chunk * CHUNK, dst, len);
+	uint32_t crc = mows_crc32(0, dst, len);
+	cache_relay_announce(out->relay, crc);
+	cache_relay_progress(out->relay, (uint32_t)len / 2);
+	pthread_mutex_lock(&fk.lock);
+	while (atomic_load(&fk.block[i][chunk]))
+		pthread_cond_wait(&fk.cond, &fk.lock);
+	pthread_mutex_unlock(&fk.lock);
+	if (atomic_load(&fk.fail[i][chunk]))
+		return -EIO;
+	cache_relay_progress(out->relay, (uint32_t)len);
+	out->crc = crc;
+	out->crc_known = true;
+	out->origin = 9;
+	return 0;
+}
+
+static const struct cache_source_ops relay_ops = {
+	.name = "relay",
+	.remote = true,
+	.fetch = relay_fetch,
+};
 
 static struct cache *cache_make(struct opts o)
 {
@@ -306,6 +343,8 @@ static struct cache *cache_make(struct opts o)
 	ck_assert_msg(c != NULL, "cache_new: %s", err);
 	if (o.remote_first)
 		ck_assert_int_eq(cache_add_source(c, &remote_ops, &fk), 0);
+	if (o.relay_first)
+		ck_assert_int_eq(cache_add_source(c, &relay_ops, &fk), 0);
 	ck_assert_int_eq(cache_add_source(c, &fake_ops, &fk), 0);
 	struct cache_events ev = { .invalidate = on_invalidate, .ctx = &fk };
 	cache_set_events(c, &ev);
@@ -1774,6 +1813,90 @@ END_TEST
 
 /* ---- peers: sources in order, local-only fills, serving chunks ---- */
 
+struct relay_reader {
+	struct cache *c;
+	struct cache_file *f;
+	int i;
+	uint64_t chunk;
+	ssize_t rc;
+};
+
+static void *relay_reader_main(void *arg)
+{
+	struct relay_reader *r = arg;
+	r->rc = read_check(r->c, r->f, r->i, r->chunk * CHUNK, CHUNK);
+	return NULL;
+}
+
+/* Pins chunk @k of @f for relaying once its source announced it (2 s at most). */
+static struct cache_relay *relay_pin_wait(struct cache *c, struct cache_file *f, uint64_t k,
+					  struct cache_span *span)
+{
+	struct cache_relay *relay = NULL;
+	for (int t = 0; t < 2000; t++) {
+		if (cache_relay_pin(c, f, k, span, &relay) == 0)
+			return relay;
+		usleep(1000);
+	}
+	ck_abort_msg("chunk %llu was never announced for relaying", (unsigned long long)k);
+	return NULL;
+}
+
+/*
+ * Relaying (the swarm): while a remote source receives a chunk, a relayer may pin the slot
+ * and see the announced CRC and the bytes landed so far, which are already the right ones;
+ * when the fill ends well cache_relay_done() gives the checked CRC, when it fails -EIO (and
+ * a later attempt changes `attempt`), so a relayer never finishes a chunk it must not.
+ */
+START_TEST(test_relay)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .relay_first = true });
+	int a = fake_add("relayed", 1, 8 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct cache_span span, other;
+	struct cache_relay *r;
+	uint32_t crc = 0;
+	unsigned char want[CHUNK];
+
+	ck_assert_int_eq(cache_relay_pin(c, f, 2, &other, &r), -ENOENT); /* no fill runs */
+	atomic_store(&fk.block[a][1], true);
+	struct relay_reader rd = { .c = c, .f = f, .i = a, .chunk = 1 };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, relay_reader_main, &rd), 0);
+	r = relay_pin_wait(c, f, 1, &span);
+	gen_bytes(fake_file(a).seed, CHUNK, want, CHUNK);
+	ck_assert_uint_eq(span.len, CHUNK);
+	ck_assert_uint_eq(atomic_load(&r->arrived), CHUNK / 2);
+	ck_assert_uint_eq(atomic_load(&r->crc), mows_crc32(0, want, CHUNK));
+	ck_assert_int_eq(memcmp(span.data, want, CHUNK / 2), 0);
+	ck_assert_int_eq(cache_relay_done(c, &span, &crc), 0);
+	fake_release(a, 1);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(rd.rc, CHUNK);
+	ck_assert_int_eq(cache_relay_done(c, &span, &crc), 1);
+	ck_assert_uint_eq(crc, mows_crc32(0, want, CHUNK));
+	ck_assert_int_eq(memcmp(span.data, want, CHUNK), 0);
+	cache_read_done(c, &span, 1);
+	ck_assert_int_eq(cache_relay_pin(c, f, 1, &other, &r), -ENOENT); /* cached now */
+
+	/* A fill that fails after its first half: the relayer learns it, never a success. */
+	atomic_store(&fk.block[a][3], true);
+	atomic_store(&fk.fail[a][3], true);
+	rd = (struct relay_reader){ .c = c, .f = f, .i = a, .chunk = 3 };
+	ck_assert_int_eq(pthread_create(&t, NULL, relay_reader_main, &rd), 0);
+	r = relay_pin_wait(c, f, 3, &span);
+	uint32_t attempt = atomic_load(&r->attempt);
+	fake_release(a, 3);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_lt(rd.rc, 0);
+	ck_assert_int_eq(cache_relay_done(c, &span, &crc), -EIO);
+	ck_assert_uint_ne(atomic_load(&r->attempt), attempt); /* the local source tried too */
+	cache_read_done(c, &span, 1);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 START_TEST(test_sources_and_serve)
 {
 	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .remote_first = true });
@@ -2241,6 +2364,7 @@ static Suite *cache_suite(void)
 		{ "readahead", test_readahead },
 		{ "foreach_current_only", test_foreach_current_only },
 		{ "sources_and_serve", test_sources_and_serve },
+		{ "relay", test_relay },
 		{ "sidecar_storage_bad", test_sidecar_storage_bad },
 		{ "sidecar_peer_bad", test_sidecar_peer_bad },
 		{ "sidecar_chunk_too_big", test_sidecar_chunk_too_big },

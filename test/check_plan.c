@@ -10,6 +10,7 @@
 
 #include "net/place.h"
 #include "net/plan.h"
+#include "net/swarm.h"
 
 #define N 16
 
@@ -243,6 +244,77 @@ START_TEST(bad_self)
 }
 END_TEST
 
+/* The swarm (net/swarm.h): the owner serves fanout requesters, then hands each later one
+ * to the earliest that has room; the tree is acyclic and bounded. */
+START_TEST(swarm_tree)
+{
+	struct swarm *s = swarm_new();
+	ck_assert_ptr_nonnull(s);
+	uint32_t parent_of[40] = { 0 };
+	unsigned kids[40] = { 0 }, direct = 0;
+	for (uint32_t who = 1; who <= 30; who++) {
+		uint32_t parent = 0;
+		if (swarm_admit(s, 0x1234, 7, who, 4, &parent)) {
+			ck_assert_uint_lt(parent, who); /* arrived before: no cycle */
+			ck_assert_uint_ge(parent, 1);
+			parent_of[who] = parent;
+			kids[parent]++;
+		} else {
+			direct++;
+		}
+	}
+	ck_assert_uint_eq(direct, 4); /* none of the owner's sends ended meanwhile */
+	for (uint32_t who = 1; who <= 30; who++)
+		ck_assert_uint_le(kids[who], 4);
+	/* Requesters 5..8 go to 1, 9..12 to 2: the earliest with room. */
+	ck_assert_uint_eq(parent_of[5], 1);
+	ck_assert_uint_eq(parent_of[8], 1);
+	ck_assert_uint_eq(parent_of[9], 2);
+	/* Depth: 30 requesters with fanout 4 are at most two levels below the owner. */
+	for (uint32_t who = 1; who <= 30; who++)
+		ck_assert(!parent_of[who] || !parent_of[parent_of[who]] ||
+			  !parent_of[parent_of[parent_of[who]]]);
+	/* One that asks again is served by the owner; so is every requester of another chunk
+	 * and every requester with the swarm off. */
+	uint32_t parent = 0;
+	ck_assert(!swarm_admit(s, 0x1234, 7, 20, 4, &parent));
+	ck_assert(!swarm_admit(s, 0x1234, 8, 20, 4, &parent));
+	ck_assert(!swarm_admit(s, 0x9999, 7, 99, 0, &parent));
+	/* Once the owner's sends end, it serves the next requesters itself again. */
+	for (uint32_t who = 1; who <= 4; who++)
+		swarm_done(s, 0x1234, 7, who);
+	swarm_done(s, 0x1234, 7, 5); /* never served by the owner: no effect */
+	for (uint32_t who = 31; who <= 34; who++)
+		ck_assert(!swarm_admit(s, 0x1234, 7, who, 4, &parent));
+	ck_assert(swarm_admit(s, 0x1234, 7, 35, 4, &parent));
+	ck_assert_uint_eq(parent, 7); /* 1..6 have 4 each, 7 has 29 and 30 */
+	for (uint32_t who = 100; who < 110; who++)
+		ck_assert(!swarm_admit(s, 0x9999, 7, who, 0, &parent));
+	swarm_free(s);
+}
+END_TEST
+
+/* The table is bounded: many chunks replace the least recently used entries, and a
+ * forgotten chunk only means the owner serves its requesters itself. */
+START_TEST(swarm_bounded)
+{
+	struct swarm *s = swarm_new();
+	uint32_t parent = 0;
+	for (uint64_t c = 0; c < 100000; c++)
+		ck_assert(!swarm_admit(s, 42, c, 1, 4, &parent));
+	for (uint32_t who = 11; who <= 13; who++) /* 1 is the first already */
+		ck_assert(!swarm_admit(s, 42, 99999, who, 4, &parent));
+	ck_assert(swarm_admit(s, 42, 99999, 20, 4, &parent));
+	ck_assert_uint_eq(parent, 1); /* recorded first for chunk 99999 */
+	/* More requesters than an entry records: the owner serves the rest itself. */
+	unsigned redirected = 0;
+	for (uint32_t who = 1000; who < 1000 + 2 * SWARM_MAX_REQ; who++)
+		redirected += swarm_admit(s, 43, 0, who, 4, &parent);
+	ck_assert_uint_eq(redirected, SWARM_MAX_REQ - 4);
+	swarm_free(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("plan");
@@ -257,6 +329,8 @@ int main(void)
 	tcase_add_test(tc, hints_first_without_fill);
 	tcase_add_test(tc, never_self_never_twice_bounded);
 	tcase_add_test(tc, bad_self);
+	tcase_add_test(tc, swarm_tree);
+	tcase_add_test(tc, swarm_bounded);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

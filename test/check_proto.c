@@ -473,6 +473,25 @@ static int get_rc(struct proto_get g)
 	return proto_get_decode(buf, sizeof(buf), &out);
 }
 
+START_TEST(test_redirect)
+{
+	struct proto_redirect in = { .node_id = "node-7" }, out;
+	uint8_t buf[PROTO_REDIRECT_MAX_LEN + 4];
+	ssize_t n = proto_redirect_encode(buf, sizeof(buf), &in);
+	ck_assert_int_eq(n, 7);
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n, &out), 0);
+	ck_assert_str_eq(out.node_id, "node-7");
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n - 1, &out), -EPROTO);
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n + 1, &out), -EPROTO);
+	buf[3] = ' ';
+	ck_assert_int_eq(proto_redirect_decode(buf, (size_t)n, &out), -EPROTO);
+	buf[0] = 0;
+	ck_assert_int_eq(proto_redirect_decode(buf, 1, &out), -EPROTO);
+	struct proto_redirect bad = { .node_id = "" };
+	ck_assert_int_eq(proto_redirect_encode(buf, sizeof(buf), &bad), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_get_inconsistent)
 {
 	struct proto_get g = sample_get();
@@ -480,10 +499,17 @@ START_TEST(test_get_inconsistent)
 	g.chunk_size = 0;
 	ck_assert_int_eq(get_rc(g), -EPROTO);
 	g = sample_get();
-	for (int bit = 1; bit < 32; bit++) {
+	for (int bit = 3; bit < 32; bit++) {
 		g.flags = PROTO_GET_FILL | (1u << bit);
 		ck_assert_int_eq(get_rc(g), -EPROTO);
 	}
+	/* The swarm's flags: WAIT never with FILL; NOREDIRECT with FILL. */
+	g.flags = PROTO_GET_FILL | PROTO_GET_WAIT;
+	ck_assert_int_eq(get_rc(g), -EPROTO);
+	g.flags = PROTO_GET_WAIT;
+	ck_assert_int_eq(get_rc(g), 0);
+	g.flags = PROTO_GET_FILL | PROTO_GET_NOREDIRECT;
+	ck_assert_int_eq(get_rc(g), 0);
 	/* 10 GiB in 4 MiB chunks: 0..2559 exist, 2560 does not. */
 	g = sample_get();
 	g.chunk = 2560;
@@ -756,6 +782,83 @@ START_TEST(test_file_key)
 }
 END_TEST
 
+START_TEST(test_meta_get)
+{
+	struct proto_meta_get in = { .have_version = 0x0102030405060708ull, .offset = 0,
+				     .flags = PROTO_META_REFRESH }, out;
+	uint8_t buf[PROTO_META_GET_LEN + 1];
+	static const uint8_t head[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+	ck_assert_uint_eq(PROTO_META_GET_LEN, 24);
+	proto_meta_get_encode(buf, &in);
+	ck_assert_mem_eq(buf, head, sizeof(head));
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), 0);
+	ck_assert_uint_eq(out.have_version, in.have_version);
+	ck_assert_uint_eq(out.flags, PROTO_META_REFRESH);
+	for (size_t len = 0; len <= sizeof(buf); len++)
+		if (len != PROTO_META_GET_LEN)
+			ck_assert_int_eq(proto_meta_get_decode(buf, len, &out), -EPROTO);
+	struct proto_meta_get bad = in;
+	bad.offset = 5; /* REFRESH only at the start */
+	proto_meta_get_encode(buf, &bad);
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), -EPROTO);
+	bad.flags = 0;
+	proto_meta_get_encode(buf, &bad);
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), 0);
+	bad.flags = 2;
+	proto_meta_get_encode(buf, &bad);
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), -EPROTO);
+	proto_meta_get_encode(buf, &in);
+	buf[PROTO_META_GET_LEN - 1] = 1; /* reserved */
+	ck_assert_int_eq(proto_meta_get_decode(buf, PROTO_META_GET_LEN, &out), -EPROTO);
+}
+END_TEST
+
+/* Encodes @in with @n piece bytes and decodes it. */
+static int meta_rt(const struct proto_meta *in, uint32_t n, struct proto_meta *out)
+{
+	static uint8_t buf[PROTO_META_FIXED_LEN + 64];
+	proto_meta_encode(buf, in);
+	memset(buf + PROTO_META_FIXED_LEN, 0xab, n);
+	return proto_meta_decode(buf, PROTO_META_FIXED_LEN + n, out);
+}
+
+START_TEST(test_meta_answer)
+{
+	struct proto_meta in = { .version = 9, .age_ms = 1500, .total = 100, .offset = 90 }, out;
+	ck_assert_uint_eq(PROTO_META_FIXED_LEN, 40);
+	ck_assert_int_eq(meta_rt(&in, 10, &out), 0);
+	ck_assert_uint_eq(out.length, 10);
+	ck_assert_uint_eq(out.age_ms, 1500);
+	ck_assert_uint_eq(out.data[9], 0xab);
+	ck_assert_int_eq(meta_rt(&in, 11, &out), -EPROTO);  /* past total */
+	ck_assert_int_eq(meta_rt(&in, 0, &out), -EPROTO);   /* no bytes, none SAME */
+	struct proto_meta same = { .flags = PROTO_META_SAME, .version = 9, .total = 100 };
+	ck_assert_int_eq(meta_rt(&same, 0, &out), 0);
+	ck_assert_int_eq(meta_rt(&same, 1, &out), -EPROTO);
+	struct proto_meta st = { .status = 11 };
+	ck_assert_int_eq(meta_rt(&st, 0, &out), 0);
+	ck_assert_int_eq(out.status, 11);
+	ck_assert_int_eq(meta_rt(&st, 1, &out), -EPROTO);
+	st.status = -1;
+	ck_assert_int_eq(meta_rt(&st, 0, &out), -EPROTO);
+	struct proto_meta bad = in;
+	bad.version = 0;
+	ck_assert_int_eq(meta_rt(&bad, 10, &out), -EPROTO);
+	bad = in;
+	bad.flags = 2;
+	ck_assert_int_eq(meta_rt(&bad, 10, &out), -EPROTO);
+	bad = in;
+	bad.total = (uint64_t)PROTO_META_TOTAL_MAX + 1;
+	ck_assert_int_eq(meta_rt(&bad, 10, &out), -EPROTO);
+	struct proto_meta empty = { .version = 3, .total = 0 };
+	ck_assert_int_eq(meta_rt(&empty, 0, &out), 0);
+	ck_assert_ptr_null(out.data);
+	uint8_t small[PROTO_META_FIXED_LEN - 1] = { 0 };
+	ck_assert_int_eq(proto_meta_decode(small, sizeof(small), &out), -EPROTO);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -773,12 +876,15 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_empty_and_ping);
 	tcase_add_test(tc, test_get_round_trip);
 	tcase_add_test(tc, test_get_inconsistent);
+	tcase_add_test(tc, test_redirect);
 	tcase_add_test(tc, test_data_round_trip);
 	tcase_add_test(tc, test_data_inconsistent);
 	tcase_add_test(tc, test_garbage);
 	tcase_add_test(tc, test_prefetch_round_trip);
 	tcase_add_test(tc, test_prefetch_status);
 	tcase_add_test(tc, test_file_key);
+	tcase_add_test(tc, test_meta_get);
+	tcase_add_test(tc, test_meta_answer);
 	suite_add_tcase(s, tc);
 	return s;
 }

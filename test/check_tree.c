@@ -61,6 +61,21 @@ static void teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* Directories, two files, a file at the top, a symlink and a FIFO: 8 entries below root. */
+static void put_sample_tree(void)
+{
+	put_dir("a");
+	put_dir("a/deep");
+	put_file("a/z.bin", 5);
+	put_file("a/m.bin", 7);
+	put_file("top", 1);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/a/link", root);
+	ck_assert_int_eq(symlink("../top", p), 0);
+	snprintf(p, sizeof(p), "%s/fifo", root);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+}
+
 static struct cache_tree *tree_make(struct cache *c, unsigned depth_max, unsigned max_open)
 {
 	char err[512];
@@ -340,16 +355,7 @@ END_TEST
 START_TEST(test_meta_snapshot)
 {
 	put_dir("b");
-	put_dir("a");
-	put_dir("a/deep");
-	put_file("a/z.bin", 5);
-	put_file("a/m.bin", 7);
-	put_file("top", 1);
-	char p[512];
-	snprintf(p, sizeof(p), "%s/a/link", root);
-	ck_assert_int_eq(symlink("../top", p), 0);
-	snprintf(p, sizeof(p), "%s/fifo", root);
-	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	put_sample_tree();
 	struct cache_tree *t = tree_make(NULL, 0, 0);
 	struct cache_meta *m = cache_meta_build(t, 8);
 	ck_assert_ptr_nonnull(m);
@@ -563,6 +569,148 @@ START_TEST(test_versions_from_memory)
 }
 END_TEST
 
+/* The wire form: encode, decode, encode again gives the same bytes; damage is refused. */
+START_TEST(test_meta_wire)
+{
+	put_sample_tree();
+	struct cache_tree *t = tree_make(NULL, 0, 0);
+	struct cache_meta *m = cache_meta_build(t, 8);
+	ck_assert_ptr_nonnull(m);
+	uint8_t *buf, *again;
+	size_t len, len2;
+	ck_assert_int_eq(cache_meta_encode(m, &buf, &len), 0);
+	char err[128];
+	struct cache_meta *d = cache_meta_decode(buf, len, NULL, NULL, err, sizeof(err));
+	ck_assert_msg(d != NULL, "decode: %s", err);
+	ck_assert_uint_eq(cache_meta_count(d), cache_meta_count(m));
+	int64_t i = cache_meta_find(d, "a/m.bin");
+	ck_assert_int_ge(i, 0);
+	ck_assert_int_eq(cache_meta_stat(d, (uint64_t)i)->st_size, 7);
+	int64_t j = cache_meta_find(m, "a/m.bin");
+	ck_assert_int_eq(cache_meta_stat(d, (uint64_t)i)->st_mtim.tv_nsec,
+			 cache_meta_stat(m, (uint64_t)j)->st_mtim.tv_nsec);
+	ck_assert_str_eq(cache_meta_target(d, (uint64_t)cache_meta_find(d, "a/link")), "../top");
+	ck_assert_int_eq(cache_meta_encode(d, &again, &len2), 0);
+	ck_assert_uint_eq(len2, len);
+	ck_assert(memcmp(buf, again, len) == 0);
+	free(again);
+	cache_meta_put(d);
+	/* Every truncation, a trailing byte, a bad magic, a '/' in a name: refused. */
+	for (size_t k = 0; k < len; k++) {
+		ck_assert_ptr_null(cache_meta_decode(buf, k, NULL, NULL, err, sizeof(err)));
+		ck_assert_int_eq(errno, EPROTO);
+	}
+	uint8_t *more = malloc(len + 1);
+	memcpy(more, buf, len);
+	more[len] = 0;
+	ck_assert_ptr_null(cache_meta_decode(more, len + 1, NULL, NULL, err, sizeof(err)));
+	more[0] ^= 1;
+	ck_assert_ptr_null(cache_meta_decode(more, len, NULL, NULL, err, sizeof(err)));
+	more[0] ^= 1;
+	uint8_t *name = memmem(more, len, "m.bin", 5);
+	ck_assert_ptr_nonnull(name);
+	name[1] = '/';
+	ck_assert_ptr_null(cache_meta_decode(more, len, NULL, NULL, err, sizeof(err)));
+	ck_assert_str_eq(err, "a bad name");
+	name[1] = 'a'; /* "ma.bin" after "link" and before "z.bin": still sorted */
+	d = cache_meta_decode(more, len, NULL, NULL, err, sizeof(err));
+	ck_assert_ptr_nonnull(d);
+	cache_meta_put(d);
+	name[0] = 'a'; /* "aa.bin" after "link": out of order */
+	ck_assert_ptr_null(cache_meta_decode(more, len, NULL, NULL, err, sizeof(err)));
+	free(more);
+	free(buf);
+	cache_meta_put(m);
+	cache_tree_free(t);
+}
+END_TEST
+
+static int stub_fetch(void *ctx, bool forced)
+{
+	(void)ctx;
+	(void)forced;
+	return 0;
+}
+
+/* A snapshot shared by one tree and installed in another: same tree, same version, the
+ * manifest with it, identities of the importing tree; a bad or foreign one is refused. */
+START_TEST(test_meta_share_import)
+{
+	put_dir("sub");
+	put_file("sub/w.bin", 11);
+	put_file("x.bin", 3);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/crc32.txt", root);
+	FILE *fp = fopen(p, "w");
+	ck_assert_ptr_nonnull(fp);
+	fprintf(fp, "0123abcd x.bin\n");
+	fclose(fp);
+	char err[512];
+	struct cache_tree_config cfg = { .path = root, .file_key = test_key,
+					 .crc32_file = "crc32.txt", .verify = true,
+					 .rescan_min_ms = 1 };
+	struct cache_tree *a = cache_tree_new(&cfg, NULL, err, sizeof(err));
+	ck_assert_msg(a != NULL, "%s", err);
+	struct cache_tree_meta_source src = { .fetch = stub_fetch };
+	cache_tree_meta_set_source(a, &src);
+	ck_assert_int_eq(cache_tree_meta_load(a), 0);
+	struct cache_tree_share sh;
+	ck_assert_int_eq(cache_tree_share_get(a, &sh), 0);
+	ck_assert_uint_ne(sh.version, 0);
+	ck_assert_uint_eq(cache_tree_meta_version(a), sh.version);
+
+	char other[] = "/tmp/check_tree_b.XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(other));
+	cfg.path = other;
+	struct cache_tree *b = cache_tree_new(&cfg, NULL, err, sizeof(err));
+	ck_assert_msg(b != NULL, "%s", err);
+	cache_tree_meta_set_source(b, &src);
+	ck_assert_int_eq(cache_tree_share_get(b, &(struct cache_tree_share){ 0 }), -EAGAIN);
+	ck_assert_int_eq(cache_tree_meta_import(b, sh.bytes, sh.len, sh.version, 1234), 0);
+	ck_assert_uint_eq(cache_tree_meta_version(b), sh.version);
+	ck_assert_uint_ge(cache_tree_meta_age_ms(b), 1234);
+	struct cache_meta *m = cache_tree_meta(b);
+	ck_assert_ptr_nonnull(m);
+	int64_t i = cache_meta_find(m, "sub/w.bin");
+	ck_assert_int_ge(i, 0);
+	const struct stat *st = cache_meta_stat(m, (uint64_t)i);
+	ck_assert_int_eq(st->st_size, 11);
+	struct stat here;
+	ck_assert_int_eq(stat(other, &here), 0);
+	ck_assert_uint_eq(st->st_dev, here.st_dev); /* the importer's own identity */
+	struct stat want = { 0 };
+	cache_tree_identity(b, "sub/w.bin", &want);
+	ck_assert_uint_eq(st->st_ino, want.st_ino);
+	cache_meta_put(m);
+	/* The importer shares the very bytes it took. */
+	struct cache_tree_share sb;
+	ck_assert_int_eq(cache_tree_share_get(b, &sb), 0);
+	ck_assert_uint_eq(sb.len, sh.len);
+	ck_assert(memcmp(sb.bytes, sh.bytes, sh.len) == 0);
+	cache_tree_share_put(&sb);
+	/* Damaged: refused, the snapshot in use stays. */
+	uint8_t *bad = malloc(sh.len);
+	memcpy(bad, sh.bytes, sh.len);
+	bad[sh.len / 2] ^= 0xff;
+	bad[0] ^= 1;
+	ck_assert_int_eq(cache_tree_meta_import(b, bad, sh.len, 7, 0), -EPROTO);
+	ck_assert_int_eq(cache_tree_meta_import(b, sh.bytes, sh.len - 1, 7, 0), -EPROTO);
+	ck_assert_uint_eq(cache_tree_meta_version(b), sh.version);
+	free(bad);
+	cache_tree_free(b);
+	/* Another crc32_file: refused. */
+	cfg.crc32_file = "other.txt";
+	b = cache_tree_new(&cfg, NULL, err, sizeof(err));
+	ck_assert_ptr_nonnull(b);
+	cache_tree_meta_set_source(b, &src);
+	ck_assert_int_eq(cache_tree_meta_import(b, sh.bytes, sh.len, sh.version, 0), -EINVAL);
+	cache_tree_free(b);
+	cache_tree_share_put(&sh);
+	cache_tree_free(a);
+	rmdir(other);
+}
+END_TEST
+
 static Suite *tree_suite(void)
 {
 	Suite *s = suite_create("tree");
@@ -579,6 +727,8 @@ static Suite *tree_suite(void)
 	tcase_add_test(tc, test_open_key);
 	tcase_add_test(tc, test_key_index_from_snapshot);
 	tcase_add_test(tc, test_versions_from_memory);
+	tcase_add_test(tc, test_meta_wire);
+	tcase_add_test(tc, test_meta_share_import);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,7 +14,7 @@ case $secs in
 ''|*[!0-9]*) echo "fuzz: '$secs' is not a number of seconds; run e.g. $0 60" >&2; exit 2 ;;
 esac
 [ $# -gt 0 ] && shift
-targets=${*:-proto ctlproto manifest chunkmap config}
+targets=${*:-proto ctlproto manifest chunkmap config metawire}
 
 if ! command -v clang >/dev/null 2>&1; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -37,7 +37,8 @@ srcs() {
 	manifest) echo cache/manifest.c common/log.c ;;
 	chunkmap) echo cache/chunkmap.c cache/manifest.c common/crc.c common/log.c ;;
 	config) echo common/config.c common/log.c ;;
-	*) echo "fuzz: no target '$1' (proto ctlproto manifest chunkmap config)" >&2; exit 2 ;;
+	metawire) echo cache/meta.c common/log.c ;;
+	*) echo "fuzz: no target '$1' (proto ctlproto manifest chunkmap config metawire)" >&2; exit 2 ;;
 	esac
 }
 # common/log.c writes to journald (libsystemd); common/crc.c is ISA-L's; config is inih's.
@@ -46,6 +47,7 @@ libs() {
 	manifest) pkg-config --libs libsystemd ;;
 	chunkmap) pkg-config --libs libsystemd libisal ;;
 	config) pkg-config --libs inih libsystemd ;;
+	metawire) pkg-config --libs libsystemd ;;
 	esac
 }
 
@@ -71,6 +73,14 @@ seed() {
 		# every key of the example, uncommented: small inputs keep the fuzzer fast
 		{ echo '[mows]'; sed -n 's/^#\([a-z_0-9]* =\)/\1/p' mows.conf.example; } >"$d/seed-example"
 		printf '[mows]\nmax_memory = 2G ; two\nchunk_size=4M\nverify = strict\npeers = a:1,b:2\nfill_timeout = 3s\n' >"$d/seed-small" ;;
+	metawire)
+		# a root with one file "a" and a symlink "l" -> "a" (cache/meta.h's wire form)
+		{ printf 'MWMS\000\001\000\000\000\000\000\003'; head -c 64 /dev/zero
+		  printf '\000\000\000\000\000\000\101\355'; head -c 60 /dev/zero
+		  printf '\000\000\000\000\000\000\201\244'; head -c 12 /dev/zero
+		  printf '\000\000\000\000\000\000\000\005'; head -c 36 /dev/zero; printf '\000\001\000\000a'
+		  printf '\000\000\000\000\000\000\241\377'; head -c 56 /dev/zero; printf '\000\001\000\001la'
+		} >"$d/seed-tree" ;;
 	esac
 }
 

@@ -106,6 +106,40 @@ static void fuzz_prefetch(uint8_t type, const uint8_t *p, size_t len)
 	CHECK(memcmp(again, p, len) == 0);
 }
 
+/* META_GET and META: accepted payloads re-encode to the same bytes, pieces inside total. */
+static void fuzz_meta(uint8_t type, const uint8_t *p, size_t len)
+{
+	uint8_t again[PROTO_META_FIXED_LEN];
+	if (type == PROTO_META_GET) {
+		struct proto_meta_get g;
+		if (proto_meta_get_decode(p, len, &g))
+			return;
+		CHECK(len == PROTO_META_GET_LEN && !(g.flags & ~PROTO_META_GET_FLAGS_KNOWN));
+		proto_meta_get_encode(again, &g);
+		CHECK(memcmp(again, p, len) == 0);
+		return;
+	}
+	struct proto_meta m;
+	if (proto_meta_decode(p, len, &m))
+		return;
+	CHECK(len == PROTO_META_FIXED_LEN + m.length && m.offset + m.length <= m.total);
+	CHECK(m.total <= PROTO_META_TOTAL_MAX && (m.length == 0) == (m.data == NULL));
+	proto_meta_encode(again, &m);
+	CHECK(memcmp(again, p, PROTO_META_FIXED_LEN) == 0);
+}
+
+static void fuzz_redirect(const uint8_t *p, size_t len)
+{
+	uint8_t again[PROTO_REDIRECT_MAX_LEN];
+	struct proto_redirect r;
+
+	if (proto_redirect_decode(p, len, &r))
+		return;
+	CHECK(proto_node_id_ok(r.node_id));
+	CHECK(proto_redirect_encode(again, sizeof(again), &r) == (ssize_t)len);
+	CHECK(memcmp(again, p, len) == 0);
+}
+
 static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 {
 	switch (type) {
@@ -132,6 +166,13 @@ static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 	case PROTO_PREFETCH:
 	case PROTO_PREFETCH_STATUS:
 		fuzz_prefetch(type, p, len);
+		break;
+	case PROTO_META_GET:
+	case PROTO_META:
+		fuzz_meta(type, p, len);
+		break;
+	case PROTO_REDIRECT:
+		fuzz_redirect(p, len);
 		break;
 	}
 }

@@ -37,7 +37,7 @@
 #include "net/proto.h"
 
 enum scenario { SC_COLD, SC_JOIN };
-enum plan { PLAN_TODAY, PLAN_SWARM };
+enum plan { PLAN_TODAY, PLAN_SWARM, PLAN_TREE };
 
 struct sim_cfg {
 	enum scenario scenario;
@@ -306,6 +306,10 @@ struct sim {
 	int free_waiter;
 	unsigned **holders;	/* per chunk: nodes that hold or get it, in the order they began */
 	unsigned *nholders;
+	/* PLAN_TREE, per chunk: the owner's swarm table (net/swarm.h): requesters in arrival
+	 * order, how many were assigned to each, how many the owner serves itself. */
+	unsigned *tree_who, *tree_kids, *tree_n, *tree_served; /* served: sends running now */
+	double delay;		/* extra latency of the request job_step() is sending (a REDIRECT) */
 	struct node *nodes;
 	struct minheap ev;	/* struct event by time */
 	struct net net;
@@ -461,8 +465,51 @@ static int plan_swarm(struct sim *s, int x, unsigned c, int tried, bool *fill)
 	return (int)s->owner[c];
 }
 
+/*
+ * plan_tree(): the swarm as built (net/swarm.h, net/peer.c run_step): a non-owner asks the
+ * owner with fill; the owner serves a requester itself while it sends the chunk to fewer
+ * than `fanout` at that moment (tree_served counts them; a send that ends lowers it) and
+ * answers the others with a REDIRECT (one more round trip) to the earliest requester that
+ * has fewer than `fanout` assigned to it, which serves it once it holds the chunk
+ * (GET WAIT). Each requester is served once (by the owner, or by the one it was assigned
+ * to), so serve_waiters() hands nothing on. The owner's own plan is plan_today()'s.
+ */
+static int plan_tree(struct sim *s, int x, unsigned c, int tried, bool *fill)
+{
+	unsigned o = s->owner[c], fan = s->cfg.fanout;
+	unsigned *who = &s->tree_who[(size_t)c * s->n], *kids = &s->tree_kids[(size_t)c * s->n];
+
+	if ((unsigned)x == o && tried < 0 && s->cfg.scenario == SC_JOIN &&
+	    (unsigned)x >= s->cfg.nodes) {
+		/* An owner that joined probes the members older than it (plan.c rule 3): the
+		 * warm nodes, which hold every chunk. */
+		*fill = false;
+		return (int)(fmix64(c) % s->cfg.nodes);
+	}
+	if ((unsigned)x == o || tried >= 0)
+		return plan_today(s, x, c, tried, fill);
+	*fill = true;
+	if (s->tree_served[c] < fan) {
+		s->tree_served[c]++;
+		kids[s->tree_n[c]] = 0;
+		who[s->tree_n[c]++] = (unsigned)x;
+		return (int)o;
+	}
+	for (unsigned i = 0; i < s->tree_n[c]; i++)
+		if (kids[i] < fan) {
+			kids[i]++;
+			kids[s->tree_n[c]] = 0;
+			who[s->tree_n[c]++] = (unsigned)x;
+			s->delay = s->cfg.rtt; /* the REDIRECT's round trip */
+			return (int)who[i];
+		}
+	return (int)o;
+}
+
 static int plan_source(struct sim *s, int x, unsigned c, int tried, bool *fill)
 {
+	if (s->cfg.plan == PLAN_TREE)
+		return plan_tree(s, x, c, tried, fill);
 	if (s->cfg.plan == PLAN_SWARM)
 		return plan_swarm(s, x, c, tried, fill);
 	return plan_today(s, x, c, tried, fill);
@@ -477,7 +524,9 @@ static int plan_source(struct sim *s, int x, unsigned c, int tried, bool *fill)
 static void job_step(struct sim *s, int x, unsigned c, int tried, bool local)
 {
 	bool fill = false;
-	int src = local ? -1 : plan_source(s, x, c, tried, &fill);
+	s->delay = 0;
+	int src = local && s->cfg.plan != PLAN_TREE ? -1 : plan_source(s, x, c, tried, &fill);
+	double delay = s->delay;
 
 	if (src >= 0)
 		s->nodes[src].serving++;
@@ -487,7 +536,7 @@ static void job_step(struct sim *s, int x, unsigned c, int tried, bool local)
 		return;
 	}
 	/* The whole round trip up front: the bytes flow once the request is there. */
-	ev_push(s, (struct event){ s->now + s->cfg.rtt, EV_REQUEST, src, x, c, fill });
+	ev_push(s, (struct event){ s->now + s->cfg.rtt + delay, EV_REQUEST, src, x, c, fill });
 }
 
 static void threads_run(struct sim *s, int x)
@@ -511,7 +560,7 @@ static void want(struct sim *s, int x, unsigned c, bool local)
 {
 	if (*st(s, x, c) != CH_NONE)
 		return;
-	if (local && s->cfg.plan == PLAN_SWARM) {
+	if (local && s->cfg.plan != PLAN_TODAY) {
 		*st(s, x, c) = CH_SERVEFILL;
 		s->holders[c][s->nholders[c]++] = (unsigned)x;
 		job_step(s, x, c, -1, true);
@@ -637,6 +686,9 @@ static void flows_advance(struct sim *s, double t)
 	for (unsigned i = 0; i < ndone; i++) {
 		if (done[i].src >= 0)
 			s->nodes[done[i].src].serving--;
+		if (done[i].src >= 0 && s->cfg.plan == PLAN_TREE &&
+		    (unsigned)done[i].src == s->owner[done[i].chunk] && s->tree_served[done[i].chunk])
+			s->tree_served[done[i].chunk]--; /* the owner's send ended (swarm_done) */
 		arrived(s, done[i].dst, done[i].chunk);
 	}
 	free(done);
@@ -775,6 +827,10 @@ static void sim_init(struct sim *s, const struct sim_cfg *cfg)
 	s->nholders = xcalloc(s->nchunks, sizeof(*s->nholders));
 	for (unsigned c = 0; c < s->nchunks; c++)
 		s->holders[c] = xcalloc(s->n, sizeof(**s->holders));
+	s->tree_who = xcalloc((size_t)s->nchunks * s->n, sizeof(*s->tree_who));
+	s->tree_kids = xcalloc((size_t)s->nchunks * s->n, sizeof(*s->tree_kids));
+	s->tree_n = xcalloc(s->nchunks, sizeof(*s->tree_n));
+	s->tree_served = xcalloc(s->nchunks, sizeof(*s->tree_served));
 	s->nodes = xcalloc(s->n, sizeof(*s->nodes));
 	sim_place(s, files, nfiles);
 
@@ -797,6 +853,10 @@ static void sim_free(struct sim *s)
 	for (unsigned i = 0; i < s->n; i++)
 		free(s->nodes[i].queue);
 	free(s->holders);
+	free(s->tree_who);
+	free(s->tree_kids);
+	free(s->tree_n);
+	free(s->tree_served);
 	free(s->nholders);
 	free(s->nodes);
 	free(s->bytes);
@@ -938,7 +998,7 @@ static void usage(FILE *out)
 		"       mows-sim --table\n"
 		"  --nodes N            cold: nodes; join: warm nodes (8)\n"
 		"  --join K             join: nodes joining at once (1)\n"
-		"  --plan today|swarm   fetch plan (today)\n"
+		"  --plan today|swarm|tree  fetch plan (today); tree: the swarm as built\n"
 		"  --model SIZE         model bytes: 510M, 65GB (510M)\n"
 		"  --shards N           safetensors shards, beside 5 small files (4)\n"
 		"  --chunk SIZE         chunk size (4M)\n"
@@ -1064,10 +1124,12 @@ int main(int argc, char **argv)
 		case 'r': rc = parse_value(name, optarg, parse_secs, "a time such as 0.2ms", &cfg.rtt); break;
 		case 'l': rc = parse_value(name, optarg, parse_secs, "a time such as 1ms", &cfg.storage_latency); break;
 		case 'p':
-			if (!strcmp(optarg, "today") || !strcmp(optarg, "swarm")) {
-				cfg.plan = optarg[0] == 't' ? PLAN_TODAY : PLAN_SWARM;
+			if (!strcmp(optarg, "today") || !strcmp(optarg, "swarm") ||
+			    !strcmp(optarg, "tree")) {
+				cfg.plan = optarg[0] == 's' ? PLAN_SWARM : optarg[1] == 'o' ?
+					   PLAN_TODAY : PLAN_TREE;
 			} else {
-				fprintf(stderr, "mows-sim: --plan '%s': expected today or swarm\n", optarg);
+				fprintf(stderr, "mows-sim: --plan '%s': expected today, swarm or tree\n", optarg);
 				rc = -1;
 			}
 			break;

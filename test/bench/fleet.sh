@@ -111,7 +111,19 @@ CLUSTER_MADE=0
 for n in $COLD_SIZES; do
 	log "2. cold: $n nodes at once (storage-bound ideal: $IDEAL_STOR s)"
 	CLUSTER_MADE=1
-	mc up --nodes "$n" "${UP_ARGS[@]}" --mows-args "$MOWS_ARGS" >/dev/null
+	# A cluster that cannot come up is a row that says why (with the failing node's sshfs
+	# log in the bench output), not the end of the run.
+	if ! up_err=$(mc up --keep --nodes "$n" "${UP_ARGS[@]}" --mows-args "$MOWS_ARGS" 2>&1 >/dev/null); then
+		log "cold $n: mows-cluster up failed: $up_err"
+		for f in "$STATE"/node*.sshfs.log; do
+			[ -s "$f" ] && log "$(basename "$f"): $(tail -n 5 "$f")"
+		done
+		why=$(printf '%s\n' "$up_err" | grep -m1 -E '^ *mows-fuse:|^mows-cluster:' | sed 's/|/\\|/g')
+		ROWS+=("| 2. $n nodes cold at once | not run: \`mows-cluster up\` failed: $why | | reported | - | |")
+		mc down >/dev/null
+		CLUSTER_MADE=0
+		continue
+	fi
 	mesh_up "$n"
 	b0=$(mc storage-bytes)
 	snap=$(cpu_snap)

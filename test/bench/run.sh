@@ -812,6 +812,7 @@ s3_setup() {
 	: >"$WORK/s3-requests.log"
 	node "$ROOT/test/s3/s3server.js" "$WORK/s3-data" "$S3_PORT" model "$WORK/s3-requests.log" \
 		>"$WORK/logs/s3server.log" 2>&1 </dev/null &
+	S3_PID=$!
 	DAEMONS+=($!)
 	for ((i = 0; i < 200; i++)); do
 		grep -q '^listening' "$WORK/logs/s3server.log" 2>/dev/null && break
@@ -825,6 +826,42 @@ s3_setup() {
 	cp "$WORK/s3-model"/* "$WORK/mnt/s3-upload/" && unmount_one "$WORK/mnt/s3-upload"
 	# No stat cache in s3fs: every stat mows made would reach the store (as once it expired).
 	s3_mount_bucket "$WORK/mnt/s3" "ro,max_stat_cache_size=0"
+}
+
+# section_f_stopped MNT: re-reads of the warm model through mows with the store stopped
+# (SIGSTOP of the S3 server, an overloaded store) and running, interleaved round by round
+# (the order rotates) over at least 9 rounds. Each measurement reads the model 4 times: one
+# read of a small model takes tens of ms, where one scheduling hiccup moves the rate by half.
+# The row's ratio is the median of the rounds' paired ratios (stopped / running, measured
+# back to back), which one lucky or unlucky round cannot move as it moves a best-of; a
+# control pair (a second read with the store running: running2 / running) measures the
+# noise floor in the same rounds, so a ratio inside the control's range is noise, not a cost.
+section_f_stopped() {
+	local mnt=$1 r who rounds=$((ROUNDS > 9 ? ROUNDS : 9)) ratio control
+	local -a files order=(running stopped running2)
+	read -ra files <<<"$(model_files "$mnt")"
+	for ((r = 0; r < rounds; r++)); do
+		for who in "${order[@]:r % 3}" "${order[@]:0:r % 3}"; do
+			[ "$who" = stopped ] && kill -STOP "$S3_PID"
+			drop_caches
+			measure "f.mows.$who" read "${files[@]}" "${files[@]}" "${files[@]}" "${files[@]}"
+			[ "$who" = stopped ] && kill -CONT "$S3_PID"
+		done
+	done
+	ratio=$(paired_median "${RAW[f.mows.stopped]:-}" "${RAW[f.mows.running]:-}")
+	control=$(paired_median "${RAW[f.mows.running2]:-}" "${RAW[f.mows.running]:-}")
+	ROWS+=("| (f) store stopped (SIGSTOP): re-read of every cached file through mows, vs the store running; median of $rounds interleaved pairs (control: running / running ${control% *}x, range ${control#* }) | ${BEST[f.mows.stopped]:-n/a} GB/s (best) | store running ${BEST[f.mows.running]:-n/a} GB/s (best) | ${ratio% *}x | >= 0.9x | $(awk -v m="${ratio% *}" 'BEGIN { print (m + 0 >= 0.9) ? "yes" : "**no**" }') |")
+	NOTES+=("(f) store stopped vs running: paired ratios range ${ratio#* }, median ${ratio% *}x; the control (two reads with the store running) ranges ${control#* }, median ${control% *}x. The re-read path reaches nothing below mows (the warm-pass row counts 0 requests at the server; with passthrough the reads do not even enter the daemon), so a spread as wide as the control's is this machine's noise; the CPU-idle note says how busy it was.")
+}
+
+# paired_median "A1 A2 ..." "B1 B2 ...": "MEDIAN MIN-MAX" of the ratios Ai / Bi.
+paired_median() {
+	awk -v s="$1" -v r="$2" 'BEGIN {
+		n = split(s, a, " "); m = split(r, b, " "); k = 0
+		for (i = 1; i <= n && i <= m; i++) if (b[i] > 0) v[++k] = a[i] / b[i]
+		for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+		if (!k) { print "n/a n/a"; exit }
+		printf "%.2f %.2f-%.2f", k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2, v[1], v[k] }'
 }
 
 section_f() {
@@ -870,6 +907,7 @@ section_f() {
 		(cd "$mnt" && cat -- * >/dev/null && ls -lR >/dev/null) || FAILED=1
 		n1=$(s3_requests_now)
 		ROWS+=("| (f) storage requests during a warm pass over the model through mows (cat of every file and ls -lR; all requests at the S3 server) | $((n1 - n0)) | - | - | 0 | $([ $((n1 - n0)) -eq 0 ] && echo yes || echo '**no**') |")
+		section_f_stopped "$mnt"
 		unmount_one "$mnt"
 	fi
 	NOTES+=("(f) s3fs $(s3fs --version 2>/dev/null | head -1 | grep -o 'V[0-9.]*') -o ro,max_stat_cache_size=0 over s3rver on loopback (test/s3/s3server.js), a $(gib "$model_s3") model in $SHARDS shards. mows was warmed by one read through it; the direct s3fs read downloads again (s3fs keeps no copy of a closed file). The S3 server, s3fs and mows share this machine's CPUs.")

@@ -43,13 +43,17 @@ _s3_mount() {
 	for pid in $(pgrep -f "^s3fs $S3_BUCKET $mnt "); do mows_track_pid "$pid"; done
 }
 
-s3_up() {
-	local src=$1 end
-	S3_PORT=$(_s3_port)
+# s3_server_start PORT [PREFIX...]: the S3 server on PORT, logging requests to $S3_LOG, run
+# under PREFIX (e.g. nsenter into a storage namespace; S3_ADDRESS picks its address); waits
+# until it listens and writes the s3fs password file. Sets S3_PID.
+s3_server_start() {
+	local port=$1 end
+	shift
 	S3_LOG=$SCRATCH/s3-requests.log
 	: >"$S3_LOG"
+	: >"$SCRATCH/s3server.out"
 	mkdir -p "$SCRATCH/s3-data"
-	node "$MOWS_ROOT/test/s3/s3server.js" "$SCRATCH/s3-data" "$S3_PORT" "$S3_BUCKET" "$S3_LOG" \
+	"$@" node "$MOWS_ROOT/test/s3/s3server.js" "$SCRATCH/s3-data" "$port" "$S3_BUCKET" "$S3_LOG" \
 		>"$SCRATCH/s3server.out" 2>&1 </dev/null &
 	S3_PID=$!
 	mows_track_pid "$S3_PID"
@@ -61,6 +65,12 @@ s3_up() {
 	done
 	printf 'S3RVER:S3RVER\n' >"$SCRATCH/s3.passwd"
 	chmod 600 "$SCRATCH/s3.passwd"
+}
+
+s3_up() {
+	local src=$1
+	S3_PORT=$(_s3_port)
+	s3_server_start "$S3_PORT"
 	_s3_mount "$SCRATCH/s3-upload" ""
 	find "$src" -mindepth 1 -maxdepth 1 -exec cp -a {} "$SCRATCH/s3-upload/" \; ||
 		fail "upload of $src into the bucket failed"

@@ -3,7 +3,8 @@
 // FUSE backing such as s3fs sends to the store.
 //
 // usage: node s3server.js DATA_DIR PORT BUCKET REQUEST_LOG
-// Prints "listening 127.0.0.1:PORT" once it serves; exits on SIGTERM.
+// Prints "listening ADDRESS:PORT" once it serves; exits on SIGTERM. ADDRESS is 127.0.0.1, or
+// $S3_ADDRESS (a test that runs the server in a network namespace of its own).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -22,9 +23,10 @@ try {
 	process.exit(2);
 }
 
+const address = process.env.S3_ADDRESS || '127.0.0.1';
 const log = fs.openSync(reqlog, 'a');
 const server = new S3rver({
-	address: '127.0.0.1',
+	address,
 	port: Number(port),
 	directory: dir,
 	silent: true,
@@ -36,7 +38,7 @@ server.run().then((addr) => {
 	});
 	console.log(`listening ${addr.address}:${addr.port}`);
 }, (err) => {
-	console.error(`s3server.js: cannot listen on 127.0.0.1:${port}: ${err.message}`);
+	console.error(`s3server.js: cannot listen on ${address}:${port}: ${err.message}`);
 	process.exit(1);
 });
 process.on('SIGTERM', () => server.close().finally(() => process.exit(0)));
