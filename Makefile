@@ -53,6 +53,11 @@ test/bin/%: test/%.o libmows.a
 
 test/%.o: override CFLAGS += $(shell pkg-config --cflags check)
 
+# The supervisor's pure parts (backoff, table of opens, the environment it passes).
+test/bin/check_supervisor: test/check_supervisor.o fs/supervisor.o fs/super_child.o libmows.a
+	@mkdir -p test/bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
+
 # mows_build_info{version=...} in the metrics.
 fs/metrics.o: override CFLAGS += -DMOWS_VERSION='"$(or $(VERSION),$(shell git describe --always --dirty 2>/dev/null),unknown)"'
 

@@ -291,6 +291,9 @@ static const struct config_key config_keys[] = {
 	{ .name = "metadata_from_peers", .type = KEY_ENUM, .offset = FIELD(metadata_from_peers),
 	  .def = "on", .parse_enum = parse_bool, .choices = "on or off",
 	  .desc = "one node of the peers lists the backing, the others copy its snapshot" },
+	{ .name = "supervise", .type = KEY_ENUM, .offset = FIELD(supervise), .def = "off",
+	  .parse_enum = parse_bool, .choices = "on or off",
+	  .desc = "a supervisor holds the mount and restarts the serving process when it dies" },
 };
 
 __attribute__((format(printf, 3, 4)))

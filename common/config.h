@@ -85,6 +85,7 @@ struct mows_config {
 	unsigned open_wait_timeout_ms;        /* bound of an open_wait = complete, default 10m */
 	int warm_restart;                     /* keep the cache files for the next daemon, 0 */
 	int metadata_from_peers;              /* take the tree snapshot from a peer, default 1 */
+	int supervise;                        /* a supervisor keeps the mount (fs/supervisor.h), 0 */
 };
 
 /* Fills @cfg with every default. */

@@ -28,6 +28,7 @@
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "fs/mows.h"
+#include "fs/supervisor.h"
 #include "net/peer.h"
 
 #define MAX_CLIENTS 16
@@ -222,6 +223,8 @@ static void status_json(struct client *cl, const struct cache_stats *st)
 	json_name(out, "mountpoint", m->mountpoint);
 	fputc(',', out);
 	json_name(out, "backing", m->backing);
+	fprintf(out, ",\"pid\":%d,\"restarts\":%u,\"supervised\":%s", (int)getpid(),
+		super_child_restarts(m->super), m->super ? "true" : "false");
 	fprintf(out, ",\"memory\":{\"max\":%llu,\"used\":%llu,\"hugepages\":\"%s\"}",
 		(unsigned long long)st->max_memory, (unsigned long long)st->used_memory,
 		st->slab_kind);
@@ -258,6 +261,8 @@ static void status_text(struct client *cl, const struct cache_stats *st)
 	char a[32], b[32], c[32], e[CTL_ESC_MAX], e2[CTL_ESC_MAX];
 	fprintf(out, ". mows on %s, backing %s\n", ctl_escape(e, sizeof(e), m->mountpoint),
 		ctl_escape(e2, sizeof(e2), m->backing));
+	fprintf(out, ". process  pid %d, %s, %u restarts\n", (int)getpid(),
+		m->super ? "supervised" : "not supervised", super_child_restarts(m->super));
 	fprintf(out, ". memory   %s of %s (%s pages), %u of %u chunks of %s cached\n",
 		config_format_size(st->used_memory, a, sizeof(a)),
 		config_format_size(st->max_memory, b, sizeof(b)), st->slab_kind, st->slots_ready,
@@ -685,6 +690,25 @@ static int cmd_peers(struct client *cl)
 	return 0;
 }
 
+/* mowsctl upgrade [--binary PATH]: the supervisor hands the mount to a new process. */
+static int cmd_upgrade(struct client *cl, const char *binary)
+{
+	char msg[PATH_MAX + 256], e[CTL_ESC_MAX];
+	if (!cl->ctl->m->super) {
+		fprintf(cl->out, "! upgrade: this mows-fuse runs without a supervisor; start it "
+			"with supervise = on (then the mount survives upgrades and crashes)\n");
+		return 1;
+	}
+	int rc = super_child_upgrade(cl->ctl->m->super, binary, msg, sizeof(msg));
+	if (rc == 0)
+		fprintf(cl->out, ". %s\n", ctl_escape(e, sizeof(e), msg));
+	else if (rc == -EINVAL)
+		fprintf(cl->out, "! upgrade: %s\n", ctl_escape(e, sizeof(e), msg));
+	else
+		fprintf(cl->out, "! upgrade: no answer from the supervisor: %s\n", strerror(-rc));
+	return rc ? 1 : 0;
+}
+
 /* ---- clients ---- */
 
 static int dispatch(struct client *cl, char *req, size_t len)
@@ -719,6 +743,8 @@ static int dispatch(struct client *cl, char *req, size_t len)
 		rc = cmd_peers(cl);
 	else if (!strcmp(cmd, "refresh"))
 		rc = mows_refresh(cl->ctl->m, cl->out);
+	else if (!strcmp(cmd, "upgrade"))
+		rc = cmd_upgrade(cl, r->nargs ? r->args[0] : "");
 	else {
 		fprintf(cl->out, "! unknown command '%s'\n", ctl_escape(cl->name, sizeof(cl->name), cmd));
 		rc = 2;

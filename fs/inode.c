@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "cache/meta.h"
 #include "fs/mows.h"
@@ -19,11 +20,25 @@ int64_t mows_mtime_ns(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-static unsigned inode_bucket(dev_t dev, ino_t ino, uint64_t size, int64_t mtime_ns)
+/*
+ * The FUSE node id of an identity: a function of what the metadata snapshot says about the
+ * object (device, inode number, type; size and mtime of a regular file), never a pointer, so
+ * a serving process that replaces a dead one (fs/supervisor.c) gives every id the kernel
+ * still holds the same meaning, and resolves one it never handed out by finding the object
+ * in its own snapshot. 0 and FUSE_ROOT_ID are never produced.
+ */
+static uint64_t identity_nodeid(dev_t dev, ino_t ino, mode_t type, uint64_t size,
+				int64_t mtime_ns)
 {
-	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev ^ size ^
-		     (uint64_t)mtime_ns * 0xbf58476d1ce4e5b9ull;
-	return (unsigned)(h ^ (h >> 29)) % MOWS_INODE_BUCKETS;
+	uint64_t h = fmix64((uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev);
+	h = fmix64(h ^ size * 0xbf58476d1ce4e5b9ull ^ (uint64_t)type);
+	h = fmix64(h ^ (uint64_t)mtime_ns);
+	return h <= FUSE_ROOT_ID ? h + 2 : h;
+}
+
+static unsigned inode_bucket(uint64_t nodeid)
+{
+	return (unsigned)(nodeid % MOWS_INODE_BUCKETS);
 }
 
 int mows_inodes_init(struct mows *m)
@@ -37,6 +52,7 @@ int mows_inodes_init(struct mows *m)
 	m->root.type = S_IFDIR;
 	m->root.st = st;
 	m->root.nlookup = 2;
+	m->root.nodeid = FUSE_ROOT_ID;
 	m->root.relpath = strdup("");
 	pthread_mutex_init(&m->ino_lock, NULL);
 	return m->root.relpath ? 0 : -ENOMEM;
@@ -108,9 +124,23 @@ int mows_refresh(struct mows *m, FILE *out)
 	return 0;
 }
 
-struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid)
+/* The inode with @nodeid in the table, or NULL. ino_lock held. */
+static struct mows_inode *do_inode_find(struct mows *m, uint64_t nodeid)
 {
-	return nodeid == FUSE_ROOT_ID ? &m->root : (struct mows_inode *)(uintptr_t)nodeid;
+	for (struct mows_inode *in = m->inodes[inode_bucket(nodeid)]; in; in = in->hnext)
+		if (in->nodeid == nodeid)
+			return in;
+	return NULL;
+}
+
+struct mows_inode *mows_inode_find(struct mows *m, uint64_t nodeid)
+{
+	if (nodeid == FUSE_ROOT_ID)
+		return &m->root;
+	pthread_mutex_lock(&m->ino_lock);
+	struct mows_inode *in = do_inode_find(m, nodeid);
+	pthread_mutex_unlock(&m->ino_lock);
+	return in;
 }
 
 static char *join_relpath(const char *dir, const char *name)
@@ -121,17 +151,116 @@ static char *join_relpath(const char *dir, const char *name)
 	return p;
 }
 
-/* Finds the inode for this identity, or adds @fresh. Returns the one to use. ino_lock held. */
+static bool same_identity(const struct mows_inode *a, const struct mows_inode *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime_ns == b->mtime_ns && a->type == b->type;
+}
+
+/*
+ * Finds the inode for this identity, or adds @fresh. Returns the one to use, or NULL when
+ * another identity has the same node id (a 64-bit hash collision: refused, never confused).
+ * ino_lock held.
+ */
 static struct mows_inode *do_inode_insert(struct mows *m, struct mows_inode *fresh)
 {
-	unsigned b = inode_bucket(fresh->dev, fresh->ino, fresh->size, fresh->mtime_ns);
-	for (struct mows_inode *in = m->inodes[b]; in; in = in->hnext)
-		if (in->dev == fresh->dev && in->ino == fresh->ino && in->size == fresh->size &&
-		    in->mtime_ns == fresh->mtime_ns && in->type == fresh->type)
-			return in;
+	struct mows_inode *in = do_inode_find(m, fresh->nodeid);
+	if (in)
+		return same_identity(in, fresh) ? in : NULL;
+	unsigned b = inode_bucket(fresh->nodeid);
 	fresh->hnext = m->inodes[b];
 	m->inodes[b] = fresh;
+	mows_opens_adopt(m, fresh);
 	return fresh;
+}
+
+/* Fills @fresh's identity and attributes from the snapshot's @st. */
+static void inode_set_identity(struct mows_inode *fresh, const struct stat *st)
+{
+	fresh->st = *st;
+	fresh->dev = st->st_dev;
+	fresh->ino = st->st_ino;
+	fresh->type = st->st_mode & S_IFMT;
+	if (S_ISREG(st->st_mode)) {
+		fresh->size = (uint64_t)st->st_size;
+		fresh->mtime_ns = mows_mtime_ns(st);
+	}
+	fresh->nodeid = identity_nodeid(fresh->dev, fresh->ino, fresh->type, fresh->size,
+					fresh->mtime_ns);
+	fresh->backing_id = -1;
+	mows_present_stat(&fresh->st);
+}
+
+/*
+ * Adds @fresh (or finds its twin) with @n more lookups. Returns the inode to use, or NULL
+ * (errno EIO) on a node id collision; @fresh is consumed either way.
+ */
+static struct mows_inode *inode_insert(struct mows *m, struct mows_inode *fresh, uint64_t n)
+{
+	pthread_mutex_lock(&m->ino_lock);
+	struct mows_inode *in = do_inode_insert(m, fresh);
+	if (in && n == MOWS_NLOOKUP_UNKNOWN) /* never forgotten; two resolutions add nothing */
+		in->nlookup = in->nlookup > n ? in->nlookup : n;
+	else if (in)
+		in->nlookup += n;
+	pthread_mutex_unlock(&m->ino_lock);
+	if (in == fresh) {
+		if (in->pins_owed)
+			mows_pt_adopt_pins(m, in);
+		return in;
+	}
+	if (in)
+		in->st = fresh->st; /* newest attributes of the same identity */
+	else
+		log_err("node id %016llx: two objects share it (%s); the second gives EIO",
+			(unsigned long long)fresh->nodeid, fresh->relpath);
+	inode_free(m, fresh);
+	if (!in)
+		errno = EIO;
+	return in;
+}
+
+/*
+ * A node id this process did not hand out: a previous serving process did. Finds the object
+ * whose identity gives that id in the current snapshot (one pass over it; this happens once
+ * per id after a restart). Its lookup count is unknown, so it is never forgotten.
+ */
+static struct mows_inode *inode_resolve(struct mows *m, uint64_t nodeid)
+{
+	struct cache_meta *meta = cache_tree_meta(m->tree);
+	struct mows_inode *fresh = NULL;
+	size_t count = meta ? cache_meta_count(meta) : 0;
+	for (uint64_t i = 0; i < count && !fresh; i++) {
+		const struct stat *st = cache_meta_stat(meta, i);
+		uint64_t sz = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+		int64_t mt = S_ISREG(st->st_mode) ? mows_mtime_ns(st) : 0;
+		if (identity_nodeid(st->st_dev, st->st_ino, st->st_mode & S_IFMT, sz, mt) != nodeid)
+			continue;
+		fresh = calloc(1, sizeof(*fresh));
+		if (fresh && !(fresh->relpath = cache_meta_relpath(meta, i))) {
+			free(fresh);
+			fresh = NULL;
+			break;
+		}
+		if (fresh)
+			inode_set_identity(fresh, st);
+	}
+	cache_meta_put(meta);
+	if (!fresh)
+		return NULL;
+	log_debug("node id %016llx: %s, handed out by a previous serving process",
+		  (unsigned long long)nodeid, fresh->relpath);
+	return inode_insert(m, fresh, MOWS_NLOOKUP_UNKNOWN);
+}
+
+struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid)
+{
+	struct mows_inode *in = mows_inode_find(m, nodeid);
+	if (!in)
+		in = inode_resolve(m, nodeid);
+	if (!in)
+		errno = ESTALE;
+	return in;
 }
 
 struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
@@ -150,28 +279,14 @@ struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 		errno = ENOMEM;
 		goto out_free;
 	}
-	int rc = mows_meta_stat(m, fresh->relpath, &fresh->st);
+	struct stat st;
+	int rc = mows_meta_stat(m, fresh->relpath, &st);
 	if (rc) {
 		errno = -rc;
 		goto out_free;
 	}
-	fresh->dev = fresh->st.st_dev;
-	fresh->ino = fresh->st.st_ino;
-	fresh->type = fresh->st.st_mode & S_IFMT;
-	if (S_ISREG(fresh->st.st_mode)) {
-		fresh->size = (uint64_t)fresh->st.st_size;
-		fresh->mtime_ns = mows_mtime_ns(&fresh->st);
-	}
-	mows_present_stat(&fresh->st);
-	pthread_mutex_lock(&m->ino_lock);
-	struct mows_inode *in = do_inode_insert(m, fresh);
-	in->nlookup++;
-	pthread_mutex_unlock(&m->ino_lock);
-	if (in != fresh) {
-		in->st = fresh->st; /* newest attributes of the same identity */
-		inode_free(m, fresh);
-	}
-	return in;
+	inode_set_identity(fresh, &st);
+	return inode_insert(m, fresh, 1);
 
 out_free:;
 	int err = errno;
@@ -189,8 +304,7 @@ void mows_inode_forget(struct mows *m, struct mows_inode *in, uint64_t n)
 	in->nlookup -= n < in->nlookup ? n : in->nlookup;
 	bool gone = in->nlookup == 0;
 	if (gone) {
-		struct mows_inode **p =
-			&m->inodes[inode_bucket(in->dev, in->ino, in->size, in->mtime_ns)];
+		struct mows_inode **p = &m->inodes[inode_bucket(in->nodeid)];
 		while (*p && *p != in)
 			p = &(*p)->hnext;
 		if (*p)

@@ -30,6 +30,7 @@
 #include "fs/metrics.h"
 #include "fs/mows.h"
 #include "fs/notify.h"
+#include "fs/supervisor.h"
 #include "net/auth.h"
 #include "net/meta_share.h"
 #include "net/peer.h"
@@ -450,7 +451,7 @@ static int prepare(struct mows *m)
 	cache_add_source(m->cache, &cache_backing_source, m->tree);
 	cache_set_events(m->cache, &(struct cache_events){ .invalidate = mows_invalidate,
 							   .ctx = m });
-	if (mows_inodes_init(m))
+	if (mows_inodes_init(m) || mows_handles_init(m))
 		return fail("out of memory");
 	int mrc = m->mshare ? 0 : cache_tree_meta_load(m->tree); /* with peers: in serve() */
 	if (mrc) {
@@ -512,6 +513,8 @@ static int serve(struct mows *m)
 			m->backing, strerror(-mrc));
 		return 1;
 	}
+	if (m->super) /* the opens a previous process left, once the snapshot is there */
+		mows_opens_adopt_all(m);
 	if (prefetch_start(m) || (m->metrics && metrics_start(m->metrics)) || notify_start(m)) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
@@ -526,6 +529,8 @@ static int serve(struct mows *m)
 		return 1;
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	fuse_loop_cfg_set_idle_threads(lc, 4);
+	if (m->super)
+		super_child_ready(m->super);
 	int rc = fuse_session_loop_mt(m->se, lc);
 	fuse_loop_cfg_destroy(lc);
 	/* libfuse reports the signal that ended the loop as a positive number: a clean stop. */
@@ -534,6 +539,20 @@ static int serve(struct mows *m)
 	else if (rc < 0)
 		log_err("FUSE session ended with an error: %s", strerror(-rc));
 	return rc < 0 ? 1 : 0;
+}
+
+/* A supervised child in daemon mode: what fuse_daemonize() does, but the fork. */
+static void child_quiet(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+	if (chdir("/") < 0 || fd < 0)
+		log_warn("cannot leave the working directory or open /dev/null: %s",
+			 strerror(errno));
+	if (fd >= 0) {
+		dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
 }
 
 int main(int argc, char **argv)
@@ -546,14 +565,34 @@ int main(int argc, char **argv)
 		return rc;
 	if (o.check_only)
 		return check_config(&m);
-	if ((rc = prepare(&m))) {
+	char err[512];
+	if (super_is_child() && !o.foreground && !journal)
+		log_use_syslog("mows-fuse"); /* our stderr is the supervisor's /dev/null */
+	if (super_child_attach(&m, err, sizeof(err))) {
+		log_err("%s", err);
+		return EXIT_USAGE;
+	}
+	if (!m.super && m.cfg.supervise)
+		return super_run(&m, argv);
+	if (m.super && !m.cfg.warm_restart) {
+		/* A restarted child adopts the cache it finds: the index must be kept current. */
+		m.cfg.warm_restart = 1;
+	}
+	/* A restart is on every waiting reader's path: adopting the cache (a CRC of every
+	 * chunk) runs ahead of the readers' own work on a busy machine. */
+	bool urgent = m.super && super_child_restarts(m.super) && setpriority(PRIO_PROCESS, 0, -10) == 0;
+	rc = prepare(&m);
+	if (urgent)
+		setpriority(PRIO_PROCESS, 0, 0);
+	if (rc) {
 		cache_free(m.cache); /* detaches the cache tmpfs it may have mounted */
 		return rc;
 	}
 	fuse_set_log_func(fuse_log_to_mows);
 	m.se = new_session(&m, &o);
 	if (!m.se || fuse_set_signal_handlers(m.se) ||
-	    (m.pt_wanted ? mows_pt_mount(&m, m.backing) : fuse_session_mount(m.se, m.mountpoint))) {
+	    ((m.pt_wanted || m.super) ? mows_pt_mount(&m, m.backing) :
+					fuse_session_mount(m.se, m.mountpoint))) {
 		/* The control socket was bound already: remove it, or mowsctl would find a
 		 * socket that nothing answers (and the next start would have to claim it). */
 		control_free(m.control);
@@ -566,7 +605,13 @@ int main(int argc, char **argv)
 	}
 	if (!journal && !m.foreground)
 		log_use_syslog("mows-fuse");
-	fuse_daemonize(m.foreground);
+	if (m.super) { /* the supervisor detached; no fork here */
+		super_child_signals(m.super, m.se);
+		if (!m.foreground)
+			child_quiet();
+	} else {
+		fuse_daemonize(m.foreground);
+	}
 	rc = serve(&m);
 	log_info("unmounting %s", m.mountpoint);
 	fuse_session_unmount(m.se); /* nothing when mows mounted it itself: */
@@ -581,8 +626,10 @@ int main(int argc, char **argv)
 	mows_inval_stop(&m);
 	fuse_session_destroy(m.se);
 	mows_inodes_release(&m);
+	mows_handles_release(&m);
 	cache_free(m.cache);
 	cache_tree_free(m.tree); /* after the cache: its fill threads read through the tree */
 	meta_share_free(m.mshare); /* after the tree: its metadata thread asked it */
+	super_child_free(m.super);
 	return rc;
 }

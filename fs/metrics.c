@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "fs/mows.h"
+#include "fs/supervisor.h"
 #include "net/peer.h"
 #include "net/tcp.h"
 
@@ -208,6 +209,9 @@ int metrics_format(struct mows *m, char **buf, size_t *len)
 	format_sources(out, m, &st);
 	format_cache(out, &st);
 	format_peers(out, m, &st);
+	counter(out, "mows_restarts_total",
+		"Times the mount's serving process was replaced (supervise = on)",
+		super_child_restarts(m->super));
 	histogram(out, "mows_read_duration_seconds",
 		  "Time from a FUSE read request to its reply", &reads);
 	format_passthrough(out, m);

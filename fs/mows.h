@@ -16,6 +16,9 @@
  *   - the metadata thread (cache/tree.c, started at INIT): takes a new snapshot of the
  *     backing tree every metadata_ttl and when asked (mowsctl refresh, a fill that found its
  *     file changed); FUSE ops read the current snapshot and never call into the backing.
+ * With supervise = on this process is the child of a supervisor process (supervisor.h) that
+ * holds the FUSE device; node ids and fh values are chosen so that a later child can serve
+ * the ones this process handed out. THREADS.md lists every thread and lock.
  */
 #ifndef MOWS_FS_MOWS_H
 #define MOWS_FS_MOWS_H
@@ -39,6 +42,8 @@ struct peers;
 struct meta_share;
 struct metrics;
 struct notify;
+struct mows_open_rec;
+struct super_child;
 
 /*
  * One FUSE inode. A regular file's identity includes its size and mtime, so a rewritten
@@ -48,6 +53,7 @@ struct notify;
  * tree's bounded pool, so descriptors never grow with the inodes the kernel remembers.
  */
 struct mows_inode {
+	uint64_t nodeid;           /* a function of the identity below (inode.c) */
 	dev_t dev;
 	ino_t ino;
 	uint64_t size;             /* regular files only, else 0 */
@@ -61,8 +67,14 @@ struct mows_inode {
 	uint32_t opens_plain;      /* opens served through the daemon */
 	uint32_t opens_pt;         /* opens in passthrough mode onto backing_id */
 	int backing_id;            /* the kernel's id of file's cache file, while opens_pt */
+	struct mows_open_rec *rec; /* its open counts in the supervised table, or NULL */
+	uint32_t pins_owed;        /* inherited passthrough opens not yet pinned */
+	uint32_t pins_foreign;     /* pins taken for them */
 	struct mows_inode *hnext;
 };
+
+/* The lookup count of an inode a previous serving process handed out: never forgotten. */
+#define MOWS_NLOOKUP_UNKNOWN (1ull << 62)
 
 #define MOWS_INODE_BUCKETS 8192
 
@@ -106,6 +118,21 @@ struct mows {
 	_Atomic bool pt_offered;          /* the kernel offered passthrough at INIT */
 	_Atomic bool pt_negotiated;       /* our INIT reply asked for it */
 	_Atomic bool pt_failed;           /* a backing open failed: no more tries */
+	unsigned char init_in[64];        /* the kernel's INIT body, by the read hook */
+	size_t init_len;
+	_Atomic int init_replay;          /* supervised: the saved INIT (passthrough.c) */
+	unsigned char init_reply[80];     /* libfuse's answer to it, set before init_replay */
+	size_t init_reply_len;            /* is INIT_DONE; read-only afterwards */
+
+	/* Open file and directory handles (ops.c): fh = epoch << 40 | slot. */
+	pthread_mutex_t fh_lock;
+	void **fh_slots;                  /* protected by fh_lock */
+	uint32_t fh_cap, fh_next;         /* protected by fh_lock */
+	uint32_t *fh_free, fh_nfree;      /* protected by fh_lock */
+	uint32_t fh_epoch;                /* this process's, never 0 */
+
+	/* Supervision (supervisor.c): NULL unless a supervisor started this process. */
+	struct super_child *super;
 	/* Passthrough opens, which the kernel then serves without us (status, /metrics). */
 	_Atomic uint64_t pt_opens;        /* opens that went passthrough, since start */
 	_Atomic uint64_t pt_bytes_opened; /* the file size of each of those, summed */
@@ -114,6 +141,11 @@ struct mows {
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops mows_ops;
+/* The handle table (fh values tell this process's handles from a previous one's). */
+int mows_handles_init(struct mows *m);
+void mows_handles_release(struct mows *m);
+/* The cache version of @in (referenced), as an open takes it. NULL with errno set. */
+struct cache_file *mows_inode_version(struct mows *m, struct mows_inode *in);
 int mows_inval_start(struct mows *m);
 /* Shows a FIFO, socket or device as an empty regular file without permissions. */
 void mows_present_stat(struct stat *st);
@@ -143,6 +175,16 @@ int mows_pt_open(struct mows *m, struct mows_inode *in, struct cache_file *f, bo
 void mows_pt_release(struct mows *m, struct mows_inode *in, struct cache_file *f, bool pt);
 /* Replies to an open with FOPEN_PASSTHROUGH onto @backing_id. As fuse_reply_open(). */
 int mows_pt_reply_open(struct fuse_req *req, uint64_t fh, int backing_id);
+/* Release of an open a previous serving process made (@pt: in passthrough mode). */
+void mows_pt_release_foreign(struct mows *m, struct mows_inode *in, bool pt);
+/*
+ * Supervised: a new inode takes the open counts a previous serving process left for its
+ * node id (ino_lock held); mows_pt_adopt_pins() then pins its cache file for them.
+ */
+void mows_opens_adopt(struct mows *m, struct mows_inode *in);
+void mows_pt_adopt_pins(struct mows *m, struct mows_inode *in);
+/* Supervised, at start: takes up every inode with opens in the shared table. */
+void mows_opens_adopt_all(struct mows *m);
 
 /* inode.c */
 int mows_inodes_init(struct mows *m);
@@ -150,7 +192,14 @@ void mows_inodes_release(struct mows *m);
 /* Looks up @name in @parent, taking a lookup reference. Returns the inode or NULL, errno set. */
 struct mows_inode *mows_inode_lookup(struct mows *m, struct mows_inode *parent,
 				     const char *name);
+/*
+ * The inode of @nodeid: one this process knows, else one a previous serving process handed
+ * out, found again in the snapshot by its identity. NULL with errno ESTALE when no object
+ * has that identity now (the file changed or went while no process served).
+ */
 struct mows_inode *mows_inode_get(struct mows *m, uint64_t nodeid);
+/* Only the inodes this process knows (for forget): NULL when unknown. */
+struct mows_inode *mows_inode_find(struct mows *m, uint64_t nodeid);
 void mows_inode_forget(struct mows *m, struct mows_inode *in, uint64_t n);
 int64_t mows_mtime_ns(const struct stat *st);
 /* lstat of @relpath from the metadata snapshot (never the backing). 0 or -ENOENT. */

@@ -6,9 +6,11 @@
 #include <string.h>
 #include <sys/vfs.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "fs/mows.h"
+#include "fs/supervisor.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 #define RETRY_MS 100             /* between probes until the first one succeeds */
@@ -22,6 +24,15 @@ struct notify {
 	bool stop;               /* protected by lock */
 	uint64_t watchdog_us;    /* 0: no watchdog */
 };
+
+/*
+ * Under a supervisor the unit's main process is the supervisor: messages go on its behalf
+ * (root may name another pid), so NotifyAccess=main accepts them from any serving process.
+ */
+static pid_t on_behalf_of(const struct mows *m)
+{
+	return m->super ? getppid() : 0;
+}
 
 /* Whether the mount answered a statfs() as a FUSE file system. */
 static bool probe(struct notify *n)
@@ -38,7 +49,7 @@ static void send_status(struct notify *n, bool ready)
 	char used[32], max[32], read[32];
 	cache_get_stats(n->m->cache, &st);
 	uint64_t looks = st.hits + st.misses;
-	sd_notifyf(0, "%sSTATUS=serving %s: %s of %s cached, hit ratio %.1f%%, %s read",
+	sd_pid_notifyf(on_behalf_of(n->m), 0, "%sSTATUS=serving %s: %s of %s cached, hit ratio %.1f%%, %s read",
 		   ready ? "READY=1\n" : "", n->m->mountpoint,
 		   config_format_size(st.used_memory, used, sizeof(used)),
 		   config_format_size(st.max_memory, max, sizeof(max)),
@@ -75,7 +86,7 @@ static void *notify_main(void *arg)
 		}
 		failing = false;
 		if (n->watchdog_us)
-			sd_notify(0, "WATCHDOG=1");
+			sd_pid_notify(on_behalf_of(n->m), 0, "WATCHDOG=1");
 		send_status(n, !ready);
 		if (!ready)
 			log_info("%s serves: told systemd READY=1", n->m->mountpoint);
@@ -111,7 +122,8 @@ void notify_stop(struct mows *m)
 	struct notify *n = m->notify;
 	if (!n)
 		return;
-	sd_notify(0, "STOPPING=1");
+	if (!(m->super && super_child_handover())) /* a handover: the service goes on */
+		sd_pid_notify(on_behalf_of(m), 0, "STOPPING=1");
 	pthread_mutex_lock(&n->lock);
 	n->stop = true;
 	pthread_cond_signal(&n->cond);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -35,6 +36,81 @@ static struct mows *ctx(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* ---- handles: fh values a later serving process can tell from its own ---- */
+
+#define FH_EPOCH_SHIFT 40
+#define FH_PT_BIT (1ull << 39)   /* the open is in passthrough mode */
+#define FH_SLOT_MASK 0xffffffffull
+
+int mows_handles_init(struct mows *m)
+{
+	uint32_t e = 0;
+	if (getrandom(&e, sizeof(e), 0) != sizeof(e))
+		e = (uint32_t)getpid() * 2654435761u ^ (uint32_t)mono_ns();
+	m->fh_epoch = (e & 0xffffff) ? (e & 0xffffff) : 1;
+	return -pthread_mutex_init(&m->fh_lock, NULL);
+}
+
+void mows_handles_release(struct mows *m)
+{
+	free(m->fh_slots);
+	free(m->fh_free);
+}
+
+/* Registers @p: its fh, or 0 when out of memory. */
+static uint64_t fh_new(struct mows *m, void *p, bool pt)
+{
+	uint64_t fh = 0;
+	pthread_mutex_lock(&m->fh_lock);
+	uint32_t slot = m->fh_nfree ? m->fh_free[--m->fh_nfree] : m->fh_next;
+	if (slot == m->fh_cap && m->fh_cap < UINT32_MAX / 2) {
+		uint32_t cap = m->fh_cap ? 2 * m->fh_cap : 256;
+		void **v = realloc(m->fh_slots, cap * sizeof(*v));
+		uint32_t *fr = v ? realloc(m->fh_free, cap * sizeof(*fr)) : NULL;
+		if (v)
+			m->fh_slots = v;
+		if (fr) {
+			m->fh_free = fr;
+			m->fh_cap = cap;
+		}
+	}
+	if (slot < m->fh_cap) {
+		if (slot == m->fh_next)
+			m->fh_next++;
+		m->fh_slots[slot] = p;
+		fh = (uint64_t)m->fh_epoch << FH_EPOCH_SHIFT | (pt ? FH_PT_BIT : 0) | slot;
+	}
+	pthread_mutex_unlock(&m->fh_lock);
+	return fh;
+}
+
+/* What @fh names in this process, or NULL: a previous serving process handed it out. */
+static void *fh_get(struct mows *m, uint64_t fh)
+{
+	uint64_t slot = fh & FH_SLOT_MASK;
+	void *p = NULL;
+	if (fh >> FH_EPOCH_SHIFT != m->fh_epoch)
+		return NULL;
+	pthread_mutex_lock(&m->fh_lock);
+	if (slot < m->fh_next)
+		p = m->fh_slots[slot];
+	pthread_mutex_unlock(&m->fh_lock);
+	return p;
+}
+
+static void fh_drop(struct mows *m, uint64_t fh)
+{
+	uint64_t slot = fh & FH_SLOT_MASK;
+	if (fh >> FH_EPOCH_SHIFT != m->fh_epoch)
+		return;
+	pthread_mutex_lock(&m->fh_lock);
+	if (slot < m->fh_next && m->fh_slots[slot]) {
+		m->fh_slots[slot] = NULL;
+		m->fh_free[m->fh_nfree++] = (uint32_t)slot;
+	}
+	pthread_mutex_unlock(&m->fh_lock);
+}
+
 static double timeout_s(const struct mows *m)
 {
 	return m->cfg.attr_timeout_ms / 1000.0;
@@ -54,7 +130,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mows *m = ctx(req);
-	struct mows_inode *in = mows_inode_lookup(m, mows_inode_get(m, parent), name);
+	struct mows_inode *dir = mows_inode_get(m, parent);
+	struct mows_inode *in = dir ? mows_inode_lookup(m, dir, name) : NULL;
 	if (!in) {
 		int err = errno;
 		if (err == ENOENT) { /* cache the miss in the kernel like any entry */
@@ -66,7 +143,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	struct fuse_entry_param e = {
-		.ino = (uintptr_t)in,
+		.ino = in->nodeid,
 		.attr = in->st,
 		.attr_timeout = timeout_s(m),
 		.entry_timeout = timeout_s(m),
@@ -77,15 +154,19 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	mows_inode_forget(ctx(req), mows_inode_get(ctx(req), ino), nlookup);
+	struct mows_inode *in = mows_inode_find(ctx(req), ino);
+	if (in)
+		mows_inode_forget(ctx(req), in, nlookup);
 	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
-	for (size_t i = 0; i < count; i++)
-		mows_inode_forget(ctx(req), mows_inode_get(ctx(req), forgets[i].ino),
-				  forgets[i].nlookup);
+	for (size_t i = 0; i < count; i++) {
+		struct mows_inode *in = mows_inode_find(ctx(req), forgets[i].ino);
+		if (in)
+			mows_inode_forget(ctx(req), in, forgets[i].nlookup);
+	}
 	fuse_reply_none(req);
 }
 
@@ -125,6 +206,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct mows *m = ctx(req);
 	struct mows_inode *in = mows_inode_get(m, ino);
 	struct stat st;
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	int rc = inode_stat(m, in, &st);
 	/* A rewritten, replaced or removed file is a new inode or none: this one keeps
 	 * describing the version it was, and the kernel asks again next time. */
@@ -143,8 +228,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct mows *m = ctx(req);
+	struct mows_inode *in = mows_inode_get(m, ino);
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	struct cache_meta *meta = cache_tree_meta(m->tree);
-	int64_t i = meta ? cache_meta_find(meta, mows_inode_get(m, ino)->relpath) : -1;
+	int64_t i = meta ? cache_meta_find(meta, in->relpath) : -1;
 	const char *target = i >= 0 ? cache_meta_target(meta, (uint64_t)i) : NULL;
 	if (target)
 		fuse_reply_readlink(req, target);
@@ -175,7 +265,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
  * nothing below mows (the first fill opens the backing file). NULL with errno set (ESTALE:
  * the name now holds another file, and the kernel looks it up again).
  */
-static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
+struct cache_file *mows_inode_version(struct mows *m, struct mows_inode *in)
 {
 	struct stat st;
 	int rc = inode_stat(m, in, &st);
@@ -190,7 +280,7 @@ static struct cache_file *inode_version(struct mows *m, struct mows_inode *in)
 	pthread_mutex_unlock(&m->ino_lock);
 	if (f)
 		return f;
-	f = cache_tree_version(m->tree, in->relpath, (uintptr_t)in, &in->st);
+	f = cache_tree_version(m->tree, in->relpath, in->nodeid, &in->st);
 	if (!f)
 		return NULL;
 	pthread_mutex_lock(&m->ino_lock);
@@ -229,6 +319,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	struct mows_inode *in = mows_inode_get(m, ino);
+	if (!in) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	if (in->type != S_IFREG) { /* a special file (see mows_present_stat) */
 		fuse_reply_err(req, EACCES);
 		return;
@@ -238,7 +332,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->file = inode_version(m, in);
+	h->file = mows_inode_version(m, in);
 	if (!h->file) {
 		int err = errno;
 		free(h);
@@ -249,10 +343,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		wait_complete(m, in, h->file);
 	h->in = in;
 	int backing_id = mows_pt_open(m, in, h->file, &h->pt);
-	fi->fh = (uintptr_t)h;
+	fi->fh = fh_new(m, h, h->pt);
 	fi->keep_cache = 1;
-	int rc = h->pt ? mows_pt_reply_open(req, fi->fh, backing_id) : fuse_reply_open(req, fi);
-	if (rc == -ENOENT) {
+	int rc = !fi->fh ? fuse_reply_err(req, ENOMEM) :
+		 h->pt ? mows_pt_reply_open(req, fi->fh, backing_id) : fuse_reply_open(req, fi);
+	if (rc == -ENOENT || !fi->fh) {
+		fh_drop(m, fi->fh);
 		mows_pt_release(m, in, h->file, h->pt);
 		cache_file_put(m->cache, h->file);
 		free(h);
@@ -262,10 +358,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	(void)ino;
 	struct mows *m = ctx(req);
 	uint64_t t0 = mono_ns();
-	struct mows_fh *h = (struct mows_fh *)(uintptr_t)fi->fh;
+	struct mows_fh *h = fh_get(m, fi->fh), foreign = { 0 };
+	if (!h) { /* opened through a previous serving process: read its inode's version */
+		h = &foreign;
+		h->in = mows_inode_get(m, ino);
+		h->file = h->in ? mows_inode_version(m, h->in) : NULL;
+		if (!h->file) {
+			fuse_reply_err(req, h->in ? errno : ESTALE);
+			return;
+		}
+		atomic_store(&h->next_off, (uint64_t)off);
+	}
 	struct cache_span spans[MAX_SPANS];
 	struct iovec iov[MAX_SPANS];
 	unsigned n = 0;
@@ -276,6 +381,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				 &n);
 	if (got < 0) {
 		fuse_reply_err(req, (int)-got);
+		if (h == &foreign)
+			cache_file_put(m->cache, h->file);
 		return;
 	}
 	atomic_store(&h->next_off, (uint64_t)off + (uint64_t)got);
@@ -286,45 +393,74 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* writev() straight from the slab: no copy in the daemon. */
 	fuse_reply_iov(req, iov, (int)n);
 	cache_read_done(m->cache, spans, n);
+	if (h == &foreign)
+		cache_file_put(m->cache, h->file);
 	hist_add(&m->read_latency, mono_ns() - t0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	struct mows_fh *h = (struct mows_fh *)(uintptr_t)fi->fh;
-	mows_pt_release(ctx(req), h->in, h->file, h->pt);
-	cache_file_put(ctx(req)->cache, h->file);
+	struct mows *m = ctx(req);
+	struct mows_fh *h = fh_get(m, fi->fh);
+	if (!h) { /* opened through a previous serving process */
+		struct mows_inode *in = mows_inode_get(m, ino);
+		if (in)
+			mows_pt_release_foreign(m, in, fi->fh & FH_PT_BIT);
+		fuse_reply_err(req, 0);
+		return;
+	}
+	fh_drop(m, fi->fh);
+	mows_pt_release(m, h->in, h->file, h->pt);
+	cache_file_put(m->cache, h->file);
 	free(h);
 	fuse_reply_err(req, 0);
 }
 
 /* ---- directories ---- */
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void dir_handle_free(struct dir_handle *d)
 {
-	struct mows *m = ctx(req);
+	cache_meta_put(d->meta);
+	free(d);
+}
+
+/* The entries of directory @ino in the current snapshot. NULL with *@err set. */
+static struct dir_handle *dir_handle_new(struct mows *m, uint64_t ino, int *err)
+{
 	struct mows_inode *in = mows_inode_get(m, ino);
-	struct dir_handle *d = calloc(1, sizeof(*d));
+	struct dir_handle *d = in ? calloc(1, sizeof(*d)) : NULL;
 	if (!d) {
-		fuse_reply_err(req, ENOMEM);
-		return;
+		*err = in ? ENOMEM : ESTALE;
+		return NULL;
 	}
 	d->meta = cache_tree_meta(m->tree);
 	int64_t i = d->meta ? cache_meta_find(d->meta, in->relpath) : -1;
 	if (i < 0 || !S_ISDIR(cache_meta_stat(d->meta, (uint64_t)i)->st_mode)) {
-		cache_meta_put(d->meta);
-		free(d);
-		fuse_reply_err(req, i < 0 ? ENOENT : ENOTDIR);
-		return;
+		dir_handle_free(d);
+		*err = i < 0 ? ENOENT : ENOTDIR;
+		return NULL;
 	}
 	cache_meta_children(d->meta, (uint64_t)i, &d->first, &d->n);
 	d->ino = cache_meta_stat(d->meta, (uint64_t)i)->st_ino;
-	fi->fh = (uintptr_t)d;
+	return d;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mows *m = ctx(req);
+	int err;
+	struct dir_handle *d = dir_handle_new(m, ino, &err);
+	if (!d) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = fh_new(m, d, false);
 	fi->cache_readdir = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		cache_meta_put(d->meta);
-		free(d);
+	if (!fi->fh || fuse_reply_open(req, fi) == -ENOENT) {
+		if (!fi->fh)
+			fuse_reply_err(req, ENOMEM);
+		fh_drop(m, fi->fh);
+		dir_handle_free(d);
 	}
 }
 
@@ -355,23 +491,28 @@ static size_t fill_dir(fuse_req_t req, struct dir_handle *d, char *buf, size_t s
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	(void)ino;
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	char *buf = malloc(size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	fuse_reply_buf(req, buf, fill_dir(req, d, buf, size, off));
+	struct mows *m = ctx(req);
+	struct dir_handle *d = fh_get(m, fi->fh), *foreign = NULL;
+	int err = ENOMEM;
+	if (!d) /* opened through a previous serving process: list it again */
+		d = foreign = dir_handle_new(m, ino, &err);
+	char *buf = d ? malloc(size) : NULL;
+	if (!buf)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, fill_dir(req, d, buf, size, off));
 	free(buf);
+	if (foreign)
+		dir_handle_free(foreign);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	cache_meta_put(d->meta);
-	free(d);
+	struct dir_handle *d = fh_get(ctx(req), fi->fh);
+	fh_drop(ctx(req), fi->fh);
+	if (d)
+		dir_handle_free(d);
 	fuse_reply_err(req, 0);
 }
 

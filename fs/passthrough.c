@@ -27,12 +27,17 @@
 
 #include "common/log.h"
 #include "fs/mows.h"
+#include "fs/supervisor.h"
 
 #define PT_OP_INIT 26
 #define PT_INIT_EXT (1u << 30)
 #define PT_FLAGS2_PASSTHROUGH (1u << 5)  /* FUSE_PASSTHROUGH = bit 37 of the 64-bit flags */
 #define PT_FOPEN_PASSTHROUGH (1u << 7)
 #define PT_STACK_DEPTH 1
+/* The unique of the INIT a supervised child replays (never a kernel's: those are small). */
+#define REPLAY_UNIQUE ((1ull << 62) | 2)
+
+enum { INIT_WAITING, INIT_REPLAY, INIT_REPLAYING, INIT_DONE };
 
 struct pt_in_header {
 	uint32_t len, opcode;
@@ -137,71 +142,191 @@ int mows_pt_detect(struct mows *m, char *err, size_t errlen)
 
 /* ---- the device, with the INIT reply adjusted ---- */
 
-static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
+/* Notes an INIT request (the kernel's, or the one replayed) for the writev hook. */
+static void note_init(struct mows *m, const void *buf, size_t n)
 {
-	struct mows *m = userdata;
-	ssize_t n = read(fd, buf, len);
-	if (n < (ssize_t)sizeof(struct pt_in_header))
-		return n;
 	const struct pt_in_header *h = buf;
-	if (h->opcode != PT_OP_INIT)
-		return n;
 	struct pt_init_in in = { 0 };
-	memcpy(&in, (char *)buf + sizeof(*h),
-	       (size_t)n - sizeof(*h) < sizeof(in) ? (size_t)n - sizeof(*h) : sizeof(in));
+	m->init_len = n - sizeof(*h) < sizeof(m->init_in) ? n - sizeof(*h) : sizeof(m->init_in);
+	memcpy(m->init_in, (const char *)buf + sizeof(*h), m->init_len);
+	memcpy(&in, m->init_in, m->init_len < sizeof(in) ? m->init_len : sizeof(in));
 	bool offered = (in.flags & PT_INIT_EXT) && (in.flags2 & PT_FLAGS2_PASSTHROUGH);
-	if (!offered)
+	if (!offered && m->pt_wanted)
 		log_warn("passthrough: the kernel did not offer it at INIT (protocol 7.%u; "
 			 "CONFIG_FUSE_PASSTHROUGH?); files are served through the daemon",
 			 in.minor);
 	atomic_store(&m->init_unique, h->unique);
 	atomic_store(&m->pt_offered, offered);
+}
+
+/*
+ * A supervised child taking over a live connection: the INIT a previous child answered,
+ * as the first request libfuse reads (libfuse answers nothing before an INIT).
+ */
+static ssize_t replay_init(struct mows *m, void *buf, size_t len)
+{
+	size_t body;
+	bool pt;
+	const void *init = super_child_init(m->super, &body, &pt);
+	struct pt_in_header h = { .len = (uint32_t)(sizeof(h) + body), .opcode = PT_OP_INIT,
+				  .unique = REPLAY_UNIQUE };
+	if (len < h.len) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(buf, &h, sizeof(h));
+	memcpy((char *)buf + sizeof(h), init, body);
+	note_init(m, buf, h.len);
+	return h.len;
+}
+
+/*
+ * The kernel's INIT again, after a replay: the previous child recorded it and died before
+ * its answer went out, and the supervisor's FUSE_NOTIFY_RESEND queued it once more. libfuse
+ * would refuse a second INIT (and the connection with it): the answer libfuse gave the
+ * replay is the one the kernel is waiting for.
+ */
+_Static_assert(sizeof(((struct mows *)0)->init_reply) ==
+	       sizeof(struct pt_out_header) + sizeof(struct pt_init_out), "init_reply");
+
+static void answer_init_again(struct mows *m, int fd, uint64_t unique)
+{
+	struct pt_out_header *oh = (struct pt_out_header *)m->init_reply;
+	oh->unique = unique;
+	if (write(fd, m->init_reply, m->init_reply_len) != (ssize_t)m->init_reply_len)
+		log_err("supervisor: cannot answer the kernel's INIT again: %s", strerror(errno));
+	else
+		log_info("supervisor: the kernel's INIT came again (the previous process died "
+			 "answering it): answered as negotiated");
+}
+
+static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
+{
+	struct mows *m = userdata;
+	int st = INIT_REPLAY;
+	if (atomic_compare_exchange_strong(&m->init_replay, &st, INIT_REPLAYING))
+		return replay_init(m, buf, len);
+	/* Another worker: no request may reach libfuse before it has taken the INIT. */
+	while (atomic_load(&m->init_replay) == INIT_REPLAYING)
+		usleep(1000);
+	for (;;) {
+		ssize_t n = read(fd, buf, len);
+		if (n < (ssize_t)sizeof(struct pt_in_header))
+			return n;
+		const struct pt_in_header *h = buf;
+		if (h->opcode != PT_OP_INIT)
+			return n;
+		if (!m->init_reply_len || atomic_load(&m->init_replay) != INIT_DONE) {
+			note_init(m, buf, (size_t)n);
+			return n;
+		}
+		answer_init_again(m, fd, h->unique);
+	}
+}
+
+static size_t iov_total(const struct iovec *iov, int count)
+{
+	size_t n = 0;
+	for (int k = 0; k < count; k++)
+		n += iov[k].iov_len;
 	return n;
 }
 
-/* libfuse's INIT reply, with passthrough asked for; -1 when it is not one to change. */
-static ssize_t write_init(struct mows *m, int fd, const struct iovec *iov, int count)
+/* Asks for passthrough in an INIT reply (header and struct pt_init_out). */
+static void ask_passthrough(unsigned char *reply)
 {
-	unsigned char buf[sizeof(struct pt_out_header) + sizeof(struct pt_init_out)];
-	size_t len = 0;
-	for (int k = 0; k < count; k++) {
-		if (len + iov[k].iov_len > sizeof(buf))
-			return -1;
-		memcpy(buf + len, iov[k].iov_base, iov[k].iov_len);
-		len += iov[k].iov_len;
-	}
-	struct pt_out_header *oh = (struct pt_out_header *)buf;
-	if (oh->error || len != sizeof(buf))
-		return -1;
-	struct pt_init_out *out = (struct pt_init_out *)(buf + sizeof(*oh));
+	struct pt_init_out *out = (struct pt_init_out *)(reply + sizeof(struct pt_out_header));
 	out->flags |= PT_INIT_EXT;
 	out->flags2 |= PT_FLAGS2_PASSTHROUGH;
 	out->max_stack_depth = PT_STACK_DEPTH;
+}
+
+/*
+ * libfuse's answer to the kernel's INIT, with passthrough asked for when it was offered and
+ * is wanted; a supervised child records it with the supervisor before it goes out.
+ */
+static ssize_t answer_init(struct mows *m, int fd, const struct iovec *iov, int count)
+{
+	unsigned char buf[sizeof(struct pt_out_header) + sizeof(struct pt_init_out)];
+	size_t len = iov_total(iov, count), at = 0;
+	if (len > sizeof(buf))
+		return -1;
+	for (int k = 0; k < count; k++) {
+		memcpy(buf + at, iov[k].iov_base, iov[k].iov_len);
+		at += iov[k].iov_len;
+	}
+	struct pt_out_header *oh = (struct pt_out_header *)buf;
+	bool pt = !oh->error && len == sizeof(buf) && m->pt_wanted && atomic_load(&m->pt_offered);
+	if (pt)
+		ask_passthrough(buf);
+	if (m->super && !oh->error) {
+		super_child_report_init(m->super, m->init_in, m->init_len, pt);
+		super_child_test_crash("answering INIT");
+	}
 	ssize_t n = write(fd, buf, len);
-	if (n == (ssize_t)len)
+	if (n == (ssize_t)len && pt)
 		atomic_store(&m->pt_negotiated, true);
+	atomic_store(&m->init_replay, INIT_DONE);
 	return n;
 }
 
 static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	struct mows *m = userdata;
-	if (count >= 1 && iov[0].iov_len >= sizeof(struct pt_out_header) &&
-	    atomic_load(&m->pt_offered) && !atomic_load(&m->pt_negotiated)) {
-		const struct pt_out_header *oh = iov[0].iov_base;
-		if (oh->unique == atomic_load(&m->init_unique)) {
-			ssize_t n = write_init(m, fd, iov, count);
-			if (n >= 0)
-				return n;
+	if (count < 1 || iov[0].iov_len < sizeof(struct pt_out_header) ||
+	    atomic_load(&m->init_replay) == INIT_DONE)
+		return writev(fd, iov, count);
+	const struct pt_out_header *oh = iov[0].iov_base;
+	if (oh->unique == REPLAY_UNIQUE && atomic_load(&m->init_replay) == INIT_REPLAYING) {
+		/* The kernel negotiated once, with the first child: this answer stays here. */
+		size_t body, n = iov_total(iov, count);
+		bool pt;
+		super_child_init(m->super, &body, &pt);
+		atomic_store(&m->pt_negotiated, !oh->error && pt && m->pt_wanted);
+		if (!oh->error && n == sizeof(m->init_reply)) { /* for answer_init_again() */
+			for (int k = 0, at = 0; k < count; at += (int)iov[k].iov_len, k++)
+				memcpy(m->init_reply + at, iov[k].iov_base, iov[k].iov_len);
+			if (pt && m->pt_wanted)
+				ask_passthrough(m->init_reply);
+			m->init_reply_len = n;
 		}
+		atomic_store(&m->init_replay, INIT_DONE);
+		log_info("supervisor: serving the mount's connection as it was negotiated%s",
+			 pt ? " (with passthrough)" : "");
+		return (ssize_t)iov_total(iov, count);
+	}
+	if (oh->unique && oh->unique == atomic_load(&m->init_unique)) {
+		ssize_t n = answer_init(m, fd, iov, count);
+		if (n >= 0)
+			return n;
 	}
 	return writev(fd, iov, count);
+}
+
+/* Supervised, after a restart: the connection is there, its INIT is replayed. */
+static int take_over(struct mows *m, const struct fuse_custom_io *io)
+{
+	int fd = super_child_fuse_fd(m->super);
+	size_t body;
+	bool pt;
+	if (fuse_session_custom_io(m->se, io, fd) < 0)
+		return -1;
+	m->fuse_fd = fd;
+	if (super_child_init(m->super, &body, &pt))
+		atomic_store(&m->init_replay, INIT_REPLAY);
+	else
+		log_warn("supervisor: no INIT was recorded for this mount; waiting for the kernel's");
+	log_info("supervisor: taking over the mount of %s (restart %u)", m->mountpoint,
+		 super_child_restarts(m->super));
+	return 0;
 }
 
 int mows_pt_mount(struct mows *m, const char *fsname)
 {
 	static const struct fuse_custom_io io = { .read = pt_read, .writev = pt_writev };
 	char opts[256];
+	if (m->super && super_child_fuse_fd(m->super) >= 0)
+		return take_over(m, &io);
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		log_err("cannot open /dev/fuse: %s", strerror(errno));
@@ -215,7 +340,9 @@ int mows_pt_mount(struct mows *m, const char *fsname)
 		close(fd);
 		return -1;
 	}
-	if (fuse_session_custom_io(m->se, &io, fd) < 0) {
+	if (fuse_session_custom_io(m->se, &io, fd) < 0 ||
+	    (m->super && super_child_send_fd(m->super, fd) < 0)) {
+		log_err("cannot serve the mount of %s: %s", m->mountpoint, strerror(errno));
 		umount2(m->mountpoint, MNT_DETACH);
 		close(fd);
 		return -1;
@@ -226,7 +353,7 @@ int mows_pt_mount(struct mows *m, const char *fsname)
 
 void mows_pt_unmount(struct mows *m)
 {
-	if (m->fuse_fd < 0)
+	if (m->fuse_fd < 0 || m->super) /* supervised: the mount outlives this process */
 		return;
 	/* POLLERR: already unmounted (fusermount3 -u) or aborted. Then whatever is mounted
 	 * there now is not ours (in overmount mode, what mows was mounted over): leave it. */
@@ -238,6 +365,22 @@ void mows_pt_unmount(struct mows *m)
 }
 
 /* ---- opens ---- */
+
+/* Supervised: the counts of @in go to the shared table too (ino_lock held). */
+static void do_rec_sync(struct mows *m, struct mows_inode *in)
+{
+	if (!m->super)
+		return;
+	if (!in->rec && (in->opens_plain || in->opens_pt))
+		in->rec = super_opens_rec(m->super, in->nodeid, true);
+	if (!in->rec)
+		return;
+	in->rec->backing_id = in->backing_id;
+	in->rec->pt = in->opens_pt;
+	in->rec->plain = in->opens_plain;
+	if (!in->opens_plain && !in->opens_pt)
+		in->rec = NULL;
+}
 
 /* One kernel backing for @in, on its first passthrough open. Lock held. */
 static int do_backing_open(struct mows *m, struct mows_inode *in, int cache_fd)
@@ -307,6 +450,7 @@ int mows_pt_open(struct mows *m, struct mows_inode *in, struct cache_file *f, bo
 		atomic_fetch_add(&m->pt_open_now, 1);
 	}
 	int id = in->backing_id;
+	do_rec_sync(m, in);
 	pthread_mutex_unlock(&m->ino_lock);
 	return *pt ? id : -1;
 }
@@ -322,7 +466,75 @@ void mows_pt_release(struct mows *m, struct mows_inode *in, struct cache_file *f
 		if (--in->opens_pt == 0)
 			do_backing_close(m, in);
 	}
+	do_rec_sync(m, in);
 	pthread_mutex_unlock(&m->ino_lock);
+}
+
+void mows_pt_release_foreign(struct mows *m, struct mows_inode *in, bool pt)
+{
+	pthread_mutex_lock(&m->ino_lock);
+	if (!pt && in->opens_plain) {
+		in->opens_plain--;
+	} else if (pt && in->opens_pt) {
+		if (in->pins_foreign) {
+			in->pins_foreign--;
+			cache_file_passthrough_put(m->cache, in->file);
+		}
+		if (--in->opens_pt == 0)
+			do_backing_close(m, in);
+	}
+	do_rec_sync(m, in);
+	pthread_mutex_unlock(&m->ino_lock);
+}
+
+void mows_opens_adopt(struct mows *m, struct mows_inode *in)
+{
+	struct mows_open_rec *r = super_opens_rec(m->super, in->nodeid, false);
+	if (!r || (!r->plain && !r->pt))
+		return;
+	in->rec = r;
+	in->opens_plain = r->plain;
+	in->opens_pt = r->pt;
+	in->backing_id = r->pt ? r->backing_id : -1;
+	in->pins_owed = r->pt;
+}
+
+/*
+ * Passthrough readers of a previous process read the cache file straight from the kernel:
+ * its chunks must not be evicted now either.
+ */
+void mows_pt_adopt_pins(struct mows *m, struct mows_inode *in)
+{
+	struct cache_file *f = mows_inode_version(m, in);
+	pthread_mutex_lock(&m->ino_lock);
+	uint32_t owed = in->pins_owed, pinned = 0;
+	in->pins_owed = 0;
+	for (; f && in->file == f && pinned < owed; pinned++) {
+		int fd = cache_file_passthrough_get(m->cache, f);
+		if (fd < 0)
+			break;
+		close(fd);
+	}
+	in->pins_foreign += pinned;
+	pthread_mutex_unlock(&m->ino_lock);
+	if (pinned < owed)
+		log_warn("passthrough: %s: %u opens from before the restart read a cache file "
+			 "this process could not pin (not complete here)", in->relpath,
+			 owed - pinned);
+	cache_file_put(m->cache, f);
+}
+
+static void adopt_one(void *arg, uint64_t nodeid)
+{
+	struct mows *m = arg;
+	if (!mows_inode_get(m, nodeid))
+		log_info("supervisor: node id %016llx, open before the restart, names no file "
+			 "now: its requests get ESTALE", (unsigned long long)nodeid);
+}
+
+void mows_opens_adopt_all(struct mows *m)
+{
+	super_opens_foreach(m->super, adopt_one, m);
 }
 
 int mows_pt_reply_open(fuse_req_t req, uint64_t fh, int backing_id)

@@ -5,6 +5,7 @@
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] status --watch [--interval S]
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch|evict|verify PATH...
  *   mowsctl [-s SOCKET | -m MOUNTPOINT] [--json] prefetch --cluster PATH...
+ *   mowsctl [-s SOCKET | -m MOUNTPOINT] upgrade [--binary PATH]
  *
  * Without -s or -m the daemon is found from the first PATH (the mows mount holding it), else
  * from the only socket in /run/mows. The protocol is common/ctlproto.h; names in text output
@@ -51,7 +52,10 @@ static void usage(FILE *out)
 		     "  evict PATH...   drop files from the cache\n"
 		     "  verify PATH...  read files and check them against the CRC manifest\n"
 		     "  peers           every peer: state, transport, bytes in and out, errors\n"
-		     "  refresh         take the snapshot of names and attributes again now\n");
+		     "  refresh         take the snapshot of names and attributes again now\n"
+		     "  upgrade [--binary PATH]\n"
+		     "                  (supervise = on) hand the mount to a new serving process\n"
+		     "                  running PATH (default: the binary it was started from)\n");
 }
 
 /* Undoes mountinfo's octal escapes ("\040" for a space, "\134" for a backslash) in place. */
@@ -434,6 +438,23 @@ int main(int argc, char **argv)
 			"PATH...)\n");
 		return EXIT_USAGE;
 	}
+	const char *binary = NULL;
+	for (int k = i; k < argc; k++) /* upgrade --binary PATH */
+		if (!strcmp(argv[k], "--binary")) {
+			if (k + 1 >= argc || strcmp(cmd, "upgrade")) {
+				fprintf(stderr, "mowsctl: --binary PATH goes with upgrade (mowsctl "
+					"upgrade --binary /usr/sbin/mows-fuse)\n");
+				return EXIT_USAGE;
+			}
+			binary = argv[k + 1];
+			memmove(&argv[k], &argv[k + 2], (size_t)(argc - k - 2) * sizeof(*argv));
+			argc -= 2, k--;
+		}
+	if (!strcmp(cmd, "upgrade") && i < argc) {
+		fprintf(stderr, "mowsctl: upgrade takes no paths; give the binary with --binary "
+			"PATH\n");
+		return EXIT_USAGE;
+	}
 	bool watch = false;
 	double interval = 1.0;
 	if (watch_args(&argc, argv, i, &watch, &interval))
@@ -443,14 +464,15 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (strcmp(cmd, "status") && strcmp(cmd, "prefetch") && strcmp(cmd, "evict") &&
-	    strcmp(cmd, "verify") && strcmp(cmd, "peers") && strcmp(cmd, "refresh")) {
+	    strcmp(cmd, "verify") && strcmp(cmd, "peers") && strcmp(cmd, "refresh") &&
+	    strcmp(cmd, "upgrade")) {
 		fprintf(stderr, "mowsctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return EXIT_USAGE;
 	}
 
 	/* Absolute paths, so the daemon can place them under its mount. */
-	char **abs = calloc((size_t)argc, sizeof(*abs));
+	char **abs = calloc((size_t)argc + 1, sizeof(*abs));
 	for (int k = i; k < argc; k++) {
 		abs[k] = realpath(argv[k], NULL);
 		if (!abs[k]) {
@@ -460,6 +482,15 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (binary) { /* sent as the one argument, absolute */
+		abs[argc] = realpath(binary, NULL);
+		if (!abs[argc]) {
+			fprintf(stderr, "mowsctl: --binary %s: %s\n", binary, strerror(errno));
+			return 1;
+		}
+		abs[i] = abs[argc];
+		argc = i + 1;
+	}
 	char sockbuf[PATH_MAX], mntbuf[PATH_MAX], mntreal[PATH_MAX];
 	if (!sock && mnt) {
 		if (!realpath(mnt, mntreal)) {
@@ -468,7 +499,7 @@ int main(int argc, char **argv)
 		}
 		config_default_socket(mntreal, sockbuf, sizeof(sockbuf));
 		sock = sockbuf;
-	} else if (!sock && i < argc && mount_of(abs[i], mntbuf, sizeof(mntbuf))) {
+	} else if (!sock && i < argc && !binary && mount_of(abs[i], mntbuf, sizeof(mntbuf))) {
 		config_default_socket(mntbuf, sockbuf, sizeof(sockbuf));
 		sock = sockbuf;
 	} else if (!sock && only_socket(sockbuf, sizeof(sockbuf))) {
