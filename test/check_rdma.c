@@ -243,7 +243,7 @@ START_TEST(test_desc_req_rules)
 	m.u.get.chunk_size = 0;
 	ck_assert_int_eq(rdma_msg_encode(buf, sizeof(buf), &m), -EINVAL);
 	m.u.get = a_get;
-	m.u.get.flags = 2;
+	m.u.get.flags = 1u << 5; /* no GET flag (net/proto.h PROTO_GET_FLAGS_KNOWN) */
 	ck_assert_int_eq(rdma_msg_encode(buf, sizeof(buf), &m), -EINVAL);
 	m.u.get = a_get;
 	m.u.get.chunk = 3; /* starts at 12 MiB, past the 10 MiB file */
