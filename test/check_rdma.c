@@ -251,7 +251,7 @@ START_TEST(test_desc_req_rules)
 	m.u.get = a_get;
 	ck_assert_int_eq(rdma_msg_encode(buf, RDMA_DESC_REQ_LEN - 1, &m), -ENOSPC);
 	ck_assert_int_eq(rdma_msg_encode(buf, RDMA_DESC_REQ_LEN, &m), RDMA_DESC_REQ_LEN);
-	buf[47] = 2; /* unknown GET flag on the wire */
+	buf[47] = 1u << 5; /* unknown GET flag on the wire */
 	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), -EPROTO);
 	buf[47] = 1;
 	ck_assert_int_eq(rdma_msg_decode(buf, RDMA_DESC_REQ_LEN, &out), 0);
