@@ -127,6 +127,7 @@ struct peer_totals {
 	uint64_t in[TR_N], out;      /* out: chunks served over TCP, the only ones net/ counts */
 	uint64_t errors, bad_crc;
 	uint64_t quarantines;        /* times a peer was quarantined, since start */
+	struct peers_swarm_counters swarm;
 };
 
 /* Sums the peers' snapshot (taken under their lock; summed and formatted without it). */
@@ -137,6 +138,7 @@ static void peer_totals(struct mows *m, struct peer_totals *t)
 	if (!m->peers || peers_snapshot(m->peers, &s))
 		return;
 	t->quarantines = s.quarantines;
+	t->swarm = s.swarm;
 	for (unsigned i = 0; i < s.n; i++) {
 		const struct peer_info *pi = &s.peers[i];
 		for (unsigned k = 0; k < PEER_NSTATES; k++)
@@ -150,6 +152,26 @@ static void peer_totals(struct mows *m, struct peer_totals *t)
 		t->bad_crc += pi->bad_crc;
 	}
 	peers_snapshot_release(&s);
+}
+
+/* The swarm's events (net/swarm.h), one family labelled by event; the names are the keys
+ * of "swarm" in mowsctl peers --json. */
+static void format_swarm(FILE *out, const struct peers_swarm_counters *w)
+{
+	const struct { const char *name; uint64_t v; } ev[] = {
+		{ "redirects_sent", w->redirects_sent },     { "redirected", w->redirected },
+		{ "from_holder", w->from_holder },           { "fallbacks", w->fallbacks },
+		{ "served_as_holder", w->served_as_holder }, { "relayed", w->relayed },
+		{ "relays_stopped", w->relays_stopped },     { "holder_parked", w->holder_parked },
+		{ "holder_misses", w->holder_misses },
+	};
+	family(out, "mows_swarm_events_total", "counter",
+	       "Swarm scale-out: as owner, requests handed to an earlier requester (redirects_sent); "
+	       "as requester, redirects received, chunks a holder served, fallbacks to the owner; "
+	       "as holder, requests served, relayed while arriving, relays stopped, parked, missed");
+	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+		fprintf(out, "mows_swarm_events_total{event=\"%s\"} %" PRIu64 "\n", ev[i].name,
+			ev[i].v);
 }
 
 static void format_peers(FILE *out, struct mows *m, const struct cache_stats *st)
@@ -172,6 +194,7 @@ static void format_peers(FILE *out, struct mows *m, const struct cache_stats *st
 	      t.state[PEER_QUARANTINED]);
 	counter(out, "mows_peer_quarantines_total",
 		"Times a peer was quarantined for sending chunks with bad CRCs", t.quarantines);
+	format_swarm(out, &t.swarm);
 	family(out, "mows_crc_mismatches_total", "counter",
 	       "CRC-32 mismatches: whole files read from storage against the manifest, chunks "
 	       "received from peers against the sender's CRC");

@@ -58,6 +58,11 @@ assert_eq 0 "$(metric "$mb" 'mows_peers{state="down"}')" "b: peers down"
 assert_eq 0 "$(metric "$mb" 'mows_crc_mismatches_total{source="peer"}')" "b: bad chunks from the peer"
 pj quar_b "$SCRATCH/pb.json" 'j["quarantines"]'
 assert_eq "$quar_b" "$(metric "$mb" mows_peer_quarantines_total)" "b: quarantines (t_peer_quarantine makes some)"
+for ev in redirects_sent redirected from_holder fallbacks served_as_holder relayed relays_stopped \
+	holder_parked holder_misses; do
+	pj v "$SCRATCH/pb.json" "j['swarm']['$ev']"
+	assert_eq "$v" "$(metric "$mb" "mows_swarm_events_total{event=\"$ev\"}")" "b: swarm event $ev"
+done
 note "b took $in_b bytes from a ($filled_b filled from the peer), a sent $out_a"
 
 for p in "$ma" "$mb"; do
