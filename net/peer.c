@@ -124,6 +124,7 @@ struct member *peers_inbound(struct peers *p, const char *node_id, const struct 
 	}
 	if (m) {
 		m->inbound = m->inbound || !(m->configured && m->resolved);
+		member_heard_from(m);
 		member_get(m);
 	}
 	pthread_mutex_unlock(&p->lock);
