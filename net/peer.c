@@ -957,10 +957,8 @@ static struct link *probe_link(struct member *m, int fd, uint64_t ready_ns,
 			       const struct deadline *dl, int *rc)
 {
 	if (mono_ns() - ready_ns <= ms_ns(PROBE_FRESH_MS)) {
-		struct link *l = link_new(fd);
+		struct link *l = link_new(fd); /* closes @fd when it fails */
 		*rc = l ? 0 : -ENOMEM;
-		if (!l)
-			close(fd);
 		return l;
 	}
 	close(fd);
