@@ -5,8 +5,8 @@
 # never answer (a stuck process; in a cold burst, peers busy with 31 handshakes each), so
 # node1's connection to node2 waits about 5 s for its turn, while node2 gives an inbound
 # handshake 1.5 s. Before this test, that connection was dead when its turn came, every
-# round, and node1 never saw node2 up; now a connection that waited its turn is opened
-# again, and node1 sees node2 up at the end of its first round (about 5 s here; 18 s and more before).
+# round, and node1 did not see node2 up (18 s and more); now a connection that waited its
+# turn is opened again, and node1 sees node2 up at the end of its first round (about 5 s).
 # timeout: 150
 # shellcheck disable=SC2154 # variables set by cluster_get, cluster_json, ... (printf -v)
 . "$(dirname "$0")/lib.sh"
