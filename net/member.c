@@ -232,10 +232,25 @@ static bool ping_before(const struct member *a, const struct member *b)
 	return a->last_seen_ns < b->last_seen_ns;
 }
 
+/*
+ * The wait doubles per failure up to MEMBERS_BACKOFF_MAX_SHIFT and gets up to a quarter
+ * more at random (mixed from this process's clock), so the nodes of a cold burst that all
+ * failed to reach one late node do not all come back to it in the same instant.
+ */
 static bool probe_due(const struct member *m, uint64_t now, uint64_t backoff_ns)
 {
-	unsigned shift = m->probe_fails < 6 ? m->probe_fails : 6;
-	return m->up || !m->probe_fails || now - m->last_probe_ns >= backoff_ns << shift;
+	if (m->up || !m->probe_fails)
+		return true;
+	unsigned shift = m->probe_fails < MEMBERS_BACKOFF_MAX_SHIFT ? m->probe_fails
+								   : MEMBERS_BACKOFF_MAX_SHIFT;
+	uint64_t wait = backoff_ns << shift;
+	wait += fmix64(m->last_probe_ns ^ (uintptr_t)m) % (wait / 4 + 1);
+	return now - m->last_probe_ns >= wait;
+}
+
+void member_heard_from(struct member *m)
+{
+	m->probe_fails = 0;
 }
 
 unsigned members_ping_budget(unsigned n)

@@ -24,6 +24,7 @@
 
 #define MEMBERS_MAX 16384
 #define MEMBERS_PROBES 256        /* members not up that one heartbeat round probes at once */
+#define MEMBERS_BACKOFF_MAX_SHIFT 4 /* a failing member is tried at least every 16 rounds */
 #define MEMBER_MAX_IDLE 8         /* pooled RDMA connections kept per member */
 #define MEMBER_ADDR_LEN (INET6_ADDRSTRLEN + 16)
 
@@ -147,11 +148,19 @@ unsigned members_reclaim(struct members *t, uint64_t now, uint64_t linger_ns,
  *     closes its link, which the heartbeat thread notices without a message;
  *   - probes: wanted members without a heartbeat link (new, restarted, down), up to
  *     @probes, never-tried ones first, then the longest untried; one that keeps failing
- *     waits @backoff_ns << failures (at most 64x) between tries.
+ *     waits @backoff_ns << failures (at most 16x, plus up to a quarter at random) between
+ *     tries; member_heard_from() ends the wait.
  * Marks them tried at @now. Returns how many were stored.
  */
 unsigned members_pick_round(struct members *t, uint64_t now, unsigned pings, unsigned probes,
 			    uint64_t backoff_ns, struct member **out, unsigned max);
+
+/*
+ * Lock held. @m just authenticated a connection to us: it is alive now, so a probe of it
+ * is due at once whatever its earlier failures (a node that started after its peers had
+ * backed off from its address is seen up within a round, not after the backoff).
+ */
+void member_heard_from(struct member *m);
 
 /* Pings a round for a table of @n members: ceil(log2(n + 1)) + 2. */
 unsigned members_ping_budget(unsigned n);

@@ -24,6 +24,7 @@
 #include "net/tcp.h"
 
 #define PROBE_HANDSHAKE_MS 1000
+#define PROBE_FRESH_MS 250      /* a probe's connection idle longer is opened again */
 #define LEAVE_MS 300
 #define SRV_TARGETS_MAX 4096     /* targets taken from one SRV name */
 #define RDMA_RETRY_MS 10000     /* after a failed RDMA connect, TCP for this long */
@@ -124,6 +125,7 @@ struct member *peers_inbound(struct peers *p, const char *node_id, const struct 
 	}
 	if (m) {
 		m->inbound = m->inbound || !(m->configured && m->resolved);
+		member_heard_from(m);
 		member_get(m);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -945,13 +947,35 @@ static void check_links(struct peers *p)
 	free(ms);
 }
 
-/* Handshakes on a probe whose connect succeeded, then pings it. */
-static void probe_finish(struct peers *p, struct member *m, int fd)
+/*
+ * The probes' handshakes run one after another; a connection that waited its turn longer
+ * than PROBE_FRESH_MS is replaced by a fresh one, so that the peer never holds our idle
+ * connection in its small unauthenticated budget (where a cold burst's other connects
+ * evict it) nor against its handshake deadline. Returns the link to handshake on or NULL.
+ */
+static struct link *probe_link(struct member *m, int fd, uint64_t ready_ns,
+			       const struct deadline *dl, int *rc)
+{
+	if (mono_ns() - ready_ns <= ms_ns(PROBE_FRESH_MS)) {
+		struct link *l = link_new(fd); /* closes @fd when it fails */
+		*rc = l ? 0 : -ENOMEM;
+		return l;
+	}
+	close(fd);
+	struct link *l = link_connect((struct sockaddr *)&m->sa, m->salen, dl);
+	*rc = l ? 0 : -errno;
+	return l;
+}
+
+/* Handshakes on a probe whose connect succeeded at @ready_ns, then pings it. */
+static void probe_finish(struct peers *p, struct member *m, int fd, uint64_t ready_ns)
 {
 	struct deadline dl = deadline_in_ms(PROBE_HANDSHAKE_MS);
 	struct proto_hello them;
-	struct link *l = link_new(fd);
-	int rc = l ? link_handshake(l, &p->self, AUTH_ROLE_CLIENT, &them, &dl) : -ENOMEM;
+	int rc;
+	struct link *l = probe_link(m, fd, ready_ns, &dl, &rc);
+	if (l)
+		rc = link_handshake(l, &p->self, AUTH_ROLE_CLIENT, &them, &dl);
 	if (rc) {
 		link_free(l);
 		hb_failed(p, m, rc);
@@ -985,10 +1009,13 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 	}
 	uint32_t wait = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
 	struct deadline dl = deadline_in_ms(wait);
-	for (int64_t left; pending && (left = deadline_left_ms(&dl)) > 0;) {
+	/* The handshakes below may use up the wait: a last poll without waiting still takes
+	 * the connects that completed meanwhile. */
+	for (int64_t left; pending && (left = deadline_left_ms(&dl)) >= 0;) {
 		int k = poll(pf, n, (int)left);
 		if (k <= 0 && !(k < 0 && errno == EINTR))
 			break;
+		uint64_t ready_ns = mono_ns();
 		for (unsigned i = 0; i < n; i++) {
 			if (pf[i].fd < 0 || !pf[i].revents)
 				continue;
@@ -1000,7 +1027,7 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 				close(fd);
 				hb_failed(p, ms[i], rc);
 			} else {
-				probe_finish(p, ms[i], fd);
+				probe_finish(p, ms[i], fd, ready_ns);
 			}
 		}
 	}

@@ -19,7 +19,8 @@
 #define PEER_IDLE_MS 60000         /* an authenticated inbound connection idle this long ends */
 #define PEER_POOL_IDLE_MS 30000    /* a pooled outbound connection idle this long is closed */
 #define SERVE_MAX_TICKETS 64
-#define SERVE_UNAUTH_MAX 16        /* inbound connections still in their handshake */
+#define SERVE_UNAUTH_MAX 64        /* inbound connections still in their handshake: a cold
+                                      * burst of N nodes sends each N - 1 at once */
 #define SERVE_UNAUTH_PER_ADDR 4    /* of those, from one address */
 #define SERVE_HANDSHAKE_MS 1500    /* an inbound handshake must finish this fast */
 #define SERVE_CONN_INFLIGHT 32     /* requests of one connection queued or being served */

@@ -123,7 +123,7 @@ int tcp_listen(const char *hostport, char *err, size_t errlen)
 	int one = 1;
 	rc = 0;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0)
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0)
 		rc = -errno;
 	freeaddrinfo(ai);
 	if (rc) {

@@ -255,6 +255,49 @@ START_TEST(digest_depends_on_the_set_only)
 }
 END_TEST
 
+/* Rounds until a member that failed every probe for @dead_rounds is probed again, after it
+ * came alive; with @connects_in, it also authenticated a connection to us as it came. */
+static unsigned rounds_to_retry(unsigned dead_rounds, bool connects_in)
+{
+	struct members t;
+	members_init(&t);
+	members_resolve_begin(&t);
+	struct member *m = seen(&t, 5);
+	members_resolve_end(&t, 0);
+	uint64_t now = ROUND_NS;
+	struct member *ms[4];
+	for (unsigned r = 0; r < dead_rounds; r++, now += ROUND_NS) {
+		unsigned n = members_pick_round(&t, now, 2, MEMBERS_PROBES, ROUND_NS, ms, 4);
+		for (unsigned i = 0; i < n; i++) {
+			ms[i]->probe_fails++;
+			member_put(ms[i]);
+		}
+	}
+	if (connects_in)
+		member_heard_from(m);
+	unsigned rounds = 0;
+	for (bool probed = false; !probed && rounds < 1000; now += ROUND_NS, rounds++) {
+		unsigned n = members_pick_round(&t, now, 2, MEMBERS_PROBES, ROUND_NS, ms, 4);
+		probed = n > 0;
+		for (unsigned i = 0; i < n; i++)
+			member_put(ms[i]);
+	}
+	members_release(&t);
+	return rounds;
+}
+
+/* A node that starts after its peers backed off from its address (a cold burst's last node)
+ * is probed in the next round once it connects in, and is never left for more than 16
+ * rounds and a quarter even when it cannot connect in. */
+START_TEST(late_node_probed_once_it_connects_in)
+{
+	unsigned in = rounds_to_retry(200, true);
+	ck_assert_msg(in <= 1, "a node that connected in was probed after %u rounds", in);
+	unsigned quiet = rounds_to_retry(200, false);
+	ck_assert_msg(quiet <= 21, "a failing member waited %u rounds between probes", quiet);
+}
+END_TEST
+
 START_TEST(full_table_refuses)
 {
 	struct members t;
@@ -281,6 +324,7 @@ int main(void)
 	tcase_add_test(tc, inbound_reclaimed_after_down);
 	tcase_add_test(tc, digest_depends_on_the_set_only);
 	tcase_add_test(tc, full_table_refuses);
+	tcase_add_test(tc, late_node_probed_once_it_connects_in);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

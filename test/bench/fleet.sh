@@ -124,7 +124,9 @@ for n in $COLD_SIZES; do
 		CLUSTER_MADE=0
 		continue
 	fi
+	t_mesh=$SECONDS
 	mesh_up "$n"
+	log "cold $n: every node saw all $((n - 1)) others up $((SECONDS - t_mesh)) s after \`mows-cluster up\` returned"
 	b0=$(mc storage-bytes)
 	snap=$(cpu_snap)
 	timed_run "$WORK/cold$n.json"
