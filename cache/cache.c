@@ -157,6 +157,7 @@ struct cache {
 	struct cache_file *files[FILE_BUCKETS];
 	uint64_t next_file_id;
 	bool stop;
+	bool aborting;             /* cache_abort_waits(): readers' waits fail at once */
 	struct cache_stats st;
 	struct hist fill_hist;     /* atomic, no lock */
 
@@ -410,6 +411,8 @@ static int32_t do_alloc_slot(struct cache *c, bool may_wait, const struct deadli
 		}
 		if (!may_wait)
 			return -EAGAIN;
+		if (c->aborting)
+			return -EIO;
 		if (deadline_cond_wait(&c->slot_cond, &c->lock, dl) == -ETIMEDOUT) {
 			log_warn("cache: every slot is pinned or filling for fill_timeout; "
 				 "raise max_memory");
@@ -517,6 +520,8 @@ static int32_t do_find(struct cache *c, struct cache_file *f, uint64_t chunk, bo
 		}
 		if (!wait)
 			return -EAGAIN;
+		if (c->aborting)
+			return -EIO;
 		if (deadline_cond_wait(&c->slot_cond, &c->lock, dl) == -ETIMEDOUT &&
 		    do_lookup(c, f, chunk) == NIL && f->occupant[chunk] == o) {
 			log_warn("cache: chunk %" PRIu64 " of %s: its old bytes stayed pinned for "
@@ -573,6 +578,10 @@ static int32_t do_get_chunk(struct cache *c, struct cache_file *f, uint64_t chun
 	s->pins++;
 	while (s->state == SLOT_FILLING) {
 		struct deadline w = do_wait_deadline(s, dl);
+		if (c->aborting) {
+			do_unpin(c, i);
+			return -EIO;
+		}
 		if ((deadline_passed(&w) ||
 		     deadline_cond_wait(&c->fill_cond, &c->lock, &w) == -ETIMEDOUT) &&
 		    s->state == SLOT_FILLING) {
@@ -1248,6 +1257,15 @@ static bool stop_threads(struct cache *c)
 		}
 	}
 	return all;
+}
+
+void cache_abort_waits(struct cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->aborting = true;
+	pthread_cond_broadcast(&c->fill_cond);
+	pthread_cond_broadcast(&c->slot_cond);
+	pthread_mutex_unlock(&c->lock);
 }
 
 void cache_free(struct cache *c)

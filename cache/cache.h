@@ -219,6 +219,14 @@ void cache_set_events(struct cache *c, const struct cache_events *ev);
 int cache_start(struct cache *c);
 
 /*
+ * The mount is going away (SIGTERM): every reader waiting for a chunk, a slot or an old
+ * version's bytes gets -EIO now, and so does every later wait; fills already running go on.
+ * Without it a stop would wait for those readers' fill_timeout. Async-signal-unsafe (takes
+ * the lock): call it from a thread.
+ */
+void cache_abort_waits(struct cache *c);
+
+/*
  * Stops the fill threads (waiting a bounded time for fills stuck in a source) and frees
  * everything. Call once, after every other caller has stopped.
  */

@@ -14,6 +14,9 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,9 +503,76 @@ static struct fuse_session *new_session(struct mows *m, const struct options *o)
 	return se;
 }
 
+/*
+ * SIGTERM, SIGINT and SIGHUP end the FUSE loop (libfuse's handler), but the loop then waits
+ * for the requests in progress, and a read waiting on a stalled fill held a stop for its
+ * fill_timeout (79 s with a backing that stalled). Our handler runs libfuse's, then wakes a
+ * thread that fails those waits (cache_abort_waits), so the loop ends at once.
+ */
+static const int stop_sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+static struct sigaction stop_prev[3];
+static bool stop_hooked[3];
+static sem_t stop_sem;
+static pthread_t stop_thread;
+static bool stop_started;
+
+static void on_stop_signal(int sig)
+{
+	int saved = errno;
+	for (int k = 0; k < 3; k++)
+		if (stop_sigs[k] == sig && stop_prev[k].sa_handler != SIG_DFL)
+			stop_prev[k].sa_handler(sig);
+	sem_post(&stop_sem);
+	errno = saved;
+}
+
+static void *stop_main(void *arg)
+{
+	struct mows *m = arg;
+	while (sem_wait(&stop_sem) && errno == EINTR)
+		;
+	cache_abort_waits(m->cache); /* at a stop without a signal too: nothing waits then */
+	return NULL;
+}
+
+/* After fuse_set_signal_handlers(): wraps its handlers. Returns 0, or -1 with errno set. */
+static int stop_hook_start(struct mows *m)
+{
+	if (sem_init(&stop_sem, 0, 0))
+		return -1;
+	int rc = pthread_create(&stop_thread, NULL, stop_main, m);
+	if (rc) {
+		errno = rc;
+		return -1;
+	}
+	stop_started = true;
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigemptyset(&sa.sa_mask);
+	for (int k = 0; k < 3; k++) {
+		sigaction(stop_sigs[k], NULL, &stop_prev[k]);
+		if (stop_prev[k].sa_handler == SIG_IGN || (stop_prev[k].sa_flags & SA_SIGINFO))
+			continue; /* ignored by whoever started us, or not libfuse's: leave it */
+		stop_hooked[k] = sigaction(stop_sigs[k], &sa, NULL) == 0;
+	}
+	return 0;
+}
+
+/* Before fuse_remove_signal_handlers(): gives libfuse its handlers back, ends the thread. */
+static void stop_hook_end(void)
+{
+	if (!stop_started)
+		return;
+	for (int k = 0; k < 3; k++)
+		if (stop_hooked[k])
+			sigaction(stop_sigs[k], &stop_prev[k], NULL);
+	sem_post(&stop_sem);
+	pthread_join(stop_thread, NULL);
+}
+
 static int serve(struct mows *m)
 {
-	if (cache_start(m->cache) || mows_inval_start(m) || control_start(m->control) ||
+	if (cache_start(m->cache) || stop_hook_start(m) || mows_inval_start(m) ||
+	    control_start(m->control) ||
 	    (m->peers && peers_start(m->peers))) {
 		log_err("cannot start threads: %s", strerror(errno));
 		return 1;
@@ -613,6 +683,7 @@ int main(int argc, char **argv)
 		fuse_daemonize(m.foreground);
 	}
 	rc = serve(&m);
+	stop_hook_end();
 	log_info("unmounting %s", m.mountpoint);
 	fuse_session_unmount(m.se); /* nothing when mows mounted it itself: */
 	mows_pt_unmount(&m);

@@ -59,6 +59,25 @@ wait $holder 2>/dev/null
 retry_until 5 bash -c "! awk -v m='$M' '\$2 == m { f = 1 } END { exit !f }' /proc/mounts" ||
 	fail "$M still mounted after SIGTERM and the reader's exit"
 
+# SIGTERM while a reader waits for a chunk whose backing read stalls (a stalled store):
+# the stop does not wait for the reader's fill_timeout (60 s); it took 38 s before.
+SRC=$SCRATCH/stall-src FF=$SCRATCH/stall-ff M=$SCRATCH/mnt-stall
+rand_file "$SRC/s.bin" $((3 * MiB))
+echo "s.bin 0 - stall 30" >"$SCRATCH/stall.rules"
+faultfs_mount "$SRC" "$FF" "$SCRATCH/stall.rules"
+mows_mount "$FF" "$M" --chunk-size=1M --fill-timeout=60s
+timeout 60 cat "$M/s.bin" >/dev/null 2>"$SCRATCH/stall-reader.err" &
+reader=$!
+mows_track_pid $reader
+retry_until 10 grep -q "stall s.bin" "$FAULTFS_LOG" || fail "the reader's fill never reached the stalled backing"
+t0=$SECONDS
+kill -TERM "$MOWS_PID"
+retry_until 5 bash -c "! awk -v m='$M' '\$2 == m { f = 1 } END { exit !f }' /proc/mounts" ||
+	fail "$M still mounted 5 s after SIGTERM while a reader waited on a stalled fill ($(tail -n 2 "$MOWS_LOG"))"
+grep -q "stopping on signal 15" "$MOWS_LOG" || fail "mows-fuse did not log its stop on SIGTERM"
+wait $reader 2>/dev/null && fail "the reader of a stalled file read it all"
+note "SIGTERM with a reader waiting on a stalled fill: unmounted within $((SECONDS - t0)) s"
+
 # Daemonized: returns once mounted; the mount works at once.
 M=$SCRATCH/mnt-daemon-$$-$RANDOM
 S=$SCRATCH/daemon.sock
