@@ -30,6 +30,7 @@ struct serve_worker;
 enum { SERVE_FAST, SERVE_FILL, SERVE_PARK };
 struct pf_table;
 struct meta_share;
+struct serve_io;
 
 struct serve_ticket {
 	uint8_t bytes[RDMA_TICKET_LEN];
@@ -96,6 +97,7 @@ struct peers {
 	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
 	struct pf_table *pf;       /* prefetch jobs for peers (net/prefetch.c, its own lock) */
+	struct serve_io *io;       /* authenticated inbound links (net/serve_io.c, its own lock) */
 	struct meta_share *meta;   /* META_GET answerer (net/meta_share.h); set before start */
 	uint64_t quarantines;      /* peers quarantined so far, protected by lock */
 	/*

@@ -1,6 +1,7 @@
 /*
- * Serving peers: the listener, inbound budgets, one reading thread per inbound connection,
- * and a fixed pool of workers that answer GETs in any order, in two lanes: a GET whose chunk
+ * Serving peers: the listener, inbound budgets, a handshake thread per inbound connection
+ * until it authenticates, the frames of authenticated links (read by net/serve_io.c's event
+ * loop and readers), and a fixed pool of workers that answer GETs in any order, in two lanes: a GET whose chunk
  * is cached (pinned when it arrives) or that asks no fill is answered by a fast worker; an
  * owner fill, which may read the backing for seconds, by a fill worker. So answers that
  * could go at once never wait behind storage reads: probes stay probes, and an owner keeps
@@ -22,6 +23,7 @@
 #include "net/auth.h"
 #include "net/meta_share.h"
 #include "net/peer_priv.h"
+#include "net/serve_priv.h"
 #include "net/swarm.h"
 #include "net/tcp.h"
 
@@ -50,23 +52,6 @@ static bool do_ratelimit(struct peer_ratelimit *r, uint64_t now, unsigned *suppr
 	r->next_ns = now + (uint64_t)RATELIMIT_MS * 1000000;
 	return true;
 }
-
-/*
- * An authenticated inbound connection. Its serving thread reads requests; GETs go to the
- * worker pool, whose threads answer them in any order. Senders take turns (sending).
- */
-struct sconn {
-	struct peers *p;
-	struct link *link;
-	struct member *m;         /* referenced, or NULL */
-	uint16_t caps;            /* the peer's HELLO caps, set at creation, read-only */
-	atomic_int refs;          /* the serving thread and every job */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* a send ended, or a job ended */
-	bool sending;             /* protected by lock */
-	bool closed;              /* the serving thread ended, protected by lock */
-	unsigned inflight;        /* jobs queued or running, protected by lock */
-};
 
 struct serve_job {
 	struct sconn *sc;
@@ -373,8 +358,12 @@ static void run_job(struct peers *p, struct serve_job *j)
 		swarm_done(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid);
 	pthread_mutex_lock(&sc->lock);
 	sc->inflight--;
+	bool arm = sc->stalled && !sc->closed; /* its reader left it at the inflight cap */
+	sc->stalled = false;
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
+	if (arm)
+		serve_io_arm(p, sc);
 	sconn_put(sc);
 	job_free(p, j);
 }
@@ -721,65 +710,39 @@ void serve_rdma_unpin(void *ctx, struct cache_span *span)
 
 /* ---- a connection ---- */
 
-/*
- * How long a link may stay silent: PEER_IDLE_MS, or longer when a heartbeat link gets a
- * PING less often (each round pings members_ping_budget() of the members).
- */
-static uint32_t idle_limit_ms(struct peers *p)
-{
-	pthread_mutex_lock(&p->lock);
-	uint64_t n = p->members.n + 1;
-	pthread_mutex_unlock(&p->lock);
-	uint64_t budget = members_ping_budget((unsigned)n);
-	uint64_t rounds = (n + budget - 1) / budget;
-	uint64_t ms = 3 * rounds * p->cfg->heartbeat_ms;
-	return ms > PEER_IDLE_MS ? (ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms) : PEER_IDLE_MS;
-}
-
-/* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
-static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
+/* Reads one request and answers it here (PING, RDMA tickets, PREFETCH, META_GET) or queues
+ * it for the workers (GET, RDMA descriptor messages). */
+int serve_frame(struct peers *p, struct sconn *sc)
 {
 	uint8_t buf[PROTO_RDMA_MSG_MAX > PROTO_PREFETCH_LEN ? PROTO_RDMA_MSG_MAX : PROTO_PREFETCH_LEN];
 	struct proto_hdr hdr;
-	struct link *l = sc->link;
-	for (;;) {
-		uint32_t idle_ms = idle_limit_ms(p);
-		int rc = link_wait_readable(l, p->stop_fd, (int)idle_ms);
-		if (rc <= 0) {
-			if (rc == -ETIMEDOUT)
-				log_debug("peer %s: connection idle for %u s; closing it", node_id,
-					  idle_ms / 1000);
-			return;
-		}
-		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-		rc = link_recv_frame(l, &hdr, buf, sizeof(buf), &dl);
-		if (rc == 0 && hdr.type == PROTO_PING)
-			rc = sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
-		else if (rc == 0 && hdr.type == PROTO_GET)
-			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
-		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
-			rc = send_ticket(p, sc, hdr.req_id, &dl);
-		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
-			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
-		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
-			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
-		else if (rc == 0 && hdr.type == PROTO_META_GET)
-			rc = answer_meta(p, sc, hdr.req_id, buf, hdr.len);
-		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
-			peers_member_left(p, node_id);
-			return;
-		} else if (rc == 0)
-			rc = -EPROTO;
-		if (rc) {
-			if (rc != -ECONNRESET)
-				log_debug("peer connection closed: %s", strerror(-rc));
-			return;
-		}
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	int rc = link_recv_frame(sc->link, &hdr, buf, sizeof(buf), &dl);
+	if (rc)
+		return rc;
+	switch (hdr.type) {
+	case PROTO_PING:
+		return sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
+	case PROTO_GET:
+		return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
+	case PROTO_RDMA_DESC:
+		if (hdr.len == 0)
+			return send_ticket(p, sc, hdr.req_id, &dl);
+		return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
+	case PROTO_PREFETCH:
+		return answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
+	case PROTO_META_GET:
+		return answer_meta(p, sc, hdr.req_id, buf, hdr.len);
+	case PROTO_LEAVE:
+		peers_member_left(p, sc->node_id);
+		return 1;
+	default:
+		return -EPROTO;
 	}
 }
 
 static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m,
-			       uint16_t caps)
+			       const struct proto_hello *them)
 {
 	struct sconn *sc = calloc(1, sizeof(*sc));
 	if (!sc || deadline_cond_init(&sc->cond)) {
@@ -789,30 +752,45 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 	sc->p = p;
 	sc->link = l;
 	sc->m = m;
-	sc->caps = caps;
+	sc->caps = them->caps;
+	snprintf(sc->node_id, sizeof(sc->node_id), "%s", them->node_id);
 	atomic_init(&sc->refs, 1);
 	pthread_mutex_init(&sc->lock, NULL);
 	return sc;
 }
 
-/* The connection, its link and member now belong to the connection's jobs too. */
+void sconn_end(struct sconn *sc)
+{
+	struct peers *p = sc->p;
+	pthread_mutex_lock(&sc->lock);
+	sc->closed = true;
+	pthread_mutex_unlock(&sc->lock);
+	pthread_mutex_lock(&p->lock);
+	p->nauth--;
+	pthread_mutex_unlock(&p->lock);
+	sconn_put(sc);
+}
+
+/* Hands an authenticated link (and @m) to the event loop, or ends it. */
 static void serve_conn(struct peers *p, struct serve_arg *a, struct member *m,
 		       const struct proto_hello *them)
 {
-	const char *node_id = them->node_id;
-	struct sconn *sc = sconn_new(p, a->link, m, them->caps);
+	struct sconn *sc = sconn_new(p, a->link, m, them);
 	if (!sc) {
 		link_free(a->link);
 		pthread_mutex_lock(&p->lock);
 		member_put(m);
+		p->nauth--;
 		pthread_mutex_unlock(&p->lock);
 		return;
 	}
-	serve_loop(p, sc, node_id);
-	pthread_mutex_lock(&sc->lock);
-	sc->closed = true;
-	pthread_mutex_unlock(&sc->lock);
-	sconn_put(sc);
+	int rc = serve_io_add(p, sc);
+	if (rc) {
+		if (rc != -ESHUTDOWN)
+			log_warn("peer %s: cannot serve its connection: %s", sc->node_id,
+				 strerror(-rc));
+		sconn_end(sc);
+	}
 }
 
 /* The address a peer listens on: where it connected from, at its HELLO's port. */
@@ -876,10 +854,7 @@ static void *serve_main(void *arg)
 		struct sockaddr_storage sa;
 		socklen_t len = listen_addr(a, them.listen_port, &sa);
 		struct member *m = peers_inbound(p, them.node_id, (struct sockaddr *)&sa, len);
-		serve_conn(p, a, m, &them);
-		pthread_mutex_lock(&p->lock);
-		p->nauth--;
-		pthread_mutex_unlock(&p->lock);
+		serve_conn(p, a, m, &them); /* nauth drops when the link ends */
 	} else {
 		link_free(a->link);
 	}
@@ -1072,7 +1047,9 @@ int serve_start(struct peers *p)
 		rc = -pthread_create(&w->thread, NULL, worker_main, w);
 	}
 	if (rc == 0)
-		rc = -pthread_create(&p->listener, NULL, listener_main, p);
+		rc = serve_io_start(p);
+	if (rc == 0 && (rc = -pthread_create(&p->listener, NULL, listener_main, p)))
+		serve_io_stop(p);
 	if (rc) {
 		stop_workers(p);
 		swarm_free(p->swarm);
@@ -1095,6 +1072,7 @@ void serve_stop(struct peers *p)
 	while (p->nserving)
 		pthread_cond_wait(&p->stop_cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
+	serve_io_stop(p); /* the authenticated links, each bounded by request_timeout */
 	cache_set_fill_hook(p->cache, NULL, NULL); /* waits for hook calls still running */
 	pthread_mutex_lock(&p->lock);
 	do_unpark(p, NULL, NULL); /* dropped with the queue below */
