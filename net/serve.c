@@ -547,7 +547,7 @@ static void park_job(struct peers *p, struct serve_job *j)
 }
 
 /*
- * Sorts a decoded GET into its lane, on the connection's reading thread, touching memory
+ * Sorts a decoded GET into its lane, on the reader that holds the connection, touching memory
  * only: a cached chunk is pinned now (cache_serve_chunk without fill never waits), so it
  * goes out by a fast worker whatever the fill workers are doing; a GET without fill is
  * answered at once as well (ENOENT for a file not open here: we hold none of it); only an
@@ -639,7 +639,7 @@ static int send_ticket(struct peers *p, struct sconn *sc, uint32_t id, const str
 	return sconn_send_frame(sc, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
 }
 
-/* Answers PREFETCH on the serving thread: starting or polling a job takes no fill. */
+/* Answers PREFETCH on the reader: starting or polling a job takes no fill. */
 static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
 			   uint32_t len, const struct deadline *dl)
 {
@@ -654,7 +654,7 @@ static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const
 	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
 }
 
-/* Answers META_GET (net/meta_share.h) on the serving thread: memory, or a REFRESH's wait. */
+/* Answers META_GET (net/meta_share.h) on the reader: memory, or a REFRESH's wait. */
 static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
 		       uint32_t len)
 {
@@ -1063,7 +1063,7 @@ int serve_start(struct peers *p)
 void serve_stop(struct peers *p)
 {
 	pthread_join(p->listener, NULL);
-	/* Every serving thread ends by its own deadlines (handshake, request_timeout) or at
+	/* Every handshake thread ends by its own deadlines (handshake, request_timeout) or at
 	 * stop_fd; what they use must outlive them, so wait for the last without a limit. */
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < 2 * SERVE_UNAUTH_MAX; i++)
