@@ -114,7 +114,8 @@ struct peers {
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
 };
 
-/* net/serve.c: the listener and serving threads. */
+/* net/serve.c (with net/serve_accept.c and net/serve_io.c): the listener, handshakes, the
+ * inbound links' event loop and the serve workers. */
 int serve_start(struct peers *p);
 /* Answers parked GET WAITs whose deadline passed (heartbeat thread). */
 void serve_sweep(struct peers *p);

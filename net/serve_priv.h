@@ -35,12 +35,25 @@ struct sconn {
 	struct sconn *ready_next;         /* the readers' queue, protected by io->lock */
 };
 
+/* net/serve.c. Hands an authenticated link (owned from now on) and @m (a reference, or
+ * NULL) to the event loop, or ends them; the authenticated count drops when the link ends.
+ * Called by the handshake thread. */
+void serve_conn(struct peers *p, struct link *l, struct member *m,
+		const struct proto_hello *them);
 /* net/serve.c. Reads one frame of @sc and answers or queues it (the caller holds the
  * token). Returns 0, 1 when the peer said LEAVE, or -errno: either way but 0 the link ends. */
 int serve_frame(struct peers *p, struct sconn *sc);
 /* net/serve.c. The link left the event loop: drops the authenticated count and the loop's
  * reference. */
 void sconn_end(struct sconn *sc);
+
+/*
+ * net/serve_accept.c. serve_accept_start(): the listener thread. serve_accept_stop(): joins
+ * it (it ends at stop_fd), shuts down the links still in their handshake and waits for their
+ * threads.
+ */
+int serve_accept_start(struct peers *p);
+void serve_accept_stop(struct peers *p);
 
 /*
  * net/serve_io.c. serve_io_start(): the epoll loop thread and SERVE_READERS readers.
