@@ -40,6 +40,8 @@ struct serve_job {
 	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
 	uint8_t rdma[RDMA_MSG_MAX];
+	uint32_t meta_len;        /* > 0: a META_GET REFRESH, which may wait for a listing */
+	uint8_t meta[PROTO_META_GET_LEN];
 	struct serve_job *next;
 };
 
@@ -319,14 +321,22 @@ static void job_free(struct peers *p, struct serve_job *j)
 	free(j);
 }
 
+static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+		       uint32_t len);
+
 static void run_job(struct peers *p, struct serve_job *j)
 {
 	struct sconn *sc = j->sc;
 	pthread_mutex_lock(&sc->lock);
 	bool closed = sc->closed;
 	pthread_mutex_unlock(&sc->lock);
-	if (!closed && (j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j)))
-		log_debug("peer connection: answering a GET: failed to send");
+	int rc = 0;
+	if (!closed && j->meta_len)
+		rc = answer_meta(p, sc, j->req_id, j->meta, j->meta_len);
+	else if (!closed)
+		rc = j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j);
+	if (rc)
+		log_debug("peer connection: answering a request: %s", strerror(-rc));
 	if (j->admitted && sc->m)
 		swarm_done(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid);
 	pthread_mutex_lock(&sc->lock);
@@ -548,8 +558,9 @@ static int classify_get(struct peers *p, struct serve_job *j)
 
 /*
  * Queues a GET, or an RDMA descriptor message (RDMA_DESC with a payload), for the workers,
- * once the connection has fewer than SERVE_CONN_INFLIGHT. Descriptor messages go to the
- * fill lane: a DESC_REQ may fill as owner.
+ * or a META_GET REFRESH, once the connection has fewer than SERVE_CONN_INFLIGHT. Descriptor
+ * messages go to the fill lane (a DESC_REQ may fill as owner), and so does a REFRESH (it may
+ * wait for a listing of the backing).
  */
 static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t id,
 		     const uint8_t *payload, uint32_t len)
@@ -560,7 +571,9 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 	int rc = 0;
 	if (type == PROTO_GET)
 		rc = proto_get_decode(payload, len, &j->g);
-	else if (len <= sizeof(j->rdma))
+	else if (type == PROTO_META_GET && len <= sizeof(j->meta))
+		memcpy(j->meta, payload, j->meta_len = len);
+	else if (type == PROTO_RDMA_DESC && len <= sizeof(j->rdma))
 		memcpy(j->rdma, payload, j->rdma_len = len);
 	else
 		rc = -EPROTO;
@@ -578,7 +591,7 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 	j->sc = sc;
 	j->req_id = id;
 	atomic_fetch_add(&sc->refs, 1);
-	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
+	int lane = j->rdma_len || j->meta_len ? SERVE_FILL : classify_get(p, j);
 	if (lane == SERVE_PARK) {
 		park_job(p, j);
 		return 0;
@@ -627,7 +640,8 @@ static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const
 	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
 }
 
-/* Answers META_GET (net/meta_share.h) on the reader: memory, or a REFRESH's wait. */
+/* Answers META_GET (net/meta_share.h): memory on the reader, or a REFRESH's wait on a
+ * worker. */
 static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
 		       uint32_t len)
 {
@@ -683,6 +697,12 @@ void serve_rdma_unpin(void *ctx, struct cache_span *span)
 
 /* ---- a connection ---- */
 
+static bool meta_get_refresh(const uint8_t *payload, uint32_t len)
+{
+	struct proto_meta_get rq;
+	return proto_meta_get_decode(payload, len, &rq) == 0 && (rq.flags & PROTO_META_REFRESH);
+}
+
 /* Reads one request and answers it here (PING, RDMA tickets, PREFETCH, META_GET) or queues
  * it for the workers (GET, RDMA descriptor messages). */
 int serve_frame(struct peers *p, struct sconn *sc)
@@ -704,7 +724,9 @@ int serve_frame(struct peers *p, struct sconn *sc)
 		return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 	case PROTO_PREFETCH:
 		return answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
-	case PROTO_META_GET:
+	case PROTO_META_GET: /* a REFRESH may wait for a listing: on a worker, not the reader */
+		if (meta_get_refresh(buf, hdr.len))
+			return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		return answer_meta(p, sc, hdr.req_id, buf, hdr.len);
 	case PROTO_LEAVE:
 		peers_member_left(p, sc->node_id);
