@@ -55,6 +55,22 @@ bool link_closed(struct link *l)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+int link_poll_fd(const struct link *l)
+{
+	return l->fd;
+}
+
+bool link_buffered(struct link *l)
+{
+	return l->tls && tls_conn_pending(l->tls);
+}
+
+bool link_readable_now(struct link *l)
+{
+	struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+	return link_buffered(l) || poll(&pf, 1, 0) > 0;
+}
+
 void link_shutdown(struct link *l)
 {
 	shutdown(l->fd, SHUT_RDWR);

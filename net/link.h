@@ -80,6 +80,16 @@ int link_recv(struct link *l, void *buf, size_t len, const struct deadline *dl);
  */
 int link_wait_readable(struct link *l, int stop_fd, int timeout_ms);
 
+/*
+ * For an event loop (net/serve_io.c): the descriptor to watch with epoll, never to read or
+ * write (every byte still goes through this API). link_buffered(): TLS holds bytes already
+ * taken off the socket, so the socket may not show readable although a frame waits.
+ * link_readable_now(): a read would find bytes (or the end of the stream) without waiting.
+ */
+int link_poll_fd(const struct link *l);
+bool link_buffered(struct link *l);
+bool link_readable_now(struct link *l);
+
 /* Whether the peer closed the stream (or it failed), without waiting or sending. A link
  * that has bytes waiting counts as open. */
 bool link_closed(struct link *l);

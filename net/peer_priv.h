@@ -30,6 +30,7 @@ struct serve_worker;
 enum { SERVE_FAST, SERVE_FILL, SERVE_PARK };
 struct pf_table;
 struct meta_share;
+struct serve_io;
 
 struct serve_ticket {
 	uint8_t bytes[RDMA_TICKET_LEN];
@@ -96,6 +97,7 @@ struct peers {
 	unsigned nworkers;
 	bool resolve_now;          /* protected by lock */
 	struct pf_table *pf;       /* prefetch jobs for peers (net/prefetch.c, its own lock) */
+	struct serve_io *io;       /* authenticated inbound links (net/serve_io.c, its own lock) */
 	struct meta_share *meta;   /* META_GET answerer (net/meta_share.h); set before start */
 	uint64_t quarantines;      /* peers quarantined so far, protected by lock */
 	/*
@@ -112,7 +114,8 @@ struct peers {
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
 };
 
-/* net/serve.c: the listener and serving threads. */
+/* net/serve.c (with net/serve_accept.c and net/serve_io.c): the listener, handshakes, the
+ * inbound links' event loop and the serve workers. */
 int serve_start(struct peers *p);
 /* Answers parked GET WAITs whose deadline passed (heartbeat thread). */
 void serve_sweep(struct peers *p);

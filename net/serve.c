@@ -1,16 +1,14 @@
 /*
- * Serving peers: the listener, inbound budgets, one reading thread per inbound connection,
- * and a fixed pool of workers that answer GETs in any order, in two lanes: a GET whose chunk
+ * Serving peers: the listener, inbound budgets, a handshake thread per inbound connection
+ * until it authenticates, the frames of authenticated links (read by net/serve_io.c's event
+ * loop and readers), and a fixed pool of workers that answer GETs in any order, in two lanes: a GET whose chunk
  * is cached (pinned when it arrives) or that asks no fill is answered by a fast worker; an
  * owner fill, which may read the backing for seconds, by a fill worker. So answers that
  * could go at once never wait behind storage reads: probes stay probes, and an owner keeps
  * streaming the chunks it holds while it reads the next ones.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,51 +20,11 @@
 #include "net/auth.h"
 #include "net/meta_share.h"
 #include "net/peer_priv.h"
+#include "net/serve_priv.h"
 #include "net/swarm.h"
-#include "net/tcp.h"
 
-#define RATELIMIT_MS 10000
 #define TICKET_MS 10000
 #define SERVE_FAST_WORKERS 4
-
-struct serve_arg {
-	struct peers *p;
-	unsigned slot;            /* in p->pending while unauthenticated */
-	struct link *link;
-	struct sockaddr_storage from;
-	socklen_t fromlen;
-	char addr[INET6_ADDRSTRLEN];
-};
-
-/* Lock held. Whether to log now; *@suppressed gets how many were left out before. */
-static bool do_ratelimit(struct peer_ratelimit *r, uint64_t now, unsigned *suppressed)
-{
-	if (now < r->next_ns) {
-		r->suppressed++;
-		return false;
-	}
-	*suppressed = r->suppressed;
-	r->suppressed = 0;
-	r->next_ns = now + (uint64_t)RATELIMIT_MS * 1000000;
-	return true;
-}
-
-/*
- * An authenticated inbound connection. Its serving thread reads requests; GETs go to the
- * worker pool, whose threads answer them in any order. Senders take turns (sending).
- */
-struct sconn {
-	struct peers *p;
-	struct link *link;
-	struct member *m;         /* referenced, or NULL */
-	uint16_t caps;            /* the peer's HELLO caps, set at creation, read-only */
-	atomic_int refs;          /* the serving thread and every job */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* a send ended, or a job ended */
-	bool sending;             /* protected by lock */
-	bool closed;              /* the serving thread ended, protected by lock */
-	unsigned inflight;        /* jobs queued or running, protected by lock */
-};
 
 struct serve_job {
 	struct sconn *sc;
@@ -82,6 +40,8 @@ struct serve_job {
 	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
 	uint8_t rdma[RDMA_MSG_MAX];
+	uint32_t meta_len;        /* > 0: a META_GET REFRESH, which may wait for a listing */
+	uint8_t meta[PROTO_META_GET_LEN];
 	struct serve_job *next;
 };
 
@@ -361,20 +321,32 @@ static void job_free(struct peers *p, struct serve_job *j)
 	free(j);
 }
 
+static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
+		       uint32_t len);
+
 static void run_job(struct peers *p, struct serve_job *j)
 {
 	struct sconn *sc = j->sc;
 	pthread_mutex_lock(&sc->lock);
 	bool closed = sc->closed;
 	pthread_mutex_unlock(&sc->lock);
-	if (!closed && (j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j)))
-		log_debug("peer connection: answering a GET: failed to send");
+	int rc = 0;
+	if (!closed && j->meta_len)
+		rc = answer_meta(p, sc, j->req_id, j->meta, j->meta_len);
+	else if (!closed)
+		rc = j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j);
+	if (rc)
+		log_debug("peer connection: answering a request: %s", strerror(-rc));
 	if (j->admitted && sc->m)
 		swarm_done(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid);
 	pthread_mutex_lock(&sc->lock);
 	sc->inflight--;
+	bool arm = sc->stalled && !sc->closed; /* its reader left it at the inflight cap */
+	sc->stalled = false;
 	pthread_cond_broadcast(&sc->cond);
 	pthread_mutex_unlock(&sc->lock);
+	if (arm)
+		serve_io_arm(p, sc);
 	sconn_put(sc);
 	job_free(p, j);
 }
@@ -558,7 +530,7 @@ static void park_job(struct peers *p, struct serve_job *j)
 }
 
 /*
- * Sorts a decoded GET into its lane, on the connection's reading thread, touching memory
+ * Sorts a decoded GET into its lane, on the reader that holds the connection, touching memory
  * only: a cached chunk is pinned now (cache_serve_chunk without fill never waits), so it
  * goes out by a fast worker whatever the fill workers are doing; a GET without fill is
  * answered at once as well (ENOENT for a file not open here: we hold none of it); only an
@@ -586,8 +558,9 @@ static int classify_get(struct peers *p, struct serve_job *j)
 
 /*
  * Queues a GET, or an RDMA descriptor message (RDMA_DESC with a payload), for the workers,
- * once the connection has fewer than SERVE_CONN_INFLIGHT. Descriptor messages go to the
- * fill lane: a DESC_REQ may fill as owner.
+ * or a META_GET REFRESH, once the connection has fewer than SERVE_CONN_INFLIGHT. Descriptor
+ * messages go to the fill lane (a DESC_REQ may fill as owner), and so does a REFRESH (it may
+ * wait for a listing of the backing).
  */
 static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t id,
 		     const uint8_t *payload, uint32_t len)
@@ -598,7 +571,9 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 	int rc = 0;
 	if (type == PROTO_GET)
 		rc = proto_get_decode(payload, len, &j->g);
-	else if (len <= sizeof(j->rdma))
+	else if (type == PROTO_META_GET && len <= sizeof(j->meta))
+		memcpy(j->meta, payload, j->meta_len = len);
+	else if (type == PROTO_RDMA_DESC && len <= sizeof(j->rdma))
 		memcpy(j->rdma, payload, j->rdma_len = len);
 	else
 		rc = -EPROTO;
@@ -616,7 +591,7 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 	j->sc = sc;
 	j->req_id = id;
 	atomic_fetch_add(&sc->refs, 1);
-	int lane = j->rdma_len ? SERVE_FILL : classify_get(p, j);
+	int lane = j->rdma_len || j->meta_len ? SERVE_FILL : classify_get(p, j);
 	if (lane == SERVE_PARK) {
 		park_job(p, j);
 		return 0;
@@ -650,7 +625,7 @@ static int send_ticket(struct peers *p, struct sconn *sc, uint32_t id, const str
 	return sconn_send_frame(sc, PROTO_RDMA_DESC, id, buf, sizeof(buf), dl);
 }
 
-/* Answers PREFETCH on the serving thread: starting or polling a job takes no fill. */
+/* Answers PREFETCH on the reader: starting or polling a job takes no fill. */
 static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
 			   uint32_t len, const struct deadline *dl)
 {
@@ -665,7 +640,8 @@ static int answer_prefetch(struct peers *p, struct sconn *sc, uint32_t id, const
 	return sconn_send_frame(sc, PROTO_PREFETCH_STATUS, id, buf, sizeof(buf), dl);
 }
 
-/* Answers META_GET (net/meta_share.h) on the serving thread: memory, or a REFRESH's wait. */
+/* Answers META_GET (net/meta_share.h): memory on the reader, or a REFRESH's wait on a
+ * worker. */
 static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
 		       uint32_t len)
 {
@@ -721,65 +697,47 @@ void serve_rdma_unpin(void *ctx, struct cache_span *span)
 
 /* ---- a connection ---- */
 
-/*
- * How long a link may stay silent: PEER_IDLE_MS, or longer when a heartbeat link gets a
- * PING less often (each round pings members_ping_budget() of the members).
- */
-static uint32_t idle_limit_ms(struct peers *p)
+static bool meta_get_refresh(const uint8_t *payload, uint32_t len)
 {
-	pthread_mutex_lock(&p->lock);
-	uint64_t n = p->members.n + 1;
-	pthread_mutex_unlock(&p->lock);
-	uint64_t budget = members_ping_budget((unsigned)n);
-	uint64_t rounds = (n + budget - 1) / budget;
-	uint64_t ms = 3 * rounds * p->cfg->heartbeat_ms;
-	return ms > PEER_IDLE_MS ? (ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms) : PEER_IDLE_MS;
+	struct proto_meta_get rq;
+	return proto_meta_get_decode(payload, len, &rq) == 0 && (rq.flags & PROTO_META_REFRESH);
 }
 
-/* Reads requests until the peer goes, stays idle, says LEAVE, or stop. */
-static void serve_loop(struct peers *p, struct sconn *sc, const char *node_id)
+/* Reads one request and answers it here (PING, RDMA tickets, PREFETCH, META_GET) or queues
+ * it for the workers (GET, RDMA descriptor messages). */
+int serve_frame(struct peers *p, struct sconn *sc)
 {
 	uint8_t buf[PROTO_RDMA_MSG_MAX > PROTO_PREFETCH_LEN ? PROTO_RDMA_MSG_MAX : PROTO_PREFETCH_LEN];
 	struct proto_hdr hdr;
-	struct link *l = sc->link;
-	for (;;) {
-		uint32_t idle_ms = idle_limit_ms(p);
-		int rc = link_wait_readable(l, p->stop_fd, (int)idle_ms);
-		if (rc <= 0) {
-			if (rc == -ETIMEDOUT)
-				log_debug("peer %s: connection idle for %u s; closing it", node_id,
-					  idle_ms / 1000);
-			return;
-		}
-		struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
-		rc = link_recv_frame(l, &hdr, buf, sizeof(buf), &dl);
-		if (rc == 0 && hdr.type == PROTO_PING)
-			rc = sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
-		else if (rc == 0 && hdr.type == PROTO_GET)
-			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
-		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC && hdr.len == 0)
-			rc = send_ticket(p, sc, hdr.req_id, &dl);
-		else if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
-			rc = queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
-		else if (rc == 0 && hdr.type == PROTO_PREFETCH)
-			rc = answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
-		else if (rc == 0 && hdr.type == PROTO_META_GET)
-			rc = answer_meta(p, sc, hdr.req_id, buf, hdr.len);
-		else if (rc == 0 && hdr.type == PROTO_LEAVE) {
-			peers_member_left(p, node_id);
-			return;
-		} else if (rc == 0)
-			rc = -EPROTO;
-		if (rc) {
-			if (rc != -ECONNRESET)
-				log_debug("peer connection closed: %s", strerror(-rc));
-			return;
-		}
+	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
+	int rc = link_recv_frame(sc->link, &hdr, buf, sizeof(buf), &dl);
+	if (rc)
+		return rc;
+	switch (hdr.type) {
+	case PROTO_PING:
+		return sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
+	case PROTO_GET:
+		return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
+	case PROTO_RDMA_DESC:
+		if (hdr.len == 0)
+			return send_ticket(p, sc, hdr.req_id, &dl);
+		return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
+	case PROTO_PREFETCH:
+		return answer_prefetch(p, sc, hdr.req_id, buf, hdr.len, &dl);
+	case PROTO_META_GET: /* a REFRESH may wait for a listing: on a worker, not the reader */
+		if (meta_get_refresh(buf, hdr.len))
+			return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
+		return answer_meta(p, sc, hdr.req_id, buf, hdr.len);
+	case PROTO_LEAVE:
+		peers_member_left(p, sc->node_id);
+		return 1;
+	default:
+		return -EPROTO;
 	}
 }
 
 static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m,
-			       uint16_t caps)
+			       const struct proto_hello *them)
 {
 	struct sconn *sc = calloc(1, sizeof(*sc));
 	if (!sc || deadline_cond_init(&sc->cond)) {
@@ -789,253 +747,44 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 	sc->p = p;
 	sc->link = l;
 	sc->m = m;
-	sc->caps = caps;
+	sc->caps = them->caps;
+	snprintf(sc->node_id, sizeof(sc->node_id), "%s", them->node_id);
 	atomic_init(&sc->refs, 1);
 	pthread_mutex_init(&sc->lock, NULL);
 	return sc;
 }
 
-/* The connection, its link and member now belong to the connection's jobs too. */
-static void serve_conn(struct peers *p, struct serve_arg *a, struct member *m,
-		       const struct proto_hello *them)
+void sconn_end(struct sconn *sc)
 {
-	const char *node_id = them->node_id;
-	struct sconn *sc = sconn_new(p, a->link, m, them->caps);
-	if (!sc) {
-		link_free(a->link);
-		pthread_mutex_lock(&p->lock);
-		member_put(m);
-		pthread_mutex_unlock(&p->lock);
-		return;
-	}
-	serve_loop(p, sc, node_id);
+	struct peers *p = sc->p;
 	pthread_mutex_lock(&sc->lock);
 	sc->closed = true;
 	pthread_mutex_unlock(&sc->lock);
+	pthread_mutex_lock(&p->lock);
+	p->nauth--;
+	pthread_mutex_unlock(&p->lock);
 	sconn_put(sc);
 }
 
-/* The address a peer listens on: where it connected from, at its HELLO's port. */
-static socklen_t listen_addr(const struct serve_arg *a, uint16_t port,
-			     struct sockaddr_storage *out)
+void serve_conn(struct peers *p, struct link *l, struct member *m,
+		const struct proto_hello *them)
 {
-	*out = a->from;
-	if (out->ss_family == AF_INET)
-		((struct sockaddr_in *)out)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)out)->sin6_port = htons(port);
-	return a->fromlen;
-}
-
-static void log_handshake_failure(struct peers *p, const struct serve_arg *a, int rc)
-{
-	unsigned skipped = 0;
-	pthread_mutex_lock(&p->lock);
-	bool refused = rc == -EACCES || rc == -EPROTO;
-	bool log = refused && do_ratelimit(&p->rl_auth, mono_ns(), &skipped);
-	pthread_mutex_unlock(&p->lock);
-	if (log)
-		log_warn("peer connection from %s failed authentication; it got nothing (%s; "
-			 "%u more such failures not logged)", a->addr, link_strerror(a->link),
-			 skipped);
-	else if (!refused)
-		log_debug("peer connection from %s: handshake: %s %s", a->addr, strerror(-rc),
-			  link_strerror(a->link));
-}
-
-/* Leaves the unauthenticated budget; with @ok, joins the authenticated one if there is room. */
-static bool authenticated(struct peers *p, struct serve_arg *a, bool ok)
-{
-	unsigned skipped = 0;
-	pthread_mutex_lock(&p->lock);
-	p->pending[a->slot].link = NULL;
-	bool room = ok && p->nauth < p->cfg->max_connections;
-	if (room)
-		p->nauth++;
-	else if (ok)
-		p->refused_auth++;
-	bool log = ok && !room && do_ratelimit(&p->rl_refuse, mono_ns(), &skipped);
-	pthread_mutex_unlock(&p->lock);
-	if (log)
-		log_warn("peers: refusing an authenticated connection from %s: %u already "
-			 "(max_connections; %u more refusals not logged)", a->addr,
-			 p->cfg->max_connections, skipped);
-	return room;
-}
-
-static void *serve_main(void *arg)
-{
-	struct serve_arg *a = arg;
-	struct peers *p = a->p;
-	struct proto_hello them;
-	struct deadline dl = deadline_in_ms(SERVE_HANDSHAKE_MS);
-	int rc = link_handshake(a->link, &p->self, AUTH_ROLE_SERVER, &them, &dl);
-	if (rc)
-		log_handshake_failure(p, a, rc);
-	if (authenticated(p, a, rc == 0)) {
-		struct sockaddr_storage sa;
-		socklen_t len = listen_addr(a, them.listen_port, &sa);
-		struct member *m = peers_inbound(p, them.node_id, (struct sockaddr *)&sa, len);
-		serve_conn(p, a, m, &them);
+	struct sconn *sc = sconn_new(p, l, m, them);
+	if (!sc) {
+		link_free(l);
 		pthread_mutex_lock(&p->lock);
+		member_put(m);
 		p->nauth--;
 		pthread_mutex_unlock(&p->lock);
-	} else {
-		link_free(a->link);
-	}
-	free(a);
-	pthread_mutex_lock(&p->lock);
-	p->nserving--;
-	pthread_cond_broadcast(&p->stop_cond);
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-/* ---- admission ---- */
-
-static struct in6_addr addr_key(const struct sockaddr_storage *ss)
-{
-	struct in6_addr a = { 0 };
-	if (ss->ss_family == AF_INET6) {
-		a = ((const struct sockaddr_in6 *)ss)->sin6_addr;
-	} else {
-		a.s6_addr[10] = a.s6_addr[11] = 0xff;
-		memcpy(&a.s6_addr[12], &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	}
-	return a;
-}
-
-/*
- * Lock held. Finds a pending slot for a connection from @from: refuses past the per-address
- * limit; when the budget is used up, shuts down the oldest handshake (its thread ends at
- * once) so that a flood can delay a real peer by at most one handshake, never lock it out.
- * Returns the slot or -1.
- */
-static int do_pending_slot(struct peers *p, const struct in6_addr *from)
-{
-	unsigned same = 0, live = 0;
-	int free_slot = -1, oldest = -1;
-	for (unsigned i = 0; i < 2 * SERVE_UNAUTH_MAX; i++) {
-		struct serve_pending *sp = &p->pending[i];
-		if (!sp->link) {
-			free_slot = free_slot < 0 ? (int)i : free_slot;
-			continue;
-		}
-		if (!memcmp(&sp->from, from, sizeof(*from)))
-			same++;
-		if (sp->evicted)
-			continue;
-		live++;
-		if (oldest < 0 || sp->since_ns < p->pending[oldest].since_ns)
-			oldest = (int)i;
-	}
-	if (same >= SERVE_UNAUTH_PER_ADDR || free_slot < 0)
-		return -1;
-	if (live >= SERVE_UNAUTH_MAX && oldest >= 0) {
-		p->pending[oldest].evicted = true;
-		link_shutdown(p->pending[oldest].link); /* a syscall that does not block */
-	}
-	return free_slot;
-}
-
-static void refuse(struct peers *p, const char *addr, const char *why)
-{
-	unsigned skipped = 0;
-	pthread_mutex_lock(&p->lock);
-	p->refused_unauth++;
-	bool log = do_ratelimit(&p->rl_refuse, mono_ns(), &skipped);
-	pthread_mutex_unlock(&p->lock);
-	if (log)
-		log_warn("peers: refusing a connection from %s: %s (%u more refusals not logged)",
-			 addr, why, skipped);
-}
-
-static int spawn(struct serve_arg *a)
-{
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int rc = pthread_create(&t, &attr, serve_main, a);
-	pthread_attr_destroy(&attr);
-	return -rc;
-}
-
-static void admit(struct peers *p, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
-{
-	struct serve_arg *a = calloc(1, sizeof(*a));
-	char host[INET6_ADDRSTRLEN] = "?";
-	getnameinfo((const struct sockaddr *)ss, sslen, host, sizeof(host), NULL, 0,
-		    NI_NUMERICHOST);
-	if (!a || tcp_setup(fd) || !(a->link = link_new(fd))) {
-		if (!a || !a->link)
-			close(fd);
-		free(a);
 		return;
 	}
-	a->p = p;
-	a->from = *ss;
-	a->fromlen = sslen;
-	snprintf(a->addr, sizeof(a->addr), "%s", host);
-	struct in6_addr key = addr_key(ss);
-	pthread_mutex_lock(&p->lock);
-	int slot = p->stopping ? -1 : do_pending_slot(p, &key);
-	if (slot >= 0) {
-		p->pending[slot] = (struct serve_pending){ .link = a->link, .from = key,
-							   .since_ns = mono_ns() };
-		a->slot = (unsigned)slot;
-		p->nserving++;
+	int rc = serve_io_add(p, sc);
+	if (rc) {
+		if (rc != -ESHUTDOWN)
+			log_warn("peer %s: cannot serve its connection: %s", sc->node_id,
+				 strerror(-rc));
+		sconn_end(sc);
 	}
-	pthread_mutex_unlock(&p->lock);
-	if (slot < 0) {
-		refuse(p, host, "too many unauthenticated connections from it");
-		goto out_free;
-	}
-	if (spawn(a) == 0)
-		return;
-	pthread_mutex_lock(&p->lock);
-	p->pending[slot].link = NULL;
-	p->nserving--;
-	pthread_mutex_unlock(&p->lock);
-out_free:
-	link_free(a->link);
-	free(a);
-}
-
-/* EMFILE / ENFILE: wait (or stop) instead of spinning on a listener that stays readable. */
-static bool accept_backoff(struct peers *p, int err, unsigned *ms)
-{
-	pthread_mutex_lock(&p->lock);
-	bool first = p->accept_errors++ == 0 || *ms == 0;
-	pthread_mutex_unlock(&p->lock);
-	*ms = *ms ? (*ms * 2 > 1000 ? 1000 : *ms * 2) : 100;
-	if (first)
-		log_err("peers: cannot accept connections: %s; this process is out of file "
-			"descriptors; pausing accepts (raise LimitNOFILE / ulimit -n, or lower "
-			"max_connections)", strerror(err));
-	struct pollfd pf = { .fd = p->stop_fd, .events = POLLIN };
-	return poll(&pf, 1, (int)*ms) == 0;
-}
-
-static void *listener_main(void *arg)
-{
-	struct peers *p = arg;
-	unsigned backoff_ms = 0;
-	while (wait_readable_or_stop(p->listen_fd, p->stop_fd) > 0) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd = accept4(p->listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-		if (fd >= 0) {
-			if (backoff_ms)
-				log_info("peers: accepting connections again");
-			backoff_ms = 0;
-			admit(p, fd, &ss, len);
-		} else if ((errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-			    errno == ENOBUFS) && !accept_backoff(p, errno, &backoff_ms)) {
-			break;
-		}
-	}
-	return NULL;
 }
 
 static void stop_workers(struct peers *p)
@@ -1072,7 +821,9 @@ int serve_start(struct peers *p)
 		rc = -pthread_create(&w->thread, NULL, worker_main, w);
 	}
 	if (rc == 0)
-		rc = -pthread_create(&p->listener, NULL, listener_main, p);
+		rc = serve_io_start(p);
+	if (rc == 0 && (rc = serve_accept_start(p)))
+		serve_io_stop(p);
 	if (rc) {
 		stop_workers(p);
 		swarm_free(p->swarm);
@@ -1085,16 +836,8 @@ int serve_start(struct peers *p)
 
 void serve_stop(struct peers *p)
 {
-	pthread_join(p->listener, NULL);
-	/* Every serving thread ends by its own deadlines (handshake, request_timeout) or at
-	 * stop_fd; what they use must outlive them, so wait for the last without a limit. */
-	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < 2 * SERVE_UNAUTH_MAX; i++)
-		if (p->pending[i].link)
-			link_shutdown(p->pending[i].link);
-	while (p->nserving)
-		pthread_cond_wait(&p->stop_cond, &p->lock);
-	pthread_mutex_unlock(&p->lock);
+	serve_accept_stop(p); /* the listener, then every handshake thread */
+	serve_io_stop(p); /* the authenticated links, each bounded by request_timeout */
 	cache_set_fill_hook(p->cache, NULL, NULL); /* waits for hook calls still running */
 	pthread_mutex_lock(&p->lock);
 	do_unpark(p, NULL, NULL); /* dropped with the queue below */
