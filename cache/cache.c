@@ -1272,8 +1272,14 @@ void cache_free(struct cache *c)
 {
 	if (!c)
 		return;
-	if (!stop_threads(c))
-		return; /* a stuck thread still uses the slab: let process exit reclaim it */
+	if (!stop_threads(c)) {
+		/* A stuck thread still uses the slab or the store's mappings: process exit
+		 * reclaims them. A store no restart will adopt leaves the tree now, or its
+		 * bytes would stay mounted after we are gone. */
+		if (c->store && !c->warm)
+			cache_store_detach(c->store);
+		return;
+	}
 	if (c->store && c->warm) {
 		int rc = do_write_index(c);
 		if (rc)

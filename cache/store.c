@@ -103,6 +103,12 @@ out_err:;
 	return NULL;
 }
 
+void cache_store_detach(struct cache_store *s)
+{
+	if (s && umount2(s->dir, MNT_DETACH) == 0)
+		rmdir(s->dir);
+}
+
 void cache_store_free(struct cache_store *s, bool keep)
 {
 	if (!s)

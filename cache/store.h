@@ -60,6 +60,13 @@ struct cache_store *cache_store_new(const char *dir, uint64_t limit, bool warm, 
 void cache_store_free(struct cache_store *s, bool keep);
 
 /*
+ * Detaches the tmpfs from the file system tree and removes @dir, leaving @s and its mappings
+ * usable: for a daemon that exits with a thread still writing into the store (stuck in a
+ * backing read), so its memory goes with the process instead of staying mounted.
+ */
+void cache_store_detach(struct cache_store *s);
+
+/*
  * Warm restart: the index a daemon writes at a clean exit, naming each kept file with the
  * identity of its version and the CRC of each chunk it holds. Binary, little-endian,
  * versioned; the whole is covered by a CRC-32 in its header, so a torn or foreign index is

@@ -70,12 +70,18 @@ timeout 60 cat "$M/s.bin" >/dev/null 2>"$SCRATCH/stall-reader.err" &
 reader=$!
 mows_track_pid $reader
 retry_until 10 grep -q "stall s.bin" "$FAULTFS_LOG" || fail "the reader's fill never reached the stalled backing"
+store=${MOWS_SOCK%.sock}.cache # beside the control socket (fs/main.c)
+grep -q " $store tmpfs " /proc/mounts || fail "no cache tmpfs at $store: the check after the stop would mean nothing"
 t0=$SECONDS
 kill -TERM "$MOWS_PID"
 retry_until 5 bash -c "! awk -v m='$M' '\$2 == m { f = 1 } END { exit !f }' /proc/mounts" ||
 	fail "$M still mounted 5 s after SIGTERM while a reader waited on a stalled fill ($(tail -n 2 "$MOWS_LOG"))"
 grep -q "stopping on signal 15" "$MOWS_LOG" || fail "mows-fuse did not log its stop on SIGTERM"
 wait $reader 2>/dev/null && fail "the reader of a stalled file read it all"
+# Its fill threads stay stuck in faultfs until the stall ends, but the cache's tmpfs (the
+# chunks' memory) must not stay mounted after the daemon is gone.
+retry_until 10 bash -c "! grep -q ' $store tmpfs ' /proc/mounts" ||
+	fail "the cache tmpfs $store is still mounted 10 s after SIGTERM"
 note "SIGTERM with a reader waiting on a stalled fill: unmounted within $((SECONDS - t0)) s"
 
 # Daemonized: returns once mounted; the mount works at once.
