@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1331,28 +1332,13 @@ static int do_want_chunks(struct cache *c, struct cache_file *f, uint64_t size)
 	return 0;
 }
 
-/*
- * Out of descriptors creating a cache file: said once a minute, naming the limit and the fix
- * in the words cache/tree.c uses for backing files.
- */
+/* Out of descriptors creating a cache file: said once a minute (common/log.h). */
 static void note_nofile(int err, const char *relpath)
 {
 	static _Atomic uint64_t last_ns;
-	uint64_t now = mono_ns(), prev = atomic_load(&last_ns);
-	struct rlimit rl = { 0 };
-	if ((prev && now - prev < 60ull * 1000000000ull) ||
-	    !atomic_compare_exchange_strong(&last_ns, &prev, now))
-		return;
-	getrlimit(RLIMIT_NOFILE, &rl);
-	if (err == -EMFILE)
-		log_err("out of file descriptors opening the cache file of %s: this process may have "
-			"%llu open (RLIMIT_NOFILE, hard limit %llu); raise LimitNOFILE= in the "
-			"systemd unit or 'ulimit -n' before starting mows-fuse", relpath,
-			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
-	else
-		log_err("out of file descriptors opening the cache file of %s: the system-wide "
-			"limit is reached (ENFILE); raise it with 'sysctl fs.file-max' or close other "
-			"programs", relpath);
+	char what[PATH_MAX + 32];
+	snprintf(what, sizeof(what), "the cache file of %s", relpath);
+	log_nofile(&last_ns, err, what);
 }
 
 /* The warm-restart index entry for the version @info describes, if one is unclaimed. */

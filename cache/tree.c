@@ -23,7 +23,6 @@
 #include "common/log.h"
 
 #define KEYS_WAIT_MS 10000      /* a key miss waits this long at most for a walk underway */
-#define NOFILE_LOG_EVERY_NS 60000000000ull
 #define FUSE_SUPER_MAGIC 0x65735546
 #define META_STOP_WAIT_MS 500   /* unmount waits this long for the metadata thread */
 
@@ -116,25 +115,7 @@ static int64_t mtime_ns_of(const struct stat *st)
 void cache_tree_note_nofile(int err, const char *what)
 {
 	static _Atomic uint64_t last_ns;
-	if (err >= 0)
-		return; /* a descriptor, not an error: fd 23 or 24 is no ENFILE or EMFILE */
-	err = -err;
-	if (err != EMFILE && err != ENFILE)
-		return;
-	uint64_t now = mono_ns(), prev = atomic_load(&last_ns);
-	if ((prev && now - prev < NOFILE_LOG_EVERY_NS) ||
-	    !atomic_compare_exchange_strong(&last_ns, &prev, now))
-		return;
-	struct rlimit rl = { 0 };
-	getrlimit(RLIMIT_NOFILE, &rl);
-	if (err == EMFILE)
-		log_err("out of file descriptors opening %s: this process may have %llu open "
-			"(RLIMIT_NOFILE, hard limit %llu); raise LimitNOFILE= in the systemd unit "
-			"or 'ulimit -n' before starting mows-fuse", what,
-			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
-	else
-		log_err("out of file descriptors opening %s: the system-wide limit is reached "
-			"(ENFILE); raise it with 'sysctl fs.file-max' or close other programs", what);
+	log_nofile(&last_ns, err, what);
 }
 
 /* ---- the confined open ---- */

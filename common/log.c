@@ -1,16 +1,22 @@
 #include "common/log.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 /* CODE_FILE= would name this file, not the caller: leave it out. */
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #include <time.h>
+
+#include "common/deadline.h"
+
+#define NOFILE_LOG_EVERY_NS 60000000000ull
 
 static atomic_int log_level = LOG_INFO;
 static atomic_bool log_syslog;
@@ -142,4 +148,24 @@ void log_msg(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, fmt, ap);
 	va_end(ap);
+}
+
+void log_nofile(_Atomic uint64_t *last_ns, int err, const char *what)
+{
+	if (err != -EMFILE && err != -ENFILE)
+		return; /* a descriptor (fd 23 or 24 is no ENFILE or EMFILE) or another error */
+	uint64_t now = mono_ns(), prev = atomic_load(last_ns);
+	if ((prev && now - prev < NOFILE_LOG_EVERY_NS) ||
+	    !atomic_compare_exchange_strong(last_ns, &prev, now))
+		return;
+	struct rlimit rl = { 0 };
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (err == -EMFILE)
+		log_err("out of file descriptors opening %s: this process may have %llu open "
+			"(RLIMIT_NOFILE, hard limit %llu); raise LimitNOFILE= in the systemd unit "
+			"or 'ulimit -n' before starting mows-fuse", what,
+			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+	else
+		log_err("out of file descriptors opening %s: the system-wide limit is reached "
+			"(ENFILE); raise it with 'sysctl fs.file-max' or close other programs", what);
 }

@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <syslog.h>
 
 /* Levels use syslog's numbers: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
@@ -39,6 +40,14 @@ void log_field_msg(int level, const char *field, const char *value, const char *
 	__attribute__((format(printf, 4, 5)));
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Out of descriptors opening @what: logs, at most once a minute per *@last_ns (a caller's
+ * own rate-limit state, zero at first), which limit was reached (@err is -EMFILE or
+ * -ENFILE; anything else, a descriptor included, is ignored) and how to raise it. Safe
+ * from any thread.
+ */
+void log_nofile(_Atomic uint64_t *last_ns, int err, const char *what);
 void log_vmsg(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
