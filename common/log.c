@@ -14,8 +14,6 @@
 #include <systemd/sd-journal.h>
 #include <time.h>
 
-#include "common/deadline.h"
-
 #define NOFILE_LOG_EVERY_NS 60000000000ull
 
 static atomic_int log_level = LOG_INFO;
@@ -154,7 +152,10 @@ void log_nofile(_Atomic uint64_t *last_ns, int err, const char *what)
 {
 	if (err != -EMFILE && err != -ENFILE)
 		return; /* a descriptor (fd 23 or 24 is no ENFILE or EMFILE) or another error */
-	uint64_t now = mono_ns(), prev = atomic_load(last_ns);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* no common/deadline.c: log.c stands alone */
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t prev = atomic_load(last_ns);
 	if ((prev && now - prev < NOFILE_LOG_EVERY_NS) ||
 	    !atomic_compare_exchange_strong(last_ns, &prev, now))
 		return;
