@@ -81,7 +81,11 @@ static void io_arm(struct serve_io *io, struct sconn *sc)
 	sc->armed_ns = mono_ns();
 	pthread_mutex_unlock(&sc->lock);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = sc };
-	if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, link_poll_fd(sc->link), &ev) == 0)
+	int fd = link_poll_fd(sc->link);
+	/* A link whose handshake left TLS bytes buffered went to a reader before it was ever in
+	 * the set (serve_io_add()): the first arm adds it. */
+	if (epoll_ctl(io->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ||
+	    (errno == ENOENT && epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) == 0))
 		return;
 	log_warn("peer %s: cannot watch its connection: %s; closing it", sc->node_id,
 		 strerror(errno));

@@ -316,11 +316,32 @@ assert_between() { # LO VALUE HI WHAT
 	fi
 }
 
+# Lines no daemon may ever log: each is a defect in mows itself, whatever the test does.
+CLUSTER_NEVER_LOGGED=(
+	"cannot watch its connection" # net/serve_io.c lost a link from its epoll set
+)
+
+# Whether the nodes' logs are free of CLUSTER_NEVER_LOGGED (prints the lines found).
+_cluster_logs_clean() {
+	local pat found
+	for pat in "${CLUSTER_NEVER_LOGGED[@]}"; do
+		found=$(grep -H -F -- "$pat" "$CLUSTER_STATE"/node*.log 2>/dev/null | grep -v sshfs | head -n 5)
+		if [ -n "$found" ]; then
+			printf 'FAIL: %s: a daemon logged what it never should:\n%s\n' "$MOWS_TEST" "$found" >&2
+			return 1
+		fi
+	done
+	return 0
+}
+
 # Removes the cluster, then hands over to lib.sh's cleanup with the test's status.
 _cluster_on_exit() {
 	local rc=$? log
 	trap - EXIT
 	if [ "$_CLUSTER_MADE" -eq 1 ]; then
+		if [ "$rc" -eq 0 ] && ! _cluster_logs_clean; then
+			rc=1
+		fi
 		if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
 			for log in "$CLUSTER_STATE"/*.log; do
 				[ -s "$log" ] || continue
