@@ -36,7 +36,8 @@ restart_and_read() { # VAR TAG
 	cluster_check_sums "$WANT" 1
 	cluster_json "$1" "$SCRATCH/$2.json" node1.ms
 	cluster_get from_backing 1 status 'j["bytes_from_backing"]'
-	assert_eq 0 "$from_backing" "$2: bytes node1 read from storage (node2 and node3 hold the model)"
+	[ "$from_backing" = 0 ] || fail "$2: node1 read $from_backing bytes from storage, expected 0" \
+		"(node2 and node3 hold the model); what each node saw:$(_cluster_peers_text 1 2 3)"
 }
 
 # ---- a. baseline ----
