@@ -54,7 +54,7 @@ test/bin/%: test/%.o libmows.a
 test/%.o: override CFLAGS += $(shell pkg-config --cflags check)
 
 # The supervisor's pure parts (backoff, table of opens, the environment it passes).
-test/bin/check_supervisor: test/check_supervisor.o fs/supervisor.o fs/super_child.o libmows.a
+test/bin/check_supervisor: test/check_supervisor.o fs/supervisor.o fs/super_child.o fs/super_store.o libmows.a
 	@mkdir -p test/bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
 

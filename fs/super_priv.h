@@ -8,6 +8,7 @@
 #define MOWS_FS_SUPER_PRIV_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,38 @@ struct super_msg {
 };
 
 #define MSG_SIZE(n) (offsetof(struct super_msg, data) + (n))
+
+/*
+ * systemd's file descriptor store (fs/super_store.c), so that the mount outlives the
+ * supervisor too: under systemd (NOTIFY_SOCKET set; the unit sets FileDescriptorStoreMax)
+ * the supervisor stores the /dev/fuse descriptor, the table of opens and a small state memfd
+ * (the INIT to replay, the restart count). When the supervisor dies (a crash, the watchdog's
+ * SIGABRT, an OOM kill) and systemd starts the service again (Restart=), the new supervisor
+ * gets them back (LISTEN_FDS, by name) and serves the same mount as after a child's death:
+ * no reader sees an error. A clean stop removes them. Single-threaded: the supervisor's.
+ */
+struct super_saved {
+	int fuse_fd, opens_fd, state_fd;
+	uint8_t init[INIT_MAX];
+	size_t init_len;
+	bool init_pt;
+	unsigned restarts;
+};
+
+/* A new state memfd (close-on-exec), or -1 with errno set. */
+int super_store_new_state(void);
+/* Writes @sv's INIT and restart count into @state_fd. 0 or -errno. */
+int super_store_write(int state_fd, const struct super_saved *sv);
+/*
+ * Takes back what systemd stored for a mount of @mountpoint: 1 with @sv filled (the caller
+ * owns its three descriptors), 0 when there is nothing usable (what there was is closed and
+ * removed from the store, saying why), or -errno.
+ */
+int super_store_adopt(const char *mountpoint, struct super_saved *sv);
+/* Stores @sv's three descriptors: 1, 0 when not under systemd, or -errno. */
+int super_store_push(const struct super_saved *sv);
+/* Asks systemd to drop what we stored (a clean stop). */
+void super_store_forget(void);
 
 static inline size_t super_opens_bytes(void)
 {

@@ -35,12 +35,14 @@ struct super {
 	char binary[PATH_MAX], prev_binary[PATH_MAX];
 	int fuse_fd;                /* the mount's device, once the first child handed it over */
 	int opens_fd;
+	int state_fd;               /* for systemd's fd store (fs/super_priv.h), or -1 */
 	int sig_fd;
 	int sock;                   /* our end of the current child's socket, or -1 */
 	int report_fd;              /* to the process that started us (daemon mode), or -1 */
 	pid_t child;
 	uint64_t child_start_ns, died_ns, next_start_ns, stop_by_ns;
 	bool child_ready, child_dead, handover, stopping, upgrading;
+	bool stored;                /* our descriptors are in systemd's fd store */
 	unsigned restarts, fast_exits;
 	uint8_t init[INIT_MAX];
 	size_t init_len;
@@ -246,6 +248,55 @@ static void plan_restart(struct super *s, int status)
 	s->next_start_ns = s->died_ns + delay_ms * 1000000;
 }
 
+/* What systemd keeps for us, so the mount outlives this process too (fs/super_priv.h). */
+static void store_save(struct super *s)
+{
+	struct super_saved sv = { .fuse_fd = s->fuse_fd, .opens_fd = s->opens_fd,
+				  .state_fd = s->state_fd, .init_len = s->init_len,
+				  .init_pt = s->init_pt, .restarts = s->restarts };
+	if (s->fuse_fd < 0 || s->state_fd < 0 || !s->init_len)
+		return;
+	memcpy(sv.init, s->init, s->init_len);
+	int rc = super_store_write(s->state_fd, &sv);
+	if (rc == 0 && !s->stored) {
+		rc = super_store_push(&sv);
+		s->stored = rc > 0;
+		if (s->stored)
+			log_info("supervisor: the mount's descriptors are in systemd's fd store: a "
+				 "restart of the service keeps the mount (FileDescriptorStoreMax)");
+		rc = rc < 0 ? rc : 0;
+	}
+	if (rc)
+		log_warn("supervisor: cannot keep the mount's state in systemd's fd store: %s; "
+			 "the mount ends if this supervisor dies", strerror(-rc));
+}
+
+/* A previous supervisor of this mount died and systemd kept its descriptors: serve on. */
+static int store_adopt(struct super *s)
+{
+	struct super_saved sv;
+	int rc = super_store_adopt(s->m->mountpoint, &sv);
+	if (rc <= 0)
+		return rc;
+	close(s->opens_fd);
+	if (s->state_fd >= 0)
+		close(s->state_fd);
+	s->fuse_fd = sv.fuse_fd;
+	s->opens_fd = sv.opens_fd;
+	s->state_fd = sv.state_fd;
+	memcpy(s->init, sv.init, sv.init_len);
+	s->init_len = sv.init_len;
+	s->init_pt = sv.init_pt;
+	s->restarts = sv.restarts + 1;
+	s->stored = true;
+	s->died_ns = mono_ns();
+	log_info("supervisor: took the mount of %s back from systemd's fd store (the previous "
+		 "supervisor ended); starting a serving process for it", s->m->mountpoint);
+	resend(s);
+	store_save(s);
+	return 1;
+}
+
 static void child_message(struct super *s);
 
 static void child_exited(struct super *s, int status)
@@ -287,6 +338,7 @@ static void child_exited(struct super *s, int status)
 		}
 		s->handover = false;
 		resend(s);
+		store_save(s);
 	}
 	s->child = 0;
 }
@@ -387,6 +439,7 @@ static void child_message(struct super *s)
 		memcpy(s->init, msg.data, msg.len);
 		s->init_len = msg.len;
 		s->init_pt = msg.flag;
+		store_save(s);
 	} else if (msg.type == SM_READY) {
 		s->child_ready = true;
 		if (s->restarts)
@@ -443,8 +496,12 @@ static void teardown(struct super *s)
 	    m->cfg.cache_dir[0] && statfs(m->cfg.cache_dir, &sf) == 0 &&
 	    sf.f_type == TMPFS_MAGIC && umount2(m->cfg.cache_dir, MNT_DETACH) == 0)
 		rmdir(m->cfg.cache_dir);
+	if (s->stored)
+		super_store_forget();
 	if (s->fuse_fd >= 0)
 		close(s->fuse_fd);
+	if (s->state_fd >= 0)
+		close(s->state_fd);
 	close(s->opens_fd);
 	close(s->sig_fd);
 }
@@ -459,6 +516,7 @@ static int super_setup(struct super *s)
 	s->opens_fd = memfd_create("mows-opens", MFD_CLOEXEC);
 	if (s->opens_fd < 0 || ftruncate(s->opens_fd, (off_t)super_opens_bytes()) < 0)
 		return -errno;
+	s->state_fd = super_store_new_state(); /* -1: no fd store, said when it matters */
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD), sigaddset(&set, SIGTERM), sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP), sigaddset(&set, SIGUSR2);
@@ -471,19 +529,28 @@ static int super_setup(struct super *s)
 int super_run(struct mows *m, char **argv)
 {
 	static struct super s;
-	s = (struct super){ .m = m, .argv = argv, .fuse_fd = -1, .opens_fd = -1, .sock = -1,
-			    .report_fd = -1 };
+	s = (struct super){ .m = m, .argv = argv, .fuse_fd = -1, .opens_fd = -1, .state_fd = -1,
+			    .sock = -1, .report_fd = -1 };
 	if (geteuid() != 0) {
 		fprintf(stderr, "mows-fuse: supervise = on: the supervisor mounts /dev/fuse itself, "
 			"which needs root; run as root or set supervise = off\n");
 		return 2;
 	}
 	int rc = super_setup(&s);
+	int adopted = rc ? 0 : store_adopt(&s);
+	if (adopted < 0)
+		log_warn("supervisor: cannot read what systemd passed: %s; mounting afresh",
+			 strerror(-adopted));
 	if (rc == 0 && !m->foreground)
 		rc = detach(&s);
 	if (rc) {
 		fprintf(stderr, "mows-fuse: supervisor: cannot start: %s\n", strerror(-rc));
 		return 1;
+	}
+	if (adopted > 0) {
+		report_start(&s, 0);
+		if (!m->foreground)
+			quiet_stdio();
 	}
 	if (!m->foreground && !log_use_journal("mows-fuse"))
 		log_use_syslog("mows-fuse");
