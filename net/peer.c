@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/crc.h"
@@ -32,6 +33,14 @@
 static uint64_t ms_ns(uint64_t ms)
 {
 	return ms * 1000000;
+}
+
+/* Wall-clock ms: only for our first incarnation (a restart must start above the last). */
+static uint64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- pooled connections ---- */
@@ -101,6 +110,12 @@ void peers_member_left(struct peers *p, const char *node_id)
 		m->gone_since_ns = now;
 		n += do_take_idle(m, conns + n);
 		found++;
+		if (p->gossip && member_gossiping(m) &&
+		    member_gossip_apply(m, PROTO_GOSSIP_LEFT, m->g_inc, now)) {
+			struct proto_gossip_event ev = { .state = PROTO_GOSSIP_LEFT, .inc = m->g_inc };
+			snprintf(ev.node_id, sizeof(ev.node_id), "%s", node_id);
+			gossip_queue_push(&p->gq, &ev);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	close_conns(conns, n);
@@ -838,6 +853,217 @@ static void resolve_all(struct peers *p)
 	free(a.len);
 }
 
+/* ---- liveness gossip (net/gossip.h) ---- */
+
+#define GOSSIP_DOWN_MAX 16      /* members one message may mark down */
+
+/* What one message taught us, to act on once the lock is dropped. */
+struct gossip_outcome {
+	struct member *down[GOSSIP_DOWN_MAX];   /* referenced */
+	uint8_t why[GOSSIP_DOWN_MAX];           /* PROTO_GOSSIP_DEAD or _LEFT */
+	unsigned ndown;
+	bool refuted;
+};
+
+/* Lock held. Someone says this node is suspect, dead or gone: outbid it (SWIM). */
+static void do_refute(struct peers *p, const struct proto_gossip_event *ev,
+		      struct gossip_outcome *o)
+{
+	if (ev->state == PROTO_GOSSIP_ALIVE || ev->inc < p->self_inc)
+		return;
+	p->self_inc = ev->inc + 1;
+	struct proto_gossip_event alive = { .state = PROTO_GOSSIP_ALIVE, .inc = p->self_inc };
+	snprintf(alive.node_id, sizeof(alive.node_id), "%s", p->node_id);
+	gossip_queue_push(&p->gq, &alive);
+	p->lv.refutations++;
+	o->refuted = true;
+}
+
+/*
+ * Lock held. Merges one belief into every entry of that node (a node may have several
+ * addresses). A belief that changes ours is passed on (queued); one that makes an up
+ * member dead or gone is acted on in gossip_act(). @fresh: a first incarnation heard is
+ * not news to pass on.
+ */
+static void do_apply(struct peers *p, const struct proto_gossip_event *ev, uint64_t now,
+		     struct gossip_outcome *o)
+{
+	if (!strcmp(ev->node_id, p->node_id)) {
+		do_refute(p, ev, o);
+		return;
+	}
+	bool news = false;
+	for (unsigned i = 0; i < p->members.n; i++) {
+		struct member *m = p->members.v[i];
+		if (m->self || !(m->caps & PROTO_CAP_GOSSIP) || strcmp(m->node_id, ev->node_id))
+			continue;
+		bool known = m->g_inc != 0;
+		if (!member_gossip_apply(m, ev->state, ev->inc, now))
+			continue;
+		news = news || known;
+		if (ev->state >= PROTO_GOSSIP_DEAD && m->up && o->ndown < GOSSIP_DOWN_MAX) {
+			member_get(m);
+			o->why[o->ndown] = ev->state;
+			o->down[o->ndown++] = m;
+		}
+	}
+	if (news) {
+		gossip_queue_push(&p->gq, ev);
+		p->lv.events_learned++;
+	}
+}
+
+/* Lock held. Learns @g, which @from_id sent (its header says it is alive). */
+static void do_learn(struct peers *p, const char *from_id, const struct proto_gossip *g,
+		     struct gossip_outcome *o)
+{
+	uint64_t now = mono_ns();
+	memset(o, 0, sizeof(*o));
+	if (!g->inc)
+		return;
+	struct proto_gossip_event alive = { .state = PROTO_GOSSIP_ALIVE, .inc = g->inc };
+	snprintf(alive.node_id, sizeof(alive.node_id), "%s", from_id);
+	do_apply(p, &alive, now, o);
+	for (unsigned i = 0; i < g->n; i++)
+		do_apply(p, &g->ev[i], now, o);
+}
+
+/* Without the lock: drops the members @o found dead or gone. */
+static void gossip_act(struct peers *p, const char *from_id, struct gossip_outcome *o)
+{
+	char why[PROTO_NODE_ID_MAX + 48];
+	for (unsigned i = 0; i < o->ndown; i++) {
+		snprintf(why, sizeof(why), "%s (heard from %s)",
+			 o->why[i] == PROTO_GOSSIP_LEFT ? "it left" : "declared dead", from_id);
+		pthread_mutex_lock(&p->lock);
+		if (o->why[i] == PROTO_GOSSIP_LEFT)
+			o->down[i]->left = true;
+		pthread_mutex_unlock(&p->lock);
+		mark_down(p, o->down[i], why);
+		pthread_mutex_lock(&p->lock);
+		member_put(o->down[i]);
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (o->refuted)
+		log_info("peers: %s suspects this node (or says it is gone); refuted with a new "
+			 "incarnation", from_id);
+}
+
+/*
+ * Lock held. The gossip for one message to @to_id: our incarnation, what we believe of the
+ * receiver itself when it is not "alive" (so it can refute at once), then the queue.
+ */
+static void do_gossip_build(struct peers *p, const char *to_id, struct proto_gossip *g)
+{
+	g->inc = p->self_inc;
+	g->n = 0;
+	struct member *t = to_id[0] ? members_find_id(&p->members, to_id) : NULL;
+	if (t && member_gossiping(t) && t->g_state != PROTO_GOSSIP_ALIVE) {
+		g->ev[0] = (struct proto_gossip_event){ .state = t->g_state, .inc = t->g_inc };
+		snprintf(g->ev[0].node_id, sizeof(g->ev[0].node_id), "%s", to_id);
+		g->n = 1;
+	}
+	unsigned limit = gossip_retransmits(p->members.n + 1);
+	g->n += gossip_queue_take(&p->gq, limit, to_id[0] ? to_id : NULL, g->ev + g->n,
+				  PROTO_GOSSIP_MAX - g->n);
+	p->lv.events_sent += g->n;
+}
+
+/* A PING or PONG payload for @to_id (whose HELLO said @caps) in @buf (PROTO_PING_MAX_LEN). */
+static ssize_t ping_payload(struct peers *p, const char *to_id, uint16_t caps,
+			    const struct proto_ping *ping, uint8_t *buf)
+{
+	if (!p->gossip || !(caps & PROTO_CAP_GOSSIP)) {
+		proto_ping_encode(buf, ping);
+		return PROTO_PING_LEN;
+	}
+	struct proto_gossip g;
+	pthread_mutex_lock(&p->lock);
+	do_gossip_build(p, to_id, &g);
+	pthread_mutex_unlock(&p->lock);
+	return proto_ping_gossip_encode(buf, PROTO_PING_MAX_LEN, ping, &g);
+}
+
+/* Learns the gossip in a PING or PONG from @from_id and acts on it. */
+static void gossip_receive(struct peers *p, const char *from_id, const struct proto_gossip *g)
+{
+	struct gossip_outcome o;
+	if (!p->gossip || !g->inc)
+		return;
+	pthread_mutex_lock(&p->lock);
+	do_learn(p, from_id, g, &o);
+	pthread_mutex_unlock(&p->lock);
+	gossip_act(p, from_id, &o);
+}
+
+ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, const void *ping,
+		   uint32_t len, void *out)
+{
+	struct proto_ping pi;
+	struct proto_gossip g;
+	if (proto_ping_gossip_decode(ping, len, &pi, &g))
+		return -EPROTO;
+	gossip_receive(p, from_id, &g);
+	pthread_mutex_lock(&p->lock);
+	p->lv.pongs++;
+	pthread_mutex_unlock(&p->lock);
+	return ping_payload(p, from_id, from_caps, &pi, out);
+}
+
+/*
+ * Lock held. A heartbeat to @m failed: suspect it (and say so) if it was believed alive.
+ * Returns whether its suspicion has run out: it is dead now.
+ */
+static bool do_suspect(struct peers *p, struct member *m, uint64_t now)
+{
+	if (m->g_state == PROTO_GOSSIP_ALIVE) {
+		member_gossip_apply(m, PROTO_GOSSIP_SUSPECT, m->g_inc, now);
+		struct proto_gossip_event ev = { .state = PROTO_GOSSIP_SUSPECT, .inc = m->g_inc };
+		snprintf(ev.node_id, sizeof(ev.node_id), "%s", m->node_id);
+		gossip_queue_push(&p->gq, &ev);
+		p->lv.suspected++;
+	}
+	return member_suspect_expired(m, now, ms_ns(p->cfg->peer_timeout_ms));
+}
+
+/* @m's suspicion ran out here: dead, for us and (through the queue) for everyone. */
+static void declare_dead(struct peers *p, struct member *m)
+{
+	pthread_mutex_lock(&p->lock);
+	bool now_dead = member_gossip_apply(m, PROTO_GOSSIP_DEAD, m->g_inc, mono_ns());
+	if (now_dead) {
+		struct proto_gossip_event ev = { .state = PROTO_GOSSIP_DEAD, .inc = m->g_inc };
+		snprintf(ev.node_id, sizeof(ev.node_id), "%s", m->node_id);
+		gossip_queue_push(&p->gq, &ev);
+		p->lv.declared_dead++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	mark_down(p, m, "suspected for peer_timeout and nobody refuted it");
+}
+
+/* Declares dead every member whose suspicion (ours or one we heard of) ran out. */
+static void check_suspects(struct peers *p)
+{
+	struct member *dead[64];
+	unsigned n = 0;
+	uint64_t now = mono_ns(), timeout = ms_ns(p->cfg->peer_timeout_ms);
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->members.n && n < 64; i++) {
+		struct member *m = p->members.v[i];
+		if (member_gossiping(m) && member_suspect_expired(m, now, timeout)) {
+			member_get(m);
+			dead[n++] = m;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		declare_dead(p, dead[i]);
+		pthread_mutex_lock(&p->lock);
+		member_put(dead[i]);
+		pthread_mutex_unlock(&p->lock);
+	}
+}
+
 /* ---- heartbeats and probes (the heartbeat thread) ---- */
 
 static void mark_up(struct peers *p, struct member *m)
@@ -884,18 +1110,41 @@ static int hb_ping(struct peers *p, struct member *m)
 {
 	uint32_t timeout = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
 	struct deadline dl = deadline_in_ms(timeout);
-	uint8_t buf[PROTO_PING_LEN];
+	uint8_t buf[PROTO_PING_MAX_LEN];
 	struct proto_ping ping = { .mono_ms = mono_ns() / 1000000 }, pong;
+	struct proto_gossip g;
 	struct proto_hdr hdr;
 	uint32_t id = ++m->hb_id;
-	proto_ping_encode(buf, &ping);
-	int rc = link_send_frame(m->hb, PROTO_PING, id, buf, sizeof(buf), &dl);
+	pthread_mutex_lock(&p->lock);
+	uint16_t caps = m->caps;
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	snprintf(node_id, sizeof(node_id), "%s", m->node_id);
+	p->lv.pings++;
+	pthread_mutex_unlock(&p->lock);
+	ssize_t len = ping_payload(p, node_id, caps, &ping, buf);
+	if (len < 0)
+		return (int)len;
+	int rc = link_send_frame(m->hb, PROTO_PING, id, buf, (uint32_t)len, &dl);
 	if (rc == 0)
 		rc = link_recv_frame(m->hb, &hdr, buf, sizeof(buf), &dl);
 	if (rc == 0 && (hdr.type != PROTO_PONG || hdr.req_id != id ||
-			proto_ping_decode(buf, hdr.len, &pong) || pong.mono_ms != ping.mono_ms))
+			proto_ping_gossip_decode(buf, hdr.len, &pong, &g) ||
+			pong.mono_ms != ping.mono_ms))
 		rc = -EPROTO;
+	if (rc == 0)
+		gossip_receive(p, node_id, &g);
 	return rc;
+}
+
+/* @m answered a heartbeat: up, unless gossip holds it dead at the incarnation it answered
+ * with (it will outbid that once it hears of it: our next PING tells it). */
+static void hb_answered(struct peers *p, struct member *m)
+{
+	pthread_mutex_lock(&p->lock);
+	bool dead = p->gossip && member_gossiping(m) && m->g_state >= PROTO_GOSSIP_DEAD;
+	pthread_mutex_unlock(&p->lock);
+	if (!dead)
+		mark_up(p, m);
 }
 
 /* No answer from @m this round: drop its links; down once silent for peer_timeout. */
@@ -916,9 +1165,14 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 			     "its own; check that both use the same secret_file", m->addr);
 	pthread_mutex_lock(&p->lock);
 	m->probe_fails++;
-	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
+	uint64_t now = mono_ns();
+	bool silent = now - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
+	bool gossiping = p->gossip && member_gossiping(m);
+	bool dead = gossiping && do_suspect(p, m, now);
 	pthread_mutex_unlock(&p->lock);
-	if (silent)
+	if (dead)
+		declare_dead(p, m);
+	else if (silent && !gossiping)
 		mark_down(p, m, rc == -EACCES ? "authentication failed" : strerror(-rc));
 }
 
@@ -986,7 +1240,7 @@ static void probe_finish(struct peers *p, struct member *m, int fd, uint64_t rea
 		return;
 	rc = hb_ping(p, m);
 	if (rc == 0)
-		mark_up(p, m);
+		hb_answered(p, m);
 	else
 		hb_failed(p, m, rc);
 }
@@ -1068,7 +1322,9 @@ static void heartbeat_round(struct peers *p)
 {
 	reclaim(p);
 	check_links(p);
+	check_suspects(p);
 	pthread_mutex_lock(&p->lock);
+	p->lv.rounds++;
 	unsigned cap = p->members.n;
 	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
 	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), members_ping_budget(cap),
@@ -1084,7 +1340,7 @@ static void heartbeat_round(struct peers *p)
 		}
 		int rc = hb_ping(p, m);
 		if (rc == 0)
-			mark_up(p, m);
+			hb_answered(p, m);
 		else
 			hb_failed(p, m, rc);
 		pthread_mutex_lock(&p->lock);
@@ -1256,8 +1512,11 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	if (p->listen_fd < 0)
 		goto out_free;
 	p->listen_port = port_of(cfg->listen);
+	p->gossip = cfg->gossip;
+	p->self_inc = gossip_first_inc(real_ms());
+	gossip_queue_init(&p->gq);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
-				      .caps = PROTO_CAP_SWARM,
+				      .caps = PROTO_CAP_SWARM | (p->gossip ? PROTO_CAP_GOSSIP : 0),
 				      .secret = p->secret, .secret_len = p->secret_len,
 				      .insecure = cfg->insecure, .tls = p->tls,
 				      .start_ns = p->start_ns };
@@ -1375,6 +1634,7 @@ void peers_free(struct peers *p)
 		close_conns(conns, do_take_idle(p->members.v[i], conns));
 	}
 	members_release(&p->members);
+	gossip_queue_release(&p->gq);
 	owners_free(p->owners);
 	if (p->rdma)
 		cache_set_forget(p->cache, NULL, NULL);
@@ -1442,6 +1702,10 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->accept_errors = p->accept_errors;
 	s->quarantines = p->quarantines;
 	s->swarm = p->sw;
+	s->liveness = p->lv;
+	s->liveness.gossip = p->gossip;
+	s->liveness.incarnation = p->self_inc;
+	s->liveness.suspects = members_suspects(&p->members);
 	pthread_mutex_unlock(&p->lock);
 	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {

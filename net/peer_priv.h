@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "net/gossip.h"
 #include "net/link.h"
 #include "net/member.h"
 #include "net/peer.h"
@@ -111,6 +112,12 @@ struct peers {
 	unsigned nparked;
 	struct peers_swarm_counters sw;
 	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
+	/* Liveness gossip (net/gossip.h): our incarnation, the events to piggyback, counters
+	 * (lv.suspects unused here). All protected by lock; gossip is set before start. */
+	bool gossip;
+	uint64_t self_inc;
+	struct gossip_queue gq;
+	struct peers_liveness lv;
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
 };
 
@@ -125,6 +132,16 @@ void serve_stop(struct peers *p);
 bool serve_rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN]);
 int serve_rdma_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc);
 void serve_rdma_unpin(void *ctx, struct cache_span *span);
+
+/*
+ * net/peer.c, for the serving side: answers a PING of @len bytes at @ping from the peer
+ * @from_id whose HELLO said @from_caps. Learns the gossip it carries and writes the PONG's
+ * payload (with our gossip when the peer said PROTO_CAP_GOSSIP) to @out (PROTO_PING_MAX_LEN
+ * bytes). Returns the payload length or -EPROTO. Takes peers->lock briefly; may mark members
+ * down (closing their pooled connections) before it returns.
+ */
+ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, const void *ping,
+		   uint32_t len, void *out);
 
 /* net/peer.c: a peer said LEAVE (from a serving thread). */
 void peers_member_left(struct peers *p, const char *node_id);

@@ -44,13 +44,19 @@ static void fuzz_auth(const uint8_t *p, size_t len)
 
 static void fuzz_ping(const uint8_t *p, size_t len)
 {
-	uint8_t again[PROTO_PING_LEN];
+	uint8_t again[PROTO_PING_MAX_LEN];
 	struct proto_ping pi;
+	struct proto_gossip g;
 
-	if (proto_ping_decode(p, len, &pi))
+	if (proto_ping_gossip_decode(p, len, &pi, &g))
 		return;
-	CHECK(len == PROTO_PING_LEN);
-	proto_ping_encode(again, &pi);
+	CHECK(len >= PROTO_PING_LEN && len <= PROTO_PING_MAX_LEN);
+	if (len == PROTO_PING_LEN) {
+		CHECK(proto_ping_decode(p, len, &pi) == 0);
+		proto_ping_encode(again, &pi);
+	} else {
+		CHECK(proto_ping_gossip_encode(again, sizeof(again), &pi, &g) == (ssize_t)len);
+	}
 	CHECK(memcmp(again, p, len) == 0);
 }
 
