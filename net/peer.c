@@ -1106,16 +1106,30 @@ static int hb_adopt(struct peers *p, struct member *m, struct link *l,
 	return 0;
 }
 
+/*
+ * How long a heartbeat waits for its PONG: min(peer_timeout, 2 s); for a member we gossip
+ * with, max(heartbeat, peer_timeout / 4) if shorter. A missed PONG then only makes it
+ * suspect (which it can refute), so the wait need not cover a slow moment, and the
+ * heartbeat thread is held less by a member that went silent.
+ */
+static uint32_t hb_timeout_ms(const struct peers *p, bool gossiping)
+{
+	uint32_t t = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
+	uint32_t g = p->cfg->peer_timeout_ms / 4;
+	if (g < p->cfg->heartbeat_ms)
+		g = p->cfg->heartbeat_ms;
+	return gossiping && g < t ? g : t;
+}
+
 static int hb_ping(struct peers *p, struct member *m)
 {
-	uint32_t timeout = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
-	struct deadline dl = deadline_in_ms(timeout);
 	uint8_t buf[PROTO_PING_MAX_LEN];
 	struct proto_ping ping = { .mono_ms = mono_ns() / 1000000 }, pong;
 	struct proto_gossip g;
 	struct proto_hdr hdr;
 	uint32_t id = ++m->hb_id;
 	pthread_mutex_lock(&p->lock);
+	struct deadline dl = deadline_in_ms(hb_timeout_ms(p, p->gossip && member_gossiping(m)));
 	uint16_t caps = m->caps;
 	char node_id[PROTO_NODE_ID_MAX + 1];
 	snprintf(node_id, sizeof(node_id), "%s", m->node_id);
@@ -1513,6 +1527,10 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 		goto out_free;
 	p->listen_port = port_of(cfg->listen);
 	p->gossip = cfg->gossip;
+	if (getenv("MOWS_TEST_NO_GOSSIP") && !strcmp(getenv("MOWS_TEST_NO_GOSSIP"), "1")) {
+		p->gossip = false; /* an old node, for mixed-version tests */
+		log_warn("MOWS_TEST_NO_GOSSIP=1: this node speaks no liveness gossip (test)");
+	}
 	p->self_inc = gossip_first_inc(real_ms());
 	gossip_queue_init(&p->gq);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
