@@ -80,6 +80,7 @@ struct member {
 	/* Owned by the heartbeat thread. */
 	struct link *hb;
 	uint32_t hb_id;
+	uint64_t hb_sent_ns;      /* when the PING in progress was sent, 0: none */
 };
 
 struct members {

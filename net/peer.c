@@ -1012,12 +1012,14 @@ ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, con
 
 /*
  * Lock held. A heartbeat to @m failed: suspect it (and say so) if it was believed alive.
- * Returns whether its suspicion has run out: it is dead now.
+ * The suspicion runs from @since, when the attempt that failed began (its silence began
+ * then at the latest). Returns whether it has run out: @m is dead now.
  */
-static bool do_suspect(struct peers *p, struct member *m, uint64_t now)
+static bool do_suspect(struct peers *p, struct member *m, uint64_t since, uint64_t now)
 {
 	if (m->g_state == PROTO_GOSSIP_ALIVE) {
 		member_gossip_apply(m, PROTO_GOSSIP_SUSPECT, m->g_inc, now);
+		m->g_since_ns = since;
 		struct proto_gossip_event ev = { .state = PROTO_GOSSIP_SUSPECT, .inc = m->g_inc };
 		snprintf(ev.node_id, sizeof(ev.node_id), "%s", m->node_id);
 		gossip_queue_push(&p->gq, &ev);
@@ -1138,6 +1140,7 @@ static int hb_ping(struct peers *p, struct member *m)
 	ssize_t len = ping_payload(p, node_id, caps, &ping, buf);
 	if (len < 0)
 		return (int)len;
+	m->hb_sent_ns = mono_ns();
 	int rc = link_send_frame(m->hb, PROTO_PING, id, buf, (uint32_t)len, &dl);
 	if (rc == 0)
 		rc = link_recv_frame(m->hb, &hdr, buf, sizeof(buf), &dl);
@@ -1154,6 +1157,7 @@ static int hb_ping(struct peers *p, struct member *m)
  * with (it will outbid that once it hears of it: our next PING tells it). */
 static void hb_answered(struct peers *p, struct member *m)
 {
+	m->hb_sent_ns = 0;
 	pthread_mutex_lock(&p->lock);
 	bool dead = p->gossip && member_gossiping(m) && m->g_state >= PROTO_GOSSIP_DEAD;
 	pthread_mutex_unlock(&p->lock);
@@ -1182,7 +1186,9 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 	uint64_t now = mono_ns();
 	bool silent = now - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
 	bool gossiping = p->gossip && member_gossiping(m);
-	bool dead = gossiping && do_suspect(p, m, now);
+	uint64_t since = m->hb_sent_ns ? m->hb_sent_ns : now;
+	m->hb_sent_ns = 0;
+	bool dead = gossiping && do_suspect(p, m, since, now);
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		declare_dead(p, m);
@@ -1259,6 +1265,22 @@ static void probe_finish(struct peers *p, struct member *m, int fd, uint64_t rea
 		hb_failed(p, m, rc);
 }
 
+/*
+ * How long a probe batch waits for its connects: min(peer_timeout, 2 s), or the short
+ * heartbeat wait when every member in it is one we gossip with and already suspect (a known
+ * peer on the LAN connects fast; one that does not stays suspect, and the round is not held
+ * past its suspicion's end).
+ */
+static uint32_t probe_wait_ms(struct peers *p, struct member **ms, unsigned n)
+{
+	bool quick = p->gossip && n > 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; quick && i < n; i++)
+		quick = member_gossiping(ms[i]) && ms[i]->g_state == PROTO_GOSSIP_SUSPECT;
+	pthread_mutex_unlock(&p->lock);
+	return hb_timeout_ms(p, quick);
+}
+
 /* Connects to every member of @ms at once (one poll), so dead addresses cost one timeout
  * per round, not one each. */
 static void probe_batch(struct peers *p, struct member **ms, unsigned n)
@@ -1275,8 +1297,7 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 		else
 			pending++;
 	}
-	uint32_t wait = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
-	struct deadline dl = deadline_in_ms(wait);
+	struct deadline dl = deadline_in_ms(probe_wait_ms(p, ms, n));
 	/* The handshakes below may use up the wait: a last poll without waiting still takes
 	 * the connects that completed meanwhile. */
 	for (int64_t left; pending && (left = deadline_left_ms(&dl)) >= 0;) {

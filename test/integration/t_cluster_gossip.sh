@@ -7,7 +7,7 @@
 #      is down on node1 after one peer_timeout);
 #   b. node7 loses power (a blackhole for everything in its namespace, so no FIN or RST
 #      leaves it, then SIGKILL): every survivor drops it, all within 1.5 s of the first, and
-#      within ping timeout + peer_timeout + 3 s of the kill; time to agree is reported;
+#      within 6 s of the kill (peer_timeout 2 s); time to agree is reported;
 #   c. mixed versions: nodes 5-8 restart as old nodes (MOWS_TEST_NO_GOSSIP=1: no GOSSIP
 #      capability, 8-byte PINGs): every node sees every other up, and a suspicion still
 #      works between the new ones;
@@ -131,12 +131,17 @@ power_off 7
 wait_dropped 7 15 b
 after="first $FIRST s, last $LAST s after the kill"
 spread=$(awk -v a="$FIRST" -v b="$LAST" 'BEGIN { printf "%.3f", b - a }')
-note "b: with gossip, every survivor dropped node7: $after (spread $spread s)"
+heard=0
+for n in $ALL; do
+	[ "$n" = 7 ] && continue
+	tail -n +"$((FROM[$n] + 1))" "$CLUSTER_STATE/node$n.log" |
+		grep -m1 "peer node7 (.*) is down" | grep -q "heard from" && heard=$((heard + 1))
+done
+note "b: with gossip, every survivor dropped node7: $after (spread $spread s); $heard of $((N - 1)) learned it from a peer"
 awk -v s="$spread" 'BEGIN { exit !(s <= 1.5) }' ||
 	fail "b: survivors dropped node7 $spread s apart (gossip should make it <= 1.5 s)"
-awk -v l="$LAST" 'BEGIN { exit !(l <= 7) }' ||
-	fail "b: the last survivor dropped node7 $LAST s after it lost power (bound 7 s)"
-cluster_get dd 1 peers 'j["liveness"]["declared_dead"]'
+awk -v l="$LAST" 'BEGIN { exit !(l <= 6) }' ||
+	fail "b: the last survivor dropped node7 $LAST s after it lost power (bound 6 s)"
 restore 7
 
 # ---- c. mixed versions ----
@@ -152,7 +157,7 @@ for n in 1 5; do
 	grep -q "protocol\|EPROTO\|Protocol error" "$CLUSTER_STATE/node$n.log" &&
 		fail "c: node$n logged a protocol error between old and new nodes: $(grep -m1 "protocol\|EPROTO\|Protocol error" "$CLUSTER_STATE/node$n.log")"
 done
-note "c: nodes 1-4 gossip, 5-8 do not: all 8 see each other up"
+note "c: nodes 1-4 gossip, 5-8 do not: all $N see each other up"
 
 # ---- d. power loss, every node old (before) ----
 for n in 1 2 3 4; do
@@ -167,5 +172,5 @@ power_off 7
 wait_dropped 7 30 d
 spread_old=$(awk -v a="$FIRST" -v b="$LAST" 'BEGIN { printf "%.3f", b - a }')
 note "d: without gossip (before), every survivor dropped node7: first $FIRST s, last $LAST s after the kill (spread $spread_old s); $mpr_old messages per node per round"
-note "summary: $N nodes, node7 loses power: with gossip $after (spread $spread s); without: first $FIRST s, last $LAST s (spread $spread_old s); node1 declared $dd dead itself"
+note "summary: $N nodes, node7 loses power: with gossip $after (spread $spread s); without: first $FIRST s, last $LAST s (spread $spread_old s)"
 note "pass"
