@@ -639,11 +639,13 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		",\"rounds\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"pongs\":%" PRIu64
 		",\"events_sent\":%" PRIu64 ",\"events_learned\":%" PRIu64
 		",\"suspected\":%" PRIu64 ",\"declared_dead\":%" PRIu64
-		",\"refutations\":%" PRIu64 "},",
+		",\"refutations\":%" PRIu64 ",\"ping_reqs\":%" PRIu64
+		",\"indirect_alive\":%" PRIu64 "},",
 		s->liveness.gossip ? "true" : "false", s->liveness.incarnation,
 		s->liveness.suspects, s->liveness.rounds, s->liveness.pings, s->liveness.pongs,
 		s->liveness.events_sent, s->liveness.events_learned, s->liveness.suspected,
-		s->liveness.declared_dead, s->liveness.refutations);
+		s->liveness.declared_dead, s->liveness.refutations, s->liveness.ping_reqs,
+		s->liveness.indirect_alive);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
 	for (unsigned i = 0; i < s->n; i++) {

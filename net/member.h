@@ -77,6 +77,7 @@ struct member {
 	uint64_t g_inc;           /* its incarnation as we know it, 0: unknown */
 	uint8_t g_state;          /* PROTO_GOSSIP_*: what we believe of it at g_inc */
 	uint64_t g_since_ns;      /* when it became suspect, or was last heard of alive */
+	uint64_t g_direct_ns;     /* last heard from directly: a PONG or a PING of its own */
 	/* Owned by the heartbeat thread. */
 	struct link *hb;
 	uint32_t hb_id;

@@ -855,6 +855,22 @@ static void resolve_all(struct peers *p)
 
 /* ---- liveness gossip (net/gossip.h) ---- */
 
+/*
+ * How long a heartbeat waits for its PONG: min(peer_timeout, 2 s); for a member we gossip
+ * with, max(heartbeat, peer_timeout / 4) if shorter. A missed PONG then only makes it
+ * suspect (which it can refute), so the wait need not cover a slow moment, and the
+ * heartbeat thread is held less by a member that went silent.
+ */
+static uint32_t hb_timeout_ms(const struct peers *p, bool gossiping)
+{
+	uint32_t t = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
+	uint32_t g = p->cfg->peer_timeout_ms / 4;
+	if (g < p->cfg->heartbeat_ms)
+		g = p->cfg->heartbeat_ms;
+	return gossiping && g < t ? g : t;
+}
+
+
 #define GOSSIP_DOWN_MAX 16      /* members one message may mark down */
 
 /* What one message taught us, to act on once the lock is dropped. */
@@ -996,6 +1012,14 @@ static void gossip_receive(struct peers *p, const char *from_id, const struct pr
 	gossip_act(p, from_id, &o);
 }
 
+/* Lock held. @node_id just spoke to us itself (its PONG, or its own PING). */
+static void do_heard_direct(struct peers *p, const char *node_id, uint64_t now)
+{
+	for (unsigned i = 0; i < p->members.n; i++)
+		if (!strcmp(p->members.v[i]->node_id, node_id))
+			p->members.v[i]->g_direct_ns = now;
+}
+
 ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, const void *ping,
 		   uint32_t len, void *out)
 {
@@ -1006,8 +1030,113 @@ ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, con
 	gossip_receive(p, from_id, &g);
 	pthread_mutex_lock(&p->lock);
 	p->lv.pongs++;
+	do_heard_direct(p, from_id, mono_ns());
 	pthread_mutex_unlock(&p->lock);
 	return ping_payload(p, from_id, from_caps, &pi, out);
+}
+
+ssize_t peers_ping_req_answer(struct peers *p, const void *req, uint32_t len, void *out)
+{
+	struct proto_ping_req rq;
+	struct proto_ping_req_ack ack = { .age_ms = PROTO_PING_REQ_NEVER };
+	if (proto_ping_req_decode(req, len, &rq))
+		return -EPROTO;
+	uint64_t now = mono_ns(), newest = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->members.n; i++) {
+		struct member *m = p->members.v[i];
+		if (!strcmp(m->node_id, rq.node_id) && m->g_direct_ns > newest)
+			newest = m->g_direct_ns;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (newest) {
+		uint64_t ms = (now - newest) / 1000000;
+		ack.age_ms = ms < PROTO_PING_REQ_NEVER ? (uint32_t)ms : PROTO_PING_REQ_NEVER - 1;
+	}
+	proto_ping_req_ack_encode(out, &ack);
+	return PROTO_PING_REQ_ACK_LEN;
+}
+
+/*
+ * Asks witness @w (on its heartbeat link) whether @id answered it after @since. A witness
+ * that fails to answer loses its heartbeat link (its next round probes it again).
+ */
+static bool witness_heard(struct member *w, const char *id, uint64_t since,
+			  uint32_t timeout_ms)
+{
+	struct deadline dl = deadline_in_ms(timeout_ms);
+	uint8_t buf[PROTO_PING_REQ_MAX_LEN];
+	struct proto_ping_req rq;
+	struct proto_ping_req_ack ack;
+	struct proto_hdr hdr;
+	snprintf(rq.node_id, sizeof(rq.node_id), "%s", id);
+	ssize_t len = proto_ping_req_encode(buf, sizeof(buf), &rq);
+	if (len < 0)
+		return false;
+	uint32_t rid = ++w->hb_id;
+	uint64_t sent = mono_ns();
+	int rc = link_send_frame(w->hb, PROTO_PING_REQ, rid, buf, (uint32_t)len, &dl);
+	if (rc == 0)
+		rc = link_recv_frame(w->hb, &hdr, buf, sizeof(buf), &dl);
+	if (rc == 0 && (hdr.type != PROTO_PING_REQ_ACK || hdr.req_id != rid ||
+			proto_ping_req_ack_decode(buf, hdr.len, &ack)))
+		rc = -EPROTO;
+	if (rc) {
+		log_debug("peer %s: no answer to PING_REQ about %s: %s", w->node_id, id,
+			  strerror(-rc));
+		link_free(w->hb);
+		w->hb = NULL;
+		return false;
+	}
+	log_debug("peer %s heard %s %u ms before answering; our try began %" PRIu64 " ms before",
+		  w->node_id, id, ack.age_ms, (sent - since) / 1000000);
+	/* It heard @id at least age_ms (+1, the rounding) before it answered, and it answered
+	 * after @sent: heard after @since for sure when that still falls after it. */
+	return ack.age_ms != PROTO_PING_REQ_NEVER && ms_ns((uint64_t)ack.age_ms + 1) < sent - since;
+}
+
+#define WITNESSES 3             /* members a failed heartbeat asks before suspecting */
+
+/*
+ * SWIM's indirect probe, answered from memory: a heartbeat to @m failed (its PING went out
+ * at @since, or it failed at once); asks up to WITNESSES other gossiping members, one after
+ * another, whether @m spoke to them after @since. A helper's reader cannot borrow its own heartbeat link to ping
+ * @m afresh, and a new TLS link per question costs more than it saves; with every node
+ * pinging O(log n) members a round and pinging each other, a live @m has usually spoken
+ * to someone within one PING wait. Returns whether one had heard it.
+ */
+static bool ask_witnesses(struct peers *p, struct member *m, uint64_t since)
+{
+	struct member *w[WITNESSES];
+	char id[PROTO_NODE_ID_MAX + 1];
+	unsigned n = 0;
+	pthread_mutex_lock(&p->lock);
+	snprintf(id, sizeof(id), "%s", m->node_id);
+	unsigned cnt = p->members.n, start = cnt ? (unsigned)(p->lv.ping_reqs % cnt) : 0;
+	for (unsigned k = 0; k < cnt && n < WITNESSES; k++) {
+		struct member *c = p->members.v[(start + k) % cnt];
+		if (c == m || c->self || !c->hb || !c->up || !(c->caps & PROTO_CAP_GOSSIP) ||
+		    !strcmp(c->node_id, id))
+			continue;
+		member_get(c);
+		w[n++] = c;
+	}
+	uint32_t timeout = hb_timeout_ms(p, true);
+	pthread_mutex_unlock(&p->lock);
+	bool heard = false;
+	for (unsigned i = 0; i < n && !heard; i++) {
+		heard = witness_heard(w[i], id, since, timeout);
+		pthread_mutex_lock(&p->lock);
+		p->lv.ping_reqs++;
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		member_put(w[i]);
+	if (heard)
+		p->lv.indirect_alive++;
+	pthread_mutex_unlock(&p->lock);
+	return heard;
 }
 
 /*
@@ -1108,21 +1237,6 @@ static int hb_adopt(struct peers *p, struct member *m, struct link *l,
 	return 0;
 }
 
-/*
- * How long a heartbeat waits for its PONG: min(peer_timeout, 2 s); for a member we gossip
- * with, max(heartbeat, peer_timeout / 4) if shorter. A missed PONG then only makes it
- * suspect (which it can refute), so the wait need not cover a slow moment, and the
- * heartbeat thread is held less by a member that went silent.
- */
-static uint32_t hb_timeout_ms(const struct peers *p, bool gossiping)
-{
-	uint32_t t = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
-	uint32_t g = p->cfg->peer_timeout_ms / 4;
-	if (g < p->cfg->heartbeat_ms)
-		g = p->cfg->heartbeat_ms;
-	return gossiping && g < t ? g : t;
-}
-
 static int hb_ping(struct peers *p, struct member *m)
 {
 	uint8_t buf[PROTO_PING_MAX_LEN];
@@ -1148,8 +1262,12 @@ static int hb_ping(struct peers *p, struct member *m)
 			proto_ping_gossip_decode(buf, hdr.len, &pong, &g) ||
 			pong.mono_ms != ping.mono_ms))
 		rc = -EPROTO;
-	if (rc == 0)
+	if (rc == 0) {
+		pthread_mutex_lock(&p->lock);
+		do_heard_direct(p, node_id, mono_ns());
+		pthread_mutex_unlock(&p->lock);
 		gossip_receive(p, node_id, &g);
+	}
 	return rc;
 }
 
@@ -1188,7 +1306,15 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 	bool gossiping = p->gossip && member_gossiping(m);
 	uint64_t since = m->hb_sent_ns ? m->hb_sent_ns : now;
 	m->hb_sent_ns = 0;
-	bool dead = gossiping && do_suspect(p, m, since, now);
+	bool ask = gossiping && m->g_state == PROTO_GOSSIP_ALIVE && rc != -EACCES;
+	/* A try that failed at once (no route, refused) took no time: others must have heard
+	 * @m within one PING wait of now instead. */
+	uint64_t heard_after = since < now ? since : now - ms_ns(hb_timeout_ms(p, true));
+	pthread_mutex_unlock(&p->lock);
+	if (ask && ask_witnesses(p, m, heard_after))
+		return; /* others hear it: the trouble is between it and us */
+	pthread_mutex_lock(&p->lock);
+	bool dead = gossiping && do_suspect(p, m, since, mono_ns());
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		declare_dead(p, m);
@@ -1267,7 +1393,7 @@ static void probe_finish(struct peers *p, struct member *m, int fd, uint64_t rea
 
 /*
  * How long a probe batch waits for its connects: min(peer_timeout, 2 s), or the short
- * heartbeat wait when every member in it is one we gossip with and already suspect (a known
+ * heartbeat wait when every member in it is one we gossip with and already failed (a known
  * peer on the LAN connects fast; one that does not stays suspect, and the round is not held
  * past its suspicion's end).
  */
@@ -1276,7 +1402,8 @@ static uint32_t probe_wait_ms(struct peers *p, struct member **ms, unsigned n)
 	bool quick = p->gossip && n > 0;
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; quick && i < n; i++)
-		quick = member_gossiping(ms[i]) && ms[i]->g_state == PROTO_GOSSIP_SUSPECT;
+		quick = member_gossiping(ms[i]) &&
+			(ms[i]->g_state == PROTO_GOSSIP_SUSPECT || ms[i]->probe_fails > 0);
 	pthread_mutex_unlock(&p->lock);
 	return hb_timeout_ms(p, quick);
 }
@@ -1298,6 +1425,10 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 			pending++;
 	}
 	struct deadline dl = deadline_in_ms(probe_wait_ms(p, ms, n));
+	uint64_t began = mono_ns();
+	for (unsigned i = 0; i < n; i++)
+		if (pf[i].fd >= 0)
+			ms[i]->hb_sent_ns = began; /* a failure's suspicion runs from here */
 	/* The handshakes below may use up the wait: a last poll without waiting still takes
 	 * the connects that completed meanwhile. */
 	for (int64_t left; pending && (left = deadline_left_ms(&dl)) >= 0;) {

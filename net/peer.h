@@ -132,6 +132,9 @@ struct peers_liveness {
 	uint64_t suspected;       /* members this node began to suspect itself */
 	uint64_t declared_dead;   /* suspicions that ran out here */
 	uint64_t refutations;     /* suspicions of this node it refuted */
+	uint64_t ping_reqs;       /* PING_REQs sent: a heartbeat failed, others were asked */
+	uint64_t indirect_alive;  /* failed heartbeats not suspected: another node heard the
+				     member after our PING was sent */
 	unsigned suspects;        /* members suspect now */
 };
 

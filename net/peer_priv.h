@@ -143,6 +143,10 @@ void serve_rdma_unpin(void *ctx, struct cache_span *span);
 ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, const void *ping,
 		   uint32_t len, void *out);
 
+/* net/peer.c, for the serving side: answers a PING_REQ (@len bytes at @req) from what this
+ * node knows; writes PROTO_PING_REQ_ACK_LEN bytes to @out. Returns that length or -EPROTO. */
+ssize_t peers_ping_req_answer(struct peers *p, const void *req, uint32_t len, void *out);
+
 /* net/peer.c: a peer said LEAVE (from a serving thread). */
 void peers_member_left(struct peers *p, const char *node_id);
 /* net/peer.c: an authenticated inbound peer listening at @sa. Returns it referenced, or

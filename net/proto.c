@@ -33,6 +33,8 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_META] = { "META", PROTO_META_FIXED_LEN,
 			 PROTO_META_FIXED_LEN + PROTO_META_PIECE_MAX },
 	[PROTO_REDIRECT] = { "REDIRECT", 2, PROTO_REDIRECT_MAX_LEN },
+	[PROTO_PING_REQ] = { "PING_REQ", 2, PROTO_PING_REQ_MAX_LEN },
+	[PROTO_PING_REQ_ACK] = { "PING_REQ_ACK", PROTO_PING_REQ_ACK_LEN, PROTO_PING_REQ_ACK_LEN },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -398,6 +400,39 @@ int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect
 		return -EPROTO;
 	memcpy(out->node_id, id, w.node_id_len);
 	out->node_id[w.node_id_len] = '\0';
+	return 0;
+}
+
+ssize_t proto_ping_req_encode(void *buf, size_t buflen, const struct proto_ping_req *in)
+{
+	struct proto_redirect r;
+	_Static_assert(sizeof(r.node_id) == sizeof(in->node_id), "same id field");
+	memcpy(r.node_id, in->node_id, sizeof(r.node_id));
+	return proto_redirect_encode(buf, buflen, &r);
+}
+
+int proto_ping_req_decode(const void *payload, size_t len, struct proto_ping_req *out)
+{
+	struct proto_redirect r;
+	int rc = proto_redirect_decode(payload, len, &r);
+	if (rc == 0)
+		memcpy(out->node_id, r.node_id, sizeof(out->node_id));
+	return rc;
+}
+
+void proto_ping_req_ack_encode(void *buf, const struct proto_ping_req_ack *in)
+{
+	uint32_t v = htobe32(in->age_ms);
+	memcpy(buf, &v, sizeof(v));
+}
+
+int proto_ping_req_ack_decode(const void *payload, size_t len, struct proto_ping_req_ack *out)
+{
+	uint32_t v;
+	if (len != PROTO_PING_REQ_ACK_LEN)
+		return -EPROTO;
+	memcpy(&v, payload, sizeof(v));
+	out->age_ms = be32toh(v);
 	return 0;
 }
 

@@ -60,7 +60,9 @@ enum proto_type {
 	PROTO_META_GET = 13,	/* struct proto_meta_get: a piece of the metadata snapshot */
 	PROTO_META = 14,	/* struct proto_meta, then the piece; answers a META_GET */
 	PROTO_REDIRECT = 15,	/* struct proto_redirect: answers a GET, "ask this holder" */
-	PROTO_TYPE_MAX = PROTO_REDIRECT,
+	PROTO_PING_REQ = 16,	/* struct proto_ping_req: "has this node answered you lately?" */
+	PROTO_PING_REQ_ACK = 17,	/* struct proto_ping_req_ack, answers a PING_REQ */
+	PROTO_TYPE_MAX = PROTO_PING_REQ_ACK,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
@@ -214,6 +216,9 @@ _Static_assert(sizeof(struct proto_wire_redirect) == 1, "REDIRECT fixed part is 
 #define PROTO_PING_MAX_LEN	(PROTO_PING_LEN + PROTO_GOSSIP_MAX_LEN)
 
 #define PROTO_REDIRECT_MAX_LEN	((uint32_t)sizeof(struct proto_wire_redirect) + PROTO_NODE_ID_MAX)
+/* PING_REQ: u8 node_id_len | node id (REDIRECT's layout). PING_REQ_ACK: u32 age_ms. */
+#define PROTO_PING_REQ_MAX_LEN	PROTO_REDIRECT_MAX_LEN
+#define PROTO_PING_REQ_ACK_LEN	4u
 /* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
  * that module encodes: a request with a payload is one, and so is its answer. */
 #define PROTO_RDMA_MSG_MAX	128
@@ -402,6 +407,24 @@ struct proto_redirect {
 	char node_id[PROTO_NODE_ID_MAX + 1];
 };
 
+/*
+ * PING_REQ asks a GOSSIP peer whether @node_id answered it lately (SWIM's indirect probe,
+ * answered from what the receiver already knows, net/peer.c): the asker's own heartbeat to
+ * that node failed. PING_REQ_ACK answers with age_ms, how long ago the receiver last heard
+ * from the node directly (a PONG to its heartbeat, or a PING from it);
+ * PROTO_PING_REQ_NEVER when it never did or does not know it. Sent only to peers that said
+ * PROTO_CAP_GOSSIP. Decoding rejects an invalid node id and any other length.
+ */
+#define PROTO_PING_REQ_NEVER	UINT32_MAX
+
+struct proto_ping_req {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+};
+
+struct proto_ping_req_ack {
+	uint32_t age_ms;
+};
+
 /* ---- functions ---- */
 
 /* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
@@ -506,6 +529,12 @@ int proto_meta_decode(const void *payload, size_t len, struct proto_meta *out);
 /* REDIRECT payload. Returns its length, or -EINVAL for an invalid node id. */
 ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in);
 int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out);
+
+/* PING_REQ (returns its length or -EINVAL/-ENOSPC) and PING_REQ_ACK (4 bytes). */
+ssize_t proto_ping_req_encode(void *buf, size_t buflen, const struct proto_ping_req *in);
+int proto_ping_req_decode(const void *payload, size_t len, struct proto_ping_req *out);
+void proto_ping_req_ack_encode(void *buf, const struct proto_ping_req_ack *in);
+int proto_ping_req_ack_decode(const void *payload, size_t len, struct proto_ping_req_ack *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

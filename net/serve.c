@@ -735,6 +735,13 @@ int serve_frame(struct peers *p, struct sconn *sc)
 		if (meta_get_refresh(buf, hdr.len))
 			return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		return answer_meta(p, sc, hdr.req_id, buf, hdr.len);
+	case PROTO_PING_REQ: {
+		uint8_t ack[PROTO_PING_REQ_ACK_LEN];
+		ssize_t n = peers_ping_req_answer(p, buf, hdr.len, ack);
+		if (n < 0)
+			return (int)n;
+		return sconn_send_frame(sc, PROTO_PING_REQ_ACK, hdr.req_id, ack, (uint32_t)n, &dl);
+	}
 	case PROTO_LEAVE:
 		peers_member_left(p, sc->node_id);
 		return 1;
