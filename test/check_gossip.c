@@ -2,7 +2,8 @@
  * Pins net/gossip.h and the gossip parts of net/member.h and net/proto.h: the merge rule
  * (which of alive/suspect/dead/left wins for an incarnation), refutation by a higher
  * incarnation, the queue (one event per node, least sent and newest first, dropped after
- * gossip_retransmits() sends, bounded), the suspicion clock, the wire block, and that an
+ * gossip_retransmits() sends, bounded), the suspicion clock, the wire block and PING_REQ,
+ * and that an
  * event pushed at one node of 64 reaches all of them in O(log n) rounds when each node
  * pings members_ping_budget() others a round.
  */
@@ -218,6 +219,35 @@ START_TEST(wire_round_trip_and_rejects)
 }
 END_TEST
 
+START_TEST(ping_req_wire)
+{
+	uint8_t buf[PROTO_PING_REQ_MAX_LEN + 1];
+	struct proto_ping_req rq = { .node_id = "node8" }, back;
+	struct proto_ping_req_ack ack = { .age_ms = 1234 }, ack2;
+	ssize_t n = proto_ping_req_encode(buf, sizeof(buf), &rq);
+	ck_assert_int_eq(n, 6);
+	ck_assert_int_eq(proto_ping_req_decode(buf, (size_t)n, &back), 0);
+	ck_assert_str_eq(back.node_id, "node8");
+	ck_assert_int_eq(proto_ping_req_decode(buf, (size_t)n - 1, &back), -EPROTO);
+	ck_assert_int_eq(proto_ping_req_decode(buf, (size_t)n + 1, &back), -EPROTO);
+	buf[2] = ' ';
+	ck_assert_int_eq(proto_ping_req_decode(buf, (size_t)n, &back), -EPROTO);
+	snprintf(rq.node_id, sizeof(rq.node_id), "bad id");
+	ck_assert_int_eq(proto_ping_req_encode(buf, sizeof(buf), &rq), -EINVAL);
+	proto_ping_req_ack_encode(buf, &ack);
+	ck_assert_int_eq(proto_ping_req_ack_decode(buf, PROTO_PING_REQ_ACK_LEN, &ack2), 0);
+	ck_assert_uint_eq(ack2.age_ms, 1234);
+	ck_assert_int_eq(proto_ping_req_ack_decode(buf, 3, &ack2), -EPROTO);
+	ck_assert_str_eq(proto_type_name(PROTO_PING_REQ), "PING_REQ");
+	ck_assert_str_eq(proto_type_name(PROTO_PING_REQ_ACK), "PING_REQ_ACK");
+	struct proto_hdr h;
+	proto_hdr_encode(buf, PROTO_PING_REQ_ACK, 0, 5, 1);
+	ck_assert_int_eq(proto_hdr_decode(buf, PROTO_HDR_LEN, &h, 1u << 20), -EPROTO);
+	proto_hdr_encode(buf, PROTO_PING_REQ, 0, PROTO_PING_REQ_MAX_LEN + 1, 1);
+	ck_assert_int_eq(proto_hdr_decode(buf, PROTO_HDR_LEN, &h, 1u << 20), -EPROTO);
+}
+END_TEST
+
 /*
  * Dissemination as the daemon runs it, without the network: 64 nodes, each round every
  * node pings members_ping_budget(64) others (a rotating choice, as the least-recently-
@@ -298,6 +328,7 @@ int main(void)
 	tcase_add_test(tc, queue_bounded);
 	tcase_add_test(tc, member_suspicion_and_refutation);
 	tcase_add_test(tc, wire_round_trip_and_rejects);
+	tcase_add_test(tc, ping_req_wire);
 	tcase_add_test(tc, dissemination_in_log_rounds);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
