@@ -1338,7 +1338,7 @@ static void check_links(struct peers *p)
 		}
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < n; i++)
-		if (link_closed(ms[i]->hb))
+		if (ms[i]->hb && link_closed(ms[i]->hb)) /* a PING_REQ may have dropped it */
 			hb_failed(p, ms[i], -ECONNRESET);
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < n; i++)

@@ -159,6 +159,7 @@ for n in $ALL; do
 		grep -m1 "peer node7 (.*) is down" | grep -q "heard from" && heard=$((heard + 1))
 done
 note "b: with gossip, every survivor dropped node7: $after (spread $spread s); $heard of $((N - 1)) learned it from a peer"
+[ "$heard" -ge 1 ] || fail "b: every survivor found node7 dead by itself; none heard it from a peer"
 awk -v s="$spread" 'BEGIN { exit !(s <= 1.5) }' ||
 	fail "b: survivors dropped node7 $spread s apart (gossip should make it <= 1.5 s)"
 awk -v l="$LAST" 'BEGIN { exit !(l <= 6) }' ||
