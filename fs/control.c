@@ -655,10 +655,11 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		fprintf(out, ",\"address\":\"%s\",\"state\":\"%s\","
 			"\"origin\":\"%s\",\"transport\":\"%s\",\"bytes_in\":%" PRIu64
 			",\"bytes_out\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
-			",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
+			",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s"
+			",\"suspect\":%s}",
 			pe->addr, pe->state, pe->origin, pe->transport, pe->bytes_in,
 			pe->bytes_out, pe->fetches, pe->served, pe->errors, pe->bad_crc,
-			pe->quarantined ? "true" : "false");
+			pe->quarantined ? "true" : "false", pe->suspect ? "true" : "false");
 	}
 	fputs("]}\n", out);
 }

@@ -1851,6 +1851,7 @@ static void copy_info(const struct member *m, uint64_t now, struct peer_info *o)
 	o->errors = m->errors;
 	o->bad_crc = m->bad_crc;
 	o->quarantined = m->quarantine_until_ns > now;
+	o->suspect = m->g_state == PROTO_GOSSIP_SUSPECT;
 }
 
 int peers_snapshot(struct peers *p, struct peers_snapshot *s)

@@ -105,6 +105,7 @@ struct peer_info {
 	const char *origin;       /* "configured", "inbound" or "configured+inbound" */
 	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
 	bool quarantined;
+	bool suspect;             /* liveness gossip: missed heartbeats, not refuted yet */
 };
 
 /* The swarm (net/swarm.h), since start. */
