@@ -61,6 +61,7 @@ struct mows_config {
 	unsigned resolve_interval_ms;         /* peer names re-resolved, default 30s */
 	unsigned peer_inflight;               /* requests in flight per peer, default 8 */
 	unsigned max_connections;             /* inbound peer connections, default 64 */
+	int gossip;                           /* SWIM-style liveness gossip, default 1 */
 	unsigned swarm_fanout;                /* requesters served per chunk before handing
 						 the rest on (net/swarm.h); 0 off; default 4 */
 	enum config_prefetch prefetch;        /* default off */

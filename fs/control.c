@@ -635,6 +635,17 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		s->swarm.redirects_sent, s->swarm.redirected, s->swarm.from_holder,
 		s->swarm.fallbacks, s->swarm.served_as_holder, s->swarm.relayed,
 		s->swarm.relays_stopped, s->swarm.holder_parked, s->swarm.holder_misses);
+	fprintf(out, "\"liveness\":{\"gossip\":%s,\"incarnation\":%" PRIu64 ",\"suspects\":%u"
+		",\"rounds\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"pongs\":%" PRIu64
+		",\"events_sent\":%" PRIu64 ",\"events_learned\":%" PRIu64
+		",\"suspected\":%" PRIu64 ",\"declared_dead\":%" PRIu64
+		",\"refutations\":%" PRIu64 ",\"ping_reqs\":%" PRIu64
+		",\"indirect_alive\":%" PRIu64 "},",
+		s->liveness.gossip ? "true" : "false", s->liveness.incarnation,
+		s->liveness.suspects, s->liveness.rounds, s->liveness.pings, s->liveness.pongs,
+		s->liveness.events_sent, s->liveness.events_learned, s->liveness.suspected,
+		s->liveness.declared_dead, s->liveness.refutations, s->liveness.ping_reqs,
+		s->liveness.indirect_alive);
 	peers_rdma_json(s, out);
 	fputs("\"peers\":[", out);
 	for (unsigned i = 0; i < s->n; i++) {
@@ -644,10 +655,11 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		fprintf(out, ",\"address\":\"%s\",\"state\":\"%s\","
 			"\"origin\":\"%s\",\"transport\":\"%s\",\"bytes_in\":%" PRIu64
 			",\"bytes_out\":%" PRIu64 ",\"fetches\":%" PRIu64 ",\"served\":%" PRIu64
-			",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s}",
+			",\"errors\":%" PRIu64 ",\"bad_crc\":%" PRIu64 ",\"quarantined\":%s"
+			",\"suspect\":%s}",
 			pe->addr, pe->state, pe->origin, pe->transport, pe->bytes_in,
 			pe->bytes_out, pe->fetches, pe->served, pe->errors, pe->bad_crc,
-			pe->quarantined ? "true" : "false");
+			pe->quarantined ? "true" : "false", pe->suspect ? "true" : "false");
 	}
 	fputs("]}\n", out);
 }
@@ -655,12 +667,12 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 static void peers_text(const struct peers_snapshot *s, FILE *out)
 {
 	char e[CTL_ESC_MAX], e2[CTL_ESC_MAX];
-	fprintf(out, ". node %s on %s\n. members %u, digest %016" PRIx64 "\n"
+	fprintf(out, ". node %s on %s\n. members %u, digest %016" PRIx64 ", suspect %u\n"
 		". ownership map: %u members, digest %016" PRIx64 "%s\n"
 		". %-16s %-22s %-11s %-9s %10s %10s %8s %6s %6s\n",
 		ctl_escape(e, sizeof(e), s->node_id), ctl_escape(e2, sizeof(e2), s->listen),
-		s->members, s->digest, s->ownership_members, s->ownership_digest,
-		s->ownership_members ? "" : " (none yet: chunks ranked by rendezvous)", "NODE", "ADDRESS", "STATE", "TRANSPORT", "BYTES_IN",
+		s->members, s->digest, s->liveness.suspects, s->ownership_members,
+		s->ownership_digest, s->ownership_members ? "" : " (none yet: chunks ranked by rendezvous)", "NODE", "ADDRESS", "STATE", "TRANSPORT", "BYTES_IN",
 		"BYTES_OUT", "FETCHES", "ERRORS", "BADCRC");
 	for (unsigned i = 0; i < s->n; i++) {
 		const struct peer_info *pe = &s->peers[i];

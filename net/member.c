@@ -8,6 +8,7 @@
 
 #include "common/hash.h"
 #include "common/log.h"
+#include "net/gossip.h"
 #include "net/place.h"
 
 void members_init(struct members *t)
@@ -287,6 +288,36 @@ unsigned members_pick_round(struct members *t, uint64_t now, unsigned pings, uns
 		member_get(out[j]);
 	}
 	return k;
+}
+
+bool member_gossiping(const struct member *m)
+{
+	return (m->caps & PROTO_CAP_GOSSIP) && m->g_inc;
+}
+
+bool member_gossip_apply(struct member *m, uint8_t state, uint64_t inc, uint64_t now)
+{
+	if (!gossip_overrides(inc, state, m->g_inc, m->g_state))
+		return false;
+	if (state != m->g_state || state == PROTO_GOSSIP_ALIVE)
+		m->g_since_ns = now;
+	m->g_inc = inc;
+	m->g_state = state;
+	return true;
+}
+
+bool member_suspect_expired(const struct member *m, uint64_t now, uint64_t timeout_ns)
+{
+	return m->g_state == PROTO_GOSSIP_SUSPECT && now - m->g_since_ns >= timeout_ns;
+}
+
+unsigned members_suspects(const struct members *t)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < t->n; i++)
+		if (t->v[i]->listed && !t->v[i]->self && t->v[i]->g_state == PROTO_GOSSIP_SUSPECT)
+			n++;
+	return n;
 }
 
 static int cmp_hash(const void *a, const void *b)

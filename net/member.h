@@ -73,9 +73,15 @@ struct member {
 	unsigned nidle, busy;             /* busy: requests in flight, any transport */
 	struct mux *mux;          /* the one TCP link that carries our requests, or NULL */
 	bool mux_connecting;      /* a thread is making it */
+	/* Gossip (net/gossip.h), used once it said PROTO_CAP_GOSSIP and its incarnation. */
+	uint64_t g_inc;           /* its incarnation as we know it, 0: unknown */
+	uint8_t g_state;          /* PROTO_GOSSIP_*: what we believe of it at g_inc */
+	uint64_t g_since_ns;      /* when it became suspect, or was last heard of alive */
+	uint64_t g_direct_ns;     /* last heard from directly: a PONG or a PING of its own */
 	/* Owned by the heartbeat thread. */
 	struct link *hb;
 	uint32_t hb_id;
+	uint64_t hb_sent_ns;      /* when the PING in progress was sent, 0: none */
 };
 
 struct members {
@@ -164,6 +170,22 @@ void member_heard_from(struct member *m);
 
 /* Pings a round for a table of @n members: ceil(log2(n + 1)) + 2. */
 unsigned members_ping_budget(unsigned n);
+
+/*
+ * Gossip beliefs (net/gossip.h), lock held like everything here.
+ * member_gossiping(): beliefs about @m are kept and spread: it said PROTO_CAP_GOSSIP and we
+ * know its incarnation. Members that did not (old nodes) are judged by this node alone.
+ * member_gossip_apply(): merges the belief (@state, @inc) about @m by gossip_overrides();
+ * returns true when ours changed. Becoming suspect, or an "alive" that wins (a refutation),
+ * sets g_since_ns to @now: a suspicion runs from when this node began to hold it.
+ * member_suspect_expired(): @m has been suspect for @timeout_ns with no refutation: declare
+ * it dead.
+ * members_suspects(): listed entries now suspect.
+ */
+bool member_gossiping(const struct member *m);
+bool member_gossip_apply(struct member *m, uint8_t state, uint64_t inc, uint64_t now);
+bool member_suspect_expired(const struct member *m, uint64_t now, uint64_t timeout_ns);
+unsigned members_suspects(const struct members *t);
 
 /*
  * The live members for placement, one per node id: usable entries, referenced, in @out

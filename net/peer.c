@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/crc.h"
@@ -32,6 +33,14 @@
 static uint64_t ms_ns(uint64_t ms)
 {
 	return ms * 1000000;
+}
+
+/* Wall-clock ms: only for our first incarnation (a restart must start above the last). */
+static uint64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- pooled connections ---- */
@@ -86,6 +95,11 @@ static void mark_down(struct peers *p, struct member *m, const char *why)
 	close_conns(conns, n);
 }
 
+void peers_mark_down(struct peers *p, struct member *m, const char *why)
+{
+	mark_down(p, m, why);
+}
+
 void peers_member_left(struct peers *p, const char *node_id)
 {
 	struct pconn conns[4 * MEMBER_MAX_CONNS];
@@ -101,6 +115,12 @@ void peers_member_left(struct peers *p, const char *node_id)
 		m->gone_since_ns = now;
 		n += do_take_idle(m, conns + n);
 		found++;
+		if (p->gossip && member_gossiping(m) &&
+		    member_gossip_apply(m, PROTO_GOSSIP_LEFT, m->g_inc, now)) {
+			struct proto_gossip_event ev = { .state = PROTO_GOSSIP_LEFT, .inc = m->g_inc };
+			snprintf(ev.node_id, sizeof(ev.node_id), "%s", node_id);
+			gossip_queue_push(&p->gq, &ev);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	close_conns(conns, n);
@@ -882,20 +902,48 @@ static int hb_adopt(struct peers *p, struct member *m, struct link *l,
 
 static int hb_ping(struct peers *p, struct member *m)
 {
-	uint32_t timeout = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
-	struct deadline dl = deadline_in_ms(timeout);
-	uint8_t buf[PROTO_PING_LEN];
+	uint8_t buf[PROTO_PING_MAX_LEN];
 	struct proto_ping ping = { .mono_ms = mono_ns() / 1000000 }, pong;
+	struct proto_gossip g;
 	struct proto_hdr hdr;
 	uint32_t id = ++m->hb_id;
-	proto_ping_encode(buf, &ping);
-	int rc = link_send_frame(m->hb, PROTO_PING, id, buf, sizeof(buf), &dl);
+	pthread_mutex_lock(&p->lock);
+	struct deadline dl = deadline_in_ms(peers_hb_timeout_ms(p, p->gossip && member_gossiping(m)));
+	uint16_t caps = m->caps;
+	char node_id[PROTO_NODE_ID_MAX + 1];
+	snprintf(node_id, sizeof(node_id), "%s", m->node_id);
+	p->lv.pings++;
+	pthread_mutex_unlock(&p->lock);
+	ssize_t len = peers_ping_payload(p, node_id, caps, &ping, buf);
+	if (len < 0)
+		return (int)len;
+	m->hb_sent_ns = mono_ns();
+	int rc = link_send_frame(m->hb, PROTO_PING, id, buf, (uint32_t)len, &dl);
 	if (rc == 0)
 		rc = link_recv_frame(m->hb, &hdr, buf, sizeof(buf), &dl);
 	if (rc == 0 && (hdr.type != PROTO_PONG || hdr.req_id != id ||
-			proto_ping_decode(buf, hdr.len, &pong) || pong.mono_ms != ping.mono_ms))
+			proto_ping_gossip_decode(buf, hdr.len, &pong, &g) ||
+			pong.mono_ms != ping.mono_ms))
 		rc = -EPROTO;
+	if (rc == 0) {
+		pthread_mutex_lock(&p->lock);
+		peers_do_heard_direct(p, node_id, mono_ns());
+		pthread_mutex_unlock(&p->lock);
+		peers_gossip_receive(p, node_id, &g);
+	}
 	return rc;
+}
+
+/* @m answered a heartbeat: up, unless gossip holds it dead at the incarnation it answered
+ * with (it will outbid that once it hears of it: our next PING tells it). */
+static void hb_answered(struct peers *p, struct member *m)
+{
+	m->hb_sent_ns = 0;
+	pthread_mutex_lock(&p->lock);
+	bool dead = p->gossip && member_gossiping(m) && m->g_state >= PROTO_GOSSIP_DEAD;
+	pthread_mutex_unlock(&p->lock);
+	if (!dead)
+		mark_up(p, m);
 }
 
 /* No answer from @m this round: drop its links; down once silent for peer_timeout. */
@@ -916,9 +964,24 @@ static void hb_failed(struct peers *p, struct member *m, int rc)
 			     "its own; check that both use the same secret_file", m->addr);
 	pthread_mutex_lock(&p->lock);
 	m->probe_fails++;
-	bool silent = mono_ns() - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
+	uint64_t now = mono_ns();
+	bool silent = now - m->last_seen_ns > ms_ns(p->cfg->peer_timeout_ms);
+	bool gossiping = p->gossip && member_gossiping(m);
+	uint64_t since = m->hb_sent_ns ? m->hb_sent_ns : now;
+	m->hb_sent_ns = 0;
+	bool ask = gossiping && m->g_state == PROTO_GOSSIP_ALIVE && rc != -EACCES;
+	/* A try that failed at once (no route, refused) took no time: others must have heard
+	 * @m within one PING wait of now instead. */
+	uint64_t heard_after = since < now ? since : now - ms_ns(peers_hb_timeout_ms(p, true));
 	pthread_mutex_unlock(&p->lock);
-	if (silent)
+	if (ask && peers_ask_witnesses(p, m, heard_after))
+		return; /* others hear it: the trouble is between it and us */
+	pthread_mutex_lock(&p->lock);
+	bool dead = gossiping && peers_do_suspect(p, m, since, mono_ns());
+	pthread_mutex_unlock(&p->lock);
+	if (dead)
+		peers_declare_dead(p, m);
+	else if (silent && !gossiping)
 		mark_down(p, m, rc == -EACCES ? "authentication failed" : strerror(-rc));
 }
 
@@ -938,7 +1001,7 @@ static void check_links(struct peers *p)
 		}
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < n; i++)
-		if (link_closed(ms[i]->hb))
+		if (ms[i]->hb && link_closed(ms[i]->hb)) /* a PING_REQ may have dropped it */
 			hb_failed(p, ms[i], -ECONNRESET);
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < n; i++)
@@ -986,9 +1049,26 @@ static void probe_finish(struct peers *p, struct member *m, int fd, uint64_t rea
 		return;
 	rc = hb_ping(p, m);
 	if (rc == 0)
-		mark_up(p, m);
+		hb_answered(p, m);
 	else
 		hb_failed(p, m, rc);
+}
+
+/*
+ * How long a probe batch waits for its connects: min(peer_timeout, 2 s), or the short
+ * heartbeat wait when every member in it is one we gossip with and already failed (a known
+ * peer on the LAN connects fast; one that does not stays suspect, and the round is not held
+ * past its suspicion's end).
+ */
+static uint32_t probe_wait_ms(struct peers *p, struct member **ms, unsigned n)
+{
+	bool quick = p->gossip && n > 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; quick && i < n; i++)
+		quick = member_gossiping(ms[i]) &&
+			(ms[i]->g_state == PROTO_GOSSIP_SUSPECT || ms[i]->probe_fails > 0);
+	pthread_mutex_unlock(&p->lock);
+	return peers_hb_timeout_ms(p, quick);
 }
 
 /* Connects to every member of @ms at once (one poll), so dead addresses cost one timeout
@@ -1007,8 +1087,11 @@ static void probe_batch(struct peers *p, struct member **ms, unsigned n)
 		else
 			pending++;
 	}
-	uint32_t wait = p->cfg->peer_timeout_ms < 2000 ? p->cfg->peer_timeout_ms : 2000;
-	struct deadline dl = deadline_in_ms(wait);
+	struct deadline dl = deadline_in_ms(probe_wait_ms(p, ms, n));
+	uint64_t began = mono_ns();
+	for (unsigned i = 0; i < n; i++)
+		if (pf[i].fd >= 0)
+			ms[i]->hb_sent_ns = began; /* a failure's suspicion runs from here */
 	/* The handshakes below may use up the wait: a last poll without waiting still takes
 	 * the connects that completed meanwhile. */
 	for (int64_t left; pending && (left = deadline_left_ms(&dl)) >= 0;) {
@@ -1068,7 +1151,9 @@ static void heartbeat_round(struct peers *p)
 {
 	reclaim(p);
 	check_links(p);
+	peers_check_suspects(p);
 	pthread_mutex_lock(&p->lock);
+	p->lv.rounds++;
 	unsigned cap = p->members.n;
 	struct member **ms = malloc((cap ? cap : 1) * sizeof(*ms));
 	unsigned n = ms ? members_pick_round(&p->members, mono_ns(), members_ping_budget(cap),
@@ -1084,7 +1169,7 @@ static void heartbeat_round(struct peers *p)
 		}
 		int rc = hb_ping(p, m);
 		if (rc == 0)
-			mark_up(p, m);
+			hb_answered(p, m);
 		else
 			hb_failed(p, m, rc);
 		pthread_mutex_lock(&p->lock);
@@ -1256,8 +1341,15 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	if (p->listen_fd < 0)
 		goto out_free;
 	p->listen_port = port_of(cfg->listen);
+	p->gossip = cfg->gossip;
+	if (getenv("MOWS_TEST_NO_GOSSIP") && !strcmp(getenv("MOWS_TEST_NO_GOSSIP"), "1")) {
+		p->gossip = false; /* an old node, for mixed-version tests */
+		log_warn("MOWS_TEST_NO_GOSSIP=1: this node speaks no liveness gossip (test)");
+	}
+	p->self_inc = gossip_first_inc(real_ms());
+	gossip_queue_init(&p->gq);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
-				      .caps = PROTO_CAP_SWARM,
+				      .caps = PROTO_CAP_SWARM | (p->gossip ? PROTO_CAP_GOSSIP : 0),
 				      .secret = p->secret, .secret_len = p->secret_len,
 				      .insecure = cfg->insecure, .tls = p->tls,
 				      .start_ns = p->start_ns };
@@ -1375,6 +1467,7 @@ void peers_free(struct peers *p)
 		close_conns(conns, do_take_idle(p->members.v[i], conns));
 	}
 	members_release(&p->members);
+	gossip_queue_release(&p->gq);
 	owners_free(p->owners);
 	if (p->rdma)
 		cache_set_forget(p->cache, NULL, NULL);
@@ -1421,6 +1514,7 @@ static void copy_info(const struct member *m, uint64_t now, struct peer_info *o)
 	o->errors = m->errors;
 	o->bad_crc = m->bad_crc;
 	o->quarantined = m->quarantine_until_ns > now;
+	o->suspect = m->g_state == PROTO_GOSSIP_SUSPECT;
 }
 
 int peers_snapshot(struct peers *p, struct peers_snapshot *s)
@@ -1442,6 +1536,10 @@ int peers_snapshot(struct peers *p, struct peers_snapshot *s)
 	s->accept_errors = p->accept_errors;
 	s->quarantines = p->quarantines;
 	s->swarm = p->sw;
+	s->liveness = p->lv;
+	s->liveness.gossip = p->gossip;
+	s->liveness.incarnation = p->self_inc;
+	s->liveness.suspects = members_suspects(&p->members);
 	pthread_mutex_unlock(&p->lock);
 	owners_digest(p->owners, &s->ownership_digest, &s->ownership_members);
 	if (p->rdma) {

@@ -105,6 +105,7 @@ struct peer_info {
 	const char *origin;       /* "configured", "inbound" or "configured+inbound" */
 	uint64_t bytes_in, bytes_out, fetches, served, errors, bad_crc;
 	bool quarantined;
+	bool suspect;             /* liveness gossip: missed heartbeats, not refuted yet */
 };
 
 /* The swarm (net/swarm.h), since start. */
@@ -120,6 +121,24 @@ struct peers_swarm_counters {
 	uint64_t holder_misses;   /* as holder: GET WAITs answered ENOENT */
 };
 
+/* Liveness (the heartbeat and gossip, net/gossip.h), since start. */
+struct peers_liveness {
+	bool gossip;              /* gossip = on */
+	uint64_t incarnation;     /* this node's */
+	uint64_t rounds;          /* heartbeat rounds */
+	uint64_t pings;           /* PINGs sent on heartbeat links (probes' pings included) */
+	uint64_t pongs;           /* PONGs sent: PINGs answered */
+	uint64_t events_sent;     /* gossip events put into PINGs and PONGs */
+	uint64_t events_learned;  /* gossip events that changed a belief here */
+	uint64_t suspected;       /* members this node began to suspect itself */
+	uint64_t declared_dead;   /* suspicions that ran out here */
+	uint64_t refutations;     /* suspicions of this node it refuted */
+	uint64_t ping_reqs;       /* PING_REQs sent: a heartbeat failed, others were asked */
+	uint64_t indirect_alive;  /* failed heartbeats not suspected: another node heard the
+				     member after our PING was sent */
+	unsigned suspects;        /* members suspect now */
+};
+
 struct peers_snapshot {
 	char node_id[PROTO_NODE_ID_MAX + 1];
 	const char *listen;       /* from the configuration, lives as long as the peers */
@@ -131,6 +150,7 @@ struct peers_snapshot {
 	uint64_t refused_unauth, refused_auth, accept_errors;
 	uint64_t quarantines;     /* times a peer was quarantined for bad CRCs, since start */
 	struct peers_swarm_counters swarm;
+	struct peers_liveness liveness;
 	bool has_rdma;
 	char rdma_device[64];
 	struct rdma_counters rdma;

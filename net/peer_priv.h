@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "net/gossip.h"
 #include "net/link.h"
 #include "net/member.h"
 #include "net/peer.h"
@@ -111,6 +112,12 @@ struct peers {
 	unsigned nparked;
 	struct peers_swarm_counters sw;
 	uint64_t refused_unauth, refused_auth, accept_errors; /* protected by lock */
+	/* Liveness gossip (net/gossip.h): our incarnation, the events to piggyback, counters
+	 * (lv.suspects unused here). All protected by lock; gossip is set before start. */
+	bool gossip;
+	uint64_t self_inc;
+	struct gossip_queue gq;
+	struct peers_liveness lv;
 	struct peer_ratelimit rl_refuse, rl_auth;             /* protected by lock */
 };
 
@@ -125,6 +132,49 @@ void serve_stop(struct peers *p);
 bool serve_rdma_ticket_ok(void *ctx, const uint8_t ticket[RDMA_TICKET_LEN]);
 int serve_rdma_pin(void *ctx, const struct proto_get *g, struct cache_span *span, uint32_t *crc);
 void serve_rdma_unpin(void *ctx, struct cache_span *span);
+
+/* net/peer.c: @m is down (its pooled connections are closed, logged with @why). No lock. */
+void peers_mark_down(struct peers *p, struct member *m, const char *why);
+
+/*
+ * net/peer_gossip.c, for the heartbeat thread (net/peer.c):
+ *   peers_hb_timeout_ms(): how long a heartbeat waits for its PONG: min(peer_timeout, 2 s);
+ *     for a member we gossip with, max(heartbeat, peer_timeout / 4) if shorter.
+ *   peers_ping_payload(): a PING or PONG payload for @to_id (whose HELLO said @caps) in @buf
+ *     (PROTO_PING_MAX_LEN): with our gossip when both ends gossip. Takes the lock.
+ *   peers_gossip_receive(): learns the gossip a PING or PONG from @from_id carried and
+ *     marks down the members it says are dead or gone. Takes the lock.
+ *   peers_do_heard_direct(): lock held; @node_id spoke to us itself just now.
+ *   peers_ask_witnesses(): a heartbeat to @m failed; asks up to 3 other members (PING_REQ on
+ *     their heartbeat links) whether @m spoke to them after @since. No lock held.
+ *   peers_do_suspect(): lock held; suspects @m (and says so) if it was believed alive, the
+ *     suspicion running from @since; returns whether it has run out.
+ *   peers_declare_dead(): @m's suspicion ran out: dead here and, through gossip, everywhere.
+ *   peers_check_suspects(): declares dead every member whose suspicion ran out.
+ */
+uint32_t peers_hb_timeout_ms(const struct peers *p, bool gossiping);
+ssize_t peers_ping_payload(struct peers *p, const char *to_id, uint16_t caps,
+			   const struct proto_ping *ping, uint8_t *buf);
+void peers_gossip_receive(struct peers *p, const char *from_id, const struct proto_gossip *g);
+void peers_do_heard_direct(struct peers *p, const char *node_id, uint64_t now);
+bool peers_ask_witnesses(struct peers *p, struct member *m, uint64_t since);
+bool peers_do_suspect(struct peers *p, struct member *m, uint64_t since, uint64_t now);
+void peers_declare_dead(struct peers *p, struct member *m);
+void peers_check_suspects(struct peers *p);
+
+/*
+ * net/peer_gossip.c, for the serving side: answers a PING of @len bytes at @ping from the peer
+ * @from_id whose HELLO said @from_caps. Learns the gossip it carries and writes the PONG's
+ * payload (with our gossip when the peer said PROTO_CAP_GOSSIP) to @out (PROTO_PING_MAX_LEN
+ * bytes). Returns the payload length or -EPROTO. Takes peers->lock briefly; may mark members
+ * down (closing their pooled connections) before it returns.
+ */
+ssize_t peers_pong(struct peers *p, const char *from_id, uint16_t from_caps, const void *ping,
+		   uint32_t len, void *out);
+
+/* net/peer_gossip.c, for the serving side: answers a PING_REQ (@len bytes at @req) from what this
+ * node knows; writes PROTO_PING_REQ_ACK_LEN bytes to @out. Returns that length or -EPROTO. */
+ssize_t peers_ping_req_answer(struct peers *p, const void *req, uint32_t len, void *out);
 
 /* net/peer.c: a peer said LEAVE (from a serving thread). */
 void peers_member_left(struct peers *p, const char *node_id);

@@ -20,8 +20,8 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_AUTH] = { "AUTH", PROTO_AUTH_LEN, PROTO_AUTH_LEN },
 	[PROTO_AUTH_OK] = { "AUTH_OK", 0, 0 },
 	[PROTO_AUTH_FAIL] = { "AUTH_FAIL", 0, 0 },
-	[PROTO_PING] = { "PING", PROTO_PING_LEN, PROTO_PING_LEN },
-	[PROTO_PONG] = { "PONG", PROTO_PING_LEN, PROTO_PING_LEN },
+	[PROTO_PING] = { "PING", PROTO_PING_LEN, PROTO_PING_MAX_LEN },
+	[PROTO_PONG] = { "PONG", PROTO_PING_LEN, PROTO_PING_MAX_LEN },
 	[PROTO_GET] = { "GET", PROTO_GET_LEN, PROTO_GET_LEN },
 	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_LEN, UINT32_MAX },
 	[PROTO_RDMA_DESC] = { "RDMA_DESC", 0, PROTO_RDMA_MSG_MAX },
@@ -33,6 +33,8 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_META] = { "META", PROTO_META_FIXED_LEN,
 			 PROTO_META_FIXED_LEN + PROTO_META_PIECE_MAX },
 	[PROTO_REDIRECT] = { "REDIRECT", 2, PROTO_REDIRECT_MAX_LEN },
+	[PROTO_PING_REQ] = { "PING_REQ", 2, PROTO_PING_REQ_MAX_LEN },
+	[PROTO_PING_REQ_ACK] = { "PING_REQ_ACK", PROTO_PING_REQ_ACK_LEN, PROTO_PING_REQ_ACK_LEN },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -197,6 +199,95 @@ int proto_ping_decode(const void *payload, size_t len, struct proto_ping *out)
 	return 0;
 }
 
+static ssize_t gossip_event_encode(uint8_t *p, size_t left, const struct proto_gossip_event *e)
+{
+	size_t idlen = strnlen(e->node_id, sizeof(e->node_id));
+	if (e->state > PROTO_GOSSIP_LEFT || !e->inc || !node_id_bytes_ok((const uint8_t *)e->node_id,
+									idlen))
+		return -EINVAL;
+	if (left < 10 + idlen)
+		return -ENOSPC;
+	uint64_t inc = htobe64(e->inc);
+	p[0] = e->state;
+	memcpy(p + 1, &inc, 8);
+	p[9] = (uint8_t)idlen;
+	memcpy(p + 10, e->node_id, idlen);
+	return (ssize_t)(10 + idlen);
+}
+
+ssize_t proto_ping_gossip_encode(void *buf, size_t buflen, const struct proto_ping *ping,
+				 const struct proto_gossip *g)
+{
+	uint8_t *p = buf;
+	if (!g->inc || g->n > PROTO_GOSSIP_MAX)
+		return -EINVAL;
+	if (buflen < PROTO_PING_LEN + 9)
+		return -ENOSPC;
+	proto_ping_encode(p, ping);
+	uint64_t inc = htobe64(g->inc);
+	memcpy(p + PROTO_PING_LEN, &inc, 8);
+	p[PROTO_PING_LEN + 8] = (uint8_t)g->n;
+	size_t off = PROTO_PING_LEN + 9;
+	for (unsigned i = 0; i < g->n; i++) {
+		ssize_t k = gossip_event_encode(p + off, buflen - off, &g->ev[i]);
+		if (k < 0)
+			return k;
+		off += (size_t)k;
+	}
+	return (ssize_t)off;
+}
+
+static int gossip_event_decode(const uint8_t *p, size_t left, struct proto_gossip_event *e,
+			       size_t *used)
+{
+	uint64_t inc;
+	if (left < 10)
+		return -EPROTO;
+	memcpy(&inc, p + 1, 8);
+	e->state = p[0];
+	e->inc = be64toh(inc);
+	size_t idlen = p[9];
+	if (e->state > PROTO_GOSSIP_LEFT || !e->inc || left - 10 < idlen ||
+	    !node_id_bytes_ok(p + 10, idlen))
+		return -EPROTO;
+	memcpy(e->node_id, p + 10, idlen);
+	e->node_id[idlen] = '\0';
+	*used = 10 + idlen;
+	return 0;
+}
+
+int proto_ping_gossip_decode(const void *payload, size_t len, struct proto_ping *ping,
+			     struct proto_gossip *g)
+{
+	const uint8_t *p = payload;
+	uint64_t inc;
+	g->inc = 0;
+	g->n = 0;
+	if (len < PROTO_PING_LEN)
+		return -EPROTO;
+	proto_ping_decode(p, PROTO_PING_LEN, ping);
+	if (len == PROTO_PING_LEN)
+		return 0;
+	if (len < PROTO_PING_LEN + 9)
+		return -EPROTO;
+	memcpy(&inc, p + PROTO_PING_LEN, 8);
+	unsigned n = p[PROTO_PING_LEN + 8];
+	if (!inc || n > PROTO_GOSSIP_MAX)
+		return -EPROTO;
+	size_t off = PROTO_PING_LEN + 9;
+	for (unsigned i = 0; i < n; i++) {
+		size_t used;
+		if (gossip_event_decode(p + off, len - off, &g->ev[i], &used))
+			return -EPROTO;
+		off += used;
+	}
+	if (off != len)
+		return -EPROTO;
+	g->inc = be64toh(inc);
+	g->n = n;
+	return 0;
+}
+
 void proto_get_encode(void *buf, const struct proto_get *in)
 {
 	struct proto_wire_get w = {
@@ -309,6 +400,39 @@ int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect
 		return -EPROTO;
 	memcpy(out->node_id, id, w.node_id_len);
 	out->node_id[w.node_id_len] = '\0';
+	return 0;
+}
+
+ssize_t proto_ping_req_encode(void *buf, size_t buflen, const struct proto_ping_req *in)
+{
+	struct proto_redirect r;
+	_Static_assert(sizeof(r.node_id) == sizeof(in->node_id), "same id field");
+	memcpy(r.node_id, in->node_id, sizeof(r.node_id));
+	return proto_redirect_encode(buf, buflen, &r);
+}
+
+int proto_ping_req_decode(const void *payload, size_t len, struct proto_ping_req *out)
+{
+	struct proto_redirect r;
+	int rc = proto_redirect_decode(payload, len, &r);
+	if (rc == 0)
+		memcpy(out->node_id, r.node_id, sizeof(out->node_id));
+	return rc;
+}
+
+void proto_ping_req_ack_encode(void *buf, const struct proto_ping_req_ack *in)
+{
+	uint32_t v = htobe32(in->age_ms);
+	memcpy(buf, &v, sizeof(v));
+}
+
+int proto_ping_req_ack_decode(const void *payload, size_t len, struct proto_ping_req_ack *out)
+{
+	uint32_t v;
+	if (len != PROTO_PING_REQ_ACK_LEN)
+		return -EPROTO;
+	memcpy(&v, payload, sizeof(v));
+	out->age_ms = be32toh(v);
 	return 0;
 }
 

@@ -49,8 +49,8 @@ enum proto_type {
 	PROTO_AUTH = 2,		/* struct proto_auth */
 	PROTO_AUTH_OK = 3,	/* empty */
 	PROTO_AUTH_FAIL = 4,	/* empty; the sender then closes */
-	PROTO_PING = 5,		/* struct proto_ping */
-	PROTO_PONG = 6,		/* struct proto_ping, the PING's timestamp echoed */
+	PROTO_PING = 5,		/* struct proto_ping [+ struct proto_gossip] */
+	PROTO_PONG = 6,		/* struct proto_ping, the PING's timestamp echoed [+ gossip] */
 	PROTO_GET = 7,		/* struct proto_get */
 	PROTO_DATA = 8,		/* struct proto_data, then the chunk bytes */
 	PROTO_RDMA_DESC = 9,	/* empty -> struct proto_rdma_ticket; or a net/rdma.h message */
@@ -60,7 +60,9 @@ enum proto_type {
 	PROTO_META_GET = 13,	/* struct proto_meta_get: a piece of the metadata snapshot */
 	PROTO_META = 14,	/* struct proto_meta, then the piece; answers a META_GET */
 	PROTO_REDIRECT = 15,	/* struct proto_redirect: answers a GET, "ask this holder" */
-	PROTO_TYPE_MAX = PROTO_REDIRECT,
+	PROTO_PING_REQ = 16,	/* struct proto_ping_req: "has this node answered you lately?" */
+	PROTO_PING_REQ_ACK = 17,	/* struct proto_ping_req_ack, answers a PING_REQ */
+	PROTO_TYPE_MAX = PROTO_PING_REQ_ACK,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
@@ -68,6 +70,9 @@ enum proto_type {
 /* The sender takes GET_WAIT and GET_NOREDIRECT and may answer a FILL with REDIRECT. A node
  * sends those flags, and REDIRECT, only to peers that said SWARM (old peers reject them). */
 #define PROTO_CAP_SWARM		(1u << 1)
+/* The sender takes a gossip block after a PING's or PONG's timestamp (struct proto_gossip).
+ * A node appends one only for peers that said GOSSIP; old peers get 8-byte PINGs/PONGs. */
+#define PROTO_CAP_GOSSIP	(1u << 2)
 
 /*
  * GET flags; receivers reject bits they do not know. FILL: the receiver is the chunk's owner
@@ -202,7 +207,18 @@ _Static_assert(sizeof(struct proto_wire_redirect) == 1, "REDIRECT fixed part is 
 #define PROTO_META_PIECE_MAX	(1u << 20)
 #define PROTO_META_TOTAL_MAX	(256u << 20)	/* = CACHE_TREE_SHARE_MAX */
 
+/* Gossip (after a PING's or PONG's 8 bytes, to and from GOSSIP peers only):
+ *   u64 sender's incarnation (nonzero) | u8 count (<= PROTO_GOSSIP_MAX)
+ *   | count x ( u8 state | u64 incarnation (nonzero) | u8 node_id_len | node id ) */
+#define PROTO_GOSSIP_MAX	8
+#define PROTO_GOSSIP_EVENT_MAX_LEN	(1 + 8 + 1 + PROTO_NODE_ID_MAX)
+#define PROTO_GOSSIP_MAX_LEN	(8 + 1 + PROTO_GOSSIP_MAX * PROTO_GOSSIP_EVENT_MAX_LEN)
+#define PROTO_PING_MAX_LEN	(PROTO_PING_LEN + PROTO_GOSSIP_MAX_LEN)
+
 #define PROTO_REDIRECT_MAX_LEN	((uint32_t)sizeof(struct proto_wire_redirect) + PROTO_NODE_ID_MAX)
+/* PING_REQ: u8 node_id_len | node id (REDIRECT's layout). PING_REQ_ACK: u32 age_ms. */
+#define PROTO_PING_REQ_MAX_LEN	PROTO_REDIRECT_MAX_LEN
+#define PROTO_PING_REQ_ACK_LEN	4u
 /* RDMA_DESC with a payload carries one net/rdma.h message (DESC_REQ, DESC, RELEASE), which
  * that module encodes: a request with a payload is one, and so is its answer. */
 #define PROTO_RDMA_MSG_MAX	128
@@ -238,6 +254,32 @@ struct proto_auth {
 /* PING and PONG: the PING sender's CLOCK_MONOTONIC in ms, echoed unchanged in the PONG. */
 struct proto_ping {
 	uint64_t mono_ms;
+};
+
+/*
+ * Gossip piggybacked on PING and PONG (net/gossip.h has the meaning and merge rule). inc is
+ * the sender's own incarnation: a message from a node is also news that it is alive at
+ * that incarnation. Each event is what the sender believes about one node. Decoding
+ * rejects incarnation 0, a state past LEFT, more than PROTO_GOSSIP_MAX events, invalid node
+ * ids and trailing bytes. inc 0 and n 0 stand for "no block" (an 8-byte PING/PONG).
+ */
+enum proto_gossip_state {
+	PROTO_GOSSIP_ALIVE = 0,
+	PROTO_GOSSIP_SUSPECT = 1,
+	PROTO_GOSSIP_DEAD = 2,
+	PROTO_GOSSIP_LEFT = 3,
+};
+
+struct proto_gossip_event {
+	uint8_t state;		/* enum proto_gossip_state */
+	uint64_t inc;
+	char node_id[PROTO_NODE_ID_MAX + 1];
+};
+
+struct proto_gossip {
+	uint64_t inc;		/* the sender's incarnation; 0: the message had no block */
+	unsigned n;
+	struct proto_gossip_event ev[PROTO_GOSSIP_MAX];
 };
 
 /*
@@ -365,6 +407,24 @@ struct proto_redirect {
 	char node_id[PROTO_NODE_ID_MAX + 1];
 };
 
+/*
+ * PING_REQ asks a GOSSIP peer whether @node_id answered it lately (SWIM's indirect probe,
+ * answered from what the receiver already knows, net/peer.c): the asker's own heartbeat to
+ * that node failed. PING_REQ_ACK answers with age_ms, how long ago the receiver last heard
+ * from the node directly (a PONG to its heartbeat, or a PING from it);
+ * PROTO_PING_REQ_NEVER when it never did or does not know it. Sent only to peers that said
+ * PROTO_CAP_GOSSIP. Decoding rejects an invalid node id and any other length.
+ */
+#define PROTO_PING_REQ_NEVER	UINT32_MAX
+
+struct proto_ping_req {
+	char node_id[PROTO_NODE_ID_MAX + 1];
+};
+
+struct proto_ping_req_ack {
+	uint32_t age_ms;
+};
+
 /* ---- functions ---- */
 
 /* Name of a frame type for logs ("HELLO"), or "?" for an unknown one. Never NULL. */
@@ -408,6 +468,17 @@ int proto_empty_decode(const void *payload, size_t len);
 /* PING and PONG payloads. Writes PROTO_PING_LEN bytes. */
 void proto_ping_encode(void *buf, const struct proto_ping *in);
 int proto_ping_decode(const void *payload, size_t len, struct proto_ping *out);
+
+/*
+ * A PING or PONG with a gossip block: writes the timestamp, then @g (g->inc nonzero) into
+ * @buf (PROTO_PING_MAX_LEN is always enough). Returns the payload length, -EINVAL for a bad
+ * event (state, incarnation 0, node id) or more than PROTO_GOSSIP_MAX events, or -ENOSPC.
+ */
+ssize_t proto_ping_gossip_encode(void *buf, size_t buflen, const struct proto_ping *ping,
+				 const struct proto_gossip *g);
+/* Either form of PING/PONG: 8 bytes (g->inc = 0, g->n = 0) or with a gossip block. */
+int proto_ping_gossip_decode(const void *payload, size_t len, struct proto_ping *ping,
+			     struct proto_gossip *g);
 
 /* Writes PROTO_GET_LEN bytes. */
 void proto_get_encode(void *buf, const struct proto_get *in);
@@ -458,6 +529,12 @@ int proto_meta_decode(const void *payload, size_t len, struct proto_meta *out);
 /* REDIRECT payload. Returns its length, or -EINVAL for an invalid node id. */
 ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in);
 int proto_redirect_decode(const void *payload, size_t len, struct proto_redirect *out);
+
+/* PING_REQ (returns its length or -EINVAL/-ENOSPC) and PING_REQ_ACK (4 bytes). */
+ssize_t proto_ping_req_encode(void *buf, size_t buflen, const struct proto_ping_req *in);
+int proto_ping_req_decode(const void *payload, size_t len, struct proto_ping_req *out);
+void proto_ping_req_ack_encode(void *buf, const struct proto_ping_req_ack *in);
+int proto_ping_req_ack_decode(const void *payload, size_t len, struct proto_ping_req_ack *out);
 
 /*
  * The identity of one version of a file, shared by every node; all nodes must compute the

@@ -707,15 +707,22 @@ static bool meta_get_refresh(const uint8_t *payload, uint32_t len)
  * it for the workers (GET, RDMA descriptor messages). */
 int serve_frame(struct peers *p, struct sconn *sc)
 {
-	uint8_t buf[PROTO_RDMA_MSG_MAX > PROTO_PREFETCH_LEN ? PROTO_RDMA_MSG_MAX : PROTO_PREFETCH_LEN];
+	uint8_t buf[PROTO_PING_MAX_LEN]; /* the largest request read here (>= RDMA, PREFETCH) */
+	_Static_assert(PROTO_PING_MAX_LEN >= PROTO_RDMA_MSG_MAX &&
+		       PROTO_PING_MAX_LEN >= PROTO_PREFETCH_LEN, "serve_frame's buffer");
 	struct proto_hdr hdr;
 	struct deadline dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	int rc = link_recv_frame(sc->link, &hdr, buf, sizeof(buf), &dl);
 	if (rc)
 		return rc;
 	switch (hdr.type) {
-	case PROTO_PING:
-		return sconn_send_frame(sc, PROTO_PONG, hdr.req_id, buf, hdr.len, &dl);
+	case PROTO_PING: {
+		uint8_t pong[PROTO_PING_MAX_LEN];
+		ssize_t n = peers_pong(p, sc->node_id, sc->caps, buf, hdr.len, pong);
+		if (n < 0)
+			return (int)n;
+		return sconn_send_frame(sc, PROTO_PONG, hdr.req_id, pong, (uint32_t)n, &dl);
+	}
 	case PROTO_GET:
 		return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 	case PROTO_RDMA_DESC:
@@ -728,6 +735,13 @@ int serve_frame(struct peers *p, struct sconn *sc)
 		if (meta_get_refresh(buf, hdr.len))
 			return queue_get(p, sc, hdr.type, hdr.req_id, buf, hdr.len);
 		return answer_meta(p, sc, hdr.req_id, buf, hdr.len);
+	case PROTO_PING_REQ: {
+		uint8_t ack[PROTO_PING_REQ_ACK_LEN];
+		ssize_t n = peers_ping_req_answer(p, buf, hdr.len, ack);
+		if (n < 0)
+			return (int)n;
+		return sconn_send_frame(sc, PROTO_PING_REQ_ACK, hdr.req_id, ack, (uint32_t)n, &dl);
+	}
 	case PROTO_LEAVE:
 		peers_member_left(p, sc->node_id);
 		return 1;

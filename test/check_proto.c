@@ -172,7 +172,7 @@ START_TEST(test_hdr_every_type)
 	static const struct { uint8_t type; uint32_t len; } bad[] = {
 		{ PROTO_HELLO, 0 }, { PROTO_HELLO, 39 }, { PROTO_HELLO, 112 }, { PROTO_AUTH, 32 },
 		{ PROTO_AUTH, 34 }, { PROTO_AUTH_OK, 1 }, { PROTO_AUTH_FAIL, 1 }, { PROTO_PING, 7 },
-		{ PROTO_PONG, 9 }, { PROTO_GET, 39 }, { PROTO_GET, 41 }, { PROTO_DATA, 11 },
+		{ PROTO_PONG, PROTO_PING_MAX_LEN + 1 }, { PROTO_GET, 39 }, { PROTO_GET, 41 }, { PROTO_DATA, 11 },
 		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX + 1 },
 		{ PROTO_PREFETCH, 0 }, { PROTO_PREFETCH, 47 },
 		{ PROTO_PREFETCH, 49 }, { PROTO_PREFETCH_STATUS, 23 }, { PROTO_PREFETCH_STATUS, 25 },

@@ -44,13 +44,19 @@ static void fuzz_auth(const uint8_t *p, size_t len)
 
 static void fuzz_ping(const uint8_t *p, size_t len)
 {
-	uint8_t again[PROTO_PING_LEN];
+	uint8_t again[PROTO_PING_MAX_LEN];
 	struct proto_ping pi;
+	struct proto_gossip g;
 
-	if (proto_ping_decode(p, len, &pi))
+	if (proto_ping_gossip_decode(p, len, &pi, &g))
 		return;
-	CHECK(len == PROTO_PING_LEN);
-	proto_ping_encode(again, &pi);
+	CHECK(len >= PROTO_PING_LEN && len <= PROTO_PING_MAX_LEN);
+	if (len == PROTO_PING_LEN) {
+		CHECK(proto_ping_decode(p, len, &pi) == 0);
+		proto_ping_encode(again, &pi);
+	} else {
+		CHECK(proto_ping_gossip_encode(again, sizeof(again), &pi, &g) == (ssize_t)len);
+	}
 	CHECK(memcmp(again, p, len) == 0);
 }
 
@@ -128,6 +134,26 @@ static void fuzz_meta(uint8_t type, const uint8_t *p, size_t len)
 	CHECK(memcmp(again, p, PROTO_META_FIXED_LEN) == 0);
 }
 
+static void fuzz_ping_req(uint8_t type, const uint8_t *p, size_t len)
+{
+	uint8_t again[PROTO_PING_REQ_MAX_LEN];
+	struct proto_ping_req rq;
+	struct proto_ping_req_ack ack;
+
+	if (type == PROTO_PING_REQ) {
+		if (proto_ping_req_decode(p, len, &rq))
+			return;
+		CHECK(proto_node_id_ok(rq.node_id));
+		CHECK(proto_ping_req_encode(again, sizeof(again), &rq) == (ssize_t)len);
+	} else {
+		if (proto_ping_req_ack_decode(p, len, &ack))
+			return;
+		CHECK(len == PROTO_PING_REQ_ACK_LEN);
+		proto_ping_req_ack_encode(again, &ack);
+	}
+	CHECK(memcmp(again, p, len) == 0);
+}
+
 static void fuzz_redirect(const uint8_t *p, size_t len)
 {
 	uint8_t again[PROTO_REDIRECT_MAX_LEN];
@@ -173,6 +199,10 @@ static void fuzz_payload(uint8_t type, const uint8_t *p, size_t len)
 		break;
 	case PROTO_REDIRECT:
 		fuzz_redirect(p, len);
+		break;
+	case PROTO_PING_REQ:
+	case PROTO_PING_REQ_ACK:
+		fuzz_ping_req(type, p, len);
 		break;
 	}
 }
