@@ -236,7 +236,10 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 	sconn_turn_give(sc, rc);
 	if (rc == 0) {
 		count_served(p, sc->m, j->span.len);
-		count_swarm(p, &p->sw.served_as_holder);
+		if (j->g.flags & PROTO_GET_WAIT)
+			count_swarm(p, &p->sw.served_as_holder);
+		else
+			count_swarm(p, &p->sw.owner_relayed);
 		count_swarm(p, &p->sw.relayed);
 	}
 	return rc;
@@ -287,6 +290,11 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 	if (!j->f)
 		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, &dl);
 	int rc = 0;
+	if (!j->pinned && !j->relay && (g->flags & PROTO_GET_FILL) &&
+	    cache_relay_wait(p->cache, j->f, g->chunk, &dl, &j->span, &j->relay))
+		j->relay = NULL;
+	if (j->relay) /* our own fill of it runs: send its bytes on as they arrive */
+		return serve_relay(p, sc, j, &dl);
 	if (!j->pinned)
 		rc = cache_serve_chunk(p->cache, j->f, g->chunk, g->flags & PROTO_GET_FILL, &dl,
 				       &j->span, &j->crc);
@@ -553,7 +561,11 @@ static int classify_get(struct peers *p, struct serve_job *j)
 		j->pinned = false;
 		return SERVE_FAST;
 	}
-	return j->pinned || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
+	/* We own it and our fill of it is receiving it: relayed by a fast worker at once. */
+	if (!j->pinned && j->f && (j->g.flags & PROTO_GET_FILL) &&
+	    cache_relay_pin(p->cache, j->f, j->g.chunk, &j->span, &j->relay))
+		j->relay = NULL;
+	return j->pinned || j->relay || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
 }
 
 /*
