@@ -146,7 +146,11 @@ static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status,
 	}
 	/* The chunk goes from the pinned slab straight to the link. */
 	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
+	if (d.length)
+		atomic_fetch_add(&p->sending, 1);
 	int rc = sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
+	if (d.length)
+		atomic_fetch_sub(&p->sending, 1);
 	free(bad);
 	return rc;
 }
@@ -230,9 +234,11 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 	int rc = sconn_turn_take(sc, dl);
 	if (rc)
 		return rc;
+	atomic_fetch_add(&p->sending, 1);
 	rc = link_sendv(sc->link, &iov, 1, dl);
 	if (rc == 0 && (rc = relay_bytes(p, sc, j, attempt, crc, dl)) == -EIO)
 		count_swarm(p, &p->sw.relays_stopped);
+	atomic_fetch_sub(&p->sending, 1);
 	sconn_turn_give(sc, rc);
 	if (rc == 0) {
 		count_served(p, sc->m, j->span.len);
@@ -436,8 +442,9 @@ static bool swarm_redirect(struct peers *p, struct serve_job *j)
 	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm || !p->cfg->swarm_fanout)
 		return false;
 	j->admitted = true; /* swarm_done() when its answer was sent */
+	bool busy = atomic_load(&p->sending) >= SWARM_BUSY_SENDS;
 	if (!swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid, p->cfg->swarm_fanout,
-			 &parent))
+			 busy, &parent))
 		return false;
 	pthread_mutex_lock(&p->lock);
 	struct member *h = members_find_uid(&p->members, parent);
