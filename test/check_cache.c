@@ -1811,6 +1811,48 @@ START_TEST(test_readahead)
 }
 END_TEST
 
+/* A sequential read of a missing chunk starts the readahead before it waits for that chunk:
+ * while chunk 0's fill is held, chunks 1..4 are fetched already. */
+struct seq_reader {
+	struct cache *c;
+	struct cache_file *f;
+	ssize_t rc;
+};
+
+static void *seq_reader_main(void *arg)
+{
+	struct seq_reader *r = arg;
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 0;
+	r->rc = cache_read(r->c, r->f, 0, 10, true, spans, MAX_SPANS, &n);
+	if (r->rc >= 0)
+		cache_read_done(r->c, spans, n);
+	return NULL;
+}
+
+START_TEST(test_readahead_before_wait)
+{
+	struct cache *c = cache_make((struct opts){ .readahead = 4 });
+	int a = fake_add("seq0", 1, 30 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	atomic_store(&fk.block[a][0], true);
+	struct seq_reader r = { .c = c, .f = f };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, seq_reader_main, &r), 0);
+	ck_assert(wait_blocked(1, 2000));
+	for (uint64_t k = 1; k <= 4; k++)
+		ck_assert_msg(wait_uint(&fk.done[a][k], 1, 2000),
+			      "chunk %llu not read ahead while the read waited for chunk 0",
+			      (unsigned long long)k);
+	ck_assert_uint_eq(ld(&fk.fetches[a][5]), 0);
+	fake_release(a, 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(r.rc, 10);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 /* ---- peers: sources in order, local-only fills, serving chunks ---- */
 
 struct relay_reader {
@@ -2454,6 +2496,7 @@ static Suite *cache_suite(void)
 		{ "sources_and_serve", test_sources_and_serve },
 		{ "relay", test_relay },
 		{ "relay_wait", test_relay_wait },
+		{ "readahead_before_wait", test_readahead_before_wait },
 		{ "sidecar_storage_bad", test_sidecar_storage_bad },
 		{ "sidecar_peer_bad", test_sidecar_peer_bad },
 		{ "sidecar_chunk_too_big", test_sidecar_chunk_too_big },
