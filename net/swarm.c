@@ -86,14 +86,19 @@ static int do_admit(struct swarm_entry *x, uint32_t who, unsigned fanout, bool b
 		do_record(x, who, true);
 		return 0;
 	}
+	unsigned best = x->n;
 	for (unsigned i = 0; i < x->n; i++)
-		if (x->kids[i] < fanout) {
-			x->kids[i]++;
-			*parent = x->who[i];
-			do_record(x, who, false);
-			return 1;
+		if (x->kids[i] < fanout && (best == x->n || x->kids[i] < x->kids[best])) {
+			best = i;
+			if (!busy || !x->kids[i])
+				break; /* earliest with room; busy: earliest with fewest children */
 		}
-	return -1;
+	if (best == x->n)
+		return -1;
+	x->kids[best]++;
+	*parent = x->who[best];
+	do_record(x, who, false);
+	return 1;
 }
 
 bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who,

@@ -55,11 +55,13 @@ void swarm_free(struct swarm *s);
  *
  * @busy: the owner's uplink is taken already (it sends SWARM_BUSY_SENDS or more chunks, of
  * any kind, at this moment; net/serve.c). Then the owner serves a chunk itself only to its
- * first requester and hands every later one to an earlier one (same choice of parent, same
- * @fanout per parent; served itself when every parent is full), so that a node that many ask
- * for many chunks at once (an old node when several nodes join a warm cluster) sends each
- * chunk about once and the requesters, relaying while it arrives, carry it on. Waits still
- * form a tree rooted at the owner.
+ * first requester and hands every later one to the earlier requester with the fewest
+ * children (the earliest of those; at most @fanout each; served itself when every parent is
+ * full), so that a node that many ask for many chunks at once (an old node when several
+ * nodes join a warm cluster) sends each chunk about once, and the requesters, relaying while
+ * it arrives, carry it on a copy each instead of the fastest requester carrying @fanout
+ * copies of every chunk. Waits still form a tree rooted at the owner (deeper: a chain when
+ * requesters come one by one).
  */
 bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who,
 		 unsigned fanout, bool busy, uint32_t *parent);

@@ -295,24 +295,33 @@ START_TEST(swarm_tree)
 END_TEST
 
 /* A busy owner (its uplink taken by other sends) serves each chunk to its first requester
- * only and hands the rest on, fanout per parent, earliest parent first; an owner that is
- * not busy (or every parent full) serves as before. */
+ * only and hands the rest on, to the earlier requester with the fewest children (at most
+ * fanout); an owner that is not busy serves as before. */
 START_TEST(swarm_busy_owner)
 {
 	struct swarm *s = swarm_new();
 	uint32_t parent = 0;
 	ck_assert(!swarm_admit(s, 0x77, 3, 1, 4, true, &parent)); /* the first: served */
-	for (uint32_t who = 2; who <= 5; who++) {
+	for (uint32_t who = 2; who <= 5; who++) { /* each to the one before: no children yet */
 		parent = 0;
 		ck_assert(swarm_admit(s, 0x77, 3, who, 4, true, &parent));
-		ck_assert_uint_eq(parent, 1);
+		ck_assert_uint_eq(parent, who - 1);
 	}
+	/* Not busy: served up to fanout at once (1 is being served: 3 more). */
+	ck_assert(!swarm_admit(s, 0x77, 3, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 21, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 22, 4, false, &parent));
+	ck_assert(swarm_admit(s, 0x77, 3, 23, 4, false, &parent));
+	ck_assert_uint_eq(parent, 1); /* not busy: the earliest with room */
+	/* Busy again: 1..4 have a child each, 5 and 20..23 none: the earliest of those. */
 	ck_assert(swarm_admit(s, 0x77, 3, 6, 4, true, &parent));
-	ck_assert_uint_eq(parent, 2); /* 1 has 4 children */
-	/* The owner's send to 1 ended: still busy, so later requesters still go to holders. */
+	ck_assert_uint_eq(parent, 5);
+	/* The owner's sends ended: still busy, so later requesters still go to holders. */
+	for (uint32_t who = 20; who <= 22; who++)
+		swarm_done(s, 0x77, 3, who);
 	swarm_done(s, 0x77, 3, 1);
 	ck_assert(swarm_admit(s, 0x77, 3, 7, 4, true, &parent));
-	ck_assert_uint_eq(parent, 2);
+	ck_assert_uint_eq(parent, 20);
 	/* Not busy: served up to fanout at once, as without the flag. */
 	ck_assert(!swarm_admit(s, 0x77, 3, 8, 4, false, &parent));
 	/* A requester asking again (its parent failed it) is served by the owner, busy or not. */

@@ -102,6 +102,15 @@ for line in sys.stdin:
 print(" ".join("%s=%d" % kv for kv in sorted(t.items())))'
 }
 
+# daemon_ticks: CPU clock ticks (user + system) used so far by this cluster's mows-fuse daemons.
+daemon_ticks() {
+	local pid t=0
+	for pid in $(pgrep -f -- "--control-socket $STATE/node"); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 # slowest JSON: the slowest node's seconds in a run report.
 slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
 
@@ -130,8 +139,10 @@ b0=$(mc storage-bytes)
 old0=$(sent_mb 1 "$WARM")
 new0=$(sent_mb "$((WARM + 1))" "$LAST")
 snap=$(cpu_snap)
+ticks0=$(daemon_ticks)
 timed_run "$WORK/join.json" --nodes "$((WARM + 1))-$LAST"
 idle=$(cpu_idle_since "$snap")
+ticks1=$(daemon_ticks)
 b1=$(mc storage-bytes)
 jb=$((b1 - b0))
 js=$(slowest "$WORK/join.json")
@@ -139,6 +150,7 @@ old1=$(sent_mb 1 "$WARM")
 new1=$(sent_mb "$((WARM + 1))" "$LAST")
 timed_run "$WORK/again.json" --nodes "$((WARM + 1))-$LAST" # the floor: every chunk cached
 log "join: the same read again on the joiners, every chunk cached: slowest $(f2 "$(slowest "$WORK/again.json")") s"
+log "join: the $((WARM + JOIN)) daemons used $(f2 "($ticks1 - $ticks0) / $(getconf CLK_TCK)") CPU seconds during the read; the machine was $idle% idle"
 log "join: joiners $(jfield "$(cat "$WORK/join.json")" '" ".join("%.2f" % (n["ms"] / 1000) for n in j["nodes"])') s; the $WARM old nodes sent $((old1 - old0)) MB, the $JOIN joiners $((new1 - new0)) MB; swarm: $(swarm_sums 1 "$LAST")"
 ROWS+=("| 1. $JOIN nodes join a warm $WARM-node cluster at once | slowest joiner $(f2 "$js") s = $(f2 "$js / $IDEAL_NODE")x model / node link ($IDEAL_NODE s) | storage $(f2 "$jb / $MODEL_B")x model | <= 1.3x and <= 0.05x | $(yes_no "$js <= 1.3 * $IDEAL_NODE && $jb <= 0.05 * $MODEL_B") | $idle% |")
 down join
