@@ -296,7 +296,7 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 	if (!j->f)
 		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, &dl);
 	int rc = 0;
-	if (!j->pinned && !j->relay && (g->flags & PROTO_GET_FILL) &&
+	if (!j->pinned && !j->relay && (g->flags & PROTO_GET_FILL) && !p->corrupt_sends &&
 	    cache_relay_wait(p->cache, j->f, g->chunk, &dl, &j->span, &j->relay))
 		j->relay = NULL;
 	if (j->relay) /* our own fill of it runs: send its bytes on as they arrive */
@@ -569,7 +569,7 @@ static int classify_get(struct peers *p, struct serve_job *j)
 		return SERVE_FAST;
 	}
 	/* We own it and our fill of it is receiving it: relayed by a fast worker at once. */
-	if (!j->pinned && j->f && (j->g.flags & PROTO_GET_FILL) &&
+	if (!j->pinned && j->f && (j->g.flags & PROTO_GET_FILL) && !p->corrupt_sends &&
 	    cache_relay_pin(p->cache, j->f, j->g.chunk, &j->span, &j->relay))
 		j->relay = NULL;
 	return j->pinned || j->relay || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
