@@ -1769,9 +1769,9 @@ static void do_readahead(struct cache *c, struct cache_file *f, uint64_t after)
  */
 static void do_start_ahead(struct cache *c, struct cache_file *f, uint64_t first, uint64_t last)
 {
+	/* Cached ones move to the young end of the LRU: the readahead's slots never evict them. */
 	for (uint64_t k = first; k <= last; k++)
-		if (do_lookup(c, f, k) == NIL &&
-		    do_get_chunk(c, f, k, PRIO_HIGH, false, NULL, NULL) < 0)
+		if (do_get_chunk(c, f, k, PRIO_HIGH, false, NULL, NULL) < 0)
 			return;
 	do_readahead(c, f, last);
 }
