@@ -968,6 +968,7 @@ void cache_relay_announce(struct cache_relay *r, uint32_t crc)
 	atomic_store(&r->crc, crc);
 	atomic_store(&r->announced, true);
 	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->fill_cond); /* cache_relay_wait() */
 	cache_fill_hook_fn hook = c->fill_hook;
 	void *hook_ctx = c->fill_hook_ctx;
 	c->fill_hook_calls += hook != NULL;
@@ -986,22 +987,57 @@ void cache_relay_progress(struct cache_relay *r, uint32_t bytes)
 	atomic_store(&r->arrived, bytes);
 }
 
+/* Lock held. Pins slot @i for relaying: its span and progress. */
+static void do_relay_pin(struct cache *c, int32_t i, struct cache_span *span,
+			 struct cache_relay **relay)
+{
+	struct slot *s = &c->slots[i];
+	s->pins++;
+	span->data = slot_data(c, (uint32_t)i);
+	span->len = s->len;
+	span->slot = (uint32_t)i;
+	*relay = &s->relay;
+}
+
+/* Lock held. Whether slot @i is a fill of @f's current version that may be relayed. */
+static bool do_relayable(const struct cache *c, const struct cache_file *f, int32_t i)
+{
+	return i >= 0 && c->slots[i].state == SLOT_FILLING && c->slots[i].gen == f->gen &&
+	       f->state != CACHE_FILE_BAD && f->state != CACHE_FILE_STALE && !f->local_only;
+}
+
 int cache_relay_pin(struct cache *c, struct cache_file *f, uint64_t chunk,
 		    struct cache_span *span, struct cache_relay **relay)
 {
 	pthread_mutex_lock(&c->lock);
 	int32_t i = chunk < f->nchunks ? do_lookup(c, f, chunk) : NIL;
 	int rc = -ENOENT;
-	if (i >= 0 && c->slots[i].state == SLOT_FILLING && c->slots[i].gen == f->gen &&
-	    f->state != CACHE_FILE_BAD && f->state != CACHE_FILE_STALE && !f->local_only)
+	if (do_relayable(c, f, i))
 		rc = atomic_load(&c->slots[i].relay.announced) ? 0 : -EAGAIN;
-	if (rc == 0) {
-		struct slot *s = &c->slots[i];
-		s->pins++;
-		span->data = slot_data(c, (uint32_t)i);
-		span->len = s->len;
-		span->slot = (uint32_t)i;
-		*relay = &s->relay;
+	if (rc == 0)
+		do_relay_pin(c, i, span, relay);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_relay_wait(struct cache *c, struct cache_file *f, uint64_t chunk,
+		     const struct deadline *dl, struct cache_span *span, struct cache_relay **relay)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		int32_t i = chunk < f->nchunks ? do_lookup(c, f, chunk) : NIL;
+		if (!do_relayable(c, f, i) || !c->slots[i].started || c->aborting)
+			break;
+		if (atomic_load(&c->slots[i].relay.announced)) {
+			do_relay_pin(c, i, span, relay);
+			rc = 0;
+			break;
+		}
+		if (deadline_cond_wait(&c->fill_cond, &c->lock, dl) == -ETIMEDOUT) {
+			rc = -ETIMEDOUT;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
@@ -1725,6 +1761,22 @@ static void do_readahead(struct cache *c, struct cache_file *f, uint64_t after)
 }
 
 /*
+ * A sequential read of chunks @first..@last: starts their fills (first in line) and the
+ * readahead after them before the read waits for anything, so that the chunks after a
+ * missed one are on their way while it arrives (over peers, the first chunk of a file
+ * takes a round trip or more before its bytes flow; fetching it alone cost each file of a
+ * six-node join about that much). Never waits.
+ */
+static void do_start_ahead(struct cache *c, struct cache_file *f, uint64_t first, uint64_t last)
+{
+	/* Cached ones move to the young end of the LRU: the readahead's slots never evict them. */
+	for (uint64_t k = first; k <= last; k++)
+		if (do_get_chunk(c, f, k, PRIO_HIGH, false, NULL, NULL) < 0)
+			return;
+	do_readahead(c, f, last);
+}
+
+/*
  * Claims chunks @first..@last for a read. Returns true when the read must wait for the
  * whole-file check (verify = file): together with every earlier claim they cover the file,
  * so this read could hand out the last bytes a reader needs to reach EOF.
@@ -1847,6 +1899,8 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	ssize_t rc = 0;
 
 	pthread_mutex_lock(&c->lock);
+	if (sequential && f->state != CACHE_FILE_BAD)
+		do_start_ahead(c, f, first, last);
 	for (uint64_t k = first; k <= last; k++) {
 		bool hit = false;
 		int32_t i = f->state == CACHE_FILE_BAD ? -EIO :

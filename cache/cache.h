@@ -324,6 +324,17 @@ int cache_relay_pin(struct cache *c, struct cache_file *f, uint64_t chunk,
 		    struct cache_span *span, struct cache_relay **relay);
 
 /*
+ * For an owner asked to fill a chunk whose fill already runs here (the swarm): waits (by
+ * @dl) until that fill's source announces the bytes, then pins it as cache_relay_pin() does
+ * and returns 0. Returns -ENOENT at once, or as soon as the fill ends, when no fill of the
+ * chunk runs on a thread (none, only queued, cached already, failed): the caller serves or
+ * fills it as before. -ETIMEDOUT at @dl. A fill whose source never announces (storage) is
+ * waited for to its end, as cache_serve_chunk() would. Any thread but a fill thread.
+ */
+int cache_relay_wait(struct cache *c, struct cache_file *f, uint64_t chunk,
+		     const struct deadline *dl, struct cache_span *span, struct cache_relay **relay);
+
+/*
  * The fill of a span from cache_relay_pin(): 0 while it runs, 1 when it ended well (*@crc
  * is the chunk's checked CRC), -EIO when it failed.
  */

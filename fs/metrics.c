@@ -164,6 +164,7 @@ static void format_swarm(FILE *out, const struct peers_swarm_counters *w)
 		{ "served_as_holder", w->served_as_holder }, { "relayed", w->relayed },
 		{ "relays_stopped", w->relays_stopped },     { "holder_parked", w->holder_parked },
 		{ "holder_misses", w->holder_misses },
+		{ "owner_relayed", w->owner_relayed },
 	};
 	family(out, "mows_swarm_events_total", "counter",
 	       "Swarm scale-out: as owner, requests handed to an earlier requester (redirects_sent); "

@@ -119,6 +119,8 @@ struct peers_swarm_counters {
 	uint64_t relays_stopped;  /* relays broken off: our fill failed or started over */
 	uint64_t holder_parked;   /* as holder: GET WAITs parked until our fill ended */
 	uint64_t holder_misses;   /* as holder: GET WAITs answered ENOENT */
+	uint64_t owner_relayed;   /* as owner: GET FILLs relayed while our own fill received
+				     the chunk (not after it ended); also counted in relayed */
 };
 
 /* Liveness (the heartbeat and gossip, net/gossip.h), since start. */

@@ -108,6 +108,7 @@ struct peers {
 	 * start. All but swarm protected by lock.
 	 */
 	struct swarm *swarm;
+	atomic_uint sending;       /* chunk sends (DATA with bytes, relays) in flight; atomic */
 	struct serve_job *parked;
 	unsigned nparked;
 	struct peers_swarm_counters sw;

@@ -146,7 +146,11 @@ static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status,
 	}
 	/* The chunk goes from the pinned slab straight to the link. */
 	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
+	if (d.length)
+		atomic_fetch_add(&p->sending, 1);
 	int rc = sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
+	if (d.length)
+		atomic_fetch_sub(&p->sending, 1);
 	free(bad);
 	return rc;
 }
@@ -230,13 +234,18 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 	int rc = sconn_turn_take(sc, dl);
 	if (rc)
 		return rc;
+	atomic_fetch_add(&p->sending, 1);
 	rc = link_sendv(sc->link, &iov, 1, dl);
 	if (rc == 0 && (rc = relay_bytes(p, sc, j, attempt, crc, dl)) == -EIO)
 		count_swarm(p, &p->sw.relays_stopped);
+	atomic_fetch_sub(&p->sending, 1);
 	sconn_turn_give(sc, rc);
 	if (rc == 0) {
 		count_served(p, sc->m, j->span.len);
-		count_swarm(p, &p->sw.served_as_holder);
+		if (j->g.flags & PROTO_GET_WAIT)
+			count_swarm(p, &p->sw.served_as_holder);
+		else
+			count_swarm(p, &p->sw.owner_relayed);
 		count_swarm(p, &p->sw.relayed);
 	}
 	return rc;
@@ -287,6 +296,11 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 	if (!j->f)
 		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, &dl);
 	int rc = 0;
+	if (!j->pinned && !j->relay && (g->flags & PROTO_GET_FILL) && !p->corrupt_sends &&
+	    cache_relay_wait(p->cache, j->f, g->chunk, &dl, &j->span, &j->relay))
+		j->relay = NULL;
+	if (j->relay) /* our own fill of it runs: send its bytes on as they arrive */
+		return serve_relay(p, sc, j, &dl);
 	if (!j->pinned)
 		rc = cache_serve_chunk(p->cache, j->f, g->chunk, g->flags & PROTO_GET_FILL, &dl,
 				       &j->span, &j->crc);
@@ -428,8 +442,9 @@ static bool swarm_redirect(struct peers *p, struct serve_job *j)
 	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm || !p->cfg->swarm_fanout)
 		return false;
 	j->admitted = true; /* swarm_done() when its answer was sent */
+	bool busy = atomic_load(&p->sending) >= SWARM_BUSY_SENDS;
 	if (!swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid, p->cfg->swarm_fanout,
-			 &parent))
+			 busy, &parent))
 		return false;
 	pthread_mutex_lock(&p->lock);
 	struct member *h = members_find_uid(&p->members, parent);
@@ -553,7 +568,11 @@ static int classify_get(struct peers *p, struct serve_job *j)
 		j->pinned = false;
 		return SERVE_FAST;
 	}
-	return j->pinned || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
+	/* We own it and our fill of it is receiving it: relayed by a fast worker at once. */
+	if (!j->pinned && j->f && (j->g.flags & PROTO_GET_FILL) && !p->corrupt_sends &&
+	    cache_relay_pin(p->cache, j->f, j->g.chunk, &j->span, &j->relay))
+		j->relay = NULL;
+	return j->pinned || j->relay || !(j->g.flags & PROTO_GET_FILL) ? SERVE_FAST : SERVE_FILL;
 }
 
 /*

@@ -74,36 +74,42 @@ static void do_record(struct swarm_entry *x, uint32_t who, bool serving)
 
 /* Lock held. Returns 1: redirect to *@parent; 0: the owner serves it (counted); -1: the owner
  * serves it, not counted (a requester asking again, or a full entry). */
-static int do_admit(struct swarm_entry *x, uint32_t who, unsigned fanout, uint32_t *parent)
+static int do_admit(struct swarm_entry *x, uint32_t who, unsigned fanout, bool busy,
+		    uint32_t *parent)
 {
 	for (unsigned i = 0; i < x->n; i++)
 		if (x->who[i] == who)
 			return -1;
 	if (x->n == SWARM_MAX_REQ)
 		return -1;
-	if (x->serving < fanout) {
+	if (busy ? x->n == 0 : x->serving < fanout) {
 		do_record(x, who, true);
 		return 0;
 	}
+	unsigned best = x->n;
 	for (unsigned i = 0; i < x->n; i++)
-		if (x->kids[i] < fanout) {
-			x->kids[i]++;
-			*parent = x->who[i];
-			do_record(x, who, false);
-			return 1;
+		if (x->kids[i] < fanout && (best == x->n || x->kids[i] < x->kids[best])) {
+			best = i;
+			if (!busy || !x->kids[i])
+				break; /* earliest with room; busy: earliest with fewest children */
 		}
-	return -1;
+	if (best == x->n)
+		return -1;
+	x->kids[best]++;
+	*parent = x->who[best];
+	do_record(x, who, false);
+	return 1;
 }
 
 bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who,
-		 unsigned fanout, uint32_t *parent)
+		 unsigned fanout, bool busy, uint32_t *parent)
 {
 	if (!fanout || !who)
 		return false;
 	if (fanout > SWARM_FANOUT_MAX)
 		fanout = SWARM_FANOUT_MAX;
 	pthread_mutex_lock(&s->lock);
-	bool redirect = do_admit(do_entry(s, file_key, chunk), who, fanout, parent) == 1;
+	bool redirect = do_admit(do_entry(s, file_key, chunk), who, fanout, busy, parent) == 1;
 	pthread_mutex_unlock(&s->lock);
 	return redirect;
 }

@@ -1811,6 +1811,48 @@ START_TEST(test_readahead)
 }
 END_TEST
 
+/* A sequential read of a missing chunk starts the readahead before it waits for that chunk:
+ * while chunk 0's fill is held, chunks 1..4 are fetched already. */
+struct seq_reader {
+	struct cache *c;
+	struct cache_file *f;
+	ssize_t rc;
+};
+
+static void *seq_reader_main(void *arg)
+{
+	struct seq_reader *r = arg;
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 0;
+	r->rc = cache_read(r->c, r->f, 0, 10, true, spans, MAX_SPANS, &n);
+	if (r->rc >= 0)
+		cache_read_done(r->c, spans, n);
+	return NULL;
+}
+
+START_TEST(test_readahead_before_wait)
+{
+	struct cache *c = cache_make((struct opts){ .readahead = 4 });
+	int a = fake_add("seq0", 1, 30 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	atomic_store(&fk.block[a][0], true);
+	struct seq_reader r = { .c = c, .f = f };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, seq_reader_main, &r), 0);
+	ck_assert(wait_blocked(1, 2000));
+	for (uint64_t k = 1; k <= 4; k++)
+		ck_assert_msg(wait_uint(&fk.done[a][k], 1, 2000),
+			      "chunk %llu not read ahead while the read waited for chunk 0",
+			      (unsigned long long)k);
+	ck_assert_uint_eq(ld(&fk.fetches[a][5]), 0);
+	fake_release(a, 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(r.rc, 10);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 /* ---- peers: sources in order, local-only fills, serving chunks ---- */
 
 struct relay_reader {
@@ -1892,6 +1934,94 @@ START_TEST(test_relay)
 	ck_assert_int_eq(cache_relay_done(c, &span, &crc), -EIO);
 	ck_assert_uint_ne(atomic_load(&r->attempt), attempt); /* the local source tried too */
 	cache_read_done(c, &span, 1);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* cache_relay_wait() on its own thread, with how long it took. */
+struct relay_waiter {
+	struct cache *c;
+	struct cache_file *f;
+	uint64_t chunk;
+	unsigned ms;
+	struct cache_span span;
+	struct cache_relay *relay;
+	int rc;
+	int64_t took_ms;
+	atomic_bool done;
+};
+
+static void *relay_waiter_main(void *arg)
+{
+	struct relay_waiter *w = arg;
+	struct deadline dl = deadline_in_ms(w->ms);
+	uint64_t t0 = mono_ns();
+	w->rc = cache_relay_wait(w->c, w->f, w->chunk, &dl, &w->span, &w->relay);
+	w->took_ms = ms_since(t0);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+/*
+ * An owner asked for a chunk its own fill is receiving (the swarm, net/serve.c): with no
+ * fill running, cache_relay_wait() answers -ENOENT at once; with a remote source that
+ * announced the bytes, it pins the slot for relaying at once; with a source that never
+ * announces (storage), it waits for the end of that fill and answers -ENOENT (the caller
+ * then sends the cached chunk), or -ETIMEDOUT at its deadline.
+ */
+START_TEST(test_relay_wait)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .relay_first = true });
+	int a = fake_add("owned", 1, 8 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct relay_waiter w = { .c = c, .f = f, .chunk = 2, .ms = 2000 };
+	pthread_t t;
+
+	relay_waiter_main(&w); /* nothing runs */
+	ck_assert_int_eq(w.rc, -ENOENT);
+	ck_assert_int_lt(w.took_ms, 500);
+
+	atomic_store(&fk.block[a][1], true); /* announced, half landed, then held */
+	struct relay_reader rd = { .c = c, .f = f, .i = a, .chunk = 1 };
+	ck_assert_int_eq(pthread_create(&t, NULL, relay_reader_main, &rd), 0);
+	struct cache_span span;
+	relay_pin_wait(c, f, 1, &span); /* the source announced */
+	cache_read_done(c, &span, 1);
+	w = (struct relay_waiter){ .c = c, .f = f, .chunk = 1, .ms = 2000 };
+	relay_waiter_main(&w);
+	ck_assert_int_eq(w.rc, 0);
+	ck_assert_int_lt(w.took_ms, 500);
+	ck_assert_uint_eq(atomic_load(&w.relay->arrived), CHUNK / 2);
+	ck_assert_int_eq(cache_relay_done(c, &w.span, &(uint32_t){ 0 }), 0);
+	fake_release(a, 1);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(rd.rc, CHUNK);
+	cache_read_done(c, &w.span, 1);
+	cache_file_put(c, f);
+	cache_free(c);
+
+	/* Only the local source: its fill never announces. */
+	c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	f = open_plain(c, a);
+	atomic_store(&fk.block[a][4], true);
+	struct bg_read r = { .c = c, .f = f, .i = a, .off = 4 * CHUNK, .len = CHUNK };
+	ck_assert_int_eq(pthread_create(&r.t, NULL, bg_read_main, &r), 0);
+	ck_assert(wait_blocked(1, 2000));
+	w = (struct relay_waiter){ .c = c, .f = f, .chunk = 4, .ms = 100 };
+	relay_waiter_main(&w);
+	ck_assert_int_eq(w.rc, -ETIMEDOUT);
+	ck_assert_int_ge(w.took_ms, 90);
+	w = (struct relay_waiter){ .c = c, .f = f, .chunk = 4, .ms = 5000 };
+	ck_assert_int_eq(pthread_create(&t, NULL, relay_waiter_main, &w), 0);
+	usleep(100 * 1000);
+	ck_assert_msg(!atomic_load(&w.done), "cache_relay_wait did not wait for a running fill");
+	fake_release(a, 4);
+	ck_assert_int_eq(pthread_join(r.t, NULL), 0);
+	ck_assert_int_eq(r.rc, CHUNK);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(w.rc, -ENOENT);
+	ck_assert_int_lt(w.took_ms, 4000);
 	cache_file_put(c, f);
 	cache_free(c);
 }
@@ -2365,6 +2495,8 @@ static Suite *cache_suite(void)
 		{ "foreach_current_only", test_foreach_current_only },
 		{ "sources_and_serve", test_sources_and_serve },
 		{ "relay", test_relay },
+		{ "relay_wait", test_relay_wait },
+		{ "readahead_before_wait", test_readahead_before_wait },
 		{ "sidecar_storage_bad", test_sidecar_storage_bad },
 		{ "sidecar_peer_bad", test_sidecar_peer_bad },
 		{ "sidecar_chunk_too_big", test_sidecar_chunk_too_big },

@@ -254,7 +254,7 @@ START_TEST(swarm_tree)
 	unsigned kids[40] = { 0 }, direct = 0;
 	for (uint32_t who = 1; who <= 30; who++) {
 		uint32_t parent = 0;
-		if (swarm_admit(s, 0x1234, 7, who, 4, &parent)) {
+		if (swarm_admit(s, 0x1234, 7, who, 4, false, &parent)) {
 			ck_assert_uint_lt(parent, who); /* arrived before: no cycle */
 			ck_assert_uint_ge(parent, 1);
 			parent_of[who] = parent;
@@ -277,19 +277,65 @@ START_TEST(swarm_tree)
 	/* One that asks again is served by the owner; so is every requester of another chunk
 	 * and every requester with the swarm off. */
 	uint32_t parent = 0;
-	ck_assert(!swarm_admit(s, 0x1234, 7, 20, 4, &parent));
-	ck_assert(!swarm_admit(s, 0x1234, 8, 20, 4, &parent));
-	ck_assert(!swarm_admit(s, 0x9999, 7, 99, 0, &parent));
+	ck_assert(!swarm_admit(s, 0x1234, 7, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x1234, 8, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x9999, 7, 99, 0, false, &parent));
 	/* Once the owner's sends end, it serves the next requesters itself again. */
 	for (uint32_t who = 1; who <= 4; who++)
 		swarm_done(s, 0x1234, 7, who);
 	swarm_done(s, 0x1234, 7, 5); /* never served by the owner: no effect */
 	for (uint32_t who = 31; who <= 34; who++)
-		ck_assert(!swarm_admit(s, 0x1234, 7, who, 4, &parent));
-	ck_assert(swarm_admit(s, 0x1234, 7, 35, 4, &parent));
+		ck_assert(!swarm_admit(s, 0x1234, 7, who, 4, false, &parent));
+	ck_assert(swarm_admit(s, 0x1234, 7, 35, 4, false, &parent));
 	ck_assert_uint_eq(parent, 7); /* 1..6 have 4 each, 7 has 29 and 30 */
 	for (uint32_t who = 100; who < 110; who++)
-		ck_assert(!swarm_admit(s, 0x9999, 7, who, 0, &parent));
+		ck_assert(!swarm_admit(s, 0x9999, 7, who, 0, false, &parent));
+	swarm_free(s);
+}
+END_TEST
+
+/* A busy owner (its uplink taken by other sends) serves each chunk to its first requester
+ * only and hands the rest on, to the earlier requester with the fewest children (at most
+ * fanout); an owner that is not busy serves as before. */
+START_TEST(swarm_busy_owner)
+{
+	struct swarm *s = swarm_new();
+	uint32_t parent = 0;
+	ck_assert(!swarm_admit(s, 0x77, 3, 1, 4, true, &parent)); /* the first: served */
+	for (uint32_t who = 2; who <= 5; who++) { /* each to the one before: no children yet */
+		parent = 0;
+		ck_assert(swarm_admit(s, 0x77, 3, who, 4, true, &parent));
+		ck_assert_uint_eq(parent, who - 1);
+	}
+	/* Not busy: served up to fanout at once (1 is being served: 3 more). */
+	ck_assert(!swarm_admit(s, 0x77, 3, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 21, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 22, 4, false, &parent));
+	ck_assert(swarm_admit(s, 0x77, 3, 23, 4, false, &parent));
+	ck_assert_uint_eq(parent, 1); /* not busy: the earliest with room */
+	/* Busy again: 1..4 have a child each, 5 and 20..23 none: the earliest of those. */
+	ck_assert(swarm_admit(s, 0x77, 3, 6, 4, true, &parent));
+	ck_assert_uint_eq(parent, 5);
+	/* The owner's sends ended: still busy, so later requesters still go to holders. */
+	for (uint32_t who = 20; who <= 22; who++)
+		swarm_done(s, 0x77, 3, who);
+	swarm_done(s, 0x77, 3, 1);
+	ck_assert(swarm_admit(s, 0x77, 3, 7, 4, true, &parent));
+	ck_assert_uint_eq(parent, 20);
+	/* Not busy: served up to fanout at once, as without the flag. */
+	ck_assert(!swarm_admit(s, 0x77, 3, 8, 4, false, &parent));
+	/* A requester asking again (its parent failed it) is served by the owner, busy or not. */
+	ck_assert(!swarm_admit(s, 0x77, 3, 4, 4, true, &parent));
+	/* Fanout 1: each later requester goes to the one before it (a relay chain). */
+	ck_assert(!swarm_admit(s, 0x78, 0, 1, 1, true, &parent));
+	ck_assert(swarm_admit(s, 0x78, 0, 2, 1, true, &parent));
+	ck_assert(swarm_admit(s, 0x78, 0, 3, 1, true, &parent));
+	ck_assert_uint_eq(parent, 2);
+	ck_assert(swarm_admit(s, 0x78, 0, 4, 1, true, &parent));
+	ck_assert_uint_eq(parent, 3);
+	/* The swarm off: never redirected, busy or not. */
+	ck_assert(!swarm_admit(s, 0x79, 0, 1, 0, true, &parent));
+	ck_assert(!swarm_admit(s, 0x79, 0, 2, 0, true, &parent));
 	swarm_free(s);
 }
 END_TEST
@@ -301,15 +347,15 @@ START_TEST(swarm_bounded)
 	struct swarm *s = swarm_new();
 	uint32_t parent = 0;
 	for (uint64_t c = 0; c < 100000; c++)
-		ck_assert(!swarm_admit(s, 42, c, 1, 4, &parent));
+		ck_assert(!swarm_admit(s, 42, c, 1, 4, false, &parent));
 	for (uint32_t who = 11; who <= 13; who++) /* 1 is the first already */
-		ck_assert(!swarm_admit(s, 42, 99999, who, 4, &parent));
-	ck_assert(swarm_admit(s, 42, 99999, 20, 4, &parent));
+		ck_assert(!swarm_admit(s, 42, 99999, who, 4, false, &parent));
+	ck_assert(swarm_admit(s, 42, 99999, 20, 4, false, &parent));
 	ck_assert_uint_eq(parent, 1); /* recorded first for chunk 99999 */
 	/* More requesters than an entry records: the owner serves the rest itself. */
 	unsigned redirected = 0;
 	for (uint32_t who = 1000; who < 1000 + 2 * SWARM_MAX_REQ; who++)
-		redirected += swarm_admit(s, 43, 0, who, 4, &parent);
+		redirected += swarm_admit(s, 43, 0, who, 4, false, &parent);
 	ck_assert_uint_eq(redirected, SWARM_MAX_REQ - 4);
 	swarm_free(s);
 }
@@ -331,6 +377,7 @@ int main(void)
 	tcase_add_test(tc, bad_self);
 	tcase_add_test(tc, swarm_tree);
 	tcase_add_test(tc, swarm_bounded);
+	tcase_add_test(tc, swarm_busy_owner);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

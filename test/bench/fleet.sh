@@ -19,7 +19,7 @@
 #   MOWS_BENCH_FLEET_NODE_RATE [300mbit]  tc rate of every node's link
 #   MOWS_BENCH_FLEET_WARM [2]             warm nodes before the join
 #   MOWS_BENCH_FLEET_JOIN [6]             nodes that join at once
-#   MOWS_BENCH_FLEET_COLD ["16 32"]       cluster sizes of the cold bursts
+#   MOWS_BENCH_FLEET_COLD ["16 32"]       cluster sizes of the cold bursts ("none": the join only)
 #   MOWS_BENCH_FLEET_MOWS_ARGS [--readahead-chunks=16 --fill-threads=8]
 #   MOWS_BENCH_FLEET_TIMEOUT [600]        seconds one phase's readers may take
 #   MOWS_BENCH_DIR [/var/tmp]             where the work dir is made
@@ -35,6 +35,7 @@ NODE_RATE=${MOWS_BENCH_FLEET_NODE_RATE:-300mbit}
 WARM=${MOWS_BENCH_FLEET_WARM:-2}
 JOIN=${MOWS_BENCH_FLEET_JOIN:-6}
 COLD_SIZES=${MOWS_BENCH_FLEET_COLD:-16 32}
+[ "$COLD_SIZES" = none ] && COLD_SIZES=""
 EXTRA_ARGS=${MOWS_BENCH_FLEET_MOWS_ARGS:---readahead-chunks=16 --fill-threads=8}
 TIMEOUT=${MOWS_BENCH_FLEET_TIMEOUT:-600}
 BENCH_DIR=${MOWS_BENCH_DIR:-/var/tmp}
@@ -78,6 +79,38 @@ mesh_up() {
 	done
 }
 
+# sent_mb FIRST LAST: the MB nodes FIRST..LAST sent to peers so far (sum of bytes_out).
+sent_mb() {
+	local i out tot=0
+	for ((i = $1; i <= $2; i++)); do
+		out=$(ctl "$i" peers --json 2>/dev/null) || out='{"peers": []}'
+		tot=$((tot + $(jfield "$out" 'sum(p["bytes_out"] for p in j["peers"])')))
+	done
+	calc "printf \"%.0f\", $tot / 1e6"
+}
+
+# swarm_sums FIRST LAST: the swarm counters of nodes FIRST..LAST, summed, as k=v.
+swarm_sums() {
+	local i
+	for ((i = $1; i <= $2; i++)); do ctl "$i" peers --json 2>/dev/null || echo '{}'; done |
+		"$PY" -c '
+import json, sys
+t = {}
+for line in sys.stdin:
+    for k, v in json.loads(line).get("swarm", {}).items():
+        t[k] = t.get(k, 0) + v
+print(" ".join("%s=%d" % kv for kv in sorted(t.items())))'
+}
+
+# daemon_ticks: CPU clock ticks (user + system) used so far by this cluster's mows-fuse daemons.
+daemon_ticks() {
+	local pid t=0
+	for pid in $(pgrep -f -- "--control-socket $STATE/node"); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 # slowest JSON: the slowest node's seconds in a run report.
 slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
 
@@ -89,22 +122,38 @@ mc up --nodes "$WARM" "${UP_ARGS[@]}" --mows-args "$MOWS_ARGS" >/dev/null
 mesh_up "$WARM"
 timed_run "$WORK/warm.json"
 mc add-node --count "$JOIN" >/dev/null
+t_added=$SECONDS
 LAST=$((WARM + JOIN))
 for ((i = WARM + 1; i <= LAST; i++)); do # every joiner sees every node up
 	others=()
 	for ((k = 1; k <= LAST; k++)); do [ $k -ne $i ] && others+=("$k"); done
 	wait_up 120 "$i" "${others[@]}"
 done
+# A joiner's mount answers once it has the cluster's metadata (net/meta_share.h); the read
+# is timed from then, and the wait is reported on its own (it is not the fetch path).
+mc run --nodes "$((WARM + 1))-$LAST" --timeout 120 --json -- \
+	sh -c 'until stat /mnt/model/crc32.txt >/dev/null 2>&1; do sleep 0.05; done' \
+	>"$WORK/ready.json" || die "a joiner's mount did not answer in 120 s: $(cat "$WORK/ready.json")"
+log "join: every joiner saw every node up and its mount answered $((SECONDS - t_added)) s after add-node (the last mount $(f2 "$(slowest "$WORK/ready.json")") s after the mesh was up)"
 b0=$(mc storage-bytes)
+old0=$(sent_mb 1 "$WARM")
+new0=$(sent_mb "$((WARM + 1))" "$LAST")
 snap=$(cpu_snap)
+ticks0=$(daemon_ticks)
 timed_run "$WORK/join.json" --nodes "$((WARM + 1))-$LAST"
 idle=$(cpu_idle_since "$snap")
+ticks1=$(daemon_ticks)
 b1=$(mc storage-bytes)
 jb=$((b1 - b0))
 js=$(slowest "$WORK/join.json")
+old1=$(sent_mb 1 "$WARM")
+new1=$(sent_mb "$((WARM + 1))" "$LAST")
+timed_run "$WORK/again.json" --nodes "$((WARM + 1))-$LAST" # the floor: every chunk cached
+log "join: the same read again on the joiners, every chunk cached: slowest $(f2 "$(slowest "$WORK/again.json")") s"
+log "join: the $((WARM + JOIN)) daemons used $(f2 "($ticks1 - $ticks0) / $(getconf CLK_TCK)") CPU seconds during the read; the machine was $idle% idle"
+log "join: joiners $(jfield "$(cat "$WORK/join.json")" '" ".join("%.2f" % (n["ms"] / 1000) for n in j["nodes"])') s; the $WARM old nodes sent $((old1 - old0)) MB, the $JOIN joiners $((new1 - new0)) MB; swarm: $(swarm_sums 1 "$LAST")"
 ROWS+=("| 1. $JOIN nodes join a warm $WARM-node cluster at once | slowest joiner $(f2 "$js") s = $(f2 "$js / $IDEAL_NODE")x model / node link ($IDEAL_NODE s) | storage $(f2 "$jb / $MODEL_B")x model | <= 1.3x and <= 0.05x | $(yes_no "$js <= 1.3 * $IDEAL_NODE && $jb <= 0.05 * $MODEL_B") | $idle% |")
-mc down >/dev/null
-CLUSTER_MADE=0
+down join
 
 # ---- 2. cold bursts -----------------------------------------------------------------------
 

@@ -68,9 +68,11 @@ swarm_sum as_holder served_as_holder
 swarm_sum relayed relayed
 swarm_sum parked holder_parked
 swarm_sum misses holder_misses
+swarm_sum owner_relayed owner_relayed
 note "b: owners sent $sent REDIRECTs, requesters got $redirected; $from_holder chunks came" \
 	"from the holders named ($as_holder served as holder, $parked of them parked on a fill" \
-	"first, $relayed relayed while they arrived; $misses misses), $fallbacks went back to the owner"
+	"first, $relayed relayed while they arrived; $misses misses), $fallbacks went back to the owner;" \
+	"owners relayed $owner_relayed chunks their own fill was receiving"
 [ "$sent" -gt 0 ] || fail "b: no owner answered REDIRECT (swarm_fanout $FANOUT): the swarm is off"
 assert_eq "$sent" "$redirected" "b: REDIRECTs received (sent: $sent)"
 [ "$from_holder" -gt 0 ] || fail "b: no chunk came from a holder an owner named"

@@ -59,7 +59,7 @@ assert_eq 0 "$(metric "$mb" 'mows_crc_mismatches_total{source="peer"}')" "b: bad
 pj quar_b "$SCRATCH/pb.json" 'j["quarantines"]'
 assert_eq "$quar_b" "$(metric "$mb" mows_peer_quarantines_total)" "b: quarantines (t_peer_quarantine makes some)"
 for ev in redirects_sent redirected from_holder fallbacks served_as_holder relayed relays_stopped \
-	holder_parked holder_misses; do
+	holder_parked holder_misses owner_relayed; do
 	pj v "$SCRATCH/pb.json" "j['swarm']['$ev']"
 	assert_eq "$v" "$(metric "$mb" "mows_swarm_events_total{event=\"$ev\"}")" "b: swarm event $ev"
 done
