@@ -85,13 +85,12 @@ FUZZ_SECS ?= 12
 fuzz:
 	./test/fuzz.sh $(FUZZ_SECS)
 
+# Builds all the suites need (CHECK_JOBS at once), then test/check.sh runs unit, sim-check,
+# fuzz and integration with the RDMA VM (check-rdma's) booted beside them at low priority.
+CHECK_JOBS ?= 2
 check: deps
-	$(MAKE) all $(CHECKS)
-	$(MAKE) unit
-	$(MAKE) sim-check
-	$(MAKE) fuzz
-	$(MAKE) integration
-	$(MAKE) check-rdma
+	$(MAKE) -j$(CHECK_JOBS) all $(CHECKS) mows-sim test/bin/rdma_pair
+	MAKE="$(MAKE)" ./test/check.sh
 
 bench: deps all
 	./test/bench/run.sh
