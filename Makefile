@@ -52,6 +52,9 @@ test/bin/%: test/%.o libmows.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs check)
 
 test/%.o: override CFLAGS += $(shell pkg-config --cflags check)
+# Kept: deleted as intermediates by the first build of a clean tree, they were all compiled
+# again by the next make (make unit after make all), once their .d files named them.
+.SECONDARY: $(CHECKS:test/bin/%=test/%.o)
 
 # The supervisor's pure parts (backoff, table of opens, the environment it passes).
 test/bin/check_supervisor: test/check_supervisor.o fs/supervisor.o fs/super_child.o libmows.a
