@@ -4,7 +4,8 @@
 # Exits 0 when nothing crashed, 1 when a fuzzer found a crash (its input is saved as
 # test/bin/fuzz-TARGET-crash-*; replay with test/bin/fuzz_TARGET FILE) or when clang is
 # missing and cannot be installed (a fuzz step that cannot run is a failure, not a skip).
-# The corpus of each target grows in test/bin/corpus-TARGET across runs.
+# The corpus of each target grows in test/bin/corpus-TARGET across runs. FUZZ_JOBS targets
+# (default 2) run at once, each on its own core; their messages are printed in target order.
 # A new target: test/fuzz_NAME.c, its sources in srcs(), seed inputs in seed(), and NAME in
 # the default list below.
 set -eu
@@ -84,24 +85,63 @@ seed() {
 	esac
 }
 
-mkdir -p test/bin
-rc=0
-for t in $targets; do
+# One target: build, seed, run. Its messages go to test/bin/fuzz_TARGET.msg; 0 or 1.
+one() {
+	t=$1
+	msg=test/bin/fuzz_$t.msg
+	log=test/bin/fuzz_$t.log
 	s=$(srcs "$t")
 	# shellcheck disable=SC2046,SC2086
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-Wall -Wextra -Werror -I. -D_GNU_SOURCE $(pkg-config --cflags inih) $s \
-		"test/fuzz_$t.c" -o "test/bin/fuzz_$t" $(libs "$t")
+		"test/fuzz_$t.c" -o "test/bin/fuzz_$t" $(libs "$t") >"$msg" 2>&1; then
+		echo "fuzz: $t FAIL: test/fuzz_$t.c does not build" >>"$msg"
+		return 1
+	fi
 	seed "$t"
-	log=test/bin/fuzz_$t.log
-	echo "fuzz: $t for ${secs}s"
+	echo "fuzz: $t for ${secs}s" >>"$msg"
 	if "./test/bin/fuzz_$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
 		-artifact_prefix="test/bin/fuzz-$t-" "test/bin/corpus-$t" >"$log" 2>&1; then
 		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-		echo "fuzz: $t PASS, no crash in ${secs}s (${runs:-?} inputs)"
+		echo "fuzz: $t PASS, no crash in ${secs}s (${runs:-?} inputs)" >>"$msg"
+		return 0
+	fi
+	tail -n 40 "$log" >>"$msg"
+	echo "fuzz: $t FAIL, crash input saved as test/bin/fuzz-$t-*; log in $log" >>"$msg"
+	return 1
+}
+
+# A lane runs its targets one after another; FUZZ_JOBS lanes (default 2, one per core of
+# the CI machine) run at once, so each fuzzer still has a core for its full SECONDS.
+lane() { # N: the targets whose index modulo FUZZ_JOBS is N
+	lrc=0 i=0
+	for t in $targets; do
+		[ $((i % jobs)) -eq "$1" ] && { one "$t" || lrc=1; }
+		i=$((i + 1))
+	done
+	return $lrc
+}
+
+jobs=${FUZZ_JOBS:-2}
+case $jobs in
+''|*[!0-9]*|0) echo "fuzz: FUZZ_JOBS '$jobs' is not a positive number; run e.g. FUZZ_JOBS=2 $0" >&2; exit 2 ;;
+esac
+mkdir -p test/bin
+for t in $targets; do srcs "$t" >/dev/null; rm -f "test/bin/fuzz_$t.msg"; done
+pids=
+n=0
+while [ $n -lt "$jobs" ]; do
+	lane $n &
+	pids="$pids $!"
+	n=$((n + 1))
+done
+rc=0
+for p in $pids; do wait "$p" || rc=1; done
+for t in $targets; do
+	if grep -q "^fuzz: $t PASS" "test/bin/fuzz_$t.msg" 2>/dev/null; then
+		cat "test/bin/fuzz_$t.msg"
 	else
-		tail -n 40 "$log" >&2
-		echo "fuzz: $t FAIL, crash input saved as test/bin/fuzz-$t-*; log in $log" >&2
+		cat "test/bin/fuzz_$t.msg" >&2 2>/dev/null || echo "fuzz: $t FAIL: it did not run" >&2
 		rc=1
 	fi
 done

@@ -150,7 +150,10 @@ add_elf() {
 
 build_base() {
 	local stamp
-	stamp="$KVER $(cat "$HERE/vm.sh" "$HERE/init.sh" | md5sum | cut -c1-12)"
+	# What the base is made of: init.sh and the functions that build it (not all of vm.sh,
+	# whose other edits would rebuild it for nothing, in every worktree sharing the cache).
+	stamp="$KVER $({ declare -f build_base add_elf module_closure; echo "${MODULES[*]}"
+		cat "$HERE/init.sh"; } | md5sum | cut -c1-12)"
 	BASE=$CACHE/base-$KVER.cpio.gz
 	BASE_ROOT=$CACHE/base-root
 	if [ -f "$BASE" ] && [ "$(cat "$CACHE/base.stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -247,13 +250,18 @@ run_vm() {
 	say "booting (timeout ${TIMEOUT}s; console: $out/console.log)"
 	local t0=$SECONDS
 	set +e
+	# In the background and waited for, so that a TERM or INT to this script (make check
+	# stopping the VM it booted beside the other suites) reaches qemu through the trap.
 	timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
 		-M pc -accel tcg -cpu max -smp 2 -m 1G \
 		-nodefaults -no-user-config -display none -no-reboot -nic none \
 		-kernel "$CACHE/vmlinuz-$KVER" -initrd "$out/initrd.gz" \
 		-append "console=ttyS0 rdinit=/init panic=-1 loglevel=4 mitigations=off mows.timeout=$guest_tmo mows.args=${MOWS_RDMA_VM_ARGS:-}" \
-		-serial "file:$out/console.log" -serial "file:$out/results.log"
+		-serial "file:$out/console.log" -serial "file:$out/results.log" </dev/null &
+	QEMU_PID=$!
+	wait "$QEMU_PID"
 	rc=$?
+	QEMU_PID=
 	set -e
 	: >"$out/results.txt"
 	[ -f "$out/results.log" ] && tr -d '\r' <"$out/results.log" >"$out/results.txt"
@@ -273,6 +281,8 @@ run_vm() {
 	exit 1
 }
 
+QEMU_PID=
+trap '[ -z "$QEMU_PID" ] || kill -TERM "$QEMU_PID" 2>/dev/null; say "stopped"; exit 1' INT TERM HUP
 pick_cache
 need_qemu
 # One run at a time per cache: two runs (two worktrees, or make check beside make
