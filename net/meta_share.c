@@ -382,11 +382,53 @@ static void settle(struct meta_share *ms)
 }
 
 /*
+ * Up to META_SHARE_OLDER live members that ran PEER_OLDER_MS or more before this node
+ * started (they were there before a join burst, so they hold the cluster's snapshot), from a
+ * position this node's hash picks, so that joiners spread over them; referenced.
+ */
+static unsigned older_members(struct meta_share *ms, struct member **out)
+{
+	struct member **mv;
+	uint64_t *hashes;
+	unsigned n = peers_live(ms->p, &mv, &hashes), k = 0;
+	struct peers *p = ms->p;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned j = 0; n > 1 && j + 1 < n && k < META_SHARE_OLDER; j++) {
+		struct member *m = mv[(j + p->node_hash) % (n - 1)];
+		if (m && m->started_ns &&
+		    m->started_ns + (uint64_t)PEER_OLDER_MS * 1000000 <= p->start_ns) {
+			member_get(m);
+			out[k++] = m;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	peers_live_put(p, mv, hashes, n);
+	return k;
+}
+
+/*
+ * In a join burst this node's parent, even the lister, may be another new node with no
+ * snapshot yet: a member that ran before us has the cluster's. 1 = taken from one of them.
+ */
+static int take_from_older(struct meta_share *ms)
+{
+	struct member *old[META_SHARE_OLDER];
+	unsigned k = older_members(ms, old);
+	int rc = 0;
+	for (unsigned i = 0; i < k && rc != 1; i++)
+		rc = ask(ms, old[i], false);
+	for (unsigned i = 0; i < k; i++)
+		member_drop(ms, old[i]);
+	return rc == 1;
+}
+
+/*
  * A running cluster has a snapshot already: a node that joins it takes it from its parent at
  * once instead of waiting for the member set to settle (that wait is for a cold burst, whose
  * nodes must agree on one lister). Tries for two heartbeats, in which the first members are
- * learned; stops at the first parent that has no snapshot yet (a cold burst), or when this
- * node ranks first itself. 1 = taken.
+ * learned. When the parent has no snapshot yet, or this node ranks first itself, it asks the
+ * members that ran well before it (a join burst: new nodes took the top ranks); when there
+ * are none, it is a cold burst and the wait for the member set follows. 1 = taken.
  */
 static int take_warm(struct meta_share *ms)
 {
@@ -403,9 +445,11 @@ static int take_warm(struct meta_share *ms)
 		unsigned n = peers_live(ms->p, &mv, &hashes);
 		peers_live_put(ms->p, mv, hashes, n);
 		int rc = k ? ask_once(ms, false) : 0;
+		if (rc != 1 && (k || n > 1))
+			rc = take_from_older(ms);
 		leave(ms);
 		if (rc == 1 || k || n > 1)
-			return rc == 1; /* n > 1 with no parent: this node is the lister */
+			return rc == 1; /* n > 1 with no parent and no older member: we list */
 		struct timespec ts = { 0, 50 * 1000000l };
 		nanosleep(&ts, NULL);
 	}

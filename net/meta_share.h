@@ -14,7 +14,10 @@
  * 4,000 nodes). Below, "the lister" is that parent for every node but the lister's
  * children. Every node but the lister asks:
  *   - at mount (meta_share_first): at once when its parent has a snapshot already (a node
- *     joining a running cluster, found within two heartbeats); otherwise (a cold burst)
+ *     joining a running cluster, found within two heartbeats), or, when the parent (even
+ *     the lister) is another new node without one, from one of up to META_SHARE_OLDER
+ *     members that ran PEER_OLDER_MS before it (a join burst neither waits nor lists);
+ *     otherwise (a cold burst)
  *     after the member set has been stable for three
  *     heartbeats (at most META_SHARE_SETTLE_MAX_MS), it takes the lister's snapshot,
  *     waiting while the lister has none yet; it lists the backing itself when the lister
@@ -62,6 +65,7 @@ struct meta_share;
 #define META_SHARE_SETTLE_MAX_MS 10000
 #define META_SHARE_FIRST_MS 15000
 #define META_SHARE_TRIES 3      /* the parent, then the next in order while unreachable */
+#define META_SHARE_OLDER 3      /* members that ran before us a joiner asks (see below) */
 #define META_SHARE_FANOUT 16    /* nodes that ask one node (MOWS_TEST_META_FANOUT in tests) */
 
 /*

@@ -3,7 +3,9 @@
 # model warm, then four nodes join at once and read it together, with swarm_fanout = 1 so
 # that four joiners are enough to fill a tree (an owner serves one requester of a chunk
 # itself and hands the others on):
-#   a. the joiners get the right bytes and read at most 0.05x the model from storage;
+#   a. every joiner takes the running cluster's metadata snapshot at once (from a node that
+#      ran before it when its parent in the snapshot tree is another joiner); the joiners
+#      get the right bytes and read at most 0.05x the model from storage;
 #   b. owners answered requests with REDIRECT, the requesters got those chunks from the
 #      holders named (GET WAIT served by a node that is not the chunk's owner), and what the
 #      holders served adds up on both ends;
@@ -34,10 +36,19 @@ cluster_up --nodes 2 --model "$M" --storage-rate 400mbit --node-rate 100mbit \
 cluster_wait_mesh 20 1 2
 cluster_read "$SCRATCH/warm.json" 1-2 || fail "warm: a reader failed: $(cat "$SCRATCH/warm.json")"
 cluster_check_sums "$WANT" 1-2
+sleep 3 # the joiners find node1 and node2 older than PEER_OLDER_MS (3 s): a warm cluster
 
 # ---- four nodes join at once ----
 out=$(mows_cluster add-node --count 4 2>&1) || fail "mows-cluster add-node --count 4: $out"
 cluster_wait_mesh 30 1 2 3 4 5 6
+# Every joiner took the running cluster's metadata snapshot at once, even when another
+# joiner ranks as its parent or as the lister (it asks node1 or node2 then), never waiting
+# for the member set to settle nor listing the store.
+for i in 3 4 5 6; do
+	grep -q "took the running cluster's snapshot" "$CLUSTER_STATE/node$i.log" ||
+		fail "node$i did not take the running cluster's snapshot at once:$(grep metadata: "$CLUSTER_STATE/node$i.log" | head -n 3)"
+done
+note "joiners' metadata: $(grep -h "took the running cluster's snapshot" "$CLUSTER_STATE"/node[3-6].log | sed 's/.*from node/from node/' | tr '\n' ';')"
 cluster_wait_ownership 20 1 2 3 4 5 6
 sleep 3 # PEER_OLDER_MS: the joiners must see the warm two as older than themselves
 cluster_storage_bytes sb0
