@@ -146,23 +146,23 @@ def drain():
         receive(s)
 
 
+def signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def crash():
     kids = descendants(main.pid)
     main.kill()
     main.wait(10)
-    for k in kids:
-        try:
-            os.kill(k, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    signal_all(kids, signal.SIGTERM)
     end = time.time() + 10
     while time.time() < end and any(os.path.exists("/proc/%d" % k) for k in kids):
         time.sleep(0.05)
-    for k in kids:
-        try:
-            os.kill(k, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    signal_all(kids, signal.SIGKILL)
     drain()
     prune()
     put("crashed", " ".join(sorted(store)))
@@ -183,11 +183,7 @@ def stop():
 
 def on_term(*_):
     if main is not None and main.poll() is None:
-        for k in descendants(main.pid):
-            try:
-                os.kill(k, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_all(descendants(main.pid), signal.SIGKILL)
         main.kill()
     sys.exit(1)
 

@@ -35,33 +35,8 @@ rand_file "$B/stale.bin" $((2 * MiB))
 mows_make_manifest "$B"
 cp "$MOWS_FUSE" "$SCRATCH/mows-fuse-new"
 
-# A reader: read() or mmap, 1 MiB at a time with a pause, so that it is mid-file when the
-# serving process goes. Drops the file's pages first, so that reads reach the daemon (or the
-# passthrough backing), not the page cache. Writes "ok SHA256" or "error ..." to OUT.
-cat >"$SCRATCH/reader.py" <<'EOF'
-import hashlib, mmap, os, sys, time
-mode, path, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-h = hashlib.sha256()
-try:
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    size = os.fstat(fd).st_size
-    mm = mmap.mmap(fd, size, prot=mmap.PROT_READ) if mode == "mmap" else None
-    off = 0
-    while off < size:
-        n = min(1 << 20, size - off)
-        b = mm[off:off + n] if mm else os.pread(fd, n, off)
-        if len(b) != n:
-            raise OSError(0, "short read at %d: %d of %d" % (off, len(b), n))
-        h.update(b)
-        off += n
-        time.sleep(pause)
-    res = "ok " + h.hexdigest()
-except OSError as e:
-    res = "error %s at %s" % (e, time.strftime("%T"))
-with open(out, "w") as f:
-    f.write(res + "\n")
-EOF
+# The readers: test/integration/slow_reader.py (read() or mmap, mid-file when the serving
+# process goes; "ok SHA256" or "error ..." in OUT).
 
 # A holder: opens PATH, waits for GO to exist, then reads 4 KiB and writes what happened.
 cat >"$SCRATCH/holder.py" <<'EOF'
@@ -107,7 +82,7 @@ start_readers() {
 	for f in r1 r2 m1 m2; do
 		mode=read
 		[ "${f:0:1}" = m ] && mode=mmap
-		timeout 120 "$PYTHON" "$SCRATCH/reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" "$PAUSE" &
+		timeout 120 "$PYTHON" "$MOWS_IT/slow_reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" "$PAUSE" &
 		READERS+=($!)
 	done
 }
@@ -294,7 +269,7 @@ faultfs_mount "$SCRATCH/slowsrc" "$F" "$SCRATCH/rules"
 mows_mount "$F" "$M" --supervise=on --passthrough=off --chunk-size=1M --max-memory=64M \
 	--cache-dir="$S"
 pid=$(status_get pid)
-timeout 30 "$PYTHON" "$SCRATCH/reader.py" read "$M/slow.bin" "$SCRATCH/out.slow" 0 &
+timeout 30 "$PYTHON" "$MOWS_IT/slow_reader.py" read "$M/slow.bin" "$SCRATCH/out.slow" 0 &
 slow=$!
 end=$((SECONDS + 10))
 until grep -q 'stall slow.bin' "$FAULTFS_LOG"; do

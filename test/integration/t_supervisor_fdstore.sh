@@ -44,35 +44,11 @@ note "first start: supervisor $sup1 ready; stored: $(cat "$SD/store1")"
 for f in r1 r2 m1 m2; do cat "$M/$f.bin" >/dev/null || fail "warming $f.bin"; done
 sleep 3 # the warm-restart index is written every 2 s while chunks change
 
-cat >"$SCRATCH/reader.py" <<'EOF'
-import hashlib, mmap, os, sys, time
-mode, path, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-h = hashlib.sha256()
-try:
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    size = os.fstat(fd).st_size
-    mm = mmap.mmap(fd, size, prot=mmap.PROT_READ) if mode == "mmap" else None
-    off = 0
-    while off < size:
-        n = min(1 << 20, size - off)
-        b = mm[off:off + n] if mm else os.pread(fd, n, off)
-        if len(b) != n:
-            raise OSError(0, "short read at %d: %d of %d" % (off, len(b), n))
-        h.update(b)
-        off += n
-        time.sleep(pause)
-    res = "ok " + h.hexdigest()
-except OSError as e:
-    res = "error %s at %s" % (e, time.strftime("%T"))
-with open(out, "w") as f:
-    f.write(res + "\n")
-EOF
 READERS=()
 for f in r1 r2 m1 m2; do
 	mode=read
 	[ "${f:0:1}" = m ] && mode=mmap
-	timeout 60 "$PYTHON" "$SCRATCH/reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" 0.1 &
+	timeout 60 "$PYTHON" "$MOWS_IT/slow_reader.py" "$mode" "$M/$f.bin" "$SCRATCH/out.$f" 0.1 &
 	READERS+=($!)
 done
 sleep 0.5 # the readers are mid-file
