@@ -38,7 +38,8 @@ both_up() {
 	[ "$(metric "$ma" 'mows_peers{state="up"}')" = 1 ] && [ "$(metric "$mb" 'mows_peers{state="up"}')" = 1 ]
 }
 retry_until 20 both_up || fail "the two daemons do not see each other up within 20 s (a: $(metric "$ma" 'mows_peers{state="up"}'), b: $(metric "$mb" 'mows_peers{state="up"}'))"
-
+# a answers peers once it serves (its metadata is in): a lookup on its mount waits for that.
+timeout 20 stat "$SCRATCH/a/model.bin" >/dev/null || fail "a: model.bin not served within 20 s"
 assert_cmp "$B/model.bin" "$SCRATCH/b/model.bin"
 sleep 0.5 # let readahead fills settle
 

@@ -78,7 +78,9 @@ up() { [ "$(metric 'mows_peers{state="up"}')" = 1 ]; }
 retry_until 20 up || fail "d does not see c up within 20 s"
 assert_eq 0 "$(metric mows_peer_quarantines_total)" "d: mows_peer_quarantines_total before any bad chunk"
 
-# Every byte right although c corrupts what it sends.
+# Every byte right although c corrupts what it sends (once c serves: a lookup on its mount
+# waits for its metadata, and until then it has no file to send).
+timeout 20 stat "$SCRATCH/c/model.bin" >/dev/null || fail "c: model.bin not served within 20 s"
 assert_cmp "$B/model.bin" "$SCRATCH/d/model.bin"
 quarantined() { [ "$(metric mows_peer_quarantines_total)" -ge 1 ] 2>/dev/null; }
 retry_until 10 quarantined ||

@@ -59,6 +59,9 @@ n=$("$MOWS_CTL" -s "$SA" --json peers | "$PYTHON" -c 'import json, sys; print(js
 assert_eq 2 "$n" "a: members (itself and b; its own SRV target is itself)"
 grep -q "cannot resolve\|no SRV records" "$LOGA" && fail "a logged a resolution failure: $(grep 'cannot resolve\|no SRV' "$LOGA" | head -n 2)"
 
+# a answers peers only once it serves (its metadata, taken from b, is in): a lookup on a's
+# mount waits for that. A read on b before then finds a with no file to serve and reads storage.
+timeout 20 stat "$SCRATCH/a/model.bin" >/dev/null || fail "a: model.bin not served within 20 s"
 assert_cmp "$B/model.bin" "$SCRATCH/b/model.bin"
 out=$("$MOWS_CTL" -s "$SB" --json peers)
 in_b=$("$PYTHON" -c 'import json, sys; print(sum(p["bytes_in"] for p in json.loads(sys.argv[1].lstrip(". "))["peers"]))' "$out")
