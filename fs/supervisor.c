@@ -262,8 +262,9 @@ static void store_save(struct super *s)
 		rc = super_store_push(&sv);
 		s->stored = rc > 0;
 		if (s->stored)
-			log_info("supervisor: the mount's descriptors are in systemd's fd store: a "
-				 "restart of the service keeps the mount (FileDescriptorStoreMax)");
+			log_info("supervisor: gave the mount's descriptors to systemd's fd store: "
+				 "if the unit sets FileDescriptorStoreMax, a restart of the service "
+				 "keeps the mount");
 		rc = rc < 0 ? rc : 0;
 	}
 	if (rc)
