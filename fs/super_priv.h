@@ -52,6 +52,9 @@ struct super_saved {
 	unsigned restarts;
 };
 
+/* Whether the FUSE connection behind /dev/fuse descriptor @fd still exists (no POLLERR:
+ * not unmounted nor aborted). */
+bool super_fuse_alive(int fd);
 /* A new state memfd (close-on-exec), or -1 with errno set. */
 int super_store_new_state(void);
 /* Writes @sv's INIT and restart count into @state_fd. 0 or -errno. */

@@ -52,7 +52,7 @@ static int read_state(int fd, struct super_saved *sv)
 	return 0;
 }
 
-static bool fuse_alive(int fd)
+bool super_fuse_alive(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = 0 };
 	return !(poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLNVAL)));
@@ -133,7 +133,7 @@ static const char *unusable(const int fds[3], const char *mountpoint, struct sup
 {
 	if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0)
 		return "the set is incomplete";
-	if (!fuse_alive(fds[0]))
+	if (!super_fuse_alive(fds[0]))
 		return "its FUSE connection has ended";
 	if (!fuse_mounted_at(mountpoint))
 		return "the mount point is no longer a FUSE mount";

@@ -173,8 +173,7 @@ static int spawn(struct super *s)
 /* Whether the FUSE connection still exists (POLLERR once it is unmounted or aborted). */
 static bool connection_alive(const struct super *s)
 {
-	struct pollfd p = { .fd = s->fuse_fd, .events = 0 };
-	return s->fuse_fd >= 0 && !(poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLNVAL)));
+	return s->fuse_fd >= 0 && super_fuse_alive(s->fuse_fd);
 }
 
 static unsigned init_minor(const struct super *s)

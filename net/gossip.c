@@ -17,11 +17,17 @@ bool gossip_overrides(uint64_t inc, uint8_t state, uint64_t held_inc, uint8_t he
 	return state > held_state;
 }
 
-unsigned gossip_retransmits(unsigned n)
+unsigned gossip_log2(unsigned n)
 {
 	unsigned log = 0;
 	while ((1ull << log) < (uint64_t)n + 1)
 		log++;
+	return log;
+}
+
+unsigned gossip_retransmits(unsigned n)
+{
+	unsigned log = gossip_log2(n);
 	return 3 * (log ? log : 1);
 }
 

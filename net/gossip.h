@@ -40,6 +40,8 @@ bool gossip_overrides(uint64_t inc, uint8_t state, uint64_t held_inc, uint8_t he
 
 /* How many times an event is sent in a cluster of @n members (this node included). */
 unsigned gossip_retransmits(unsigned n);
+/* ceil(log2(n + 1)): the rounds in which news doubling each round reaches n members. */
+unsigned gossip_log2(unsigned n);
 
 /* One event in the queue. */
 struct gossip_event {

@@ -256,10 +256,7 @@ void member_heard_from(struct member *m)
 
 unsigned members_ping_budget(unsigned n)
 {
-	unsigned log = 0;
-	while ((1ull << log) < (uint64_t)n + 1)
-		log++;
-	return log + 2;
+	return gossip_log2(n) + 2;
 }
 
 unsigned members_pick_round(struct members *t, uint64_t now, unsigned pings, unsigned probes,

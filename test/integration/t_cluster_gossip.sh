@@ -166,12 +166,19 @@ awk -v l="$LAST" 'BEGIN { exit !(l <= 6) }' ||
 	fail "b: the last survivor dropped node7 $LAST s after it lost power (bound 6 s)"
 restore 7
 
+# Restarts each NODE number as a node without gossip (an old one), failing as PART.
+restart_old() { # PART NODE...
+	local part=$1 n out
+	shift
+	for n; do
+		out=$(mows_cluster kill "node$n" 2>&1) || fail "$part: mows-cluster kill node$n: $out"
+		out=$(mows_cluster start "node$n" --env MOWS_TEST_NO_GOSSIP=1 2>&1) ||
+			fail "$part: mows-cluster start node$n --env MOWS_TEST_NO_GOSSIP=1: $out"
+	done
+}
+
 # ---- c. mixed versions ----
-for n in 5 6 7 8; do
-	out=$(mows_cluster kill "node$n" 2>&1) || fail "c: mows-cluster kill node$n: $out"
-	out=$(mows_cluster start "node$n" --env MOWS_TEST_NO_GOSSIP=1 2>&1) ||
-		fail "c: mows-cluster start node$n --env MOWS_TEST_NO_GOSSIP=1: $out"
-done
+restart_old c 5 6 7 8
 cluster_wait_mesh 30 $ALL
 cluster_get g5 5 peers 'j["liveness"]["gossip"]'
 assert_eq false "$g5" "c: node5 runs as an old node"
@@ -182,11 +189,7 @@ done
 note "c: nodes 1-4 gossip, 5-8 do not: all $N see each other up"
 
 # ---- d. power loss, every node old (before) ----
-for n in 1 2 3 4; do
-	out=$(mows_cluster kill "node$n" 2>&1) || fail "d: mows-cluster kill node$n: $out"
-	out=$(mows_cluster start "node$n" --env MOWS_TEST_NO_GOSSIP=1 2>&1) ||
-		fail "d: mows-cluster start node$n --env MOWS_TEST_NO_GOSSIP=1: $out"
-done
+restart_old d 1 2 3 4
 cluster_wait_mesh 30 $ALL
 sleep 2
 mpr_old=$(msgs_per_round $ALL)

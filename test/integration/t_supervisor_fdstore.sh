@@ -53,8 +53,8 @@ for f in r1 r2 m1 m2; do
 done
 sleep 0.5 # the readers are mid-file
 
-backing_before=$("$MOWS_CTL" -s "$MOWS_SOCK" --json status | "$PYTHON" -c \
-	'import json,sys; print(json.load(sys.stdin)["bytes_from_backing"])')
+mows_status_json "$SCRATCH/st0.json"
+jget backing_before "$SCRATCH/st0.json" 'j["bytes_from_backing"]'
 t0=$EPOCHREALTIME
 : >"$SD/crash"
 wait_file crashed 30 "the fake systemd did not restart the service"
