@@ -11,6 +11,23 @@
 #include "net/proto.h"
 
 #define RELAY_PIECE (256u * 1024) /* progress is reported every this many bytes */
+/* Askers that left before their answer ended, remembered so that its later DATA_PIECEs are
+ * read away; past this many, the oldest is forgotten (a piece for it then breaks the mux). */
+#define MUX_GONE_MAX 256
+
+/* Where an answer sent in DATA_PIECEs (net/proto.h) has got to. */
+struct mux_pieces {
+	bool started;             /* its first piece came: length and crc are set */
+	uint32_t got;             /* bytes received so far, in order */
+	uint32_t length, crc;
+};
+
+/* An asker that left before its answer ended: the rest of that answer is read away. */
+struct mux_gone {
+	uint32_t id;
+	struct mux_pieces pc;
+	struct mux_gone *next;
+};
 
 struct mux_req {
 	uint32_t id;
@@ -22,6 +39,7 @@ struct mux_req {
 	struct cache_relay *relay; /* DATA: progress for relayers, or NULL */
 	bool done;                /* answered: rc and crc are set */
 	bool filling;             /* a reader is writing into dst */
+	struct mux_pieces pc;     /* DATA: an answer in pieces, so far */
 	int rc;
 	uint32_t crc;
 	struct mux_req *next;
@@ -38,6 +56,8 @@ struct mux {
 	bool sending, receiving;  /* protected by lock */
 	uint32_t next_id;         /* protected by lock */
 	struct mux_req *reqs;     /* protected by lock */
+	struct mux_gone *gone;    /* newest first, protected by lock */
+	unsigned ngone;           /* protected by lock */
 };
 
 struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms)
@@ -77,6 +97,11 @@ void mux_put(struct mux *x)
 	if (!x || atomic_fetch_sub(&x->refs, 1) != 1)
 		return;
 	link_free(x->link);
+	while (x->gone) {
+		struct mux_gone *g = x->gone;
+		x->gone = g->next;
+		free(g);
+	}
 	pthread_mutex_destroy(&x->lock);
 	pthread_cond_destroy(&x->cond);
 	free(x);
@@ -113,6 +138,45 @@ static void do_unlink(struct mux *x, struct mux_req *r)
 			*pp = r->next;
 			return;
 		}
+}
+
+static struct mux_gone **do_find_gone(struct mux *x, uint32_t id)
+{
+	for (struct mux_gone **pp = &x->gone; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == id)
+			return pp;
+	return NULL;
+}
+
+/* Lock held. Forgets the gone asker of request @id, if it is remembered. */
+static void do_forget_gone(struct mux *x, uint32_t id)
+{
+	struct mux_gone **pp = do_find_gone(x, id);
+	if (pp) {
+		struct mux_gone *g = *pp;
+		*pp = g->next;
+		x->ngone--;
+		free(g);
+	}
+}
+
+/* Lock held. @r leaves unanswered: remember it, so that the rest of its answer, which may
+ * come in pieces, is read away. Past MUX_GONE_MAX the oldest is forgotten. */
+static void do_remember_gone(struct mux *x, const struct mux_req *r)
+{
+	struct mux_gone *g = malloc(sizeof(*g));
+	if (!g)
+		return; /* a piece of its answer will break the mux: nothing wrong is taken */
+	*g = (struct mux_gone){ .id = r->id, .pc = r->pc, .next = x->gone };
+	x->gone = g;
+	if (++x->ngone > MUX_GONE_MAX) {
+		struct mux_gone **pp = &x->gone;
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		free(*pp);
+		*pp = NULL;
+		x->ngone--;
+	}
 }
 
 static int send_frame(struct mux *x, uint8_t type, const void *payload, uint32_t len,
@@ -193,20 +257,28 @@ static int read_small(struct mux *x, const struct proto_hdr *hdr, const struct d
 	return 0;
 }
 
-/* Receives a DATA frame's bytes into @dst piece by piece, telling relayers how far it got. */
-static int recv_relayed(struct mux *x, uint8_t *dst, const struct proto_data *data,
+/* Receives the bytes [@from, @to) of an answer into @dst + @from, telling relayers how far
+ * it got every RELAY_PIECE bytes. */
+static int recv_relayed(struct mux *x, uint8_t *dst, uint32_t from, uint32_t to,
 			struct cache_relay *relay, const struct deadline *fdl)
 {
 	int rc = 0;
-	if (data->length)
-		cache_relay_announce(relay, data->crc32);
-	for (uint32_t got = 0; got < data->length && rc == 0;) {
-		uint32_t n = data->length - got < RELAY_PIECE ? data->length - got : RELAY_PIECE;
+	for (uint32_t got = from; got < to && rc == 0;) {
+		uint32_t n = to - got < RELAY_PIECE ? to - got : RELAY_PIECE;
 		rc = link_recv(x->link, dst + got, n, fdl);
 		got += rc == 0 ? n : 0;
 		cache_relay_progress(relay, got);
 	}
 	return rc;
+}
+
+/* Receives bytes [@from, @to) of an answer into its slot @dst (with @relay, or NULL). */
+static int recv_into(struct mux *x, uint8_t *dst, uint32_t from, uint32_t to,
+		     struct cache_relay *relay, const struct deadline *fdl)
+{
+	if (relay)
+		return recv_relayed(x, dst, from, to, relay, fdl);
+	return link_recv(x->link, dst + from, to - from, fdl);
 }
 
 /* A REDIRECT answer to a GET: the holder's id goes to its asker, which gets -EXDEV. */
@@ -219,6 +291,8 @@ static int read_redirect(struct mux *x, const struct proto_hdr *hdr, const struc
 		return -EPROTO;
 	pthread_mutex_lock(&x->lock);
 	struct mux_req *r = do_find(x, hdr->req_id);
+	if (!r)
+		do_forget_gone(x, hdr->req_id);
 	if (r && r->type == PROTO_DATA && r->holder) {
 		memcpy(r->holder, rd.node_id, sizeof(rd.node_id));
 		do_answer(x, r, -EXDEV, 0);
@@ -227,6 +301,76 @@ static int read_redirect(struct mux *x, const struct proto_hdr *hdr, const struc
 	}
 	pthread_mutex_unlock(&x->lock);
 	return 0;
+}
+
+/* Lock held. Whether piece @c may come next in the answer that @pc tracks (request @r, or
+ * NULL for a gone asker); if so, a first piece sets what the rest must repeat. */
+static bool do_piece_ok(const struct mux_req *r, struct mux_pieces *pc,
+			const struct proto_piece *c)
+{
+	if (r && (r->type != PROTO_DATA || r->done || c->length != r->len))
+		return false;
+	if (c->offset != pc->got || (pc->started && c->length != pc->length) ||
+	    (pc->started && c->status == 0 && c->crc32 != pc->crc))
+		return false;
+	if (!pc->started && c->status == 0)
+		*pc = (struct mux_pieces){ .started = true, .length = c->length, .crc = c->crc32 };
+	return true;
+}
+
+/* Lock held. Piece @c of request @id's answer has arrived (@rc: its bytes did not): the
+ * answer ends when it was the last, or a failure. */
+static void do_piece_landed(struct mux *x, struct mux_req *r, uint32_t id,
+			    const struct proto_piece *c, int rc)
+{
+	struct mux_gone **gp = r ? NULL : do_find_gone(x, id);
+	struct mux_pieces *pc = r ? &r->pc : gp ? &(*gp)->pc : NULL;
+	if (rc == 0 && pc)
+		pc->got += c->n;
+	bool end = rc || c->status || (pc && pc->got == c->length);
+	if (r && end)
+		do_answer(x, r, rc ? -EIO : c->status == ENOENT ? -ENOENT : c->status ? -EIO : 0,
+			  c->crc32);
+	else if (gp && end)
+		do_forget_gone(x, id);
+	pthread_cond_broadcast(&x->cond);
+}
+
+/*
+ * A DATA_PIECE: its bytes go straight into its asker's slot at their offset (or are read
+ * away when the asker left). A piece nobody asked for, or out of order, loses the stream.
+ */
+static int read_piece(struct mux *x, const struct proto_hdr *hdr, const struct deadline *fdl)
+{
+	uint8_t fixed[PROTO_PIECE_FIXED_LEN];
+	struct proto_piece c;
+	if (hdr->len < sizeof(fixed) || link_recv(x->link, fixed, sizeof(fixed), fdl) ||
+	    proto_piece_decode_fixed(fixed, hdr->len, &c))
+		return -EPROTO;
+	pthread_mutex_lock(&x->lock);
+	struct mux_req *r = do_find(x, hdr->req_id);
+	struct mux_gone **gp = r ? NULL : do_find_gone(x, hdr->req_id);
+	bool ok = (r || gp) && do_piece_ok(r, r ? &r->pc : &(*gp)->pc, &c);
+	uint8_t *dst = NULL;
+	struct cache_relay *relay = NULL;
+	if (ok && r && c.n) {
+		r->filling = true;
+		dst = r->dst;
+		relay = r->relay;
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (!ok)
+		return -EPROTO;
+	if (relay && c.offset == 0 && c.n)
+		cache_relay_announce(relay, c.crc32);
+	int rc = !c.n ? 0 : dst ? recv_into(x, dst, c.offset, c.offset + c.n, relay, fdl)
+		 : drain(x, c.n, fdl);
+	pthread_mutex_lock(&x->lock);
+	if (dst)
+		r->filling = false;
+	do_piece_landed(x, dst ? r : do_find(x, hdr->req_id), hdr->req_id, &c, rc);
+	pthread_mutex_unlock(&x->lock);
+	return rc ? -EPROTO : 0;
 }
 
 /* The reader's role, lock not held: one whole frame; DATA goes into the slot it answers. */
@@ -241,14 +385,19 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	struct proto_hdr hdr;
 	struct proto_data data;
 	rc = link_recv(x->link, hbuf, sizeof(hbuf), &fdl);
-	if (rc == 0)
-		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr, x->max_payload);
+	if (rc == 0) /* a DATA_PIECE of a whole chunk has 4 bytes more than its DATA */
+		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr,
+				      x->max_payload + PROTO_PIECE_FIXED_LEN - PROTO_DATA_FIXED_LEN);
+	if (rc == 0 && hdr.type == PROTO_DATA_PIECE)
+		return read_piece(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
 		return read_small(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type == PROTO_REDIRECT)
 		return read_redirect(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type != PROTO_DATA)
 		rc = -EPROTO;
+	if (rc == 0 && hdr.len > x->max_payload)
+		rc = -EMSGSIZE;
 	if (rc == 0)
 		rc = link_recv(x->link, fixed, sizeof(fixed), &fdl);
 	if (rc == 0)
@@ -259,7 +408,11 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	struct mux_req *r = do_find(x, hdr.req_id);
 	void *dst = NULL;
 	struct cache_relay *relay = NULL;
-	if (r && data.status) {
+	if (!r)
+		do_forget_gone(x, hdr.req_id);
+	if (r && r->pc.started) {
+		do_answer(x, r, -EPROTO, 0); /* a whole DATA after pieces of the same answer */
+	} else if (r && data.status) {
 		do_answer(x, r, data.status == ENOENT ? -ENOENT : -EIO, 0);
 	} else if (r && (data.length != r->len || r->type != PROTO_DATA)) {
 		do_answer(x, r, -EPROTO, 0);
@@ -272,8 +425,9 @@ static int read_one(struct mux *x, const struct deadline *dl)
 	if (data.status)
 		return 0;
 	/* Straight into the asker's slot: no copy in between. */
-	rc = !dst ? drain(x, data.length, &fdl) : relay ? recv_relayed(x, dst, &data, relay, &fdl)
-		   : link_recv(x->link, dst, data.length, &fdl);
+	if (dst && relay && data.length)
+		cache_relay_announce(relay, data.crc32);
+	rc = dst ? recv_into(x, dst, 0, data.length, relay, &fdl) : drain(x, data.length, &fdl);
 	if (dst) {
 		pthread_mutex_lock(&x->lock);
 		r->filling = false;
@@ -327,6 +481,8 @@ static int request(struct mux *x, struct mux_req *r, const void *payload, uint32
 	while (r->filling)
 		pthread_cond_wait(&x->cond, &x->lock);
 	do_unlink(x, r);
+	if (!r->done && r->type == PROTO_DATA && !mux_broken(x))
+		do_remember_gone(x, r);
 	if (r->done)
 		rc = r->rc;
 	pthread_mutex_unlock(&x->lock);

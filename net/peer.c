@@ -1349,10 +1349,15 @@ struct peers *peers_new(const struct mows_config *cfg, struct cache *c,
 	p->self_inc = gossip_first_inc(real_ms());
 	gossip_queue_init(&p->gq);
 	p->self = (struct link_self){ .node_id = p->node_id, .listen_port = p->listen_port,
-				      .caps = PROTO_CAP_SWARM | (p->gossip ? PROTO_CAP_GOSSIP : 0),
+				      .caps = PROTO_CAP_SWARM | (p->gossip ? PROTO_CAP_GOSSIP : 0) |
+					      PROTO_CAP_PIECES,
 				      .secret = p->secret, .secret_len = p->secret_len,
 				      .insecure = cfg->insecure, .tls = p->tls,
 				      .start_ns = p->start_ns };
+	if (getenv("MOWS_TEST_NO_PIECES") && !strcmp(getenv("MOWS_TEST_NO_PIECES"), "1")) {
+		p->self.caps &= (uint16_t)~PROTO_CAP_PIECES; /* an old node, for mixed-version tests */
+		log_warn("MOWS_TEST_NO_PIECES=1: this node takes answers only as whole DATA (test)");
+	}
 	if (init_sync(p, err, errlen))
 		goto out_free;
 	if (p->corrupt_sends)

@@ -35,6 +35,7 @@ static const struct type_info type_info[PROTO_TYPE_MAX + 1] = {
 	[PROTO_REDIRECT] = { "REDIRECT", 2, PROTO_REDIRECT_MAX_LEN },
 	[PROTO_PING_REQ] = { "PING_REQ", 2, PROTO_PING_REQ_MAX_LEN },
 	[PROTO_PING_REQ_ACK] = { "PING_REQ_ACK", PROTO_PING_REQ_ACK_LEN, PROTO_PING_REQ_ACK_LEN },
+	[PROTO_DATA_PIECE] = { "DATA_PIECE", PROTO_PIECE_FIXED_LEN, UINT32_MAX },
 };
 
 const char *proto_type_name(uint8_t type)
@@ -372,6 +373,56 @@ int proto_data_decode(const void *payload, size_t len, struct proto_data *out)
 	return 0;
 }
 
+void proto_piece_encode(void *buf, const struct proto_piece *in)
+{
+	struct proto_wire_piece w = {
+		.status = (int32_t)htobe32((uint32_t)in->status),
+		.crc32 = htobe32(in->crc32),
+		.length = htobe32(in->length),
+		.offset = htobe32(in->offset),
+	};
+
+	memcpy(buf, &w, sizeof(w));
+}
+
+int proto_piece_decode_fixed(const void *fixed, uint32_t payload_len, struct proto_piece *out)
+{
+	struct proto_wire_piece w;
+	struct proto_piece c;
+
+	if (payload_len < sizeof(w))
+		return -EPROTO;
+	memcpy(&w, fixed, sizeof(w));
+	c.status = (int32_t)be32toh((uint32_t)w.status);
+	c.crc32 = be32toh(w.crc32);
+	c.length = be32toh(w.length);
+	c.offset = be32toh(w.offset);
+	c.n = payload_len - (uint32_t)sizeof(w);
+	c.data = NULL;
+	if (c.status < 0 || c.status > PROTO_STATUS_MAX || c.offset > c.length)
+		return -EPROTO;
+	if (c.status != 0 && (c.n != 0 || c.crc32 != 0))
+		return -EPROTO;
+	/* Written so that offset + n cannot overflow: offset <= length was checked. */
+	if (c.status == 0 && (c.n == 0 || c.n > c.length - c.offset))
+		return -EPROTO;
+	*out = c;
+	return 0;
+}
+
+int proto_piece_decode(const void *payload, size_t len, struct proto_piece *out)
+{
+	int rc;
+
+	if (len < PROTO_PIECE_FIXED_LEN || len > UINT32_MAX)
+		return -EPROTO;
+	rc = proto_piece_decode_fixed(payload, (uint32_t)len, out);
+	if (rc)
+		return rc;
+	if (out->n)
+		out->data = (const uint8_t *)payload + PROTO_PIECE_FIXED_LEN;
+	return 0;
+}
 
 ssize_t proto_redirect_encode(void *buf, size_t buflen, const struct proto_redirect *in)
 {

@@ -11,7 +11,7 @@
  *              | u32 payload length | u32 request id
  *
  * Request ids: the sender of a request (PING, GET, PREFETCH) picks any id; the reply (PONG,
- * DATA or REDIRECT, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
+ * DATA, DATA_PIECEs or REDIRECT, PREFETCH_STATUS) echoes it. Frames that are not requests or replies (HELLO, AUTH, AUTH_OK, AUTH_FAIL) use 0.
  * No header flags are defined in version 1: senders send 0 and receivers reject anything
  * else, so a later meaning can never be silently ignored by an old peer.
  *
@@ -62,7 +62,8 @@ enum proto_type {
 	PROTO_REDIRECT = 15,	/* struct proto_redirect: answers a GET, "ask this holder" */
 	PROTO_PING_REQ = 16,	/* struct proto_ping_req: "has this node answered you lately?" */
 	PROTO_PING_REQ_ACK = 17,	/* struct proto_ping_req_ack, answers a PING_REQ */
-	PROTO_TYPE_MAX = PROTO_PING_REQ_ACK,
+	PROTO_DATA_PIECE = 18,	/* struct proto_piece, then bytes: a piece of a GET's answer */
+	PROTO_TYPE_MAX = PROTO_DATA_PIECE,
 };
 
 /* HELLO capability bits. Receivers ignore bits they do not know. */
@@ -73,6 +74,10 @@ enum proto_type {
 /* The sender takes a gossip block after a PING's or PONG's timestamp (struct proto_gossip).
  * A node appends one only for peers that said GOSSIP; old peers get 8-byte PINGs/PONGs. */
 #define PROTO_CAP_GOSSIP	(1u << 2)
+/* The sender takes an answer to its GETs as a sequence of DATA_PIECE frames (struct
+ * proto_piece), which may interleave with the pieces of other answers on the link. A node
+ * sends pieces only to peers that said PIECES; old peers get whole DATA frames. */
+#define PROTO_CAP_PIECES	(1u << 3)
 
 /*
  * GET flags; receivers reject bits they do not know. FILL: the receiver is the chunk's owner
@@ -138,6 +143,15 @@ struct proto_wire_data {
 } __attribute__((packed));
 _Static_assert(sizeof(struct proto_wire_data) == 12, "DATA fixed part is 12 bytes");
 
+/* Followed by the piece's bytes (payload length - PROTO_PIECE_FIXED_LEN) in the same frame. */
+struct proto_wire_piece {
+	int32_t status;
+	uint32_t crc32;
+	uint32_t length;
+	uint32_t offset;
+} __attribute__((packed));
+_Static_assert(sizeof(struct proto_wire_piece) == 16, "DATA_PIECE fixed part is 16 bytes");
+
 /*
  * RDMA_DESC answer: where and how to open an RDMA connection to the sender. port 0 means
  * the sender has no RDMA; otherwise ticket is a one-use secret, valid for seconds, that the
@@ -199,6 +213,11 @@ _Static_assert(sizeof(struct proto_wire_redirect) == 1, "REDIRECT fixed part is 
 #define PROTO_PING_LEN		((uint32_t)sizeof(struct proto_wire_ping))
 #define PROTO_GET_LEN		((uint32_t)sizeof(struct proto_wire_get))
 #define PROTO_DATA_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_data))
+#define PROTO_PIECE_FIXED_LEN	((uint32_t)sizeof(struct proto_wire_piece))
+/* The most chunk bytes a sender puts in one DATA_PIECE (receivers take any size up to their
+ * frame limit). Small enough that a 4 MiB answer gives the link up 16 times, large enough
+ * that the 32 bytes of header per piece cost nothing. */
+#define PROTO_PIECE_BYTES	(256u * 1024)
 #define PROTO_RDMA_TICKET_LEN	((uint32_t)sizeof(struct proto_wire_rdma_ticket))
 #define PROTO_PREFETCH_LEN	((uint32_t)sizeof(struct proto_wire_prefetch))
 #define PROTO_PREFETCH_STATUS_LEN	((uint32_t)sizeof(struct proto_wire_prefetch_status))
@@ -308,6 +327,36 @@ struct proto_data {
 	uint32_t crc32;
 	uint32_t length;
 	const uint8_t *data;	/* set by decoders (into the payload, or NULL); not encoded */
+};
+
+/*
+ * DATA_PIECE: a piece of the answer to a GET, sent instead of one whole DATA frame to peers
+ * that said PROTO_CAP_PIECES, so that the answers on one link interleave: the sender gives
+ * the link up between pieces (a relay sends a piece only once it has its bytes). The frame's
+ * request id is the GET's. Every piece repeats the answer's status, crc32 and length (as
+ * in DATA) and says where its bytes go (offset); they follow the 16-byte fixed part.
+ *
+ *   status 0:  length (the chunk's byte count) >= 1, 1 <= n <= length - offset, where n =
+ *              payload length - 16. The pieces of one answer come in order (the first at
+ *              offset 0, each at the end of the one before) with the same crc32 and
+ *              length; the answer is complete when offset + n == length. crc32 is the
+ *              zlib CRC-32 of the whole chunk, checked by the receiver once it is complete.
+ *   status != 0 (a positive errno below 4096): n 0 and crc32 0; the answer ends here,
+ *              failed (a relay whose source failed), at offset (the bytes sent so far)
+ *              <= length. The receiver discards the bytes it got.
+ *
+ * Pieces of different answers may interleave in any order. A receiver breaks the stream on
+ * a piece for a request it never made, a first piece whose offset is not 0, a piece out of
+ * order or whose length or crc32 differ from its answer's first piece. An answer that is
+ * a failure from the start (ENOENT, ...) or a REDIRECT still goes as one DATA or REDIRECT.
+ */
+struct proto_piece {
+	int32_t status;
+	uint32_t crc32;
+	uint32_t length;	/* the whole answer's byte count */
+	uint32_t offset;	/* where this piece's bytes go in the answer */
+	uint32_t n;		/* bytes in this piece; not encoded (the frame's length says it) */
+	const uint8_t *data;	/* set by proto_piece_decode (into the payload, or NULL) */
 };
 
 struct proto_rdma_ticket {
@@ -506,6 +555,22 @@ int proto_data_decode(const void *payload, size_t len, struct proto_data *out);
  * then reads out->length bytes, which it must still check against out->crc32.
  */
 int proto_data_decode_fixed(const void *fixed, uint32_t payload_len, struct proto_data *out);
+
+/*
+ * DATA_PIECE: writes the PROTO_PIECE_FIXED_LEN-byte fixed part (status, crc32, length,
+ * offset; n and data are ignored); the sender follows it with the piece's bytes and sets
+ * the header's len to PROTO_PIECE_FIXED_LEN + n.
+ */
+void proto_piece_encode(void *buf, const struct proto_piece *in);
+
+/*
+ * Decodes only the fixed part at @fixed of a DATA_PIECE whose header says @payload_len,
+ * for a receiver that reads the bytes straight into place: sets out->n, out->data NULL.
+ * Returns -EPROTO unless the rules above hold. proto_piece_decode() decodes a whole
+ * payload of @len bytes the same way and points out->data at the bytes (NULL when n is 0).
+ */
+int proto_piece_decode_fixed(const void *fixed, uint32_t payload_len, struct proto_piece *out);
+int proto_piece_decode(const void *payload, size_t len, struct proto_piece *out);
 
 /* RDMA_DESC answer payload. Writes PROTO_RDMA_TICKET_LEN bytes. */
 void proto_rdma_ticket_encode(void *buf, const struct proto_rdma_ticket *in);

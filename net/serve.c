@@ -24,6 +24,10 @@
 #include "net/swarm.h"
 
 #define TICKET_MS 10000
+/* Chunk bytes per DATA_PIECE (build with -DSERVE_PIECE_BYTES=... to measure another size). */
+#ifndef SERVE_PIECE_BYTES
+#define SERVE_PIECE_BYTES PROTO_PIECE_BYTES
+#endif
 #define SERVE_FAST_WORKERS 4
 
 struct serve_job {
@@ -66,24 +70,62 @@ static void sconn_put(struct sconn *sc)
 	free(sc);
 }
 
-/* Takes the connection's send turn (by @dl). Returns 0 or -ETIMEDOUT. */
+/* A sender waiting for the connection's send turn, in sc->turn_q. */
+struct serve_turn {
+	struct serve_turn *next;
+	bool granted;             /* the turn was handed to it, protected by sc->lock */
+};
+
+/* Lock held. Takes @t out of the queue if it is there. */
+static void do_turn_dequeue(struct sconn *sc, struct serve_turn *t)
+{
+	for (struct serve_turn **pp = &sc->turn_q; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			return;
+		}
+}
+
+/*
+ * Takes the connection's send turn (by @dl). Returns 0 or -ETIMEDOUT. Waiters get the turn
+ * first come, first served, so senders that give it up between the pieces of their answers
+ * take turns round robin.
+ */
 static int sconn_turn_take(struct sconn *sc, const struct deadline *dl)
 {
 	int rc = 0;
 	pthread_mutex_lock(&sc->lock);
-	while (sc->sending && rc == 0)
-		rc = deadline_cond_wait(&sc->cond, &sc->lock, dl);
-	if (rc == 0)
+	if (!sc->sending && !sc->turn_q) {
 		sc->sending = true;
+		pthread_mutex_unlock(&sc->lock);
+		return 0;
+	}
+	struct serve_turn t = { 0 }, **pp = &sc->turn_q;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = &t;
+	while (!t.granted && rc == 0)
+		rc = deadline_cond_wait(&sc->cond, &sc->lock, dl);
+	if (t.granted)
+		rc = 0; /* handed to us as we gave up: ours now */
+	else
+		do_turn_dequeue(sc, &t);
 	pthread_mutex_unlock(&sc->lock);
 	return rc;
 }
 
-/* Hands the send turn on; after a failed send (@rc) the stream is lost: it is shut down. */
+/* Hands the send turn on, to the first waiter; after a failed send (@rc) the stream is
+ * lost: it is shut down. */
 static void sconn_turn_give(struct sconn *sc, int rc)
 {
 	pthread_mutex_lock(&sc->lock);
-	sc->sending = false;
+	struct serve_turn *t = sc->turn_q;
+	if (t) {
+		sc->turn_q = t->next;
+		t->granted = true; /* sending stays true: the turn goes straight to it */
+	} else {
+		sc->sending = false;
+	}
 	if (rc)
 		link_shutdown(sc->link); /* part of a frame may have gone: the stream is lost */
 	pthread_cond_broadcast(&sc->cond);
@@ -130,6 +172,47 @@ static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
 	return f ? f : p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
 }
 
+/*
+ * Sends bytes [@from, @to) of an answer of @len bytes (CRC @crc) to a PIECES peer as
+ * DATA_PIECEs of at most SERVE_PIECE_BYTES, taking the send turn for one piece at a time, so
+ * that the answers on the link interleave. A piece that cannot go once part of the answer
+ * went loses the stream (the peer would wait for the rest): it is shut down.
+ */
+static int send_pieces(struct sconn *sc, uint32_t id, uint32_t crc, uint32_t len,
+		       const uint8_t *data, uint32_t from, uint32_t to, const struct deadline *dl)
+{
+	int rc = 0;
+	for (uint32_t off = from; off < to && rc == 0;) {
+		uint32_t n = to - off < SERVE_PIECE_BYTES ? to - off : SERVE_PIECE_BYTES;
+		uint8_t head[PROTO_HDR_LEN + PROTO_PIECE_FIXED_LEN];
+		struct proto_piece c = { .crc32 = crc, .length = len, .offset = off };
+		proto_hdr_encode(head, PROTO_DATA_PIECE, 0, PROTO_PIECE_FIXED_LEN + n, id);
+		proto_piece_encode(head + PROTO_HDR_LEN, &c);
+		struct iovec iov[2] = { { head, sizeof(head) }, { (void *)(data + off), n } };
+		rc = sconn_sendv(sc, iov, 2, dl);
+		off += n;
+	}
+	if (rc && from > 0)
+		link_shutdown(sc->link);
+	return rc;
+}
+
+/* Ends an answer of @len bytes, @sent of them sent in pieces, with @status (a failed
+ * relay): the peer drops what it got and the link carries on. */
+static int send_piece_abort(struct sconn *sc, uint32_t id, int status, uint32_t len,
+			    uint32_t sent, const struct deadline *dl)
+{
+	uint8_t head[PROTO_HDR_LEN + PROTO_PIECE_FIXED_LEN];
+	struct proto_piece c = { .status = status, .length = len, .offset = sent };
+	proto_hdr_encode(head, PROTO_DATA_PIECE, 0, PROTO_PIECE_FIXED_LEN, id);
+	proto_piece_encode(head + PROTO_HDR_LEN, &c);
+	struct iovec iov = { head, sizeof(head) };
+	int rc = sconn_sendv(sc, &iov, 1, dl);
+	if (rc)
+		link_shutdown(sc->link);
+	return rc;
+}
+
 static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status, uint32_t crc,
 		     const void *data, uint32_t len, const struct deadline *dl)
 {
@@ -148,7 +231,9 @@ static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status,
 	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
 	if (d.length)
 		atomic_fetch_add(&p->sending, 1);
-	int rc = sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
+	int rc = d.length && (sc->caps & PROTO_CAP_PIECES)
+		 ? send_pieces(sc, id, d.crc32, d.length, data, 0, d.length, dl)
+		 : sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
 	if (d.length)
 		atomic_fetch_sub(&p->sending, 1);
 	free(bad);
@@ -187,20 +272,34 @@ static int send_redirect(struct peers *p, struct sconn *sc, struct serve_job *j,
 	return sconn_send_frame(sc, PROTO_REDIRECT, j->req_id, buf, (uint32_t)n, dl);
 }
 
-/* Sends the bytes of a relayed chunk from @sent on, as they arrive; the last byte only once
- * the fill ended well with the CRC announced. Returns 0, or -EIO: stop, break the stream. */
+/*
+ * How many bytes of a relayed chunk may go now (*@have): those that landed here, all of them
+ * only once the fill ended well with the CRC announced (@crc). Returns 0, or -EIO: another
+ * attempt, a failed fill, other bytes: never send on.
+ */
+static int relay_have(struct peers *p, struct serve_job *j, uint32_t attempt, uint32_t crc,
+		      uint32_t *have)
+{
+	const struct cache_relay *r = j->relay;
+	uint32_t len = (uint32_t)j->span.len, final = 0;
+	int done = cache_relay_done(p->cache, &j->span, &final);
+	*have = done == 1 ? len : atomic_load(&r->arrived);
+	if (atomic_load(&r->attempt) != attempt || done < 0 || (done == 1 && final != crc))
+		return -EIO;
+	if (done == 0 && *have >= len)
+		*have = len - 1; /* held back until the fill is checked */
+	return 0;
+}
+
+/* Sends the bytes of a relayed chunk from @sent on, as they arrive, in the frame whose
+ * head went (the turn held). Returns 0, or -EIO: stop, break the stream. */
 static int relay_bytes(struct peers *p, struct sconn *sc, struct serve_job *j, uint32_t attempt,
 		       uint32_t crc, const struct deadline *dl)
 {
-	const struct cache_relay *r = j->relay;
-	uint32_t len = (uint32_t)j->span.len, sent = 0, final = 0;
+	uint32_t len = (uint32_t)j->span.len, sent = 0, have = 0;
 	while (sent < len) {
-		int done = cache_relay_done(p->cache, &j->span, &final);
-		uint32_t have = done == 1 ? len : atomic_load(&r->arrived);
-		if (atomic_load(&r->attempt) != attempt || done < 0 || (done == 1 && final != crc))
-			return -EIO; /* another attempt, a failed fill, other bytes: never send on */
-		if (done == 0 && have >= len)
-			have = len - 1; /* held back until the fill is checked */
+		if (relay_have(p, j, attempt, crc, &have))
+			return -EIO;
 		if (have > sent) {
 			struct iovec iov = { (uint8_t *)j->span.data + sent, have - sent };
 			if (link_sendv(sc->link, &iov, 1, dl))
@@ -211,6 +310,54 @@ static int relay_bytes(struct peers *p, struct sconn *sc, struct serve_job *j, u
 		} else {
 			usleep(200);
 		}
+	}
+	return 0;
+}
+
+/* A relayed chunk as one DATA frame (peers without PIECES): the send turn is held from the
+ * head to the last byte. Returns 0, -EIO (the relay stopped; the stream is shut down), or
+ * another -errno. */
+static int relay_whole(struct peers *p, struct sconn *sc, struct serve_job *j, uint32_t attempt,
+		       uint32_t crc, const struct deadline *dl)
+{
+	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
+	struct proto_data d = { .crc32 = crc, .length = (uint32_t)j->span.len };
+	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, j->req_id);
+	proto_data_encode(head + PROTO_HDR_LEN, &d);
+	struct iovec iov = { head, sizeof(head) };
+	int rc = sconn_turn_take(sc, dl);
+	if (rc)
+		return rc;
+	rc = link_sendv(sc->link, &iov, 1, dl);
+	if (rc == 0)
+		rc = relay_bytes(p, sc, j, attempt, crc, dl);
+	sconn_turn_give(sc, rc);
+	return rc;
+}
+
+/*
+ * A relayed chunk in DATA_PIECEs (PIECES peers): each piece goes once its bytes landed
+ * here, taking the send turn only for that piece, so that a relay paced by its source never
+ * holds up the other answers on the link. A relay that stops ends its answer with an EIO
+ * piece and the link carries on. Returns 0, -EIO (stopped), or another -errno.
+ */
+static int relay_pieces(struct peers *p, struct sconn *sc, struct serve_job *j,
+			uint32_t attempt, uint32_t crc, const struct deadline *dl)
+{
+	uint32_t len = (uint32_t)j->span.len, sent = 0, have = 0;
+	while (sent < len) {
+		if (relay_have(p, j, attempt, crc, &have) || (have <= sent && deadline_passed(dl))) {
+			int rc = send_piece_abort(sc, j->req_id, EIO, len, sent, dl);
+			return rc ? rc : -EIO;
+		}
+		if (have <= sent) {
+			usleep(200);
+			continue;
+		}
+		int rc = send_pieces(sc, j->req_id, crc, len, j->span.data, sent, have, dl);
+		if (rc)
+			return rc;
+		sent = have;
 	}
 	return 0;
 }
@@ -226,20 +373,12 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 		       const struct deadline *dl)
 {
 	uint32_t attempt = atomic_load(&j->relay->attempt), crc = atomic_load(&j->relay->crc);
-	uint8_t head[PROTO_HDR_LEN + PROTO_DATA_FIXED_LEN];
-	struct proto_data d = { .crc32 = crc, .length = (uint32_t)j->span.len };
-	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, j->req_id);
-	proto_data_encode(head + PROTO_HDR_LEN, &d);
-	struct iovec iov = { head, sizeof(head) };
-	int rc = sconn_turn_take(sc, dl);
-	if (rc)
-		return rc;
 	atomic_fetch_add(&p->sending, 1);
-	rc = link_sendv(sc->link, &iov, 1, dl);
-	if (rc == 0 && (rc = relay_bytes(p, sc, j, attempt, crc, dl)) == -EIO)
-		count_swarm(p, &p->sw.relays_stopped);
+	int rc = sc->caps & PROTO_CAP_PIECES ? relay_pieces(p, sc, j, attempt, crc, dl)
+		 : relay_whole(p, sc, j, attempt, crc, dl);
 	atomic_fetch_sub(&p->sending, 1);
-	sconn_turn_give(sc, rc);
+	if (rc == -EIO)
+		count_swarm(p, &p->sw.relays_stopped);
 	if (rc == 0) {
 		count_served(p, sc->m, j->span.len);
 		if (j->g.flags & PROTO_GET_WAIT)

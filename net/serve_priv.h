@@ -24,7 +24,8 @@ struct sconn {
 	atomic_int refs;          /* the event loop's registration and every job */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;      /* a send ended, or a job ended */
-	bool sending;             /* protected by lock */
+	bool sending;             /* someone has the send turn, protected by lock */
+	struct serve_turn *turn_q; /* waiting for the send turn, first first, protected by lock */
 	bool closed;              /* the link left the event loop, protected by lock */
 	unsigned inflight;        /* jobs queued or running, protected by lock */
 	bool armed;               /* waiting in the epoll set, protected by lock */
