@@ -4,10 +4,14 @@
  * out leaves, and its late answer is read away without harming the next; a closed stream
  * fails every waiter. Small RDMA_DESC calls share the link with GETs, and an answer that
  * comes after its asker left goes to the orphan handler, which may send on the mux.
+ * Answers in DATA_PIECEs: two answers interleaved piece by piece both arrive right; a gone
+ * asker's later pieces are read away; an answer that ends with an EIO piece fails only its
+ * own request; a piece for no request, out of order, or a truncated answer breaks the mux.
  */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -290,6 +294,176 @@ START_TEST(calls_and_orphans)
 }
 END_TEST
 
+/* ---- answers in DATA_PIECEs ---- */
+
+/* Sends bytes [from, to) of chunk @chunk's answer as one piece (status 0). */
+static void send_piece(struct link *l, uint32_t id, uint64_t chunk, uint32_t from, uint32_t to)
+{
+	static uint8_t b[LEN];
+	uint8_t head[PROTO_HDR_LEN + PROTO_PIECE_FIXED_LEN];
+	fill(b, chunk);
+	struct proto_piece c = { .crc32 = mows_crc32(0, b, LEN), .length = LEN, .offset = from };
+	proto_hdr_encode(head, PROTO_DATA_PIECE, 0, PROTO_PIECE_FIXED_LEN + (to - from), id);
+	proto_piece_encode(head + PROTO_HDR_LEN, &c);
+	struct iovec iov[2] = { { head, sizeof(head) }, { b + from, to - from } };
+	struct deadline dl = deadline_in_ms(5000);
+	ck_assert_int_eq(link_sendv(l, iov, 2, &dl), 0);
+}
+
+/* Ends an answer with @status at @offset (no bytes). */
+static void send_abort(struct link *l, uint32_t id, int status, uint32_t offset)
+{
+	uint8_t buf[PROTO_PIECE_FIXED_LEN];
+	struct proto_piece c = { .status = status, .length = LEN, .offset = offset };
+	proto_piece_encode(buf, &c);
+	struct deadline dl = deadline_in_ms(5000);
+	ck_assert_int_eq(link_send_frame(l, PROTO_DATA_PIECE, id, buf, sizeof(buf), &dl), 0);
+}
+
+/* Reads two GETs and answers them in pieces of different sizes, alternating. */
+static void *interleave_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t id[2];
+	uint64_t ch[2];
+	read_get(l, &id[0], &ch[0]);
+	read_get(l, &id[1], &ch[1]);
+	uint32_t at[2] = { 0, 0 }, step[2] = { 4096, 10000 };
+	while (at[0] < LEN || at[1] < LEN)
+		for (int i = 0; i < 2; i++) {
+			uint32_t to = at[i] + step[i] < LEN ? at[i] + step[i] : LEN;
+			if (at[i] < LEN)
+				send_piece(l, id[i], ch[i], at[i], to);
+			at[i] = to;
+		}
+	usleep(200000);
+	link_free(l);
+	return NULL;
+}
+
+START_TEST(pieces_interleave)
+{
+	static struct client c[2];
+	pthread_t t[2], srv;
+	struct mux *x = pair();
+	ck_assert_int_eq(pthread_create(&srv, NULL, interleave_server, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		c[i] = (struct client){ .x = x, .chunk = 40 + (uint64_t)i };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &c[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		uint8_t want[LEN];
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(c[i].rc, 0);
+		fill(want, c[i].chunk);
+		ck_assert(memcmp(want, c[i].buf, LEN) == 0);
+	}
+	ck_assert(!mux_broken(x));
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
+/* One piece of the first answer, then (its asker gone) the rest, then an EIO piece ends
+ * the second answer halfway, then the third answer whole in pieces. */
+static void *gone_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t id1, id2, id3;
+	uint64_t ch1, ch2, ch3;
+	read_get(l, &id1, &ch1);
+	send_piece(l, id1, ch1, 0, 1000);
+	read_get(l, &id2, &ch2); /* sent once the first asker left */
+	send_piece(l, id1, ch1, 1000, 30000);
+	send_piece(l, id2, ch2, 0, 20000);
+	send_piece(l, id1, ch1, 30000, LEN);
+	send_abort(l, id2, EIO, 20000);
+	read_get(l, &id3, &ch3);
+	send_piece(l, id3, ch3, 0, LEN / 2);
+	send_piece(l, id3, ch3, LEN / 2, LEN);
+	usleep(200000);
+	link_free(l);
+	return NULL;
+}
+
+START_TEST(gone_asker_pieces_read_away)
+{
+	static struct client a, b, c;
+	pthread_t ta, tb, tc, srv;
+	struct mux *x = pair();
+	ck_assert_int_eq(pthread_create(&srv, NULL, gone_server, NULL), 0);
+	a = (struct client){ .x = x, .chunk = 1, .timeout_ms = 200 };
+	ck_assert_int_eq(pthread_create(&ta, NULL, client_main, &a), 0);
+	pthread_join(ta, NULL);
+	ck_assert_int_eq(a.rc, -ETIMEDOUT);
+	b = (struct client){ .x = x, .chunk = 2 };
+	ck_assert_int_eq(pthread_create(&tb, NULL, client_main, &b), 0);
+	pthread_join(tb, NULL);
+	ck_assert_int_eq(b.rc, -EIO); /* its answer ended with an EIO piece */
+	ck_assert(!mux_broken(x));
+	c = (struct client){ .x = x, .chunk = 3 };
+	ck_assert_int_eq(pthread_create(&tc, NULL, client_main, &c), 0);
+	pthread_join(tc, NULL);
+	ck_assert_int_eq(c.rc, 0);
+	uint8_t want[LEN];
+	fill(want, 3);
+	ck_assert(memcmp(want, c.buf, LEN) == 0);
+	ck_assert(!mux_broken(x));
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
+/* What the bad-piece server does after reading one GET. */
+enum bad_piece { BAD_UNKNOWN_ID, BAD_OUT_OF_ORDER, BAD_NOT_FIRST, BAD_OTHER_CRC, BAD_TRUNCATED };
+
+static void *bad_piece_server(void *arg)
+{
+	enum bad_piece how = (enum bad_piece)(intptr_t)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t id;
+	uint64_t ch;
+	read_get(l, &id, &ch);
+	if (how == BAD_UNKNOWN_ID) {
+		send_piece(l, id + 1000, ch, 0, 100);
+	} else if (how == BAD_NOT_FIRST) {
+		send_piece(l, id, ch, 100, 200);
+	} else {
+		send_piece(l, id, ch, 0, 100);
+		if (how == BAD_OUT_OF_ORDER)
+			send_piece(l, id, ch, 200, 300);
+		else if (how == BAD_OTHER_CRC)
+			send_piece(l, id, ch + 1, 100, 200); /* another chunk's CRC */
+	}
+	/* A truncated answer: the stream ends mid-answer. Otherwise the stream stays open until
+	 * the client breaks it (or well past the client's deadline). */
+	if (how == BAD_TRUNCATED)
+		usleep(100000);
+	else
+		link_wait_readable(l, -1, 4000);
+	link_free(l);
+	return NULL;
+}
+
+START_TEST(bad_piece_breaks_mux)
+{
+	static struct client c;
+	pthread_t tc, srv;
+	struct mux *x = pair();
+	ck_assert_int_eq(pthread_create(&srv, NULL, bad_piece_server, (void *)(intptr_t)_i), 0);
+	c = (struct client){ .x = x, .chunk = 9, .timeout_ms = 2000 };
+	ck_assert_int_eq(pthread_create(&tc, NULL, client_main, &c), 0);
+	pthread_join(tc, NULL);
+	ck_assert_int_lt(c.rc, 0);
+	ck_assert_int_ne(c.rc, -ETIMEDOUT); /* it failed at once, not by deadline */
+	ck_assert(mux_broken(x));
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mux");
@@ -299,6 +473,9 @@ int main(void)
 	tcase_add_test(tc, late_answer_is_read_away);
 	tcase_add_test(tc, closed_stream_fails_every_waiter);
 	tcase_add_test(tc, calls_and_orphans);
+	tcase_add_test(tc, pieces_interleave);
+	tcase_add_test(tc, gone_asker_pieces_read_away);
+	tcase_add_loop_test(tc, bad_piece_breaks_mux, BAD_UNKNOWN_ID, BAD_TRUNCATED + 1);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

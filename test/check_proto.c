@@ -168,6 +168,7 @@ START_TEST(test_hdr_every_type)
 		{ PROTO_RDMA_DESC, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_TICKET_LEN },
 		{ PROTO_PREFETCH, 48 }, { PROTO_PREFETCH_STATUS, 24 },
 		{ PROTO_RDMA_DESC, 100 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX },
+		{ PROTO_DATA_PIECE, 16 }, { PROTO_DATA_PIECE, 16 + (4u << 20) },
 	};
 	static const struct { uint8_t type; uint32_t len; } bad[] = {
 		{ PROTO_HELLO, 0 }, { PROTO_HELLO, 39 }, { PROTO_HELLO, 112 }, { PROTO_AUTH, 32 },
@@ -176,6 +177,7 @@ START_TEST(test_hdr_every_type)
 		{ PROTO_DATA, 0 }, { PROTO_RDMA_DESC, PROTO_RDMA_MSG_MAX + 1 },
 		{ PROTO_PREFETCH, 0 }, { PROTO_PREFETCH, 47 },
 		{ PROTO_PREFETCH, 49 }, { PROTO_PREFETCH_STATUS, 23 }, { PROTO_PREFETCH_STATUS, 25 },
+		{ PROTO_DATA_PIECE, 0 }, { PROTO_DATA_PIECE, 15 },
 	};
 	uint8_t buf[PROTO_HDR_LEN];
 	struct proto_hdr h;
@@ -580,6 +582,97 @@ START_TEST(test_data_round_trip)
 }
 END_TEST
 
+START_TEST(test_piece_round_trip)
+{
+	static const uint8_t want[PROTO_PIECE_FIXED_LEN] = {
+		0x00, 0x00, 0x00, 0x00, 0xcb, 0xf4, 0x39, 0x26,
+		0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x03,
+	};
+	uint8_t buf[PROTO_PIECE_FIXED_LEN + 9];
+	struct proto_piece in = { .crc32 = 0xcbf43926, .length = 12, .offset = 3 }, out;
+
+	proto_piece_encode(buf, &in);
+	memcpy(buf + PROTO_PIECE_FIXED_LEN, "123456789", 9);
+	ck_assert_mem_eq(buf, want, sizeof(want));
+	ck_assert_int_eq(proto_piece_decode(buf, sizeof(buf), &out), 0);
+	ck_assert_int_eq(out.status, 0);
+	ck_assert_uint_eq(out.crc32, 0xcbf43926);
+	ck_assert_uint_eq(out.length, 12);
+	ck_assert_uint_eq(out.offset, 3);
+	ck_assert_uint_eq(out.n, 9);
+	ck_assert_ptr_eq(out.data, buf + PROTO_PIECE_FIXED_LEN);
+	ck_assert_int_eq(proto_piece_decode_fixed(buf, sizeof(buf), &out), 0);
+	ck_assert_ptr_null(out.data);
+	ck_assert_uint_eq(out.n, 9);
+	/* Fewer bytes are a shorter piece; one more runs past the answer's length. */
+	ck_assert_int_eq(proto_piece_decode(buf, sizeof(buf) - 1, &out), 0);
+	ck_assert_uint_eq(out.n, 8);
+	ck_assert_int_eq(proto_piece_decode_fixed(buf, sizeof(buf) + 1, &out), -EPROTO);
+	ck_assert_str_eq(proto_type_name(PROTO_DATA_PIECE), "DATA_PIECE");
+
+	/* A relay that stopped: EIO at the bytes sent so far, no bytes. */
+	in = (struct proto_piece){ .status = EIO, .length = 12, .offset = 5 };
+	proto_piece_encode(buf, &in);
+	ck_assert_int_eq(proto_piece_decode(buf, PROTO_PIECE_FIXED_LEN, &out), 0);
+	ck_assert_int_eq(out.status, EIO);
+	ck_assert_uint_eq(out.offset, 5);
+	ck_assert_uint_eq(out.n, 0);
+	ck_assert_ptr_null(out.data);
+}
+END_TEST
+
+static int piece_rc(struct proto_piece c, uint32_t payload_len)
+{
+	uint8_t fixed[PROTO_PIECE_FIXED_LEN];
+	struct proto_piece out;
+
+	proto_piece_encode(fixed, &c);
+	return proto_piece_decode_fixed(fixed, payload_len, &out);
+}
+
+START_TEST(test_piece_inconsistent)
+{
+	const uint32_t F = PROTO_PIECE_FIXED_LEN;
+	struct proto_piece c = { .crc32 = 1, .length = 100, .offset = 0 };
+
+	ck_assert_int_eq(piece_rc(c, F + 100), 0);
+	ck_assert_int_eq(piece_rc(c, F + 1), 0);
+	ck_assert_int_eq(piece_rc(c, F), -EPROTO);	/* an empty piece */
+	ck_assert_int_eq(piece_rc(c, F + 101), -EPROTO);	/* past the length */
+	ck_assert_int_eq(piece_rc(c, F - 1), -EPROTO);
+	ck_assert_int_eq(piece_rc(c, 0), -EPROTO);
+	ck_assert_int_eq(piece_rc(c, UINT32_MAX), -EPROTO);
+	c.offset = 99;
+	ck_assert_int_eq(piece_rc(c, F + 1), 0);
+	ck_assert_int_eq(piece_rc(c, F + 2), -EPROTO);
+	c.offset = 100;	/* at the end: no room for a byte */
+	ck_assert_int_eq(piece_rc(c, F + 1), -EPROTO);
+	c.offset = 101;
+	ck_assert_int_eq(piece_rc(c, F + 1), -EPROTO);
+	/* offset + n would wrap */
+	c = (struct proto_piece){ .length = UINT32_MAX, .offset = UINT32_MAX - 1 };
+	ck_assert_int_eq(piece_rc(c, F + 1), 0);
+	ck_assert_int_eq(piece_rc(c, F + 3), -EPROTO);
+	c = (struct proto_piece){ .length = 0, .offset = 0 };
+	ck_assert_int_eq(piece_rc(c, F + 1), -EPROTO);
+	/* Status: positive errno only; a failure carries neither bytes nor crc, and its offset
+	 * is within the length. */
+	c = (struct proto_piece){ .status = EIO, .length = 100, .offset = 100 };
+	ck_assert_int_eq(piece_rc(c, F), 0);
+	ck_assert_int_eq(piece_rc(c, F + 1), -EPROTO);
+	c.offset = 101;
+	ck_assert_int_eq(piece_rc(c, F), -EPROTO);
+	c = (struct proto_piece){ .status = EIO, .crc32 = 5, .length = 100 };
+	ck_assert_int_eq(piece_rc(c, F), -EPROTO);
+	c = (struct proto_piece){ .status = -EIO, .length = 100 };
+	ck_assert_int_eq(piece_rc(c, F), -EPROTO);
+	c.status = 4096;
+	ck_assert_int_eq(piece_rc(c, F), -EPROTO);
+	c.status = 4095;
+	ck_assert_int_eq(piece_rc(c, F), 0);
+}
+END_TEST
+
 static int data_rc(struct proto_data d, uint32_t payload_len)
 {
 	uint8_t fixed[PROTO_DATA_FIXED_LEN];
@@ -885,6 +978,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_file_key);
 	tcase_add_test(tc, test_meta_get);
 	tcase_add_test(tc, test_meta_answer);
+	tcase_add_test(tc, test_piece_round_trip);
+	tcase_add_test(tc, test_piece_inconsistent);
 	suite_add_tcase(s, tc);
 	return s;
 }

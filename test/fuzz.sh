@@ -58,7 +58,8 @@ seed() {
 	mkdir -p "$d"
 	case $1 in
 	proto)
-		printf 'MOWS\001\005\000\000\000\000\000\010\000\000\000\001\000\000\000\000\000\000\000\052' >"$d/seed-ping" ;;
+		printf 'MOWS\001\005\000\000\000\000\000\010\000\000\000\001\000\000\000\000\000\000\000\052' >"$d/seed-ping"
+		printf 'MOWS\001\022\000\000\000\000\000\023\000\000\000\001\000\000\000\000\000\000\000\000\000\000\000\003\000\000\000\000abc' >"$d/seed-piece" ;;
 	ctlproto)
 		printf 'status json\n' >"$d/seed-status"
 		printf 'prefetch text\t/mnt/a\\nb\t/mnt/c\\x80d\\\\e\n' >"$d/seed-prefetch"
