@@ -61,6 +61,7 @@ static void sconn_put(struct sconn *sc)
 		return;
 	struct peers *p = sc->p;
 	rdma_ctx_drop_owner(p->rdma, sc); /* the leases this link held */
+	link_sender_release(&sc->tx);
 	link_free(sc->link);
 	pthread_mutex_lock(&p->lock);
 	member_put(sc->m);
@@ -70,77 +71,10 @@ static void sconn_put(struct sconn *sc)
 	free(sc);
 }
 
-/* A sender waiting for the connection's send turn, in sc->turn_q. */
-struct serve_turn {
-	struct serve_turn *next;
-	bool granted;             /* the turn was handed to it, protected by sc->lock */
-};
-
-/* Lock held. Takes @t out of the queue if it is there. */
-static void do_turn_dequeue(struct sconn *sc, struct serve_turn *t)
-{
-	for (struct serve_turn **pp = &sc->turn_q; *pp; pp = &(*pp)->next)
-		if (*pp == t) {
-			*pp = t->next;
-			return;
-		}
-}
-
-/*
- * Takes the connection's send turn (by @dl). Returns 0 or -ETIMEDOUT. Waiters get the turn
- * first come, first served, so senders that give it up between the pieces of their answers
- * take turns round robin.
- */
-static int sconn_turn_take(struct sconn *sc, const struct deadline *dl)
-{
-	int rc = 0;
-	pthread_mutex_lock(&sc->lock);
-	if (!sc->sending && !sc->turn_q) {
-		sc->sending = true;
-		pthread_mutex_unlock(&sc->lock);
-		return 0;
-	}
-	struct serve_turn t = { 0 }, **pp = &sc->turn_q;
-	while (*pp)
-		pp = &(*pp)->next;
-	*pp = &t;
-	while (!t.granted && rc == 0)
-		rc = deadline_cond_wait(&sc->cond, &sc->lock, dl);
-	if (t.granted)
-		rc = 0; /* handed to us as we gave up: ours now */
-	else
-		do_turn_dequeue(sc, &t);
-	pthread_mutex_unlock(&sc->lock);
-	return rc;
-}
-
-/* Hands the send turn on, to the first waiter; after a failed send (@rc) the stream is
- * lost: it is shut down. */
-static void sconn_turn_give(struct sconn *sc, int rc)
-{
-	pthread_mutex_lock(&sc->lock);
-	struct serve_turn *t = sc->turn_q;
-	if (t) {
-		sc->turn_q = t->next;
-		t->granted = true; /* sending stays true: the turn goes straight to it */
-	} else {
-		sc->sending = false;
-	}
-	if (rc)
-		link_shutdown(sc->link); /* part of a frame may have gone: the stream is lost */
-	pthread_cond_broadcast(&sc->cond);
-	pthread_mutex_unlock(&sc->lock);
-}
-
 /* Sends @iov on the connection when its turn comes (by @dl). A failed send breaks it. */
 static int sconn_sendv(struct sconn *sc, struct iovec *iov, int n, const struct deadline *dl)
 {
-	int rc = sconn_turn_take(sc, dl);
-	if (rc)
-		return rc;
-	rc = link_sendv(sc->link, iov, n, dl);
-	sconn_turn_give(sc, rc);
-	return rc;
+	return link_sender_sendv(&sc->tx, iov, n, dl);
 }
 
 static int sconn_send_frame(struct sconn *sc, uint8_t type, uint32_t id, const void *payload,
@@ -172,47 +106,6 @@ static struct cache_file *file_for(struct peers *p, const struct proto_get *g)
 	return f ? f : p->host.open_key(p->host.ctx, g->file_key, g->file_size, g->mtime_ns);
 }
 
-/*
- * Sends bytes [@from, @to) of an answer of @len bytes (CRC @crc) to a PIECES peer as
- * DATA_PIECEs of at most SERVE_PIECE_BYTES, taking the send turn for one piece at a time, so
- * that the answers on the link interleave. A piece that cannot go once part of the answer
- * went loses the stream (the peer would wait for the rest): it is shut down.
- */
-static int send_pieces(struct sconn *sc, uint32_t id, uint32_t crc, uint32_t len,
-		       const uint8_t *data, uint32_t from, uint32_t to, const struct deadline *dl)
-{
-	int rc = 0;
-	for (uint32_t off = from; off < to && rc == 0;) {
-		uint32_t n = to - off < SERVE_PIECE_BYTES ? to - off : SERVE_PIECE_BYTES;
-		uint8_t head[PROTO_HDR_LEN + PROTO_PIECE_FIXED_LEN];
-		struct proto_piece c = { .crc32 = crc, .length = len, .offset = off };
-		proto_hdr_encode(head, PROTO_DATA_PIECE, 0, PROTO_PIECE_FIXED_LEN + n, id);
-		proto_piece_encode(head + PROTO_HDR_LEN, &c);
-		struct iovec iov[2] = { { head, sizeof(head) }, { (void *)(data + off), n } };
-		rc = sconn_sendv(sc, iov, 2, dl);
-		off += n;
-	}
-	if (rc && from > 0)
-		link_shutdown(sc->link);
-	return rc;
-}
-
-/* Ends an answer of @len bytes, @sent of them sent in pieces, with @status (a failed
- * relay): the peer drops what it got and the link carries on. */
-static int send_piece_abort(struct sconn *sc, uint32_t id, int status, uint32_t len,
-			    uint32_t sent, const struct deadline *dl)
-{
-	uint8_t head[PROTO_HDR_LEN + PROTO_PIECE_FIXED_LEN];
-	struct proto_piece c = { .status = status, .length = len, .offset = sent };
-	proto_hdr_encode(head, PROTO_DATA_PIECE, 0, PROTO_PIECE_FIXED_LEN, id);
-	proto_piece_encode(head + PROTO_HDR_LEN, &c);
-	struct iovec iov = { head, sizeof(head) };
-	int rc = sconn_sendv(sc, &iov, 1, dl);
-	if (rc)
-		link_shutdown(sc->link);
-	return rc;
-}
-
 static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status, uint32_t crc,
 		     const void *data, uint32_t len, const struct deadline *dl)
 {
@@ -232,7 +125,8 @@ static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status,
 	if (d.length)
 		atomic_fetch_add(&p->sending, 1);
 	int rc = d.length && (sc->caps & PROTO_CAP_PIECES)
-		 ? send_pieces(sc, id, d.crc32, d.length, data, 0, d.length, dl)
+		 ? link_sender_pieces(&sc->tx, id, d.crc32, d.length, data, 0, d.length,
+				      SERVE_PIECE_BYTES, dl)
 		 : sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
 	if (d.length)
 		atomic_fetch_sub(&p->sending, 1);
@@ -325,13 +219,13 @@ static int relay_whole(struct peers *p, struct sconn *sc, struct serve_job *j, u
 	proto_hdr_encode(head, PROTO_DATA, 0, PROTO_DATA_FIXED_LEN + d.length, j->req_id);
 	proto_data_encode(head + PROTO_HDR_LEN, &d);
 	struct iovec iov = { head, sizeof(head) };
-	int rc = sconn_turn_take(sc, dl);
+	int rc = link_sender_take(&sc->tx, dl);
 	if (rc)
 		return rc;
 	rc = link_sendv(sc->link, &iov, 1, dl);
 	if (rc == 0)
 		rc = relay_bytes(p, sc, j, attempt, crc, dl);
-	sconn_turn_give(sc, rc);
+	link_sender_give(&sc->tx, rc);
 	return rc;
 }
 
@@ -347,14 +241,15 @@ static int relay_pieces(struct peers *p, struct sconn *sc, struct serve_job *j,
 	uint32_t len = (uint32_t)j->span.len, sent = 0, have = 0;
 	while (sent < len) {
 		if (relay_have(p, j, attempt, crc, &have) || (have <= sent && deadline_passed(dl))) {
-			int rc = send_piece_abort(sc, j->req_id, EIO, len, sent, dl);
+			int rc = link_sender_abort(&sc->tx, j->req_id, EIO, len, sent, dl);
 			return rc ? rc : -EIO;
 		}
 		if (have <= sent) {
 			usleep(200);
 			continue;
 		}
-		int rc = send_pieces(sc, j->req_id, crc, len, j->span.data, sent, have, dl);
+		int rc = link_sender_pieces(&sc->tx, j->req_id, crc, len, j->span.data, sent, have,
+					    SERVE_PIECE_BYTES, dl);
 		if (rc)
 			return rc;
 		sent = have;
@@ -913,6 +808,11 @@ static struct sconn *sconn_new(struct peers *p, struct link *l, struct member *m
 {
 	struct sconn *sc = calloc(1, sizeof(*sc));
 	if (!sc || deadline_cond_init(&sc->cond)) {
+		free(sc);
+		return NULL;
+	}
+	if (link_sender_init(&sc->tx, l)) {
+		pthread_cond_destroy(&sc->cond);
 		free(sc);
 		return NULL;
 	}

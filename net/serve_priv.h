@@ -13,6 +13,7 @@
 
 #include <stdatomic.h>
 
+#include "net/link_sender.h"
 #include "net/peer_priv.h"
 
 struct sconn {
@@ -23,9 +24,8 @@ struct sconn {
 	char node_id[PROTO_NODE_ID_MAX + 1]; /* the peer's HELLO node id, read-only */
 	atomic_int refs;          /* the event loop's registration and every job */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* a send ended, or a job ended */
-	bool sending;             /* someone has the send turn, protected by lock */
-	struct serve_turn *turn_q; /* waiting for the send turn, first first, protected by lock */
+	pthread_cond_t cond;      /* a job ended */
+	struct link_sender tx;    /* the send side, shared by the workers (its own lock) */
 	bool closed;              /* the link left the event loop, protected by lock */
 	unsigned inflight;        /* jobs queued or running, protected by lock */
 	bool armed;               /* waiting in the epoll set, protected by lock */
