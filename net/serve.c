@@ -28,6 +28,11 @@
 #ifndef SERVE_PIECE_BYTES
 #define SERVE_PIECE_BYTES PROTO_PIECE_BYTES
 #endif
+/* Whether a chunk held here goes in pieces too (1), or as one DATA frame, so that only
+ * relays interleave (0; build with -DSERVE_HELD_IN_PIECES=0 to measure). */
+#ifndef SERVE_HELD_IN_PIECES
+#define SERVE_HELD_IN_PIECES 1
+#endif
 #define SERVE_FAST_WORKERS 4
 
 struct serve_job {
@@ -124,7 +129,7 @@ static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status,
 	struct iovec iov[2] = { { head, sizeof(head) }, { (void *)data, d.length } };
 	if (d.length)
 		atomic_fetch_add(&p->sending, 1);
-	int rc = d.length && (sc->caps & PROTO_CAP_PIECES)
+	int rc = d.length && SERVE_HELD_IN_PIECES && (sc->caps & PROTO_CAP_PIECES)
 		 ? link_sender_pieces(&sc->tx, id, d.crc32, d.length, data, 0, d.length,
 				      SERVE_PIECE_BYTES, dl)
 		 : sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
