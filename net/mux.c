@@ -49,6 +49,7 @@ struct mux {
 	struct link *link;
 	uint32_t max_payload, frame_ms;
 	mux_orphan_fn orphan;     /* set before the mux is shared */
+	bool no_pieces;           /* set before the mux is shared */
 	atomic_int refs;
 	atomic_int err;           /* 0, or why the mux is broken */
 	pthread_mutex_t lock;
@@ -80,6 +81,11 @@ struct mux *mux_new(struct link *l, uint32_t max_payload, uint32_t frame_ms)
 void mux_set_orphan(struct mux *x, mux_orphan_fn fn)
 {
 	x->orphan = fn;
+}
+
+void mux_set_pieces(struct mux *x, bool take)
+{
+	x->no_pieces = !take;
 }
 
 bool mux_broken(struct mux *x)
@@ -389,7 +395,7 @@ static int read_one(struct mux *x, const struct deadline *dl)
 		rc = proto_hdr_decode(hbuf, sizeof(hbuf), &hdr,
 				      x->max_payload + PROTO_PIECE_FIXED_LEN - PROTO_DATA_FIXED_LEN);
 	if (rc == 0 && hdr.type == PROTO_DATA_PIECE)
-		return read_piece(x, &hdr, &fdl);
+		return x->no_pieces ? -EPROTO : read_piece(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type == PROTO_RDMA_DESC)
 		return read_small(x, &hdr, &fdl);
 	if (rc == 0 && hdr.type == PROTO_REDIRECT)

@@ -70,6 +70,11 @@ typedef void (*mux_orphan_fn)(struct mux *x, const void *msg, size_t len);
 /* Sets the orphan handler; call once, right after mux_new(), before the mux is shared. */
 void mux_set_orphan(struct mux *x, mux_orphan_fn fn);
 
+/* Whether this node said PROTO_CAP_PIECES in its HELLO on the link (true unless set
+ * otherwise). When not, a DATA_PIECE breaks the mux, as it would an older node's, which has
+ * no such frame. Call once, right after mux_new(), before the mux is shared. */
+void mux_set_pieces(struct mux *x, bool take);
+
 /* Whether the mux is broken (then it only fails). Lock-free. */
 bool mux_broken(struct mux *x);
 

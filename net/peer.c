@@ -277,6 +277,8 @@ static struct mux *do_mux_connect(struct peers *p, struct member *m, const struc
 	struct mux *x = l ? mux_new(l, p->max_payload, p->cfg->request_timeout_ms) : NULL;
 	if (x)
 		mux_set_orphan(x, desc_orphan);
+	if (x && !(p->self.caps & PROTO_CAP_PIECES))
+		mux_set_pieces(x, false); /* MOWS_TEST_NO_PIECES: an old node's mux */
 	pthread_mutex_lock(&p->lock);
 	m->mux_connecting = false;
 	if (x) {

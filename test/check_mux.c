@@ -464,6 +464,38 @@ START_TEST(bad_piece_breaks_mux)
 }
 END_TEST
 
+/* A node that did not say PIECES takes none, as an older node could not. */
+static void *one_piece_server(void *arg)
+{
+	(void)arg;
+	struct link *l = link_new(srv_fd);
+	uint32_t id;
+	uint64_t ch;
+	read_get(l, &id, &ch);
+	send_piece(l, id, ch, 0, LEN);
+	link_wait_readable(l, -1, 4000);
+	link_free(l);
+	return NULL;
+}
+
+START_TEST(no_pieces_unless_said)
+{
+	static struct client c;
+	pthread_t tc, srv;
+	struct mux *x = pair();
+	mux_set_pieces(x, false);
+	ck_assert_int_eq(pthread_create(&srv, NULL, one_piece_server, NULL), 0);
+	c = (struct client){ .x = x, .chunk = 4, .timeout_ms = 2000 };
+	ck_assert_int_eq(pthread_create(&tc, NULL, client_main, &c), 0);
+	pthread_join(tc, NULL);
+	ck_assert_int_lt(c.rc, 0);
+	ck_assert_int_ne(c.rc, -ETIMEDOUT);
+	ck_assert(mux_broken(x));
+	pthread_join(srv, NULL);
+	mux_put(x);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mux");
@@ -476,6 +508,7 @@ int main(void)
 	tcase_add_test(tc, pieces_interleave);
 	tcase_add_test(tc, gone_asker_pieces_read_away);
 	tcase_add_loop_test(tc, bad_piece_breaks_mux, BAD_UNKNOWN_ID, BAD_TRUNCATED + 1);
+	tcase_add_test(tc, no_pieces_unless_said);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
