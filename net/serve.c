@@ -33,7 +33,9 @@
 #ifndef SERVE_HELD_IN_PIECES
 #define SERVE_HELD_IN_PIECES 1
 #endif
+#ifndef SERVE_FAST_WORKERS /* build with -DSERVE_FAST_WORKERS=... to measure */
 #define SERVE_FAST_WORKERS 4
+#endif
 
 struct serve_job {
 	struct sconn *sc;
