@@ -4,8 +4,13 @@
  * that every descriptor travels inside TLS. Each GET has its own request id; DATA answers may come back in any order.
  * There is no I/O thread: the requesters take turns (leader/follower). One sends at a time;
  * one reads at a time, and the reader receives each DATA frame straight into the slot of the
- * request it answers, whoever asked, then hands the reader's role on. A requester whose
- * deadline passes leaves; an answer that comes for it later is read away.
+ * request it answers, whoever asked, then hands the reader's role on. A peer that we told
+ * PROTO_CAP_PIECES may answer in DATA_PIECEs (net/proto.h) that interleave with other
+ * answers: each piece goes straight into its asker's slot at its offset (relayers hear of its
+ * progress), and the answer is done with its last piece; every piece is one frame read under
+ * @frame_ms. A requester whose deadline passes leaves; an answer, or the rest of one, that
+ * comes for it later is read away. A piece for no request, out of order or that does not
+ * match its answer's first piece breaks the mux (-EPROTO).
  *
  * A stream error, a short send or a bad frame breaks the mux: every waiter gets the error
  * and the caller makes a new one. Threads: any number of threads may call mux_fetch() at

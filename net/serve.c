@@ -5,7 +5,11 @@
  * is cached (pinned when it arrives) or that asks no fill is answered by a fast worker; an
  * owner fill, which may read the backing for seconds, by a fill worker. So answers that
  * could go at once never wait behind storage reads: probes stay probes, and an owner keeps
- * streaming the chunks it holds while it reads the next ones.
+ * streaming the chunks it holds while it reads the next ones. To a peer that said
+ * PROTO_CAP_PIECES an answer goes in DATA_PIECEs, the link's send turn (net/link_sender.h,
+ * first come first served) taken for one piece at a time, so the answers on a link
+ * interleave and a relay takes the turn only when bytes of its chunk have arrived; older
+ * peers get whole DATA frames.
  */
 #include <errno.h>
 #include <inttypes.h>
