@@ -481,13 +481,14 @@ static int request(struct mux *x, struct mux_req *r, const void *payload, uint32
 	r->next = x->reqs;
 	x->reqs = r;
 	int rc = do_send_turn(x, type, payload, len, r->id, dl);
-	if (rc == 0)
+	bool sent = rc == 0;
+	if (sent)
 		rc = do_wait_answer(x, r, dl);
 	/* Never leave while a reader writes into our slot. */
 	while (r->filling)
 		pthread_cond_wait(&x->cond, &x->lock);
 	do_unlink(x, r);
-	if (!r->done && r->type == PROTO_DATA && !mux_broken(x))
+	if (sent && !r->done && r->type == PROTO_DATA && !mux_broken(x))
 		do_remember_gone(x, r);
 	if (r->done)
 		rc = r->rc;
