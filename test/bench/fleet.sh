@@ -119,6 +119,7 @@ daemon_ticks() {
 # in WORK (KEEP=1).
 cold_timeline_start() { # FILE
 	[ "${MOWS_BENCH_FLEET_TIMELINE:-0}" = 1 ] || return 0
+	# shellcheck disable=SC2016 # the inner sh expands them
 	ip netns exec "mows-$CLUSTER-sw" sh -c \
 		'while [ -e /run/netns/$0 ]; do echo "T $(date +%s.%N)"; cat /proc/net/dev; sleep 0.2; done' "mows-$CLUSTER-sw" >"$1" &
 	TIMELINE_PID=$!
