@@ -46,8 +46,8 @@
  * read past offset 0 fails with -EIO until a read at offset 0 starts a new pass, so that no
  * reader gets to EOF with wrong bytes unwarned (the kernel retries a failed readahead).
  *
- * Storage in file order (storage_window = W, off by default; only with a remote source
- * registered, so only in a cluster): before a fill reads chunk k of a version from storage, it waits while this
+ * Storage in file order (storage_window = W, only with a remote source registered, so only
+ * in a cluster): before a fill reads chunk k of a version from storage, it waits while this
  * node's own fill of chunk k - W of that version runs with none of its bytes arriving yet
  * (asking a peer, waiting its own turn, or reading storage, which announces nothing), at
  * most twice as long as this node's latest storage read took (at least 100 ms), half of

@@ -194,7 +194,7 @@ static const struct config_key config_keys[] = {
 	  .min = 1, .max = 256,
 	  .desc = "threads that fill chunks from the backing files" },
 	{ .name = "storage_window", .type = KEY_UINT, .offset = FIELD(storage_window),
-	  .def = "0", .min = 0, .max = 64,
+	  .def = "1", .min = 0, .max = 64,
 	  .desc = "with peers: storage reads chunk k once chunk k - this is on its way (0: off)" },
 	{ .name = "fill_timeout", .type = KEY_MS, .offset = FIELD(fill_timeout_ms),
 	  .def = "60s", .min = 100, .max = MS_PER_H,

@@ -284,7 +284,7 @@ struct opts {
 	bool remote_first;  /* register the remote source before the local one */
 	bool relay_first;   /* register the relaying remote source before the local one */
 	bool order_first;   /* register order_ops before the local one */
-	unsigned window;    /* storage_window */
+	bool window_off;    /* storage_window = 0 */
 	unsigned request_ms; /* request_timeout, when not 0 */
 };
 
@@ -377,7 +377,8 @@ static struct cache *cache_make(struct opts o)
 	cfg.fill_timeout_ms = o.timeout_ms ? o.timeout_ms : 5000;
 	cfg.readahead_chunks = o.readahead;
 	cfg.verify = o.verify;
-	cfg.storage_window = o.window;
+	if (o.window_off)
+		cfg.storage_window = 0;
 	if (o.request_ms)
 		cfg.request_timeout_ms = o.request_ms;
 	if (store_dir[0]) {
@@ -2082,14 +2083,13 @@ static uint64_t storage_waits(struct cache *c)
 }
 
 /*
- * storage_window = 1, with a peer source: chunk 1 is read from storage only
+ * storage_window = 1 (the default), with a peer source: chunk 1 is read from storage only
  * once chunk 0, which a peer is sending, has begun to arrive (or its fill ended); a chunk
  * whose predecessor this node does not fetch goes at once; an announce opens the turn.
  */
 START_TEST(test_storage_order)
 {
-	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .order_first = true,
-						    .window = 1 });
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .order_first = true });
 	int a = fake_add("ordered", 1, 8 * CHUNK, 1);
 	struct cache_file *f = open_plain(c, a);
 	struct bg_read r0, r1, r3, r4, r5;
@@ -2177,10 +2177,10 @@ static int64_t dark_then_next(struct opts o, unsigned read_ms)
  */
 START_TEST(test_storage_order_limits)
 {
-	struct opts o = { .verify = VERIFY_CHUNK, .order_first = true };
+	struct opts o = { .verify = VERIFY_CHUNK, .order_first = true, .window_off = true };
 	int64_t ms = dark_then_next(o, 300);
 	ck_assert_int_lt(ms, 250);
-	o.window = 1;
+	o.window_off = false;
 	ms = dark_then_next(o, 0);
 	ck_assert_int_ge(ms, 80);
 	ck_assert_int_lt(ms, 1000);
@@ -2194,7 +2194,7 @@ START_TEST(test_storage_order_limits)
 	atomic_store(&fk.sleep_us, 0);
 
 	/* Alone: chunk 0 is read from storage and held there; chunk 1 goes at once. */
-	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .window = 1 });
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
 	int a = fake_add("alone", 9, 8 * CHUNK, 1);
 	struct cache_file *f = open_plain(c, a);
 	struct bg_read r0, r1;

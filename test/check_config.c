@@ -63,7 +63,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.readahead_chunks, 4);
 	ck_assert_uint_eq(cfg.fill_threads, 4);
 	ck_assert_uint_eq(cfg.fill_timeout_ms, 60000);
-	ck_assert_uint_eq(cfg.storage_window, 0);
+	ck_assert_uint_eq(cfg.storage_window, 1);
 	ck_assert_uint_eq(cfg.attr_timeout_ms, 1000);
 	ck_assert_int_eq(cfg.verify, VERIFY_FILE);
 	ck_assert_int_eq(cfg.log_level, LOG_INFO);
