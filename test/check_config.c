@@ -63,7 +63,6 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.readahead_chunks, 4);
 	ck_assert_uint_eq(cfg.fill_threads, 4);
 	ck_assert_uint_eq(cfg.fill_timeout_ms, 60000);
-	ck_assert_uint_eq(cfg.storage_window, 1);
 	ck_assert_uint_eq(cfg.attr_timeout_ms, 1000);
 	ck_assert_int_eq(cfg.verify, VERIFY_FILE);
 	ck_assert_int_eq(cfg.log_level, LOG_INFO);
@@ -331,8 +330,6 @@ START_TEST(test_ranges)
 		{ "chunk_size", "32K", -EINVAL },   { "chunk_size", "512M", -EINVAL },
 		{ "chunk_size", "3M", -EINVAL },    { "crc32_file", "", -EINVAL },
 		{ "backing", "", 0 },               { "control_socket", "", 0 },
-		{ "storage_window", "0", 0 },       { "storage_window", "64", 0 },
-		{ "storage_window", "65", -EINVAL }, { "storage_window", "-1", -EINVAL },
 	};
 	struct mows_config cfg;
 	char err[512];
