@@ -140,7 +140,6 @@ struct cache {
 	unsigned fill_threads, readahead_chunks, fill_timeout_ms;
 	unsigned storage_window;   /* storage reads in file order (cache.h), 0: off */
 	unsigned storage_wait_ms;  /* the longest one storage read waits for its turn */
-	uint64_t storage_read_ns;  /* how long the latest storage read took, protected by lock */
 	bool has_remote;           /* a remote source is registered: we are in a cluster */
 	enum config_verify verify;
 	struct source sources[MAX_SOURCES];
@@ -828,36 +827,22 @@ static bool do_dark_fill(const struct cache *c, const struct cache_file *f, int3
 }
 
 /*
- * How long a storage turn may last, lock held: twice the latest storage read (a predecessor
- * dark for longer is late for another reason than storage, and storage should not idle for
- * it), at least STORAGE_TURN_MIN_MS, at most storage_wait_ms and half of what is left of
- * the fill's time.
- */
-#define STORAGE_TURN_MIN_MS 100
-static int64_t do_turn_ms(const struct cache *c, const struct slot *s)
-{
-	int64_t ms = (int64_t)(2 * c->storage_read_ns / 1000000);
-	int64_t left = deadline_left_ms(&s->fill_dl) / 2;
-	if (ms < STORAGE_TURN_MIN_MS)
-		ms = STORAGE_TURN_MIN_MS;
-	if (ms > c->storage_wait_ms)
-		ms = c->storage_wait_ms;
-	return ms < left ? ms : left > 0 ? left : 0;
-}
-
-/*
  * Storage in file order (storage_window, cache.h): before slot @s reads storage, waits while
  * this node's fill of the chunk storage_window before it runs with none of its bytes
- * arriving yet, at most do_turn_ms(). Returns whether it waited. Runs without the lock.
+ * arriving yet, at most storage_wait_ms and half of what is left of the fill's time. Returns
+ * whether it waited. Runs without the lock.
  */
 static bool storage_turn(struct cache *c, struct slot *s)
 {
 	if (!c->storage_window || !c->has_remote || s->local_only || s->chunk < c->storage_window)
 		return false;
+	int64_t left = deadline_left_ms(&s->fill_dl) / 2;
+	if (left < 0)
+		left = 0;
+	struct deadline dl = deadline_in_ms(left < c->storage_wait_ms ? left : c->storage_wait_ms);
 	uint64_t prev = s->chunk - c->storage_window, t0 = mono_ns();
 	bool waited = false;
 	pthread_mutex_lock(&c->lock);
-	struct deadline dl = deadline_in_ms(do_turn_ms(c, s));
 	while (!c->stop && !c->aborting && do_dark_fill(c, s->file, do_lookup(c, s->file, prev))) {
 		waited = true;
 		if (deadline_cond_wait(&c->fill_cond, &c->lock, &dl) == -ETIMEDOUT)
@@ -869,13 +854,6 @@ static bool storage_turn(struct cache *c, struct slot *s)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return waited;
-}
-
-static void note_storage_read(struct cache *c, uint64_t ns)
-{
-	pthread_mutex_lock(&c->lock);
-	c->storage_read_ns = ns;
-	pthread_mutex_unlock(&c->lock);
 }
 
 /*
@@ -893,10 +871,7 @@ static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsign
 			continue;
 		if (!ops->remote)
 			storage_turn(c, s);
-		uint64_t t0 = mono_ns();
 		rc = fetch_checked(c, s, k, dst, &dl);
-		if (!ops->remote && rc == 0)
-			note_storage_read(c, mono_ns() - t0);
 		*used = k;
 		s->src = (uint8_t)k;
 		if (rc == -EBADMSG && ops->remote) {

@@ -50,8 +50,7 @@
  * in a cluster): before a fill reads chunk k of a version from storage, it waits while this
  * node's own fill of chunk k - W of that version runs with none of its bytes arriving yet
  * (asking a peer, waiting its own turn, or reading storage, which announces nothing), at
- * most twice as long as this node's latest storage read took (at least 100 ms), half of
- * request_timeout and half of what is left of its fill time. In a cold burst
+ * most half of request_timeout and half of what is left of its fill time. In a cold burst
  * every node reads every chunk, so each chunk's owner reads it only once the chunk W before
  * it is on its way from its own owner: the cluster's storage reads of a file go in order,
  * about W at a time, and the first chunks are whole (and spreading among the nodes) while

@@ -2094,18 +2094,16 @@ START_TEST(test_storage_order)
 	struct cache_file *f = open_plain(c, a);
 	struct bg_read r0, r1, r3, r4, r5;
 
-	/* Storage takes 1 s a chunk, so a turn may last 2 s once it read one (do_turn_ms). */
-	atomic_store(&fk.sleep_us, 1000 * 1000);
-	bg_start(&r3, c, f, a, 3 * CHUNK, CHUNK); /* chunk 2 is fetched by nobody: no wait */
-	ck_assert(wait_uint(&fk.fetches[a][3], 1, 250));
-	ck_assert_int_eq(pthread_join(r3.t, NULL), 0);
-	ck_assert_int_eq(r3.rc, CHUNK);
 	atomic_store(&fk.peer_has[a][0], true);
 	atomic_store(&fk.block[a][0], true);
 	bg_start(&r0, c, f, a, 0, CHUNK);
 	ck_assert(wait_blocked(1, 2000)); /* chunk 0 comes from the peer, nothing arrived yet */
 	bg_start(&r1, c, f, a, CHUNK, CHUNK);
-	usleep(500 * 1000);
+	bg_start(&r3, c, f, a, 3 * CHUNK, CHUNK); /* chunk 2 is fetched by nobody: no wait */
+	ck_assert(wait_uint(&fk.fetches[a][3], 1, 2000));
+	ck_assert_int_eq(pthread_join(r3.t, NULL), 0);
+	ck_assert_int_eq(r3.rc, CHUNK);
+	usleep(300 * 1000);
 	ck_assert_msg(atomic_load(&fk.fetches[a][1]) == 0,
 		      "chunk 1 was read from storage while chunk 0 was still dark");
 	fake_release(a, 0);
@@ -2119,7 +2117,6 @@ START_TEST(test_storage_order)
 	ck_assert_uint_eq(storage_waits(c), 1);
 
 	/* The peer announced chunk 4 (its bytes flow): chunk 5 need not wait for the rest. */
-	atomic_store(&fk.sleep_us, 0);
 	atomic_store(&fk.peer_announce, true);
 	atomic_store(&fk.peer_has[a][4], true);
 	atomic_store(&fk.block[a][4], true);
@@ -2138,21 +2135,14 @@ START_TEST(test_storage_order)
 }
 END_TEST
 
-/*
- * Reads chunk 5 from storage (taking @read_ms), then chunk 1 while chunk 0's fill stays dark;
- * returns how long chunk 1 waited before storage was asked for it.
- */
-static int64_t dark_then_next(struct opts o, unsigned read_ms)
+/* Reads chunk 1 while chunk 0's fill stays dark; returns how long storage took to get it. */
+static int64_t dark_then_next(struct opts o)
 {
 	struct cache *c = cache_make(o);
 	int a = fake_add("ordered", (ino_t)(2 + fk.nfiles), 8 * CHUNK, 1);
 	struct cache_file *f = open_plain(c, a);
-	struct bg_read r0, r1, r5;
+	struct bg_read r0, r1;
 
-	atomic_store(&fk.sleep_us, read_ms * 1000);
-	bg_start(&r5, c, f, a, 5 * CHUNK, CHUNK);
-	ck_assert_int_eq(pthread_join(r5.t, NULL), 0);
-	ck_assert_int_eq(r5.rc, CHUNK);
 	atomic_store(&fk.peer_has[a][0], true);
 	atomic_store(&fk.block[a][0], true);
 	bg_start(&r0, c, f, a, 0, CHUNK);
@@ -2171,27 +2161,18 @@ static int64_t dark_then_next(struct opts o, unsigned read_ms)
 }
 
 /*
- * The turn's limits: storage_window = 0 never waits; a turn lasts twice this node's latest
- * storage read (at least 100 ms), at most half of request_timeout; a node without a peer
- * source never waits (its storage fill of chunk 0 is dark too).
+ * The turn's limits: storage_window = 0 never waits; a node without a peer source never
+ * waits (its storage fill of chunk 0 is dark too); the wait ends at half of request_timeout.
  */
 START_TEST(test_storage_order_limits)
 {
-	struct opts o = { .verify = VERIFY_CHUNK, .order_first = true, .window_off = true };
-	int64_t ms = dark_then_next(o, 300);
+	int64_t ms = dark_then_next((struct opts){ .verify = VERIFY_CHUNK, .order_first = true,
+						   .window_off = true });
 	ck_assert_int_lt(ms, 250);
-	o.window_off = false;
-	ms = dark_then_next(o, 0);
-	ck_assert_int_ge(ms, 80);
-	ck_assert_int_lt(ms, 1000);
-	ms = dark_then_next(o, 300);
-	ck_assert_int_ge(ms, 550);
-	ck_assert_int_lt(ms, 2500);
-	o.request_ms = 800;
-	ms = dark_then_next(o, 300);
+	ms = dark_then_next((struct opts){ .verify = VERIFY_CHUNK, .order_first = true,
+					   .request_ms = 800 });
 	ck_assert_int_ge(ms, 350);
-	ck_assert_int_lt(ms, 550);
-	atomic_store(&fk.sleep_us, 0);
+	ck_assert_int_lt(ms, 2000);
 
 	/* Alone: chunk 0 is read from storage and held there; chunk 1 goes at once. */
 	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
