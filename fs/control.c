@@ -244,9 +244,6 @@ static void status_json(struct client *cl, const struct cache_stats *st)
 			backing = bytes;
 	}
 	fprintf(out, "},\"bytes_from_backing\":%llu", (unsigned long long)backing);
-	fprintf(out, ",\"storage_waits\":%llu,\"storage_wait_ms\":%llu",
-		(unsigned long long)st->storage_waits,
-		(unsigned long long)(st->storage_wait_ns / 1000000));
 	fprintf(out, ",\"passthrough_opens\":%llu,\"passthrough_bytes_opened\":%llu"
 		",\"passthrough_open_now\":%llu,\"files\":[",
 		(unsigned long long)atomic_load(&m->pt_opens),

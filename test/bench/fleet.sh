@@ -159,19 +159,6 @@ cold_timeline_stop() { # FILE
 	PYEOF
 }
 
-# cold_sources N JSON (with the timeline): each node's read time, the MB its cache filled
-# from storage and its fill errors, to see who read a chunk from storage twice.
-cold_sources() {
-	[ "${MOWS_BENCH_FLEET_TIMELINE:-0}" = 1 ] || return 0
-	local i out line="" ms
-	for ((i = 1; i <= $1; i++)); do
-		out=$(ctl "$i" status --json 2>/dev/null) || out='{}'
-		ms=$(jfield "$(cat "$2")" "next((n['ms'] for n in j['nodes'] if n['node'] == 'node$i'), '?')")
-		line+=" node$i ${ms}ms $(jfield "$out" '"%.0fMB/%de/%dw/%dms" % (j.get("bytes_from_backing", 0) / 1e6, j.get("fill_errors", 0), j.get("storage_waits", 0), j.get("storage_wait_ms", 0))')"
-	done
-	log "cold $1: per node: read time, MB filled from storage / fill errors / storage turns waited / ms waited:$line"
-}
-
 # slowest JSON: the slowest node's seconds in a run report.
 slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
 
@@ -242,7 +229,6 @@ for n in $COLD_SIZES; do
 	cold_timeline_start "$WORK/timeline$n.txt"
 	timed_run "$WORK/cold$n.json"
 	cold_timeline_stop "$WORK/timeline$n.txt"
-	cold_sources "$n" "$WORK/cold$n.json"
 	idle=$(cpu_idle_since "$snap")
 	b1=$(mc storage-bytes)
 	cb=$((b1 - b0))
