@@ -138,9 +138,6 @@ struct cache {
 	uint64_t adopted, adopted_bytes, dropped; /* chunks, protected by lock */
 	uint64_t chunk_size;
 	unsigned fill_threads, readahead_chunks, fill_timeout_ms;
-	unsigned storage_window;   /* storage reads in file order (cache.h), 0: off */
-	unsigned storage_wait_ms;  /* the longest one storage read waits for its turn */
-	bool has_remote;           /* a remote source is registered: we are in a cluster */
 	enum config_verify verify;
 	struct source sources[MAX_SOURCES];
 	unsigned nsources;
@@ -816,47 +813,6 @@ static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
 }
 
 /*
- * Lock held. Whether slot @i is a fill of @f's current version whose bytes have not begun to
- * arrive: a thread runs it (asking peers, or waiting for its own storage turn, or reading
- * storage, which announces nothing) and no source has announced bytes yet.
- */
-static bool do_dark_fill(const struct cache *c, const struct cache_file *f, int32_t i)
-{
-	return i >= 0 && c->slots[i].state == SLOT_FILLING && c->slots[i].started &&
-	       c->slots[i].gen == f->gen && !atomic_load(&c->slots[i].relay.announced);
-}
-
-/*
- * Storage in file order (storage_window, cache.h): before slot @s reads storage, waits while
- * this node's fill of the chunk storage_window before it runs with none of its bytes
- * arriving yet, at most storage_wait_ms and half of what is left of the fill's time. Returns
- * whether it waited. Runs without the lock.
- */
-static bool storage_turn(struct cache *c, struct slot *s)
-{
-	if (!c->storage_window || !c->has_remote || s->local_only || s->chunk < c->storage_window)
-		return false;
-	int64_t left = deadline_left_ms(&s->fill_dl) / 2;
-	if (left < 0)
-		left = 0;
-	struct deadline dl = deadline_in_ms(left < c->storage_wait_ms ? left : c->storage_wait_ms);
-	uint64_t prev = s->chunk - c->storage_window, t0 = mono_ns();
-	bool waited = false;
-	pthread_mutex_lock(&c->lock);
-	while (!c->stop && !c->aborting && do_dark_fill(c, s->file, do_lookup(c, s->file, prev))) {
-		waited = true;
-		if (deadline_cond_wait(&c->fill_cond, &c->lock, &dl) == -ETIMEDOUT)
-			break;
-	}
-	if (waited) {
-		c->st.storage_waits++;
-		c->st.storage_wait_ns += mono_ns() - t0;
-	}
-	pthread_mutex_unlock(&c->lock);
-	return waited;
-}
-
-/*
  * Fills slot @s from the first source that can; sets its CRC and provenance. A peer's chunk
  * unlike the expected CRC is charged to it and the next source tried; storage's is read once
  * more, then the fill fails with -EBADMSG. Runs without the lock.
@@ -869,8 +825,6 @@ static int fetch_from_sources(struct cache *c, struct slot *s, void *dst, unsign
 		const struct cache_source_ops *ops = c->sources[k].ops;
 		if (s->local_only && ops->remote)
 			continue;
-		if (!ops->remote)
-			storage_turn(c, s);
 		rc = fetch_checked(c, s, k, dst, &dl);
 		*used = k;
 		s->src = (uint8_t)k;
@@ -1209,9 +1163,6 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 	c->fill_threads = cfg->fill_threads;
 	c->readahead_chunks = cfg->readahead_chunks;
 	c->fill_timeout_ms = cfg->fill_timeout_ms;
-	c->storage_window = cfg->storage_window;
-	/* A peer waiting for us to fill gives up at request_timeout: wait well within it. */
-	c->storage_wait_ms = cfg->request_timeout_ms / 2;
 	c->verify = cfg->verify;
 	c->nbuckets = 1;
 	while (c->nbuckets < 2 * c->nslots)
@@ -1257,7 +1208,6 @@ int cache_add_source(struct cache *c, const struct cache_source_ops *ops, void *
 {
 	if (c->nsources == MAX_SOURCES)
 		return -ENOSPC;
-	c->has_remote = c->has_remote || ops->remote;
 	c->sources[c->nsources].ops = ops;
 	c->sources[c->nsources].ctx = ctx;
 	c->nsources++;

@@ -46,18 +46,6 @@
  * read past offset 0 fails with -EIO until a read at offset 0 starts a new pass, so that no
  * reader gets to EOF with wrong bytes unwarned (the kernel retries a failed readahead).
  *
- * Storage in file order (storage_window = W, only with a remote source registered, so only
- * in a cluster): before a fill reads chunk k of a version from storage, it waits while this
- * node's own fill of chunk k - W of that version runs with none of its bytes arriving yet
- * (asking a peer, waiting its own turn, or reading storage, which announces nothing), at
- * most half of request_timeout and half of what is left of its fill time. In a cold burst
- * every node reads every chunk, so each chunk's owner reads it only once the chunk W before
- * it is on its way from its own owner: the cluster's storage reads of a file go in order,
- * about W at a time, and the first chunks are whole (and spreading among the nodes) while
- * storage reads the next ones, instead of every readahead chunk sharing the storage link
- * and completing together at the end. A chunk whose predecessor this node does not fetch
- * (random access, another reader's position) never waits.
- *
  * Threads and locks: one mutex (cache->lock) protects the index, the slots' metadata, the
  * queues, the file table and every cache_file's mutable fields. It is never held across a
  * fill, a callback or a reply. Fill threads are owned by the cache; all public functions may
@@ -215,8 +203,6 @@ struct cache_stats {
 	uint64_t bytes_read_from[CACHE_MAX_SOURCES]; /* of bytes_read: waited for source k */
 	uint64_t crc_mismatches;  /* whole-file CRC checks that failed */
 	struct hist_copy fill_latency; /* time each fill spent in the sources */
-	uint64_t storage_waits;   /* storage reads that waited for their turn (storage_window) */
-	uint64_t storage_wait_ns; /* the time they waited, in all */
 };
 
 /*

@@ -42,7 +42,6 @@ struct mows_config {
 	unsigned readahead_chunks;            /* chunks filled ahead of a sequential reader, 4 */
 	unsigned fill_threads;                /* 1..256, default 4 */
 	unsigned fill_timeout_ms;             /* a fill past this gives EIO, default 60s */
-	unsigned storage_window;              /* storage reads in file order (cache.h), 1 */
 	unsigned attr_timeout_ms;             /* kernel attribute/entry cache, default 1s */
 	unsigned metadata_ttl_ms;             /* tree snapshot refreshed this often, 5m */
 	enum config_verify verify;            /* default file */

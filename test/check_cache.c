@@ -92,8 +92,6 @@ struct fake {
 	atomic_uint charges;                         /* remote_charge calls */
 	atomic_uint charged_origin, charged_chunk;   /* of the latest */
 	atomic_uint charged_sent, charged_good;
-	atomic_bool peer_has[MAX_FILES][MAX_CHUNKS]; /* order_ops holds this chunk */
-	atomic_bool peer_announce;                   /* order_ops announces before it blocks */
 };
 
 static struct fake fk;
@@ -283,9 +281,6 @@ struct opts {
 	unsigned readahead;
 	bool remote_first;  /* register the remote source before the local one */
 	bool relay_first;   /* register the relaying remote source before the local one */
-	bool order_first;   /* register order_ops before the local one */
-	bool window_off;    /* storage_window = 0 */
-	unsigned request_ms; /* request_timeout, when not 0 */
 };
 
 /* Second pass of the suite: chunks in files on a tmpfs of the cache's own (cache/store.h). */
@@ -327,43 +322,6 @@ static const struct cache_source_ops relay_ops = {
 	.fetch = relay_fetch,
 };
 
-/*
- * A peer for storage_window: holds the chunks fk.peer_has lists and nothing else. One that
- * fk.block holds stays dark (nothing announced) until released, unless fk.peer_announce,
- * when it announces its CRC first, as a peer's DATA header does.
- */
-static int order_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
-		       const struct deadline *dl, struct cache_fetch *out)
-{
-	(void)ctx;
-	(void)dl;
-	int i = fake_find(f);
-	if (i < 0 || out->probe_only || !atomic_load(&fk.peer_has[i][chunk]))
-		return -ENOENT;
-	gen_bytes(fake_file(i).seed, chunk * CHUNK, dst, len);
-	uint32_t crc = mows_crc32(0, dst, len);
-	if (atomic_load(&fk.peer_announce))
-		cache_relay_announce(out->relay, crc);
-	pthread_mutex_lock(&fk.lock);
-	atomic_fetch_add(&fk.nblocked, 1);
-	while (atomic_load(&fk.block[i][chunk]))
-		pthread_cond_wait(&fk.cond, &fk.lock);
-	atomic_fetch_sub(&fk.nblocked, 1);
-	pthread_mutex_unlock(&fk.lock);
-	if (atomic_load(&fk.peer_announce))
-		cache_relay_progress(out->relay, (uint32_t)len);
-	out->crc = crc;
-	out->crc_known = true;
-	out->origin = 5;
-	return 0;
-}
-
-static const struct cache_source_ops order_ops = {
-	.name = "order",
-	.remote = true,
-	.fetch = order_fetch,
-};
-
 static struct cache *cache_make(struct opts o)
 {
 	struct mows_config cfg;
@@ -377,10 +335,6 @@ static struct cache *cache_make(struct opts o)
 	cfg.fill_timeout_ms = o.timeout_ms ? o.timeout_ms : 5000;
 	cfg.readahead_chunks = o.readahead;
 	cfg.verify = o.verify;
-	if (o.window_off)
-		cfg.storage_window = 0;
-	if (o.request_ms)
-		cfg.request_timeout_ms = o.request_ms;
 	if (store_dir[0]) {
 		cfg.cache_store = STORE_FILES;
 		snprintf(cfg.cache_dir, sizeof(cfg.cache_dir), "%s", store_dir);
@@ -391,8 +345,6 @@ static struct cache *cache_make(struct opts o)
 		ck_assert_int_eq(cache_add_source(c, &remote_ops, &fk), 0);
 	if (o.relay_first)
 		ck_assert_int_eq(cache_add_source(c, &relay_ops, &fk), 0);
-	if (o.order_first)
-		ck_assert_int_eq(cache_add_source(c, &order_ops, &fk), 0);
 	ck_assert_int_eq(cache_add_source(c, &fake_ops, &fk), 0);
 	struct cache_events ev = { .invalidate = on_invalidate, .ctx = &fk };
 	cache_set_events(c, &ev);
@@ -2075,124 +2027,6 @@ START_TEST(test_relay_wait)
 }
 END_TEST
 
-static uint64_t storage_waits(struct cache *c)
-{
-	struct cache_stats st;
-	cache_get_stats(c, &st);
-	return st.storage_waits;
-}
-
-/*
- * storage_window = 1 (the default), with a peer source: chunk 1 is read from storage only
- * once chunk 0, which a peer is sending, has begun to arrive (or its fill ended); a chunk
- * whose predecessor this node does not fetch goes at once; an announce opens the turn.
- */
-START_TEST(test_storage_order)
-{
-	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .order_first = true });
-	int a = fake_add("ordered", 1, 8 * CHUNK, 1);
-	struct cache_file *f = open_plain(c, a);
-	struct bg_read r0, r1, r3, r4, r5;
-
-	atomic_store(&fk.peer_has[a][0], true);
-	atomic_store(&fk.block[a][0], true);
-	bg_start(&r0, c, f, a, 0, CHUNK);
-	ck_assert(wait_blocked(1, 2000)); /* chunk 0 comes from the peer, nothing arrived yet */
-	bg_start(&r1, c, f, a, CHUNK, CHUNK);
-	bg_start(&r3, c, f, a, 3 * CHUNK, CHUNK); /* chunk 2 is fetched by nobody: no wait */
-	ck_assert(wait_uint(&fk.fetches[a][3], 1, 2000));
-	ck_assert_int_eq(pthread_join(r3.t, NULL), 0);
-	ck_assert_int_eq(r3.rc, CHUNK);
-	usleep(300 * 1000);
-	ck_assert_msg(atomic_load(&fk.fetches[a][1]) == 0,
-		      "chunk 1 was read from storage while chunk 0 was still dark");
-	fake_release(a, 0);
-	ck_assert_int_eq(pthread_join(r0.t, NULL), 0);
-	ck_assert_int_eq(pthread_join(r1.t, NULL), 0);
-	ck_assert_int_eq(r0.rc, CHUNK);
-	ck_assert_int_eq(r1.rc, CHUNK);
-	ck_assert(!r0.bad_bytes && !r1.bad_bytes);
-	ck_assert_uint_eq(atomic_load(&fk.fetches[a][1]), 1);
-	ck_assert_uint_eq(atomic_load(&fk.fetches[a][0]), 0); /* the peer's, not storage's */
-	ck_assert_uint_eq(storage_waits(c), 1);
-
-	/* The peer announced chunk 4 (its bytes flow): chunk 5 need not wait for the rest. */
-	atomic_store(&fk.peer_announce, true);
-	atomic_store(&fk.peer_has[a][4], true);
-	atomic_store(&fk.block[a][4], true);
-	bg_start(&r4, c, f, a, 4 * CHUNK, CHUNK);
-	ck_assert(wait_blocked(1, 2000));
-	bg_start(&r5, c, f, a, 5 * CHUNK, CHUNK);
-	ck_assert_msg(wait_uint(&fk.fetches[a][5], 1, 2000),
-		      "chunk 5 waited though chunk 4's bytes were arriving");
-	ck_assert_int_eq(pthread_join(r5.t, NULL), 0);
-	ck_assert_int_eq(r5.rc, CHUNK);
-	fake_release(a, 4);
-	ck_assert_int_eq(pthread_join(r4.t, NULL), 0);
-	ck_assert_int_eq(r4.rc, CHUNK);
-	cache_file_put(c, f);
-	cache_free(c);
-}
-END_TEST
-
-/* Reads chunk 1 while chunk 0's fill stays dark; returns how long storage took to get it. */
-static int64_t dark_then_next(struct opts o)
-{
-	struct cache *c = cache_make(o);
-	int a = fake_add("ordered", (ino_t)(2 + fk.nfiles), 8 * CHUNK, 1);
-	struct cache_file *f = open_plain(c, a);
-	struct bg_read r0, r1;
-
-	atomic_store(&fk.peer_has[a][0], true);
-	atomic_store(&fk.block[a][0], true);
-	bg_start(&r0, c, f, a, 0, CHUNK);
-	ck_assert(wait_blocked(1, 2000));
-	uint64_t t0 = mono_ns();
-	bg_start(&r1, c, f, a, CHUNK, CHUNK);
-	ck_assert(wait_uint(&fk.fetches[a][1], 1, 5000));
-	int64_t took = ms_since(t0);
-	ck_assert_int_eq(pthread_join(r1.t, NULL), 0);
-	ck_assert_int_eq(r1.rc, CHUNK);
-	fake_release(a, 0);
-	ck_assert_int_eq(pthread_join(r0.t, NULL), 0);
-	cache_file_put(c, f);
-	cache_free(c);
-	return took;
-}
-
-/*
- * The turn's limits: storage_window = 0 never waits; a node without a peer source never
- * waits (its storage fill of chunk 0 is dark too); the wait ends at half of request_timeout.
- */
-START_TEST(test_storage_order_limits)
-{
-	int64_t ms = dark_then_next((struct opts){ .verify = VERIFY_CHUNK, .order_first = true,
-						   .window_off = true });
-	ck_assert_int_lt(ms, 250);
-	ms = dark_then_next((struct opts){ .verify = VERIFY_CHUNK, .order_first = true,
-					   .request_ms = 800 });
-	ck_assert_int_ge(ms, 350);
-	ck_assert_int_lt(ms, 2000);
-
-	/* Alone: chunk 0 is read from storage and held there; chunk 1 goes at once. */
-	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
-	int a = fake_add("alone", 9, 8 * CHUNK, 1);
-	struct cache_file *f = open_plain(c, a);
-	struct bg_read r0, r1;
-	atomic_store(&fk.block[a][0], true);
-	bg_start(&r0, c, f, a, 0, CHUNK);
-	ck_assert(wait_blocked(1, 2000));
-	bg_start(&r1, c, f, a, CHUNK, CHUNK);
-	ck_assert(wait_uint(&fk.fetches[a][1], 1, 250));
-	ck_assert_int_eq(pthread_join(r1.t, NULL), 0);
-	fake_release(a, 0);
-	ck_assert_int_eq(pthread_join(r0.t, NULL), 0);
-	ck_assert_uint_eq(storage_waits(c), 0);
-	cache_file_put(c, f);
-	cache_free(c);
-}
-END_TEST
-
 START_TEST(test_sources_and_serve)
 {
 	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK, .remote_first = true });
@@ -2662,8 +2496,6 @@ static Suite *cache_suite(void)
 		{ "sources_and_serve", test_sources_and_serve },
 		{ "relay", test_relay },
 		{ "relay_wait", test_relay_wait },
-		{ "storage_order", test_storage_order },
-		{ "storage_order_limits", test_storage_order_limits },
 		{ "readahead_before_wait", test_readahead_before_wait },
 		{ "sidecar_storage_bad", test_sidecar_storage_bad },
 		{ "sidecar_peer_bad", test_sidecar_peer_bad },
