@@ -243,7 +243,7 @@ static const struct config_key config_keys[] = {
 	  .parse_enum = parse_bool, .choices = "on or off",
 	  .desc = "spread suspicions and deaths of peers on heartbeats (SWIM)" },
 	{ .name = "swarm_fanout", .type = KEY_UINT, .offset = FIELD(swarm_fanout),
-	  .def = "4", .min = 0, .max = 64,
+	  .def = "1", .min = 0, .max = 64,
 	  .desc = "peers served one chunk before the rest are sent to them (0: off)" },
 	{ .name = "prefetch", .type = KEY_ENUM, .offset = FIELD(prefetch), .def = "off",
 	  .parse_enum = parse_prefetch, .choices = "on-mount, idle or off",

@@ -63,7 +63,7 @@ struct mows_config {
 	unsigned max_connections;             /* inbound peer connections, default 64 */
 	int gossip;                           /* SWIM-style liveness gossip, default 1 */
 	unsigned swarm_fanout;                /* requesters served per chunk before handing
-						 the rest on (net/swarm.h); 0 off; default 4 */
+						 the rest on (net/swarm.h); 0 off; default 1 */
 	enum config_prefetch prefetch;        /* default off */
 	enum config_transport transport;      /* default auto */
 	char rdma_device[CONFIG_PATH_MAX];    /* "" = the first RDMA device with an active port */

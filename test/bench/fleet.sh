@@ -23,6 +23,7 @@
 #   MOWS_BENCH_FLEET_MOWS_ARGS [--readahead-chunks=16 --fill-threads=8]
 #   MOWS_BENCH_FLEET_TIMEOUT [600]        seconds one phase's readers may take
 #   MOWS_BENCH_DIR [/var/tmp]             where the work dir is made
+#   MOWS_BENCH_FLEET_TIMELINE [0]         1: log a storage/link timeline of each cold burst
 set -euo pipefail
 export LC_ALL=C
 
@@ -111,6 +112,53 @@ daemon_ticks() {
 	echo "$t"
 }
 
+# Cold-burst timeline (MOWS_BENCH_FLEET_TIMELINE=1): samples the switch's interface counters
+# every 200 ms while a cold burst reads, then logs, per 0.6 s, the storage link's Mbit/s
+# (the storage host's sends), the nodes' mean and lowest receive rate and the nodes' sends:
+# whether storage stays busy and whether distribution overlaps it. The samples are kept
+# in WORK (KEEP=1).
+cold_timeline_start() { # FILE
+	[ "${MOWS_BENCH_FLEET_TIMELINE:-0}" = 1 ] || return 0
+	# shellcheck disable=SC2016 # the inner sh expands them
+	ip netns exec "mows-$CLUSTER-sw" sh -c \
+		'while [ -e /run/netns/$0 ]; do echo "T $(date +%s.%N)"; cat /proc/net/dev; sleep 0.2; done' "mows-$CLUSTER-sw" >"$1" &
+	TIMELINE_PID=$!
+}
+cold_timeline_stop() { # FILE
+	[ -n "${TIMELINE_PID:-}" ] || return 0
+	kill "$TIMELINE_PID" 2>/dev/null || true
+	wait "$TIMELINE_PID" 2>/dev/null || true
+	TIMELINE_PID=""
+	"$PY" - "$1" <<-'PYEOF' >&2 || true
+	import sys
+	rows, cur = [], None
+	for line in open(sys.argv[1]):
+	    if line.startswith("T "):
+	        cur = {"t": float(line.split()[1])}
+	        rows.append(cur)
+	    elif cur is not None and ":" in line:
+	        name, rest = line.split(":", 1)
+	        v = rest.split()
+	        cur[name.strip()] = (int(v[0]), int(v[8]))  # (rx, tx) seen by the switch
+	rows = [r for r in rows if "st" in r]
+	if len(rows) < 2:
+	    sys.exit(0)
+	nodes = sorted(k for k in rows[0] if k.startswith("n") and k[1:].isdigit())
+	t0, step, i = rows[0]["t"], 3, 0
+	print("timeline: t(s) storage-Mbit/s | nodes rx Mbit/s mean min | nodes tx Mbit/s sum")
+	while i + step < len(rows):
+	    a, b = rows[i], rows[i + step]
+	    dt = b["t"] - a["t"]
+	    mbit = lambda x, y: (y - x) * 8 / dt / 1e6
+	    st = mbit(a["st"][0], b["st"][0])
+	    rx = [mbit(a[n][1], b[n][1]) for n in nodes if n in a and n in b]
+	    tx = sum(mbit(a[n][0], b[n][0]) for n in nodes if n in a and n in b)
+	    print("timeline: %5.1f %6.1f | %6.1f %6.1f | %7.1f" % (a["t"] - t0, st,
+	          sum(rx) / max(1, len(rx)), min(rx or [0]), tx))
+	    i += step
+	PYEOF
+}
+
 # slowest JSON: the slowest node's seconds in a run report.
 slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
 
@@ -178,7 +226,9 @@ for n in $COLD_SIZES; do
 	log "cold $n: every node saw all $((n - 1)) others up $((SECONDS - t_mesh)) s after \`mows-cluster up\` returned"
 	b0=$(mc storage-bytes)
 	snap=$(cpu_snap)
+	cold_timeline_start "$WORK/timeline$n.txt"
 	timed_run "$WORK/cold$n.json"
+	cold_timeline_stop "$WORK/timeline$n.txt"
 	idle=$(cpu_idle_since "$snap")
 	b1=$(mc storage-bytes)
 	cb=$((b1 - b0))
