@@ -111,6 +111,46 @@ daemon_ticks() {
 	echo "$t"
 }
 
+# timeline_start FILE / timeline_stop: every node port's byte counters, sampled every 0.1 s
+# in the switch namespace (outside the read) into FILE (test/bench/link_timeline.py).
+TL_PID=""
+timeline_start() {
+	nsenter --net="/run/netns/mows-$CLUSTER-sw" -- "$PY" "$ROOT/test/bench/link_timeline.py" \
+		sample "$1" --max-seconds "$((TIMEOUT + 60))" &
+	TL_PID=$!
+}
+timeline_stop() {
+	[ -n "$TL_PID" ] && kill "$TL_PID" 2>/dev/null && wait "$TL_PID" 2>/dev/null || true
+	TL_PID=""
+}
+# timeline_summary FILE START RUN_JSON: where each link was busy during the read, and where
+# the slowest reader's downlink lost time (kept in the bench output: it shows the next
+# bottleneck).
+timeline_summary() {
+	"$PY" "$ROOT/test/bench/link_timeline.py" summary "$1" --start "$2" --run "$3" \
+		--rate "$NODE_BITS" --model "$M" --old "$WARM" >&2 ||
+		log "join: no link timeline ($1)"
+}
+
+# tcp_counters FIRST LAST: per node, "segments-sent retransmitted timeouts" of TCP so far (its
+# network namespace's /proc/net/snmp and netstat), one line each.
+tcp_counters() {
+	local i
+	for ((i = $1; i <= $2; i++)); do
+		nsenter --net="/run/netns/mows-$CLUSTER-node$i" -- cat /proc/net/snmp /proc/net/netstat |
+			awk -v n="$i" '$1 == "Tcp:" && $2 ~ /^[A-Z]/ { for (k = 2; k <= NF; k++) th[k] = $k; next }
+				$1 == "Tcp:" { for (k = 2; k <= NF; k++) if (th[k] == "OutSegs") o = $k; else if (th[k] == "RetransSegs") r = $k; next }
+				$1 == "TcpExt:" && $2 ~ /^[A-Z]/ { for (k = 2; k <= NF; k++) eh[k] = $k; next }
+				$1 == "TcpExt:" { for (k = 2; k <= NF; k++) if (eh[k] == "TCPTimeouts") t = $k }
+				END { print n, o + 0, r + 0, t + 0 }'
+	done
+}
+# tcp_delta BEFORE AFTER: "nodeN retrans R of S segments, T timeouts" for each node.
+tcp_delta() {
+	join <(echo "$1") <(echo "$2") |
+		awk '{ printf "node%d %d/%d retransmitted, %d timeouts; ", $1, $6 - $3, $5 - $2, $7 - $4 }'
+}
+
 # slowest JSON: the slowest node's seconds in a run report.
 slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
 
@@ -140,7 +180,11 @@ old0=$(sent_mb 1 "$WARM")
 new0=$(sent_mb "$((WARM + 1))" "$LAST")
 snap=$(cpu_snap)
 ticks0=$(daemon_ticks)
+tcp0=$(tcp_counters 1 "$LAST")
+timeline_start "$WORK/join.links"
+t_read=$(date +%s.%N)
 timed_run "$WORK/join.json" --nodes "$((WARM + 1))-$LAST"
+timeline_stop
 idle=$(cpu_idle_since "$snap")
 ticks1=$(daemon_ticks)
 b1=$(mc storage-bytes)
@@ -148,6 +192,8 @@ jb=$((b1 - b0))
 js=$(slowest "$WORK/join.json")
 old1=$(sent_mb 1 "$WARM")
 new1=$(sent_mb "$((WARM + 1))" "$LAST")
+timeline_summary "$WORK/join.links" "$t_read" "$WORK/join.json"
+log "join: TCP during the read: $(tcp_delta "$tcp0" "$(tcp_counters 1 "$LAST")")"
 timed_run "$WORK/again.json" --nodes "$((WARM + 1))-$LAST" # the floor: every chunk cached
 log "join: the same read again on the joiners, every chunk cached: slowest $(f2 "$(slowest "$WORK/again.json")") s"
 log "join: the $((WARM + JOIN)) daemons used $(f2 "($ticks1 - $ticks0) / $(getconf CLK_TCK)") CPU seconds during the read; the machine was $idle% idle"
