@@ -38,7 +38,7 @@
 #define SWARM_SETS 256
 #define SWARM_WAYS 4
 #define SWARM_MAX_REQ 64
-#define SWARM_BUSY_SENDS 2      /* chunk sends in flight at which an owner is busy */
+#define SWARM_BUSY_SENDS 2      /* chunk sends or owner serves at which an owner is busy */
 
 struct swarm;
 
@@ -53,18 +53,27 @@ void swarm_free(struct swarm *s);
  * requester already recorded for the chunk is served (it asks again: it lost the chunk or its
  * parent failed it).
  *
- * @busy: the owner's uplink is taken already (it sends SWARM_BUSY_SENDS or more chunks, of
- * any kind, at this moment; net/serve.c). Then the owner serves a chunk itself only to its
- * first requester and hands every later one to the earlier requester with the fewest
- * children (the earliest of those; at most @fanout each; served itself when every parent is
- * full), so that a node that many ask for many chunks at once (an old node when several
- * nodes join a warm cluster) sends each chunk about once, and the requesters, relaying while
- * it arrives, carry it on a copy each instead of the fastest requester carrying @fanout
- * copies of every chunk. Waits still form a tree rooted at the owner (deeper: a chain when
- * requesters come one by one).
+ * The owner is busy when its uplink is taken already: it sends SWARM_BUSY_SENDS or more
+ * chunks of any kind at this moment (@sends, net/serve.c), or it has admitted that many
+ * requesters of any chunks to be served by itself and not yet seen their swarm_done() (a
+ * serve that waits for the owner's own fill has not begun sending: when a burst of
+ * requesters arrives at once, as when several nodes join and read the same shard, counting
+ * sends alone found the owner idle and it served 6 of them at once, each at a sixth of its
+ * uplink). Then the owner serves a chunk itself only to its first requester and hands every
+ * later one to the earlier requester with the fewest children (the earliest of those; at
+ * most @fanout each; served itself when every parent is full), so that a node that many ask
+ * for many chunks at once (an old node when several nodes join a warm cluster) sends each
+ * chunk about once, and the requesters, relaying while it arrives, carry it on a copy each
+ * instead of the fastest requester carrying @fanout copies of every chunk. Waits still form
+ * a tree rooted at the owner (deeper: a chain when requesters come one by one). An owner
+ * that is not busy serves up to @fanout requesters of a chunk, but SWARM_BUSY_SENDS of them
+ * make it busy.
  */
 bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who,
-		 unsigned fanout, bool busy, uint32_t *parent);
+		 unsigned fanout, unsigned sends, uint32_t *parent);
+
+/* Requesters the owner admitted to serve itself and serves now, over every chunk. */
+unsigned swarm_serving(struct swarm *s);
 
 /* The owner's send of the chunk to @who (admitted to be served) ended, well or not. */
 void swarm_done(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who);
