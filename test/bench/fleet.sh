@@ -10,6 +10,11 @@
 #      storage sends <= 1.1x the model, the slowest node <= 1.2x the storage-bound ideal
 #      (model / storage link); 32 is reported.
 #
+# The join also prints a link timeline (test/bench/link_timeline.py: every node's uplink and
+# downlink busy % during the read, a digit per 0.2 s, and where the slowest joiner's downlink
+# lost time: start, middle, file ends, tail) and TCP retransmits per node: where the next
+# bottleneck is.
+#
 # Prints a markdown table and saves it to test/bench/fleet-results.md. Run as root; every
 # cluster is removed on any exit.
 #
@@ -120,7 +125,9 @@ timeline_start() {
 	TL_PID=$!
 }
 timeline_stop() {
-	[ -n "$TL_PID" ] && kill "$TL_PID" 2>/dev/null && wait "$TL_PID" 2>/dev/null || true
+	if [ -n "$TL_PID" ] && kill "$TL_PID" 2>/dev/null; then
+		wait "$TL_PID" 2>/dev/null || true
+	fi
 	TL_PID=""
 }
 # timeline_summary FILE START RUN_JSON: where each link was busy during the read, and where

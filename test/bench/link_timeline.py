@@ -127,7 +127,7 @@ def summary(args):
         role = "reader %.2f s" % readers[i] if i in readers else "old"
         if args.old and i <= args.old:
             role = "old"
-        out = []
+        out, tot_up = [], 0
         for k, name in ((0, "up"), (1, "down")):
             v = series(rows, dev, k, args.start, args.start + t_end, b)
             if not v:
