@@ -5,19 +5,28 @@
  *
  * Definition. The owner of a chunk (the node asked for it with GET FILL) records, per
  * chunk, the requesters it answered, in arrival order. It serves a requester itself while
- * it serves fewer than @fanout of them at that moment (swarm_done() ends one). Otherwise the
- * requester is assigned to the earliest recorded requester that has fewer than @fanout
- * assigned to it, and gets a REDIRECT naming it; the requester then asks that node
- * with GET WAIT (serve it when you hold it or when your own fill of it ends, else ENOENT at
- * once) and, when that fails, asks the owner again with NOREDIRECT, which the owner always
+ * it is not busy (the larger of its sends in flight and its serves admitted, over all
+ * chunks, is below SWARM_BUSY_SENDS; swarm_done() ends a serve) and serves fewer than
+ * @fanout of the chunk's requesters; the first requester of a chunk it always serves.
+ * Otherwise the requester is
+ * assigned to an earlier recorded requester (busy: the one with the fewest children,
+ * earliest among equals; not busy: the earliest with room) that has fewer than @fanout
+ * assigned to it, and gets a REDIRECT naming it; the requester then asks that node with GET
+ * WAIT (serve it when you hold it or when your own fill of it ends, else ENOENT at once)
+ * and, when that fails or it has SWARM_PARENT_INFLIGHT requests in flight to that node
+ * already (swarm_use_parent()), asks the owner again with NOREDIRECT, which the owner always
  * serves itself.
  *
  * Guarantees. A requester's parent arrived before it, so waits form a tree rooted at the
  * owner: no cycle. The owner sends a chunk to at most @fanout admitted requesters at once
  * (requesters that come back with NOREDIRECT are served too, uncounted), each parent gets at
- * most @fanout children. A burst of 16 requesters of one chunk that arrive while the owner
- * still reads it is at most two levels deep with fanout 4; requesters that come when the
- * owner is idle again are served by the owner (mows-sim --plan tree models both).
+ * most @fanout children. The owner's serves admitted at once are bounded by
+ * SWARM_BUSY_SENDS plus one per chunk it is asked for first (NOREDIRECT ones aside). A
+ * burst of requesters of one chunk that arrive while the owner still reads it is spread one
+ * child per requester before any gets a second (a chain two wide: depth about half the
+ * burst); requesters that come when the owner is idle again are served by the owner
+ * (mows-sim --plan tree models the tree of fanout 4 the owner built before, when it counted
+ * only sends in flight).
  *
  * Memory: a fixed table of SWARM_SETS x SWARM_WAYS chunk entries (about 350 bytes each,
  * ~360 KiB in all), least recently used entry of a set replaced; each entry records at most
