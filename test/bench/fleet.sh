@@ -20,6 +20,7 @@
 #
 # Environment (defaults in brackets):
 #   MOWS_BENCH_FLEET_SIZE [104M]          model size
+#   MOWS_BENCH_FLEET_SHARDS [4]           shards the model is in (1: no file ends in the read)
 #   MOWS_BENCH_FLEET_STORAGE_RATE [200mbit] tc rate of the storage host's link
 #   MOWS_BENCH_FLEET_NODE_RATE [300mbit]  tc rate of every node's link
 #   MOWS_BENCH_FLEET_WARM [2]             warm nodes before the join
@@ -38,6 +39,7 @@ SIZE=${MOWS_BENCH_FLEET_SIZE:-104M}
 STOR_RATE=${MOWS_BENCH_FLEET_STORAGE_RATE:-200mbit}
 NODE_RATE=${MOWS_BENCH_FLEET_NODE_RATE:-300mbit}
 WARM=${MOWS_BENCH_FLEET_WARM:-2}
+SHARDS=${MOWS_BENCH_FLEET_SHARDS:-4}
 JOIN=${MOWS_BENCH_FLEET_JOIN:-6}
 COLD_SIZES=${MOWS_BENCH_FLEET_COLD:-16 32}
 [ "$COLD_SIZES" = none ] && COLD_SIZES=""
@@ -53,6 +55,7 @@ for b in mows-fuse mowsctl mows-crc32; do
 	[ -x "$ROOT/$b" ] || die "$ROOT/$b is not built; run make"
 done
 SIZE_B=$(size_bytes "$SIZE")
+[[ $SHARDS =~ ^[1-9][0-9]*$ ]] || die "MOWS_BENCH_FLEET_SHARDS '$SHARDS': expected a count such as 4"
 STOR_BITS=$(rate_bits "$STOR_RATE")
 NODE_BITS=$(rate_bits "$NODE_RATE")
 MAXMEM_MIB=$((SIZE_B / 1048576 + SIZE_B / 1048576 / 8 + 64))
@@ -61,9 +64,9 @@ HUGEPAGES=off # dozens of daemons: small pages, no hugetlb pool to share out
 WORK=$(mktemp -d "$BENCH_DIR/mows-bench-fleet.XXXXXX")
 M=$WORK/model
 mib=$((SIZE_B / 1048576))
-shard_mib=$(((mib - 6) / 4))
+shard_mib=$(((mib - 6) / SHARDS))
 [ "$shard_mib" -ge 1 ] || die "MOWS_BENCH_FLEET_SIZE '$SIZE' is too small"
-"$PY" "$ROOT/tools/genmodel.py" "$M" --shards 4 --shard-mib "$shard_mib" >/dev/null
+"$PY" "$ROOT/tools/genmodel.py" "$M" --shards "$SHARDS" --shard-mib "$shard_mib" >/dev/null
 "$ROOT/mows-crc32" "$M" >/dev/null
 MODEL_B=$(find "$M" -type f -printf '%s\n' | awk '{ n += $1 } END { print n }')
 IDEAL_STOR=$(calc "printf \"%.2f\", $MODEL_B * 8 / $STOR_BITS")
@@ -251,7 +254,7 @@ done
 {
 	echo "## mows fleet benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in 4 shards with crc32.txt; storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
+	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in $SHARDS shards with crc32.txt; storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
 	echo
 	echo "| scenario | time | storage bytes | goal | met? | CPU idle |"
 	echo "|---|---|---|---|---|---|"
