@@ -22,6 +22,7 @@
 #include "net/owners.h"
 #include "net/plan.h"
 #include "net/srv.h"
+#include "net/swarm.h"
 #include "net/tcp.h"
 
 #define PROBE_HANDSHAKE_MS 1000
@@ -553,8 +554,9 @@ static struct member *live_by_id(struct member **ms, unsigned n, const char *id)
 
 /*
  * One step of the plan. An owner asked with fill may answer REDIRECT (the swarm,
- * net/swarm.h): then we ask the holder it named with WAIT and, when that fails, the owner
- * again with NOREDIRECT, which it serves itself.
+ * net/swarm.h): then we ask the holder it named with WAIT and, when that fails or we have
+ * SWARM_PARENT_INFLIGHT requests in flight to it already (swarm_use_parent), the owner again
+ * with NOREDIRECT, which it serves itself.
  */
 static int run_step(struct peers *p, struct member **ms, unsigned n, const struct plan_step *st,
 		    struct transport_chunk_req *req, void *dst, size_t len,
@@ -574,6 +576,12 @@ static int run_step(struct peers *p, struct member **ms, unsigned n, const struc
 	count_swarm(p, &p->sw.redirected);
 	struct member *h = live_by_id(ms, n, holder);
 	if (h) {
+		pthread_mutex_lock(&p->lock);
+		if (!swarm_use_parent(h->busy))
+			h = NULL; /* our link from it is taken: the owner serves it */
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (h) {
 		req->fill = false;
 		req->wait = true;
 		rc = fetch_one(p, h, req, dst, len, dl, out, NULL);
@@ -582,7 +590,7 @@ static int run_step(struct peers *p, struct member **ms, unsigned n, const struc
 			return 0;
 		}
 	}
-	log_debug("peer %s: chunk %" PRIu64 ": holder %s named by %s failed; asking the owner",
+	log_debug("peer %s: chunk %" PRIu64 ": holder %s named by %s failed or busy; asking the owner",
 		  p->node_id, req->chunk, holder, m->node_id);
 	count_swarm(p, &p->sw.fallbacks);
 	req->wait = false;
@@ -607,14 +615,18 @@ static int run_plan(struct peers *p, const struct plan *pl, struct member **ms, 
  * started: besides the next-ranked member, only they can hold a chunk we own but have not
  * read yet (we joined a warm cluster), so only they are probed. In a cold burst no member is
  * older and an owner reads storage after one probe. The last entry (this node) is never
- * older.
+ * older. @load[i]: our requests in flight to member i now (the plan probes the older ones
+ * least loaded first).
  */
-static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *older)
+static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *older,
+		       unsigned *load)
 {
 	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		older[i] = ms[i] && ms[i]->started_ns &&
 			   ms[i]->started_ns + ms_ns(PEER_OLDER_MS) <= p->start_ns;
+		load[i] = ms[i] ? ms[i]->busy : 0;
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -627,8 +639,9 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	unsigned n = live_members(p, &ms, &hashes);
 	unsigned *order = n >= 2 ? malloc(n * sizeof(*order)) : NULL;
 	bool *older = order ? malloc(n * sizeof(*older)) : NULL;
-	if (older)
-		mark_older(p, ms, n, older);
+	unsigned *load = older ? malloc(n * sizeof(*load)) : NULL;
+	if (load)
+		mark_older(p, ms, n, older, load);
 	struct transport_chunk_req req = {
 		.file_key = cache_file_key(f),
 		.file_size = cache_file_size(f),
@@ -639,13 +652,14 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	struct plan_input in = { .file_key = req.file_key, .chunk = chunk, .hashes = hashes,
 				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas,
 				 .probe_only = out->probe_only, .ranked = order != NULL,
-				 .older = older };
+				 .older = older, .load = load };
 	struct plan pl;
 	int rc = -ENOENT;
 	if (order)
 		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
-	if (order && older && plan_make(&in, order, &pl) == 0)
+	if (load && plan_make(&in, order, &pl) == 0)
 		rc = run_plan(p, &pl, ms, n, &req, dst, len, dl, out);
+	free(load);
 	free(older);
 	free(order);
 	put_members(p, ms, hashes, n ? n - 1 : 0);

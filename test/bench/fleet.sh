@@ -10,11 +10,17 @@
 #      storage sends <= 1.1x the model, the slowest node <= 1.2x the storage-bound ideal
 #      (model / storage link); 32 is reported.
 #
+# The join also prints a link timeline (test/bench/link_timeline.py: every node's uplink and
+# downlink busy % during the read, a digit per 0.2 s, and where the slowest joiner's downlink
+# lost time: start, middle, file ends, tail) and TCP retransmits per node: where the next
+# bottleneck is.
+#
 # Prints a markdown table and saves it to test/bench/fleet-results.md. Run as root; every
 # cluster is removed on any exit.
 #
 # Environment (defaults in brackets):
 #   MOWS_BENCH_FLEET_SIZE [104M]          model size
+#   MOWS_BENCH_FLEET_SHARDS [4]           shards the model is in (1: no file ends in the read)
 #   MOWS_BENCH_FLEET_STORAGE_RATE [200mbit] tc rate of the storage host's link
 #   MOWS_BENCH_FLEET_NODE_RATE [300mbit]  tc rate of every node's link
 #   MOWS_BENCH_FLEET_WARM [2]             warm nodes before the join
@@ -34,6 +40,7 @@ SIZE=${MOWS_BENCH_FLEET_SIZE:-104M}
 STOR_RATE=${MOWS_BENCH_FLEET_STORAGE_RATE:-200mbit}
 NODE_RATE=${MOWS_BENCH_FLEET_NODE_RATE:-300mbit}
 WARM=${MOWS_BENCH_FLEET_WARM:-2}
+SHARDS=${MOWS_BENCH_FLEET_SHARDS:-4}
 JOIN=${MOWS_BENCH_FLEET_JOIN:-6}
 COLD_SIZES=${MOWS_BENCH_FLEET_COLD:-16 32}
 [ "$COLD_SIZES" = none ] && COLD_SIZES=""
@@ -49,6 +56,7 @@ for b in mows-fuse mowsctl mows-crc32; do
 	[ -x "$ROOT/$b" ] || die "$ROOT/$b is not built; run make"
 done
 SIZE_B=$(size_bytes "$SIZE")
+[[ $SHARDS =~ ^[1-9][0-9]*$ ]] || die "MOWS_BENCH_FLEET_SHARDS '$SHARDS': expected a count such as 4"
 STOR_BITS=$(rate_bits "$STOR_RATE")
 NODE_BITS=$(rate_bits "$NODE_RATE")
 MAXMEM_MIB=$((SIZE_B / 1048576 + SIZE_B / 1048576 / 8 + 64))
@@ -57,9 +65,9 @@ HUGEPAGES=off # dozens of daemons: small pages, no hugetlb pool to share out
 WORK=$(mktemp -d "$BENCH_DIR/mows-bench-fleet.XXXXXX")
 M=$WORK/model
 mib=$((SIZE_B / 1048576))
-shard_mib=$(((mib - 6) / 4))
+shard_mib=$(((mib - 6) / SHARDS))
 [ "$shard_mib" -ge 1 ] || die "MOWS_BENCH_FLEET_SIZE '$SIZE' is too small"
-"$PY" "$ROOT/tools/genmodel.py" "$M" --shards 4 --shard-mib "$shard_mib" >/dev/null
+"$PY" "$ROOT/tools/genmodel.py" "$M" --shards "$SHARDS" --shard-mib "$shard_mib" >/dev/null
 "$ROOT/mows-crc32" "$M" >/dev/null
 MODEL_B=$(find "$M" -type f -printf '%s\n' | awk '{ n += $1 } END { print n }')
 IDEAL_STOR=$(calc "printf \"%.2f\", $MODEL_B * 8 / $STOR_BITS")
@@ -159,6 +167,48 @@ cold_timeline_stop() { # FILE
 	PYEOF
 }
 
+# timeline_start FILE / timeline_stop: every node port's byte counters, sampled every 0.1 s
+# in the switch namespace (outside the read) into FILE (test/bench/link_timeline.py).
+TL_PID=""
+timeline_start() {
+	nsenter --net="/run/netns/mows-$CLUSTER-sw" -- "$PY" "$ROOT/test/bench/link_timeline.py" \
+		sample "$1" --max-seconds "$((TIMEOUT + 60))" &
+	TL_PID=$!
+}
+timeline_stop() {
+	if [ -n "$TL_PID" ] && kill "$TL_PID" 2>/dev/null; then
+		wait "$TL_PID" 2>/dev/null || true
+	fi
+	TL_PID=""
+}
+# timeline_summary FILE START RUN_JSON: where each link was busy during the read, and where
+# the slowest reader's downlink lost time (kept in the bench output: it shows the next
+# bottleneck).
+timeline_summary() {
+	"$PY" "$ROOT/test/bench/link_timeline.py" summary "$1" --start "$2" --run "$3" \
+		--rate "$NODE_BITS" --model "$M" --old "$WARM" >&2 ||
+		log "join: no link timeline ($1)"
+}
+
+# tcp_counters FIRST LAST: per node, "segments-sent retransmitted timeouts" of TCP so far (its
+# network namespace's /proc/net/snmp and netstat), one line each.
+tcp_counters() {
+	local i
+	for ((i = $1; i <= $2; i++)); do
+		nsenter --net="/run/netns/mows-$CLUSTER-node$i" -- cat /proc/net/snmp /proc/net/netstat |
+			awk -v n="$i" '$1 == "Tcp:" && $2 ~ /^[A-Z]/ { for (k = 2; k <= NF; k++) th[k] = $k; next }
+				$1 == "Tcp:" { for (k = 2; k <= NF; k++) if (th[k] == "OutSegs") o = $k; else if (th[k] == "RetransSegs") r = $k; next }
+				$1 == "TcpExt:" && $2 ~ /^[A-Z]/ { for (k = 2; k <= NF; k++) eh[k] = $k; next }
+				$1 == "TcpExt:" { for (k = 2; k <= NF; k++) if (eh[k] == "TCPTimeouts") t = $k }
+				END { print n, o + 0, r + 0, t + 0 }'
+	done
+}
+# tcp_delta BEFORE AFTER: "nodeN retrans R of S segments, T timeouts" for each node.
+tcp_delta() {
+	join <(echo "$1") <(echo "$2") |
+		awk '{ printf "node%d %d/%d retransmitted, %d timeouts; ", $1, $6 - $3, $5 - $2, $7 - $4 }'
+}
+
 # slowest JSON: the slowest node's seconds in a run report.
 slowest() { jfield "$(cat "$1")" 'max(n["ms"] for n in j["nodes"]) / 1000'; }
 
@@ -188,7 +238,11 @@ old0=$(sent_mb 1 "$WARM")
 new0=$(sent_mb "$((WARM + 1))" "$LAST")
 snap=$(cpu_snap)
 ticks0=$(daemon_ticks)
+tcp0=$(tcp_counters 1 "$LAST")
+timeline_start "$WORK/join.links"
+t_read=$(date +%s.%N)
 timed_run "$WORK/join.json" --nodes "$((WARM + 1))-$LAST"
+timeline_stop
 idle=$(cpu_idle_since "$snap")
 ticks1=$(daemon_ticks)
 b1=$(mc storage-bytes)
@@ -196,6 +250,8 @@ jb=$((b1 - b0))
 js=$(slowest "$WORK/join.json")
 old1=$(sent_mb 1 "$WARM")
 new1=$(sent_mb "$((WARM + 1))" "$LAST")
+timeline_summary "$WORK/join.links" "$t_read" "$WORK/join.json"
+log "join: TCP during the read: $(tcp_delta "$tcp0" "$(tcp_counters 1 "$LAST")")"
 timed_run "$WORK/again.json" --nodes "$((WARM + 1))-$LAST" # the floor: every chunk cached
 log "join: the same read again on the joiners, every chunk cached: slowest $(f2 "$(slowest "$WORK/again.json")") s"
 log "join: the $((WARM + JOIN)) daemons used $(f2 "($ticks1 - $ticks0) / $(getconf CLK_TCK)") CPU seconds during the read; the machine was $idle% idle"
@@ -248,7 +304,7 @@ done
 {
 	echo "## mows fleet benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in 4 shards with crc32.txt; storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
+	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in $SHARDS shards with crc32.txt; storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
 	echo
 	echo "| scenario | time | storage bytes | goal | met? | CPU idle |"
 	echo "|---|---|---|---|---|---|"
