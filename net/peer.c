@@ -22,7 +22,6 @@
 #include "net/owners.h"
 #include "net/plan.h"
 #include "net/srv.h"
-#include "net/swarm.h"
 #include "net/tcp.h"
 
 #define PROBE_HANDSHAKE_MS 1000
@@ -554,9 +553,8 @@ static struct member *live_by_id(struct member **ms, unsigned n, const char *id)
 
 /*
  * One step of the plan. An owner asked with fill may answer REDIRECT (the swarm,
- * net/swarm.h): then we ask the holder it named with WAIT and, when that fails or we have
- * SWARM_PARENT_INFLIGHT requests in flight to it already (swarm_use_parent), the owner again
- * with NOREDIRECT, which it serves itself.
+ * net/swarm.h): then we ask the holder it named with WAIT and, when that fails, the owner
+ * again with NOREDIRECT, which it serves itself.
  */
 static int run_step(struct peers *p, struct member **ms, unsigned n, const struct plan_step *st,
 		    struct transport_chunk_req *req, void *dst, size_t len,
@@ -576,12 +574,6 @@ static int run_step(struct peers *p, struct member **ms, unsigned n, const struc
 	count_swarm(p, &p->sw.redirected);
 	struct member *h = live_by_id(ms, n, holder);
 	if (h) {
-		pthread_mutex_lock(&p->lock);
-		if (!swarm_use_parent(h->busy))
-			h = NULL; /* our link from it is taken: the owner serves it */
-		pthread_mutex_unlock(&p->lock);
-	}
-	if (h) {
 		req->fill = false;
 		req->wait = true;
 		rc = fetch_one(p, h, req, dst, len, dl, out, NULL);
@@ -590,7 +582,7 @@ static int run_step(struct peers *p, struct member **ms, unsigned n, const struc
 			return 0;
 		}
 	}
-	log_debug("peer %s: chunk %" PRIu64 ": holder %s named by %s failed or busy; asking the owner",
+	log_debug("peer %s: chunk %" PRIu64 ": holder %s named by %s failed; asking the owner",
 		  p->node_id, req->chunk, holder, m->node_id);
 	count_swarm(p, &p->sw.fallbacks);
 	req->wait = false;

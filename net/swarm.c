@@ -148,8 +148,3 @@ unsigned swarm_serving(struct swarm *s)
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
-
-bool swarm_use_parent(unsigned inflight)
-{
-	return inflight < SWARM_PARENT_INFLIGHT;
-}

@@ -48,8 +48,6 @@
 #define SWARM_WAYS 4
 #define SWARM_MAX_REQ 64
 #define SWARM_BUSY_SENDS 2      /* chunk sends or owner serves at which an owner is busy */
-#define SWARM_PARENT_INFLIGHT 2 /* a requester's requests in flight to a named holder at which
-				   it asks the owner instead (swarm_use_parent) */
 
 struct swarm;
 
@@ -85,16 +83,6 @@ bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t wh
 
 /* Requesters the owner admitted to serve itself and serves now, over every chunk. */
 unsigned swarm_serving(struct swarm *s);
-
-/*
- * The requester's side: an owner named a holder of the chunk; whether to ask it (true), or,
- * with @inflight of this node's requests in flight to that holder already, to ask the owner
- * again with NOREDIRECT (false). Each owner picks parents for its own chunks only, so
- * several owners could name the same early requester for one late requester (measured in a
- * six-node join: five chunks of a shard handed to one parent, whose link to the requester
- * sends one chunk at a time); the owner's uplink is free of that link's queue. Pure.
- */
-bool swarm_use_parent(unsigned inflight);
 
 /* The owner's send of the chunk to @who (admitted to be served) ended, well or not. */
 void swarm_done(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who);

@@ -380,17 +380,6 @@ START_TEST(swarm_busy_by_admitted)
 }
 END_TEST
 
-/* A requester asks the holder an owner named unless it has SWARM_PARENT_INFLIGHT requests
- * in flight to it already; then it asks the owner again (NOREDIRECT). */
-START_TEST(swarm_parent_inflight)
-{
-	ck_assert(swarm_use_parent(0));
-	ck_assert(swarm_use_parent(SWARM_PARENT_INFLIGHT - 1));
-	ck_assert(!swarm_use_parent(SWARM_PARENT_INFLIGHT));
-	ck_assert(!swarm_use_parent(SWARM_PARENT_INFLIGHT + 5));
-}
-END_TEST
-
 /* The table is bounded: many chunks replace the least recently used entries, and a
  * forgotten chunk only means the owner serves its requesters itself (and no longer counts
  * its serves as taking the uplink). */
@@ -437,7 +426,6 @@ int main(void)
 	tcase_add_test(tc, swarm_bounded);
 	tcase_add_test(tc, swarm_busy_owner);
 	tcase_add_test(tc, swarm_busy_by_admitted);
-	tcase_add_test(tc, swarm_parent_inflight);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
