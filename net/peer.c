@@ -607,18 +607,14 @@ static int run_plan(struct peers *p, const struct plan *pl, struct member **ms, 
  * started: besides the next-ranked member, only they can hold a chunk we own but have not
  * read yet (we joined a warm cluster), so only they are probed. In a cold burst no member is
  * older and an owner reads storage after one probe. The last entry (this node) is never
- * older. @load[i]: our requests in flight to member i now (the plan probes the older ones
- * least loaded first).
+ * older.
  */
-static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *older,
-		       unsigned *load)
+static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *older)
 {
 	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++)
 		older[i] = ms[i] && ms[i]->started_ns &&
 			   ms[i]->started_ns + ms_ns(PEER_OLDER_MS) <= p->start_ns;
-		load[i] = ms[i] ? ms[i]->busy : 0;
-	}
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -631,9 +627,8 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	unsigned n = live_members(p, &ms, &hashes);
 	unsigned *order = n >= 2 ? malloc(n * sizeof(*order)) : NULL;
 	bool *older = order ? malloc(n * sizeof(*older)) : NULL;
-	unsigned *load = older ? malloc(n * sizeof(*load)) : NULL;
-	if (load)
-		mark_older(p, ms, n, older, load);
+	if (older)
+		mark_older(p, ms, n, older);
 	struct transport_chunk_req req = {
 		.file_key = cache_file_key(f),
 		.file_size = cache_file_size(f),
@@ -644,14 +639,13 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	struct plan_input in = { .file_key = req.file_key, .chunk = chunk, .hashes = hashes,
 				 .n = n, .self = n ? n - 1 : 0, .replicas = p->cfg->replicas,
 				 .probe_only = out->probe_only, .ranked = order != NULL,
-				 .older = older, .load = load };
+				 .older = older };
 	struct plan pl;
 	int rc = -ENOENT;
 	if (order)
 		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
-	if (load && plan_make(&in, order, &pl) == 0)
+	if (order && older && plan_make(&in, order, &pl) == 0)
 		rc = run_plan(p, &pl, ms, n, &req, dst, len, dl, out);
-	free(load);
 	free(older);
 	free(order);
 	put_members(p, ms, hashes, n ? n - 1 : 0);

@@ -31,39 +31,21 @@ static void add_hints(const struct plan_input *in, const unsigned *order, struct
 	}
 }
 
-/* Whether member @m may be probed: not self, not planned, and older when that is asked. */
-static bool probe_ok(const struct plan_input *in, const struct plan *p, unsigned m)
-{
-	return m != in->self && !planned(p, m) && (!in->older || in->older[m]);
-}
-
 /*
  * Asks, without fill, up to PLAN_PROBES members ranked after @pos and not planned yet: the
  * first of them always (it owned the chunk before we joined, if only we joined), the others
- * only when they ran well before us (in->older), those with the fewest of our requests in
- * flight first (in->load; rank order among equals), so that the owners who joined together
- * spread their probes over the old members by what each is doing now.
+ * only when they ran well before us (in->older).
  */
 static void add_probes(const struct plan_input *in, const unsigned *order, unsigned pos,
 		       struct plan *p)
 {
 	unsigned probes = 0;
-	for (unsigned k = pos; k < in->n && !probes; k++)
-		if (order[k] != in->self && !planned(p, order[k])) {
+	for (unsigned k = pos; k < in->n && probes < PLAN_PROBES; k++)
+		if (order[k] != in->self && !planned(p, order[k]) &&
+		    (!in->older || probes == 0 || in->older[order[k]])) {
 			add_step(p, order[k], false);
 			probes++;
 		}
-	while (probes < PLAN_PROBES) {
-		unsigned best = in->n;
-		for (unsigned k = pos; k < in->n; k++)
-			if (probe_ok(in, p, order[k]) &&
-			    (best == in->n || (in->load && in->load[order[k]] < in->load[best])))
-				best = order[k];
-		if (best == in->n)
-			return;
-		add_step(p, best, false);
-		probes++;
-	}
 }
 
 int plan_make(const struct plan_input *in, unsigned *order, struct plan *out)

@@ -16,12 +16,10 @@
  *      f failed owners pass ownership down the ranking).
  *   3. When this node is at such an owner rank itself, the plan asks without fill the
  *      next-ranked member, then up to PLAN_PROBES - 1 more of the next-ranked members that ran
- *      well before this node started (plan_input.older; one of them owned the chunk before
- *      we and other new nodes joined, if the cluster was warm: several nodes joining at once
- *      take the top ranks from the old owner), those with the fewest of this node's requests
- *      in flight first (plan_input.load; rank order among equals), and ends with self_owner
- *      set: we fill from storage only when no live node that placement ranks near the top
- *      holds the chunk.
+ *      well before this node started (plan_input.older) (one of them owned the chunk before we and
+ *      other new nodes joined, if the cluster was warm: several nodes joining at once take
+ *      the top ranks from the old owner) and ends with self_owner set: we fill from
+ *      storage only when no live node that placement ranks near the top holds the chunk.
  *   4. At most replicas + PLAN_EXTRA owner-walk steps.
  *   5. probe_only (we fill the chunk for a peer that asked us as its owner): no step asks
  *      for a fill, since a fill could wait on other fills (net/peer.h). The plan is the
@@ -59,8 +57,6 @@ struct plan_input {
 				     started; only such members are probed (rules 3 and 5) */
 	bool ranked;              /* @order holds the ranking already (net/owners.h), else
 				     plan_make() ranks by place_rank() */
-	const unsigned *load;     /* NULL, or n counts: this node's requests in flight to
-				     member i; older members are probed fewest first (rule 3) */
 };
 
 struct plan_step {

@@ -487,8 +487,9 @@ static bool swarm_redirect(struct peers *p, struct serve_job *j)
 	    !(sc->caps & PROTO_CAP_SWARM) || !sc->m || !p->swarm || !p->cfg->swarm_fanout)
 		return false;
 	j->admitted = true; /* swarm_done() when its answer was sent */
+	bool busy = atomic_load(&p->sending) >= SWARM_BUSY_SENDS;
 	if (!swarm_admit(p->swarm, j->g.file_key, j->g.chunk, sc->m->uid, p->cfg->swarm_fanout,
-			 atomic_load(&p->sending), &parent))
+			 busy, &parent))
 		return false;
 	pthread_mutex_lock(&p->lock);
 	struct member *h = members_find_uid(&p->members, parent);

@@ -20,8 +20,6 @@ struct swarm_entry {
 struct swarm {
 	pthread_mutex_t lock;
 	uint64_t tick;                 /* protected by lock */
-	unsigned serving;              /* protected by lock: requesters the owner serves now,
-					  every chunk (the sum of the entries' serving) */
 	struct swarm_entry e[SWARM_SETS][SWARM_WAYS]; /* protected by lock */
 };
 
@@ -61,25 +59,23 @@ static struct swarm_entry *do_entry(struct swarm *s, uint64_t key, uint64_t chun
 		if (x->used < old->used)
 			old = x;
 	}
-	s->serving -= old->serving; /* a forgotten send is no longer counted */
 	*old = (struct swarm_entry){ .file_key = key, .chunk = chunk, .used = ++s->tick };
 	return old;
 }
 
 /* Lock held. Records @who at the end of @x's arrival order; @serving: the owner serves it. */
-static void do_record(struct swarm *s, struct swarm_entry *x, uint32_t who, bool serving)
+static void do_record(struct swarm_entry *x, uint32_t who, bool serving)
 {
 	x->kids[x->n] = 0;
 	x->active[x->n] = serving;
 	x->serving += serving;
-	s->serving += serving;
 	x->who[x->n++] = who;
 }
 
 /* Lock held. Returns 1: redirect to *@parent; 0: the owner serves it (counted); -1: the owner
  * serves it, not counted (a requester asking again, or a full entry). */
-static int do_admit(struct swarm *s, struct swarm_entry *x, uint32_t who, unsigned fanout,
-		    bool busy, uint32_t *parent)
+static int do_admit(struct swarm_entry *x, uint32_t who, unsigned fanout, bool busy,
+		    uint32_t *parent)
 {
 	for (unsigned i = 0; i < x->n; i++)
 		if (x->who[i] == who)
@@ -87,7 +83,7 @@ static int do_admit(struct swarm *s, struct swarm_entry *x, uint32_t who, unsign
 	if (x->n == SWARM_MAX_REQ)
 		return -1;
 	if (busy ? x->n == 0 : x->serving < fanout) {
-		do_record(s, x, who, true);
+		do_record(x, who, true);
 		return 0;
 	}
 	unsigned best = x->n;
@@ -101,22 +97,19 @@ static int do_admit(struct swarm *s, struct swarm_entry *x, uint32_t who, unsign
 		return -1;
 	x->kids[best]++;
 	*parent = x->who[best];
-	do_record(s, x, who, false);
+	do_record(x, who, false);
 	return 1;
 }
 
 bool swarm_admit(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who,
-		 unsigned fanout, unsigned sends, uint32_t *parent)
+		 unsigned fanout, bool busy, uint32_t *parent)
 {
 	if (!fanout || !who)
 		return false;
 	if (fanout > SWARM_FANOUT_MAX)
 		fanout = SWARM_FANOUT_MAX;
 	pthread_mutex_lock(&s->lock);
-	/* The sends in flight and the serves admitted overlap (an admitted serve that began
-	 * sending is both): the larger of the two never counts one twice. */
-	bool busy = (sends > s->serving ? sends : s->serving) >= SWARM_BUSY_SENDS;
-	bool redirect = do_admit(s, do_entry(s, file_key, chunk), who, fanout, busy, parent) == 1;
+	bool redirect = do_admit(do_entry(s, file_key, chunk), who, fanout, busy, parent) == 1;
 	pthread_mutex_unlock(&s->lock);
 	return redirect;
 }
@@ -135,16 +128,7 @@ void swarm_done(struct swarm *s, uint64_t file_key, uint64_t chunk, uint32_t who
 			if (x->who[i] == who && x->active[i]) {
 				x->active[i] = false;
 				x->serving--;
-				s->serving--;
 			}
 	}
 	pthread_mutex_unlock(&s->lock);
-}
-
-unsigned swarm_serving(struct swarm *s)
-{
-	pthread_mutex_lock(&s->lock);
-	unsigned n = s->serving;
-	pthread_mutex_unlock(&s->lock);
-	return n;
 }

@@ -103,22 +103,6 @@ START_TEST(owner_probes_only_older_members)
 	ck_assert_uint_eq(pl.step[1].member, o[5]);
 	ck_assert_uint_eq(pl.step[2].member, o[9]);
 	ck_assert(!pl.step[0].fill && !pl.step[1].fill && !pl.step[2].fill);
-	/* The older ones fewest of our requests in flight first; the next-ranked stays first. */
-	unsigned load[N] = { 0 };
-	load[o[5]] = 3;
-	load[o[9]] = 1;
-	load[o[1]] = 9;
-	in.load = load;
-	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
-	ck_assert_uint_eq(pl.n, 3);
-	ck_assert_uint_eq(pl.step[0].member, o[1]);
-	ck_assert_uint_eq(pl.step[1].member, o[9]);
-	ck_assert_uint_eq(pl.step[2].member, o[5]);
-	load[o[9]] = 3; /* equal: rank order */
-	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
-	ck_assert_uint_eq(pl.step[1].member, o[5]);
-	ck_assert_uint_eq(pl.step[2].member, o[9]);
-	in.load = NULL;
 	memset(older, 0, sizeof(older)); /* a cold burst: the next-ranked member only */
 	ck_assert_int_eq(plan_make(&in, order, &pl), 0);
 	ck_assert(pl.self_owner);
@@ -260,9 +244,8 @@ START_TEST(bad_self)
 }
 END_TEST
 
-/* The swarm (net/swarm.h): the owner serves SWARM_BUSY_SENDS requesters itself, then hands
- * each later one to the earlier requester with the fewest children; the tree is acyclic and
- * bounded by fanout children each. */
+/* The swarm (net/swarm.h): the owner serves fanout requesters, then hands each later one
+ * to the earliest that has room; the tree is acyclic and bounded. */
 START_TEST(swarm_tree)
 {
 	struct swarm *s = swarm_new();
@@ -271,7 +254,7 @@ START_TEST(swarm_tree)
 	unsigned kids[40] = { 0 }, direct = 0;
 	for (uint32_t who = 1; who <= 30; who++) {
 		uint32_t parent = 0;
-		if (swarm_admit(s, 0x1234, 7, who, 4, 0, &parent)) {
+		if (swarm_admit(s, 0x1234, 7, who, 4, false, &parent)) {
 			ck_assert_uint_lt(parent, who); /* arrived before: no cycle */
 			ck_assert_uint_ge(parent, 1);
 			parent_of[who] = parent;
@@ -280,32 +263,33 @@ START_TEST(swarm_tree)
 			direct++;
 		}
 	}
-	/* None of the owner's sends ended meanwhile: its own serves made it busy. */
-	ck_assert_uint_eq(direct, SWARM_BUSY_SENDS);
-	ck_assert_uint_eq(swarm_serving(s), SWARM_BUSY_SENDS);
+	ck_assert_uint_eq(direct, 4); /* none of the owner's sends ended meanwhile */
 	for (uint32_t who = 1; who <= 30; who++)
-		ck_assert_uint_le(kids[who], 1); /* the fewest children: spread one each */
-	ck_assert_uint_eq(parent_of[3], 1);
-	ck_assert_uint_eq(parent_of[4], 2);
-	ck_assert_uint_eq(parent_of[5], 3);
-	/* One that asks again is served by the owner; so is the first requester of another
-	 * chunk, and every requester with the swarm off. */
+		ck_assert_uint_le(kids[who], 4);
+	/* Requesters 5..8 go to 1, 9..12 to 2: the earliest with room. */
+	ck_assert_uint_eq(parent_of[5], 1);
+	ck_assert_uint_eq(parent_of[8], 1);
+	ck_assert_uint_eq(parent_of[9], 2);
+	/* Depth: 30 requesters with fanout 4 are at most two levels below the owner. */
+	for (uint32_t who = 1; who <= 30; who++)
+		ck_assert(!parent_of[who] || !parent_of[parent_of[who]] ||
+			  !parent_of[parent_of[parent_of[who]]]);
+	/* One that asks again is served by the owner; so is every requester of another chunk
+	 * and every requester with the swarm off. */
 	uint32_t parent = 0;
-	ck_assert(!swarm_admit(s, 0x1234, 7, 20, 4, 0, &parent));
-	ck_assert(!swarm_admit(s, 0x1234, 8, 20, 4, 0, &parent));
-	ck_assert(!swarm_admit(s, 0x9999, 7, 99, 0, 0, &parent));
+	ck_assert(!swarm_admit(s, 0x1234, 7, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x1234, 8, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x9999, 7, 99, 0, false, &parent));
 	/* Once the owner's sends end, it serves the next requesters itself again. */
-	for (uint32_t who = 1; who <= 2; who++)
+	for (uint32_t who = 1; who <= 4; who++)
 		swarm_done(s, 0x1234, 7, who);
-	swarm_done(s, 0x1234, 8, 20);
 	swarm_done(s, 0x1234, 7, 5); /* never served by the owner: no effect */
-	ck_assert_uint_eq(swarm_serving(s), 0);
-	for (uint32_t who = 31; who <= 32; who++)
-		ck_assert(!swarm_admit(s, 0x1234, 7, who, 4, 0, &parent));
-	ck_assert(swarm_admit(s, 0x1234, 7, 33, 4, 0, &parent));
-	ck_assert_uint_eq(parent, 29); /* 1..28 have a child each, 29 none */
+	for (uint32_t who = 31; who <= 34; who++)
+		ck_assert(!swarm_admit(s, 0x1234, 7, who, 4, false, &parent));
+	ck_assert(swarm_admit(s, 0x1234, 7, 35, 4, false, &parent));
+	ck_assert_uint_eq(parent, 7); /* 1..6 have 4 each, 7 has 29 and 30 */
 	for (uint32_t who = 100; who < 110; who++)
-		ck_assert(!swarm_admit(s, 0x9999, 7, who, 0, 0, &parent));
+		ck_assert(!swarm_admit(s, 0x9999, 7, who, 0, false, &parent));
 	swarm_free(s);
 }
 END_TEST
@@ -317,93 +301,62 @@ START_TEST(swarm_busy_owner)
 {
 	struct swarm *s = swarm_new();
 	uint32_t parent = 0;
-	ck_assert(!swarm_admit(s, 0x77, 3, 1, 4, SWARM_BUSY_SENDS, &parent)); /* the first */
+	ck_assert(!swarm_admit(s, 0x77, 3, 1, 4, true, &parent)); /* the first: served */
 	for (uint32_t who = 2; who <= 5; who++) { /* each to the one before: no children yet */
 		parent = 0;
-		ck_assert(swarm_admit(s, 0x77, 3, who, 4, SWARM_BUSY_SENDS, &parent));
+		ck_assert(swarm_admit(s, 0x77, 3, who, 4, true, &parent));
 		ck_assert_uint_eq(parent, who - 1);
 	}
-	/* No sends in flight and the owner serves one: it serves one more, then it is busy. */
-	ck_assert(!swarm_admit(s, 0x77, 3, 20, 4, 0, &parent));
-	ck_assert(swarm_admit(s, 0x77, 3, 21, 4, 0, &parent));
-	ck_assert_uint_eq(parent, 5); /* 1..4 have a child each, 5 none */
-	ck_assert(swarm_admit(s, 0x77, 3, 6, 4, SWARM_BUSY_SENDS, &parent));
-	ck_assert_uint_eq(parent, 20);
-	/* The owner's sends ended: it serves again, up to SWARM_BUSY_SENDS at once. */
+	/* Not busy: served up to fanout at once (1 is being served: 3 more). */
+	ck_assert(!swarm_admit(s, 0x77, 3, 20, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 21, 4, false, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 22, 4, false, &parent));
+	ck_assert(swarm_admit(s, 0x77, 3, 23, 4, false, &parent));
+	ck_assert_uint_eq(parent, 1); /* not busy: the earliest with room */
+	/* Busy again: 1..4 have a child each, 5 and 20..23 none: the earliest of those. */
+	ck_assert(swarm_admit(s, 0x77, 3, 6, 4, true, &parent));
+	ck_assert_uint_eq(parent, 5);
+	/* The owner's sends ended: still busy, so later requesters still go to holders. */
+	for (uint32_t who = 20; who <= 22; who++)
+		swarm_done(s, 0x77, 3, who);
 	swarm_done(s, 0x77, 3, 1);
-	swarm_done(s, 0x77, 3, 20);
-	ck_assert(!swarm_admit(s, 0x77, 3, 7, 4, 0, &parent));
-	ck_assert(!swarm_admit(s, 0x77, 3, 8, 4, 0, &parent));
-	ck_assert(swarm_admit(s, 0x77, 3, 9, 4, 0, &parent));
+	ck_assert(swarm_admit(s, 0x77, 3, 7, 4, true, &parent));
+	ck_assert_uint_eq(parent, 20);
+	/* Not busy: served up to fanout at once, as without the flag. */
+	ck_assert(!swarm_admit(s, 0x77, 3, 8, 4, false, &parent));
 	/* A requester asking again (its parent failed it) is served by the owner, busy or not. */
-	ck_assert(!swarm_admit(s, 0x77, 3, 4, 4, SWARM_BUSY_SENDS, &parent));
+	ck_assert(!swarm_admit(s, 0x77, 3, 4, 4, true, &parent));
 	/* Fanout 1: each later requester goes to the one before it (a relay chain). */
-	ck_assert(!swarm_admit(s, 0x78, 0, 1, 1, SWARM_BUSY_SENDS, &parent));
-	ck_assert(swarm_admit(s, 0x78, 0, 2, 1, SWARM_BUSY_SENDS, &parent));
-	ck_assert(swarm_admit(s, 0x78, 0, 3, 1, SWARM_BUSY_SENDS, &parent));
+	ck_assert(!swarm_admit(s, 0x78, 0, 1, 1, true, &parent));
+	ck_assert(swarm_admit(s, 0x78, 0, 2, 1, true, &parent));
+	ck_assert(swarm_admit(s, 0x78, 0, 3, 1, true, &parent));
 	ck_assert_uint_eq(parent, 2);
-	ck_assert(swarm_admit(s, 0x78, 0, 4, 1, SWARM_BUSY_SENDS, &parent));
+	ck_assert(swarm_admit(s, 0x78, 0, 4, 1, true, &parent));
 	ck_assert_uint_eq(parent, 3);
 	/* The swarm off: never redirected, busy or not. */
-	ck_assert(!swarm_admit(s, 0x79, 0, 1, 0, SWARM_BUSY_SENDS, &parent));
-	ck_assert(!swarm_admit(s, 0x79, 0, 2, 0, SWARM_BUSY_SENDS, &parent));
-	swarm_free(s);
-}
-END_TEST
-
-/* The owner is busy by the serves it admitted, over every chunk, before any of them sends a
- * byte (they wait for its own fill): a burst of requesters for its chunks, as when several
- * nodes join and read the same shard at once, no longer finds it idle and gets served six
- * at once. */
-START_TEST(swarm_busy_by_admitted)
-{
-	struct swarm *s = swarm_new();
-	uint32_t parent = 0;
-	ck_assert(!swarm_admit(s, 0x55, 1, 1, 4, 0, &parent));
-	ck_assert(!swarm_admit(s, 0x55, 2, 1, 4, 0, &parent));
-	ck_assert_uint_eq(swarm_serving(s), 2);
-	ck_assert(!swarm_admit(s, 0x55, 3, 2, 4, 0, &parent)); /* a chunk's first: served */
-	ck_assert(swarm_admit(s, 0x55, 1, 3, 4, 0, &parent)); /* no sends, yet busy */
-	ck_assert_uint_eq(parent, 1);
-	ck_assert(swarm_admit(s, 0x55, 2, 4, 4, 0, &parent));
-	ck_assert_uint_eq(parent, 1);
-	ck_assert_uint_eq(swarm_serving(s), 3); /* redirected ones are not served */
-	swarm_done(s, 0x55, 1, 1);
-	swarm_done(s, 0x55, 2, 1);
-	swarm_done(s, 0x55, 3, 2);
-	swarm_done(s, 0x55, 3, 2); /* twice: counted once */
-	swarm_done(s, 0x55, 1, 3); /* redirected, never served: no effect */
-	ck_assert_uint_eq(swarm_serving(s), 0);
-	ck_assert(!swarm_admit(s, 0x55, 1, 5, 4, 0, &parent)); /* idle again: served */
-	ck_assert(swarm_admit(s, 0x55, 1, 6, 4, SWARM_BUSY_SENDS, &parent)); /* sends: busy */
+	ck_assert(!swarm_admit(s, 0x79, 0, 1, 0, true, &parent));
+	ck_assert(!swarm_admit(s, 0x79, 0, 2, 0, true, &parent));
 	swarm_free(s);
 }
 END_TEST
 
 /* The table is bounded: many chunks replace the least recently used entries, and a
- * forgotten chunk only means the owner serves its requesters itself (and no longer counts
- * its serves as taking the uplink). */
+ * forgotten chunk only means the owner serves its requesters itself. */
 START_TEST(swarm_bounded)
 {
 	struct swarm *s = swarm_new();
 	uint32_t parent = 0;
 	for (uint64_t c = 0; c < 100000; c++)
-		ck_assert(!swarm_admit(s, 42, c, 1, 4, 0, &parent));
-	ck_assert_uint_le(swarm_serving(s), SWARM_SETS * SWARM_WAYS);
-	for (uint64_t c = 0; c < 100000; c++)
-		swarm_done(s, 42, c, 1);
-	ck_assert_uint_eq(swarm_serving(s), 0);
-	ck_assert(!swarm_admit(s, 42, 99999, 11, 4, 0, &parent)); /* 1 was first and is done */
-	ck_assert(!swarm_admit(s, 42, 99999, 12, 4, 0, &parent));
-	ck_assert(swarm_admit(s, 42, 99999, 20, 4, 0, &parent));
-	ck_assert_uint_eq(parent, 1); /* recorded first for chunk 99999, no children yet */
-	swarm_done(s, 42, 99999, 11);
-	swarm_done(s, 42, 99999, 12);
+		ck_assert(!swarm_admit(s, 42, c, 1, 4, false, &parent));
+	for (uint32_t who = 11; who <= 13; who++) /* 1 is the first already */
+		ck_assert(!swarm_admit(s, 42, 99999, who, 4, false, &parent));
+	ck_assert(swarm_admit(s, 42, 99999, 20, 4, false, &parent));
+	ck_assert_uint_eq(parent, 1); /* recorded first for chunk 99999 */
 	/* More requesters than an entry records: the owner serves the rest itself. */
 	unsigned redirected = 0;
 	for (uint32_t who = 1000; who < 1000 + 2 * SWARM_MAX_REQ; who++)
-		redirected += swarm_admit(s, 43, 0, who, 4, 0, &parent);
-	ck_assert_uint_eq(redirected, SWARM_MAX_REQ - SWARM_BUSY_SENDS);
+		redirected += swarm_admit(s, 43, 0, who, 4, false, &parent);
+	ck_assert_uint_eq(redirected, SWARM_MAX_REQ - 4);
 	swarm_free(s);
 }
 END_TEST
@@ -425,7 +378,6 @@ int main(void)
 	tcase_add_test(tc, swarm_tree);
 	tcase_add_test(tc, swarm_bounded);
 	tcase_add_test(tc, swarm_busy_owner);
-	tcase_add_test(tc, swarm_busy_by_admitted);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
