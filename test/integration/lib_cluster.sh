@@ -310,6 +310,26 @@ cluster_model_bytes() { # VAR DIR
 	printf -v "$1" '%s' "$_b"
 }
 
+# cluster_warm_two DIR FANOUT: the warm cluster a join starts from. Makes a model of 2 shards
+# (16 MiB) with crc32.txt in DIR, sets WANT (its checksums) and MODEL (its bytes), starts 2
+# nodes (100 Mbit/s links, so joiners ask for each chunk at about the same time; 1 MiB chunks;
+# swarm_fanout FANOUT) that read it all, and waits until they count as older than a joiner.
+cluster_warm_two() {
+	local m=$1 fanout=$2
+	cluster_model "$m" 2 16
+	mows_make_manifest "$m"
+	WANT=$SCRATCH/want.sums
+	cluster_sums "$m" "$WANT"
+	cluster_model_bytes MODEL "$m"
+	cluster_up --nodes 2 --model "$m" --storage-rate 400mbit --node-rate 100mbit \
+		--mows-args "--max-memory=96M --chunk-size=1M --swarm-fanout=$fanout $CLUSTER_PEER_ARGS"
+	cluster_wait_mesh 20 1 2
+	cluster_read "$SCRATCH/warm.json" 1-2 ||
+		_cluster_fail "warm: a reader failed: $(cat "$SCRATCH/warm.json")"
+	cluster_check_sums "$WANT" 1-2
+	sleep 3 # the joiners find node1 and node2 older than PEER_OLDER_MS (3 s): a warm cluster
+}
+
 assert_between() { # LO VALUE HI WHAT
 	if [ "$1" -gt "$2" ] || [ "$2" -gt "$3" ]; then
 		_cluster_fail "$4: expected $1 <= $2 <= $3"

@@ -15,19 +15,8 @@ cluster_need
 
 OLD=${PIECES_OLD:-2}
 M=$SCRATCH/model
-cluster_model "$M" 2 16
-mows_make_manifest "$M"
-WANT=$SCRATCH/want.sums
-cluster_sums "$M" "$WANT"
-cluster_model_bytes MODEL "$M"
+cluster_warm_two "$M" 1
 note "model: $(wc -l <"$WANT") files, $MODEL bytes; $OLD old joiners"
-
-cluster_up --nodes 2 --model "$M" --storage-rate 400mbit --node-rate 100mbit \
-	--mows-args "--max-memory=96M --chunk-size=1M --swarm-fanout=1 $CLUSTER_PEER_ARGS"
-cluster_wait_mesh 20 1 2
-cluster_read "$SCRATCH/warm.json" 1-2 || fail "warm: a reader failed: $(cat "$SCRATCH/warm.json")"
-cluster_check_sums "$WANT" 1-2
-sleep 3 # the joiners find node1 and node2 older than PEER_OLDER_MS (3 s): a warm cluster
 
 out=$(mows_cluster add-node --count 4 2>&1) || fail "mows-cluster add-node --count 4: $out"
 old_nodes=""
