@@ -1235,6 +1235,129 @@ static unsigned default_max_open(void)
 	return n < 4 ? 4 : n > 256 ? 256 : (unsigned)n;
 }
 
+/* ---- the order a reader reads files in (readahead past a file's end) ---- */
+
+/*
+ * @target, a symlink's in directory @dir ("" = the root), as a relpath beneath the root in
+ * @out, by name alone. False when it is absolute, climbs above the root, or does not fit.
+ */
+static bool link_resolve(const char *dir, const char *target, char *out, size_t len)
+{
+	size_t n = strlen(dir);
+	if (target[0] == '/' || n >= len)
+		return false;
+	memcpy(out, dir, n + 1);
+	for (const char *p = target; *p;) {
+		const char *slash = strchr(p, '/');
+		size_t cl = slash ? (size_t)(slash - p) : strlen(p);
+		if (cl == 2 && p[0] == '.' && p[1] == '.') {
+			if (n == 0)
+				return false;
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			n -= n > 0; /* the '/' before the last component */
+			out[n] = '\0';
+		} else if (cl > 0 && !(cl == 1 && p[0] == '.')) {
+			if (n + (n > 0) + cl + 1 > len)
+				return false;
+			if (n > 0)
+				out[n++] = '/';
+			memcpy(out + n, p, cl);
+			n += cl;
+			out[n] = '\0';
+		}
+		p += cl + (slash != NULL);
+	}
+	return n > 0;
+}
+
+/* The regular file that node @i (in directory @dir) stands for: itself, or a symlink's
+ * target (one hop); -1 for anything else. */
+static int64_t meta_regular(const struct cache_meta *m, const char *dir, uint64_t i)
+{
+	const struct stat *st = cache_meta_stat(m, i);
+	if (S_ISREG(st->st_mode))
+		return (int64_t)i;
+	const char *target = cache_meta_target(m, i);
+	char path[4096];
+	if (!S_ISLNK(st->st_mode) || !target || !link_resolve(dir, target, path, sizeof(path)))
+		return -1;
+	int64_t j = cache_meta_find(m, path);
+	return j > 0 && S_ISREG(cache_meta_stat(m, (uint64_t)j)->st_mode) ? j : -1;
+}
+
+/* Cuts @relpath (a new string) to its directory ("" for the root). */
+static void cut_to_dir(char *relpath)
+{
+	char *slash = strrchr(relpath, '/');
+	*(slash ? slash : relpath) = '\0';
+}
+
+/* The node a reader named file @i (@relpath) by: the first symlink that points at it (a
+ * Hugging Face snapshot names blobs so), else @i itself. */
+static int64_t meta_entry(const struct cache_meta *m, const char *relpath, int64_t i)
+{
+	const char *base = strrchr(relpath, '/');
+	base = base ? base + 1 : relpath;
+	for (uint64_t j = 1; j < cache_meta_count(m); j++) {
+		const char *target = cache_meta_target(m, j);
+		if (!target || !S_ISLNK(cache_meta_stat(m, j)->st_mode))
+			continue;
+		const char *tb = strrchr(target, '/');
+		if (strcmp(tb ? tb + 1 : target, base))
+			continue;
+		char *dir = cache_meta_relpath(m, j);
+		if (!dir)
+			return i;
+		cut_to_dir(dir);
+		bool hit = meta_regular(m, dir, j) == i;
+		free(dir);
+		if (hit)
+			return (int64_t)j;
+	}
+	return i;
+}
+
+char *cache_tree_next_file(const struct cache_meta *m, const char *relpath)
+{
+	int64_t i = cache_meta_find(m, relpath);
+	if (i <= 0 || !S_ISREG(cache_meta_stat(m, (uint64_t)i)->st_mode))
+		return NULL;
+	int64_t e = meta_entry(m, relpath, i);
+	char *dir = cache_meta_relpath(m, (uint64_t)e);
+	if (!dir)
+		return NULL;
+	cut_to_dir(dir);
+	int64_t d = cache_meta_find(m, dir);
+	uint64_t first = 0, n = 0;
+	if (d >= 0)
+		cache_meta_children(m, (uint64_t)d, &first, &n);
+	char *next = NULL;
+	for (uint64_t k = (uint64_t)e + 1; k < first + n && !next; k++) {
+		int64_t r = meta_regular(m, dir, k);
+		if (r >= 0 && r != i && cache_meta_stat(m, (uint64_t)r)->st_size > 0)
+			next = cache_meta_relpath(m, (uint64_t)r);
+	}
+	free(dir);
+	return next;
+}
+
+/* struct cache_next_ops.next: the next file by the snapshot, from memory. */
+static struct cache_file *tree_next_version(void *ctx, struct cache_file *f)
+{
+	struct cache_tree *t = ctx;
+	struct cache_meta *m = cache_tree_meta(t);
+	if (!m)
+		return NULL;
+	char *rel = cache_tree_next_file(m, cache_file_relpath(f));
+	cache_meta_put(m);
+	if (!rel)
+		return NULL;
+	struct cache_file *nx = cache_tree_version(t, rel, 0, NULL);
+	free(rel);
+	return nx;
+}
+
 struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct cache *c,
 				  char *err, size_t errlen)
 {
@@ -1279,6 +1402,7 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	deadline_cond_init(&t->meta_done);
 	/* No manifest read here: the first snapshot brings it (a listing reads it, a peer's
 	 * copy carries it), and without one a version's open reads it (version_open). */
+	cache_set_next(c, &(struct cache_next_ops){ .next = tree_next_version, .ctx = t });
 	return t;
 
 out_free:

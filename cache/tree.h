@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 
 #include "cache/cache.h"
+#include "cache/meta.h"
 
 struct cache_tree;
 
@@ -200,6 +201,23 @@ int cache_tree_meta_wait(struct cache_tree *t, int64_t ticket, int64_t wait_ms);
  * changed). At most once per rescan_min_ms, and not while a refresh is pending.
  */
 void cache_tree_meta_kick(struct cache_tree *t);
+
+/*
+ * The order a reader reads files in, for readahead that runs on past a file's end
+ * (struct cache_next_ops; cache_tree_new() registers it with the cache, answered from the
+ * snapshot, so every reader of the cache must stop before the tree is freed).
+ *
+ * The file a reader of the regular file @relpath is likely to read next, by the snapshot
+ * @m: the next entry by name, in the directory it was named in, that is a non-empty
+ * regular file or a symlink (one hop, resolved by name beneath the root) to one. "Named
+ * in": when a symlink points at @relpath (a Hugging Face snapshot's model-00001-of-00004
+ * .safetensors -> ../../blobs/<sha256>) its directory and name count, since that is the
+ * order a loader opens shards in; else @relpath's own. Small files are not skipped: a
+ * reader that goes through a directory in name order reads them too, and one costs the
+ * window one chunk. Returns a new string (the caller frees it), or NULL when there is
+ * none (the last file, not a regular file, out of memory). Pure: reads @m only.
+ */
+char *cache_tree_next_file(const struct cache_meta *m, const char *relpath);
 
 /* Numbers for tests and status: descriptors pooled now, and the pool's size. */
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);
