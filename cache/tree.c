@@ -1402,7 +1402,8 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	deadline_cond_init(&t->meta_done);
 	/* No manifest read here: the first snapshot brings it (a listing reads it, a peer's
 	 * copy carries it), and without one a version's open reads it (version_open). */
-	cache_set_next(c, &(struct cache_next_ops){ .next = tree_next_version, .ctx = t });
+	if (c) /* tools that only walk have no cache */
+		cache_set_next(c, &(struct cache_next_ops){ .next = tree_next_version, .ctx = t });
 	return t;
 
 out_free:
