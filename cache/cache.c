@@ -121,6 +121,7 @@ struct cache_file {
 	bool keep_file;           /* listed in the warm-restart index: not unlinked */
 	struct cache_store_entry *adopt_from; /* its kept file, until its chunks are adopted */
 	uint64_t ahead_past;      /* most chunks readahead carried past the end, under lock */
+	bool seq_started;         /* a sequential read began at chunk 0, under lock */
 };
 
 struct source {
@@ -1974,13 +1975,19 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 
 	pthread_mutex_lock(&c->lock);
 	uint64_t carry = 0;
+	bool started = false;
 	if (sequential && f->state != CACHE_FILE_BAD) {
 		do_start_ahead(c, f, first, last);
 		carry = do_carry_due(c, f, last);
+		started = first == 0 && !f->seq_started && c->next.started;
+		f->seq_started = f->seq_started || first == 0;
 	}
-	if (carry) { /* before this read waits: the next file's first round trips overlap it */
+	if (carry || started) { /* before this read waits: the next file's round trips overlap it */
 		pthread_mutex_unlock(&c->lock);
-		carry_ahead(c, f, carry);
+		if (started)
+			c->next.started(c->next.ctx, f);
+		if (carry)
+			carry_ahead(c, f, carry);
 		pthread_mutex_lock(&c->lock);
 	}
 	for (uint64_t k = first; k <= last; k++) {

@@ -158,6 +158,9 @@ struct cache_next_ops {
 	 * answer from memory (no wait on the backing store).
 	 */
 	struct cache_file *(*next)(void *ctx, struct cache_file *f);
+	/* May be NULL. A sequential reader began reading @f at its start (so an order that
+	 * predicted @f was the reader's). Same threads and rules as next. */
+	void (*started)(void *ctx, struct cache_file *f);
 	void *ctx;
 };
 

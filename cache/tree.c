@@ -53,6 +53,8 @@ struct share_text {
 	struct timespec mtime;
 };
 
+#define ORDER_PREDS 8 /* predictions remembered: a window may run on through several files */
+
 struct cache_tree {
 	struct cache_tree_config cfg;   /* constant; strings below are copies */
 	char *path;
@@ -61,6 +63,13 @@ struct cache_tree {
 	bool ino_unstable;              /* a FUSE backing: see cache_tree_identity() */
 	struct cache *cache;
 
+	/* The order readers follow (cache_tree_next_file's @by_links), learnt from which of the
+	 * two predictions for a file a sequential reader started on. A leaf lock. */
+	pthread_mutex_t order_lock;
+	bool order_by_dir;              /* readers take the directory's order; order_lock */
+	uint64_t pred[ORDER_PREDS][2];  /* recent [by link, by dir] hashes where they differ,
+					 * a ring; protected by order_lock */
+	unsigned npred;                 /* protected by order_lock */
 	pthread_mutex_t keys_lock;
 	struct key_table keys;          /* protected by keys_lock */
 	uint64_t keys_scanned_ns;       /* protected by keys_lock */
@@ -1318,12 +1327,12 @@ static int64_t meta_entry(const struct cache_meta *m, const char *relpath, int64
 	return i;
 }
 
-char *cache_tree_next_file(const struct cache_meta *m, const char *relpath)
+char *cache_tree_next_file(const struct cache_meta *m, const char *relpath, bool by_links)
 {
 	int64_t i = cache_meta_find(m, relpath);
 	if (i <= 0 || !S_ISREG(cache_meta_stat(m, (uint64_t)i)->st_mode))
 		return NULL;
-	int64_t e = meta_entry(m, relpath, i);
+	int64_t e = by_links ? meta_entry(m, relpath, i) : i;
 	char *dir = cache_meta_relpath(m, (uint64_t)e);
 	if (!dir)
 		return NULL;
@@ -1342,20 +1351,53 @@ char *cache_tree_next_file(const struct cache_meta *m, const char *relpath)
 	return next;
 }
 
-/* struct cache_next_ops.next: the next file by the snapshot, from memory. */
+static uint64_t path_hash(const char *relpath)
+{
+	return relpath ? fnv1a64(FNV64_BASIS, relpath, strlen(relpath)) | 1 : 0;
+}
+
+/*
+ * struct cache_next_ops.next: the next file by the snapshot, from memory. Where the two
+ * orders differ (a file named by a symlink: a loader goes through the snapshot's links, a
+ * `find | sort` through the blobs), both are remembered and the one readers took last wins.
+ */
 static struct cache_file *tree_next_version(void *ctx, struct cache_file *f)
 {
 	struct cache_tree *t = ctx;
 	struct cache_meta *m = cache_tree_meta(t);
 	if (!m)
 		return NULL;
-	char *rel = cache_tree_next_file(m, cache_file_relpath(f));
+	char *by_link = cache_tree_next_file(m, cache_file_relpath(f), true);
+	char *by_dir = cache_tree_next_file(m, cache_file_relpath(f), false);
 	cache_meta_put(m);
-	if (!rel)
-		return NULL;
-	struct cache_file *nx = cache_tree_version(t, rel, 0, NULL);
-	free(rel);
+	pthread_mutex_lock(&t->order_lock);
+	if (by_link && by_dir && strcmp(by_link, by_dir)) {
+		uint64_t *p = t->pred[t->npred++ % ORDER_PREDS];
+		p[0] = path_hash(by_link);
+		p[1] = path_hash(by_dir);
+	}
+	const char *rel = t->order_by_dir && by_dir ? by_dir : by_link;
+	pthread_mutex_unlock(&t->order_lock);
+	struct cache_file *nx = rel ? cache_tree_version(t, rel, 0, NULL) : NULL;
+	free(by_link);
+	free(by_dir);
 	return nx;
+}
+
+/* struct cache_next_ops.started: which prediction the reader's next file matched. */
+static void tree_next_started(void *ctx, struct cache_file *f)
+{
+	struct cache_tree *t = ctx;
+	uint64_t h = path_hash(cache_file_relpath(f));
+	pthread_mutex_lock(&t->order_lock);
+	for (unsigned k = 0; k < ORDER_PREDS && k < t->npred; k++) {
+		const uint64_t *p = t->pred[(t->npred - 1 - k) % ORDER_PREDS]; /* newest first */
+		if (h == p[0] || h == p[1]) {
+			t->order_by_dir = h == p[1];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->order_lock);
 }
 
 struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct cache *c,
@@ -1397,13 +1439,15 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	pthread_mutex_init(&t->keys_lock, NULL);
 	pthread_mutex_init(&t->manifest_lock, NULL);
 	pthread_mutex_init(&t->meta_lock, NULL);
+	pthread_mutex_init(&t->order_lock, NULL);
 	deadline_cond_init(&t->keys_cond);
 	deadline_cond_init(&t->meta_wake);
 	deadline_cond_init(&t->meta_done);
 	/* No manifest read here: the first snapshot brings it (a listing reads it, a peer's
 	 * copy carries it), and without one a version's open reads it (version_open). */
 	if (c) /* tools that only walk have no cache */
-		cache_set_next(c, &(struct cache_next_ops){ .next = tree_next_version, .ctx = t });
+		cache_set_next(c, &(struct cache_next_ops){ .next = tree_next_version,
+							   .started = tree_next_started, .ctx = t });
 	return t;
 
 out_free:
@@ -1428,6 +1472,7 @@ void cache_tree_free(struct cache_tree *t)
 	pthread_mutex_destroy(&t->manifest_lock);
 	pthread_cond_destroy(&t->keys_cond);
 	pthread_mutex_destroy(&t->meta_lock);
+	pthread_mutex_destroy(&t->order_lock);
 	pthread_cond_destroy(&t->meta_wake);
 	pthread_cond_destroy(&t->meta_done);
 	cache_fdpool_free(t->pool);

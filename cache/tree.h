@@ -210,14 +210,17 @@ void cache_tree_meta_kick(struct cache_tree *t);
  * The file a reader of the regular file @relpath is likely to read next, by the snapshot
  * @m: the next entry by name, in the directory it was named in, that is a non-empty
  * regular file or a symlink (one hop, resolved by name beneath the root) to one. "Named
- * in": when a symlink points at @relpath (a Hugging Face snapshot's model-00001-of-00004
- * .safetensors -> ../../blobs/<sha256>) its directory and name count, since that is the
- * order a loader opens shards in; else @relpath's own. Small files are not skipped: a
+ * in", with @by_links: when a symlink points at @relpath (a Hugging Face snapshot's
+ * model-00001-of-00004.safetensors -> ../../blobs/<sha256>) its directory and name count,
+ * since that is the order a loader opens shards in; else (and without @by_links, the order
+ * of `find | sort`) @relpath's own. The cache's hook asks for both and follows the one the
+ * last reader took (a reader that started on the other prediction switches it). Small
+ * files are not skipped: a
  * reader that goes through a directory in name order reads them too, and one costs the
  * window one chunk. Returns a new string (the caller frees it), or NULL when there is
  * none (the last file, not a regular file, out of memory). Pure: reads @m only.
  */
-char *cache_tree_next_file(const struct cache_meta *m, const char *relpath);
+char *cache_tree_next_file(const struct cache_meta *m, const char *relpath, bool by_links);
 
 /* Numbers for tests and status: descriptors pooled now, and the pool's size. */
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);

@@ -75,10 +75,19 @@ static struct cache_meta *snapshot(struct cache_tree **t)
 	return m;
 }
 
+static void next_is_by(const struct cache_meta *m, const char *rel, bool by_links,
+		       const char *want);
+
 /* Asserts that the file after @rel is @want (NULL: none). */
 static void next_is(const struct cache_meta *m, const char *rel, const char *want)
 {
-	char *got = cache_tree_next_file(m, rel);
+	next_is_by(m, rel, true, want);
+}
+
+static void next_is_by(const struct cache_meta *m, const char *rel, bool by_links,
+		       const char *want)
+{
+	char *got = cache_tree_next_file(m, rel, by_links);
 	if (!want)
 		ck_assert_msg(got == NULL, "after %s: expected none, got %s", rel, got);
 	else
@@ -142,6 +151,10 @@ START_TEST(test_next_through_links)
 	next_is(m, "hub/blobs/9ccc", "hub/blobs/5bbb"); /* by hash nothing follows 9ccc */
 	next_is(m, "hub/blobs/5bbb", "hub/blobs/2ddd");
 	next_is(m, "hub/blobs/2ddd", NULL);
+	/* The order of `find | sort` (the blobs by name): the directory's own. */
+	next_is_by(m, "hub/blobs/0aaa", false, "hub/blobs/2ddd");
+	next_is_by(m, "hub/blobs/2ddd", false, "hub/blobs/5bbb");
+	next_is_by(m, "hub/blobs/9ccc", false, NULL);
 	cache_meta_put(m);
 	cache_tree_free(t);
 }
