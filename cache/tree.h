@@ -19,7 +19,8 @@
  * and net/ (through struct peer_host_ops) call this module.
  *
  * Threads: every function may be called from any thread unless it says otherwise. Locks:
- * tree->keys_lock, tree->manifest_lock, tree->meta_lock and the descriptor pool's lock
+ * tree->keys_lock, tree->manifest_lock, tree->meta_lock, tree->order_lock and the
+ * descriptor pool's lock
  * (cache/fdpool.h) are leaves below the cache's lock, in no order with each other: none is
  * held while another is taken, nor across I/O, nor across a call into the cache.
  */

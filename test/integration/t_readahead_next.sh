@@ -6,7 +6,9 @@
 # the next file by name, never more than the window, nothing after the last file. Seen from
 # outside: `mowsctl status --json` readahead_next_file (chunk fills started in a next file),
 # bytes_from_backing (the storage reads) and the next file's cached_bytes, all before the
-# reader opens that file. Every byte read is compared with the backing file.
+# reader opens that file. Where a symlink's order differs from the directory's (a Hugging
+# Face cache), the order the reader took is followed. Every byte read is compared with the
+# backing file.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 
@@ -16,6 +18,14 @@ rand_file "$B/m/a.bin" $((2 * MiB))    # 2 chunks
 rand_file "$B/m/b.bin" $((8 * MiB))    # 8 chunks
 rand_file "$B/m/c.bin" $((3 * MiB))    # 3 chunks, the last file of m/
 rand_file "$B/z.bin" $((2 * MiB))      # another directory: never read ahead
+# A Hugging Face cache: blobs named by hash, and a snapshot whose links name them in
+# another order (link order b2 b1 b4 b3; the blobs' own order b1 b2 b3 b4).
+for k in 1 2 3 4; do rand_file "$B/hub/blobs/b$k" $((6 * MiB)); done
+mkdir -p "$B/hub/snapshots/r"
+ln -s ../../blobs/b2 "$B/hub/snapshots/r/m1"
+ln -s ../../blobs/b1 "$B/hub/snapshots/r/m2"
+ln -s ../../blobs/b4 "$B/hub/snapshots/r/m3"
+ln -s ../../blobs/b3 "$B/hub/snapshots/r/m4"
 mows_mount "$B" "$M" --chunk-size=1M --readahead-chunks=4 --max-memory=64M
 S=$SCRATCH/status.json
 
@@ -53,5 +63,19 @@ sleep 0.5
 status_of
 assert_eq 7 "$ahead" "readahead_next_file after c.bin, the last file of m/"
 assert_eq $((13 * MiB)) $((backing - backing0)) "bytes read from the backing after c.bin (z.bin, in another directory, not read ahead)"
+
+# 3. The order readers take: a reader of the blobs in their own order (find | sort) reads
+#    b1; the first guess follows the links (after b1's link m2 comes m3, so b4), and the
+#    reader then starts b2, the directory's guess: from then on the directory's order is
+#    followed, so at the end of b2 the window goes to b3 (the links' next, b1, is cached).
+cached_of() { mows_status_json "$S"; jget "$1" "$S" "(file(\"hub/blobs/$2\") or {}).get(\"cached_bytes\", 0)"; }
+b3_has() { cached_of got b3; [ "$got" = "$1" ]; }
+assert_cmp "$B/hub/blobs/b1" "$M/hub/blobs/b1"
+assert_cmp "$B/hub/blobs/b2" "$M/hub/blobs/b2"
+retry_until 10 b3_has $((4 * MiB)) ||
+	fail "after reading blobs b1 then b2 in their own order: b3 has $got bytes cached (want $((4 * MiB))): the readahead did not follow the order the reader took"
+cached_of b4 b4
+note "a find|sort reader of a Hugging Face layout: b4 (the links' first guess) $b4 bytes, b3 $got bytes read ahead"
+assert_cmp "$B/hub/blobs/b3" "$M/hub/blobs/b3"
 mows_umount "$M"
 note "ok"
