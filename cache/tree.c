@@ -1356,6 +1356,32 @@ static uint64_t path_hash(const char *relpath)
 	return relpath ? fnv1a64(FNV64_BASIS, relpath, strlen(relpath)) | 1 : 0;
 }
 
+/* mows' own files (the manifest and its crc32.chunks) are no reader's next file. */
+static bool is_sidecar(const struct cache_tree *t, const char *relpath)
+{
+	if (!t->crc32_file)
+		return false;
+	if (!strcmp(relpath, t->crc32_file))
+		return true;
+	char *chunks = cache_chunkmap_name(t->crc32_file);
+	bool hit = chunks && !strcmp(relpath, chunks);
+	free(chunks);
+	return hit;
+}
+
+/* cache_tree_next_file() past the sidecars. */
+static char *next_file(const struct cache_tree *t, const struct cache_meta *m,
+		       const char *relpath, bool by_links)
+{
+	char *rel = cache_tree_next_file(m, relpath, by_links);
+	for (int k = 0; k < 2 && rel && is_sidecar(t, rel); k++) {
+		char *after = cache_tree_next_file(m, rel, by_links);
+		free(rel);
+		rel = after;
+	}
+	return rel && is_sidecar(t, rel) ? (free(rel), NULL) : rel;
+}
+
 /*
  * struct cache_next_ops.next: the next file by the snapshot, from memory. Where the two
  * orders differ (a file named by a symlink: a loader goes through the snapshot's links, a
@@ -1367,8 +1393,8 @@ static struct cache_file *tree_next_version(void *ctx, struct cache_file *f)
 	struct cache_meta *m = cache_tree_meta(t);
 	if (!m)
 		return NULL;
-	char *by_link = cache_tree_next_file(m, cache_file_relpath(f), true);
-	char *by_dir = cache_tree_next_file(m, cache_file_relpath(f), false);
+	char *by_link = next_file(t, m, cache_file_relpath(f), true);
+	char *by_dir = next_file(t, m, cache_file_relpath(f), false);
 	cache_meta_put(m);
 	pthread_mutex_lock(&t->order_lock);
 	if (by_link && by_dir && strcmp(by_link, by_dir)) {
