@@ -120,6 +120,8 @@ struct cache_file {
 	int32_t *pt_slots;        /* the slots pinned for them, protected by cache->lock */
 	bool keep_file;           /* listed in the warm-restart index: not unlinked */
 	struct cache_store_entry *adopt_from; /* its kept file, until its chunks are adopted */
+	uint64_t ahead_past;      /* most chunks readahead carried past the end, under lock */
+	bool seq_started;         /* a sequential read began at chunk 0, under lock */
 };
 
 struct source {
@@ -142,6 +144,7 @@ struct cache {
 	struct source sources[MAX_SOURCES];
 	unsigned nsources;
 	struct cache_events events;
+	struct cache_next_ops next; /* set before readers run */
 	cache_fill_hook_fn fill_hook;  /* protected by lock; called without it */
 	void *fill_hook_ctx;           /* protected by lock */
 	unsigned fill_hook_calls;      /* hook calls running, protected by lock */
@@ -1219,6 +1222,11 @@ void cache_set_events(struct cache *c, const struct cache_events *ev)
 	c->events = *ev;
 }
 
+void cache_set_next(struct cache *c, const struct cache_next_ops *ops)
+{
+	c->next = ops ? *ops : (struct cache_next_ops){ 0 };
+}
+
 /*
  * Slab memory is zeroed by the kernel on first touch, which in a cold start would land on the
  * fill path (half the daemon's CPU in an 8-node burst). Fault it in ahead of the slots in
@@ -1761,6 +1769,73 @@ static void do_readahead(struct cache *c, struct cache_file *f, uint64_t after)
 }
 
 /*
+ * How many chunks of a sequential read's window, which ends readahead_chunks past @last,
+ * lie past the end of @f and were not handed on before: 0, or the window's new overhang
+ * (recorded, so each chunk is carried once per version and the lookup is not repeated).
+ */
+static uint64_t do_carry_due(struct cache *c, struct cache_file *f, uint64_t last)
+{
+	if (!c->next.next || f->nchunks == 0 || f->state == CACHE_FILE_BAD)
+		return 0;
+	uint64_t reach = last + c->readahead_chunks;
+	if (reach < f->nchunks)
+		return 0;
+	uint64_t over = reach - (f->nchunks - 1);
+	if (over > c->readahead_chunks)
+		over = c->readahead_chunks;
+	if (over <= f->ahead_past)
+		return 0;
+	f->ahead_past = over;
+	return over;
+}
+
+/* The first @n chunks of @f that are neither cached nor on their way start filling. Returns
+ * how many of its chunks the window covers (at most @n). */
+static uint64_t do_ahead_head(struct cache *c, struct cache_file *f, uint64_t n)
+{
+	uint64_t take = n < f->nchunks ? n : f->nchunks;
+	if (f->state == CACHE_FILE_BAD || f->state == CACHE_FILE_STALE)
+		return take;
+	for (uint64_t k = 0; k < take; k++) {
+		if (do_lookup(c, f, k) != NIL)
+			continue;
+		if (do_get_chunk(c, f, k, PRIO_LOW, false, NULL, NULL) < 0)
+			break;
+		c->st.readahead_next++;
+	}
+	return take;
+}
+
+/* Files a window may run on into past the one being read (small files take a chunk each). */
+#define CARRY_FILES 4
+
+/*
+ * Carries @n chunks of readahead past the end of @f into the files a reader reads after it
+ * (cache_next_ops), as many as the window holds. Called with no lock; never waits on a fill.
+ */
+static void carry_ahead(struct cache *c, struct cache_file *f, uint64_t n)
+{
+	struct cache_file *cur = f;
+	for (unsigned hop = 0; hop < CARRY_FILES && n > 0; hop++) {
+		struct cache_file *nx = c->next.next(c->next.ctx, cur);
+		if (cur != f)
+			cache_file_put(c, cur);
+		cur = nx;
+		if (nx == f) { /* a loop in the order */
+			cache_file_put(c, nx);
+			return;
+		}
+		if (!nx)
+			return;
+		pthread_mutex_lock(&c->lock);
+		n -= do_ahead_head(c, nx, n);
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (cur != f)
+		cache_file_put(c, cur);
+}
+
+/*
  * A sequential read of chunks @first..@last: starts their fills (first in line) and the
  * readahead after them before the read waits for anything, so that the chunks after a
  * missed one are on their way while it arrives (over peers, the first chunk of a file
@@ -1899,8 +1974,22 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
 	ssize_t rc = 0;
 
 	pthread_mutex_lock(&c->lock);
-	if (sequential && f->state != CACHE_FILE_BAD)
+	uint64_t carry = 0;
+	bool started = false;
+	if (sequential && f->state != CACHE_FILE_BAD) {
 		do_start_ahead(c, f, first, last);
+		carry = do_carry_due(c, f, last);
+		started = first == 0 && !f->seq_started && c->next.started;
+		f->seq_started = f->seq_started || first == 0;
+	}
+	if (carry || started) { /* before this read waits: the next file's round trips overlap it */
+		pthread_mutex_unlock(&c->lock);
+		if (started)
+			c->next.started(c->next.ctx, f);
+		if (carry)
+			carry_ahead(c, f, carry);
+		pthread_mutex_lock(&c->lock);
+	}
 	for (uint64_t k = first; k <= last; k++) {
 		bool hit = false;
 		int32_t i = f->state == CACHE_FILE_BAD ? -EIO :

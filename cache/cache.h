@@ -143,6 +143,27 @@ struct cache_events {
 	void *ctx;
 };
 
+/*
+ * Where a sequential reader goes after a file (the layer that knows the backing tree plugs
+ * in: cache/tree.c registers cache_tree_next_file()). When a sequential read's readahead
+ * window reaches past a file's last chunk, the rest of the window (never more) goes to the
+ * first chunks of the file this names, then of the one after it (a few files at most), so
+ * a reader that reads file after file (shards of a model, in name order) finds the next
+ * one's first chunks on their way when it opens it, instead of an empty pipe.
+ */
+struct cache_next_ops {
+	/*
+	 * The version a reader of @f is likely to read next, referenced (the cache puts it),
+	 * or NULL (none, or unknown). Called on a reader's thread with no cache lock held; must
+	 * answer from memory (no wait on the backing store).
+	 */
+	struct cache_file *(*next)(void *ctx, struct cache_file *f);
+	/* May be NULL. A sequential reader began reading @f at its start (so an order that
+	 * predicted @f was the reader's). Same threads and rules as next. */
+	void (*started)(void *ctx, struct cache_file *f);
+	void *ctx;
+};
+
 /* What the caller knows of a backing file when it opens a version. */
 struct cache_file_info {
 	const char *relpath;  /* relative to the backing root; copied */
@@ -202,6 +223,7 @@ struct cache_stats {
 	uint64_t bytes_read_hit;  /* of bytes_read: chunks that were ready when asked for */
 	uint64_t bytes_read_from[CACHE_MAX_SOURCES]; /* of bytes_read: waited for source k */
 	uint64_t crc_mismatches;  /* whole-file CRC checks that failed */
+	uint64_t readahead_next;  /* chunk fills readahead started in a reader's next file */
 	struct hist_copy fill_latency; /* time each fill spent in the sources */
 };
 
@@ -214,6 +236,10 @@ struct cache *cache_new(const struct mows_config *cfg, char *err, size_t errlen)
 /* Registers a fill source and the event sink; call before cache_start(). */
 int cache_add_source(struct cache *c, const struct cache_source_ops *ops, void *ctx);
 void cache_set_events(struct cache *c, const struct cache_events *ev);
+
+/* Registers where readahead goes past a file's end (NULL: nowhere, the default). Call before
+ * any reader runs. */
+void cache_set_next(struct cache *c, const struct cache_next_ops *ops);
 
 /* Starts the fill threads. Returns 0 or -errno. */
 int cache_start(struct cache *c);
@@ -284,7 +310,8 @@ int64_t cache_file_mtime_ns(const struct cache_file *f);
 /*
  * Pins the chunks covering [@off, @off + @len) of @f (clamped to the file's size), filling
  * missing ones, and stores up to @max spans in @spans. @sequential asks for the next
- * readahead_chunks chunks to be filled in the background. Returns the number of bytes
+ * readahead_chunks chunks to be filled in the background (past the file's end, in the next
+ * file, see struct cache_next_ops). Returns the number of bytes
  * covered (0 at or past EOF) with *@nspans set, or -errno (-EIO on fill failure, deadline
  * or a bad file). On success the caller must call cache_read_done().
  */

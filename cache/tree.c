@@ -53,6 +53,8 @@ struct share_text {
 	struct timespec mtime;
 };
 
+#define ORDER_PREDS 8 /* predictions remembered: a window may run on through several files */
+
 struct cache_tree {
 	struct cache_tree_config cfg;   /* constant; strings below are copies */
 	char *path;
@@ -61,6 +63,13 @@ struct cache_tree {
 	bool ino_unstable;              /* a FUSE backing: see cache_tree_identity() */
 	struct cache *cache;
 
+	/* The order readers follow (cache_tree_next_file's @by_links), learnt from which of the
+	 * two predictions for a file a sequential reader started on. A leaf lock. */
+	pthread_mutex_t order_lock;
+	bool order_by_dir;              /* readers take the directory's order; order_lock */
+	uint64_t pred[ORDER_PREDS][2];  /* recent [by link, by dir] hashes where they differ,
+					 * a ring; protected by order_lock */
+	unsigned npred;                 /* protected by order_lock */
 	pthread_mutex_t keys_lock;
 	struct key_table keys;          /* protected by keys_lock */
 	uint64_t keys_scanned_ns;       /* protected by keys_lock */
@@ -1235,6 +1244,188 @@ static unsigned default_max_open(void)
 	return n < 4 ? 4 : n > 256 ? 256 : (unsigned)n;
 }
 
+/* ---- the order a reader reads files in (readahead past a file's end) ---- */
+
+/*
+ * @target, a symlink's in directory @dir ("" = the root), as a relpath beneath the root in
+ * @out, by name alone. False when it is absolute, climbs above the root, or does not fit.
+ */
+static bool link_resolve(const char *dir, const char *target, char *out, size_t len)
+{
+	size_t n = strlen(dir);
+	if (target[0] == '/' || n >= len)
+		return false;
+	memcpy(out, dir, n + 1);
+	for (const char *p = target; *p;) {
+		const char *slash = strchr(p, '/');
+		size_t cl = slash ? (size_t)(slash - p) : strlen(p);
+		if (cl == 2 && p[0] == '.' && p[1] == '.') {
+			if (n == 0)
+				return false;
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			n -= n > 0; /* the '/' before the last component */
+			out[n] = '\0';
+		} else if (cl > 0 && !(cl == 1 && p[0] == '.')) {
+			if (n + (n > 0) + cl + 1 > len)
+				return false;
+			if (n > 0)
+				out[n++] = '/';
+			memcpy(out + n, p, cl);
+			n += cl;
+			out[n] = '\0';
+		}
+		p += cl + (slash != NULL);
+	}
+	return n > 0;
+}
+
+/* The regular file that node @i (in directory @dir) stands for: itself, or a symlink's
+ * target (one hop); -1 for anything else. */
+static int64_t meta_regular(const struct cache_meta *m, const char *dir, uint64_t i)
+{
+	const struct stat *st = cache_meta_stat(m, i);
+	if (S_ISREG(st->st_mode))
+		return (int64_t)i;
+	const char *target = cache_meta_target(m, i);
+	char path[4096];
+	if (!S_ISLNK(st->st_mode) || !target || !link_resolve(dir, target, path, sizeof(path)))
+		return -1;
+	int64_t j = cache_meta_find(m, path);
+	return j > 0 && S_ISREG(cache_meta_stat(m, (uint64_t)j)->st_mode) ? j : -1;
+}
+
+/* Cuts @relpath (a new string) to its directory ("" for the root). */
+static void cut_to_dir(char *relpath)
+{
+	char *slash = strrchr(relpath, '/');
+	*(slash ? slash : relpath) = '\0';
+}
+
+/* The node a reader named file @i (@relpath) by: the first symlink that points at it (a
+ * Hugging Face snapshot names blobs so), else @i itself. */
+static int64_t meta_entry(const struct cache_meta *m, const char *relpath, int64_t i)
+{
+	const char *base = strrchr(relpath, '/');
+	base = base ? base + 1 : relpath;
+	for (uint64_t j = 1; j < cache_meta_count(m); j++) {
+		const char *target = cache_meta_target(m, j);
+		if (!target || !S_ISLNK(cache_meta_stat(m, j)->st_mode))
+			continue;
+		const char *tb = strrchr(target, '/');
+		if (strcmp(tb ? tb + 1 : target, base))
+			continue;
+		char *dir = cache_meta_relpath(m, j);
+		if (!dir)
+			return i;
+		cut_to_dir(dir);
+		bool hit = meta_regular(m, dir, j) == i;
+		free(dir);
+		if (hit)
+			return (int64_t)j;
+	}
+	return i;
+}
+
+char *cache_tree_next_file(const struct cache_meta *m, const char *relpath, bool by_links)
+{
+	int64_t i = cache_meta_find(m, relpath);
+	if (i <= 0 || !S_ISREG(cache_meta_stat(m, (uint64_t)i)->st_mode))
+		return NULL;
+	int64_t e = by_links ? meta_entry(m, relpath, i) : i;
+	char *dir = cache_meta_relpath(m, (uint64_t)e);
+	if (!dir)
+		return NULL;
+	cut_to_dir(dir);
+	int64_t d = cache_meta_find(m, dir);
+	uint64_t first = 0, n = 0;
+	if (d >= 0)
+		cache_meta_children(m, (uint64_t)d, &first, &n);
+	char *next = NULL;
+	for (uint64_t k = (uint64_t)e + 1; k < first + n && !next; k++) {
+		int64_t r = meta_regular(m, dir, k);
+		if (r >= 0 && r != i && cache_meta_stat(m, (uint64_t)r)->st_size > 0)
+			next = cache_meta_relpath(m, (uint64_t)r);
+	}
+	free(dir);
+	return next;
+}
+
+static uint64_t path_hash(const char *relpath)
+{
+	return relpath ? fnv1a64(FNV64_BASIS, relpath, strlen(relpath)) | 1 : 0;
+}
+
+/* mows' own files (the manifest and its crc32.chunks) are no reader's next file. */
+static bool is_sidecar(const struct cache_tree *t, const char *relpath)
+{
+	if (!t->crc32_file)
+		return false;
+	if (!strcmp(relpath, t->crc32_file))
+		return true;
+	char *chunks = cache_chunkmap_name(t->crc32_file);
+	bool hit = chunks && !strcmp(relpath, chunks);
+	free(chunks);
+	return hit;
+}
+
+/* cache_tree_next_file() past the sidecars. */
+static char *next_file(const struct cache_tree *t, const struct cache_meta *m,
+		       const char *relpath, bool by_links)
+{
+	char *rel = cache_tree_next_file(m, relpath, by_links);
+	for (int k = 0; k < 2 && rel && is_sidecar(t, rel); k++) {
+		char *after = cache_tree_next_file(m, rel, by_links);
+		free(rel);
+		rel = after;
+	}
+	return rel && is_sidecar(t, rel) ? (free(rel), NULL) : rel;
+}
+
+/*
+ * struct cache_next_ops.next: the next file by the snapshot, from memory. Where the two
+ * orders differ (a file named by a symlink: a loader goes through the snapshot's links, a
+ * `find | sort` through the blobs), both are remembered and the one readers took last wins.
+ */
+static struct cache_file *tree_next_version(void *ctx, struct cache_file *f)
+{
+	struct cache_tree *t = ctx;
+	struct cache_meta *m = cache_tree_meta(t);
+	if (!m)
+		return NULL;
+	char *by_link = next_file(t, m, cache_file_relpath(f), true);
+	char *by_dir = next_file(t, m, cache_file_relpath(f), false);
+	cache_meta_put(m);
+	pthread_mutex_lock(&t->order_lock);
+	if (by_link && by_dir && strcmp(by_link, by_dir)) {
+		uint64_t *p = t->pred[t->npred++ % ORDER_PREDS];
+		p[0] = path_hash(by_link);
+		p[1] = path_hash(by_dir);
+	}
+	const char *rel = t->order_by_dir && by_dir ? by_dir : by_link;
+	pthread_mutex_unlock(&t->order_lock);
+	struct cache_file *nx = rel ? cache_tree_version(t, rel, 0, NULL) : NULL;
+	free(by_link);
+	free(by_dir);
+	return nx;
+}
+
+/* struct cache_next_ops.started: which prediction the reader's next file matched. */
+static void tree_next_started(void *ctx, struct cache_file *f)
+{
+	struct cache_tree *t = ctx;
+	uint64_t h = path_hash(cache_file_relpath(f));
+	pthread_mutex_lock(&t->order_lock);
+	for (unsigned k = 0; k < ORDER_PREDS && k < t->npred; k++) {
+		const uint64_t *p = t->pred[(t->npred - 1 - k) % ORDER_PREDS]; /* newest first */
+		if (h == p[0] || h == p[1]) {
+			t->order_by_dir = h == p[1];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->order_lock);
+}
+
 struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct cache *c,
 				  char *err, size_t errlen)
 {
@@ -1274,11 +1465,15 @@ struct cache_tree *cache_tree_new(const struct cache_tree_config *cfg, struct ca
 	pthread_mutex_init(&t->keys_lock, NULL);
 	pthread_mutex_init(&t->manifest_lock, NULL);
 	pthread_mutex_init(&t->meta_lock, NULL);
+	pthread_mutex_init(&t->order_lock, NULL);
 	deadline_cond_init(&t->keys_cond);
 	deadline_cond_init(&t->meta_wake);
 	deadline_cond_init(&t->meta_done);
 	/* No manifest read here: the first snapshot brings it (a listing reads it, a peer's
 	 * copy carries it), and without one a version's open reads it (version_open). */
+	if (c) /* tools that only walk have no cache */
+		cache_set_next(c, &(struct cache_next_ops){ .next = tree_next_version,
+							   .started = tree_next_started, .ctx = t });
 	return t;
 
 out_free:
@@ -1303,6 +1498,7 @@ void cache_tree_free(struct cache_tree *t)
 	pthread_mutex_destroy(&t->manifest_lock);
 	pthread_cond_destroy(&t->keys_cond);
 	pthread_mutex_destroy(&t->meta_lock);
+	pthread_mutex_destroy(&t->order_lock);
 	pthread_cond_destroy(&t->meta_wake);
 	pthread_cond_destroy(&t->meta_done);
 	cache_fdpool_free(t->pool);

@@ -19,7 +19,8 @@
  * and net/ (through struct peer_host_ops) call this module.
  *
  * Threads: every function may be called from any thread unless it says otherwise. Locks:
- * tree->keys_lock, tree->manifest_lock, tree->meta_lock and the descriptor pool's lock
+ * tree->keys_lock, tree->manifest_lock, tree->meta_lock, tree->order_lock and the
+ * descriptor pool's lock
  * (cache/fdpool.h) are leaves below the cache's lock, in no order with each other: none is
  * held while another is taken, nor across I/O, nor across a call into the cache.
  */
@@ -32,6 +33,7 @@
 #include <sys/stat.h>
 
 #include "cache/cache.h"
+#include "cache/meta.h"
 
 struct cache_tree;
 
@@ -200,6 +202,26 @@ int cache_tree_meta_wait(struct cache_tree *t, int64_t ticket, int64_t wait_ms);
  * changed). At most once per rescan_min_ms, and not while a refresh is pending.
  */
 void cache_tree_meta_kick(struct cache_tree *t);
+
+/*
+ * The order a reader reads files in, for readahead that runs on past a file's end
+ * (struct cache_next_ops; cache_tree_new() registers it with the cache, answered from the
+ * snapshot, so every reader of the cache must stop before the tree is freed).
+ *
+ * The file a reader of the regular file @relpath is likely to read next, by the snapshot
+ * @m: the next entry by name, in the directory it was named in, that is a non-empty
+ * regular file or a symlink (one hop, resolved by name beneath the root) to one. "Named
+ * in", with @by_links: when a symlink points at @relpath (a Hugging Face snapshot's
+ * model-00001-of-00004.safetensors -> ../../blobs/<sha256>) its directory and name count,
+ * since that is the order a loader opens shards in; else (and without @by_links, the order
+ * of `find | sort`) @relpath's own. The cache's hook asks for both and follows the one the
+ * last reader took (a reader that started on the other prediction switches it). Small
+ * files are not skipped: a
+ * reader that goes through a directory in name order reads them too, and one costs the
+ * window one chunk. Returns a new string (the caller frees it), or NULL when there is
+ * none (the last file, not a regular file, out of memory). Pure: reads @m only.
+ */
+char *cache_tree_next_file(const struct cache_meta *m, const char *relpath, bool by_links);
 
 /* Numbers for tests and status: descriptors pooled now, and the pool's size. */
 void cache_tree_pool_stats(struct cache_tree *t, unsigned *open, unsigned *max);

@@ -233,6 +233,7 @@ static void status_json(struct client *cl, const struct cache_stats *st)
 	fprintf(out, ",\"hits\":%llu,\"misses\":%llu,\"hit_ratio\":%.4f,\"bytes_read\":%llu",
 		(unsigned long long)st->hits, (unsigned long long)st->misses, hit_ratio(st),
 		(unsigned long long)st->bytes_read);
+	fprintf(out, ",\"readahead_next_file\":%llu", (unsigned long long)st->readahead_next);
 	fprintf(out, ",\"fills\":%llu,\"fill_errors\":%llu,\"evictions\":%llu,\"sources\":{",
 		(unsigned long long)st->fills, (unsigned long long)st->fill_errors,
 		(unsigned long long)st->evictions);

@@ -1853,6 +1853,140 @@ START_TEST(test_readahead_before_wait)
 }
 END_TEST
 
+/* ---- readahead past a file's end (struct cache_next_ops) ---- */
+
+/* The reader's order for the fake files: next_of[i] is the file after i (-1: none). */
+static int next_of[MAX_FILES];
+static struct cache *next_cache;
+static atomic_uint next_calls;
+
+static struct cache_file *fake_next(void *ctx, struct cache_file *f)
+{
+	(void)ctx;
+	atomic_fetch_add(&next_calls, 1);
+	int i = fake_find(f);
+	return i < 0 || next_of[i] < 0 ? NULL : open_plain(next_cache, next_of[i]);
+}
+
+/* A cache with readahead 4 whose reader order is a -> b -> c (each -1 when absent). */
+static struct cache *cache_with_order(int a, int b, int c3)
+{
+	struct cache *c = cache_make((struct opts){ .readahead = 4 });
+	for (int k = 0; k < MAX_FILES; k++)
+		next_of[k] = -1;
+	next_of[a] = b;
+	if (b >= 0)
+		next_of[b] = c3;
+	next_cache = c;
+	atomic_store(&next_calls, 0);
+	cache_set_next(c, &(struct cache_next_ops){ .next = fake_next });
+	return c;
+}
+
+static uint64_t stat_next(struct cache *c)
+{
+	struct cache_stats st;
+	cache_get_stats(c, &st);
+	return st.readahead_next;
+}
+
+static void read_seq(struct cache *c, struct cache_file *f, uint64_t off, size_t len,
+		     bool seq)
+{
+	struct cache_span spans[MAX_SPANS];
+	unsigned n = 0;
+	ck_assert_int_eq(cache_read(c, f, off, len, seq, spans, MAX_SPANS, &n), (ssize_t)len);
+	cache_read_done(c, spans, n);
+}
+
+/* Fetches of chunks [from, to) of fake file @i once the fills settle (all should be 0). */
+static unsigned fetched(int i, uint64_t from, uint64_t to)
+{
+	unsigned sum = 0;
+	for (uint64_t k = from; k < to; k++)
+		sum += ld(&fk.fetches[i][k]);
+	return sum;
+}
+
+/*
+ * A sequential reader of a 3-chunk file: the window (4) past its end goes to the first
+ * chunks of the next file, 2 at the first read, 4 at the last; never more than the window,
+ * and each chunk once however many reads see it.
+ */
+START_TEST(test_readahead_next_file)
+{
+	int a = fake_add("m/a", 1, 3 * CHUNK, 1), b = fake_add("m/b", 2, 10 * CHUNK, 1);
+	int d = fake_add("m/d", 3, 10 * CHUNK, 1);
+	struct cache *c = cache_with_order(a, b, d);
+	struct cache_file *f = open_plain(c, a);
+	read_seq(c, f, 0, 100, true);
+	ck_assert_msg(wait_uint(&fk.done[b][1], 1, 2000), "b's chunk 1 was not read ahead");
+	usleep(50 * 1000);
+	ck_assert_uint_eq(fetched(b, 2, 10), 0);
+	ck_assert_uint_eq(stat_next(c), 2);
+	for (uint64_t off = 100; off < 3 * CHUNK; off += CHUNK / 2) /* many reads, one carry each */
+		read_seq(c, f, off, off + CHUNK / 2 > 3 * CHUNK ? 3 * CHUNK - off : CHUNK / 2, true);
+	ck_assert_msg(wait_uint(&fk.done[b][3], 1, 2000), "b's chunk 3 was not read ahead");
+	usleep(50 * 1000);
+	ck_assert_uint_eq(fetched(b, 4, 10), 0);  /* the window holds */
+	ck_assert_uint_eq(fetched(d, 0, 10), 0);  /* b had room for all of it */
+	for (uint64_t k = 0; k < 4; k++)
+		ck_assert_uint_eq(ld(&fk.fetches[b][k]), 1);
+	ck_assert_uint_eq(stat_next(c), 4);
+	ck_assert_uint_le(ld(&next_calls), 4); /* looked up when the overhang grew, not per read */
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/* A random reader (every read not sequential) never reads into the next file. */
+START_TEST(test_readahead_next_random)
+{
+	int a = fake_add("m/a", 1, 3 * CHUNK, 1), b = fake_add("m/b", 2, 10 * CHUNK, 1);
+	struct cache *c = cache_with_order(a, b, -1);
+	struct cache_file *f = open_plain(c, a);
+	for (uint64_t k = 3; k-- > 0;)
+		read_seq(c, f, k * CHUNK + 7, 100, false);
+	usleep(100 * 1000);
+	ck_assert_uint_eq(fetched(b, 0, 10), 0);
+	ck_assert_uint_eq(stat_next(c), 0);
+	ck_assert_uint_eq(ld(&next_calls), 0);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
+/*
+ * The window runs on through a one-chunk file into the one after it, and stops at the last
+ * file; chunks of the next file already cached are not fetched again or counted.
+ */
+START_TEST(test_readahead_next_chain_and_last)
+{
+	int a = fake_add("m/a", 1, 2 * CHUNK, 1), s = fake_add("m/s", 2, 100, 1);
+	int b = fake_add("m/t", 3, 10 * CHUNK, 1);
+	struct cache *c = cache_with_order(a, s, b);
+	struct cache_file *g = open_plain(c, b);
+	read_seq(c, g, 0, 100, false); /* b's chunk 0 cached before */
+	struct cache_file *f = open_plain(c, a);
+	read_seq(c, f, CHUNK, 100, true); /* window 2..5: 4 past a's end */
+	ck_assert_msg(wait_uint(&fk.done[b][2], 1, 2000), "t's chunk 2 was not read ahead");
+	ck_assert_msg(wait_uint(&fk.done[s][0], 1, 2000), "s was not read ahead");
+	usleep(50 * 1000);
+	ck_assert_uint_eq(ld(&fk.fetches[b][0]), 1);
+	ck_assert_uint_eq(fetched(b, 3, 10), 0);
+	ck_assert_uint_eq(stat_next(c), 3); /* s:0, t:1, t:2 */
+	/* t is the last file: its own window past its end asks and finds nothing. */
+	unsigned before = ld(&fk.total);
+	read_seq(c, g, 9 * CHUNK, 100, true);
+	usleep(50 * 1000);
+	ck_assert_uint_eq(ld(&fk.total), before + 1); /* t's chunk 9 itself, nothing after */
+	ck_assert_uint_eq(stat_next(c), 3);
+	cache_file_put(c, f);
+	cache_file_put(c, g);
+	cache_free(c);
+}
+END_TEST
+
 /* ---- peers: sources in order, local-only fills, serving chunks ---- */
 
 struct relay_reader {
@@ -2497,6 +2631,9 @@ static Suite *cache_suite(void)
 		{ "relay", test_relay },
 		{ "relay_wait", test_relay_wait },
 		{ "readahead_before_wait", test_readahead_before_wait },
+		{ "readahead_next_file", test_readahead_next_file },
+		{ "readahead_next_random", test_readahead_next_random },
+		{ "readahead_next_chain_and_last", test_readahead_next_chain_and_last },
 		{ "sidecar_storage_bad", test_sidecar_storage_bad },
 		{ "sidecar_peer_bad", test_sidecar_peer_bad },
 		{ "sidecar_chunk_too_big", test_sidecar_chunk_too_big },
