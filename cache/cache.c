@@ -785,9 +785,10 @@ static void settle_and_put(struct cache *c, struct cache_file *f)
 		c->events.invalidate(c->events.ctx, cookie);
 	for (size_t i = 0; i < n; i++) {
 		log_warn("chunk %" PRIu64 " of %s came from a peer with crc32 %08x; this node's "
-			 "storage gives %08x, and the file now matches the manifest: charging "
-			 "the peer", ch[i].chunk, f->relpath, ch[i].sent, ch[i].good);
-		if (ch[i].ops->charge)
+			 "storage gives %08x, and the file now matches the manifest: %s",
+			 ch[i].chunk, f->relpath, ch[i].sent, ch[i].good,
+			 ch[i].origin ? "charging the peer" : "a relay passed it on, nobody to charge");
+		if (ch[i].origin && ch[i].ops->charge)
 			ch[i].ops->charge(ch[i].ctx, ch[i].origin, f, ch[i].chunk, ch[i].sent,
 					  ch[i].good);
 	}

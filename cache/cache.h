@@ -40,7 +40,8 @@
  *
  * Provenance. Every chunk records the source and origin (which peer) of its bytes. After a
  * whole-file mismatch the version is refilled from local sources only and no longer served
- * to peers; when the refill matches, every peer whose chunk differed from it is charged.
+ * to peers; when the refill matches, every peer whose chunk differed from it is charged
+ * (not a relay that only passed it on: origin 0).
  * A version turns bad (-EIO) only when its refill from this node's own storage mismatches.
  * When the refill matches but a read may already have had a chunk it proved wrong, every
  * read past offset 0 fails with -EIO until a read at offset 0 starts a new pass, so that no
@@ -106,7 +107,8 @@ struct cache_fetch {
 	/* Out: */
 	uint32_t crc;         /* CRC-32 of the bytes written, when crc_known */
 	bool crc_known;       /* the source checked the bytes against this CRC itself */
-	uint32_t origin;      /* a remote source: which node sent them (its own id, not 0) */
+	uint32_t origin;      /* a remote source: which node to charge if they prove wrong (its
+				 own id), or 0: a relay that passed on what its source sent */
 };
 
 struct cache_source_ops {

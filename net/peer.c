@@ -486,7 +486,10 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 		}
 		out->crc = got;
 		out->crc_known = true;
-		out->origin = m->uid;
+		/* A holder an owner named (WAIT) passes on what its own source sent it: if the
+		 * bytes prove wrong, the node that read them from storage is charged by the node
+		 * it sent them to, never a relay down the chain (origin 0: nobody to charge). */
+		out->origin = req->wait ? 0 : m->uid;
 	}
 	count_fetch(p, m, rc, len);
 	if (rc && rc != -ENOENT && rc != -EXDEV)
