@@ -102,6 +102,16 @@ static void *client_main(void *arg)
 	return NULL;
 }
 
+/* Joins @t, the thread of client @c, which must have got its chunk, byte for byte. */
+static void join_right(pthread_t t, const struct client *c)
+{
+	uint8_t want[LEN];
+	pthread_join(t, NULL);
+	ck_assert_int_eq(c->rc, 0);
+	fill(want, c->chunk);
+	ck_assert(memcmp(want, c->buf, LEN) == 0);
+}
+
 static struct mux *pair(void)
 {
 	int sv[2];
@@ -124,13 +134,8 @@ START_TEST(answers_out_of_order)
 		c[i] = (struct client){ .x = x, .chunk = 100 + (uint64_t)i };
 		ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &c[i]), 0);
 	}
-	for (int i = 0; i < K; i++) {
-		uint8_t want[LEN];
-		pthread_join(t[i], NULL);
-		ck_assert_int_eq(c[i].rc, 0);
-		fill(want, c[i].chunk);
-		ck_assert(memcmp(want, c[i].buf, LEN) == 0);
-	}
+	for (int i = 0; i < K; i++)
+		join_right(t[i], &c[i]);
 	pthread_join(srv, NULL);
 	mux_put(x);
 }
@@ -165,11 +170,7 @@ START_TEST(late_answer_is_read_away)
 	ck_assert_int_eq(a.rc, -ETIMEDOUT);
 	b = (struct client){ .x = x, .chunk = 2 };
 	ck_assert_int_eq(pthread_create(&tb, NULL, client_main, &b), 0);
-	pthread_join(tb, NULL);
-	ck_assert_int_eq(b.rc, 0);
-	uint8_t want[LEN];
-	fill(want, 2);
-	ck_assert(memcmp(want, b.buf, LEN) == 0);
+	join_right(tb, &b);
 	ck_assert(!mux_broken(x));
 	pthread_join(srv, NULL);
 	mux_put(x);
@@ -352,13 +353,8 @@ START_TEST(pieces_interleave)
 		c[i] = (struct client){ .x = x, .chunk = 40 + (uint64_t)i };
 		ck_assert_int_eq(pthread_create(&t[i], NULL, client_main, &c[i]), 0);
 	}
-	for (int i = 0; i < 2; i++) {
-		uint8_t want[LEN];
-		pthread_join(t[i], NULL);
-		ck_assert_int_eq(c[i].rc, 0);
-		fill(want, c[i].chunk);
-		ck_assert(memcmp(want, c[i].buf, LEN) == 0);
-	}
+	for (int i = 0; i < 2; i++)
+		join_right(t[i], &c[i]);
 	ck_assert(!mux_broken(x));
 	pthread_join(srv, NULL);
 	mux_put(x);
@@ -405,11 +401,7 @@ START_TEST(gone_asker_pieces_read_away)
 	ck_assert(!mux_broken(x));
 	c = (struct client){ .x = x, .chunk = 3 };
 	ck_assert_int_eq(pthread_create(&tc, NULL, client_main, &c), 0);
-	pthread_join(tc, NULL);
-	ck_assert_int_eq(c.rc, 0);
-	uint8_t want[LEN];
-	fill(want, 3);
-	ck_assert(memcmp(want, c.buf, LEN) == 0);
+	join_right(tc, &c);
 	ck_assert(!mux_broken(x));
 	pthread_join(srv, NULL);
 	mux_put(x);
