@@ -3,25 +3,35 @@
  *
  *   mows-sim [options] cold          N nodes start at once and each reads the whole model
  *   mows-sim [options] join          K nodes join a warm cluster of N nodes at once
+ *   mows-sim [options] members       membership gossip: rounds until all know of a change
  *   mows-sim --table                 the calibration runs and the fleet predictions
  *
- * What is real: placement is net/place.c (libmows.a): the balanced place_map, or plain
- * rendezvous (place_rank) as the measured code used, built from the file list (file keys
- * from proto_file_key()) every node would see. What is modelled: links as
- * rates (one storage link that all storage reads share; each node's NIC up and down; an
- * optional host CPU limit that every byte moved crosses, for a bench machine that simulates
- * all nodes on a few cores), max-min fair sharing among the flows active at each moment,
- * recomputed at every event; a fixed latency per request (rtt to a peer, storage_latency to
- * storage) before a chunk's bytes flow. Each node behaves as mows does: a reader walks the
- * files in order keeping `window` chunks requested ahead of it; `threads` fill threads per
- * node take requests one at a time and each waits for its chunk (from storage or a peer);
- * a peer's request to fill a chunk joins the owner's fill queue (the swarm plan gives those
- * their own threads); one fill per chunk per node (single flight). Not modelled: TCP
- * dynamics, packet loss, queueing delay, heartbeats and membership, start-up, eviction,
- * failures. README "Fleet model" has the calibration and the predictions.
+ * What is real (linked from libmows.a): placement (net/place.c: the balanced place_map, or
+ * plain rendezvous), the fetch plan of every miss (net/plan.c plan_make(), ranked by the
+ * owners map, `older` flags set for the warm nodes of a join as net/peer.c mark_older()
+ * does), the owner's swarm decision (net/swarm.c swarm_admit()/swarm_done(), one table per
+ * node, busy as net/serve.c reckons it: SWARM_BUSY_SENDS sends in flight), and for
+ * `members` the gossip queue and merge rule (net/gossip.c) with the heartbeat's per-round
+ * ping budget (net/member.c members_ping_budget()).
  *
- * The fetch plan (whom to ask) is plan_today() and plan_swarm() below, marked for
- * replacement by net/plan.c once that module exists.
+ * What is modelled: links as rates (one storage link all storage reads share; each node's
+ * NIC up and down; an optional host CPU limit every byte crosses, for a bench machine that
+ * runs all nodes on a few cores), max-min fair sharing among the flows active at each
+ * moment, recomputed at every event; one round trip per request (rtt to a peer,
+ * storage_latency to storage) before its bytes flow. Relaying while a chunk arrives: a node
+ * that is still receiving a chunk serves it onward, its flow never ahead of its own copy
+ * less one piece (--piece, DATA_PIECE): a flow that has caught up with that point moves at
+ * its source's incoming rate (frozen with it in the max-min filling), one that has reached
+ * it before the source has a piece more waits at 0. Nodes behave as mows does: a reader
+ * walks the files in order keeping `window` chunks requested ahead; `threads` fill threads
+ * take them one at a time and run the plan step by step (a probe that finds nothing costs
+ * its round trip; a REDIRECT one more; GET WAIT at a parent that has not begun falls back
+ * to the owner with NOREDIRECT); a fill an owner does for a peer runs on the serving side
+ * (no fill thread) with the probe-only plan; one fill per chunk per node.
+ *
+ * Not modelled: TCP dynamics, loss, queueing delay, daemon start-up, eviction, failures of
+ * a transfer; the members scenario has no message loss or delay within a round.
+ * README "Fleet model" has the calibration and the predictions.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,21 +43,23 @@
 #include <string.h>
 
 #include "common/hash.h"
+#include "net/gossip.h"
+#include "net/member.h"
 #include "net/place.h"
+#include "net/plan.h"
 #include "net/proto.h"
+#include "net/swarm.h"
 
-enum scenario { SC_COLD, SC_JOIN };
-enum plan { PLAN_TODAY, PLAN_SWARM, PLAN_TREE };
+enum scenario { SC_COLD, SC_JOIN, SC_MEMBERS };
 
 struct sim_cfg {
 	enum scenario scenario;
-	enum plan plan;
 	unsigned nodes;		/* cold: nodes; join: warm nodes already there */
 	unsigned join;		/* join: nodes joining at once */
 	unsigned shards, window, threads, replicas;
-	unsigned fanout;	/* swarm: a holder serves this many waiters, the rest wait on them */
-	unsigned pending_cost;	/* swarm: a source still getting the chunk counts as this many
-				   more requests than one that holds it */
+	unsigned fanout;	/* swarm_fanout (net/swarm.h); 0: no swarm */
+	bool relay;		/* serve a chunk while it arrives (else only once whole) */
+	double piece;		/* bytes: a relay stays this far behind its source's copy */
 	double model;		/* bytes */
 	double chunk;		/* bytes */
 	double storage;		/* bytes/s of the shared storage link */
@@ -63,48 +75,9 @@ struct sim_cfg {
 struct sim_result {
 	double slowest, p50;	/* seconds until a reading node holds the whole model */
 	double storage_bytes;
-	double sent_max, sent_mean; /* bytes sent to peers per node (readers and, for join, all) */
-	unsigned events;
-};
-
-/* ---- max-min fair flows ---- */
-
-#define MAX_RES 3
-
-struct flow {
-	int src;		/* node, or -1 for storage */
-	int dst;
-	unsigned chunk;
-	double left, rate;
-	int res[MAX_RES];
-	unsigned nres;
-	bool frozen;
-};
-
-/*
- * A binary min-heap of fixed-size elements whose first member is their double key: the
- * progressive filling's resources and the simulation's events use the one implementation.
- */
-#define MINHEAP_ESZ_MAX 64
-struct minheap {
-	unsigned char *v;
-	size_t esz;		/* element size, set by the first push */
-	unsigned n, cap;
-};
-
-struct heap_item { double key; unsigned res, ver; };
-_Static_assert(offsetof(struct heap_item, key) == 0 && sizeof(struct heap_item) <= MINHEAP_ESZ_MAX,
-	       "a minheap element starts with its double key");
-
-struct net {
-	unsigned nres;
-	double *cap;		/* per resource, bytes/s; INFINITY = no limit */
-	double *rem;
-	unsigned *cnt, *start, *list, *ver;
-	struct flow *flows;
-	unsigned nflows, flows_cap;
-	struct minheap heap;	/* (share, resource, version) for progressive filling */
-	bool dirty;		/* flows started or ended since the rates were computed */
+	double sent_max, sent_mean; /* bytes sent to peers per node */
+	double old_sent;	/* join: bytes the warm nodes sent, all together */
+	unsigned events, redirects, fallbacks, relays;
 };
 
 static void *xcalloc(size_t n, size_t size)
@@ -127,6 +100,19 @@ static void *xrealloc(void *p, size_t n, size_t size)
 	}
 	return p;
 }
+
+/* ---- a min-heap ---- */
+
+/*
+ * A binary min-heap of fixed-size elements whose first member is their double key: the
+ * progressive filling's resources and the simulation's events use the one implementation.
+ */
+#define MINHEAP_ESZ_MAX 64
+struct minheap {
+	unsigned char *v;
+	size_t esz;		/* element size, set by the first push */
+	unsigned n, cap;
+};
 
 static double mh_key(const struct minheap *h, unsigned i)
 {
@@ -185,13 +171,48 @@ static void mh_pop(struct minheap *h, void *out)
 	}
 }
 
+/* ---- max-min fair flows ---- */
+
+#define MAX_RES 3
+
+struct flow {
+	int src;		/* node, or -1 for storage */
+	int dst;
+	unsigned chunk;
+	unsigned job;		/* the fill at dst this flow ends */
+	bool admitted;		/* src admitted it through swarm_admit(): swarm_done() at end */
+	double left, rate;
+	int res[MAX_RES];
+	unsigned nres;
+	int link;		/* relay caught up: moves at flow link's rate (-1: free) */
+	bool stalled;		/* relay at its source's copy less a piece: rate 0 */
+	bool frozen;
+};
+
+struct heap_item { double key; unsigned res, ver; };
+_Static_assert(offsetof(struct heap_item, key) == 0 && sizeof(struct heap_item) <= MINHEAP_ESZ_MAX,
+	       "a minheap element starts with its double key");
+
+struct net {
+	unsigned nres;
+	double *cap;		/* per resource, bytes/s; INFINITY = no limit */
+	double *rem;
+	unsigned *cnt, *start, *list, *ver;
+	unsigned *kid_start, *kids; /* per flow: the relays linked to it, CSR */
+	struct flow *flows;
+	unsigned nflows, flows_cap;
+	struct minheap heap;	/* (share, resource, version) for progressive filling */
+	bool dirty;		/* flows or their links changed since the rates were computed */
+};
+
 static void heap_push(struct net *nt, double key, unsigned res)
 {
 	struct heap_item it = { key, res, nt->ver[res] };
 	mh_push(&nt->heap, &it, sizeof(it));
 }
 
-/* Flows by resource, in CSR form: list[start[r] .. start[r + 1]). */
+/* Flows by resource, in CSR form: list[start[r] .. start[r + 1]); relays by the flow they
+ * are linked to: kids[kid_start[f] .. kid_start[f + 1]). */
 static void net_index(struct net *nt)
 {
 	memset(nt->cnt, 0, nt->nres * sizeof(*nt->cnt));
@@ -209,26 +230,80 @@ static void net_index(struct net *nt)
 
 			nt->list[nt->start[r] + nt->cnt[r]++] = f;
 		}
+	nt->kid_start = xrealloc(nt->kid_start, nt->nflows + 1, sizeof(*nt->kid_start));
+	nt->kids = xrealloc(nt->kids, nt->nflows, sizeof(*nt->kids));
+	memset(nt->kid_start, 0, (nt->nflows + 1) * sizeof(*nt->kid_start));
+	for (unsigned f = 0; f < nt->nflows; f++)
+		if (nt->flows[f].link >= 0)
+			nt->kid_start[nt->flows[f].link + 1]++;
+	for (unsigned f = 0; f < nt->nflows; f++)
+		nt->kid_start[f + 1] += nt->kid_start[f];
+	unsigned *next = xcalloc(nt->nflows, sizeof(*next));
+	for (unsigned f = 0; f < nt->nflows; f++) {
+		int l = nt->flows[f].link;
+
+		if (l >= 0)
+			nt->kids[nt->kid_start[l] + next[l]++] = f;
+	}
+	free(next);
+}
+
+/* Freezes flow @f at @rate, and with it every relay linked to it, transitively. */
+static void freeze(struct net *nt, unsigned f, double rate, unsigned *stack)
+{
+	unsigned sp = 0;
+
+	stack[sp++] = f;
+	while (sp) {
+		struct flow *fl = &nt->flows[stack[--sp]];
+		unsigned g = stack[sp];
+
+		if (fl->frozen)
+			continue;
+		fl->frozen = true;
+		fl->rate = rate;
+		for (unsigned k = 0; k < fl->nres; k++) {
+			unsigned o = (unsigned)fl->res[k];
+
+			nt->rem[o] -= rate;
+			nt->cnt[o]--;
+			nt->ver[o]++;
+			if (nt->cnt[o] && isfinite(nt->cap[o]))
+				heap_push(nt, fmax(nt->rem[o], 0) / nt->cnt[o], o);
+		}
+		for (unsigned i = nt->kid_start[g]; i < nt->kid_start[g + 1]; i++)
+			if (!nt->flows[nt->kids[i]].frozen)
+				stack[sp++] = nt->kids[i];
+	}
 }
 
 /*
  * Max-min fair rates by progressive filling: the resource whose remaining capacity per
- * unfrozen flow is smallest is the next bottleneck; its flows get that share.
+ * unfrozen flow is smallest is the next bottleneck; its flows get that share. A relay linked
+ * to its source's incoming flow rises with it and freezes when it does (it can go no faster
+ * than its source's copy grows); a stalled relay is frozen at 0 from the start. That is
+ * max-min fairness under the constraint rate(relay) <= rate(source) for caught-up relays.
  */
 static void net_rates(struct net *nt)
 {
+	unsigned *stack = xcalloc(nt->nflows + 1, sizeof(*stack));
+
 	net_index(nt);
 	nt->heap.n = 0;
-	for (unsigned r = 0; r < nt->nres; r++) {
-		nt->rem[r] = nt->cap[r];
-		nt->ver[r]++;
-		if (nt->cnt[r] && isfinite(nt->cap[r]))
-			heap_push(nt, nt->rem[r] / nt->cnt[r], r);
-	}
 	for (unsigned f = 0; f < nt->nflows; f++) {
 		nt->flows[f].frozen = false;
 		nt->flows[f].rate = INFINITY;
 	}
+	for (unsigned r = 0; r < nt->nres; r++) {
+		nt->rem[r] = nt->cap[r];
+		nt->ver[r]++;
+	}
+	for (unsigned f = 0; f < nt->nflows; f++)
+		if (nt->flows[f].stalled)
+			freeze(nt, f, 0, stack);
+	for (unsigned r = 0; r < nt->nres; r++)
+		if (nt->cnt[r] && isfinite(nt->cap[r]))
+			heap_push(nt, nt->rem[r] / nt->cnt[r], r);
 	while (nt->heap.n) {
 		struct heap_item it;
 		mh_pop(&nt->heap, &it);
@@ -236,49 +311,54 @@ static void net_rates(struct net *nt)
 
 		if (it.ver != nt->ver[r] || !nt->cnt[r])
 			continue;
-		double share = nt->rem[r] / nt->cnt[r];
+		double share = fmax(nt->rem[r], 0) / nt->cnt[r];
 
-		for (unsigned i = nt->start[r]; i < nt->start[r + 1]; i++) {
-			struct flow *fl = &nt->flows[nt->list[i]];
-
-			if (fl->frozen)
-				continue;
-			fl->frozen = true;
-			fl->rate = share;
-			for (unsigned k = 0; k < fl->nres; k++) {
-				unsigned o = (unsigned)fl->res[k];
-
-				nt->rem[o] -= share;
-				nt->cnt[o]--;
-				nt->ver[o]++;
-				if (o != r && nt->cnt[o] && isfinite(nt->cap[o]))
-					heap_push(nt, fmax(nt->rem[o], 0) / nt->cnt[o], o);
-			}
-		}
+		for (unsigned i = nt->start[r]; i < nt->start[r + 1]; i++)
+			if (!nt->flows[nt->list[i]].frozen)
+				freeze(nt, nt->list[i], share, stack);
 	}
+	free(stack);
 }
 
 /* ---- the cluster ---- */
 
-enum ev_type { EV_REQUEST, EV_FLOW };
+/* Requests, as net/peer.c run_step() sends them. */
+enum req_mode { REQ_GET, REQ_FILL, REQ_WAIT, REQ_NOREDIRECT };
+
+enum ev_type { EV_REQUEST, EV_STORAGE };
 
 struct event {
 	double t;
 	enum ev_type type;
-	int src, dst;		/* EV_REQUEST: dst asks src; EV_FLOW: src (-1 storage) -> dst */
-	unsigned chunk;
-	bool fill;
+	enum req_mode mode;
+	unsigned job;
+	int to;			/* EV_REQUEST: the node asked */
 };
 
+_Static_assert(offsetof(struct event, t) == 0 && sizeof(struct event) <= MINHEAP_ESZ_MAX,
+	       "a minheap element starts with its double key");
+
+/* CH_QUEUED: the reader wants it, no fill thread has taken it yet. */
+enum { CH_NONE, CH_QUEUED, CH_FILLING, CH_HELD };
+
+/* One fill of one chunk at one node: the plan and where it is in it. */
+struct job {
+	int x;			/* the node filling */
+	unsigned c;
+	bool thread;		/* on a fill thread (the reader's miss), else for a peer */
+	struct plan pl;
+	int node[PLAN_MAX_STEPS]; /* pl.step[i].member as a node */
+	unsigned step;
+	int owner;		/* the node the current REQ_FILL went to */
+	int next_free;
+};
+
+/* A request parked at a node until its chunk is whole (store and forward, --relay off). */
 struct waiter {
-	int node;		/* who waits for the chunk at the holder */
-	int next;		/* index of the next waiter, -1 ends */
+	unsigned job;
+	bool admitted;
+	int next;
 };
-
-/* CH_SERVEFILL: swarm, a fill a peer asked for, on its own threads (issue 7 item 3). */
-enum { CH_NONE, CH_FILLING, CH_SERVEFILL, CH_HELD };
-
-#define JOB_LOCAL	0x80000000u	/* in a fill queue: a fill a peer asked for */
 
 struct node {
 	bool reads;		/* reads the whole model (cold: all; join: the new ones) */
@@ -286,35 +366,36 @@ struct node {
 	unsigned asked;		/* the reader has requested positions below this */
 	unsigned start;		/* position 0 is this chunk (--stagger), then onwards, wrapping */
 	unsigned busy;		/* fill threads working */
-	unsigned *queue;	/* fill jobs (chunks) waiting for a thread: a ring */
+	unsigned *queue;	/* chunks waiting for a fill thread: a ring */
 	unsigned qhead, qlen, qcap;
+	unsigned sending;	/* flows from this node now (net/serve.c p->sending) */
+	struct swarm *sw;	/* its swarm table as an owner */
 	double done, sent;
-	unsigned serving;	/* requests asked of this node and not yet answered */
 };
+
+#define TOP_MAX 32		/* ranks kept per chunk: what plan_make() can reach */
 
 struct sim {
 	struct sim_cfg cfg;
-	unsigned n, nchunks;
+	unsigned n, nchunks, top;
 	double *bytes;		/* per chunk */
-	unsigned *owner;	/* per chunk: its owner */
-	unsigned *next_rank;	/* per chunk: ranks 1 and 2 (place_map_rank), for plan_today() */
+	uint64_t *ckey, *cidx;	/* per chunk: file key and chunk index in the file */
+	unsigned *rank;		/* per chunk: its top ranks (owners map), `top` of them */
 	uint64_t *node_hash;
 	unsigned char *state;	/* n x nchunks: CH_* */
-	int *wait_head;		/* n x nchunks: first waiter, -1 none */
+	int *inflow;		/* n x nchunks: the flow filling it, -1 none */
+	int *wait_head;		/* n x nchunks: first parked request, -1 none */
 	struct waiter *waiters;
 	unsigned nwaiters, waiters_cap;
 	int free_waiter;
-	unsigned **holders;	/* per chunk: nodes that hold or get it, in the order they began */
-	unsigned *nholders;
-	/* PLAN_TREE, per chunk: the owner's swarm table (net/swarm.h): requesters in arrival
-	 * order, how many were assigned to each, how many the owner serves itself. */
-	unsigned *tree_who, *tree_kids, *tree_n, *tree_served; /* served: sends running now */
-	double delay;		/* extra latency of the request job_step() is sending (a REDIRECT) */
+	struct job *jobs;
+	unsigned njobs, jobs_cap;
+	int free_job;
 	struct node *nodes;
 	struct minheap ev;	/* struct event by time */
 	struct net net;
 	double now, storage_bytes;
-	unsigned readers_left, events;
+	unsigned readers_left, events, redirects, fallbacks, relays;
 };
 
 #define RES_STORAGE	0
@@ -322,41 +403,71 @@ struct sim {
 #define RES_UP(i)	(2 + 2 * (i))
 #define RES_DOWN(i)	(3 + 2 * (i))
 
-static unsigned char *st(const struct sim *s, int node, unsigned c)
+static size_t at(const struct sim *s, int node, unsigned c)
 {
-	return &s->state[(size_t)node * s->nchunks + c];
+	return (size_t)node * s->nchunks + c;
 }
-
-_Static_assert(offsetof(struct event, t) == 0 && sizeof(struct event) <= MINHEAP_ESZ_MAX,
-	       "a minheap element starts with its double key");
 
 static void ev_push(struct sim *s, struct event e)
 {
 	mh_push(&s->ev, &e, sizeof(e));
 }
 
-static void flow_start(struct sim *s, int src, int dst, unsigned c)
+static unsigned job_new(struct sim *s, int x, unsigned c, bool thread)
+{
+	unsigned j;
+
+	if (s->free_job >= 0) {
+		j = (unsigned)s->free_job;
+		s->free_job = s->jobs[j].next_free;
+	} else {
+		if (s->njobs == s->jobs_cap) {
+			s->jobs_cap = s->jobs_cap ? 2 * s->jobs_cap : 1024;
+			s->jobs = xrealloc(s->jobs, s->jobs_cap, sizeof(*s->jobs));
+		}
+		j = s->njobs++;
+	}
+	s->jobs[j] = (struct job){ .x = x, .c = c, .thread = thread, .owner = -1 };
+	return j;
+}
+
+static void job_free(struct sim *s, unsigned j)
+{
+	s->jobs[j].next_free = s->free_job;
+	s->free_job = (int)j;
+}
+
+/* Starts the flow of chunk @c from @src (-1: storage) to job @j's node. */
+static void flow_start(struct sim *s, int src, unsigned j, bool admitted)
 {
 	struct net *nt = &s->net;
+	int dst = s->jobs[j].x;
+	unsigned c = s->jobs[j].c;
 	struct flow *fl;
 
 	if (nt->nflows == nt->flows_cap) {
 		nt->flows_cap = nt->flows_cap ? 2 * nt->flows_cap : 1024;
 		nt->flows = xrealloc(nt->flows, nt->flows_cap, sizeof(*nt->flows));
 	}
+	s->inflow[at(s, dst, c)] = (int)nt->nflows;
 	fl = &nt->flows[nt->nflows++];
 	nt->dirty = true;
-	*fl = (struct flow){ .src = src, .dst = dst, .chunk = c, .left = s->bytes[c] };
+	*fl = (struct flow){ .src = src, .dst = dst, .chunk = c, .job = j, .admitted = admitted,
+			     .left = s->bytes[c], .link = -1 };
 	fl->res[fl->nres++] = src < 0 ? RES_STORAGE : RES_UP(src);
 	fl->res[fl->nres++] = RES_DOWN(dst);
 	fl->res[fl->nres++] = RES_CPU;
-	if (src < 0)
+	if (src < 0) {
 		s->storage_bytes += s->bytes[c];
-	else
-		s->nodes[src].sent += s->bytes[c];
+		return;
+	}
+	s->nodes[src].sent += s->bytes[c];
+	s->nodes[src].sending++;
+	if (s->state[at(s, src, c)] != CH_HELD)
+		s->relays++;
 }
 
-static void waiter_add(struct sim *s, int holder, unsigned c, int node)
+static void waiter_add(struct sim *s, int holder, unsigned c, unsigned j, bool admitted)
 {
 	int w = s->free_waiter;
 
@@ -369,9 +480,101 @@ static void waiter_add(struct sim *s, int holder, unsigned c, int node)
 		}
 		w = (int)s->nwaiters++;
 	}
-	s->waiters[w].node = node;
-	s->waiters[w].next = s->wait_head[(size_t)holder * s->nchunks + c];
-	s->wait_head[(size_t)holder * s->nchunks + c] = w;
+	s->waiters[w] = (struct waiter){ .job = j, .admitted = admitted,
+					 .next = s->wait_head[at(s, holder, c)] };
+	s->wait_head[at(s, holder, c)] = w;
+}
+
+/* Whether @a ran PEER_OLDER_MS before @b started (net/peer.c mark_older()): in a join, the
+ * warm nodes are older than the joiners; in a cold burst nobody is. */
+static bool older_than(const struct sim *s, unsigned a, unsigned b)
+{
+	return s->cfg.scenario == SC_JOIN && a < s->cfg.nodes && b >= s->cfg.nodes;
+}
+
+/*
+ * Job @j's plan: net/plan.c plan_make() over the chunk's top ranks (and the job's node, last
+ * when it is not among them: a node ranked below them is reached by no step). Ranked by the
+ * owners map, as net/peer.c does with owners_rank().
+ */
+static void job_plan(struct sim *s, unsigned j, bool probe_only)
+{
+	struct job *jb = &s->jobs[j];
+	const unsigned *top = &s->rank[(size_t)jb->c * s->top];
+	unsigned order[TOP_MAX + 1], node[TOP_MAX + 1], n = 0, self = ~0u;
+	uint64_t hashes[TOP_MAX + 1];
+	bool older[TOP_MAX + 1];
+
+	for (unsigned i = 0; i < s->top; i++) {
+		if (top[i] == (unsigned)jb->x)
+			self = n;
+		node[n] = top[i];
+		n++;
+	}
+	if (self == ~0u) {
+		self = n;
+		node[n++] = (unsigned)jb->x;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		order[i] = i;
+		hashes[i] = s->node_hash[node[i]];
+		older[i] = older_than(s, node[i], (unsigned)jb->x);
+	}
+	struct plan_input in = { .file_key = s->ckey[jb->c], .chunk = s->cidx[jb->c],
+				 .hashes = hashes, .n = n, .self = self,
+				 .replicas = s->cfg.replicas, .probe_only = probe_only,
+				 .older = older, .ranked = true };
+	if (plan_make(&in, order, &jb->pl)) {
+		fprintf(stderr, "mows-sim: plan_make refused node %d's plan\n", jb->x);
+		exit(1);
+	}
+	for (unsigned i = 0; i < jb->pl.n; i++)
+		jb->node[i] = (int)node[jb->pl.step[i].member];
+	jb->step = 0;
+}
+
+/* Job @j sends its next step (a round trip), or reads storage when none is left. */
+static void job_next(struct sim *s, unsigned j)
+{
+	struct job *jb = &s->jobs[j];
+
+	if (jb->step >= jb->pl.n) {
+		ev_push(s, (struct event){ s->now + s->cfg.storage_latency, EV_STORAGE, REQ_GET,
+					   j, -1 });
+		return;
+	}
+	const struct plan_step *st = &jb->pl.step[jb->step];
+
+	if (st->fill)
+		jb->owner = jb->node[jb->step];
+	ev_push(s, (struct event){ s->now + s->cfg.rtt, EV_REQUEST,
+				   st->fill ? REQ_FILL : REQ_GET, j, jb->node[jb->step] });
+}
+
+/* Node @x starts filling chunk @c: on a fill thread (@thread) or for a peer. */
+static void fill_start(struct sim *s, int x, unsigned c, bool thread)
+{
+	unsigned j = job_new(s, x, c, thread);
+
+	s->state[at(s, x, c)] = CH_FILLING;
+	job_plan(s, j, !thread);
+	job_next(s, j);
+}
+
+static void threads_run(struct sim *s, int x)
+{
+	struct node *nd = &s->nodes[x];
+
+	while (nd->busy < s->cfg.threads && nd->qlen) {
+		unsigned c = nd->queue[nd->qhead];
+
+		nd->qhead = (nd->qhead + 1) % nd->qcap;
+		nd->qlen--;
+		if (s->state[at(s, x, c)] != CH_QUEUED)
+			continue; /* a peer's request began it meanwhile */
+		nd->busy++;
+		fill_start(s, x, c, true);
+	}
 }
 
 static void job_push(struct node *nd, unsigned c)
@@ -390,187 +593,6 @@ static void job_push(struct node *nd, unsigned c)
 	nd->queue[(nd->qhead + nd->qlen++) % nd->qcap] = c;
 }
 
-/*
- * ---- the fetch plan: REPLACE with net/plan.c once it exists ----
- *
- * Where node @x's fill thread gets chunk @c: a peer (*fill: whether that peer is asked to
- * fill it when it does not hold it) or storage (-1). @tried is the peer that just answered
- * ENOENT, or -1.
- *
- * plan_today(): mows as landed, with place_map owners: a non-owner asks the owner to fill;
- * the owner asks the node ranked after it without fill, then reads storage.
- */
-static int plan_today(struct sim *s, int x, unsigned c, int tried, bool *fill)
-{
-	unsigned o = s->owner[c];
-	const unsigned *nx = &s->next_rank[2 * c];
-
-	*fill = false;
-	if ((unsigned)x != o) {
-		*fill = true;
-		return (int)o;
-	}
-	if (tried >= 0)
-		return -1;
-	if (s->n < 2)
-		return -1;
-	return (int)(nx[0] != (unsigned)x ? nx[0] : nx[1]);
-}
-
-/*
- * plan_swarm(): item 4 of issue 7. Any node that holds the chunk or started getting it
- * before this one serves it (pipelined: a node still getting it serves once it has it), so
- * nodes that want a chunk at the same time form a tree instead of queueing at one uplink.
- * The source is picked by a hash among those earlier nodes (here every node knows at once
- * who has what; a real plan learns it from the owner or from holdings bitmaps). Only when
- * nobody has started does the owner fill it from storage (single flight). Waits only go to
- * nodes that began earlier or to the owner, and the owner waits on nobody, so no cycle of
- * waits can form; fills that peers ask for run on their own threads (item 3).
- */
-#define SWARM_LOOK	16
-
-static int plan_swarm(struct sim *s, int x, unsigned c, int tried, bool *fill)
-{
-	unsigned before = 0, best = ~0u, best_cost = 0;
-	uint64_t best_w = 0;
-	bool owner = s->owner[c] == (unsigned)x;
-
-	while (before < s->nholders[c] && s->holders[c][before] != (unsigned)x)
-		before++;
-	*fill = true; /* wait at the source if it does not hold it yet */
-	/* Looks at up to SWARM_LOOK of them (all when few), as a plan told of a few would. */
-	for (unsigned j = 0; j < before && j < SWARM_LOOK && tried < 0; j++) {
-		unsigned i = before <= SWARM_LOOK ? j :
-			(unsigned)(fmix64(s->node_hash[x] ^ ((uint64_t)c << 8) ^ j) % before);
-		unsigned h = s->holders[c][i];
-		uint64_t w = fmix64(s->node_hash[x] ^ s->node_hash[h] ^ c);
-
-		unsigned cost = s->nodes[h].serving;
-
-		if (*st(s, (int)h, c) != CH_HELD) {
-			if (owner)
-				continue; /* the owner never waits: no cycle of waits */
-			cost += s->cfg.pending_cost;
-		}
-		if (best == ~0u || cost < best_cost || (cost == best_cost && w > best_w)) {
-			best = h;
-			best_w = w;
-			best_cost = cost;
-		}
-	}
-	if (best != ~0u)
-		return (int)best;
-	if (s->owner[c] == (unsigned)x)
-		return -1;
-	return (int)s->owner[c];
-}
-
-/*
- * plan_tree(): the swarm as built (net/swarm.h, net/peer.c run_step): a non-owner asks the
- * owner with fill; the owner serves a requester itself while it sends the chunk to fewer
- * than `fanout` at that moment (tree_served counts them; a send that ends lowers it) and
- * answers the others with a REDIRECT (one more round trip) to the earliest requester that
- * has fewer than `fanout` assigned to it, which serves it once it holds the chunk
- * (GET WAIT). Each requester is served once (by the owner, or by the one it was assigned
- * to), so serve_waiters() hands nothing on. The owner's own plan is plan_today()'s.
- */
-static int plan_tree(struct sim *s, int x, unsigned c, int tried, bool *fill)
-{
-	unsigned o = s->owner[c], fan = s->cfg.fanout;
-	unsigned *who = &s->tree_who[(size_t)c * s->n], *kids = &s->tree_kids[(size_t)c * s->n];
-
-	if ((unsigned)x == o && tried < 0 && s->cfg.scenario == SC_JOIN &&
-	    (unsigned)x >= s->cfg.nodes) {
-		/* An owner that joined probes the members older than it (plan.c rule 3): the
-		 * warm nodes, which hold every chunk. */
-		*fill = false;
-		return (int)(fmix64(c) % s->cfg.nodes);
-	}
-	if ((unsigned)x == o || tried >= 0)
-		return plan_today(s, x, c, tried, fill);
-	*fill = true;
-	if (s->tree_served[c] < fan) {
-		s->tree_served[c]++;
-		kids[s->tree_n[c]] = 0;
-		who[s->tree_n[c]++] = (unsigned)x;
-		return (int)o;
-	}
-	for (unsigned i = 0; i < s->tree_n[c]; i++)
-		if (kids[i] < fan) {
-			kids[i]++;
-			kids[s->tree_n[c]] = 0;
-			who[s->tree_n[c]++] = (unsigned)x;
-			s->delay = s->cfg.rtt; /* the REDIRECT's round trip */
-			return (int)who[i];
-		}
-	return (int)o;
-}
-
-static int plan_source(struct sim *s, int x, unsigned c, int tried, bool *fill)
-{
-	if (s->cfg.plan == PLAN_TREE)
-		return plan_tree(s, x, c, tried, fill);
-	if (s->cfg.plan == PLAN_SWARM)
-		return plan_swarm(s, x, c, tried, fill);
-	return plan_today(s, x, c, tried, fill);
-}
-
-/* ---- node behaviour ---- */
-
-/*
- * Node @x's thread goes after chunk @c, @tried having said ENOENT. A fill a peer asked for
- * (@local) reads storage, as mows's cache_serve_chunk() does (local_only).
- */
-static void job_step(struct sim *s, int x, unsigned c, int tried, bool local)
-{
-	bool fill = false;
-	s->delay = 0;
-	int src = local && s->cfg.plan != PLAN_TREE ? -1 : plan_source(s, x, c, tried, &fill);
-	double delay = s->delay;
-
-	if (src >= 0)
-		s->nodes[src].serving++;
-
-	if (src < 0) {
-		ev_push(s, (struct event){ s->now + s->cfg.storage_latency, EV_FLOW, -1, x, c, false });
-		return;
-	}
-	/* The whole round trip up front: the bytes flow once the request is there. */
-	ev_push(s, (struct event){ s->now + s->cfg.rtt + delay, EV_REQUEST, src, x, c, fill });
-}
-
-static void threads_run(struct sim *s, int x)
-{
-	struct node *nd = &s->nodes[x];
-
-	while (nd->busy < s->cfg.threads && nd->qlen) {
-		unsigned c = nd->queue[nd->qhead] & ~JOB_LOCAL;
-		bool local = nd->queue[nd->qhead] & JOB_LOCAL;
-
-		nd->qhead = (nd->qhead + 1) % nd->qcap;
-		nd->qlen--;
-		nd->busy++;
-		s->holders[c][s->nholders[c]++] = (unsigned)x; /* in the order gets began */
-		job_step(s, x, c, -1, local);
-	}
-}
-
-/* Node @x wants chunk @c: its reader, or a peer asking it to fill (@local). */
-static void want(struct sim *s, int x, unsigned c, bool local)
-{
-	if (*st(s, x, c) != CH_NONE)
-		return;
-	if (local && s->cfg.plan != PLAN_TODAY) {
-		*st(s, x, c) = CH_SERVEFILL;
-		s->holders[c][s->nholders[c]++] = (unsigned)x;
-		job_step(s, x, c, -1, true);
-		return;
-	}
-	*st(s, x, c) = CH_FILLING;
-	job_push(&s->nodes[x], c | (local ? JOB_LOCAL : 0));
-	threads_run(s, x);
-}
-
 static void reader_advance(struct sim *s, int x)
 {
 	struct node *nd = &s->nodes[x];
@@ -578,89 +600,182 @@ static void reader_advance(struct sim *s, int x)
 	if (!nd->reads || nd->cursor >= s->nchunks)
 		return;
 	while (nd->cursor < s->nchunks &&
-	       *st(s, x, (nd->start + nd->cursor) % s->nchunks) == CH_HELD)
+	       s->state[at(s, x, (nd->start + nd->cursor) % s->nchunks)] == CH_HELD)
 		nd->cursor++;
 	if (nd->cursor == s->nchunks) {
 		nd->done = s->now;
 		s->readers_left--;
 		return;
 	}
-	while (nd->asked < s->nchunks && nd->asked < nd->cursor + s->cfg.window)
-		want(s, x, (nd->start + nd->asked++) % s->nchunks, false);
-}
+	while (nd->asked < s->nchunks && nd->asked < nd->cursor + s->cfg.window) {
+		unsigned c = (nd->start + nd->asked++) % s->nchunks;
 
-/*
- * Part of the plan (REPLACE with net/plan.c): whom node @x serves chunk @c to once it holds
- * it. Today every waiter; swarm at most cfg.fanout, and each other waiter is handed to one
- * of those to wait on, so a chunk many nodes wait for spreads as a tree, not a star.
- */
-static void serve_waiters(struct sim *s, int x, unsigned c)
-{
-	size_t at = (size_t)x * s->nchunks + c;
-	unsigned k = 0, fan = s->cfg.plan == PLAN_SWARM ? s->cfg.fanout : ~0u;
-	int served[64];
-
-	for (int w = s->wait_head[at], nw; w >= 0; w = nw, k++) {
-		nw = s->waiters[w].next;
-		if (k < fan) {
-			if (k < 64)
-				served[k] = s->waiters[w].node;
-			flow_start(s, x, s->waiters[w].node, c);
-			s->waiters[w].next = s->free_waiter;
-			s->free_waiter = w;
-		} else { /* only with fan <= 64 */
-			size_t to = (size_t)served[k % fan] * s->nchunks + c;
-
-			s->nodes[x].serving--;
-			s->nodes[served[k % fan]].serving++;
-			s->waiters[w].next = s->wait_head[to];
-			s->wait_head[to] = w;
+		if (s->state[at(s, x, c)] == CH_NONE) {
+			s->state[at(s, x, c)] = CH_QUEUED;
+			job_push(nd, c);
 		}
 	}
-	s->wait_head[at] = -1;
+	threads_run(s, x);
 }
 
-/* Chunk @c has arrived at node @x: serve who waits, free the thread, move the reader. */
-static void arrived(struct sim *s, int x, unsigned c)
+/* Node @m serves job @j's chunk: now when it holds it or relays, else once it is whole. */
+static void serve(struct sim *s, int m, unsigned j, bool admitted)
 {
-	bool pool = *st(s, x, c) == CH_FILLING;
+	unsigned c = s->jobs[j].c;
 
-	*st(s, x, c) = CH_HELD;
-	serve_waiters(s, x, c);
-	s->nodes[x].busy -= pool;
+	if (s->state[at(s, m, c)] == CH_HELD || s->cfg.relay)
+		flow_start(s, m, j, admitted);
+	else
+		waiter_add(s, m, c, j, admitted);
+}
+
+/* Job @j's GET FILL reaches owner @m (net/serve.c swarm_redirect(), then the fill). */
+static void request_fill(struct sim *s, unsigned j, int m, bool noredirect)
+{
+	struct job *jb = &s->jobs[j];
+	unsigned c = jb->c;
+	uint32_t parent = 0;
+	bool admitted = !noredirect && s->cfg.fanout;
+
+	if (admitted && swarm_admit(s->nodes[m].sw, s->ckey[c], s->cidx[c], (uint32_t)jb->x + 1,
+				    s->cfg.fanout, s->nodes[m].sending >= SWARM_BUSY_SENDS,
+				    &parent)) {
+		s->redirects++;
+		/* the REDIRECT came back with this round trip; GET WAIT costs another */
+		ev_push(s, (struct event){ s->now + s->cfg.rtt, EV_REQUEST, REQ_WAIT, j,
+					   (int)parent - 1 });
+		return;
+	}
+	unsigned char st = s->state[at(s, m, c)];
+
+	if (st == CH_NONE || st == CH_QUEUED)
+		fill_start(s, m, c, false);
+	serve(s, m, j, admitted);
+}
+
+/* An event: job e->job's request reaches e->to, or its storage read begins. */
+static void event_run(struct sim *s, const struct event *e)
+{
+	struct job *jb = &s->jobs[e->job];
+	unsigned char st = e->to >= 0 ? s->state[at(s, e->to, jb->c)] : CH_NONE;
+
+	if (e->type == EV_STORAGE) {
+		flow_start(s, -1, e->job, false);
+		return;
+	}
+	switch (e->mode) {
+	case REQ_GET: /* mows answers ENOENT unless the chunk is here */
+		if (st == CH_HELD) {
+			flow_start(s, e->to, e->job, false);
+			return;
+		}
+		jb->step++;
+		job_next(s, e->job); /* this round trip was paid */
+		return;
+	case REQ_WAIT: /* held, or our fill of it runs: serve; else ENOENT */
+		if (st == CH_HELD || st == CH_FILLING) {
+			serve(s, e->to, e->job, false);
+			return;
+		}
+		s->fallbacks++;
+		ev_push(s, (struct event){ s->now + s->cfg.rtt, EV_REQUEST, REQ_NOREDIRECT,
+					   e->job, jb->owner });
+		return;
+	case REQ_FILL:
+	case REQ_NOREDIRECT:
+		request_fill(s, e->job, e->to, e->mode == REQ_NOREDIRECT);
+		return;
+	}
+}
+
+/* Chunk @c is whole at node @x (its job @j is done): serve who waits, move the reader. */
+static void arrived(struct sim *s, unsigned j)
+{
+	int x = s->jobs[j].x;
+	unsigned c = s->jobs[j].c;
+	size_t a = at(s, x, c);
+
+	s->state[a] = CH_HELD;
+	s->inflow[a] = -1;
+	for (int w = s->wait_head[a], nw; w >= 0; w = nw) {
+		nw = s->waiters[w].next;
+		flow_start(s, x, s->waiters[w].job, s->waiters[w].admitted);
+		s->waiters[w].next = s->free_waiter;
+		s->free_waiter = w;
+	}
+	s->wait_head[a] = -1;
+	if (s->jobs[j].thread)
+		s->nodes[x].busy--;
+	job_free(s, j);
 	threads_run(s, x);
 	reader_advance(s, x);
 }
 
-/* @e.dst's request for e.chunk reaches e.src. */
-static void request(struct sim *s, const struct event *e)
-{
-	unsigned char hs = *st(s, e->src, e->chunk);
+/* ---- relaying while a chunk arrives ---- */
 
-	if (hs == CH_HELD) {
-		flow_start(s, e->src, e->dst, e->chunk);
-		return;
-	}
-	if (!e->fill) { /* mows answers ENOENT unless the chunk is ready */
-		s->nodes[e->src].serving--;
-		job_step(s, e->dst, e->chunk, e->src, false); /* the round trip was paid */
-		return;
-	}
-	waiter_add(s, e->src, e->chunk, e->dst);
-	want(s, e->src, e->chunk, true);
+/* Bytes node @src holds of flow @f's chunk and the rate they grow at (its incoming flow). */
+static void source_copy(const struct sim *s, const struct flow *f, double *got, double *rate)
+{
+	int pf = s->inflow[at(s, f->src, f->chunk)];
+
+	*got = pf >= 0 ? s->bytes[f->chunk] - s->net.flows[pf].left : 0;
+	*rate = pf >= 0 ? s->net.flows[pf].rate : 0;
 }
 
-static void event_run(struct sim *s, const struct event *e)
+/*
+ * How far relay @f is ahead of what it may send: its bytes less (its source's bytes less one
+ * piece). > 0 it must wait; about 0 it moves with its source; < 0 it is free. NAN: not a
+ * relay (storage, or a source that holds the chunk whole).
+ */
+static double relay_lead(const struct sim *s, const struct flow *f)
 {
-	switch (e->type) {
-	case EV_REQUEST:
-		request(s, e);
-		break;
-	case EV_FLOW:
-		flow_start(s, e->src, e->dst, e->chunk);
-		break;
+	double pgot, prate;
+
+	if (f->src < 0 || s->state[at(s, f->src, f->chunk)] == CH_HELD)
+		return NAN;
+	source_copy(s, f, &pgot, &prate);
+	double piece = fmin(s->cfg.piece, s->bytes[f->chunk]);
+
+	return (s->bytes[f->chunk] - f->left) - (pgot - piece);
+}
+
+static double relay_tol(const struct sim *s, const struct flow *f)
+{
+	return 1e-4 * fmin(s->cfg.piece, s->bytes[f->chunk]);
+}
+
+/* Sets each relay stalled, linked to its source's incoming flow, or free (relay_lead()). */
+static void relay_links(struct sim *s)
+{
+	for (unsigned i = 0; i < s->net.nflows; i++) {
+		struct flow *f = &s->net.flows[i];
+		double lead = relay_lead(s, f), tol = relay_tol(s, f);
+
+		f->link = -1;
+		f->stalled = false;
+		if (isnan(lead))
+			continue;
+		if (lead > tol)
+			f->stalled = true;
+		else if (lead >= -tol)
+			f->link = s->inflow[at(s, f->src, f->chunk)];
 	}
 }
+
+/* When relay @f changes state at today's rates: a stalled one can go, a free one catches up. */
+static double relay_change(const struct sim *s, const struct flow *f)
+{
+	double lead = relay_lead(s, f), pgot, prate;
+
+	if (isnan(lead) || f->link >= 0)
+		return INFINITY;
+	source_copy(s, f, &pgot, &prate);
+	if (f->stalled)
+		return prate > 0 ? s->now + lead / prate : INFINITY;
+	return f->rate > prate ? s->now + -lead / (f->rate - prate) : INFINITY;
+}
+
+/* ---- the event loop ---- */
 
 /* Advances the flows to @t; completes those done, which may start others. */
 static void flows_advance(struct sim *s, double t)
@@ -674,27 +789,33 @@ static void flows_advance(struct sim *s, double t)
 		struct flow *fl = &nt->flows[f];
 
 		fl->left -= isinf(fl->rate) ? fl->left : fl->rate * dt;
-		if (fl->left <= 1e-6 * s->cfg.chunk) {
+		if (fl->left <= 1e-6 * s->cfg.chunk)
 			done[ndone++] = *fl;
-		} else {
+		else
 			nt->flows[kept++] = *fl;
-		}
 	}
-	nt->dirty |= kept != nt->nflows;
+	nt->dirty |= kept != nt->nflows || s->cfg.relay;
 	nt->nflows = kept;
+	for (unsigned f = 0; f < kept; f++)
+		s->inflow[at(s, nt->flows[f].dst, nt->flows[f].chunk)] = (int)f;
 	s->now = t;
 	for (unsigned i = 0; i < ndone; i++) {
-		if (done[i].src >= 0)
-			s->nodes[done[i].src].serving--;
-		if (done[i].src >= 0 && s->cfg.plan == PLAN_TREE &&
-		    (unsigned)done[i].src == s->owner[done[i].chunk] && s->tree_served[done[i].chunk])
-			s->tree_served[done[i].chunk]--; /* the owner's send ended (swarm_done) */
-		arrived(s, done[i].dst, done[i].chunk);
+		struct flow *f = &done[i];
+
+		s->inflow[at(s, f->dst, f->chunk)] = -1;
+		if (f->src >= 0) {
+			s->nodes[f->src].sending--;
+			if (f->admitted) /* the owner's send ended (net/serve.c) */
+				swarm_done(s->nodes[f->src].sw, s->ckey[f->chunk], s->cidx[f->chunk],
+					   (uint32_t)f->dst + 1);
+		}
 	}
+	for (unsigned i = 0; i < ndone; i++)
+		arrived(s, done[i].job);
 	free(done);
 }
 
-static double next_completion(const struct sim *s)
+static double next_change(const struct sim *s)
 {
 	double best = INFINITY;
 
@@ -703,6 +824,10 @@ static double next_completion(const struct sim *s)
 		double t = isinf(fl->rate) ? s->now : s->now + fl->left / fl->rate;
 
 		best = t < best ? t : best;
+		if (s->cfg.relay) {
+			t = relay_change(s, fl);
+			best = t < best ? t : best;
+		}
 	}
 	return best;
 }
@@ -710,15 +835,14 @@ static double next_completion(const struct sim *s)
 static void sim_loop(struct sim *s)
 {
 	while (s->readers_left) {
-		double tf = next_completion(s);
+		double tf = next_change(s);
 		double te = mh_min(&s->ev);
 		double t = tf < te ? tf : te;
 
 		if (isinf(t)) {
 			fprintf(stderr, "mows-sim: stalled at %.3f s with %u readers left: every fill "
-				"thread waits on a peer whose fill threads wait too (issue 7 item 3); "
-				"mows would wait for request_timeout, then read storage\n", s->now,
-				s->readers_left);
+				"waits on another (a cycle of waits the plan should rule out)\n",
+				s->now, s->readers_left);
 			exit(1);
 		}
 		flows_advance(s, t);
@@ -729,8 +853,11 @@ static void sim_loop(struct sim *s)
 			event_run(s, &e);
 			s->events++;
 		}
-		if (s->net.dirty)
+		if (s->net.dirty) {
+			if (s->cfg.relay)
+				relay_links(s);
 			net_rates(&s->net);
+		}
 		s->net.dirty = false;
 	}
 }
@@ -761,6 +888,7 @@ static size_t model_files(const struct sim_cfg *cfg, struct place_file *files)
 	return n;
 }
 
+/* Every chunk's ranking by the owners map every node builds alike (net/owners.h). */
 static void sim_place(struct sim *s, const struct place_file *files, size_t nfiles)
 {
 	struct place_map *m = NULL;
@@ -783,13 +911,13 @@ static void sim_place(struct sim *s, const struct place_file *files, size_t nfil
 			double left = (double)files[f].size - (double)k * s->cfg.chunk;
 
 			s->bytes[c] = left < s->cfg.chunk ? left : s->cfg.chunk;
+			s->ckey[c] = files[f].key;
+			s->cidx[c] = k;
 			if (m)
 				place_map_rank(m, files[f].key, k, order);
 			else
 				place_rank(files[f].key, k, s->node_hash, s->n, order);
-			s->owner[c] = order[0];
-			s->next_rank[2 * c] = s->n > 1 ? order[1] : order[0];
-			s->next_rank[2 * c + 1] = s->n > 2 ? order[2] : s->next_rank[2 * c];
+			memcpy(&s->rank[(size_t)c * s->top], order, s->top * sizeof(*order));
 		}
 	}
 	place_map_free(m);
@@ -810,28 +938,34 @@ static void sim_init(struct sim *s, const struct sim_cfg *cfg)
 {
 	struct place_file files[5 + 4096];
 	size_t nfiles = model_files(cfg, files);
+	size_t cells;
 
 	memset(s, 0, sizeof(*s));
 	s->cfg = *cfg;
 	s->n = cfg->nodes + (cfg->scenario == SC_JOIN ? cfg->join : 0);
+	s->top = s->n < TOP_MAX ? s->n : TOP_MAX;
 	s->nchunks = count_chunks(cfg, files, nfiles);
+	cells = (size_t)s->n * s->nchunks;
 	s->bytes = xcalloc(s->nchunks, sizeof(*s->bytes));
-	s->owner = xcalloc(s->nchunks, sizeof(*s->owner));
-	s->next_rank = xcalloc(2 * (size_t)s->nchunks, sizeof(*s->next_rank));
+	s->ckey = xcalloc(s->nchunks, sizeof(*s->ckey));
+	s->cidx = xcalloc(s->nchunks, sizeof(*s->cidx));
+	s->rank = xcalloc((size_t)s->nchunks * s->top, sizeof(*s->rank));
 	s->node_hash = xcalloc(s->n, sizeof(*s->node_hash));
-	s->state = xcalloc((size_t)s->n * s->nchunks, 1);
-	s->wait_head = xcalloc((size_t)s->n * s->nchunks, sizeof(*s->wait_head));
-	memset(s->wait_head, 0xff, (size_t)s->n * s->nchunks * sizeof(*s->wait_head));
+	s->state = xcalloc(cells, 1);
+	s->inflow = xcalloc(cells, sizeof(*s->inflow));
+	memset(s->inflow, 0xff, cells * sizeof(*s->inflow));
+	s->wait_head = xcalloc(cells, sizeof(*s->wait_head));
+	memset(s->wait_head, 0xff, cells * sizeof(*s->wait_head));
 	s->free_waiter = -1;
-	s->holders = xcalloc(s->nchunks, sizeof(*s->holders));
-	s->nholders = xcalloc(s->nchunks, sizeof(*s->nholders));
-	for (unsigned c = 0; c < s->nchunks; c++)
-		s->holders[c] = xcalloc(s->n, sizeof(**s->holders));
-	s->tree_who = xcalloc((size_t)s->nchunks * s->n, sizeof(*s->tree_who));
-	s->tree_kids = xcalloc((size_t)s->nchunks * s->n, sizeof(*s->tree_kids));
-	s->tree_n = xcalloc(s->nchunks, sizeof(*s->tree_n));
-	s->tree_served = xcalloc(s->nchunks, sizeof(*s->tree_served));
+	s->free_job = -1;
 	s->nodes = xcalloc(s->n, sizeof(*s->nodes));
+	for (unsigned i = 0; i < s->n; i++) {
+		s->nodes[i].sw = swarm_new();
+		if (!s->nodes[i].sw) {
+			fprintf(stderr, "mows-sim: swarm_new: %s\n", strerror(errno));
+			exit(1);
+		}
+	}
 	sim_place(s, files, nfiles);
 
 	s->net.nres = 2 + 2 * s->n;
@@ -848,24 +982,21 @@ static void sim_init(struct sim *s, const struct sim_cfg *cfg)
 
 static void sim_free(struct sim *s)
 {
-	for (unsigned c = 0; c < s->nchunks; c++)
-		free(s->holders[c]);
-	for (unsigned i = 0; i < s->n; i++)
+	for (unsigned i = 0; i < s->n; i++) {
 		free(s->nodes[i].queue);
-	free(s->holders);
-	free(s->tree_who);
-	free(s->tree_kids);
-	free(s->tree_n);
-	free(s->tree_served);
-	free(s->nholders);
+		swarm_free(s->nodes[i].sw);
+	}
 	free(s->nodes);
 	free(s->bytes);
-	free(s->owner);
-	free(s->next_rank);
+	free(s->ckey);
+	free(s->cidx);
+	free(s->rank);
 	free(s->node_hash);
 	free(s->state);
+	free(s->inflow);
 	free(s->wait_head);
 	free(s->waiters);
+	free(s->jobs);
 	free(s->ev.v);
 	free(s->net.cap);
 	free(s->net.rem);
@@ -873,6 +1004,8 @@ static void sim_free(struct sim *s)
 	free(s->net.ver);
 	free(s->net.start);
 	free(s->net.list);
+	free(s->net.kid_start);
+	free(s->net.kids);
 	free(s->net.flows);
 	free(s->net.heap.v);
 }
@@ -881,10 +1014,8 @@ static void sim_free(struct sim *s)
 static void sim_warm(struct sim *s)
 {
 	for (unsigned i = 0; i < s->cfg.nodes; i++)
-		for (unsigned c = 0; c < s->nchunks; c++) {
-			*st(s, (int)i, c) = CH_HELD;
-			s->holders[c][s->nholders[c]++] = i;
-		}
+		for (unsigned c = 0; c < s->nchunks; c++)
+			s->state[at(s, (int)i, c)] = CH_HELD;
 }
 
 static int dbl_cmp(const void *a, const void *b)
@@ -927,11 +1058,264 @@ static void sim_run(const struct sim_cfg *cfg, struct sim_result *res)
 	for (unsigned i = 0; i < s.n; i++) {
 		res->sent_max = fmax(res->sent_max, s.nodes[i].sent);
 		res->sent_mean += s.nodes[i].sent / s.n;
+		if (i < first)
+			res->old_sent += s.nodes[i].sent;
 	}
 	res->events = s.events;
+	res->redirects = s.redirects;
+	res->fallbacks = s.fallbacks;
+	res->relays = s.relays;
 	free(done);
 	sim_free(&s);
 }
+
+/* ---- membership: rounds of the heartbeat over the real gossip queue ---- */
+
+/*
+ * One node of the members scenario: its belief about the one node that changes (the
+ * subject), the gossip queue it piggybacks on PINGs and PONGs (net/gossip.c), and when it
+ * last heard each other node (pings go to suspects first, then the longest unheard).
+ */
+struct mnode {
+	struct gossip_queue q;
+	uint64_t inc;		/* belief about the subject: 0 not known */
+	uint8_t st;
+	unsigned since;		/* round its state began (member_gossip_apply()) */
+	unsigned *seen;		/* per node: round last heard from, + 1 (0: never) */
+	unsigned sent;		/* messages sent, all rounds */
+};
+
+struct msim {
+	unsigned n, subject, round, timeout_rounds;
+	struct mnode *v;
+	unsigned sent_max_round; /* most messages one node sent in one round */
+	unsigned ev_max;	/* most gossip events one message carried */
+	uint64_t events_sent;
+	unsigned *round_sent;	/* per node, this round */
+	char (*id)[24];
+};
+
+#define MSIM_WITNESSES 3	/* net/peer_gossip.c WITNESSES */
+
+/* Node @t learns event @ev (net/peer_gossip.c do_apply()): news it passes on, a first
+ * incarnation it does not. */
+static void msim_apply(struct msim *m, unsigned t, const struct proto_gossip_event *ev)
+{
+	struct mnode *d = &m->v[t];
+	bool known = d->inc != 0;
+
+	if (t == m->subject || !gossip_overrides(ev->inc, ev->state, d->inc, d->st))
+		return;
+	if (ev->state != d->st || ev->state == PROTO_GOSSIP_ALIVE)
+		d->since = m->round;
+	d->inc = ev->inc;
+	d->st = ev->state;
+	if (known && gossip_queue_push(&d->q, ev)) {
+		fprintf(stderr, "mows-sim: gossip_queue_push: out of memory\n");
+		exit(1);
+	}
+}
+
+/* @a sends @b a PING or PONG: its queue's events, at most PROTO_GOSSIP_MAX. */
+static void msim_send(struct msim *m, unsigned a, unsigned b)
+{
+	struct proto_gossip_event ev[PROTO_GOSSIP_MAX];
+	unsigned k = gossip_queue_take(&m->v[a].q, gossip_retransmits(m->n), m->id[b], ev,
+				       PROTO_GOSSIP_MAX);
+
+	m->v[a].sent++;
+	m->round_sent[a]++;
+	m->events_sent += k;
+	m->ev_max = k > m->ev_max ? k : m->ev_max;
+	m->v[b].seen[a] = m->round + 1;
+	for (unsigned i = 0; i < k; i++)
+		msim_apply(m, b, &ev[i]);
+}
+
+/* Node @i's belief turns to @st (it suspects, or a suspicion ran out): say so. */
+static void msim_believe(struct msim *m, unsigned i, uint8_t st)
+{
+	struct proto_gossip_event ev = { .state = st, .inc = m->v[i].inc };
+
+	snprintf(ev.node_id, sizeof(ev.node_id), "%s", m->id[m->subject]);
+	msim_apply(m, i, &ev);
+	if (gossip_queue_push(&m->v[i].q, &ev)) {
+		fprintf(stderr, "mows-sim: gossip_queue_push: out of memory\n");
+		exit(1);
+	}
+}
+
+/* Whether node @i pings @a before @b this round (net/member.c ping_before()). */
+static bool msim_before(const struct msim *m, unsigned i, unsigned a, unsigned b)
+{
+	bool sa = a == m->subject && m->v[i].st == PROTO_GOSSIP_SUSPECT;
+	bool sb = b == m->subject && m->v[i].st == PROTO_GOSSIP_SUSPECT;
+
+	if (sa != sb)
+		return sa;
+	if (m->v[i].seen[a] != m->v[i].seen[b])
+		return m->v[i].seen[a] < m->v[i].seen[b];
+	return fmix64(((uint64_t)i << 32) ^ a ^ ((uint64_t)m->round << 48)) <
+	       fmix64(((uint64_t)i << 32) ^ b ^ ((uint64_t)m->round << 48));
+}
+
+/* One heartbeat round of node @i: suspicions that ran out, then its pings. */
+static void msim_node_round(struct msim *m, unsigned i, unsigned budget, unsigned *pick)
+{
+	struct mnode *d = &m->v[i];
+	unsigned np = 0;
+
+	if (d->st == PROTO_GOSSIP_SUSPECT && m->round - d->since >= m->timeout_rounds)
+		msim_believe(m, i, PROTO_GOSSIP_DEAD);
+	for (unsigned j = 0; j < m->n; j++) {
+		if (j == i || (j == m->subject && d->st >= PROTO_GOSSIP_DEAD))
+			continue;
+		unsigned k = np < budget ? np++ : budget;
+
+		if (k == budget && !msim_before(m, i, j, pick[budget - 1]))
+			continue;
+		if (k == budget)
+			k = budget - 1;
+		while (k && msim_before(m, i, j, pick[k - 1])) {
+			pick[k] = pick[k - 1];
+			k--;
+		}
+		pick[k] = j;
+	}
+	for (unsigned k = 0; k < np; k++) {
+		unsigned t = pick[k];
+
+		if (t != m->subject) {
+			msim_send(m, i, t);	/* PING */
+			msim_send(m, t, i);	/* PONG */
+			continue;
+		}
+		d->sent++;		/* a PING that gets no answer */
+		m->round_sent[i]++;
+		for (unsigned w = 0, asked = 0; w < m->n && asked < MSIM_WITNESSES; w++) {
+			unsigned x = (i + 1 + w + m->round) % m->n;
+
+			if (x == i || x == t)
+				continue;
+			asked++;	/* PING_REQ and its ACK: nobody heard the subject */
+			d->sent++;
+			m->round_sent[i]++;
+			m->v[x].sent++;
+			m->round_sent[x]++;
+		}
+		if (d->st == PROTO_GOSSIP_ALIVE)
+			msim_believe(m, i, PROTO_GOSSIP_SUSPECT);
+	}
+}
+
+struct msim_result {
+	unsigned suspect_all, dead_all;	/* crash: rounds until every node suspects / holds dead */
+	unsigned join_all;		/* join: rounds until every node has it as a member */
+	double msgs_mean;		/* messages a node sends per round, mean */
+	unsigned msgs_max;		/* most in one round by one node */
+	unsigned ev_max;
+	double ev_mean;			/* gossip events per message */
+};
+
+/*
+ * A crash in a converged cluster of @n: every node knows the subject alive; it stops
+ * answering at round 0. Rounds run until every other node holds it dead (or @max_rounds).
+ */
+static void msim_crash(unsigned n, unsigned timeout_rounds, unsigned max_rounds,
+		       struct msim_result *r)
+{
+	struct msim m = { .n = n, .subject = 0, .timeout_rounds = timeout_rounds };
+	unsigned budget = members_ping_budget(n);
+	unsigned *pick = xcalloc(budget + 1, sizeof(*pick));
+	uint64_t msgs = 0, sent_rounds = 0;
+
+	m.v = xcalloc(n, sizeof(*m.v));
+	m.id = xcalloc(n, sizeof(*m.id));
+	m.round_sent = xcalloc(n, sizeof(*m.round_sent));
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(m.id[i], sizeof(m.id[i]), "node-%u", i);
+		gossip_queue_init(&m.v[i].q);
+		m.v[i].seen = xcalloc(n, sizeof(*m.v[i].seen));
+		m.v[i].inc = gossip_first_inc(1700000000000ull);
+		m.v[i].st = PROTO_GOSSIP_ALIVE;
+	}
+	memset(r, 0, sizeof(*r));
+	for (m.round = 0; m.round < max_rounds && !r->dead_all; m.round++) {
+		bool all_suspect = true, all_dead = true;
+
+		memset(m.round_sent, 0, n * sizeof(*m.round_sent));
+		for (unsigned k = 0; k < n; k++) {
+			unsigned i = (k + m.round * 7919) % n; /* a different order each round */
+
+			if (i != m.subject)
+				msim_node_round(&m, i, budget, pick);
+		}
+		for (unsigned i = 1; i < n; i++) {
+			all_suspect = all_suspect && m.v[i].st >= PROTO_GOSSIP_SUSPECT;
+			all_dead = all_dead && m.v[i].st >= PROTO_GOSSIP_DEAD;
+			msgs += m.round_sent[i];
+			m.sent_max_round = m.round_sent[i] > m.sent_max_round ? m.round_sent[i]
+									     : m.sent_max_round;
+		}
+		sent_rounds += n - 1;
+		if (all_suspect && !r->suspect_all)
+			r->suspect_all = m.round + 1;
+		if (all_dead)
+			r->dead_all = m.round + 1;
+	}
+	r->msgs_mean = (double)msgs / (double)sent_rounds;
+	r->msgs_max = m.sent_max_round;
+	r->ev_max = m.ev_max;
+	r->ev_mean = msgs ? (double)m.events_sent / (double)msgs : 0;
+	for (unsigned i = 0; i < n; i++) {
+		gossip_queue_release(&m.v[i].q);
+		free(m.v[i].seen);
+	}
+	free(m.v);
+	free(m.id);
+	free(m.round_sent);
+	free(pick);
+}
+
+/*
+ * A join: the newcomer knows every address (the same peer list) and opens a connection to
+ * up to MEMBERS_PROBES members not up each round (net/member.c members_pick_round()); a
+ * member adds it on that HELLO (net/peer.c peers_inbound()). Gossip does not carry a first
+ * incarnation (do_apply()), so this and each member's own resolve_interval are the ways in.
+ */
+static unsigned msim_join_rounds(unsigned n)
+{
+	return (n + MEMBERS_PROBES - 1) / MEMBERS_PROBES;
+}
+
+static void print_members_row(unsigned n, unsigned timeout_rounds)
+{
+	struct msim_result r;
+
+	msim_crash(n, timeout_rounds, 200, &r);
+	printf("| %u | %u (%u pings) | %u | 1 | %u | %u | %.1f / %u | %.2f / %u |\n", n,
+	       msim_join_rounds(n), members_ping_budget(n), n - 1, r.suspect_all, r.dead_all, r.msgs_mean, r.msgs_max, r.ev_mean,
+	       r.ev_max);
+	fflush(stdout);
+}
+
+static void print_members(unsigned only, unsigned timeout_rounds)
+{
+	static const unsigned sizes[] = { 8, 16, 32, 100, 1000 };
+
+	printf("| nodes | join: rounds until all have it (pings per node per round) | join: "
+	       "connections the newcomer opens | clean leave: rounds (LEAVE on every link) | "
+	       "crash: rounds until all suspect | crash: rounds until all hold it dead | "
+	       "messages per node per round, mean / max | gossip events per message, mean / "
+	       "max |\n|---|---|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if (!only || only == sizes[i])
+			print_members_row(sizes[i], timeout_rounds);
+	if (only && only != 8 && only != 16 && only != 32 && only != 100 && only != 1000)
+		print_members_row(only, timeout_rounds);
+}
+
+/* ---- command line ---- */
 
 /* ---- command line ---- */
 
@@ -991,14 +1375,18 @@ static double parse_secs(const char *s)
 	return -1;
 }
 
+
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: mows-sim [options] cold|join\n"
+		"usage: mows-sim [options] cold|join|members\n"
 		"       mows-sim --table\n"
-		"  --nodes N            cold: nodes; join: warm nodes (8)\n"
+		"  --nodes N            cold: nodes; join: warm nodes; members: nodes, or all\n"
+		"                       of 8 16 32 100 1000 when not given (8)\n"
 		"  --join K             join: nodes joining at once (1)\n"
-		"  --plan today|swarm|tree  fetch plan (today); tree: the swarm as built\n"
+		"  --fanout N           swarm_fanout, 0 (no swarm) to 64 (1, as mows.conf)\n"
+		"  --relay on|off       serve a chunk while it arrives, or only once whole (on)\n"
+		"  --piece SIZE         how far a relay stays behind its source (256K)\n"
 		"  --model SIZE         model bytes: 510M, 65GB (510M)\n"
 		"  --shards N           safetensors shards, beside 5 small files (4)\n"
 		"  --chunk SIZE         chunk size (4M)\n"
@@ -1006,15 +1394,14 @@ static void usage(FILE *out)
 		"  --nic RATE           each node's link, each way (2gbit)\n"
 		"  --cpu RATE           bytes/s the host moves in all, or inf (inf)\n"
 		"  --cpu-per-node RATE  of that, what each node's fixed work takes (0)\n"
-		"  --efficiency F       payload per line byte on every link, 0.9 to 1 (1)\n"
+		"  --efficiency F       payload per line byte on every link, 0.5 to 1 (1)\n"
 		"  --placement P        balanced (place_map) or rendezvous (balanced)\n"
 		"  --rtt TIME           peer round trip per request: 0.2ms (0.2ms)\n"
 		"  --storage-latency T  storage round trip per chunk (1ms)\n"
 		"  --window N           readahead chunks per reader (16)\n"
 		"  --threads N          fill threads per node (8)\n"
-		"  --replicas N         owners per chunk (1)\n"
-		"  --fanout N           swarm: waiters a holder serves itself, 1 to 64 (4)\n"
-		"  --pending-cost N     swarm: extra cost of a source still getting the chunk (0)\n"
+		"  --replicas N         owners per chunk, 1 to 8 (1)\n"
+		"  --timeout-rounds N   members: peer_timeout in heartbeats (5: 5 s / 1 s)\n"
 		"  --stagger            each reader starts at its own point, as a prefetch could\n"
 		"  --kv                 print key=value lines for scripts\n");
 }
@@ -1022,23 +1409,24 @@ static void usage(FILE *out)
 static void cfg_default(struct sim_cfg *cfg)
 {
 	*cfg = (struct sim_cfg){
-		.scenario = SC_COLD, .plan = PLAN_TODAY, .nodes = 8, .join = 1, .shards = 4,
+		.scenario = SC_COLD, .nodes = 8, .join = 1, .shards = 4,
 		.window = 16, .threads = 8, .replicas = 1, .model = 510.0 * 1048576,
 		.chunk = 4.0 * 1048576, .storage = 400e6 / 8, .nic = 2e9 / 8, .cpu = INFINITY,
-		.rtt = 0.2e-3, .storage_latency = 1e-3, .efficiency = 1, .fanout = 4,
-		.pending_cost = 0,
+		.rtt = 0.2e-3, .storage_latency = 1e-3, .efficiency = 1, .fanout = 1,
+		.relay = true, .piece = 256.0 * 1024,
 	};
 }
 
-/* Parses a positive count for @opt into @out, or says what is wrong. */
-static int parse_count(const char *opt, const char *arg, unsigned *out)
+/* Parses a whole number from @min to @max for @opt into @out, or says what is wrong. */
+static int parse_count(const char *opt, const char *arg, unsigned min, unsigned max,
+		       unsigned *out)
 {
 	char *end;
 	unsigned long v = strtoul(arg, &end, 10);
 
-	if (end == arg || *end || v == 0 || v > 100000) {
-		fprintf(stderr, "mows-sim: --%s '%s': expected a whole number from 1 to 100000\n",
-			opt, arg);
+	if (end == arg || *end || v < min || v > max) {
+		fprintf(stderr, "mows-sim: --%s '%s': expected a whole number from %u to %u\n",
+			opt, arg, min, max);
 		return -1;
 	}
 	*out = (unsigned)v;
@@ -1058,41 +1446,71 @@ static int parse_value(const char *opt, const char *arg, double (*parse)(const c
 	return 0;
 }
 
+static double ideal_of(const struct sim_cfg *cfg)
+{
+	return cfg->scenario == SC_COLD ? cfg->model / fmin(cfg->storage, cfg->nic)
+					: cfg->model / cfg->nic;
+}
+
 static void print_result(const struct sim_cfg *cfg, const struct sim_result *r, bool kv)
 {
-	double ideal = cfg->scenario == SC_COLD ? cfg->model / fmin(cfg->storage, cfg->nic)
-						: cfg->model / cfg->nic;
+	double ideal = ideal_of(cfg);
 
 	if (kv) {
 		printf("slowest=%.6f\np50=%.6f\nideal=%.6f\nstorage_bytes=%.0f\nstorage_x=%.4f\n"
-		       "sent_max=%.0f\nsent_mean=%.0f\nevents=%u\n", r->slowest, r->p50, ideal,
-		       r->storage_bytes, r->storage_bytes / cfg->model, r->sent_max, r->sent_mean,
-		       r->events);
+		       "sent_max=%.0f\nsent_mean=%.0f\nold_sent=%.0f\nevents=%u\nredirects=%u\n"
+		       "fallbacks=%u\nrelays=%u\n", r->slowest, r->p50, ideal, r->storage_bytes,
+		       r->storage_bytes / cfg->model, r->sent_max, r->sent_mean, r->old_sent,
+		       r->events, r->redirects, r->fallbacks, r->relays);
 		return;
 	}
 	printf("slowest %.2f s, P50 %.2f s, ideal %.2f s (%.2fx); storage %.2fx the model; "
-	       "sent per node max %.2fx mean %.2fx the model\n", r->slowest, r->p50, ideal,
-	       r->slowest / ideal, r->storage_bytes / cfg->model, r->sent_max / cfg->model,
-	       r->sent_mean / cfg->model);
+	       "sent per node max %.2fx mean %.2fx the model; %u redirects, %u relays\n",
+	       r->slowest, r->p50, ideal, r->slowest / ideal, r->storage_bytes / cfg->model,
+	       r->sent_max / cfg->model, r->sent_mean / cfg->model, r->redirects, r->relays);
 }
 
 static void print_table(void);
 
+/* The members scenario's key=value lines for one size. */
+static void print_members_kv(unsigned n, unsigned timeout_rounds)
+{
+	struct msim_result r;
+
+	msim_crash(n, timeout_rounds, 200, &r);
+	printf("nodes=%u\njoin_rounds=%u\nping_budget=%u\nsuspect_rounds=%u\ndead_rounds=%u\n"
+	       "msgs_mean=%.3f\nmsgs_max=%u\nevents_mean=%.3f\nevents_max=%u\n", n,
+	       msim_join_rounds(n), members_ping_budget(n), r.suspect_all, r.dead_all,
+	       r.msgs_mean, r.msgs_max, r.ev_mean, r.ev_max);
+}
+
+static int parse_onoff(const char *opt, const char *arg, bool *out)
+{
+	if (!strcmp(arg, "on") || !strcmp(arg, "off")) {
+		*out = arg[1] == 'n';
+		return 0;
+	}
+	fprintf(stderr, "mows-sim: --%s '%s': expected on or off\n", opt, arg);
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "nodes", 1, 0, 'n' }, { "join", 1, 0, 'j' }, { "plan", 1, 0, 'p' },
+		{ "nodes", 1, 0, 'n' }, { "join", 1, 0, 'j' }, { "relay", 1, 0, 'y' },
 		{ "model", 1, 0, 'm' }, { "shards", 1, 0, 'S' }, { "chunk", 1, 0, 'c' },
 		{ "storage", 1, 0, 's' }, { "nic", 1, 0, 'N' }, { "cpu", 1, 0, 'C' },
 		{ "rtt", 1, 0, 'r' }, { "storage-latency", 1, 0, 'l' }, { "window", 1, 0, 'w' },
 		{ "threads", 1, 0, 't' }, { "replicas", 1, 0, 'R' }, { "kv", 0, 0, 'k' },
 		{ "table", 0, 0, 'T' }, { "cpu-per-node", 1, 0, 'P' }, { "efficiency", 1, 0, 'e' },
 		{ "placement", 1, 0, 'L' }, { "fanout", 1, 0, 'f' }, { "stagger", 0, 0, 'g' },
-		{ "pending-cost", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "piece", 1, 0, 'i' }, { "timeout-rounds", 1, 0, 'o' }, { "help", 0, 0, 'h' },
+		{ 0, 0, 0, 0 },
 	};
 	struct sim_cfg cfg;
 	struct sim_result res;
-	bool kv = false, table = false;
+	bool kv = false, table = false, nodes_given = false;
+	unsigned timeout_rounds = 5;
 	int o, rc = 0;
 
 	cfg_default(&cfg);
@@ -1103,36 +1521,26 @@ int main(int argc, char **argv)
 			if (op->val == o)
 				name = op->name;
 		switch (o) {
-		case 'n': rc = parse_count(name, optarg, &cfg.nodes); break;
-		case 'j': rc = parse_count(name, optarg, &cfg.join); break;
-		case 'S': rc = parse_count(name, optarg, &cfg.shards); break;
-		case 'w': rc = parse_count(name, optarg, &cfg.window); break;
-		case 't': rc = parse_count(name, optarg, &cfg.threads); break;
-		case 'R': rc = parse_count(name, optarg, &cfg.replicas); break;
-		case 'f':
-			rc = parse_count(name, optarg, &cfg.fanout);
-			if (!rc && cfg.fanout > 64) {
-				fprintf(stderr, "mows-sim: --fanout '%s': expected 1 to 64\n", optarg);
-				rc = -1;
-			}
+		case 'n':
+			rc = parse_count(name, optarg, 1, 100000, &cfg.nodes);
+			nodes_given = true;
 			break;
+		case 'j': rc = parse_count(name, optarg, 1, 100000, &cfg.join); break;
+		case 'S': rc = parse_count(name, optarg, 1, 4096, &cfg.shards); break;
+		case 'w': rc = parse_count(name, optarg, 1, 100000, &cfg.window); break;
+		case 't': rc = parse_count(name, optarg, 1, 100000, &cfg.threads); break;
+		case 'R': rc = parse_count(name, optarg, 1, PLAN_MAX_REPLICAS, &cfg.replicas); break;
+		case 'f': rc = parse_count(name, optarg, 0, SWARM_FANOUT_MAX, &cfg.fanout); break;
+		case 'o': rc = parse_count(name, optarg, 1, 1000, &timeout_rounds); break;
+		case 'y': rc = parse_onoff(name, optarg, &cfg.relay); break;
 		case 'm': rc = parse_value(name, optarg, parse_bytes, "a size such as 510M or 65GB", &cfg.model); break;
 		case 'c': rc = parse_value(name, optarg, parse_bytes, "a size such as 4M", &cfg.chunk); break;
+		case 'i': rc = parse_value(name, optarg, parse_bytes, "a size such as 256K", &cfg.piece); break;
 		case 's': rc = parse_value(name, optarg, parse_rate, "a rate such as 400mbit or 2.5GB/s", &cfg.storage); break;
 		case 'N': rc = parse_value(name, optarg, parse_rate, "a rate such as 2gbit or inf", &cfg.nic); break;
 		case 'C': rc = parse_value(name, optarg, parse_rate, "a rate such as 300MB/s or inf", &cfg.cpu); break;
 		case 'r': rc = parse_value(name, optarg, parse_secs, "a time such as 0.2ms", &cfg.rtt); break;
 		case 'l': rc = parse_value(name, optarg, parse_secs, "a time such as 1ms", &cfg.storage_latency); break;
-		case 'p':
-			if (!strcmp(optarg, "today") || !strcmp(optarg, "swarm") ||
-			    !strcmp(optarg, "tree")) {
-				cfg.plan = optarg[0] == 's' ? PLAN_SWARM : optarg[1] == 'o' ?
-					   PLAN_TODAY : PLAN_TREE;
-			} else {
-				fprintf(stderr, "mows-sim: --plan '%s': expected today, swarm or tree\n", optarg);
-				rc = -1;
-			}
-			break;
 		case 'P': rc = parse_value(name, optarg, parse_rate, "a rate such as 3MB/s", &cfg.cpu_per_node); break;
 		case 'e':
 			cfg.efficiency = strtod(optarg, NULL);
@@ -1150,9 +1558,6 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'g': cfg.stagger = true; break;
-		case 'D':
-			cfg.pending_cost = (unsigned)strtoul(optarg, NULL, 10);
-			break;
 		case 'k': kv = true; break;
 		case 'T': table = true; break;
 		case 'h': usage(stdout); return 0;
@@ -1165,14 +1570,23 @@ int main(int argc, char **argv)
 		print_table();
 		return 0;
 	}
-	if (optind + 1 != argc || (strcmp(argv[optind], "cold") && strcmp(argv[optind], "join"))) {
+	if (optind + 1 != argc || (strcmp(argv[optind], "cold") && strcmp(argv[optind], "join") &&
+				   strcmp(argv[optind], "members"))) {
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[optind], "members")) {
+		if (kv)
+			print_members_kv(cfg.nodes < 2 ? 2 : cfg.nodes, timeout_rounds);
+		else
+			print_members(nodes_given ? (cfg.nodes < 2 ? 2 : cfg.nodes) : 0,
+				      timeout_rounds);
+		return 0;
+	}
 	cfg.scenario = argv[optind][0] == 'c' ? SC_COLD : SC_JOIN;
-	if (cfg.model / cfg.chunk > 4e6 || cfg.shards > 4096) {
-		fprintf(stderr, "mows-sim: %.0f chunks or %u shards: too many for this model; use "
-			"a larger --chunk or fewer --shards\n", cfg.model / cfg.chunk, cfg.shards);
+	if (cfg.model / cfg.chunk > 4e6) {
+		fprintf(stderr, "mows-sim: %.0f chunks: too many for this model; use a larger "
+			"--chunk\n", cfg.model / cfg.chunk);
 		return 2;
 	}
 	sim_run(&cfg, &res);
@@ -1182,7 +1596,11 @@ int main(int argc, char **argv)
 
 /* ---- the README table ---- */
 
-/* The bench machine (README "Cluster"): tools/mows-cluster on 2 cores, mows as landed. */
+/*
+ * The bench machine (README "Cluster" and "Fleet shapes"): tools/mows-cluster on 2 cores,
+ * readahead_chunks 16, fill_threads 8. Links carry TCP payload at 0.956 of the tbf rate
+ * (1448-byte segments in 1514-byte frames); one host limit crosses every byte moved.
+ */
 static struct sim_cfg bench_cfg(unsigned nodes, double model_mib, const char *storage,
 				const char *nic)
 {
@@ -1193,21 +1611,19 @@ static struct sim_cfg bench_cfg(unsigned nodes, double model_mib, const char *st
 	c.model = model_mib * 1048576;
 	c.storage = parse_rate(storage);
 	c.nic = parse_rate(nic);
-	c.rendezvous = true;	/* measured before place_map */
-	c.efficiency = 0.956;	/* TCP payload in 1514-byte frames; tbf counts frames */
-	c.cpu = 600e6;		/* fitted: what 2 cores move through veths, tbf, FUSE, CRC */
+	c.efficiency = 0.956;
+	c.cpu = 600e6;		/* fitted (2026-11): what 2 cores move through veths, tbf, FUSE */
 	c.cpu_per_node = 8e6;	/* fitted: each simulated host's daemons, ssh, reader */
 	return c;
 }
 
 /* The fleet: a 65 GB model (Qwen3-32B in bf16, 17 shards), 2.5 GB/s storage, 200 Gbit/s. */
-static struct sim_cfg fleet_cfg(unsigned nodes, enum plan plan)
+static struct sim_cfg fleet_cfg(unsigned nodes)
 {
 	struct sim_cfg c;
 
 	cfg_default(&c);
 	c.nodes = nodes;
-	c.plan = plan;
 	c.model = 65e9;
 	c.shards = 17;
 	c.storage = 2.5e9;
@@ -1215,45 +1631,64 @@ static struct sim_cfg fleet_cfg(unsigned nodes, enum plan plan)
 	c.rtt = 50e-6;
 	c.storage_latency = 0.5e-3;
 	c.chunk = 64.0 * 1048576; /* coarser than mows's 4 MiB to keep runs short: see README */
+	c.piece = 4.0 * 1048576;  /* the same 1/16 of a chunk as 256 KiB of 4 MiB */
 	return c;
 }
 
+struct calib {
+	const char *what;
+	unsigned nodes, join;
+	double mib;
+	const char *storage, *nic;
+	double lo, hi, storage_x;	/* measured seconds (range), storage (-1: not measured) */
+	unsigned fanout;		/* swarm_fanout of the code measured */
+	bool old;			/* the code of 2026-11-24: rendezvous, no relaying */
+};
+
 static void print_calibration(void)
 {
-	static const struct {
-		const char *what;
-		unsigned nodes, join;
-		double mib;
-		const char *storage, *nic;
-		double time, storage_x;
-	} runs[] = {
-		{ "8 nodes cold, 510 MiB, 400 Mbit/s storage, 2 Gbit/s links", 8, 0, 510,
-		  "400mbit", "2gbit", 13.2, 1.01 },
-		{ "a 9th node joins those 8 warm", 8, 1, 510, "400mbit", "2gbit", 2.38, 0 },
-		{ "16 nodes cold, 104 MiB, 200 Mbit/s storage", 16, 0, 104, "200mbit", "2gbit",
-		  1.38 * 104 * 8.388608 / 200, 1.01 },
-		{ "32 nodes cold, same", 32, 0, 104, "200mbit", "2gbit", 3.1 * 104 * 8.388608 / 200,
-		  -1 },
-		{ "6 nodes join a warm 2, 104 MiB, 300 Mbit/s links", 2, 6, 104, "400mbit",
-		  "300mbit", 2.57 * 104 * 8.388608 / 300, 0.47 },
+	static const struct calib runs[] = {
+		{ "6 join a warm 2, 100 Mbit/s links (2026-12-01, 3 runs)", 2, 6, 102, "200mbit",
+		  "100mbit", 11.72, 12.54, 0, 1, false },
+		{ "the same at 300 Mbit/s (1 run)", 2, 6, 102, "200mbit", "300mbit", 4.17, 4.17,
+		  0, 1, false },
+		{ "16 cold, storage 50 / links 75 Mbit/s (2026-12-01, 2 runs)", 16, 0, 102,
+		  "50mbit", "75mbit", 34.12, 34.94, 1.07, 1, false },
+		{ "8 cold, same links (2026-11-30, fanout 1, 1 run)", 8, 0, 102, "50mbit",
+		  "75mbit", 32.03, 32.03, 1.01, 1, false },
+		{ "16 cold, 200 / 300 Mbit/s (2026-11-30, fanout 1, 1 run)", 16, 0, 102, "200mbit",
+		  "300mbit", 9.13, 9.13, 1.01, 1, false },
+		{ "32 cold, 200 / 300 Mbit/s (2026-11-30, fanout 4, 2 runs)", 32, 0, 102,
+		  "200mbit", "300mbit", 14.58, 14.65, 1.06, 4, false },
+		{ "8 cold, 510 MiB, 400 Mbit/s / 2 Gbit/s (2026-11-24 code)", 8, 0, 510, "400mbit",
+		  "2gbit", 13.2, 13.2, 1.01, 0, true },
+		{ "a 9th node joins those 8 warm (2026-11-24 code)", 8, 1, 510, "400mbit", "2gbit",
+		  2.38, 2.38, 0, 0, true },
 	};
 
-	printf("| measured scenario (bench machine, mows as landed) | measured | simulated | "
-	       "error | storage measured | storage simulated |\n|---|---|---|---|---|---|\n");
+	printf("| measured scenario (bench machine) | measured | simulated | error | storage "
+	       "measured | storage simulated |\n|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
-		struct sim_cfg c = bench_cfg(runs[i].nodes, runs[i].mib, runs[i].storage,
-					     runs[i].nic);
+		const struct calib *k = &runs[i];
+		struct sim_cfg c = bench_cfg(k->nodes, k->mib, k->storage, k->nic);
 		struct sim_result r;
-		char st[32] = "-";
+		char st[32] = "-", meas[48];
+		double mid = (k->lo + k->hi) / 2;
 
-		c.scenario = runs[i].join ? SC_JOIN : SC_COLD;
-		c.join = runs[i].join ? runs[i].join : 1;
+		c.scenario = k->join ? SC_JOIN : SC_COLD;
+		c.join = k->join ? k->join : 1;
+		c.fanout = k->fanout;
+		c.rendezvous = k->old;
+		c.relay = !k->old;
 		sim_run(&c, &r);
-		if (runs[i].storage_x >= 0)
-			snprintf(st, sizeof(st), "%.2fx", runs[i].storage_x);
-		printf("| %s | %.2f s | %.2f s | %+.0f%% | %s | %.2fx |\n", runs[i].what,
-		       runs[i].time, r.slowest, 100 * (r.slowest / runs[i].time - 1), st,
-		       r.storage_bytes / c.model);
+		if (k->storage_x >= 0)
+			snprintf(st, sizeof(st), "%.2fx", k->storage_x);
+		if (k->lo < k->hi)
+			snprintf(meas, sizeof(meas), "%.2f-%.2f s", k->lo, k->hi);
+		else
+			snprintf(meas, sizeof(meas), "%.2f s", k->lo);
+		printf("| %s | %s | %.2f s | %+.0f%% | %s | %.2fx |\n", k->what, meas, r.slowest,
+		       100 * (r.slowest / mid - 1), st, r.storage_bytes / c.model);
 		fflush(stdout);
 	}
 }
@@ -1261,59 +1696,28 @@ static void print_calibration(void)
 static void print_fleet(void)
 {
 	static const unsigned sizes[2] = { 100, 1000 };
-	static const char *const plans[2] = { "today", "swarm" };
 
-	printf("\n| fleet: 65 GB, 2.5 GB/s storage, 200 Gbit/s NICs | plan | slowest node | "
-	       "x ideal | storage | sent per node max / mean |\n|---|---|---|---|---|---|\n");
+	printf("\n| fleet: 65 GB, 2.5 GB/s storage, 200 Gbit/s NICs | slowest node | x ideal | "
+	       "storage | sent per node max / mean | warm nodes sent |\n|---|---|---|---|---|---|\n");
 	for (int si = 0; si < 2; si++) {
 		for (int kind = 0; kind < 3; kind++) {
-			for (int pl = 0; pl < 2; pl++) {
-				struct sim_cfg c = fleet_cfg(sizes[si], pl ? PLAN_SWARM : PLAN_TODAY);
-				struct sim_result r;
-				char what[96];
-				double ideal;
-
-				c.scenario = kind ? SC_JOIN : SC_COLD;
-				c.join = kind == 2 ? 50 : 1;
-				if (!kind)
-					snprintf(what, sizeof(what), "%u nodes cold at once", c.nodes);
-				else
-					snprintf(what, sizeof(what), "%u node%s join%s %u warm", c.join,
-						 c.join > 1 ? "s" : "", c.join > 1 ? "" : "s", c.nodes);
-				sim_run(&c, &r);
-				ideal = kind ? c.model / c.nic : c.model / fmin(c.storage, c.nic);
-				printf("| %s | %s | %.1f s | %.2fx | %.2fx | %.2fx / %.2fx |\n", what,
-				       plans[pl], r.slowest, r.slowest / ideal,
-				       r.storage_bytes / c.model, r.sent_max / c.model,
-				       r.sent_mean / c.model);
-				fflush(stdout);
-			}
-		}
-	}
-}
-
-/* Placement against plan when node links, not storage, are tight (links only, no CPU). */
-static void print_placement(void)
-{
-	printf("\n| 16 nodes cold, 510 MiB, 400 Mbit/s storage, 500 Mbit/s node links | plan | "
-	       "slowest node | x ideal | sent per node max / mean |\n|---|---|---|---|---|\n");
-	for (int pl = 0; pl < 2; pl++) {
-		for (int rv = 1; rv >= 0; rv--) {
-			struct sim_cfg c;
+			struct sim_cfg c = fleet_cfg(sizes[si]);
 			struct sim_result r;
-			double ideal;
+			char what[96], old[32] = "-";
 
-			cfg_default(&c);
-			c.nodes = 16;
-			c.nic = 500e6 / 8;
-			c.rendezvous = rv;
-			c.plan = pl ? PLAN_SWARM : PLAN_TODAY;
+			c.scenario = kind ? SC_JOIN : SC_COLD;
+			c.join = kind == 2 ? 50 : 1;
+			if (!kind)
+				snprintf(what, sizeof(what), "%u nodes cold at once", c.nodes);
+			else
+				snprintf(what, sizeof(what), "%u node%s join%s %u warm", c.join,
+					 c.join > 1 ? "s" : "", c.join > 1 ? "" : "s", c.nodes);
 			sim_run(&c, &r);
-			ideal = c.model / fmin(c.storage, c.nic);
-			printf("| %s placement | %s | %.1f s | %.2fx | %.2fx / %.2fx |\n",
-			       rv ? "rendezvous" : "balanced (place_map)", pl ? "swarm" : "today",
-			       r.slowest, r.slowest / ideal, r.sent_max / c.model,
-			       r.sent_mean / c.model);
+			if (kind)
+				snprintf(old, sizeof(old), "%.2fx", r.old_sent / c.model);
+			printf("| %s | %.1f s | %.2fx | %.2fx | %.2fx / %.2fx | %s |\n", what,
+			       r.slowest, r.slowest / ideal_of(&c), r.storage_bytes / c.model,
+			       r.sent_max / c.model, r.sent_mean / c.model, old);
 			fflush(stdout);
 		}
 	}
@@ -1322,6 +1726,7 @@ static void print_placement(void)
 static void print_table(void)
 {
 	print_calibration();
-	print_placement();
 	print_fleet();
+	printf("\n");
+	print_members(0, 5);
 }
