@@ -205,12 +205,6 @@ struct net {
 	bool dirty;		/* flows or their links changed since the rates were computed */
 };
 
-static void heap_push(struct net *nt, double key, unsigned res)
-{
-	struct heap_item it = { key, res, nt->ver[res] };
-	mh_push(&nt->heap, &it, sizeof(it));
-}
-
 /* Flows by resource, in CSR form: list[start[r] .. start[r + 1]); relays by the flow they
  * are linked to: kids[kid_start[f] .. kid_start[f + 1]). */
 static void net_index(struct net *nt)
@@ -248,15 +242,68 @@ static void net_index(struct net *nt)
 	free(next);
 }
 
-/* Freezes flow @f at @rate, and with it every relay linked to it, transitively. */
-static void freeze(struct net *nt, unsigned f, double rate, unsigned *stack)
+/* A typed min-heap of (share, resource, version) for the progressive filling. */
+static void rh_push(struct net *nt, double key, unsigned res)
+{
+	struct minheap *h = &nt->heap;
+	struct heap_item *v;
+
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 256;
+		h->v = xrealloc(h->v, h->cap, sizeof(struct heap_item));
+	}
+	v = (struct heap_item *)h->v;
+	unsigned i = h->n++;
+
+	v[i] = (struct heap_item){ key, res, nt->ver[res] };
+	while (i && v[(i - 1) / 2].key > v[i].key) {
+		struct heap_item t = v[i];
+
+		v[i] = v[(i - 1) / 2];
+		v[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+static struct heap_item rh_pop(struct net *nt)
+{
+	struct minheap *h = &nt->heap;
+	struct heap_item *v = (struct heap_item *)h->v, top = v[0];
+	unsigned i = 0;
+
+	v[0] = v[--h->n];
+	for (;;) {
+		unsigned l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < h->n && v[l].key < v[m].key)
+			m = l;
+		if (r < h->n && v[r].key < v[m].key)
+			m = r;
+		if (m == i)
+			break;
+		struct heap_item t = v[i];
+
+		v[i] = v[m];
+		v[m] = t;
+		i = m;
+	}
+	return top;
+}
+
+/*
+ * Freezes flow @f at @rate, and with it every relay linked to it, transitively. The
+ * resources whose share changed are noted in @touched (once each: @mark) for the caller to
+ * push again.
+ */
+static void freeze(struct net *nt, unsigned f, double rate, unsigned *stack,
+		   unsigned *touched, unsigned *ntouched, unsigned char *mark)
 {
 	unsigned sp = 0;
 
 	stack[sp++] = f;
 	while (sp) {
-		struct flow *fl = &nt->flows[stack[--sp]];
-		unsigned g = stack[sp];
+		unsigned g = stack[--sp];
+		struct flow *fl = &nt->flows[g];
 
 		if (fl->frozen)
 			continue;
@@ -268,13 +315,29 @@ static void freeze(struct net *nt, unsigned f, double rate, unsigned *stack)
 			nt->rem[o] -= rate;
 			nt->cnt[o]--;
 			nt->ver[o]++;
-			if (nt->cnt[o] && isfinite(nt->cap[o]))
-				heap_push(nt, fmax(nt->rem[o], 0) / nt->cnt[o], o);
+			if (!mark[o]) {
+				mark[o] = 1;
+				touched[(*ntouched)++] = o;
+			}
 		}
 		for (unsigned i = nt->kid_start[g]; i < nt->kid_start[g + 1]; i++)
 			if (!nt->flows[nt->kids[i]].frozen)
 				stack[sp++] = nt->kids[i];
 	}
+}
+
+/* Pushes the new share of every resource @touched and clears the list. */
+static void push_touched(struct net *nt, unsigned *touched, unsigned *ntouched,
+			 unsigned char *mark)
+{
+	for (unsigned i = 0; i < *ntouched; i++) {
+		unsigned o = touched[i];
+
+		mark[o] = 0;
+		if (nt->cnt[o] && isfinite(nt->cap[o]))
+			rh_push(nt, fmax(nt->rem[o], 0) / nt->cnt[o], o);
+	}
+	*ntouched = 0;
 }
 
 /*
@@ -287,6 +350,8 @@ static void freeze(struct net *nt, unsigned f, double rate, unsigned *stack)
 static void net_rates(struct net *nt)
 {
 	unsigned *stack = xcalloc(nt->nflows + 1, sizeof(*stack));
+	unsigned *touched = xcalloc(nt->nres, sizeof(*touched)), ntouched = 0;
+	unsigned char *mark = xcalloc(nt->nres, 1);
 
 	net_index(nt);
 	nt->heap.n = 0;
@@ -300,13 +365,15 @@ static void net_rates(struct net *nt)
 	}
 	for (unsigned f = 0; f < nt->nflows; f++)
 		if (nt->flows[f].stalled)
-			freeze(nt, f, 0, stack);
+			freeze(nt, f, 0, stack, touched, &ntouched, mark);
+	for (unsigned i = 0; i < ntouched; i++)
+		mark[touched[i]] = 0;
+	ntouched = 0;
 	for (unsigned r = 0; r < nt->nres; r++)
 		if (nt->cnt[r] && isfinite(nt->cap[r]))
-			heap_push(nt, nt->rem[r] / nt->cnt[r], r);
+			rh_push(nt, nt->rem[r] / nt->cnt[r], r);
 	while (nt->heap.n) {
-		struct heap_item it;
-		mh_pop(&nt->heap, &it);
+		struct heap_item it = rh_pop(nt);
 		unsigned r = it.res;
 
 		if (it.ver != nt->ver[r] || !nt->cnt[r])
@@ -315,9 +382,12 @@ static void net_rates(struct net *nt)
 
 		for (unsigned i = nt->start[r]; i < nt->start[r + 1]; i++)
 			if (!nt->flows[nt->list[i]].frozen)
-				freeze(nt, nt->list[i], share, stack);
+				freeze(nt, nt->list[i], share, stack, touched, &ntouched, mark);
+		push_touched(nt, touched, &ntouched, mark);
 	}
 	free(stack);
+	free(touched);
+	free(mark);
 }
 
 /* ---- the cluster ---- */
@@ -777,8 +847,9 @@ static double relay_change(const struct sim *s, const struct flow *f)
 
 /* ---- the event loop ---- */
 
-/* Advances the flows to @t; completes those done, which may start others. */
-static void flows_advance(struct sim *s, double t)
+/* Advances the flows to @t; completes those done, which may start others. @relay: a relay
+ * changes state at @t (relay_change()), so the rates are due again. */
+static void flows_advance(struct sim *s, double t, bool relay)
 {
 	struct net *nt = &s->net;
 	double dt = t - s->now;
@@ -794,7 +865,7 @@ static void flows_advance(struct sim *s, double t)
 		else
 			nt->flows[kept++] = *fl;
 	}
-	nt->dirty |= kept != nt->nflows || s->cfg.relay;
+	nt->dirty |= kept != nt->nflows || relay;
 	nt->nflows = kept;
 	for (unsigned f = 0; f < kept; f++)
 		s->inflow[at(s, nt->flows[f].dst, nt->flows[f].chunk)] = (int)f;
@@ -815,27 +886,30 @@ static void flows_advance(struct sim *s, double t)
 	free(done);
 }
 
-static double next_change(const struct sim *s)
+/* The next time a flow ends or (*@relay) a relay changes state. */
+static double next_change(const struct sim *s, bool *relay)
 {
-	double best = INFINITY;
+	double best = INFINITY, best_relay = INFINITY;
 
 	for (unsigned f = 0; f < s->net.nflows; f++) {
 		const struct flow *fl = &s->net.flows[f];
 		double t = isinf(fl->rate) ? s->now : s->now + fl->left / fl->rate;
 
 		best = t < best ? t : best;
-		if (s->cfg.relay) {
+		if (s->cfg.relay && fl->src >= 0) {
 			t = relay_change(s, fl);
-			best = t < best ? t : best;
+			best_relay = t < best_relay ? t : best_relay;
 		}
 	}
-	return best;
+	*relay = best_relay <= best;
+	return fmin(best, best_relay);
 }
 
 static void sim_loop(struct sim *s)
 {
 	while (s->readers_left) {
-		double tf = next_change(s);
+		bool relay;
+		double tf = next_change(s, &relay);
 		double te = mh_min(&s->ev);
 		double t = tf < te ? tf : te;
 
@@ -845,7 +919,7 @@ static void sim_loop(struct sim *s)
 				s->now, s->readers_left);
 			exit(1);
 		}
-		flows_advance(s, t);
+		flows_advance(s, t, relay && tf <= te);
 		while (s->ev.n && mh_min(&s->ev) <= s->now + 1e-12) {
 			struct event e;
 			mh_pop(&s->ev, &e);
