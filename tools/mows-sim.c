@@ -1485,7 +1485,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: mows-sim [options] cold|join|members\n"
-		"       mows-sim --table [--big]   (--big: with 1,000 nodes cold, ~10 min)\n"
+		"       mows-sim --table [--big]   (--big: with 1,000 nodes cold, ~8 min)\n"
 		"  --nodes N            cold: nodes; join: warm nodes; members: nodes, or all\n"
 		"                       of 8 16 32 100 1000 when not given (8)\n"
 		"  --join K             join: nodes joining at once (1)\n"
@@ -1812,7 +1812,7 @@ static void print_calibration(void)
 	}
 }
 
-/* @big: with 1,000 nodes cold at once (about 10 minutes on one core). */
+/* @big: with 1,000 nodes cold at once (about 8 minutes on one core). */
 static void print_fleet(bool big)
 {
 	static const unsigned sizes[2] = { 100, 1000 };
