@@ -15,6 +15,7 @@ struct swarm_entry {
 	uint32_t who[SWARM_MAX_REQ];   /* in arrival order */
 	uint8_t kids[SWARM_MAX_REQ];   /* requesters assigned to who[i] */
 	bool active[SWARM_MAX_REQ];    /* the owner is serving who[i] now */
+	uint32_t tail;                 /* past SWARM_MAX_REQ: the last requester handed on */
 };
 
 struct swarm {
@@ -80,8 +81,17 @@ static int do_admit(struct swarm_entry *x, uint32_t who, unsigned fanout, bool b
 	for (unsigned i = 0; i < x->n; i++)
 		if (x->who[i] == who)
 			return -1;
-	if (x->n == SWARM_MAX_REQ)
-		return -1;
+	if (x->n == SWARM_MAX_REQ) {
+		/* Past the record the requesters form a chain, each handed to the one before
+		 * it (the first to the last recorded): the owner's uplink still sends the chunk
+		 * about once, however many nodes ask (hundreds in a cold burst of a fleet). Only
+		 * the last link is remembered: it is served when it asks again. */
+		if (who == x->tail)
+			return -1;
+		*parent = x->tail ? x->tail : x->who[x->n - 1];
+		x->tail = who;
+		return 1;
+	}
 	if (busy ? x->n == 0 : x->serving < fanout) {
 		do_record(x, who, true);
 		return 0;

@@ -21,8 +21,10 @@
  *
  * Memory: a fixed table of SWARM_SETS x SWARM_WAYS chunk entries (about 350 bytes each,
  * ~360 KiB in all), least recently used entry of a set replaced; each entry records at most
- * SWARM_MAX_REQ requesters (more are served by the owner, not recorded). A forgotten entry
- * only means the owner serves more itself.
+ * SWARM_MAX_REQ requesters. Later ones form a chain behind the last recorded, each handed
+ * to the one that came before it (only the chain's last link is remembered, so it is served
+ * when it asks again; a parent still arrived before its child). A forgotten entry only
+ * means the owner serves more itself.
  *
  * Threads: swarm_admit() may be called from any thread; struct swarm has its own lock, a leaf
  * (THREADS.md). No I/O, no allocation after swarm_new().

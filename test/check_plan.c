@@ -294,6 +294,28 @@ START_TEST(swarm_tree)
 }
 END_TEST
 
+/* Past SWARM_MAX_REQ requesters of one chunk (a cold burst of hundreds of nodes), the later
+ * ones form a chain: each is handed to the one that came before it, never served by the
+ * owner, whose uplink would otherwise carry the chunk to every one of them. */
+START_TEST(swarm_overflow_chain)
+{
+	struct swarm *s = swarm_new();
+	uint32_t parent = 0, served = 0;
+	for (uint32_t who = 1; who <= SWARM_MAX_REQ; who++)
+		served += !swarm_admit(s, 0x55, 9, who, 1, false, &parent);
+	ck_assert_uint_eq(served, 1);
+	for (uint32_t who = SWARM_MAX_REQ + 1; who <= 1000; who++) {
+		ck_assert_msg(swarm_admit(s, 0x55, 9, who, 1, who % 2 == 0, &parent),
+			      "requester %u past the record was served by the owner", who);
+		ck_assert_uint_eq(parent, who - 1); /* arrived before it: no cycle */
+	}
+	/* The chain's last link asking again is served; a recorded requester too. */
+	ck_assert(!swarm_admit(s, 0x55, 9, 1000, 1, false, &parent));
+	ck_assert(!swarm_admit(s, 0x55, 9, 3, 1, false, &parent));
+	swarm_free(s);
+}
+END_TEST
+
 /* A busy owner (its uplink taken by other sends) serves each chunk to its first requester
  * only and hands the rest on, to the earlier requester with the fewest children (at most
  * fanout); an owner that is not busy serves as before. */
@@ -352,11 +374,12 @@ START_TEST(swarm_bounded)
 		ck_assert(!swarm_admit(s, 42, 99999, who, 4, false, &parent));
 	ck_assert(swarm_admit(s, 42, 99999, 20, 4, false, &parent));
 	ck_assert_uint_eq(parent, 1); /* recorded first for chunk 99999 */
-	/* More requesters than an entry records: the owner serves the rest itself. */
+	/* More requesters than an entry records: the owner serves fanout of them, the rest
+	 * are handed on (past the record, in a chain: swarm_overflow_chain). */
 	unsigned redirected = 0;
 	for (uint32_t who = 1000; who < 1000 + 2 * SWARM_MAX_REQ; who++)
 		redirected += swarm_admit(s, 43, 0, who, 4, false, &parent);
-	ck_assert_uint_eq(redirected, SWARM_MAX_REQ - 4);
+	ck_assert_uint_eq(redirected, 2 * SWARM_MAX_REQ - 4);
 	swarm_free(s);
 }
 END_TEST
@@ -378,6 +401,7 @@ int main(void)
 	tcase_add_test(tc, swarm_tree);
 	tcase_add_test(tc, swarm_bounded);
 	tcase_add_test(tc, swarm_busy_owner);
+	tcase_add_test(tc, swarm_overflow_chain);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
