@@ -11,6 +11,9 @@
 #include "cache/tree.h"
 #include "common/log.h"
 
+/* Bytes of a relayed storage read between progress reports (backing_read()). */
+#define BACKING_RELAY_PIECE (1u << 20)
+
 /* pread() until @len bytes are in, riding out EINTR and short reads. */
 static int pread_full(int fd, void *dst, size_t len, uint64_t off, const struct deadline *dl)
 {
@@ -49,20 +52,47 @@ static void test_flip(struct cache_file *f, uint64_t off, void *dst, size_t len)
 		 rel);
 }
 
+/*
+ * Reads @len bytes at @off into @dst. When the fill knows the CRC the bytes must have, reads
+ * them in BACKING_RELAY_PIECE pieces and reports each on the fill's relay, so that the peers
+ * that asked this node (the chunk's owner) for it get its bytes while storage still sends
+ * them, chunk after chunk down a chain of nodes, instead of once the whole chunk is here. The
+ * cache checks the CRC before a relayer sends the last byte (cache_relay_done()).
+ */
+static int backing_read(int fd, struct cache_file *f, void *dst, size_t len, uint64_t off,
+			const struct deadline *dl, struct cache_fetch *out)
+{
+	if (!out->relay || !out->expect_known) {
+		int rc = pread_full(fd, dst, len, off, dl);
+		if (rc == 0)
+			test_flip(f, off, dst, len);
+		return rc;
+	}
+	cache_relay_announce(out->relay, out->expect);
+	for (size_t got = 0; got < len;) {
+		size_t n = len - got < BACKING_RELAY_PIECE ? len - got : BACKING_RELAY_PIECE;
+		int rc = pread_full(fd, (char *)dst + got, n, off + got, dl);
+		if (rc)
+			return rc;
+		test_flip(f, off + got, (char *)dst + got, n);
+		got += n;
+		cache_relay_progress(out->relay, (uint32_t)got);
+	}
+	return 0;
+}
+
 static int backing_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 			 const struct deadline *dl, struct cache_fetch *out)
 {
-	(void)out; /* the cache computes the CRC of what we read */
+	/* The cache computes the CRC of what we read. */
 	struct cache_tree *t = ctx;
 	struct stat st;
 	uint64_t off = chunk * cache_chunk_size(cache_tree_cache(t));
 	int fd = cache_tree_fd_get(t, f);
-	int rc = fd < 0 ? fd : pread_full(fd, dst, len, off, dl);
+	int rc = fd < 0 ? fd : backing_read(fd, f, dst, len, off, dl, out);
 	/* The chunk now lives in the slab: keep no second copy in the backing's page cache. */
 	if (rc == 0)
 		posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
-	if (rc == 0)
-		test_flip(f, off, dst, len);
 	if (rc == 0 && fstat(fd, &st) < 0)
 		rc = -errno;
 	if (rc == 0)

@@ -802,7 +802,8 @@ static void settle_and_put(struct cache *c, struct cache_file *f)
 static int fetch_checked(struct cache *c, struct slot *s, unsigned k, void *dst,
 			 const struct deadline *dl)
 {
-	struct cache_fetch out = { .probe_only = s->serving, .relay = &s->relay };
+	struct cache_fetch out = { .probe_only = s->serving, .relay = &s->relay,
+				   .expect_known = s->has_expect, .expect = s->expect };
 	/* Whatever a relayer sent of an earlier attempt is void: it sees the attempt change. */
 	atomic_store(&s->relay.announced, false);
 	atomic_fetch_add(&s->relay.attempt, 1);
@@ -963,16 +964,14 @@ static void do_run_fill(struct cache *c, int32_t i)
 		pthread_cond_broadcast(&c->fill_cond);
 }
 
-void cache_relay_announce(struct cache_relay *r, uint32_t crc)
+/* Tells the fill hook that @r moved (announced, or more bytes landed); @wake also wakes
+ * cache_relay_wait(). No lock held. */
+static void relay_notify(struct cache_relay *r, bool wake)
 {
 	struct cache *c = r->c;
-	atomic_store(&r->announced, false);
-	atomic_fetch_add(&r->attempt, 1);
-	atomic_store(&r->arrived, 0);
-	atomic_store(&r->crc, crc);
-	atomic_store(&r->announced, true);
 	pthread_mutex_lock(&c->lock);
-	pthread_cond_broadcast(&c->fill_cond); /* cache_relay_wait() */
+	if (wake)
+		pthread_cond_broadcast(&c->fill_cond); /* cache_relay_wait() */
 	cache_fill_hook_fn hook = c->fill_hook;
 	void *hook_ctx = c->fill_hook_ctx;
 	c->fill_hook_calls += hook != NULL;
@@ -986,9 +985,23 @@ void cache_relay_announce(struct cache_relay *r, uint32_t crc)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void cache_relay_announce(struct cache_relay *r, uint32_t crc)
+{
+	atomic_store(&r->announced, false);
+	atomic_fetch_add(&r->attempt, 1);
+	atomic_store(&r->arrived, 0);
+	atomic_store(&r->crc, crc);
+	atomic_store(&r->announced, true);
+	relay_notify(r, true);
+}
+
 void cache_relay_progress(struct cache_relay *r, uint32_t bytes)
 {
+	/* Sequentially consistent: a relayer that parks raises watchers, then looks at arrived
+	 * again; we store arrived, then look at watchers: one of the two sees the other. */
 	atomic_store(&r->arrived, bytes);
+	if (atomic_load(&r->watchers))
+		relay_notify(r, false);
 }
 
 /* Lock held. Pins slot @i for relaying: its span and progress. */

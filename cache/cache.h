@@ -80,6 +80,8 @@ struct cache_relay {
 	_Atomic uint32_t crc;         /* the CRC the sender announced for this attempt */
 	_Atomic uint32_t arrived;     /* bytes of this attempt written so far */
 	_Atomic bool announced;       /* crc is set and bytes are on their way */
+	_Atomic uint32_t watchers;    /* relayers parked until more bytes land (net/serve.c):
+				       * while nonzero, progress calls the fill hook */
 	/* Set by the cache before the fetch, for the fill hook: */
 	struct cache *c;
 	uint64_t file_key, chunk;
@@ -88,7 +90,8 @@ struct cache_relay {
 /* By the source: a new attempt's bytes are coming, with this CRC (calls the fill hook, so
  * that requests parked on the chunk can start relaying). Any thread, no lock held. */
 void cache_relay_announce(struct cache_relay *r, uint32_t crc);
-/* By the source: @bytes of the attempt have landed, in order. */
+/* By the source: @bytes of the attempt have landed, in order. Calls the fill hook when a
+ * relayer watches (parked until more bytes land). Any thread, no lock held. */
 void cache_relay_progress(struct cache_relay *r, uint32_t bytes);
 
 /*
@@ -101,9 +104,15 @@ struct cache_fetch {
 	 * nodes that hold the chunk, never ask one to fill it, so serving never waits on
 	 * fetching (net/peer.h). */
 	bool probe_only;
-	/* In: where a remote source reports its progress (cache_relay_announce/_progress) when it
-	 * receives the bytes in order; never NULL for remote sources. */
+	/* In: where a source reports its progress (cache_relay_announce/_progress) when it
+	 * receives the bytes in order; never NULL. */
 	struct cache_relay *relay;
+	/* In: the CRC the bytes must have (crc32.chunks, or a verified version), when
+	 * expect_known. A local source that announces it and reports its progress lets peers
+	 * that asked for the chunk have its bytes while storage still sends them; the cache
+	 * checks them against it before the last byte goes out (cache_relay_done()). */
+	bool expect_known;
+	uint32_t expect;
 	/* Out: */
 	uint32_t crc;         /* CRC-32 of the bytes written, when crc_known */
 	bool crc_known;       /* the source checked the bytes against this CRC itself */

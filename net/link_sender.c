@@ -87,18 +87,19 @@ int link_sender_sendv(struct link_sender *s, struct iovec *iov, int n, const str
 
 int link_sender_pieces(struct link_sender *s, uint32_t id, uint32_t crc, uint32_t len,
 		       const uint8_t *data, uint32_t from, uint32_t to, uint32_t piece,
-		       const struct deadline *dl)
+		       int64_t piece_ms)
 {
 	int rc = 0;
 	uint32_t off = from;
 	while (off < to && rc == 0) {
+		struct deadline dl = deadline_in_ms(piece_ms);
 		uint32_t n = to - off < piece ? to - off : piece;
 		uint8_t head[PROTO_HDR_LEN + PROTO_PIECE_FIXED_LEN];
 		struct proto_piece c = { .crc32 = crc, .length = len, .offset = off };
 		proto_hdr_encode(head, PROTO_DATA_PIECE, 0, PROTO_PIECE_FIXED_LEN + n, id);
 		proto_piece_encode(head + PROTO_HDR_LEN, &c);
 		struct iovec iov[2] = { { head, sizeof(head) }, { (void *)(data + off), n } };
-		rc = link_sender_sendv(s, iov, 2, dl);
+		rc = link_sender_sendv(s, iov, 2, &dl);
 		off += rc == 0 ? n : 0;
 	}
 	if (rc && off > 0)

@@ -47,12 +47,14 @@ int link_sender_sendv(struct link_sender *s, struct iovec *iov, int n, const str
 /*
  * Sends bytes [@from, @to) of the answer to request @id, @len bytes in all with CRC @crc, as
  * DATA_PIECEs of at most @piece bytes from @data (the whole answer's bytes; no copy), one
- * turn per piece. A piece that cannot go once part of the answer went (@from > 0, or an
- * earlier piece) shuts the link down: the peer would wait for the rest. Returns 0 or -errno.
+ * turn per piece. Each piece must go within @piece_ms of the one before: the link, not the
+ * request, bounds a send, so that a long answer on a busy link is not cut off while it
+ * moves. A piece that cannot go once part of the answer went (@from > 0, or an earlier
+ * piece) shuts the link down: the peer would wait for the rest. Returns 0 or -errno.
  */
 int link_sender_pieces(struct link_sender *s, uint32_t id, uint32_t crc, uint32_t len,
 		       const uint8_t *data, uint32_t from, uint32_t to, uint32_t piece,
-		       const struct deadline *dl);
+		       int64_t piece_ms);
 
 /* Ends the answer to request @id (@len bytes, @sent of them sent in pieces) with @status,
  * a positive errno: the peer drops what it got; the link carries on. Returns 0 or -errno

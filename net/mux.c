@@ -40,6 +40,7 @@ struct mux_req {
 	bool done;                /* answered: rc and crc are set */
 	bool filling;             /* a reader is writing into dst */
 	struct mux_pieces pc;     /* DATA: an answer in pieces, so far */
+	uint64_t progress_ns;     /* DATA: when its last piece landed (0: none yet) */
 	int rc;
 	uint32_t crc;
 	struct mux_req *next;
@@ -333,6 +334,8 @@ static void do_piece_landed(struct mux *x, struct mux_req *r, uint32_t id,
 	struct mux_pieces *pc = r ? &r->pc : gp ? &(*gp)->pc : NULL;
 	if (rc == 0 && pc)
 		pc->got += c->n;
+	if (rc == 0 && r && c->n)
+		r->progress_ns = mono_ns();
 	bool end = rc || c->status || (pc && pc->got == c->length);
 	if (r && end)
 		do_answer(x, r, rc ? -EIO : c->status == ENOENT ? -ENOENT : c->status ? -EIO : 0,
@@ -468,9 +471,26 @@ static int do_wait_answer(struct mux *x, struct mux_req *r, const struct deadlin
 	return 0;
 }
 
-/* Sends one request frame and waits for its answer, which read_one() files in @r. */
+/*
+ * Lock held. @r's wait timed out at *@d: while its answer keeps arriving in pieces, moves
+ * *@d to frame_ms after the last piece, but never past @until. Whether it did.
+ */
+static bool do_extend(const struct mux *x, const struct mux_req *r, const struct deadline *until,
+		      struct deadline *d)
+{
+	uint64_t now = mono_ns(), next = r->progress_ns + (uint64_t)x->frame_ms * 1000000;
+	if (!r->progress_ns || next <= now || deadline_passed(until))
+		return false;
+	*d = deadline_in_ms((int64_t)((next - now + 999999) / 1000000));
+	if (deadline_left_ms(until) < deadline_left_ms(d))
+		*d = *until;
+	return true;
+}
+
+/* Sends one request frame and waits for its answer, which read_one() files in @r, until @dl,
+ * or while the answer keeps coming in pieces, until @until (mux_fetch_swarm()). */
 static int request(struct mux *x, struct mux_req *r, const void *payload, uint32_t len,
-		   uint8_t type, const struct deadline *dl)
+		   uint8_t type, const struct deadline *dl, const struct deadline *until)
 {
 	pthread_mutex_lock(&x->lock);
 	if (mux_broken(x)) {
@@ -482,8 +502,12 @@ static int request(struct mux *x, struct mux_req *r, const void *payload, uint32
 	x->reqs = r;
 	int rc = do_send_turn(x, type, payload, len, r->id, dl);
 	bool sent = rc == 0;
-	if (sent)
-		rc = do_wait_answer(x, r, dl);
+	struct deadline d = *dl;
+	while (sent) {
+		rc = do_wait_answer(x, r, &d);
+		if (rc != -ETIMEDOUT || !do_extend(x, r, until, &d))
+			break;
+	}
 	/* Never leave while a reader writes into our slot. */
 	while (r->filling)
 		pthread_cond_wait(&x->cond, &x->lock);
@@ -499,19 +523,19 @@ static int request(struct mux *x, struct mux_req *r, const void *payload, uint32
 int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, size_t len,
 	      uint32_t *crc, const struct deadline *dl)
 {
-	return mux_fetch_swarm(x, req, dst, len, crc, NULL, NULL, dl);
+	return mux_fetch_swarm(x, req, dst, len, crc, NULL, NULL, dl, dl);
 }
 
 int mux_fetch_swarm(struct mux *x, const struct transport_chunk_req *req, void *dst,
 		    size_t len, uint32_t *crc, char *holder, struct cache_relay *relay,
-		    const struct deadline *dl)
+		    const struct deadline *dl, const struct deadline *until)
 {
 	struct mux_req r = { .type = PROTO_DATA, .dst = dst, .len = len, .holder = holder,
 			     .relay = relay };
 	uint8_t buf[PROTO_GET_LEN];
 	struct proto_get get = transport_req_get(req);
 	proto_get_encode(buf, &get);
-	int rc = request(x, &r, buf, sizeof(buf), PROTO_GET, dl);
+	int rc = request(x, &r, buf, sizeof(buf), PROTO_GET, dl, until);
 	if (r.done)
 		*crc = r.crc;
 	return rc;
@@ -523,7 +547,7 @@ int mux_call(struct mux *x, uint8_t type, const void *payload, uint32_t len, voi
 	struct mux_req r = { .type = type, .dst = ans, .len = cap };
 	if (type != PROTO_RDMA_DESC)
 		return -EINVAL;
-	int rc = request(x, &r, payload, len, type, dl);
+	int rc = request(x, &r, payload, len, type, dl, dl);
 	*anslen = rc == 0 ? r.anslen : 0;
 	return rc;
 }

@@ -46,10 +46,14 @@ int mux_fetch(struct mux *x, const struct transport_chunk_req *req, void *dst, s
  * the caller cannot take one: a REDIRECT is then -EPROTO) and returns -EXDEV. With @relay
  * (cache/cache.h), the DATA's CRC is announced there before its bytes land and their
  * progress reported as they do, for nodes that relay the chunk while it arrives.
+ * Gives up at @dl unless the answer is arriving in pieces: then it waits while pieces keep
+ * coming, each at most frame_ms (mux_new()) after the one before, up to @until, so that a
+ * chunk relayed at the pace of a slow source (a shared storage link) is not abandoned, and
+ * read again, when it is nearly here, while a stalled one still fails in frame_ms.
  */
 int mux_fetch_swarm(struct mux *x, const struct transport_chunk_req *req, void *dst,
 		    size_t len, uint32_t *crc, char *holder, struct cache_relay *relay,
-		    const struct deadline *dl);
+		    const struct deadline *dl, const struct deadline *until);
 
 /*
  * A small request of frame type @type (PROTO_RDMA_DESC only) whose answer, a frame of the

@@ -422,7 +422,8 @@ static void note_transport(struct peers *p, struct member *m, const char *name)
  */
 static int fetch_rdma(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		      void *dst, size_t len, uint32_t *sent, char *holder,
-		      struct cache_relay *relay, const struct deadline *dl)
+		      struct cache_relay *relay, const struct deadline *dl,
+		      const struct deadline *until)
 {
 	struct mux *x = mux_acquire(p, m, dl);
 	if (!x)
@@ -438,7 +439,7 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 	} else if (p->cfg->transport == TRANSPORT_RDMA) {
 		rc = -EOPNOTSUPP;
 	} else {
-		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl);
+		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl, until);
 		note_transport(p, m, tcp_transport.name);
 	}
 	mux_release(p, m, x);
@@ -447,12 +448,13 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 
 static int fetch_mux(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		     void *dst, size_t len, uint32_t *sent, char *holder,
-		     struct cache_relay *relay, const struct deadline *dl)
+		     struct cache_relay *relay, const struct deadline *dl,
+		     const struct deadline *until)
 {
 	struct mux *x = mux_acquire(p, m, dl);
 	if (!x)
 		return -EHOSTUNREACH;
-	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl);
+	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl, until);
 	mux_release(p, m, x);
 	return rc;
 }
@@ -472,8 +474,9 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 	pthread_mutex_lock(&p->lock);
 	bool rdma = do_want_rdma(p, m);
 	pthread_mutex_unlock(&p->lock);
-	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, out->relay, &dl)
-		      : fetch_mux(p, m, req, dst, len, &sent, holder, out->relay, &dl);
+	/* An answer still arriving in pieces may take until @outer (mux_fetch_swarm()). */
+	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, out->relay, &dl, outer)
+		      : fetch_mux(p, m, req, dst, len, &sent, holder, out->relay, &dl, outer);
 	if (rc == -EHOSTUNREACH)
 		return rc;
 	if (rc == -EBADMSG)

@@ -103,9 +103,10 @@ struct peers {
 	uint64_t quarantines;      /* peers quarantined so far, protected by lock */
 	/*
 	 * The swarm (net/swarm.h). swarm: the owner's table (its own lock). parked: GET WAITs
-	 * for chunks whose fill runs here, until the fill ends (serve_fill_hook) or their
-	 * deadline (serve_sweep); at most SERVE_CONN_INFLIGHT per connection. Counters since
-	 * start. All but swarm protected by lock.
+	 * for chunks whose fill runs here, until the fill announces or ends (serve_fill_hook),
+	 * and relays waiting for their source's next bytes (progress calls the same hook), or
+	 * until their deadline (serve_sweep); at most SERVE_CONN_INFLIGHT per connection.
+	 * Counters since start. All but swarm protected by lock.
 	 */
 	struct swarm *swarm;
 	atomic_uint sending;       /* chunk sends (DATA with bytes, relays) in flight; atomic */

@@ -51,6 +51,12 @@ struct serve_job {
 	uint32_t crc;
 	char redirect[PROTO_NODE_ID_MAX + 1]; /* non-empty: answer REDIRECT to this holder */
 	struct cache_relay *relay; /* set: span is pinned while its fill runs; relay it */
+	/* A relay in DATA_PIECEs that waits for its source between pieces parks, holding no
+	 * worker (relay_pieces()); what it sent so far, and when it gives up: */
+	bool relaying;            /* begun: counted in p->sending until it ends */
+	bool watching;            /* parked on relay->watchers (progress wakes it) */
+	uint32_t relay_attempt, relay_crc, relay_sent;
+	struct deadline relay_dl; /* request_timeout after the last piece that went */
 	uint64_t park_until_ns;   /* a parked GET WAIT: answered by then */
 	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
@@ -137,7 +143,7 @@ static int send_data(struct peers *p, struct sconn *sc, uint32_t id, int status,
 		atomic_fetch_add(&p->sending, 1);
 	int rc = d.length && SERVE_HELD_IN_PIECES && (sc->caps & PROTO_CAP_PIECES)
 		 ? link_sender_pieces(&sc->tx, id, d.crc32, d.length, data, 0, d.length,
-				      SERVE_PIECE_BYTES, dl)
+				      SERVE_PIECE_BYTES, p->cfg->request_timeout_ms)
 		 : sconn_sendv(sc, iov, d.length ? 2 : 1, dl);
 	if (d.length)
 		atomic_fetch_sub(&p->sending, 1);
@@ -202,15 +208,17 @@ static int relay_bytes(struct peers *p, struct sconn *sc, struct serve_job *j, u
 		       uint32_t crc, const struct deadline *dl)
 {
 	uint32_t len = (uint32_t)j->span.len, sent = 0, have = 0;
+	struct deadline d = *dl;
 	while (sent < len) {
 		if (relay_have(p, j, attempt, crc, &have))
 			return -EIO;
 		if (have > sent) {
 			struct iovec iov = { (uint8_t *)j->span.data + sent, have - sent };
-			if (link_sendv(sc->link, &iov, 1, dl))
+			if (link_sendv(sc->link, &iov, 1, &d))
 				return -EIO;
 			sent = have;
-		} else if (deadline_passed(dl)) {
+			d = deadline_in_ms(p->cfg->request_timeout_ms); /* it moves: wait on */
+		} else if (deadline_passed(&d)) {
 			return -EIO;
 		} else {
 			usleep(200);
@@ -243,29 +251,48 @@ static int relay_whole(struct peers *p, struct sconn *sc, struct serve_job *j, u
 /*
  * A relayed chunk in DATA_PIECEs (PIECES peers): each piece goes once its bytes landed
  * here, taking the send turn only for that piece, so that a relay paced by its source never
- * holds up the other answers on the link. A relay that stops ends its answer with an EIO
- * piece and the link carries on. Returns 0, -EIO (stopped), or another -errno.
+ * holds up the other answers on the link. When nothing new has landed the relay returns
+ * -EINPROGRESS and its job parks until the source reports progress (relay->watchers, the
+ * fill hook), so a relay paced by a slow source (a shared storage link, a chain of relays)
+ * holds no worker while it waits. It gives up when its source stalls for request_timeout. A
+ * relay that stops ends its answer with an EIO piece and the link carries on. Returns 0,
+ * -EINPROGRESS, -EIO (stopped), or another -errno.
  */
-static int relay_pieces(struct peers *p, struct sconn *sc, struct serve_job *j,
-			uint32_t attempt, uint32_t crc, const struct deadline *dl)
+static int relay_pieces(struct peers *p, struct sconn *sc, struct serve_job *j)
 {
-	uint32_t len = (uint32_t)j->span.len, sent = 0, have = 0;
-	while (sent < len) {
-		if (relay_have(p, j, attempt, crc, &have) || (have <= sent && deadline_passed(dl))) {
-			int rc = link_sender_abort(&sc->tx, j->req_id, EIO, len, sent, dl);
+	uint32_t len = (uint32_t)j->span.len, have = 0;
+	while (j->relay_sent < len) {
+		if (relay_have(p, j, j->relay_attempt, j->relay_crc, &have) ||
+		    (have <= j->relay_sent && deadline_passed(&j->relay_dl))) {
+			struct deadline d = deadline_in_ms(p->cfg->request_timeout_ms);
+			int rc = link_sender_abort(&sc->tx, j->req_id, EIO, len, j->relay_sent, &d);
 			return rc ? rc : -EIO;
 		}
-		if (have <= sent) {
-			usleep(200);
-			continue;
-		}
-		int rc = link_sender_pieces(&sc->tx, j->req_id, crc, len, j->span.data, sent, have,
-					    SERVE_PIECE_BYTES, dl);
+		if (have <= j->relay_sent)
+			return -EINPROGRESS;
+		/* The link, not the source, bounds a send (a send that times out after the
+		 * answer began shuts the whole link down). */
+		int rc = link_sender_pieces(&sc->tx, j->req_id, j->relay_crc, len, j->span.data,
+					    j->relay_sent, have, SERVE_PIECE_BYTES,
+					    p->cfg->request_timeout_ms);
 		if (rc)
 			return rc;
-		sent = have;
+		j->relay_sent = have;
+		/* The source moves: wait on as long as it does (the asker does too: mux.h). */
+		j->relay_dl = deadline_in_ms(p->cfg->request_timeout_ms);
 	}
 	return 0;
+}
+
+/* The end of a relay that began (counted in p->sending): once, however it ends. */
+static void relay_end(struct peers *p, struct serve_job *j)
+{
+	if (j->watching)
+		atomic_fetch_sub(&j->relay->watchers, 1);
+	j->watching = false;
+	if (j->relaying)
+		atomic_fetch_sub(&p->sending, 1);
+	j->relaying = false;
 }
 
 /*
@@ -278,11 +305,21 @@ static int relay_pieces(struct peers *p, struct sconn *sc, struct serve_job *j,
 static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 		       const struct deadline *dl)
 {
-	uint32_t attempt = atomic_load(&j->relay->attempt), crc = atomic_load(&j->relay->crc);
-	atomic_fetch_add(&p->sending, 1);
-	int rc = sc->caps & PROTO_CAP_PIECES ? relay_pieces(p, sc, j, attempt, crc, dl)
-		 : relay_whole(p, sc, j, attempt, crc, dl);
-	atomic_fetch_sub(&p->sending, 1);
+	if (!j->relaying) {
+		j->relaying = true;
+		j->relay_attempt = atomic_load(&j->relay->attempt);
+		j->relay_crc = atomic_load(&j->relay->crc);
+		j->relay_dl = *dl;
+		atomic_fetch_add(&p->sending, 1);
+	}
+	if (j->watching) /* woken: progress, the fill's end, or its deadline */
+		atomic_fetch_sub(&j->relay->watchers, 1);
+	j->watching = false;
+	int rc = sc->caps & PROTO_CAP_PIECES ? relay_pieces(p, sc, j)
+		 : relay_whole(p, sc, j, j->relay_attempt, j->relay_crc, dl);
+	if (rc == -EINPROGRESS)
+		return rc; /* run_job() parks it */
+	relay_end(p, j);
 	if (rc == -EIO)
 		count_swarm(p, &p->sw.relays_stopped);
 	if (rc == 0) {
@@ -373,6 +410,7 @@ static int serve_rdma_msg(struct peers *p, struct sconn *sc, const struct serve_
 
 static void job_free(struct peers *p, struct serve_job *j)
 {
+	relay_end(p, j);
 	if (j->pinned || j->relay)
 		cache_read_done(p->cache, &j->span, 1);
 	if (j->f)
@@ -382,6 +420,8 @@ static void job_free(struct peers *p, struct serve_job *j)
 
 static int answer_meta(struct peers *p, struct sconn *sc, uint32_t id, const uint8_t *payload,
 		       uint32_t len);
+
+static bool park_relay(struct peers *p, struct serve_job *j);
 
 static void run_job(struct peers *p, struct serve_job *j)
 {
@@ -394,6 +434,8 @@ static void run_job(struct peers *p, struct serve_job *j)
 		rc = answer_meta(p, sc, j->req_id, j->meta, j->meta_len);
 	else if (!closed)
 		rc = j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j);
+	if (rc == -EINPROGRESS && park_relay(p, j))
+		return; /* a relay waiting for its source: runs again when it moves */
 	if (rc)
 		log_debug("peer connection: answering a request: %s", strerror(-rc));
 	if (j->admitted && sc->m)
@@ -570,6 +612,11 @@ void serve_sweep(struct peers *p)
  */
 static void park_job(struct peers *p, struct serve_job *j)
 {
+	/* Once parked, @j may be woken, answered and freed by a worker at any moment: look
+	 * again through what is ours (a reference to its file), never through @j. */
+	struct cache_file *f = j->f;
+	uint64_t chunk = j->g.chunk;
+	cache_file_get(p->cache, f);
 	j->park_until_ns = mono_ns() + (uint64_t)p->cfg->fill_timeout_ms * 1000000;
 	pthread_mutex_lock(&p->lock);
 	j->next = p->parked;
@@ -579,14 +626,54 @@ static void park_job(struct peers *p, struct serve_job *j)
 	pthread_mutex_unlock(&p->lock);
 	struct cache_span span;
 	struct cache_relay *relay;
-	int rc = cache_relay_pin(p->cache, j->f, j->g.chunk, &span, &relay);
+	int rc = cache_relay_pin(p->cache, f, chunk, &span, &relay);
+	cache_file_put(p->cache, f);
 	if (rc == 0)
 		cache_read_done(p->cache, &span, 1);
 	if (rc == -EAGAIN)
 		return; /* the fill hook wakes it: announced, or ended */
 	pthread_mutex_lock(&p->lock);
-	do_unpark(p, is_job, j);
+	do_unpark(p, is_job, j); /* a no-op when a worker took it meanwhile */
 	pthread_mutex_unlock(&p->lock);
+}
+
+static uint64_t deadline_ns(const struct deadline *dl)
+{
+	return (uint64_t)dl->at.tv_sec * 1000000000u + (uint64_t)dl->at.tv_nsec;
+}
+
+/*
+ * Parks a relay that waits for its source (relay_pieces() said -EINPROGRESS) until the source
+ * reports progress (cache_relay_progress() calls the fill hook while relay->watchers > 0),
+ * its fill ends (the fill hook) or it stalls past relay_dl (serve_sweep()). False when the
+ * workers stop: then the relay ends here. Progress may have come between relay_pieces()
+ * looking and the parking: look again, through copies, as park_job() does.
+ */
+static bool park_relay(struct peers *p, struct serve_job *j)
+{
+	struct cache_relay *r = j->relay;
+	struct cache_span span = j->span; /* the slot stays ours while @j is parked */
+	uint32_t sent = j->relay_sent, attempt = j->relay_attempt, crc = 0;
+	j->park_until_ns = deadline_ns(&j->relay_dl);
+	pthread_mutex_lock(&p->lock);
+	bool stop = p->workers_stop;
+	if (!stop) {
+		j->watching = true;
+		atomic_fetch_add(&r->watchers, 1);
+		j->next = p->parked;
+		p->parked = j;
+		p->nparked++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (stop)
+		return false;
+	if (atomic_load(&r->arrived) <= sent && atomic_load(&r->attempt) == attempt &&
+	    cache_relay_done(p->cache, &span, &crc) == 0)
+		return true;
+	pthread_mutex_lock(&p->lock);
+	do_unpark(p, is_job, j); /* a no-op when a worker took it meanwhile */
+	pthread_mutex_unlock(&p->lock);
+	return true;
 }
 
 /*

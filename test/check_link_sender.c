@@ -137,14 +137,14 @@ static void *answer_main(void *arg)
 	struct deadline dl = deadline_in_ms(5000);
 	const uint8_t *b = chunk_bytes(a->chunk);
 	uint32_t crc = mows_crc32(0, b, LEN), at = a->pause_at ? a->pause_at : LEN;
-	a->rc = link_sender_pieces(&tx, a->id, crc, LEN, b, 0, at, PIECE, &dl);
+	a->rc = link_sender_pieces(&tx, a->id, crc, LEN, b, 0, at, PIECE, 5000);
 	if (a->rc || at == LEN)
 		return NULL;
 	usleep(a->pause_ms * 1000); /* the relay's source is slow: no turn held meanwhile */
 	if (a->status)
 		a->rc = link_sender_abort(&tx, a->id, a->status, LEN, at, &dl);
 	else
-		a->rc = link_sender_pieces(&tx, a->id, crc, LEN, b, at, LEN, PIECE, &dl);
+		a->rc = link_sender_pieces(&tx, a->id, crc, LEN, b, at, LEN, PIECE, 5000);
 	return NULL;
 }
 

@@ -30,6 +30,8 @@
 #   MOWS_BENCH_FLEET_TIMEOUT [600]        seconds one phase's readers may take
 #   MOWS_BENCH_DIR [/var/tmp]             where the work dir is made
 #   MOWS_BENCH_FLEET_TIMELINE [0]         1: log a storage/link timeline of each cold burst
+#   MOWS_BENCH_FLEET_CHUNK_CRCS [1]       1: the model has crc32.chunks (mows-crc32 --chunks), so
+#                                         owners relay storage reads while they arrive; 0: crc32.txt only
 set -euo pipefail
 export LC_ALL=C
 
@@ -68,7 +70,12 @@ mib=$((SIZE_B / 1048576))
 shard_mib=$(((mib - 6) / SHARDS))
 [ "$shard_mib" -ge 1 ] || die "MOWS_BENCH_FLEET_SIZE '$SIZE' is too small"
 "$PY" "$ROOT/tools/genmodel.py" "$M" --shards "$SHARDS" --shard-mib "$shard_mib" >/dev/null
-"$ROOT/mows-crc32" "$M" >/dev/null
+CHUNK_CRCS=${MOWS_BENCH_FLEET_CHUNK_CRCS:-1}
+case $CHUNK_CRCS in
+0) "$ROOT/mows-crc32" "$M" >/dev/null ;;
+1) "$ROOT/mows-crc32" --chunks "$M" >/dev/null ;;
+*) die "MOWS_BENCH_FLEET_CHUNK_CRCS '$CHUNK_CRCS': expected 0 or 1" ;;
+esac
 MODEL_B=$(find "$M" -type f -printf '%s\n' | awk '{ n += $1 } END { print n }')
 IDEAL_STOR=$(calc "printf \"%.2f\", $MODEL_B * 8 / $STOR_BITS")
 IDEAL_NODE=$(calc "printf \"%.2f\", $MODEL_B * 8 / $NODE_BITS")
@@ -109,6 +116,15 @@ for line in sys.stdin:
     for k, v in json.loads(line).get("swarm", {}).items():
         t[k] = t.get(k, 0) + v
 print(" ".join("%s=%d" % kv for kv in sorted(t.items())))'
+}
+
+# backing_readers FIRST LAST: "nodeN MiB" for each node of FIRST..LAST that read from storage.
+backing_readers() {
+	local i out
+	for ((i = $1; i <= $2; i++)); do
+		out=$(ctl "$i" status --json 2>/dev/null) || continue
+		jfield "$out" '"node'"$i"' %.0f MiB;" % (j["bytes_from_backing"] / 1048576) if j["bytes_from_backing"] else ""'
+	done | tr '\n' ' '
 }
 
 # daemon_ticks: CPU clock ticks (user + system) used so far by this cluster's mows-fuse daemons.
@@ -289,6 +305,7 @@ for n in $COLD_SIZES; do
 	b1=$(mc storage-bytes)
 	cb=$((b1 - b0))
 	cs=$(slowest "$WORK/cold$n.json")
+	log "cold $n: swarm: $(swarm_sums 1 "$n"); nodes that read storage: $(backing_readers 1 "$n")"
 	if [ "$n" -le 16 ]; then
 		goal="<= 1.2x and <= 1.1x"
 		met=$(yes_no "$cs <= 1.2 * $IDEAL_STOR && $cb <= 1.1 * $MODEL_B")
@@ -296,6 +313,7 @@ for n in $COLD_SIZES; do
 		goal="reported"
 		met=-
 	fi
+	save_logs "cold$n"
 	ROWS+=("| 2. $n nodes cold at once | slowest $(f2 "$cs") s = $(f2 "$cs / $IDEAL_STOR")x model / storage link ($IDEAL_STOR s) | storage $(f2 "$cb / $MODEL_B")x model | $goal | $met | $idle% |")
 	mc down >/dev/null
 	CLUSTER_MADE=0
@@ -304,7 +322,7 @@ done
 {
 	echo "## mows fleet benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in $SHARDS shards with crc32.txt; storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
+	echo "$(nproc) CPUs, Linux $(uname -r). Model $(calc "printf \"%.0f\", $MODEL_B / 1048576") MiB in $SHARDS shards with crc32.txt$([ "$CHUNK_CRCS" = 1 ] && echo " and crc32.chunks"); storage link $STOR_RATE, node links $NODE_RATE; mows $MOWS_ARGS."
 	echo
 	echo "| scenario | time | storage bytes | goal | met? | CPU idle |"
 	echo "|---|---|---|---|---|---|"

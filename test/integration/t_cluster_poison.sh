@@ -30,36 +30,9 @@ cluster_wait_mesh 20 1 2 3 4
 
 # A chunk that node4 owns (rendezvous placement, replicas = 1, all four up) and that is not
 # the last of its file, from the file identities as node1 sees them over sshfs.
-cat >"$SCRATCH/owner.py" <<'PY'
-import os, struct, sys
-M64 = (1 << 64) - 1
-def fnv(h, data):
-    for b in data:
-        h = ((h ^ b) * 0x100000001B3) & M64
-    return h
-def fmix(h):
-    h ^= h >> 33; h = (h * 0xFF51AFD7ED558CCD) & M64
-    h ^= h >> 33; h = (h * 0xC4CEB93E1A85EC53) & M64
-    return h ^ (h >> 33)
-def node_hash(node_id):
-    return fmix(fnv(fnv(0xCBF29CE484222325, b"mows-node\0"), node_id.encode()))
-root, chunk = sys.argv[1], int(sys.argv[2])
-nodes = [node_hash("node%d" % i) for i in range(1, 5)]
-for rel in sorted(sys.argv[3:]):
-    st = os.stat(os.path.join(root, rel))
-    key = fmix(fnv(0xCBF29CE484222325, rel.encode() + b"\0" + struct.pack(">Qq", st.st_size, st.st_mtime_ns)))
-    n = (st.st_size + chunk - 1) // chunk
-    for k in range(1, n - 1):
-        ck = fmix(key ^ fmix((k + 0x9E3779B97F4A7C15) & M64))
-        w = [fmix(h ^ ck) for h in nodes]
-        if w.index(max(w)) == 3:
-            print(rel, k, n)
-            sys.exit(0)
-sys.exit("no chunk of %s is owned by node4" % " ".join(sys.argv[3:]))
-PY
 mapfile -t FILES < <(cd "$M" && find . -type f -size +4M -printf '%P\n' | sort)
-pick=$(mows_cluster exec node1 --timeout 30 -- "$PYTHON" "$SCRATCH/owner.py" /mnt/mows-backing \
-	"$MiB" "${FILES[@]}" 2>&1) || fail "cannot find a chunk node4 owns: $pick"
+pick=$(mows_cluster exec node1 --timeout 30 -- "$PYTHON" "$MOWS_IT/rendezvous_owner.py" \
+	/mnt/mows-backing "$MiB" 4 4 "${FILES[@]}" 2>&1) || fail "cannot find a chunk node4 owns: $pick"
 read -r REL K N <<<"$pick"
 OFF=$((K * MiB + 54321))
 note "node4's storage flips byte $OFF of $REL (chunk $K of $N, owned by node4)"
