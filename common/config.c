@@ -231,7 +231,7 @@ static const struct config_key config_keys[] = {
 	  .desc = "a peer silent this long is dropped" },
 	{ .name = "request_timeout", .type = KEY_MS, .offset = FIELD(request_timeout_ms),
 	  .def = "10s", .min = 50, .max = MS_PER_H,
-	  .desc = "a chunk request to a peer gives up after this" },
+	  .desc = "a chunk request to a peer gives up after this long without progress" },
 	{ .name = "resolve_interval", .type = KEY_MS, .offset = FIELD(resolve_interval_ms),
 	  .def = "30s", .min = 100, .max = MS_PER_H,
 	  .desc = "how often peer names are resolved again" },

@@ -23,7 +23,8 @@
  * own copy less one piece (--piece, DATA_PIECE): a flow that has caught up with that point
  * moves at its source's incoming rate (frozen with it in the max-min filling), one that has
  * reached it before the source has a piece more waits at 0. A chunk read from storage is
- * served only once whole, as in mows (the backing reports no progress). Nodes behave as mows does: a reader
+ * served only once whole, as in mows for a model without crc32.chunks (with it the backing
+ * reports progress too; not modelled). Nodes behave as mows does: a reader
  * walks the files in order keeping `window` chunks requested ahead; `threads` fill threads
  * take them one at a time and run the plan step by step (a probe that finds nothing costs
  * its round trip; a REDIRECT one more; GET WAIT at a parent that has not begun falls back
