@@ -651,8 +651,11 @@ static uint64_t deadline_ns(const struct deadline *dl)
  */
 static bool park_relay(struct peers *p, struct serve_job *j)
 {
+	/* Copies: once parked, @j may be run and freed by a worker at any moment. Slots (and
+	 * their relay) live as long as the cache, so a look at a slot reused meanwhile only
+	 * wakes a job early, or none. */
 	struct cache_relay *r = j->relay;
-	struct cache_span span = j->span; /* the slot stays ours while @j is parked */
+	struct cache_span span = j->span;
 	uint32_t sent = j->relay_sent, attempt = j->relay_attempt, crc = 0;
 	j->park_until_ns = deadline_ns(&j->relay_dl);
 	pthread_mutex_lock(&p->lock);
