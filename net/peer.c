@@ -446,16 +446,31 @@ static int fetch_rdma(struct peers *p, struct member *m, const struct transport_
 	return rc;
 }
 
+/* Whether a request failed because its link was gone (closed or reset by the peer). */
+static bool link_gone(int rc)
+{
+	return rc == -ECONNRESET || rc == -EPIPE || rc == -ENOTCONN;
+}
+
 static int fetch_mux(struct peers *p, struct member *m, const struct transport_chunk_req *req,
 		     void *dst, size_t len, uint32_t *sent, char *holder,
 		     struct cache_relay *relay, const struct deadline *dl,
 		     const struct deadline *until)
 {
-	struct mux *x = mux_acquire(p, m, dl);
-	if (!x)
-		return -EHOSTUNREACH;
-	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl, until);
-	mux_release(p, m, x);
+	int rc = -EHOSTUNREACH;
+	/* A pooled link that the peer closed while it idled (it restarted: pods do, all day)
+	 * fails its next request: ask once more over a new link before the plan moves on to
+	 * another member (which may then fill the chunk from storage, or hand on a copy it
+	 * took from this peer and be blamed for it). */
+	for (int tries = 0; tries < 2; tries++) {
+		struct mux *x = mux_acquire(p, m, dl);
+		if (!x)
+			return -EHOSTUNREACH;
+		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl, until);
+		mux_release(p, m, x);
+		if (!link_gone(rc) || deadline_passed(dl))
+			break;
+	}
 	return rc;
 }
 

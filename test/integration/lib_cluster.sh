@@ -310,17 +310,36 @@ cluster_model_bytes() { # VAR DIR
 	printf -v "$1" '%s' "$_b"
 }
 
+# cluster_model_sums DIR SHARDS MIB: a model of SHARDS shards of MIB MiB with crc32.txt in
+# DIR; sets WANT (a file of its checksums) and MODEL (its bytes).
+cluster_model_sums() {
+	cluster_model "$1" "$2" "$3"
+	mows_make_manifest "$1"
+	WANT=$SCRATCH/want.sums
+	cluster_sums "$1" "$WANT"
+	cluster_model_bytes MODEL "$1"
+}
+
+# cluster_owned_chunk DIR NODE N MINSIZE: sets REL, K and NCHUNKS to a chunk that nodeNODE
+# owns among node1..nodeN under plain rendezvous (ownership = rendezvous, chunk_size = 1M,
+# all N up), neither the first nor the last of its file, in a file under DIR larger than
+# MINSIZE (find -size), from the file identities as node1 sees them over sshfs.
+cluster_owned_chunk() {
+	local files pick
+	mapfile -t files < <(cd "$1" && find . -type f -size +"$4" -printf '%P\n' | sort)
+	pick=$(mows_cluster exec node1 --timeout 30 -- "$PYTHON" "$MOWS_IT/rendezvous_owner.py" \
+		/mnt/mows-backing "$MiB" "$2" "$3" "${files[@]}" 2>&1) ||
+		_cluster_fail "cannot find a chunk node$2 owns: $pick"
+	read -r REL K NCHUNKS <<<"$pick"
+}
+
 # cluster_warm_two DIR FANOUT: the warm cluster a join starts from. Makes a model of 2 shards
 # (16 MiB) with crc32.txt in DIR, sets WANT (its checksums) and MODEL (its bytes), starts 2
 # nodes (100 Mbit/s links, so joiners ask for each chunk at about the same time; 1 MiB chunks;
 # swarm_fanout FANOUT) that read it all, and waits until they count as older than a joiner.
 cluster_warm_two() {
 	local m=$1 fanout=$2
-	cluster_model "$m" 2 16
-	mows_make_manifest "$m"
-	WANT=$SCRATCH/want.sums
-	cluster_sums "$m" "$WANT"
-	cluster_model_bytes MODEL "$m"
+	cluster_model_sums "$m" 2 16
 	cluster_up --nodes 2 --model "$m" --storage-rate 400mbit --node-rate 100mbit \
 		--mows-args "--max-memory=96M --chunk-size=1M --swarm-fanout=$fanout $CLUSTER_PEER_ARGS"
 	cluster_wait_mesh 20 1 2

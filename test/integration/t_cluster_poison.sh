@@ -17,10 +17,7 @@
 cluster_need
 
 M=$SCRATCH/model
-cluster_model "$M" 2 16
-mows_make_manifest "$M"
-WANT=$SCRATCH/want.sums
-cluster_sums "$M" "$WANT"
+cluster_model_sums "$M" 2 16
 
 # Plain rendezvous ownership: the chunk node4 owns is picked below by that definition (the
 # balanced map would move owners when crc32.chunks joins the file list in b).
@@ -28,14 +25,9 @@ ARGS="--max-memory=96M --chunk-size=1M $CLUSTER_PEER_ARGS --log-level=debug --ow
 cluster_up --nodes 4 --model "$M" --mows-args "$ARGS"
 cluster_wait_mesh 20 1 2 3 4
 
-# A chunk that node4 owns (rendezvous placement, replicas = 1, all four up) and that is not
-# the last of its file, from the file identities as node1 sees them over sshfs.
-mapfile -t FILES < <(cd "$M" && find . -type f -size +4M -printf '%P\n' | sort)
-pick=$(mows_cluster exec node1 --timeout 30 -- "$PYTHON" "$MOWS_IT/rendezvous_owner.py" \
-	/mnt/mows-backing "$MiB" 4 4 "${FILES[@]}" 2>&1) || fail "cannot find a chunk node4 owns: $pick"
-read -r REL K N <<<"$pick"
+cluster_owned_chunk "$M" 4 4 4M # a chunk node4 owns, not its file's first or last
 OFF=$((K * MiB + 54321))
-note "node4's storage flips byte $OFF of $REL (chunk $K of $N, owned by node4)"
+note "node4's storage flips byte $OFF of $REL (chunk $K of $NCHUNKS, owned by node4)"
 
 restart() { # NODE [ENV]
 	local out

@@ -19,11 +19,7 @@
 cluster_need
 
 M=$SCRATCH/model
-cluster_model "$M" 2 8
-mows_make_manifest "$M"
-WANT=$SCRATCH/want.sums
-cluster_sums "$M" "$WANT"
-cluster_model_bytes MODEL "$M"
+cluster_model_sums "$M" 2 8
 # Plain rendezvous ownership: c picks a chunk node3 owns by that definition (the balanced map
 # would move owners when crc32.chunks joins the file list in b).
 ARGS="--max-memory=64M --chunk-size=1M $CLUSTER_PEER_ARGS --ownership=rendezvous"
@@ -96,11 +92,7 @@ note "b: with crc32.chunks: 3 nodes read the model right; storage sent $sent byt
 assert_le "$sent" $((MODEL * 11 / 10)) "b: bytes the storage host sent (model $MODEL)"
 
 # ---- c. an owner's storage flips a bit ----
-# A middle chunk node3 owns, from the file identities as node1 sees them over sshfs.
-mapfile -t FILES < <(cd "$M" && find . -type f -size +2M -printf '%P\n' | sort)
-pick=$(mows_cluster exec node1 --timeout 30 -- "$PYTHON" "$MOWS_IT/rendezvous_owner.py" \
-	/mnt/mows-backing "$MiB" 3 3 "${FILES[@]}" 2>&1) || fail "c: cannot find a chunk node3 owns: $pick"
-read -r REL K _ <<<"$pick"
+cluster_owned_chunk "$M" 3 3 2M # a chunk node3 owns, not its file's first or last
 OFF=$((K * MiB + 12345))
 restart_all "MOWS_TEST_FLIP=$REL:$OFF"
 wait_listed
