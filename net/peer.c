@@ -457,20 +457,11 @@ static int fetch_mux(struct peers *p, struct member *m, const struct transport_c
 		     struct cache_relay *relay, const struct deadline *dl,
 		     const struct deadline *until)
 {
-	int rc = -EHOSTUNREACH;
-	/* A pooled link that the peer closed while it idled (it restarted: pods do, all day)
-	 * fails its next request: ask once more over a new link before the plan moves on to
-	 * another member (which may then fill the chunk from storage, or hand on a copy it
-	 * took from this peer and be blamed for it). */
-	for (int tries = 0; tries < 2; tries++) {
-		struct mux *x = mux_acquire(p, m, dl);
-		if (!x)
-			return -EHOSTUNREACH;
-		rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl, until);
-		mux_release(p, m, x);
-		if (!link_gone(rc) || deadline_passed(dl))
-			break;
-	}
+	struct mux *x = mux_acquire(p, m, dl);
+	if (!x)
+		return -EHOSTUNREACH;
+	int rc = mux_fetch_swarm(x, req, dst, len, sent, holder, relay, dl, until);
+	mux_release(p, m, x);
 	return rc;
 }
 
@@ -489,9 +480,18 @@ static int fetch_one(struct peers *p, struct member *m, const struct transport_c
 	pthread_mutex_lock(&p->lock);
 	bool rdma = do_want_rdma(p, m);
 	pthread_mutex_unlock(&p->lock);
-	/* An answer still arriving in pieces may take until @outer (mux_fetch_swarm()). */
-	int rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, out->relay, &dl, outer)
-		      : fetch_mux(p, m, req, dst, len, &sent, holder, out->relay, &dl, outer);
+	/* An answer still arriving in pieces may take until @outer (mux_fetch_swarm()). A pooled
+	 * link that the peer closed while it idled (it restarted: pods do, all day) fails its
+	 * next request: ask once more over a new link, by either transport, before the plan
+	 * moves on to another member (which may then fill the chunk from storage, or hand on a
+	 * copy it took from this peer and be blamed for it). */
+	int rc = -EHOSTUNREACH;
+	for (int tries = 0; tries < 2; tries++) {
+		rc = rdma ? fetch_rdma(p, m, req, dst, len, &sent, holder, out->relay, &dl, outer)
+			  : fetch_mux(p, m, req, dst, len, &sent, holder, out->relay, &dl, outer);
+		if (!link_gone(rc) || deadline_passed(&dl))
+			break;
+	}
 	if (rc == -EHOSTUNREACH)
 		return rc;
 	if (rc == -EBADMSG)

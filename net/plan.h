@@ -16,10 +16,10 @@
  *      f failed owners pass ownership down the ranking).
  *   3. When this node is at such an owner rank itself, the plan asks without fill the
  *      next-ranked member, then up to PLAN_PROBES - 1 more of the next-ranked members that ran
- *      well before this node started (plan_input.older) (one of them owned the chunk before we and
- *      other new nodes joined, if the cluster was warm: several nodes joining at once take
- *      the top ranks from the old owner) and ends with self_owner set: we fill from
- *      storage only when no live node that placement ranks near the top holds the chunk.
+ *      well before this node started (plan_input.older; one of them owned the chunk before
+ *      we and other new nodes joined, if the cluster was warm: several nodes joining at
+ *      once take the top ranks from the old owner) and ends with self_owner set: we fill
+ *      from storage only when no live node that placement ranks near the top holds it.
  *   4. At most replicas + PLAN_EXTRA owner-walk steps.
  *   5. probe_only (we fill the chunk for a peer that asked us as its owner): no step asks
  *      for a fill, since a fill could wait on other fills (net/peer.h). The plan is the

@@ -284,12 +284,18 @@ static int relay_pieces(struct peers *p, struct sconn *sc, struct serve_job *j)
 	return 0;
 }
 
-/* The end of a relay that began (counted in p->sending): once, however it ends. */
-static void relay_end(struct peers *p, struct serve_job *j)
+/* A parked relay runs again (or ends): it no longer watches its source's progress. */
+static void relay_unwatch(struct serve_job *j)
 {
 	if (j->watching)
 		atomic_fetch_sub(&j->relay->watchers, 1);
 	j->watching = false;
+}
+
+/* The end of a relay that began (counted in p->sending): once, however it ends. */
+static void relay_end(struct peers *p, struct serve_job *j)
+{
+	relay_unwatch(j);
 	if (j->relaying)
 		atomic_fetch_sub(&p->sending, 1);
 	j->relaying = false;
@@ -312,9 +318,7 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
 		j->relay_dl = *dl;
 		atomic_fetch_add(&p->sending, 1);
 	}
-	if (j->watching) /* woken: progress, the fill's end, or its deadline */
-		atomic_fetch_sub(&j->relay->watchers, 1);
-	j->watching = false;
+	relay_unwatch(j); /* woken: progress, the fill's end, or its deadline */
 	int rc = sc->caps & PROTO_CAP_PIECES ? relay_pieces(p, sc, j)
 		 : relay_whole(p, sc, j, j->relay_attempt, j->relay_crc, dl);
 	if (rc == -EINPROGRESS)

@@ -1,7 +1,7 @@
 /*
  * The swarm: an owner hands requesters of a chunk on to each other, so that nodes that want
  * one chunk at the same time form a tree instead of all queueing at the owner's uplink
- * (issue 7 item 4; the model is tools/mows-sim.c's plan_swarm).
+ * (issue 7 item 4; tools/mows-sim.c runs this code in its fleet model).
  *
  * Definition. The owner of a chunk (the node asked for it with GET FILL) records, per
  * chunk, the requesters it answered, in arrival order. It serves a requester itself while
@@ -17,7 +17,7 @@
  * (requesters that come back with NOREDIRECT are served too, uncounted), each parent gets at
  * most @fanout children. A burst of 16 requesters of one chunk that arrive while the owner
  * still reads it is at most two levels deep with fanout 4; requesters that come when the
- * owner is idle again are served by the owner (mows-sim --plan tree models both).
+ * owner is idle again are served by the owner.
  *
  * Memory: a fixed table of SWARM_SETS x SWARM_WAYS chunk entries (about 350 bytes each,
  * ~360 KiB in all), least recently used entry of a set replaced; each entry records at most
