@@ -921,9 +921,10 @@ static void tell_complete(struct cache *c, struct cache_file *f)
 /*
  * Runs the fill of slot @i (FILLING, taken off its queue) on the calling thread: sets what
  * the bytes must check against, reads them from the sources without the lock, publishes
- * the result and settles what the check left to do. Called and returns with the lock held.
+ * the result and settles what the check left to do. @begun (may be NULL) is told once the
+ * fill began, before any byte is read. Called and returns with the lock held.
  */
-static void do_run_fill(struct cache *c, int32_t i)
+static void do_run_fill(struct cache *c, int32_t i, const struct cache_begun *begun)
 {
 	struct slot *s = &c->slots[i];
 	void *dst = slot_data(c, (uint32_t)i);
@@ -934,6 +935,8 @@ static void do_run_fill(struct cache *c, int32_t i)
 	s->fill_dl = deadline_in_ms(c->fill_timeout_ms);
 	s->started = true;
 	pthread_mutex_unlock(&c->lock);
+	if (begun)
+		begun->fn(begun->ctx);
 
 	unsigned src = 0;
 	uint64_t t0 = mono_ns();
@@ -1103,7 +1106,7 @@ static void *fill_main(void *arg)
 			deadline_cond_wait(&c->work_cond, &c->lock, &dl);
 			continue;
 		}
-		do_run_fill(c, i);
+		do_run_fill(c, i, NULL);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
@@ -2048,12 +2051,12 @@ ssize_t cache_read(struct cache *c, struct cache_file *f, uint64_t off, size_t l
  * hold the chunk (cache_fetch.probe_only), which never wait on a fill; then storage.
  * Returns @i pinned, or -errno. Drops the lock while it reads.
  */
-static int32_t do_fill_here(struct cache *c, int32_t i)
+static int32_t do_fill_here(struct cache *c, int32_t i, const struct cache_begun *begun)
 {
 	struct slot *s = &c->slots[i];
 	s->serving = true;
 	s->pins++;
-	do_run_fill(c, i);
+	do_run_fill(c, i, begun);
 	if (s->state == SLOT_READY)
 		return i;
 	int err = s->state == SLOT_FAILED && s->err ? s->err : -EIO;
@@ -2068,8 +2071,9 @@ static bool do_queued(struct cache *c, int32_t i)
 	       (c->slots[i].on == &c->queue[PRIO_HIGH] || c->slots[i].on == &c->queue[PRIO_LOW]);
 }
 
-int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
-		      const struct deadline *dl, struct cache_span *span, uint32_t *crc)
+static int serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
+		       const struct deadline *dl, struct cache_span *span, uint32_t *crc,
+		       const struct cache_begun *begun)
 {
 	if (chunk >= f->nchunks)
 		return -EINVAL;
@@ -2101,7 +2105,7 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 		here = true;
 	}
 	if (rc == 0 && here)
-		i = do_fill_here(c, i);
+		i = do_fill_here(c, i, begun);
 	else if (rc == 0 && i >= 0)
 		i = do_get_chunk(c, f, chunk, PRIO_HIGH, true, dl, NULL);
 	if (rc == 0 && i < 0)
@@ -2114,6 +2118,19 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, bool fill,
+		      const struct deadline *dl, struct cache_span *span, uint32_t *crc)
+{
+	return serve_chunk(c, f, chunk, fill, dl, span, crc, NULL);
+}
+
+int cache_serve_fill(struct cache *c, struct cache_file *f, uint64_t chunk,
+		     const struct deadline *dl, struct cache_span *span, uint32_t *crc,
+		     const struct cache_begun *begun)
+{
+	return serve_chunk(c, f, chunk, true, dl, span, crc, begun);
 }
 
 void cache_read_done(struct cache *c, const struct cache_span *spans, unsigned n)

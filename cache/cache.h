@@ -339,6 +339,21 @@ int cache_serve_chunk(struct cache *c, struct cache_file *f, uint64_t chunk, boo
 		      const struct deadline *dl, struct cache_span *span, uint32_t *crc);
 
 /*
+ * cache_serve_chunk() with fill, for an owner that passes the chunk on while it arrives:
+ * when this call fills the chunk on the calling thread, it calls @begun->fn(@begun->ctx)
+ * once the fill began, before any byte is read (no cache lock held; from then on
+ * cache_relay_pin() finds the fill, -EAGAIN until its source announces the bytes). Not
+ * called when the chunk was cached already or filled by another thread. Same returns.
+ */
+struct cache_begun {
+	void (*fn)(void *ctx);
+	void *ctx;
+};
+int cache_serve_fill(struct cache *c, struct cache_file *f, uint64_t chunk,
+		     const struct deadline *dl, struct cache_span *span, uint32_t *crc,
+		     const struct cache_begun *begun);
+
+/*
  * Called after every fill of a chunk ends, whether it succeeded or failed, with the
  * version's key (cache_file_key) and the chunk: a holder that parked a peer's request for
  * the chunk (the swarm, net/serve.c) looks again then. Runs on the thread that filled, with

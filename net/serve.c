@@ -3,8 +3,9 @@
  * until it authenticates, the frames of authenticated links (read by net/serve_io.c's event
  * loop and readers), and a fixed pool of workers that answer GETs in any order, in two lanes: a GET whose chunk
  * is cached (pinned when it arrives) or that asks no fill is answered by a fast worker; an
- * owner fill, which may read the backing for seconds, by a fill worker. So answers that
- * could go at once never wait behind storage reads: probes stay probes, and an owner keeps
+ * owner fill, which may read the backing for seconds, by a fill worker, while the answer
+ * itself goes back to the fast lane to relay the bytes as they land. So answers that could
+ * go at once never wait behind storage reads: probes stay probes, and an owner keeps
  * streaming the chunks it holds while it reads the next ones. To a peer that said
  * PROTO_CAP_PIECES an answer goes in DATA_PIECEs, the link's send turn (net/link_sender.h,
  * first come first served) taken for one piece at a time, so the answers on a link
@@ -40,6 +41,9 @@
 #ifndef SERVE_FAST_WORKERS /* build with -DSERVE_FAST_WORKERS=... to measure */
 #define SERVE_FAST_WORKERS 4
 #endif
+/* What serve_get() returns besides 0 and -errno: the job is not answered yet. */
+#define SERVE_HANDED 1            /* no longer the caller's: parked, or queued again */
+#define SERVE_REPARK 2            /* park it again until the fill it waits for moves */
 
 struct serve_job {
 	struct sconn *sc;
@@ -59,6 +63,8 @@ struct serve_job {
 	struct deadline relay_dl; /* request_timeout after the last piece that went */
 	uint64_t park_until_ns;   /* a parked GET WAIT: answered by then */
 	bool admitted;            /* went through swarm_admit(): swarm_done() once answered */
+	bool fill_handed;         /* an owner fill runs for it on a fill worker (serve_fill()):
+				     it relays that fill, or answers once it ended, never fills */
 	uint32_t rdma_len;        /* > 0: an RDMA descriptor message instead of a GET */
 	uint8_t rdma[RDMA_MSG_MAX];
 	uint32_t meta_len;        /* > 0: a META_GET REFRESH, which may wait for a listing */
@@ -363,6 +369,89 @@ static int serve_wait(struct peers *p, struct sconn *sc, struct serve_job *j,
 	return rc;
 }
 
+static void hand_off(void *ctx);
+static void park_job(struct peers *p, struct serve_job *j, bool holder);
+
+struct handoff {
+	struct peers *p;
+	struct serve_job *j;
+	bool done;
+};
+
+/*
+ * An owner fill for a peer that takes DATA_PIECEs, on a fill worker: this thread reads the
+ * chunk (holders first, then storage), and once the fill began the job goes to the fast
+ * lane, parked until the source announces the bytes, so that they go on to the asker while
+ * they arrive here (and from it down the swarm's chain) instead of once the whole chunk is
+ * in. Returns SERVE_HANDED when the job went (it is no longer ours: we touch only our own
+ * references), or answers it here as before when the chunk was cached or filled by another
+ * thread meanwhile.
+ */
+static int serve_fill(struct peers *p, struct sconn *sc, struct serve_job *j,
+		      const struct deadline *dl)
+{
+	struct cache_file *f = j->f;
+	uint64_t chunk = j->g.chunk;
+	uint32_t req_id = j->req_id, crc = 0;
+	struct handoff h = { p, j, false };
+	struct cache_begun begun = { hand_off, &h };
+	struct cache_span span;
+	cache_file_get(p->cache, f);
+	int rc = cache_serve_fill(p->cache, f, chunk, dl, &span, &crc, &begun);
+	cache_file_put(p->cache, f);
+	if (h.done) {
+		if (rc == 0)
+			cache_read_done(p->cache, &span, 1);
+		return SERVE_HANDED;
+	}
+	if (rc)
+		return send_data(p, sc, req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, dl);
+	j->span = span;
+	j->crc = crc;
+	j->pinned = true;
+	rc = send_data(p, sc, req_id, 0, crc, span.data, (uint32_t)span.len, dl);
+	if (rc == 0)
+		count_served(p, sc->m, span.len);
+	return rc;
+}
+
+/* The fill serve_fill() runs began: its job waits, parked, for the bytes. */
+static void hand_off(void *ctx)
+{
+	struct handoff *h = ctx;
+	h->done = true;
+	h->j->fill_handed = true;
+	park_job(h->p, h->j, false);
+}
+
+/*
+ * A job whose owner fill runs on a fill worker (serve_fill()), on a fast worker: relays the
+ * fill once its source announced the bytes, parks again while it has not, and once the fill
+ * ended sends the chunk (or EIO: it failed; this job never fills).
+ */
+static int serve_handed(struct peers *p, struct sconn *sc, struct serve_job *j,
+			const struct deadline *dl)
+{
+	if (j->relay) /* a relay of it that parked between pieces goes on */
+		return serve_relay(p, sc, j, dl);
+	int rc = cache_relay_pin(p->cache, j->f, j->g.chunk, &j->span, &j->relay);
+	if (rc == 0)
+		return serve_relay(p, sc, j, dl);
+	j->relay = NULL;
+	if (rc == -EAGAIN && mono_ns() < j->park_until_ns)
+		return SERVE_REPARK;
+	/* -ENOENT: the fill ended, cached or failed; -EAGAIN: overdue, never announced */
+	if (rc == -ENOENT)
+		rc = cache_serve_chunk(p->cache, j->f, j->g.chunk, false, dl, &j->span, &j->crc);
+	if (rc)
+		return send_data(p, sc, j->req_id, EIO, 0, NULL, 0, dl);
+	j->pinned = true;
+	rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, dl);
+	if (rc == 0)
+		count_served(p, sc->m, j->span.len);
+	return rc;
+}
+
 /*
  * Answers a GET, on a worker: the chunk pinned when it arrived, or else filled (we own the
  * chunk) on this thread, reading the backing if no holder has it.
@@ -381,12 +470,17 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 		j->f = file_for(p, g); /* an owner fill of a file not open here yet */
 	if (!j->f)
 		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, &dl);
+	if (j->fill_handed)
+		return serve_handed(p, sc, j, &dl);
 	int rc = 0;
 	if (!j->pinned && !j->relay && (g->flags & PROTO_GET_FILL) && !p->corrupt_sends &&
 	    cache_relay_wait(p->cache, j->f, g->chunk, &dl, &j->span, &j->relay))
 		j->relay = NULL;
 	if (j->relay) /* our own fill of it runs: send its bytes on as they arrive */
 		return serve_relay(p, sc, j, &dl);
+	if (!j->pinned && (g->flags & PROTO_GET_FILL) && (sc->caps & PROTO_CAP_PIECES) &&
+	    !p->corrupt_sends)
+		return serve_fill(p, sc, j, &dl);
 	if (!j->pinned)
 		rc = cache_serve_chunk(p->cache, j->f, g->chunk, g->flags & PROTO_GET_FILL, &dl,
 				       &j->span, &j->crc);
@@ -440,6 +534,12 @@ static void run_job(struct peers *p, struct serve_job *j)
 		rc = j->rdma_len ? serve_rdma_msg(p, sc, j) : serve_get(p, sc, j);
 	if (rc == -EINPROGRESS && park_relay(p, j))
 		return; /* a relay waiting for its source: runs again when it moves */
+	if (rc == SERVE_HANDED)
+		return; /* a fill worker fills its chunk; it was parked, or runs again */
+	if (rc == SERVE_REPARK) {
+		park_job(p, j, false);
+		return;
+	}
 	if (rc)
 		log_debug("peer connection: answering a request: %s", strerror(-rc));
 	if (j->admitted && sc->m)
@@ -614,19 +714,20 @@ void serve_sweep(struct peers *p)
  * Parks a GET WAIT until the fill of its chunk here ends (or fill_timeout), so that no worker
  * waits. The fill may have ended between classify_get() and now: look again once parked.
  */
-static void park_job(struct peers *p, struct serve_job *j)
+static void park_job(struct peers *p, struct serve_job *j, bool holder)
 {
 	/* Once parked, @j may be woken, answered and freed by a worker at any moment: look
 	 * again through what is ours (a reference to its file), never through @j. */
 	struct cache_file *f = j->f;
 	uint64_t chunk = j->g.chunk;
 	cache_file_get(p->cache, f);
-	j->park_until_ns = mono_ns() + (uint64_t)p->cfg->fill_timeout_ms * 1000000;
+	if (!j->park_until_ns) /* parked again (SERVE_REPARK): the first deadline holds */
+		j->park_until_ns = mono_ns() + (uint64_t)p->cfg->fill_timeout_ms * 1000000;
 	pthread_mutex_lock(&p->lock);
 	j->next = p->parked;
 	p->parked = j;
 	p->nparked++;
-	p->sw.holder_parked++;
+	p->sw.holder_parked += holder;
 	pthread_mutex_unlock(&p->lock);
 	struct cache_span span;
 	struct cache_relay *relay;
@@ -751,7 +852,7 @@ static int queue_get(struct peers *p, struct sconn *sc, uint8_t type, uint32_t i
 	atomic_fetch_add(&sc->refs, 1);
 	int lane = j->rdma_len || j->meta_len ? SERVE_FILL : classify_get(p, j);
 	if (lane == SERVE_PARK) {
-		park_job(p, j);
+		park_job(p, j, true);
 		return 0;
 	}
 	pthread_mutex_lock(&p->lock);

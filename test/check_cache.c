@@ -2234,6 +2234,58 @@ START_TEST(test_sources_and_serve)
 }
 END_TEST
 
+struct begun_probe {
+	struct cache *c;
+	struct cache_file *f;
+	uint64_t chunk;
+	int calls, pin_rc;
+};
+
+static void begun_probe_fn(void *ctx)
+{
+	struct begun_probe *b = ctx;
+	struct cache_span span;
+	struct cache_relay *relay;
+	b->calls++;
+	b->pin_rc = cache_relay_pin(b->c, b->f, b->chunk, &span, &relay);
+	if (b->pin_rc == 0)
+		cache_read_done(b->c, &span, 1);
+}
+
+/* cache_serve_fill() tells its caller once its own fill began, before a byte is read (a
+ * relayer finds the fill then, not announced yet), and never when it did not fill. */
+START_TEST(test_serve_fill_begun)
+{
+	struct cache *c = cache_make((struct opts){ .verify = VERIFY_CHUNK });
+	int a = fake_add("b", 1, 3 * CHUNK, 1);
+	struct cache_file *f = open_plain(c, a);
+	struct deadline dl = deadline_in_ms(2000);
+	struct cache_span span;
+	uint32_t crc = 0;
+	char why[256];
+	struct begun_probe b = { c, f, 1, 0, 0 };
+	struct cache_begun begun = { begun_probe_fn, &b };
+
+	ck_assert_int_eq(cache_serve_fill(c, f, 1, &dl, &span, &crc, &begun), 0);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(b.pin_rc, -EAGAIN); /* began; the source announced nothing yet */
+	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 1);
+	ck_assert_int_eq(spans_check(a, CHUNK, CHUNK, &span, 1, why, sizeof(why)), 0);
+	ck_assert_uint_eq(crc, mows_crc32(0, span.data, span.len));
+	cache_read_done(c, &span, 1);
+	/* Cached now: served, no fill, no call. */
+	ck_assert_int_eq(cache_serve_fill(c, f, 1, &dl, &span, &crc, &begun), 0);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_uint_eq(ld(&fk.fetches[a][1]), 1);
+	cache_read_done(c, &span, 1);
+	/* Past the end: refused before any fill. */
+	ck_assert_int_eq(cache_serve_fill(c, f, 3, &dl, &span, &crc, &begun), -EINVAL);
+	ck_assert_int_eq(b.calls, 1);
+	cache_file_put(c, f);
+	cache_free(c);
+}
+END_TEST
+
 /* The CRC of chunk @k of fake file @i, @len bytes long. */
 static uint32_t chunk_crc(int i, uint64_t off, size_t len)
 {
@@ -2628,6 +2680,7 @@ static Suite *cache_suite(void)
 		{ "readahead", test_readahead },
 		{ "foreach_current_only", test_foreach_current_only },
 		{ "sources_and_serve", test_sources_and_serve },
+		{ "serve_fill_begun", test_serve_fill_begun },
 		{ "relay", test_relay },
 		{ "relay_wait", test_relay_wait },
 		{ "readahead_before_wait", test_readahead_before_wait },

@@ -12,6 +12,9 @@
 #      but its fill fails the sidecar, so no relay sends that chunk's last byte: the other two
 #      nodes, reading at once, still read the right bytes and charge the owner no bad CRC
 #      (the owner's own reader would get EIO for that file: t_cluster_poison).
+#   d. node2 reads alone: every storage read of a chunk nodes 1 and 3 own is a fill the
+#      reader asked for (the owner reads none of it itself), and the owner still sends its
+#      bytes while they arrive (net/serve.c serve_fill(): owner_relayed > 0 on nodes 1 and 3).
 # timeout: 240
 # shellcheck disable=SC2154 # variables set by cluster_get, cluster_sum, ... (printf -v)
 . "$(dirname "$0")/lib.sh"
@@ -103,4 +106,14 @@ peers_sum charged 'peer("node3")["bad_crc"]' 1 2
 note "c: node3's storage flips byte $OFF of $REL (chunk $K); nodes 1-2 read the model right;" \
 	"$stopped relays were broken off before their last byte; nodes 1-2 charged node3 $charged bad CRCs"
 assert_eq 0 "$charged" "c: bad CRCs charged to node3 (no relay sends a chunk that failed its check)"
+
+# ---- d. the owners read only for a peer ----
+restart_all
+wait_listed
+cold_read d 2
+peers_sum by_owners 'j["swarm"]["owner_relayed"]' 1 3
+note "d: node2 reads alone: storage sent $sent bytes; nodes 1 and 3 relayed $by_owners of the" \
+	"chunks node2 asked them to fill while storage still sent them"
+[ "$by_owners" -gt 0 ] || fail "d: nodes 1 and 3 sent every chunk node2 asked them to fill only once whole (owner_relayed 0)"
+assert_le "$sent" $((MODEL * 11 / 10)) "d: bytes the storage host sent (model $MODEL)"
 note "pass"
