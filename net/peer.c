@@ -383,8 +383,8 @@ static struct transport_conn *rconn_take(struct peers *p, struct member *m, stru
 					 const struct deadline *dl)
 {
 	struct pconn stale[MEMBER_MAX_IDLE];
-	uint64_t now = mono_ns();
 	pthread_mutex_lock(&p->lock);
+	uint64_t now = mono_ns(); /* under the lock: no entry pooled after it (do_take_stale) */
 	unsigned nstale = do_take_stale(m, now, stale);
 	struct transport_conn *c = m->nidle ? m->idle[--m->nidle].c : NULL;
 	bool try = !c && now >= m->rdma_retry_ns;

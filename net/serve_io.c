@@ -186,7 +186,9 @@ static void io_sweep(struct serve_io *io)
 	pthread_mutex_lock(&io->lock);
 	for (struct sconn *sc = io->links; sc; sc = sc->io_next) {
 		pthread_mutex_lock(&sc->lock);
-		if (sc->armed && !sc->idle && now - sc->armed_ns >= idle_ns) {
+		/* A link armed after @now was taken is not idle (unsigned: now - armed_ns would
+		 * wrap and shut down a busy link in the middle of its answers). */
+		if (sc->armed && !sc->idle && now > sc->armed_ns && now - sc->armed_ns >= idle_ns) {
 			sc->idle = true;
 			link_shutdown(sc->link); /* readable at once: a reader ends it */
 		}
