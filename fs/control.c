@@ -632,11 +632,12 @@ static void peers_json(const struct peers_snapshot *s, FILE *out)
 		",\"from_holder\":%" PRIu64 ",\"fallbacks\":%" PRIu64 ",\"served_as_holder\":%"
 		PRIu64 ",\"relayed\":%" PRIu64 ",\"relays_stopped\":%" PRIu64
 		",\"holder_parked\":%" PRIu64
-		",\"holder_misses\":%" PRIu64 ",\"owner_relayed\":%" PRIu64 "},",
+		",\"holder_misses\":%" PRIu64 ",\"owner_relayed\":%" PRIu64
+		",\"storage_unowned\":%" PRIu64 "},",
 		s->swarm.redirects_sent, s->swarm.redirected, s->swarm.from_holder,
 		s->swarm.fallbacks, s->swarm.served_as_holder, s->swarm.relayed,
 		s->swarm.relays_stopped, s->swarm.holder_parked, s->swarm.holder_misses,
-		s->swarm.owner_relayed);
+		s->swarm.owner_relayed, s->swarm.storage_unowned);
 	fprintf(out, "\"liveness\":{\"gossip\":%s,\"incarnation\":%" PRIu64 ",\"suspects\":%u"
 		",\"rounds\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"pongs\":%" PRIu64
 		",\"events_sent\":%" PRIu64 ",\"events_learned\":%" PRIu64

@@ -165,10 +165,12 @@ static void format_swarm(FILE *out, const struct peers_swarm_counters *w)
 		{ "relays_stopped", w->relays_stopped },     { "holder_parked", w->holder_parked },
 		{ "holder_misses", w->holder_misses },
 		{ "owner_relayed", w->owner_relayed },
+		{ "storage_unowned", w->storage_unowned },
 	};
 	family(out, "mows_swarm_events_total", "counter",
 	       "Swarm scale-out: as owner, requests handed to an earlier requester (redirects_sent); "
-	       "as requester, redirects received, chunks a holder served, fallbacks to the owner; "
+	       "as requester, redirects received, chunks a holder served, fallbacks to the owner, "
+	       "chunks it did not own but read from storage (storage_unowned); "
 	       "as holder, requests served, relayed while arriving, relays stopped, parked, missed");
 	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
 		fprintf(out, "mows_swarm_events_total{event=\"%s\"} %" PRIu64 "\n", ev[i].name,

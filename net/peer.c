@@ -665,8 +665,15 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 	int rc = -ENOENT;
 	if (order)
 		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
-	if (order && older && plan_make(&in, order, &pl) == 0)
+	if (order && older && plan_make(&in, order, &pl) == 0) {
 		rc = run_plan(p, &pl, ms, n, &req, dst, len, dl, out);
+		if (rc && !pl.self_owner) {
+			log_debug("peers: chunk %" PRIu64 " of %s: none of %u peers asked "
+				  "delivered; reading it from storage", chunk,
+				  cache_file_relpath(f), pl.n);
+			count_swarm(p, &p->sw.storage_unowned);
+		}
+	}
 	free(older);
 	free(order);
 	put_members(p, ms, hashes, n ? n - 1 : 0);

@@ -121,6 +121,8 @@ struct peers_swarm_counters {
 	uint64_t holder_misses;   /* as holder: GET WAITs answered ENOENT */
 	uint64_t owner_relayed;   /* as owner: GET FILLs relayed while our own fill received
 				     the chunk (not after it ended); also counted in relayed */
+	uint64_t storage_unowned; /* as requester: no peer delivered a chunk we do not own, so
+				     we read it from storage (its owner reads it too) */
 };
 
 /* Liveness (the heartbeat and gossip, net/gossip.h), since start. */

@@ -123,8 +123,9 @@ backing_readers() {
 	local i out
 	for ((i = $1; i <= $2; i++)); do
 		out=$(ctl "$i" status --json 2>/dev/null) || continue
-		jfield "$out" '"node'"$i"' %.0f MiB;" % (j["bytes_from_backing"] / 1048576) if j["bytes_from_backing"] else ""'
-	done | tr '\n' ' '
+		jfield "$out" '"node'"$i"' %.1f MiB;" % (j["bytes_from_backing"] / 1048576) if j["bytes_from_backing"] else ""'
+	done | tr '\n' ' ' | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MiB;") t += $i
+	printf "%s in all %.1f MiB", $0, t }'
 }
 
 # daemon_ticks: CPU clock ticks (user + system) used so far by this cluster's mows-fuse daemons.

@@ -14,7 +14,8 @@
 #      (the owner's own reader would get EIO for that file: t_cluster_poison).
 #   d. node2 reads alone: every storage read of a chunk nodes 1 and 3 own is a fill the
 #      reader asked for (the owner reads none of it itself), and the owner still sends its
-#      bytes while they arrive (net/serve.c serve_fill(): owner_relayed > 0 on nodes 1 and 3).
+#      bytes while they arrive (net/serve.c serve_fill(): owner_relayed > 0 on nodes 1 and 3),
+#      and node2 reads none of their chunks from storage itself (swarm.storage_unowned 0).
 # timeout: 240
 # shellcheck disable=SC2154 # variables set by cluster_get, cluster_sum, ... (printf -v)
 . "$(dirname "$0")/lib.sh"
@@ -115,5 +116,7 @@ peers_sum by_owners 'j["swarm"]["owner_relayed"]' 1 3
 note "d: node2 reads alone: storage sent $sent bytes; nodes 1 and 3 relayed $by_owners of the" \
 	"chunks node2 asked them to fill while storage still sent them"
 [ "$by_owners" -gt 0 ] || fail "d: nodes 1 and 3 sent every chunk node2 asked them to fill only once whole (owner_relayed 0)"
+cluster_get unowned 2 peers 'j["swarm"]["storage_unowned"]'
+assert_eq 0 "$unowned" "d: chunks node2 read from storage although nodes 1 or 3 own them (a second read of each)"
 assert_le "$sent" $((MODEL * 11 / 10)) "d: bytes the storage host sent (model $MODEL)"
 note "pass"
