@@ -724,6 +724,13 @@ static void park_job(struct peers *p, struct serve_job *j, bool holder)
 	if (!j->park_until_ns) /* parked again (SERVE_REPARK): the first deadline holds */
 		j->park_until_ns = mono_ns() + (uint64_t)p->cfg->fill_timeout_ms * 1000000;
 	pthread_mutex_lock(&p->lock);
+	if (p->workers_stop) {
+		/* serve_stop() took every parked job off already: the calling worker drops it */
+		do_queue_job(p, j, SERVE_FAST);
+		pthread_mutex_unlock(&p->lock);
+		cache_file_put(p->cache, f);
+		return;
+	}
 	j->next = p->parked;
 	p->parked = j;
 	p->nparked++;
