@@ -14,8 +14,8 @@
 #      (the owner's own reader would get EIO for that file: t_cluster_poison).
 #   d. node2 reads alone: every storage read of a chunk nodes 1 and 3 own is a fill the
 #      reader asked for (the owner reads none of it itself), and the owner still sends its
-#      bytes while they arrive (net/serve.c serve_fill(): owner_relayed > 0 on nodes 1 and 3),
-#      and node2 reads none of their chunks from storage itself (swarm.storage_unowned 0).
+#      bytes while they arrive (net/serve.c serve_fill(): owner_relayed > 0 on nodes 1 and 3);
+#      node2 reads none of their chunks from storage itself (swarm.storage_unowned 0).
 # timeout: 240
 # shellcheck disable=SC2154 # variables set by cluster_get, cluster_sum, ... (printf -v)
 . "$(dirname "$0")/lib.sh"
