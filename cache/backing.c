@@ -12,7 +12,7 @@
 #include "common/log.h"
 
 /* Bytes of a relayed storage read between progress reports (backing_read()). */
-#define BACKING_RELAY_PIECE (1u << 20)
+#define BACKING_RELAY_PIECE (256u << 10)
 
 /* pread() until @len bytes are in, riding out EINTR and short reads. */
 static int pread_full(int fd, void *dst, size_t len, uint64_t off, const struct deadline *dl)
