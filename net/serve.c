@@ -350,6 +350,16 @@ static int serve_relay(struct peers *p, struct sconn *sc, struct serve_job *j,
  */
 static int wait_state(struct peers *p, struct serve_job *j);
 
+/* Answers with the chunk @j holds pinned (span, crc) and counts it served. */
+static int send_held(struct peers *p, struct sconn *sc, struct serve_job *j,
+		     const struct deadline *dl)
+{
+	int rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, dl);
+	if (rc == 0)
+		count_served(p, sc->m, j->span.len);
+	return rc;
+}
+
 static int serve_wait(struct peers *p, struct sconn *sc, struct serve_job *j,
 		      const struct deadline *dl)
 {
@@ -361,11 +371,9 @@ static int serve_wait(struct peers *p, struct sconn *sc, struct serve_job *j,
 		count_swarm(p, &p->sw.holder_misses);
 		return send_data(p, sc, j->req_id, ENOENT, 0, NULL, 0, dl);
 	}
-	int rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, dl);
-	if (rc == 0) {
-		count_served(p, sc->m, j->span.len);
+	int rc = send_held(p, sc, j, dl);
+	if (rc == 0)
 		count_swarm(p, &p->sw.served_as_holder);
-	}
 	return rc;
 }
 
@@ -391,28 +399,24 @@ static int serve_fill(struct peers *p, struct sconn *sc, struct serve_job *j,
 		      const struct deadline *dl)
 {
 	struct cache_file *f = j->f;
-	uint64_t chunk = j->g.chunk;
-	uint32_t req_id = j->req_id, crc = 0;
 	struct handoff h = { p, j, false };
 	struct cache_begun begun = { hand_off, &h };
 	struct cache_span span;
+	uint32_t crc = 0;
 	cache_file_get(p->cache, f);
-	int rc = cache_serve_fill(p->cache, f, chunk, dl, &span, &crc, &begun);
+	int rc = cache_serve_fill(p->cache, f, j->g.chunk, dl, &span, &crc, &begun);
 	cache_file_put(p->cache, f);
-	if (h.done) {
+	if (h.done) { /* @j is no longer ours */
 		if (rc == 0)
 			cache_read_done(p->cache, &span, 1);
 		return SERVE_HANDED;
 	}
 	if (rc)
-		return send_data(p, sc, req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, dl);
+		return send_data(p, sc, j->req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, dl);
 	j->span = span;
 	j->crc = crc;
 	j->pinned = true;
-	rc = send_data(p, sc, req_id, 0, crc, span.data, (uint32_t)span.len, dl);
-	if (rc == 0)
-		count_served(p, sc->m, span.len);
-	return rc;
+	return send_held(p, sc, j, dl);
 }
 
 /* The fill serve_fill() runs began: its job waits, parked, for the bytes. */
@@ -446,10 +450,7 @@ static int serve_handed(struct peers *p, struct sconn *sc, struct serve_job *j,
 	if (rc)
 		return send_data(p, sc, j->req_id, EIO, 0, NULL, 0, dl);
 	j->pinned = true;
-	rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, dl);
-	if (rc == 0)
-		count_served(p, sc->m, j->span.len);
-	return rc;
+	return send_held(p, sc, j, dl);
 }
 
 /*
@@ -487,10 +488,7 @@ static int serve_get(struct peers *p, struct sconn *sc, struct serve_job *j)
 	if (rc)
 		return send_data(p, sc, j->req_id, rc == -ENOENT ? ENOENT : EIO, 0, NULL, 0, &dl);
 	j->pinned = true;
-	rc = send_data(p, sc, j->req_id, 0, j->crc, j->span.data, (uint32_t)j->span.len, &dl);
-	if (rc == 0)
-		count_served(p, sc->m, j->span.len);
-	return rc;
+	return send_held(p, sc, j, &dl);
 }
 
 /* Answers an RDMA descriptor message (net/rdma.h), on a worker: DESC_REQ may fill. */
