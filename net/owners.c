@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 
 /* One built map: immutable, freed with its last reference. */
@@ -13,6 +14,7 @@ struct omap {
 	struct place_map *map;
 	uint64_t *hashes;         /* the members it was built for, ascending */
 	unsigned n;
+	uint64_t set_sum;         /* set_sum() of hashes: owners_built_for() in O(n) */
 	uint64_t files_gen;
 	unsigned refs;            /* protected by owners->lock */
 };
@@ -20,11 +22,21 @@ struct omap {
 struct owners {
 	uint64_t chunk_size;
 	unsigned replicas;
+	pthread_mutex_t build_lock; /* one owners_update() at a time; taken before lock */
 	pthread_mutex_t lock;
 	struct omap *cur;         /* protected by lock; NULL before the first map */
-	uint64_t failed_gen;      /* the updater's own: the last failed build's files_gen */
+	uint64_t failed_gen;      /* protected by build_lock: the last failed build's files_gen */
 	unsigned failed_n;        /* and member count, so it is not retried every round */
 };
+
+/* An order-independent digest of a member set. */
+static uint64_t set_sum(const uint64_t *hashes, unsigned n)
+{
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < n; i++)
+		sum += fmix64(hashes[i] ^ 0x9e3779b97f4a7c15ULL);
+	return sum;
+}
 
 struct ranked {
 	uint64_t hash;
@@ -73,6 +85,7 @@ struct owners *owners_new(uint64_t chunk_size, unsigned replicas)
 		return NULL;
 	o->chunk_size = chunk_size;
 	o->replicas = replicas ? replicas : 1;
+	pthread_mutex_init(&o->build_lock, NULL);
 	pthread_mutex_init(&o->lock, NULL);
 	return o;
 }
@@ -83,6 +96,7 @@ void owners_free(struct owners *o)
 		return;
 	omap_put(o, o->cur);
 	pthread_mutex_destroy(&o->lock);
+	pthread_mutex_destroy(&o->build_lock);
 	free(o);
 }
 
@@ -106,13 +120,14 @@ static struct omap *omap_build(struct owners *o, uint64_t *sorted, unsigned n,
 	}
 	m->hashes = sorted;
 	m->n = n;
+	m->set_sum = set_sum(sorted, n);
 	m->files_gen = gen;
 	m->refs = 1;
 	return m;
 }
 
-int owners_update(struct owners *o, const uint64_t *hashes, unsigned n, owners_list_fn list,
-		  void *ctx)
+static int do_update(struct owners *o, const uint64_t *hashes, unsigned n, owners_list_fn list,
+		     void *ctx)
 {
 	struct place_file *files = NULL;
 	size_t nfiles = 0;
@@ -152,6 +167,23 @@ int owners_update(struct owners *o, const uint64_t *hashes, unsigned n, owners_l
 	pthread_mutex_unlock(&o->lock);
 	omap_put(o, old);
 	return 0;
+}
+
+int owners_update(struct owners *o, const uint64_t *hashes, unsigned n, owners_list_fn list,
+		  void *ctx)
+{
+	pthread_mutex_lock(&o->build_lock);
+	int rc = do_update(o, hashes, n, list, ctx);
+	pthread_mutex_unlock(&o->build_lock);
+	return rc;
+}
+
+bool owners_built_for(struct owners *o, const uint64_t *hashes, unsigned n)
+{
+	pthread_mutex_lock(&o->lock);
+	bool same = o->cur && o->cur->n == n && o->cur->set_sum == set_sum(hashes, n);
+	pthread_mutex_unlock(&o->lock);
+	return same;
 }
 
 /* The map's ranking translated to indices of @hashes, when @m was built for that set. */

@@ -9,14 +9,21 @@
  * files, so they agree on owners; owners_digest() (shown by mowsctl peers) lets an operator
  * check that they do.
  *
- * Threads: owners_update() is called by one thread at a time (the heartbeat thread) and
- * builds a new map without any lock held; owners_rank() and owners_digest() may be called
- * from any thread at any time. The current map is reference counted under o->lock, so a
- * rank in progress keeps the map it started with. o->lock is a leaf lock (THREADS.md).
+ * A node builds its map on the heartbeat thread once a round, and also on a fetch that
+ * finds the live members differ from its map's (or no map yet): the first reads of a cold
+ * burst come as soon as the model's file list is there, often before the next round, and a
+ * fetch that ranked by rendezvous then asked another owner than the nodes that had their
+ * map, so two nodes read the same chunk from storage (5 of 36 chunks in a 16-node burst).
+ *
+ * Threads: any thread may call any of these. owners_update() calls run one at a time
+ * (o->build_lock, held across the file list and the build, taken before o->lock); a rank
+ * never waits for a build. The current map is reference counted under o->lock, so a rank
+ * in progress keeps the map it started with. o->lock is a leaf lock (THREADS.md).
  */
 #ifndef MOWS_NET_OWNERS_H
 #define MOWS_NET_OWNERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +58,10 @@ int owners_update(struct owners *o, const uint64_t *hashes, unsigned n, owners_l
  */
 void owners_rank(struct owners *o, uint64_t file_key, uint64_t chunk, const uint64_t *hashes,
 		 unsigned n, unsigned *order);
+
+/* Whether the current map was built for the member set @hashes[0..n-1] (any order): when
+ * not, the caller may owners_update() before it ranks. O(n), no allocation. */
+bool owners_built_for(struct owners *o, const uint64_t *hashes, unsigned n);
 
 /* The current map's place_map_digest() and member count, or 0 and 0 without a map. */
 void owners_digest(struct owners *o, uint64_t *digest, unsigned *members);

@@ -577,12 +577,11 @@ static struct member *live_by_id(struct member **ms, unsigned n, const char *id)
  * net/swarm.h): then we ask the holder it named with WAIT and, when that fails, the owner
  * again with NOREDIRECT, which it serves itself.
  */
-static int run_step(struct peers *p, struct member **ms, unsigned n, const struct plan_step *st,
-		    struct transport_chunk_req *req, void *dst, size_t len,
-		    const struct deadline *dl, struct cache_fetch *out)
+static int do_run_step(struct peers *p, struct member **ms, unsigned n,
+		       const struct plan_step *st, struct transport_chunk_req *req, void *dst,
+		       size_t len, const struct deadline *dl, struct cache_fetch *out, char *holder)
 {
 	struct member *m = ms[st->member];
-	char holder[PROTO_NODE_ID_MAX + 1] = "";
 	pthread_mutex_lock(&p->lock);
 	bool swarm = st->fill && (m->caps & PROTO_CAP_SWARM);
 	pthread_mutex_unlock(&p->lock);
@@ -612,6 +611,22 @@ static int run_step(struct peers *p, struct member **ms, unsigned n, const struc
 	return fetch_one(p, m, req, dst, len, dl, out, NULL);
 }
 
+/* do_run_step(), with a debug line per step: whom it asked, who it was handed to, how long
+ * it took (where a slow burst spends its time). */
+static int run_step(struct peers *p, struct member **ms, unsigned n, const struct plan_step *st,
+		    struct transport_chunk_req *req, void *dst, size_t len,
+		    const struct deadline *dl, struct cache_fetch *out)
+{
+	char holder[PROTO_NODE_ID_MAX + 1] = "";
+	uint64_t t0 = mono_ns();
+	int rc = do_run_step(p, ms, n, st, req, dst, len, dl, out, holder);
+	log_debug("peers: chunk %" PRIu64 " of file %016" PRIx64 ": asked %s%s%s%s: %s after "
+		  "%" PRIu64 " ms", req->chunk, req->file_key, ms[st->member]->node_id,
+		  st->fill ? " with fill" : "", holder[0] ? ", handed on to " : "", holder,
+		  rc ? strerror(-rc) : "delivered", (mono_ns() - t0) / 1000000);
+	return rc;
+}
+
 /* Runs the plan: 0 when a step delivered, -ENOENT to let the cache read the backing. */
 static int run_plan(struct peers *p, const struct plan *pl, struct member **ms, unsigned n,
 		    struct transport_chunk_req *req, void *dst, size_t len,
@@ -639,6 +654,14 @@ static void mark_older(struct peers *p, struct member **ms, unsigned n, bool *ol
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Builds the ownership map for the members @hashes[0..n-1] (this node last) when the
+ * model's files or the members changed since the current one (net/owners.h). */
+static void build_owners(struct peers *p, const uint64_t *hashes, unsigned n)
+{
+	if (p->host.list_files && p->cfg->ownership == OWNERSHIP_BALANCED)
+		owners_update(p->owners, hashes, n, p->host.list_files, p->host.ctx);
+}
+
 static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *dst, size_t len,
 		       const struct deadline *dl, struct cache_fetch *out)
 {
@@ -663,6 +686,8 @@ static int peers_fetch(void *ctx, struct cache_file *f, uint64_t chunk, void *ds
 				 .older = older };
 	struct plan pl;
 	int rc = -ENOENT;
+	if (order && !owners_built_for(p->owners, hashes, n))
+		build_owners(p, hashes, n); /* rank as the nodes that have their map do */
 	if (order)
 		owners_rank(p->owners, req.file_key, chunk, hashes, n, order);
 	if (order && older && plan_make(&in, order, &pl) == 0) {
@@ -1259,8 +1284,7 @@ static void update_owners(struct peers *p)
 	struct member **ms;
 	uint64_t *hashes;
 	unsigned n = live_members(p, &ms, &hashes);
-	if (p->host.list_files && p->cfg->ownership == OWNERSHIP_BALANCED)
-		owners_update(p->owners, hashes, n, p->host.list_files, p->host.ctx);
+	build_owners(p, hashes, n);
 	put_members(p, ms, hashes, n ? n - 1 : 0);
 }
 

@@ -1,5 +1,6 @@
 /* Check suite for net/owners.c: the balanced ownership map as fetches use it. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,48 @@ START_TEST(rebuilt_on_change_only)
 }
 END_TEST
 
+/* owners_built_for(): the set the map was built for, in any order, and no other; a fetch
+ * that sees false builds the map before it ranks (net/peer.c), so that it does not ask
+ * another owner than the nodes whose heartbeat built theirs. Builders on two threads at
+ * once leave one map for the last set. */
+static void *update_thread(void *arg)
+{
+	uint64_t h[MAXN];
+	node_hashes(h, 10);
+	for (int i = 0; i < 50; i++)
+		owners_update(arg, h, (i & 1) ? 10 : 9, list_model, NULL);
+	return NULL;
+}
+
+START_TEST(built_for_its_set_only)
+{
+	uint64_t h[MAXN], rev[MAXN];
+	unsigned m;
+	uint64_t d;
+	node_hashes(h, 10);
+	for (unsigned i = 0; i < 8; i++)
+		rev[i] = h[7 - i];
+	struct owners *o = owners_new(CHUNK, 1);
+	ck_assert(!owners_built_for(o, h, 8));
+	ck_assert_int_eq(owners_update(o, h, 8, list_model, NULL), 0);
+	ck_assert(owners_built_for(o, h, 8));
+	ck_assert(owners_built_for(o, rev, 8));
+	ck_assert(!owners_built_for(o, h, 7));
+	ck_assert(!owners_built_for(o, h, 9));
+	ck_assert(!owners_built_for(o, h + 1, 8)); /* as many members, one of them another */
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, update_thread, o), 0);
+	for (int i = 0; i < 50; i++)
+		owners_update(o, h, (i & 1) ? 10 : 9, list_model, NULL);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(owners_update(o, h, 10, list_model, NULL), 0);
+	ck_assert(owners_built_for(o, h, 10));
+	owners_digest(o, &d, &m);
+	ck_assert_uint_eq(m, 10);
+	owners_free(o);
+}
+END_TEST
+
 static Suite *owners_suite(void)
 {
 	Suite *s = suite_create("owners");
@@ -156,6 +199,7 @@ static Suite *owners_suite(void)
 	tcase_add_test(tc, balanced_in_any_order);
 	tcase_add_test(tc, other_set_falls_back);
 	tcase_add_test(tc, rebuilt_on_change_only);
+	tcase_add_test(tc, built_for_its_set_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
